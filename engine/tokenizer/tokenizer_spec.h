@@ -1,0 +1,28 @@
+// File: engine/tokenizer/tokenizer_spec.h
+// A tokenizer described as plain data, independent of the file it came from. The GGUF reader
+// fills it from tokenizer.ggml.* metadata; Tokenizer::FromSpec builds a tokenizer from it.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "common/ids.h"
+
+namespace lil {
+
+struct TokenizerSpec {
+  std::string model;                  // tokenizer.ggml.model: "gpt2" (byte-level BPE) or "llama" (SentencePiece BPE)
+  std::string pre;                    // tokenizer.ggml.pre: pre-tokenizer name ("smollm", "llama-bpe", "qwen2", ...)
+  std::vector<std::string> tokens;    // id -> token text (byte-level form for gpt2, '▁' form for llama)
+  std::vector<float> scores;          // SentencePiece scores (may be empty)
+  std::vector<int32_t> token_types;   // 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte
+  std::vector<std::string> merges;    // "a b" pairs, rank order
+  std::optional<TokenId> bos_id, eos_id, pad_id, unk_id;
+  bool add_bos = false;
+  bool add_eos = false;
+  std::string chat_template;          // tokenizer.chat_template (Jinja), may be empty
+};
+
+}  // namespace lil

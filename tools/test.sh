@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# File: tools/test.sh
+# The whole test suite from a fresh machine: set up, build, run every CTest test.
+# GPU tests (label gpu) skip themselves where no GPU is present.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$root"
+tools/setup.sh
+tools/build.sh
+cd build
+ctest --output-on-failure -j "${LILSERVE_TEST_JOBS:-2}" --timeout 1500 "$@"
