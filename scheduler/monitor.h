@@ -11,6 +11,7 @@
 #include <string_view>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "scheduler/request_params.h"
 
 namespace lil {
@@ -25,8 +26,18 @@ struct MonitorCheck {
 
 enum class MonitorDecision { kContinue, kStop };
 
+// Growth is measured as size(H + C) - size(H), where C is the text since the previous check
+// and H the last 32 KiB before it: DEFLATE cannot reach further back, so this tracks the
+// growth of the whole output's compressed size (docs/MONITOR.md gives the measured
+// difference) at O(64 KiB) per check however long the output. Only H + C is kept in
+// memory, so `compressed_bytes` in the trace is the first check's whole-output size plus
+// the running sum of gains since then.
 class InfoMonitor {
  public:
+  // Parameters the rule can run with: interval_tokens >= 1 (the constructor clamps a bad
+  // value to 1 so a monitor never divides by zero; callers validate first).
+  static absl::Status Validate(const MonitorParams& params);
+
   explicit InfoMonitor(const MonitorParams& params);
 
   // Feeds the detokenized UTF-8 text of `num_tokens` newly generated tokens (text may be
@@ -38,16 +49,28 @@ class InfoMonitor {
   const std::vector<MonitorCheck>& trace() const { return trace_; }
   // The generated-token count at which the rule first said stop, if it has.
   std::optional<int32_t> stop_at_token() const { return stop_at_token_; }
+  // OK unless zlib failed (out of memory); a failed check is skipped (never a stop) and
+  // the first error is kept here.
+  const absl::Status& status() const { return status_; }
+  // Bytes of text held (bounded by 32 KiB + the text of one interval).
+  size_t held_bytes() const { return text_.size(); }
 
  private:
+  void Check();
+  // gain * interval < min_gain * tokens, in integers: the threshold scaled to the tokens
+  // since the previous check.
+  bool BelowThreshold(int64_t gain_bytes, int32_t tokens_since_check) const;
+
   MonitorParams params_;
-  std::string text_;  // generated text (the compressor reads only its last 32 KiB + chunk)
-  size_t checked_bytes_ = 0;       // text_.size() at the previous check
+  // The last <= 32 KiB of text before the previous check, then the text since it.
+  std::string text_;
+  size_t checked_bytes_ = 0;       // offset in text_ of the previous check point
   int32_t generated_tokens_ = 0;
   int32_t checked_tokens_ = 0;     // generated_tokens_ at the previous check
   int64_t last_compressed_ = -1;   // compressed size at the previous check (-1: none yet)
   std::vector<MonitorCheck> trace_;
   std::optional<int32_t> stop_at_token_;
+  absl::Status status_;
 };
 
 }  // namespace lil
