@@ -1,0 +1,90 @@
+// File: tests/monitor/deflate_size_test.cc
+// DeflateSizer against a one-shot zlib compression written here, and PairSizes (the
+// deflateCopy fork) against two separate compressions.
+#include "scheduler/deflate_size.h"
+
+#include <random>
+#include <string>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <zlib.h>
+
+namespace lil {
+namespace {
+
+// The plain way: one deflate(Z_FINISH) call into a buffer of deflateBound bytes.
+int64_t OneShotRawDeflateSize(const std::string& text) {
+  z_stream s{};
+  EXPECT_EQ(deflateInit2(&s, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY), Z_OK);
+  std::vector<unsigned char> out(deflateBound(&s, text.size()) + 16);
+  s.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(text.data()));
+  s.avail_in = text.size();
+  s.next_out = out.data();
+  s.avail_out = out.size();
+  EXPECT_EQ(deflate(&s, Z_FINISH), Z_STREAM_END);
+  int64_t size = s.total_out;
+  deflateEnd(&s);
+  return size;
+}
+
+std::string RandomText(std::mt19937_64& rng, size_t n, int alphabet) {
+  std::string s(n, ' ');
+  for (char& c : s) c = static_cast<char>('a' + rng() % alphabet);
+  return s;
+}
+
+TEST(DeflateSizeTest, MatchesPythonZlibSizes) {
+  // zlib.compressobj(6, zlib.DEFLATED, -15): b'' -> 2 bytes, b'hello hello hello hello\n' -> 11.
+  DeflateSizer sizer;
+  EXPECT_EQ(sizer.Size("").value(), 2);
+  EXPECT_EQ(sizer.Size("hello hello hello hello\n").value(), 11);
+}
+
+TEST(DeflateSizeTest, SizeMatchesOneShotCompression) {
+  std::mt19937_64 rng(7);
+  DeflateSizer sizer;
+  for (size_t n : {1, 100, 20'000, 70'000, 200'000}) {
+    for (int alphabet : {2, 26, 200}) {
+      std::string text = RandomText(rng, n, alphabet);
+      EXPECT_EQ(sizer.Size(text).value(), OneShotRawDeflateSize(text))
+          << "n=" << n << " alphabet=" << alphabet;
+    }
+  }
+}
+
+TEST(DeflateSizeTest, PairSizesEqualSeparateCompressions) {
+  std::mt19937_64 rng(11);
+  DeflateSizer sizer;
+  // Lengths around zlib's internal sizes: the 32 KiB window, the 64 KiB buffer it slides,
+  // and the 16K-symbol block buffer.
+  const std::vector<size_t> prefix_sizes = {0, 1, 258, 32'767, 32'768, 32'769, 40'000, 65'536,
+                                            100'000};
+  const std::vector<size_t> suffix_sizes = {0, 1, 300, 1'000, 5'000, 40'000};
+  for (size_t p : prefix_sizes) {
+    for (size_t q : suffix_sizes) {
+      int alphabet = 2 + static_cast<int>(rng() % 30);
+      std::string prefix = RandomText(rng, p, alphabet);
+      // Half the suffixes repeat the prefix's tail so matches cross the seam.
+      std::string suffix = (rng() % 2 == 0 || p == 0)
+                               ? RandomText(rng, q, alphabet)
+                               : prefix.substr(p - std::min(p, q)) + RandomText(rng, q / 2, 3);
+      DeflatePairSizes sizes = sizer.PairSizes(prefix, suffix).value();
+      EXPECT_EQ(sizes.prefix_bytes, OneShotRawDeflateSize(prefix)) << "p=" << p << " q=" << q;
+      EXPECT_EQ(sizes.whole_bytes, OneShotRawDeflateSize(prefix + suffix))
+          << "p=" << p << " q=" << q;
+    }
+  }
+}
+
+TEST(DeflateSizeTest, ThreadLocalSizerIsReusable) {
+  DeflateSizer& a = DeflateSizer::ThreadLocal();
+  EXPECT_EQ(&a, &DeflateSizer::ThreadLocal());
+  std::string text(50'000, 'x');
+  int64_t first = a.Size(text).value();
+  EXPECT_EQ(a.PairSizes("abc", "def").value().whole_bytes, OneShotRawDeflateSize("abcdef"));
+  EXPECT_EQ(a.Size(text).value(), first);
+}
+
+}  // namespace
+}  // namespace lil
