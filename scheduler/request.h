@@ -49,7 +49,7 @@ struct Request {
 
   RequestState state = RequestState::kWaiting;
   bool ever_preempted = false;
-  bool in_flight = false;  // in the outstanding plan
+  int32_t plan_slot = -1;  // index in the plan being built / outstanding; -1 when none
   KillFlag kill = KillFlag::kNone;
 
   std::vector<PageId> page_table;  // logical page -> PageId (kNoPage: freed / none)

@@ -104,35 +104,55 @@ class Scheduler {
  private:
   explicit Scheduler(SchedulerOptions options);
 
-  void FinishFlagged(std::vector<Request*>& list);
+  // Schedule side (scheduler.cc).
+  void FinishKilledAndExpired();
   void ScheduleRunning(StepPlan& plan, int32_t& budget, bool decodes);
   void ScheduleWaiting(StepPlan& plan, int32_t& budget);
+  int32_t TakePrefixHits(Request& req);
   bool AllocateFor(Request& req, int32_t num_tokens);
-  bool PreemptVictimFor(const Request& req);
-  void Preempt(Request& req);
+  // Makes room for `req` to run `num_tokens`; false when req itself was preempted/finished.
+  bool MakeRoom(StepPlan& plan, int32_t& budget, Request& req, int32_t num_tokens);
+  void Preempt(StepPlan& plan, int32_t& budget, Request& req);
+  void ApplySparsePolicy(Request& req, int32_t len);
   void AddToPlan(StepPlan& plan, Request& req, int32_t num_tokens);
+  void InsertSorted(std::deque<Request*>& q, Request* req);
+  void InsertRunning(Request* req);
+  void ReleasePages(Request& req);
+
+  // Update side (scheduler_update.cc).
+  absl::Status ValidateResult(const StepPlan& plan, const StepResult& result) const;
   void ApplySeq(const ScheduledSeq& seq, const SeqOutput& out, Request& req);
-  void ApplySparsePolicy(Request& req);
+  bool CheckStops(Request& req, const SeqOutput& out, RequestOutput& o);
+  void RunMonitor(Request& req, const SeqOutput& out);
+  void StartConclusion(Request& req);
   void RegisterFullPromptPages(Request& req);
   void Finish(Request& req, FinishReason reason);
   RequestOutput& OutputFor(Request& req);
-  void InsertWaiting(Request* req);
+  void EraseFinished();
   void FillStats(SchedulerStats& stats) const;
+  bool Expired(const Request& req, int64_t now) const {
+    return req.deadline_micros > 0 && now >= req.deadline_micros;
+  }
 
   SchedulerOptions options_;
   const Clock* clock_;
   BlockManager blocks_;
   absl::flat_hash_map<RequestId, std::unique_ptr<Request>> requests_;
-  std::deque<Request*> waiting_;  // sorted: priority desc, arrival asc, id asc
-  std::vector<Request*> running_;  // admission order
+  // Both sorted by priority desc, arrival asc, seq_no asc: the back of running_ is the
+  // preemption victim, the front of waiting_ the next admission.
+  std::deque<Request*> waiting_;
+  std::deque<Request*> running_;
   std::vector<Request*> in_flight_;  // parallel to the outstanding plan's seqs
   int64_t step_ = 0;
+  uint64_t next_seq_ = 0;
   bool plan_outstanding_ = false;
-  // Outputs produced outside Update (finishes found in Schedule) and released ids.
-  std::vector<RequestOutput> pending_outputs_;
-  absl::flat_hash_map<RequestId, size_t> output_index_;  // id -> index in the step's outputs
-  std::vector<RequestId> released_;
-  SchedulerStats step_stats_;  // counters of the step in progress
+  // Outputs of the step in progress (finishes found in Schedule wait here for Update).
+  std::vector<RequestOutput> outputs_;
+  absl::flat_hash_map<RequestId, size_t> output_index_;
+  std::vector<RequestId> released_;   // for the next plan
+  std::vector<RequestId> finished_;   // to erase at the end of the pass
+  SchedulerStats step_stats_;         // counters of the step in progress
+  int64_t evicted_at_step_start_ = 0;
 };
 
 }  // namespace lil

@@ -31,7 +31,6 @@ class StopStringMatcher {
   size_t HoldBack() const;
 
   std::vector<std::string> stops_;
-  size_t max_len_ = 0;
   std::string text_;        // all output text so far
   size_t emitted_ = 0;      // bytes of text_ already returned
   size_t checked_end_ = 0;  // matches ending at or before this offset were ruled out
