@@ -22,6 +22,7 @@ struct TokenizerSpec {
   std::optional<TokenId> bos_id, eos_id, pad_id, unk_id;
   bool add_bos = false;
   bool add_eos = false;
+  bool add_space_prefix = true;       // tokenizer.ggml.add_space_prefix ("llama" model: prepend "▁")
   std::string chat_template;          // tokenizer.chat_template (Jinja), may be empty
 };
 
