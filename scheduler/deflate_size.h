@@ -1,20 +1,22 @@
 // File: scheduler/deflate_size.h
 // Sizes of zlib raw DEFLATE streams (level 6, windowBits -15, memLevel 8, default strategy,
-// complete stream ended with Z_FINISH), measured without keeping the compressed bytes. The
-// information monitor's only compressor; one reusable zlib state per sizer.
+// complete stream ended with Z_FINISH), measured without keeping the compressed bytes: a
+// reusable one-shot sizer and a live stream whose finished size can be read at any point.
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <string_view>
 
 #include <zlib.h>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 
 namespace lil {
 
 // DEFLATE's match distance limit: no byte further back than this can shape the encoding of
-// a new byte, which is why the monitor keeps only this much history.
+// a new byte, which is why the windowed monitor keeps only this much history.
 inline constexpr size_t kDeflateWindowBytes = 32 * 1024;
 
 struct DeflatePairSizes {
@@ -43,13 +45,33 @@ class DeflateSizer {
   static DeflateSizer& ThreadLocal();
 
  private:
-  absl::Status Start();                                   // init or reset stream_
-  absl::Status Feed(z_stream& s, std::string_view text);  // Z_NO_FLUSH
-  absl::StatusOr<int64_t> Finish(z_stream& s);            // Z_FINISH, returns total_out
+  absl::Status Start();  // init or reset stream_
 
   z_stream stream_{};
   bool initialized_ = false;
-  unsigned char out_[16 * 1024];  // compressed bytes are counted, then overwritten
+};
+
+// A live raw DEFLATE stream over all text appended so far. FinishedSize() forks the zlib
+// state and finishes the fork, so it equals a one-shot compression of all the text (the
+// paper's measure, exactly) at the cost of the new text plus a ~256 KiB state copy and the
+// pending block's Huffman coding; the live stream is never flushed. Holds ~268 KiB of zlib
+// state from the first Append. Copyable (deflateCopy); errors stick and are returned.
+class DeflateStream {
+ public:
+  DeflateStream() = default;
+  ~DeflateStream();
+  DeflateStream(const DeflateStream& other);
+  DeflateStream& operator=(const DeflateStream& other);
+
+  absl::Status Append(std::string_view text);
+  // Size of the complete stream if it ended now.
+  absl::StatusOr<int64_t> FinishedSize();
+
+ private:
+  void Reset();
+
+  std::unique_ptr<z_stream> stream_;  // on the heap: zlib's state points back at it
+  absl::Status status_;
 };
 
 }  // namespace lil

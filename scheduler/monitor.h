@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "scheduler/deflate_size.h"
 #include "scheduler/request_params.h"
 
 namespace lil {
@@ -26,19 +27,31 @@ struct MonitorCheck {
 
 enum class MonitorDecision { kContinue, kStop };
 
-// Growth is measured as size(H + C) - size(H), where C is the text since the previous check
-// and H the last 32 KiB before it: DEFLATE cannot reach further back, so this tracks the
-// growth of the whole output's compressed size (docs/MONITOR.md gives the measured
-// difference) at O(64 KiB) per check however long the output. Only H + C is kept in
-// memory, so `compressed_bytes` in the trace is the first check's whole-output size plus
-// the running sum of gains since then.
+// How a check measures the growth of the output's compressed size (docs/MONITOR.md).
+enum class MonitorGrowth {
+  // size(H + C) - size(H), where C is the text since the previous check and H the last
+  // 32 KiB before it. O(64 KiB) per check however long the output; holds H + C only.
+  // DEFLATE cannot match further back than 32 KiB, but its block boundaries and Huffman
+  // codes still depend on older text, so past 32 KiB of output this differs from the
+  // whole-output growth by a few bytes (measured: docs/MONITOR.md).
+  kWindowed,
+  // A live DEFLATE stream of the whole output, forked and finished at each check: exactly
+  // the whole-output size, for the chunk's compression plus a ~256 KiB state copy per
+  // check, and ~268 KiB of zlib state per request.
+  kExactStream,
+};
+
+// With kWindowed only H + C is kept in memory, so `compressed_bytes` in the trace is the
+// first check's whole-output size plus the running sum of gains since then; with
+// kExactStream it is the whole output's size.
 class InfoMonitor {
  public:
   // Parameters the rule can run with: interval_tokens >= 1 (the constructor clamps a bad
   // value to 1 so a monitor never divides by zero; callers validate first).
   static absl::Status Validate(const MonitorParams& params);
 
-  explicit InfoMonitor(const MonitorParams& params);
+  explicit InfoMonitor(const MonitorParams& params,
+                       MonitorGrowth growth = MonitorGrowth::kWindowed);
 
   // Feeds the detokenized UTF-8 text of `num_tokens` newly generated tokens (text may be
   // empty while a multi-byte character is incomplete). Returns kStop when a check finds the
@@ -49,20 +62,28 @@ class InfoMonitor {
   const std::vector<MonitorCheck>& trace() const { return trace_; }
   // The generated-token count at which the rule first said stop, if it has.
   std::optional<int32_t> stop_at_token() const { return stop_at_token_; }
-  // OK unless zlib failed (out of memory); a failed check is skipped (never a stop) and
-  // the first error is kept here.
+  // OK unless zlib failed (out of memory); the monitor then stops checking (it never stops
+  // the request) and keeps the error here.
   const absl::Status& status() const { return status_; }
-  // Bytes of text held (bounded by 32 KiB + the text of one interval).
+  // Bytes of text held: 32 KiB + the text of one interval at most (kWindowed), the text of
+  // one interval (kExactStream, which also holds ~268 KiB of zlib state).
   size_t held_bytes() const { return text_.size(); }
 
  private:
   void Check();
+  // The output's compressed size now (for kWindowed: the previous size plus the windowed
+  // growth); both consume the text since the previous check.
+  absl::StatusOr<int64_t> MeasureWindowed();
+  absl::StatusOr<int64_t> MeasureExact();
   // gain * interval < min_gain * tokens, in integers: the threshold scaled to the tokens
   // since the previous check.
   bool BelowThreshold(int64_t gain_bytes, int32_t tokens_since_check) const;
 
   MonitorParams params_;
-  // The last <= 32 KiB of text before the previous check, then the text since it.
+  MonitorGrowth growth_;
+  DeflateStream stream_;  // kExactStream only
+  // kWindowed: the last <= 32 KiB of text before the previous check, then the text since
+  // it; kExactStream: the text since the previous check.
   std::string text_;
   size_t checked_bytes_ = 0;       // offset in text_ of the previous check point
   int32_t generated_tokens_ = 0;
