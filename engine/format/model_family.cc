@@ -18,16 +18,19 @@ std::vector<ModelFamilyConfig> Families() {
   ModelFamilyConfig llama{"llama3-8b", "LlamaForCausalLM", "llama", 4096, 14336, 32, 32, 8, 128,
                           128256, 131072, 500000.0, 1e-5};
   llama.llama3_rope_scaling = true;
-  llama.chat_style = ChatStyle::kLlama3;
+  llama.tokenizer_style = TokenizerStyle::kLlama3;
   ModelFamilyConfig qwen25{"qwen2.5-7b", "Qwen2ForCausalLM", "qwen2", 3584, 18944, 28, 28, 4, 128,
                            152064, 131072, 1000000.0, 1e-6};
   qwen25.attention_bias = true;
+  qwen25.tokenizer_style = TokenizerStyle::kQwen2;
   ModelFamilyConfig qwen3{"qwen3-8b", "Qwen3ForCausalLM", "qwen3", 4096, 12288, 36, 32, 8, 128,
                           151936, 40960, 1000000.0, 1e-6};
   qwen3.qk_norm = true;
+  qwen3.tokenizer_style = TokenizerStyle::kQwen3;
   ModelFamilyConfig smol{"smollm2-135m", "LlamaForCausalLM", "llama", 576, 1536, 30, 9, 3, 64,
                          49152, 8192, 100000.0, 1e-5};
   smol.tie_word_embeddings = true;
+  smol.tokenizer_style = TokenizerStyle::kSmolLM2;
   return {llama, qwen25, qwen3, smol};
 }
 

@@ -13,7 +13,8 @@
 
 namespace lil {
 
-enum class ChatStyle { kLlama3, kChatml };
+// Which tokenizer (pre-tokenizer, special tokens, chat template) a family gets.
+enum class TokenizerStyle { kLlama3, kQwen2, kQwen3, kSmolLM2 };
 
 struct ModelFamilyConfig {
   std::string family;           // "llama3-8b"
@@ -33,7 +34,7 @@ struct ModelFamilyConfig {
   bool attention_bias = false;   // q/k/v biases (Qwen2)
   bool qk_norm = false;          // per-head RMSNorm on q and k (Qwen3)
   bool llama3_rope_scaling = false;
-  ChatStyle chat_style = ChatStyle::kChatml;
+  TokenizerStyle tokenizer_style = TokenizerStyle::kLlama3;
 };
 
 // The named family with its real shapes; INVALID_ARGUMENT listing the known names otherwise.
