@@ -289,6 +289,8 @@ absl::StatusOr<ExprPtr> Parser::ParsePostfix(ExprPtr node) {
       LIL_ASSIGN_OR_RETURN(node, ParseSubscript(std::move(node)));
     } else if (IsOp("(")) {
       ExprPtr call = MakeExpr(ExprType::kCall, Cur());
+      call->line = node->line;  // errors point at the callee, not at '('
+      call->column = node->column;
       call->children.push_back(std::move(node));
       LIL_RETURN_IF_ERROR(ParseCallArgs(call.get()));
       node = std::move(call);
@@ -306,6 +308,8 @@ absl::StatusOr<ExprPtr> Parser::ParseFilterExpr(ExprPtr node) {
       LIL_ASSIGN_OR_RETURN(node, ParseTest(std::move(node)));
     } else if (IsOp("(")) {
       ExprPtr call = MakeExpr(ExprType::kCall, Cur());
+      call->line = node->line;  // errors point at the callee, not at '('
+      call->column = node->column;
       call->children.push_back(std::move(node));
       LIL_RETURN_IF_ERROR(ParseCallArgs(call.get()));
       node = std::move(call);

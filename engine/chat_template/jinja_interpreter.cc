@@ -245,11 +245,8 @@ absl::Status Interpreter::ExecSet(const Node& node, Value value) {
     ns.mutable_namespace().Set(target.name, std::move(value));
     return absl::OkStatus();
   }
-  // Tuple unpacking.
-  if (!value.is_list()) {
-    return absl::InvalidArgumentError(absl::StrCat("cannot unpack non-sequence ", TypeName(value)));
-  }
-  const ValueList& items = value.list();
+  // Tuple unpacking (any iterable, as Python does).
+  LIL_ASSIGN_OR_RETURN(ValueList items, IterItems(value));
   if (items.size() != target.children.size()) {
     return absl::InvalidArgumentError(absl::StrCat("cannot unpack ", items.size(),
                                                    " values into ", target.children.size(), " names"));
