@@ -1,6 +1,6 @@
 // File: engine/tokenizer/decoder.cc
 // Decoder stages. Each stage receives tokens as BeginToken, Text..., EndToken and a Finish at
-// the end of a chunk. Stages that need a whole token buffer it (tokens are short); Fuse and
+// the end of the sequence. Stages that need a whole token buffer it (tokens are short); Fuse and
 // Strip stream, so byte-level and SentencePiece chains emit text as soon as it is final.
 #include "engine/tokenizer/decoder.h"
 
@@ -229,7 +229,7 @@ class StripStage : public DecodeStage {
   std::string held_;
 };
 
-// Replacement character -> space; in the first token of a chunk every replacement is
+// Replacement character -> space; in the first token every replacement is
 // dropped when a prefix was prepended (HF Metaspace decoder).
 class MetaspaceStage : public TokenStage {
  public:
@@ -294,7 +294,7 @@ std::unique_ptr<DecodeStage> MakeStage(const DecoderStep& step) {
 
 }  // namespace
 
-DecodeStream::DecodeStream(const DecoderConfig& config) : none_(config.none) {
+DecodeStream::DecodeStream(const DecoderConfig& config) {
   if (config.none) {
     stages_.push_back(std::make_unique<JoinStage>());
   } else {
@@ -306,32 +306,22 @@ DecodeStream::DecodeStream(const DecoderConfig& config) : none_(config.none) {
 
 DecodeStream::~DecodeStream() = default;
 
-void DecodeStream::PushModelToken(std::string_view token) {
-  chunk_has_tokens_ = true;
+void DecodeStream::PushToken(std::string_view token) {
+  has_tokens_ = true;
   DecodeStage* first = stages_.front().get();
   first->BeginToken();
   first->Text(token);
   first->EndToken();
 }
 
-void DecodeStream::FinishChunk() {
-  // HF runs the decoder once per chunk even when the chunk is empty; an empty chain input
-  // gives empty text for every supported decoder, so an empty chunk can be skipped.
-  if (chunk_has_tokens_) stages_.front()->Finish();
-  chunk_has_tokens_ = false;
+void DecodeStream::Finish() {
+  // An empty token list decodes to "" with every supported decoder; stages then reset, so
+  // the stream may continue as a new sequence.
+  if (has_tokens_) stages_.front()->Finish();
+  has_tokens_ = false;
 }
-
-void DecodeStream::PushAddedToken(std::string_view content) {
-  FinishChunk();
-  if (none_ && (emitted_anything_ || !output_.empty())) output_.push_back(' ');
-  output_.append(content);
-  if (!output_.empty()) emitted_anything_ = true;
-}
-
-void DecodeStream::Finish() { FinishChunk(); }
 
 std::string DecodeStream::TakeOutput() {
-  if (!output_.empty()) emitted_anything_ = true;
   std::string out;
   out.swap(output_);
   return out;

@@ -2,7 +2,7 @@
 // Decoding ids to text as a stream. The tokenizer.json decoder chain (ByteLevel, Replace,
 // ByteFallback, Fuse, Strip, Metaspace) runs as a pipeline of stages that see tokens one at a
 // time, so Tokenizer::Decode and the incremental detokenizer are the same machine and agree
-// byte for byte with HF tokenizers' decode (which restarts the chain at every added token).
+// byte for byte with HF tokenizers' decode (added tokens' text goes through the chain too).
 #pragma once
 
 #include <memory>
@@ -38,22 +38,17 @@ class DecodeStream {
   DecodeStream(const DecodeStream&) = delete;
   DecodeStream& operator=(const DecodeStream&) = delete;
 
-  void PushModelToken(std::string_view token);
-  // An added token: ends the current chunk and is copied to the output unchanged.
-  void PushAddedToken(std::string_view content);
+  // The token's vocabulary string (an added token's content).
+  void PushToken(std::string_view token);
   // Ends the stream: everything held back is resolved and emitted.
   void Finish();
   // Returns the text completed since the last call.
   std::string TakeOutput();
 
  private:
-  void FinishChunk();
-
-  bool none_;
   std::string output_;
   std::vector<std::unique_ptr<DecodeStage>> stages_;  // stages_.back() writes output_
-  bool chunk_has_tokens_ = false;
-  bool emitted_anything_ = false;  // for the "no decoder" spacing rule
+  bool has_tokens_ = false;
 };
 
 }  // namespace lil

@@ -88,14 +88,10 @@ std::vector<TokenId> Tokenizer::Encode(std::string_view input, bool add_special_
 
 void Tokenizer::PushId(TokenId id, bool skip_special_tokens, DecodeStream* stream) const {
   if (id < 0 || static_cast<size_t>(id) >= parts_->id_to_token.size()) return;
-  if (parts_->is_added[id]) {
-    if (skip_special_tokens && parts_->is_special[id]) return;
-    stream->PushAddedToken(parts_->id_to_token[id]);
-    return;
-  }
+  if (skip_special_tokens && parts_->is_special[id]) return;
   // Gaps in a vocabulary (ids no token has) are skipped like unknown ids.
-  if (parts_->id_to_token[id].empty()) return;
-  stream->PushModelToken(parts_->id_to_token[id]);
+  if (parts_->id_to_token[id].empty() && !parts_->is_added[id]) return;
+  stream->PushToken(parts_->id_to_token[id]);
 }
 
 std::string Tokenizer::Decode(absl::Span<const TokenId> ids, bool skip_special_tokens) const {
