@@ -1,0 +1,38 @@
+// File: engine/backend.h
+// A backend runs StepPlans on one device: it owns the weights on that device, the paged KV
+// pools and the per-request state it needs (token history for repetition penalty, seeds).
+// The CPU backend is built in; the CUDA backend lives in a module loaded at run time.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "engine/model_config.h"
+#include "scheduler/step_plan.h"
+
+namespace lil {
+
+struct KvCacheOptions {
+  int32_t page_size = 16;
+  int32_t num_pages = 0;          // 0: derive from kv_bytes
+  int64_t kv_bytes = 256LL << 20;  // pool size when num_pages is 0
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+  virtual std::string name() const = 0;
+  virtual const ModelConfig& config() const = 0;
+  virtual int32_t num_pages() const = 0;
+  virtual int32_t page_size() const = 0;
+  // Runs one step. A malformed plan is an INVALID_ARGUMENT naming the sequence and field;
+  // it changes no state.
+  virtual absl::StatusOr<StepResult> Execute(const StepPlan& plan) = 0;
+};
+
+// Bytes of KV (keys + values, all layers) one page holds at this element size.
+int64_t KvBytesPerPage(const ModelConfig& c, int32_t page_size, int32_t bytes_per_element);
+
+}  // namespace lil

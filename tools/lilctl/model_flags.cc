@@ -1,0 +1,31 @@
+// File: tools/lilctl/model_flags.cc
+#include "tools/lilctl/model_flags.h"
+
+#include <iostream>
+
+namespace lil::ctl {
+
+void ModelFlags::Add(CLI::App* cmd) {
+  cmd->add_option("--model", model, "HuggingFace model directory or .gguf file")
+      ->capture_default_str();
+  cmd->add_option("--device", device, "cpu (the CUDA backend arrives with issue 6)")
+      ->check(CLI::IsMember({"cpu", "cuda", "auto"}))
+      ->capture_default_str();
+  cmd->add_option("--page-size", page_size, "KV page size in tokens")->capture_default_str();
+  cmd->add_option("--kv-mib", kv_mib, "KV cache size in MiB")->capture_default_str();
+}
+
+std::unique_ptr<Model> ModelFlags::LoadOrDie() const {
+  LoadOptions options;
+  options.device = device == "cuda" ? DeviceKind::kCuda : DeviceKind::kCpu;
+  options.kv.page_size = page_size;
+  options.kv.kv_bytes = kv_mib << 20;
+  auto loaded = Model::Load(model, options);
+  if (!loaded.ok()) {
+    std::cerr << "lilctl: cannot load model: " << loaded.status().message() << "\n";
+    throw CLI::RuntimeError(1);
+  }
+  return std::move(*loaded);
+}
+
+}  // namespace lil::ctl
