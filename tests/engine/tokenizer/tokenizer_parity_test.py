@@ -58,28 +58,29 @@ def random_id_streams(hf, rng, count=300):
 
 
 def check(name, model_arg, hf, lines, byte_level, nfc=False, add_special=False):
+    """One lilctl process encodes every line and decodes the reference ids and random id
+    streams; a second decodes the streams skipping special tokens (and encodes with special
+    tokens when the case has a post-processor)."""
     rng = random.Random(7)
     theirs_ids = [e.ids for e in hf.encode_batch(lines, add_special_tokens=False)]
-    ours_ids, secs = lilctl(model_arg, lines)
-    ntok = sum(len(x) for x in theirs_ids)
-    compare(name, "encode", lines, ours_ids, theirs_ids)
-    print("  %-34s lilctl encode+IO: %d tokens in %.2f s (incl. load)" % ("", ntok, secs))
-    if add_special:
-        sub = lines[:500]
-        theirs = [e.ids for e in hf.encode_batch(sub, add_special_tokens=True)]
-        ours, _ = lilctl(model_arg, sub, "--add-special-tokens")
-        compare(name, "encode+special", sub, ours, theirs)
-    # Decode the reference ids, and random streams (split UTF-8, specials, byte tokens).
     streams = theirs_ids + random_id_streams(hf, rng)
-    for skip in (False, True):
-        theirs = hf.decode_batch(streams, skip_special_tokens=skip)
-        flags = ["--skip-special-tokens"] if skip else []
-        ours, _ = lilctl(model_arg, streams, *flags)
-        compare(name, "decode" + (" skip_special" if skip else ""), streams, ours, theirs)
+    out, secs = lilctl(model_arg, lines + streams)
+    ours_ids, ours_text = out[:len(lines)], out[len(lines):]
+    compare(name, "encode", lines, ours_ids, theirs_ids)
+    print("  %-34s (lilctl: %d tokens + %d decodes in %.2f s incl. load)" %
+          ("", sum(len(x) for x in theirs_ids), len(streams), secs))
+    compare(name, "decode", streams, ours_text, hf.decode_batch(streams, skip_special_tokens=False))
     if byte_level:
+        # ours_ids == theirs_ids was checked above, so this is decode(encode(x)).
         expected = [unicodedata.normalize("NFC", l) if nfc else l for l in lines]
-        ours = lilctl(model_arg, ours_ids)[0]
-        compare(name, "decode(encode(x))==x", lines, ours, expected)
+        compare(name, "decode(encode(x))==x", lines, ours_text[:len(lines)], expected)
+    sub = lines[:500] if add_special else []
+    out, _ = lilctl(model_arg, streams + sub, "--skip-special-tokens", "--add-special-tokens")
+    compare(name, "decode skip_special", streams, out[:len(streams)],
+            hf.decode_batch(streams, skip_special_tokens=True))
+    if add_special:
+        theirs = [e.ids for e in hf.encode_batch(sub, add_special_tokens=True)]
+        compare(name, "encode+special", sub, out[len(streams):], theirs)
 
 
 def main():
