@@ -4,6 +4,7 @@
 // naive peer (recompressing the whole output at each check) and their ratio; then the
 // overhead of 256 concurrent monitors fed one token per step. Prints tables.
 #include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <fstream>

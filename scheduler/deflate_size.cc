@@ -137,6 +137,18 @@ DeflateStream& DeflateStream::operator=(const DeflateStream& other) {
   return *this;
 }
 
+// Moving hands over the heap z_stream, whose address zlib's state keeps, unchanged.
+DeflateStream::DeflateStream(DeflateStream&& other) noexcept
+    : stream_(std::move(other.stream_)), status_(std::move(other.status_)) {}
+
+DeflateStream& DeflateStream::operator=(DeflateStream&& other) noexcept {
+  if (this == &other) return *this;
+  Reset();
+  stream_ = std::move(other.stream_);
+  status_ = std::move(other.status_);
+  return *this;
+}
+
 absl::Status DeflateStream::Append(std::string_view text) {
   LIL_RETURN_IF_ERROR(status_);
   if (stream_ == nullptr) {

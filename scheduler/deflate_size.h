@@ -62,6 +62,8 @@ class DeflateStream {
   ~DeflateStream();
   DeflateStream(const DeflateStream& other);
   DeflateStream& operator=(const DeflateStream& other);
+  DeflateStream(DeflateStream&& other) noexcept;
+  DeflateStream& operator=(DeflateStream&& other) noexcept;
 
   absl::Status Append(std::string_view text);
   // Size of the complete stream if it ended now.

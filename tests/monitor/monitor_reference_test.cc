@@ -10,6 +10,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <optional>
 #include <random>
@@ -278,6 +279,19 @@ void CompareMethod(size_t index, const Case& c, const ReferenceRun& ref, Monitor
   }
 }
 
+// MONITOR_DEBUG_CASE=N prints case N's reference checks (tokens, text bytes, size).
+void MaybeDumpCase(size_t index, const Case& c, const ReferenceRun& ref) {
+  const char* want = std::getenv("MONITOR_DEBUG_CASE");
+  if (want == nullptr || std::to_string(index) != want) return;
+  std::printf("case %zu kind %s loop_start %zu interval %d min_gain %d pieces %zu\n", index,
+              c.kind.c_str(), c.loop_start_tokens, c.params.interval_tokens,
+              c.params.min_gain_bytes, c.pieces.size());
+  for (size_t k = 0; k < ref.check_tokens.size(); ++k) {
+    std::printf("  %d %zu %lld\n", ref.check_tokens[k], ref.check_text_bytes[k],
+                static_cast<long long>(ref.check_bytes[k]));
+  }
+}
+
 TEST(MonitorReferenceTest, DecisionsMatchWholeOutputRecompression) {
   std::string bible = testing::LoadBibleText();
   std::string brown = testing::LoadBrownText(3'000'000);
@@ -305,15 +319,7 @@ TEST(MonitorReferenceTest, DecisionsMatchWholeOutputRecompression) {
     if (base == "healthy" || base == "short") {
       EXPECT_FALSE(ref.stop_at_token.has_value()) << "case " << i << " (" << c.kind << ")";
     }
-    if (getenv("MONITOR_DEBUG_CASE") && std::to_string(i) == getenv("MONITOR_DEBUG_CASE")) {
-      std::printf("case %zu kind %s loop_start %zu interval %d min_gain %d pieces %zu\n", i,
-                  c.kind.c_str(), c.loop_start_tokens, c.params.interval_tokens,
-                  c.params.min_gain_bytes, c.pieces.size());
-      for (size_t k = 0; k < ref.check_tokens.size(); ++k) {
-        std::printf("  %d %zu %lld\n", ref.check_tokens[k], ref.check_text_bytes[k],
-                    static_cast<long long>(ref.check_bytes[k]));
-      }
-    }
+    MaybeDumpCase(i, c, ref);
     // Loops gain ~7-17 bytes per 250 tokens, so only a threshold at least as strict as the
     // default (20 bytes per 250 tokens) is sure to catch them.
     bool strict = int64_t{c.params.min_gain_bytes} * 250 >= int64_t{20} * c.params.interval_tokens;

@@ -215,6 +215,32 @@ TEST_P(InfoMonitorTest, HeldTextStaysBounded) {
   EXPECT_TRUE(m.status().ok());
 }
 
+TEST_P(InfoMonitorTest, CopiedAndMovedMonitorsCarryOn) {
+  // The scheduler keeps monitors inside requests, which are copied and moved.
+  std::vector<std::string> pieces = VariedPieces(3000, 21);
+  InfoMonitor original(Params(100, -1'000'000), GetParam());
+  for (int i = 0; i < 1500; ++i) original.Observe(pieces[i], 1);
+  InfoMonitor copy = original;
+  InfoMonitor moved_from = original;
+  InfoMonitor moved = std::move(moved_from);
+  std::vector<InfoMonitor> grown;
+  grown.push_back(original);
+  for (int i = 0; i < 8; ++i) grown.push_back(InfoMonitor(Params(100, 20), GetParam()));
+  for (int i = 1500; i < 3000; ++i) {
+    original.Observe(pieces[i], 1);
+    copy.Observe(pieces[i], 1);
+    moved.Observe(pieces[i], 1);
+    grown[0].Observe(pieces[i], 1);
+  }
+  ASSERT_EQ(original.trace().size(), 30u);
+  for (const InfoMonitor* m : {&copy, &moved, &grown[0]}) {
+    ASSERT_EQ(m->trace().size(), original.trace().size());
+    for (size_t k = 0; k < original.trace().size(); ++k) {
+      EXPECT_EQ(m->trace()[k].compressed_bytes, original.trace()[k].compressed_bytes) << k;
+    }
+  }
+}
+
 TEST(InfoMonitorValidateTest, ValidateNamesTheField) {
   EXPECT_TRUE(InfoMonitor::Validate(Params(250, 20)).ok());
   absl::Status s = InfoMonitor::Validate(Params(0, 20));
