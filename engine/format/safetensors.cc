@@ -121,7 +121,7 @@ absl::StatusOr<std::unique_ptr<SafetensorsModel>> SafetensorsModel::Open(const s
   if (wm == index.end() || !wm->is_object()) {
     return InvalidArgument(index_path.string(), ": missing object \"weight_map\"");
   }
-  // shard file -> tensor names, shards in first-seen order
+  // shard file -> tensor names
   std::vector<std::string> shard_order;
   absl::flat_hash_map<std::string, std::vector<std::string>> names_by_shard;
   for (auto it = wm->begin(); it != wm->end(); ++it) {
@@ -137,6 +137,7 @@ absl::StatusOr<std::unique_ptr<SafetensorsModel>> SafetensorsModel::Open(const s
     if (inserted) shard_order.push_back(shard);
     slot->second.push_back(it.key());
   }
+  std::sort(shard_order.begin(), shard_order.end());  // model-00001-of-N first
   std::unique_ptr<SafetensorsModel> m(new SafetensorsModel());
   for (const std::string& shard : shard_order) {
     const std::string shard_path = (dir / shard).string();
