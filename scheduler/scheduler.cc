@@ -270,6 +270,9 @@ void Scheduler::ScheduleWaiting(StepPlan& plan, int32_t& budget) {
     const int32_t hits = TakePrefixHits(req);
     const int32_t remaining = req.num_tokens() - req.num_computed_tokens;
     const int32_t n = std::min(remaining, budget);
+    if (remaining == 1 && req.num_computed_tokens >= req.num_prompt_tokens) {
+      ApplySparsePolicy(req, req.num_computed_tokens + 1);  // a decode after a prefix hit
+    }
     if ((!options_.enable_chunked_prefill && n < remaining) || !AllocateFor(req, n)) {
       ReleasePages(req);  // give back the prefix hits; they stay cached
       if (running_.empty() && n == remaining) {

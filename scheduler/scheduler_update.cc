@@ -42,6 +42,8 @@ absl::StatusOr<UpdateOutput> Scheduler::Update(const StepPlan& plan, const StepR
     ApplySeq(plan.seqs[i], result.seqs[i], req);
   }
   in_flight_.clear();
+  // Cancels and deadlines of requests outside this plan take effect now too.
+  FinishKilledAndExpired();
   EraseFinished();
   UpdateOutput out;
   out.requests = std::move(outputs_);
