@@ -28,6 +28,7 @@ enum class ExprType {
   kTest,      // children[0] is [not] name(children[1..])
   kUnary,     // op children[0]: "not", "-", "+"
   kBinary,    // children[0] op children[1]
+  kCompare,   // children[0] ops[0] children[1] ops[1] children[2] ...: a Python comparison chain
   kCondExpr,  // children[0] if children[1] else children[2] (children[2] may be null)
 };
 
@@ -38,6 +39,7 @@ struct Expr {
   Value literal;
   std::string name;  // variable, attribute, filter or test name; operator for unary/binary
   bool negated = false;  // kTest: "is not"
+  std::vector<std::string> ops;  // kCompare: "==", "!=", "<", "<=", ">", ">=", "in", "notin"
   std::vector<ExprPtr> children;
   std::vector<std::pair<std::string, ExprPtr>> kwargs;
 };

@@ -27,6 +27,9 @@ absl::StatusOr<bool> ApplyTest(Interpreter& interp, std::string_view name, const
 // obj.name when it names a method of a str or dict (bound to obj); nullopt otherwise.
 std::optional<Value> GetMethod(const Value& obj, std::string_view name);
 
+// Python's `fmt % rhs` for %s, %r, %d, %i, %(key)s and %%.
+absl::StatusOr<std::string> PyPercentFormat(const std::string& fmt, const Value& rhs);
+
 // The globals every render sees.
 Dict MakeGlobals();
 

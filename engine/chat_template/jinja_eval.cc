@@ -27,6 +27,10 @@ bool IsIntLike(const Value& v) { return v.kind() == Kind::kInt || v.kind() == Ki
 
 absl::StatusOr<Value> Arithmetic(Interpreter& in, const std::string& op, const Value& a, const Value& b) {
   if (a.is_undefined()) return UndefinedError(a);
+  if (op == "%" && a.is_string()) {
+    LIL_ASSIGN_OR_RETURN(std::string out, PyPercentFormat(a.str(), b));
+    return Value::String(std::move(out));
+  }
   if (b.is_undefined()) return UndefinedError(b);
   bool ints = IsIntLike(a) && IsIntLike(b);
   if (a.is_number() && b.is_number()) {
@@ -104,9 +108,6 @@ absl::StatusOr<Value> Arithmetic(Interpreter& in, const std::string& op, const V
     for (int64_t i = 0; i < n && unit > 0; ++i) items.insert(items.end(), seq.list().begin(), seq.list().end());
     return Value::List(std::move(items), seq.is_tuple());
   }
-  if (op == "%" && a.is_string()) {
-    return absl::UnimplementedError("printf-style '%' string formatting is not supported");
-  }
   return OperandError(op, a, b);
 }
 
@@ -125,10 +126,25 @@ absl::StatusOr<bool> Contains(const Value& container, const Value& needle) {
       }
       return false;
     case Kind::kDict:
+      if (needle.is_list() && !needle.is_tuple()) return absl::InvalidArgumentError("unhashable type: 'list'");
+      if (needle.is_dict()) return absl::InvalidArgumentError("unhashable type: 'dict'");
       return needle.is_string() && container.dict().Find(needle.str()) != nullptr;
     default:
       return absl::InvalidArgumentError(absl::StrCat("argument of type '", TypeName(container), "' is not iterable"));
   }
+}
+
+absl::StatusOr<bool> CompareOp(const std::string& op, const Value& a, const Value& b) {
+  if (op == "==") return Equals(a, b);
+  if (op == "!=") return !Equals(a, b);
+  if (op == "in" || op == "notin") {
+    LIL_ASSIGN_OR_RETURN(bool r, Contains(b, a));
+    return r == (op == "in");
+  }
+  if (a.is_undefined()) return UndefinedError(a);
+  if (b.is_undefined()) return UndefinedError(b);
+  LIL_ASSIGN_OR_RETURN(int c, Compare(a, b));
+  return op == "<" ? c < 0 : op == "<=" ? c <= 0 : op == ">" ? c > 0 : c >= 0;
 }
 
 // Python slice indices for a sequence of length n.
@@ -232,6 +248,9 @@ absl::StatusOr<Value> Interpreter::Eval(const Expr& e) {
     case ExprType::kBinary:
       result = EvalBinary(e);
       break;
+    case ExprType::kCompare:
+      result = EvalCompare(e);
+      break;
     case ExprType::kCondExpr: {
       LIL_ASSIGN_OR_RETURN(Value c, Eval(*e.children[1]));
       if (c.Truthy()) return Eval(*e.children[0]);
@@ -249,25 +268,24 @@ absl::StatusOr<Value> Interpreter::EvalBinary(const Expr& e) {
   if (op == "and") return a.Truthy() ? Eval(*e.children[1]) : a;
   if (op == "or") return a.Truthy() ? a : Eval(*e.children[1]);
   LIL_ASSIGN_OR_RETURN(Value b, Eval(*e.children[1]));
-  if (op == "==") return Value::Bool(Equals(a, b));
-  if (op == "!=") return Value::Bool(!Equals(a, b));
-  if (op == "<" || op == "<=" || op == ">" || op == ">=") {
-    if (a.is_undefined()) return UndefinedError(a);
-    if (b.is_undefined()) return UndefinedError(b);
-    LIL_ASSIGN_OR_RETURN(int c, Compare(a, b));
-    bool r = op == "<" ? c < 0 : op == "<=" ? c <= 0 : op == ">" ? c > 0 : c >= 0;
-    return Value::Bool(r);
-  }
-  if (op == "in" || op == "notin") {
-    LIL_ASSIGN_OR_RETURN(bool r, Contains(b, a));
-    return Value::Bool(r == (op == "in"));
-  }
   if (op == "~") {
     std::string sa = ToPyStr(a), sb = ToPyStr(b);
     LIL_RETURN_IF_ERROR(CheckSize(sa.size() + sb.size()));
     return Value::String(sa + sb);
   }
   return Arithmetic(*this, op, a, b);
+}
+
+absl::StatusOr<Value> Interpreter::EvalCompare(const Expr& e) {
+  // a < b < c is (a < b) and (b < c), each operand evaluated once.
+  LIL_ASSIGN_OR_RETURN(Value left, Eval(*e.children[0]));
+  for (size_t i = 0; i < e.ops.size(); ++i) {
+    LIL_ASSIGN_OR_RETURN(Value right, Eval(*e.children[i + 1]));
+    LIL_ASSIGN_OR_RETURN(bool holds, CompareOp(e.ops[i], left, right));
+    if (!holds) return Value::Bool(false);
+    left = std::move(right);
+  }
+  return Value::Bool(true);
 }
 
 absl::StatusOr<Value> Interpreter::EvalGetItem(const Expr& e) {

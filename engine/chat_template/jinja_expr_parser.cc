@@ -132,7 +132,9 @@ absl::StatusOr<ExprPtr> Parser::ParseNot() {
 }
 
 absl::StatusOr<ExprPtr> Parser::ParseCompare() {
+  const Token first = Cur();
   LIL_ASSIGN_OR_RETURN(ExprPtr left, ParseMath1());
+  ExprPtr chain;
   while (true) {
     const Token& at = Cur();
     std::string op;
@@ -148,11 +150,18 @@ absl::StatusOr<ExprPtr> Parser::ParseCompare() {
       Next();
       Next();
     } else {
-      return left;
+      break;
+    }
+    if (!chain) {
+      chain = MakeExpr(ExprType::kCompare, first);
+      chain->children.push_back(std::move(left));
     }
     LIL_ASSIGN_OR_RETURN(ExprPtr right, ParseMath1());
-    left = Binary(std::move(left), op, std::move(right), at.line, at.column);
+    chain->ops.push_back(op);
+    chain->children.push_back(std::move(right));
   }
+  if (chain) return chain;
+  return left;
 }
 
 absl::StatusOr<ExprPtr> Parser::ParseMath1() {

@@ -219,6 +219,7 @@ absl::StatusOr<Value> FToJson(Interpreter& in, const Value& v, CallArgs& a) {
 absl::StatusOr<Value> FInt(Interpreter&, const Value& v, CallArgs& a) {
   const Value* dflt = Arg(a, 0, "default");
   Value fallback = dflt ? *dflt : Value::Int(0);
+  if (v.is_undefined()) return absl::InvalidArgumentError(v.undefined_hint());  // int(Undefined) raises
   if (v.kind() == Kind::kFloat) {
     double f = v.float_value();
     if (!std::isfinite(f) || std::fabs(f) > 9.2e18) return fallback;
@@ -241,6 +242,7 @@ absl::StatusOr<Value> FInt(Interpreter&, const Value& v, CallArgs& a) {
 
 absl::StatusOr<Value> FFloat(Interpreter&, const Value& v, CallArgs& a) {
   const Value* dflt = Arg(a, 0, "default");
+  if (v.is_undefined()) return absl::InvalidArgumentError(v.undefined_hint());  // float(Undefined) raises
   if (v.is_number()) return Value::Float(v.float_value());
   if (v.is_string()) {
     std::string s = PyStrip(v.str(), std::nullopt, true, true);

@@ -50,6 +50,7 @@ class Interpreter {
   // Expressions.
   absl::StatusOr<Value> Eval(const Expr& e);
   absl::StatusOr<Value> EvalBinary(const Expr& e);
+  absl::StatusOr<Value> EvalCompare(const Expr& e);
   absl::StatusOr<Value> EvalCall(const Expr& e);
   absl::StatusOr<Value> EvalFilter(const Expr& e, const Value* block_input);
   absl::StatusOr<Value> EvalGetItem(const Expr& e);

@@ -85,6 +85,57 @@ absl::StatusOr<std::string> PyFormat(const std::string& fmt, const CallArgs& a) 
   return out;
 }
 
+}  // namespace
+
+absl::StatusOr<std::string> PyPercentFormat(const std::string& fmt, const Value& rhs) {
+  // Python: a non-tuple right side is one argument; anything with __getitem__ but str/tuple is
+  // also a mapping, which makes surplus arguments legal.
+  ValueList args = rhs.is_tuple() ? rhs.list() : ValueList{rhs};
+  bool is_mapping = !rhs.is_tuple() && (rhs.is_list() || rhs.is_dict() || rhs.is_undefined());
+  size_t next = 0;
+  std::string out;
+  for (size_t i = 0; i < fmt.size(); ++i) {
+    if (fmt[i] != '%') {
+      out.push_back(fmt[i]);
+      continue;
+    }
+    if (++i >= fmt.size()) return absl::InvalidArgumentError("incomplete format");
+    if (fmt[i] == '%') {
+      out.push_back('%');
+      continue;
+    }
+    const Value* arg = nullptr;
+    if (fmt[i] == '(') {
+      size_t close = fmt.find(')', i);
+      if (close == std::string::npos || !rhs.is_dict()) return absl::InvalidArgumentError("format requires a mapping");
+      arg = rhs.dict().Find(fmt.substr(i + 1, close - i - 1));
+      if (arg == nullptr) return absl::InvalidArgumentError(absl::StrCat("format key '", fmt.substr(i + 1, close - i - 1), "' not found"));
+      i = close + 1;
+    } else {
+      if (next >= args.size()) return absl::InvalidArgumentError("not enough arguments for format string");
+      arg = &args[next++];
+    }
+    if (i >= fmt.size()) return absl::InvalidArgumentError("incomplete format");
+    char conv = fmt[i];
+    if (conv == 's') {
+      out += ToPyStr(*arg);
+    } else if (conv == 'r') {
+      out += ToPyRepr(*arg);
+    } else if ((conv == 'd' || conv == 'i') && arg->is_number()) {
+      out += arg->kind() == Kind::kFloat ? std::to_string(static_cast<int64_t>(arg->float_value()))
+                                         : std::to_string(arg->int_value());
+    } else {
+      return absl::UnimplementedError(absl::StrCat("'%' formatting: only %s, %r, %d and %i are supported, got %", std::string(1, conv)));
+    }
+  }
+  if (next < args.size() && !is_mapping) {
+    return absl::InvalidArgumentError("not all arguments converted during string formatting");
+  }
+  return out;
+}
+
+namespace {
+
 absl::StatusOr<Value> CallStringMethod(Interpreter& in, const std::string& s, std::string_view name, CallArgs& a) {
   const Value* a0 = Arg(a, 0, "");
   const Value* a1 = Arg(a, 1, "");

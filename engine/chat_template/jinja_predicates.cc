@@ -1,5 +1,6 @@
 // File: engine/chat_template/jinja_predicates.cc
 // Jinja's tests (`x is defined`, `x is string`, `x is divisibleby 3`, ...).
+#include <cmath>
 #include <map>
 
 #include "absl/strings/str_cat.h"
@@ -16,7 +17,7 @@ using TestFn = absl::StatusOr<bool> (*)(const Value&, const CallArgs&);
 absl::StatusOr<const Value*> NeedArg(const CallArgs& a, std::string_view test) {
   const Value* v = Arg(a, 0, "other");
   if (v == nullptr) v = Arg(a, 0, "value");
-  if (v == nullptr) return absl::InvalidArgumentError(absl::StrCat("std::string(test) '", std::string(test), "' needs an argument"));
+  if (v == nullptr) return absl::InvalidArgumentError(absl::StrCat("test '", std::string(test), "' needs an argument"));
   return v;
 }
 
@@ -66,12 +67,15 @@ const std::map<std::string_view, TestFn>& Tests() {
        }},
       {"lower", [](const Value& v, const CallArgs&) -> absl::StatusOr<bool> { return HasCase(ToPyStr(v), true); }},
       {"upper", [](const Value& v, const CallArgs&) -> absl::StatusOr<bool> { return HasCase(ToPyStr(v), false); }},
+      // Jinja: value % 2 == 0 / == 1, so floats work too (2.0 is even, 2.5 is neither).
       {"even", [](const Value& v, const CallArgs&) -> absl::StatusOr<bool> {
-         if (v.kind() != Kind::kInt && v.kind() != Kind::kBool) return absl::InvalidArgumentError("even: value is not an integer");
+         if (!v.is_number()) return absl::InvalidArgumentError(absl::StrCat("even: '", TypeName(v), "' is not a number"));
+         if (v.kind() == Kind::kFloat) return std::fmod(std::fabs(v.float_value()), 2.0) == 0.0;
          return v.int_value() % 2 == 0;
        }},
       {"odd", [](const Value& v, const CallArgs&) -> absl::StatusOr<bool> {
-         if (v.kind() != Kind::kInt && v.kind() != Kind::kBool) return absl::InvalidArgumentError("odd: value is not an integer");
+         if (!v.is_number()) return absl::InvalidArgumentError(absl::StrCat("odd: '", TypeName(v), "' is not a number"));
+         if (v.kind() == Kind::kFloat) return std::fmod(std::fabs(v.float_value()), 2.0) == 1.0;
          return v.int_value() % 2 != 0;
        }},
       {"divisibleby", [](const Value& v, const CallArgs& a) -> absl::StatusOr<bool> {
@@ -118,9 +122,9 @@ bool IsKnownTest(std::string_view name) { return Tests().count(name) > 0; }
 
 absl::StatusOr<bool> ApplyTest(Interpreter&, std::string_view name, const Value& input, CallArgs& args) {
   auto it = Tests().find(name);
-  if (it == Tests().end()) return absl::InvalidArgumentError(absl::StrCat("no std::string(test) named '", std::string(name), "'"));
+  if (it == Tests().end()) return absl::InvalidArgumentError(absl::StrCat("no test named '", std::string(name), "'"));
   absl::StatusOr<bool> r = it->second(input, args);
-  if (!r.ok()) return absl::Status(r.status().code(), absl::StrCat("std::string(test) '", std::string(name), "': ", r.status().message()));
+  if (!r.ok()) return absl::Status(r.status().code(), absl::StrCat("test '", std::string(name), "': ", r.status().message()));
   return r;
 }
 

@@ -32,7 +32,7 @@ absl::StatusOr<Value> Select(Interpreter& in, const Value& v, CallArgs& a, bool 
   }
   std::optional<std::string> test;
   if (a.positional.size() > next) test = ToPyStr(a.positional[next]);
-  if (test && !IsKnownTest(*test)) return absl::InvalidArgumentError(absl::StrCat("no std::string(test) named '", *test, "'"));
+  if (test && !IsKnownTest(*test)) return absl::InvalidArgumentError(absl::StrCat("no test named '", *test, "'"));
   CallArgs test_args = RestArgs(a, next + 1);
   ValueList out;
   for (const Value& item : items) {

@@ -160,17 +160,33 @@ bool IsPySpace(char32_t c) {
 
 std::string PyStrip(std::string_view s, const std::optional<std::string>& chars, bool left,
                     bool right) {
-  std::u32string cps = DecodeUtf8(s);
+  // Scans only the ends, so stripping a long message costs what it strips.
   std::u32string set = chars ? DecodeUtf8(*chars) : std::u32string();
   auto strip_it = [&](char32_t c) { return chars ? InChars(c, set) : IsPySpace(c); };
-  size_t b = 0, e = cps.size();
+  size_t b = 0, e = s.size();
   if (left) {
-    while (b < e && strip_it(cps[b])) ++b;
+    while (b < e) {
+      size_t next = b;
+      char32_t c = NextCodePoint(s, &next);
+      if (!strip_it(c)) break;
+      b = next;
+    }
   }
   if (right) {
-    while (e > b && strip_it(cps[e - 1])) --e;
+    while (e > b) {
+      size_t start = e - 1;
+      while (start > b && (static_cast<unsigned char>(s[start]) & 0xC0) == 0x80 && e - start < 4) --start;
+      size_t pos = start;
+      char32_t c = NextCodePoint(s, &pos);
+      if (pos != e) {  // not a complete code point ending at e: treat the last byte alone
+        start = e - 1;
+        c = 0xFFFD;
+      }
+      if (!strip_it(c)) break;
+      e = start;
+    }
   }
-  return EncodeUtf8(std::u32string_view(cps).substr(b, e - b));
+  return std::string(s.substr(b, e - b));
 }
 
 std::vector<std::string> PySplit(std::string_view s, const std::optional<std::string>& sep,

@@ -223,6 +223,13 @@ def snippet_cases():
         "{{ [1, 2] | tojson(indent='--') }}{{ undefined_var | tojson }}",
         "{% set ns = namespace() %}{% set ns.count = 0 %}{% for m in msgs %}{% set ns.count = ns.count + 1 %}{% endfor %}{{ ns.count }}",
         "{{ msgs[0] }} {{ msgs[0] | tojson }} {{ msgs | length > 1 }}",
+        "[{{ '\u3000 x\u00a0\n' | trim }}][{{ '\u2003y\u2028'.strip() }}][{{ 'a\u00a0b c'.split() }}][{{ 'x\u0085'.rstrip() }}]",
+        "{{ '}}' }}{{ {'a': {'b': 1}} }}{{ {'a': {'b': 1}}['a']['b'] }}{{ '{%' ~ '%}' }}",
+        "{{ 'a' }}{# c #}\n  {% if true %}\n\tb\n \t{% endif %}\n{%- raw -%}  r  {%- endraw -%}  \n  end",
+        " \u00a0{% if true %}nbsp-indented{% endif %}\n\u3000{% if true %}ideo{% endif %}",
+        "{% for x in ['a', 'b', 'c'] %}{{ loop.cycle('odd', 'even') }}{% endfor %} {{ [1, 2, 3][1:] }} {{ (1, 2) + (3,) }}",
+        "{% set d2 = {'z': 1, 'a': 2} %}{{ d2 | tojson }}{{ d2 | dictsort }}{{ d2.items() | list }}{{ d2 | length }}",
+        "{{ 10 | round }}{{ -2.5 | round }}{{ 1234.5678 | round(2) }}{{ 1e300 * 1e10 }}{{ -1e300 * 1e10 }}",
     ]
     return [(t, ctx) for t in snippets]
 
