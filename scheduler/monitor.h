@@ -51,7 +51,7 @@ class InfoMonitor {
   static absl::Status Validate(const MonitorParams& params);
 
   explicit InfoMonitor(const MonitorParams& params,
-                       MonitorGrowth growth = MonitorGrowth::kWindowed);
+                       MonitorGrowth growth = MonitorGrowth::kExactStream);
 
   // Feeds the detokenized UTF-8 text of `num_tokens` newly generated tokens (text may be
   // empty while a multi-byte character is incomplete). Returns kStop when a check finds the

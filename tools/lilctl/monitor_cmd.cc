@@ -20,7 +20,7 @@ struct MonitorFlags {
   std::string file;
   int32_t interval_tokens = MonitorParams{}.interval_tokens;
   int32_t min_gain_bytes = MonitorParams{}.min_gain_bytes;
-  std::string growth = "windowed";
+  std::string growth = "exact";  // the daemon's default
 };
 
 // One input line -> one output line, or an error naming the field.

@@ -56,9 +56,16 @@ def hf_logits(model, ids):
     with torch.no_grad():
         x = torch.tensor([ids])
         logits = model(x).logits[0].float().numpy()
-        gen = model.generate(x, max_new_tokens=GREEDY, do_sample=False, min_new_tokens=GREEDY,
-                             pad_token_id=0)
-    return logits, gen[0, len(ids):].tolist()
+        # Plain greedy argmax with a KV cache (generate() would suppress EOS under
+        # min_new_tokens; the engine's logits tool never stops at EOS).
+        out = model(x, use_cache=True)
+        past, greedy = out.past_key_values, []
+        for _ in range(GREEDY):
+            tok = int(out.logits[0, -1].argmax())
+            greedy.append(tok)
+            out = model(torch.tensor([[tok]]), past_key_values=past, use_cache=True)
+            past = out.past_key_values
+    return logits, greedy
 
 
 def check(name, model_path, hf_model, prompts):
