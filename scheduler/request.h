@@ -50,6 +50,9 @@ struct Request {
   RequestState state = RequestState::kWaiting;
   bool ever_preempted = false;
   int32_t plan_slot = -1;  // index in the plan being built / outstanding; -1 when none
+  uint64_t output_epoch = 0;  // output_slot is valid while this equals the scheduler's epoch
+  int32_t output_slot = -1;
+  int32_t plan_resident_pages = 0;  // valid slots in the planned page table (decode stats)
   KillFlag kill = KillFlag::kNone;
 
   std::vector<PageId> page_table;  // logical page -> PageId (kNoPage: freed / none)
@@ -58,6 +61,7 @@ struct Request {
   int32_t cached_tokens = 0;                 // prefix-cache hit at first admission
   bool admitted_once = false;
   std::vector<float> page_mass;              // h2o accumulated attention mass per page
+  bool policy_dirty = true;                  // sink/h2o: run a full pass at the next decode
 
   StopStringMatcher stop_matcher;
   std::unique_ptr<InfoMonitor> monitor;  // null when the mode is off

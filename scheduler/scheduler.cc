@@ -121,6 +121,16 @@ absl::Status Scheduler::AddRequest(SchedulerRequest r) {
     if (req->deadline_micros == 0 || limit < req->deadline_micros) req->deadline_micros = limit;
   }
   req->seq_no = next_seq_++;
+  if (req->deadline_micros > 0) {
+    auto later = [](const auto& a, const auto& b) { return a.first > b.first; };
+    if (deadlines_.size() > 2 * requests_.size() + 64) {
+      // Entries of requests that ended early pile up with far deadlines: drop them.
+      std::erase_if(deadlines_, [&](const auto& e) { return !requests_.contains(e.second); });
+      std::make_heap(deadlines_.begin(), deadlines_.end(), later);
+    }
+    deadlines_.emplace_back(req->deadline_micros, req->id);
+    std::push_heap(deadlines_.begin(), deadlines_.end(), later);
+  }
   if (options_.enable_prefix_caching) {
     const int32_t ps = options_.page_size;
     uint64_t h = 0;
@@ -140,7 +150,10 @@ absl::Status Scheduler::Cancel(RequestId id) {
   if (it == requests_.end() || it->second->state == RequestState::kFinished) {
     return absl::NotFoundError(absl::StrCat("request ", id.value, " is not live"));
   }
-  if (it->second->kill == KillFlag::kNone) it->second->kill = KillFlag::kCancel;
+  if (it->second->kill == KillFlag::kNone) {
+    it->second->kill = KillFlag::kCancel;
+    kill_pending_.push_back(id);
+  }
   return absl::OkStatus();
 }
 
@@ -149,7 +162,10 @@ absl::Status Scheduler::Abort(RequestId id) {
   if (it == requests_.end() || it->second->state == RequestState::kFinished) {
     return absl::NotFoundError(absl::StrCat("request ", id.value, " is not live"));
   }
-  if (it->second->kill == KillFlag::kNone) it->second->kill = KillFlag::kAbort;
+  if (it->second->kill == KillFlag::kNone) {
+    it->second->kill = KillFlag::kAbort;
+    kill_pending_.push_back(id);
+  }
   return absl::OkStatus();
 }
 
@@ -166,25 +182,33 @@ std::vector<PageId> Scheduler::PageTable(RequestId id) const {
 }
 
 StepPlan Scheduler::Schedule() {
-  StepPlan plan;
+  // Reuse a recycled plan's buffers: fresh page-table and token vectors for every sequence
+  // each step were the largest cost at 1,024 running requests (allocation + cold stores).
   if (plan_outstanding_) {
     // A second Schedule without Update would run tokens twice; plan nothing instead.
-    plan.step = -1;
-    return plan;
+    StepPlan none;
+    none.step = -1;
+    return none;
   }
+  StepPlan plan = std::move(spare_plan_);
+  spare_plan_ = StepPlan{};
+  plan.released.clear();
   plan.step = ++step_;
   step_stats_ = SchedulerStats{};
   step_stats_.step = step_;
   evicted_at_step_start_ = blocks_.num_evicted_total();
   in_flight_.clear();
   FinishKilledAndExpired();
+  in_flight_.reserve(std::min<size_t>(running_.size() + waiting_.size(),
+                                      static_cast<size_t>(options_.max_running_seqs)));
+  plan.seqs.reserve(in_flight_.capacity());
   int32_t budget = options_.max_batched_tokens;
   ScheduleRunning(plan, budget, /*decodes=*/true);
   ScheduleRunning(plan, budget, /*decodes=*/false);
   ScheduleWaiting(plan, budget);
   // Drop the seqs of requests preempted after they were planned, keeping order.
   size_t w = 0;
-  for (size_t i = 0; i < plan.seqs.size(); ++i) {
+  for (size_t i = 0; i < in_flight_.size(); ++i) {
     if (in_flight_[i] == nullptr) continue;
     if (w != i) {
       plan.seqs[w] = std::move(plan.seqs[i]);
@@ -203,7 +227,7 @@ StepPlan Scheduler::Schedule() {
   }
   plan.seqs.resize(w);
   in_flight_.resize(w);
-  plan.released = std::move(released_);
+  plan.released.swap(released_);
   released_.clear();
   EraseFinished();
   plan_outstanding_ = true;
@@ -211,20 +235,44 @@ StepPlan Scheduler::Schedule() {
 }
 
 void Scheduler::FinishKilledAndExpired() {
-  const int64_t now = clock_->NowMicros();
-  auto sweep = [&](std::deque<Request*>& q) {
-    std::vector<Request*> doomed;
-    for (Request* r : q) {
-      if (r->kill != KillFlag::kNone || Expired(*r, now)) doomed.push_back(r);
-    }
-    for (Request* r : doomed) {
-      Finish(*r, r->kill == KillFlag::kAbort    ? FinishReason::kAborted
-                 : r->kill == KillFlag::kCancel ? FinishReason::kCancelled
-                                                : FinishReason::kDeadline);
-    }
+  // In-flight requests are left to Update, which discards their step's result.
+  auto finishable = [](const Request* r) {
+    return r != nullptr && r->state != RequestState::kFinished && r->plan_slot < 0;
   };
-  sweep(running_);
-  sweep(waiting_);
+  auto find = [&](RequestId id) -> Request* {
+    auto it = requests_.find(id);
+    return it == requests_.end() ? nullptr : it->second.get();
+  };
+  std::vector<RequestId> keep;
+  for (RequestId id : kill_pending_) {
+    Request* r = find(id);
+    if (r == nullptr || r->state == RequestState::kFinished) continue;
+    if (!finishable(r)) {
+      keep.push_back(id);
+      continue;
+    }
+    Finish(*r, r->kill == KillFlag::kAbort ? FinishReason::kAborted : FinishReason::kCancelled);
+  }
+  kill_pending_ = std::move(keep);
+  const int64_t now = clock_->NowMicros();
+  auto later = [](const auto& a, const auto& b) { return a.first > b.first; };
+  std::vector<std::pair<int64_t, RequestId>> in_flight;
+  while (!deadlines_.empty() && deadlines_.front().first <= now) {
+    std::pop_heap(deadlines_.begin(), deadlines_.end(), later);
+    const auto entry = deadlines_.back();
+    deadlines_.pop_back();
+    Request* r = find(entry.second);
+    if (r == nullptr || r->state == RequestState::kFinished) continue;
+    if (!finishable(r)) {
+      in_flight.push_back(entry);
+      continue;
+    }
+    Finish(*r, FinishReason::kDeadline);
+  }
+  for (const auto& e : in_flight) {
+    deadlines_.push_back(e);
+    std::push_heap(deadlines_.begin(), deadlines_.end(), later);
+  }
 }
 
 void Scheduler::ScheduleRunning(StepPlan& plan, int32_t& budget, bool decodes) {
@@ -345,9 +393,17 @@ void Scheduler::ReleasePages(Request& req) {
   req.page_table.clear();
   req.num_computed_tokens = 0;
   req.num_registered_pages = 0;
+  req.policy_dirty = true;
 }
 
 void Scheduler::ApplySparsePolicy(Request& req, int32_t len) {
+  if (req.sparse.mode != SparseMode::kSink && req.sparse.mode != SparseMode::kH2O) return;
+  // The kept set can only change when a page is added ((len - 1) % ps == 0) or the window
+  // start crosses a page boundary (len % ps == 0, windows are whole pages), or after a
+  // (re)prefill: skip the O(pages) pass on the other steps.
+  const int32_t ps = options_.page_size;
+  if (!req.policy_dirty && len % ps != 0 && (len - 1) % ps != 0) return;
+  req.policy_dirty = false;
   std::vector<int32_t> drop;
   if (req.sparse.mode == SparseMode::kSink) {
     drop = SinkPagesToFree(req.page_table, len, options_.page_size, req.sparse);
@@ -362,7 +418,8 @@ void Scheduler::ApplySparsePolicy(Request& req, int32_t len) {
 }
 
 void Scheduler::AddToPlan(StepPlan& plan, Request& req, int32_t n) {
-  ScheduledSeq& seq = plan.seqs.emplace_back();
+  const size_t slot = in_flight_.size();
+  ScheduledSeq& seq = slot < plan.seqs.size() ? plan.seqs[slot] : plan.seqs.emplace_back();
   seq.id = req.id;
   const int32_t start = req.num_computed_tokens;
   seq.tokens.assign(req.tokens.begin() + start, req.tokens.begin() + start + n);
@@ -371,11 +428,19 @@ void Scheduler::AddToPlan(StepPlan& plan, Request& req, int32_t n) {
   seq.sample = start + n == req.num_tokens();
   seq.num_generated = req.num_generated();
   seq.sampling = req.sampling;
+  seq.sparse = SparseParams{};
+  seq.collect_page_mass = false;
+  seq.return_logits = false;
   if (n == 1 && start >= req.num_prompt_tokens) {  // a decode step: sparsity applies
     seq.sparse = req.sparse;
     seq.collect_page_mass = req.sparse.mode == SparseMode::kH2O;
+    int32_t resident = 0;
+    for (PageId p : seq.page_table) resident += p.valid();
+    req.plan_resident_pages = resident;
+  } else {
+    req.policy_dirty = true;  // several positions at once: the next decode re-checks all
   }
-  req.plan_slot = static_cast<int32_t>(plan.seqs.size()) - 1;
+  req.plan_slot = static_cast<int32_t>(slot);
   in_flight_.push_back(&req);
 }
 

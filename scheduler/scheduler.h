@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <utility>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -88,6 +89,11 @@ class Scheduler {
   // match it (nothing is applied then).
   absl::StatusOr<UpdateOutput> Update(const StepPlan& plan, const StepResult& result);
 
+  // Optional: hands back an applied plan so the next Schedule reuses its buffers (page
+  // tables and token vectors keep their capacity). Cuts Schedule's time at 1,024 running
+  // requests by avoiding ~2,000 allocations per step; see bench/scheduler_bench.cc.
+  void Recycle(StepPlan plan) { spare_plan_ = std::move(plan); }
+
   // Introspection (tests, stats, the server's load report).
   bool HasUnfinished() const { return !requests_.empty(); }
   int32_t num_running() const { return static_cast<int32_t>(running_.size()); }
@@ -146,12 +152,17 @@ class Scheduler {
   int64_t step_ = 0;
   uint64_t next_seq_ = 0;
   bool plan_outstanding_ = false;
+  StepPlan spare_plan_;
   // Outputs of the step in progress (finishes found in Schedule wait here for Update).
   std::vector<RequestOutput> outputs_;
-  absl::flat_hash_map<RequestId, size_t> output_index_;
+  uint64_t output_epoch_ = 1;  // outputs_ belongs to this epoch (bumped by each Update)
   std::vector<RequestId> released_;   // for the next plan
   std::vector<RequestId> finished_;   // to erase at the end of the pass
   SchedulerStats step_stats_;         // counters of the step in progress
+  // Sweeps touch only these, not every request: ids with a pending Cancel/Abort, and a
+  // min-heap of (deadline, id) over requests that have a deadline.
+  std::vector<RequestId> kill_pending_;
+  std::vector<std::pair<int64_t, RequestId>> deadlines_;
   int64_t evicted_at_step_start_ = 0;
 };
 

@@ -34,7 +34,8 @@ struct RequestOutput {
   RequestId id;
   std::vector<TokenId> new_tokens;        // sampled and forced tokens appended this step
   std::vector<float> logprobs;            // per sampled token in new_tokens (forced: 0)
-  std::vector<std::vector<TokenLogprob>> top_logprobs;  // parallel to logprobs
+  // Parallel to logprobs when sampling.logprobs > 0 (forced tokens: empty); else empty.
+  std::vector<std::vector<TokenLogprob>> top_logprobs;
   // Streamable UTF-8 delta: text that may still turn into a stop string is held back until
   // it cannot; a matched stop string and everything after it are never sent.
   std::string text;

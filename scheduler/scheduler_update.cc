@@ -48,7 +48,7 @@ absl::StatusOr<UpdateOutput> Scheduler::Update(const StepPlan& plan, const StepR
   UpdateOutput out;
   out.requests = std::move(outputs_);
   outputs_.clear();
-  output_index_.clear();
+  ++output_epoch_;
   FillStats(step_stats_);
   out.stats = step_stats_;
   return out;
@@ -67,16 +67,20 @@ void Scheduler::ApplySeq(const ScheduledSeq& seq, const SeqOutput& out, Request&
   req.num_computed_tokens += n;
   if (n == 1 && seq.start_pos >= req.num_prompt_tokens) {
     step_stats_.decode_pages_attended += out.pages_attended;
-    for (PageId p : seq.page_table) step_stats_.decode_pages_resident += p.valid();
+    step_stats_.decode_pages_resident += req.plan_resident_pages;
   }
   if (seq.collect_page_mass && !out.page_mass.empty()) {
     if (req.page_mass.size() < req.page_table.size()) req.page_mass.resize(req.page_table.size());
     const size_t m = std::min(out.page_mass.size(), req.page_mass.size());
     const float decay = options_.h2o_decay;
-    for (size_t i = 0; i < req.page_mass.size(); ++i) {
+    if (decay != 1.0f) {
+      for (float& v : req.page_mass) v *= decay;
+    }
+    const float* add = out.page_mass.data();
+    float* mass = req.page_mass.data();
+    for (size_t i = 0; i < m; ++i) {
       // Non-finite mass from the engine would break the ordering h2o sorts by.
-      const float add = i < m && std::isfinite(out.page_mass[i]) ? out.page_mass[i] : 0.0f;
-      req.page_mass[i] = decay * req.page_mass[i] + add;
+      if (std::isfinite(add[i])) mass[i] += add[i];
     }
   }
   RegisterFullPromptPages(req);
@@ -86,7 +90,7 @@ void Scheduler::ApplySeq(const ScheduledSeq& seq, const SeqOutput& out, Request&
   RequestOutput& o = OutputFor(req);
   o.new_tokens.push_back(out.token);
   o.logprobs.push_back(out.logprob);
-  o.top_logprobs.push_back(out.top_logprobs);
+  if (req.sampling.logprobs > 0) o.top_logprobs.push_back(out.top_logprobs);
   if (req.concluding) --req.conclusion_tokens_left;
   if (CheckStops(req, out, o)) return;
   if (req.monitor != nullptr && !req.concluding) RunMonitor(req, out);
@@ -158,7 +162,7 @@ void Scheduler::StartConclusion(Request& req) {
   req.tokens.insert(req.tokens.end(), forced.begin(), forced.end());
   o.new_tokens.insert(o.new_tokens.end(), forced.begin(), forced.end());
   o.logprobs.insert(o.logprobs.end(), forced.size(), 0.0f);
-  o.top_logprobs.resize(o.logprobs.size());
+  if (req.sampling.logprobs > 0) o.top_logprobs.resize(o.logprobs.size());
   StopStringMatcher::Result m = req.stop_matcher.Append(text, /*may_match=*/false);
   o.text += m.emit;
   req.conclusion_tokens_left =
@@ -222,9 +226,13 @@ void Scheduler::Finish(Request& req, FinishReason reason) {
 }
 
 RequestOutput& Scheduler::OutputFor(Request& req) {
-  auto [it, inserted] = output_index_.try_emplace(req.id, outputs_.size());
-  if (inserted) outputs_.emplace_back().id = req.id;
-  return outputs_[it->second];
+  if (req.output_epoch != output_epoch_) {
+    req.output_epoch = output_epoch_;
+    req.output_slot = static_cast<int32_t>(outputs_.size());
+    if (outputs_.capacity() == 0) outputs_.reserve(running_.size() + 16);
+    outputs_.emplace_back().id = req.id;
+  }
+  return outputs_[req.output_slot];
 }
 
 void Scheduler::EraseFinished() {

@@ -15,13 +15,12 @@ StopStringMatcher::StopStringMatcher(std::vector<std::string> stops) : stops_(st
 
 StopStringMatcher::Result StopStringMatcher::Append(std::string_view delta, bool may_match) {
   Result r;
-  const size_t old_size = text_.size();
-  text_.append(delta);
-  if (stops_.empty()) {
-    r.emit = text_.substr(emitted_);
-    emitted_ = text_.size();
+  if (stops_.empty()) {  // nothing to match: stream as is, keep no copy
+    r.emit.assign(delta);
     return r;
   }
+  const size_t old_size = text_.size();
+  text_.append(delta);
   // Matches ending at or before checked_end_ were ruled out (or ignored before
   // min_tokens), so each stop string is searched from where a new match could start.
   const size_t from_end = std::min(checked_end_, old_size);

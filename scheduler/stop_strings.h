@@ -25,6 +25,7 @@ class StopStringMatcher {
   // The held-back text, released when the request ends for another reason.
   std::string Flush();
 
+  // All output text so far (empty when there are no stop strings: nothing is kept then).
   const std::string& text() const { return text_; }
 
  private:
