@@ -37,13 +37,7 @@ class AddedTokenMatcher {
 
  private:
   struct Node {
-    int32_t children_begin = 0;  // unused: children kept in a sorted edge list below
-    int32_t token_index = -1;    // index into tokens_ when a pattern ends here
-  };
-  struct Edge {
-    int32_t from;
-    uint8_t byte;
-    int32_t to;
+    int32_t token_index = -1;  // index into tokens_ when a pattern ends here
   };
   int32_t Child(int32_t node, uint8_t byte) const;
   // Longest pattern starting at `pos`: (token index, length) or (-1, 0).
@@ -51,6 +45,7 @@ class AddedTokenMatcher {
 
   std::vector<AddedToken> tokens_;
   std::vector<Node> nodes_{Node{}};
+  // Children of each node as (byte, node) pairs: few per node, so a linear scan is fastest.
   std::vector<std::vector<std::pair<uint8_t, int32_t>>> children_{{}};
   bool first_byte_[256] = {};
 };

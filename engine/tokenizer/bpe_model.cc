@@ -27,7 +27,8 @@ absl::Status BpeModel::Init(std::vector<std::string> id_to_token, BpeOptions opt
     auto it = token_to_id_.find(name);
     byte_tokens_[b] = it == token_to_id_.end() ? -1 : it->second;
   }
-  if (options_.unk_id && (*options_.unk_id < 0 || *options_.unk_id >= static_cast<TokenId>(id_to_token_.size()))) {
+  if (options_.unk_id &&
+      (*options_.unk_id < 0 || *options_.unk_id >= static_cast<TokenId>(id_to_token_.size()))) {
     return InvalidArgument("model.unk_token: id ", *options_.unk_id, " is outside the vocab of ",
                            id_to_token_.size());
   }
@@ -43,8 +44,8 @@ absl::Status BpeModel::AddMerge(std::string_view left, std::string_view right, i
                            "\" uses a token not in the vocab");
   }
   if (merged == token_to_id_.end()) {
-    return InvalidArgument(Sv(where), ": merge \"", Sv(left), " ", Sv(right), "\" produces \"", Sv(left), Sv(right),
-                           "\", which is not in the vocab");
+    return InvalidArgument(Sv(where), ": merge \"", Sv(left), " ", Sv(right), "\" produces \"",
+                           Sv(left), Sv(right), "\", which is not in the vocab");
   }
   // The first (lowest-rank) occurrence of a pair wins, as in HF.
   merges_.try_emplace(PairKey(a->second, b->second), Merge{rank, merged->second});
@@ -74,7 +75,8 @@ void BpeModel::AddMergesFromScores(const std::vector<float>& scores,
       auto a = token_to_id_.find(Sv(std::string_view(token).substr(0, split)));
       auto b = token_to_id_.find(Sv(std::string_view(token).substr(split)));
       if (a == token_to_id_.end() || b == token_to_id_.end()) continue;
-      auto [it, inserted] = merges_.try_emplace(PairKey(a->second, b->second), Merge{rank, order[i]});
+      auto [it, inserted] =
+          merges_.try_emplace(PairKey(a->second, b->second), Merge{rank, order[i]});
       (void)it;
       (void)inserted;
     }

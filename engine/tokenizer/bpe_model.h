@@ -12,17 +12,17 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
-#include "absl/synchronization/mutex.h"
 #include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
 #include "common/ids.h"
 
 namespace lil {
 
 struct BpeOptions {
-  bool byte_fallback = false;   // characters missing from the vocab become <0xAB> tokens
+  bool byte_fallback = false;  // characters missing from the vocab become <0xAB> tokens
   std::optional<TokenId> unk_id;
-  bool fuse_unk = false;        // consecutive unknown characters become one unk token
-  bool ignore_merges = false;   // a word that is itself in the vocab is taken whole (Llama 3)
+  bool fuse_unk = false;       // consecutive unknown characters become one unk token
+  bool ignore_merges = false;  // a word that is itself in the vocab is taken whole (Llama 3)
 };
 
 class BpeModel {

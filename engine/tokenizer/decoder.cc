@@ -279,11 +279,14 @@ class JoinStage : public DecodeStage {
 
 std::unique_ptr<DecodeStage> MakeStage(const DecoderStep& step) {
   switch (step.kind) {
-    case DecoderStep::Kind::kByteLevel: return std::make_unique<ByteLevelStage>();
+    case DecoderStep::Kind::kByteLevel:
+      return std::make_unique<ByteLevelStage>();
     case DecoderStep::Kind::kReplace:
       return std::make_unique<ReplaceStage>(step.pattern, step.content);
-    case DecoderStep::Kind::kByteFallback: return std::make_unique<ByteFallbackStage>();
-    case DecoderStep::Kind::kFuse: return std::make_unique<FuseStage>();
+    case DecoderStep::Kind::kByteFallback:
+      return std::make_unique<ByteFallbackStage>();
+    case DecoderStep::Kind::kFuse:
+      return std::make_unique<FuseStage>();
     case DecoderStep::Kind::kStrip:
       return std::make_unique<StripStage>(step.content, step.strip_start, step.strip_stop);
     case DecoderStep::Kind::kMetaspace:

@@ -60,7 +60,8 @@ absl::StatusOr<std::vector<TokenId>> SpecialTokenIds(const json& specials, const
   }
   std::vector<TokenId> ids;
   for (const json& id : specials[name]["ids"]) {
-    if (!id.is_number_integer()) return InvalidArgument(where, ".special_tokens.", name, ": id is not an integer");
+    if (!id.is_number_integer())
+      return InvalidArgument(where, ".special_tokens.", name, ": id is not an integer");
     ids.push_back(id.get<TokenId>());
   }
   return ids;
@@ -90,7 +91,8 @@ absl::Status ParseTemplate(const json& j, const std::string& where, PostProcesso
 // Roberta/Bert: "cls": [token, id], "sep": [token, id].
 absl::Status ParseClsSep(const json& j, const std::string& where, PostProcessor* out) {
   for (const char* key : {"cls", "sep"}) {
-    if (!j.contains(key) || !j[key].is_array() || j[key].size() != 2 || !j[key][1].is_number_integer()) {
+    if (!j.contains(key) || !j[key].is_array() || j[key].size() != 2 ||
+        !j[key][1].is_number_integer()) {
       return InvalidArgument(where, ".", key, " must be [token, id]");
     }
     (std::string(key) == "cls" ? out->prefix : out->suffix).push_back(j[key][1].get<TokenId>());
@@ -131,7 +133,8 @@ absl::Status ParseNormalizer(const json& j, const std::string& where, Normalizer
     step.text = JsonString(j, "prepend");
   } else if (type == "Replace") {
     step.kind = NormalizerStep::Kind::kReplace;
-    LIL_RETURN_IF_ERROR(ParsePattern(j.value("pattern", json()), where + ".pattern", &step.text, &step.regex));
+    LIL_RETURN_IF_ERROR(
+        ParsePattern(j.value("pattern", json()), where + ".pattern", &step.text, &step.regex));
     step.replacement = JsonString(j, "content");
   } else if (type == "Strip") {
     step.kind = NormalizerStep::Kind::kStrip;
@@ -159,8 +162,10 @@ absl::Status ParsePreTokenizer(const json& j, const std::string& where, PreToken
     return absl::OkStatus();
   } else if (type == "Split") {
     step.kind = PreTokenizerStep::Kind::kSplit;
-    LIL_RETURN_IF_ERROR(ParsePattern(j.value("pattern", json()), where + ".pattern", &step.literal, &step.regex));
-    LIL_ASSIGN_OR_RETURN(step.behavior, ParseBehavior(JsonString(j, "behavior", "Isolated"), where));
+    LIL_RETURN_IF_ERROR(
+        ParsePattern(j.value("pattern", json()), where + ".pattern", &step.literal, &step.regex));
+    LIL_ASSIGN_OR_RETURN(step.behavior,
+                         ParseBehavior(JsonString(j, "behavior", "Isolated"), where));
     step.invert = JsonBool(j, "invert", false);
   } else if (type == "ByteLevel") {
     step.kind = PreTokenizerStep::Kind::kByteLevel;
@@ -174,7 +179,7 @@ absl::Status ParsePreTokenizer(const json& j, const std::string& where, PreToken
     LIL_ASSIGN_OR_RETURN(auto regex, Regex::Compile("\\p{N}", where));
     step.regex = std::move(regex);
     step.behavior = JsonBool(j, "individual_digits", false) ? SplitBehavior::kIsolated
-                                                             : SplitBehavior::kContiguous;
+                                                            : SplitBehavior::kContiguous;
   } else if (type == "Metaspace") {
     step.kind = PreTokenizerStep::Kind::kMetaspace;
     step.replacement = JsonString(j, "replacement", "\xE2\x96\x81");
@@ -196,7 +201,8 @@ absl::Status ParseDecoder(const json& j, const std::string& where, DecoderConfig
       return InvalidArgument(where, ".decoders must be an array");
     }
     for (size_t i = 0; i < j["decoders"].size(); ++i) {
-      LIL_RETURN_IF_ERROR(ParseDecoder(j["decoders"][i], absl::StrCat(where, ".decoders[", i, "]"), out));
+      LIL_RETURN_IF_ERROR(
+          ParseDecoder(j["decoders"][i], absl::StrCat(where, ".decoders[", i, "]"), out));
     }
     return absl::OkStatus();
   }
@@ -206,8 +212,10 @@ absl::Status ParseDecoder(const json& j, const std::string& where, DecoderConfig
   } else if (type == "Replace") {
     step.kind = DecoderStep::Kind::kReplace;
     std::shared_ptr<const Regex> regex;
-    LIL_RETURN_IF_ERROR(ParsePattern(j.value("pattern", json()), where + ".pattern", &step.pattern, &regex));
-    if (regex) return absl::UnimplementedError(where + ": Replace with a Regex pattern is not supported");
+    LIL_RETURN_IF_ERROR(
+        ParsePattern(j.value("pattern", json()), where + ".pattern", &step.pattern, &regex));
+    if (regex)
+      return absl::UnimplementedError(where + ": Replace with a Regex pattern is not supported");
     step.content = JsonString(j, "content");
   } else if (type == "ByteFallback") {
     step.kind = DecoderStep::Kind::kByteFallback;
@@ -229,8 +237,7 @@ absl::Status ParseDecoder(const json& j, const std::string& where, DecoderConfig
   return absl::OkStatus();
 }
 
-absl::Status ParsePostProcessor(const json& j, const std::string& where,
-                                PostProcessor* out) {
+absl::Status ParsePostProcessor(const json& j, const std::string& where, PostProcessor* out) {
   if (j.is_null()) return absl::OkStatus();
   const std::string type = TypeOf(j);
   if (type == "Sequence") {
@@ -238,8 +245,8 @@ absl::Status ParsePostProcessor(const json& j, const std::string& where,
       return InvalidArgument(where, ".processors must be an array");
     }
     for (size_t i = 0; i < j["processors"].size(); ++i) {
-      LIL_RETURN_IF_ERROR(ParsePostProcessor(j["processors"][i],
-                                             absl::StrCat(where, ".processors[", i, "]"), out));
+      LIL_RETURN_IF_ERROR(
+          ParsePostProcessor(j["processors"][i], absl::StrCat(where, ".processors[", i, "]"), out));
     }
     return absl::OkStatus();
   }

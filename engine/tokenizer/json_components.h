@@ -4,9 +4,8 @@
 // the section and the type; malformed ones are INVALID_ARGUMENT naming the field.
 #pragma once
 
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "absl/status/status.h"
 #include "engine/tokenizer/decoder.h"

@@ -18,16 +18,17 @@ constexpr int kSCount = kLCount * kNCount;
 uint8_t CombiningClass(char32_t cp) {
   if (cp < 0x300) return 0;
   const auto* end = nfc_data::kCcc + nfc_data::kCccSize;
-  const auto* it = std::lower_bound(nfc_data::kCcc, end, cp,
-                                    [](const nfc_data::CccEntry& e, char32_t c) { return e.cp < c; });
+  const auto* it = std::lower_bound(
+      nfc_data::kCcc, end, cp, [](const nfc_data::CccEntry& e, char32_t c) { return e.cp < c; });
   return (it != end && it->cp == cp) ? it->ccc : 0;
 }
 
 const nfc_data::DecompEntry* FindDecomposition(char32_t cp) {
   if (cp < 0xC0) return nullptr;
   const auto* end = nfc_data::kDecomp + nfc_data::kDecompSize;
-  const auto* it = std::lower_bound(
-      nfc_data::kDecomp, end, cp, [](const nfc_data::DecompEntry& e, char32_t c) { return e.cp < c; });
+  const auto* it =
+      std::lower_bound(nfc_data::kDecomp, end, cp,
+                       [](const nfc_data::DecompEntry& e, char32_t c) { return e.cp < c; });
   return (it != end && it->cp == cp) ? it : nullptr;
 }
 
@@ -50,11 +51,11 @@ char32_t Compose(char32_t a, char32_t b) {
     return a + (b - kTBase);
   }
   const auto* end = nfc_data::kComp + nfc_data::kCompSize;
-  const auto* it = std::lower_bound(nfc_data::kComp, end, std::make_pair(a, b),
-                                    [](const nfc_data::CompEntry& e, std::pair<char32_t, char32_t> k) {
-                                      return e.first != k.first ? e.first < k.first
-                                                                : e.second < k.second;
-                                    });
+  const auto* it =
+      std::lower_bound(nfc_data::kComp, end, std::make_pair(a, b),
+                       [](const nfc_data::CompEntry& e, std::pair<char32_t, char32_t> k) {
+                         return e.first != k.first ? e.first < k.first : e.second < k.second;
+                       });
   return (it != end && it->first == a && it->second == b) ? it->composite : 0;
 }
 
@@ -85,9 +86,8 @@ void CanonicalOrder(std::vector<char32_t>* cps) {
     }
     size_t j = i;
     while (j < cps->size() && CombiningClass((*cps)[j]) != 0) ++j;
-    std::stable_sort(cps->begin() + i, cps->begin() + j, [](char32_t a, char32_t b) {
-      return CombiningClass(a) < CombiningClass(b);
-    });
+    std::stable_sort(cps->begin() + i, cps->begin() + j,
+                     [](char32_t a, char32_t b) { return CombiningClass(a) < CombiningClass(b); });
     i = j;
   }
 }

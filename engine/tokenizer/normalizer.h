@@ -15,9 +15,9 @@ namespace lil {
 struct NormalizerStep {
   enum class Kind { kNfc, kPrepend, kReplace, kStrip };
   Kind kind = Kind::kNfc;
-  std::string text;         // kPrepend: prefix; kReplace: literal pattern
-  std::string replacement;  // kReplace
-  std::shared_ptr<const Regex> regex;  // kReplace with a Regex pattern
+  std::string text;                              // kPrepend: prefix; kReplace: literal pattern
+  std::string replacement;                       // kReplace
+  std::shared_ptr<const Regex> regex;            // kReplace with a Regex pattern
   bool strip_left = false, strip_right = false;  // kStrip
 };
 

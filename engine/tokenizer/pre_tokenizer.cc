@@ -96,7 +96,8 @@ void SplitPiece(const PreToken& piece, const std::vector<std::pair<size_t, size_
 void ApplyStep(const PreTokenizerStep& step, PreToken piece, std::vector<PreToken>* out) {
   using Kind = PreTokenizerStep::Kind;
   if (step.kind == Kind::kSplit) {
-    SplitPiece(piece, step.regex ? step.regex->FindAll(piece.text) : FindLiteral(piece.text, step.literal),
+    SplitPiece(piece,
+               step.regex ? step.regex->FindAll(piece.text) : FindLiteral(piece.text, step.literal),
                step.behavior, step.invert, out);
     return;
   }
@@ -124,17 +125,17 @@ void ApplyStep(const PreTokenizerStep& step, PreToken piece, std::vector<PreToke
     }
   }
   const bool starts_with = text.compare(0, step.replacement.size(), step.replacement) == 0;
-  const bool prepend = !starts_with && (step.prepend == PreTokenizerStep::Prepend::kAlways ||
-                                        (step.prepend == PreTokenizerStep::Prepend::kFirst &&
-                                         piece.at_origin));
+  const bool prepend =
+      !starts_with && (step.prepend == PreTokenizerStep::Prepend::kAlways ||
+                       (step.prepend == PreTokenizerStep::Prepend::kFirst && piece.at_origin));
   if (prepend) text = step.replacement + text;
   PreToken replaced{std::move(text), piece.at_origin};
   if (!step.split) {
     out->push_back(std::move(replaced));
     return;
   }
-  SplitPiece(replaced, FindLiteral(replaced.text, step.replacement),
-             SplitBehavior::kMergedWithNext, false, out);
+  SplitPiece(replaced, FindLiteral(replaced.text, step.replacement), SplitBehavior::kMergedWithNext,
+             false, out);
 }
 
 }  // namespace

@@ -68,10 +68,10 @@ std::vector<std::pair<size_t, size_t>> Regex::FindAll(std::string_view text) con
   while (offset <= text.size()) {
     // Input is validated once by the caller; skip PCRE2's per-call UTF check (it is O(n)
     // per call, which would make matching quadratic).
-    const int rc = jit_ ? pcre2_jit_match(code, subject, text.size(), offset, 0, scratch.data,
-                                          scratch.context)
-                        : pcre2_match(code, subject, text.size(), offset, PCRE2_NO_UTF_CHECK,
-                                      scratch.data, scratch.context);
+    const int rc =
+        jit_ ? pcre2_jit_match(code, subject, text.size(), offset, 0, scratch.data, scratch.context)
+             : pcre2_match(code, subject, text.size(), offset, PCRE2_NO_UTF_CHECK, scratch.data,
+                           scratch.context);
     if (rc < 0) break;  // PCRE2_ERROR_NOMATCH, or a resource limit: rest is unmatched
     const PCRE2_SIZE* ovector = pcre2_get_ovector_pointer(scratch.data);
     const size_t begin = ovector[0], end = ovector[1];

@@ -82,7 +82,8 @@ std::vector<TokenId> Tokenizer::Encode(std::string_view input, bool add_special_
       }
     }
   }
-  if (add_special_tokens) ids.insert(ids.end(), parts_->post.suffix.begin(), parts_->post.suffix.end());
+  if (add_special_tokens)
+    ids.insert(ids.end(), parts_->post.suffix.begin(), parts_->post.suffix.end());
   return ids;
 }
 
@@ -139,7 +140,7 @@ std::string IncrementalDetokenizer::Push(TokenId id) {
 std::string IncrementalDetokenizer::Flush() {
   stream_->Finish();
   std::string out = stream_->TakeOutput();
-  // The stream may be pushed to again after a flush; it starts a fresh chunk.
+  // The stream may be pushed to again after a flush: it then decodes a new sequence.
   return out;
 }
 

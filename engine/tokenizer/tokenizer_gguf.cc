@@ -79,13 +79,15 @@ absl::Status BuildBytePreTokenizer(const std::string& pre, TokenizerParts* parts
   if (pre == "default") {
     // llama.cpp's fallback sequence for BPE vocabularies without a known pre-tokenizer.
     LIL_RETURN_IF_ERROR(AddSplit(p, R"([\p{P}\$\+<=>\^~\|]+)", where));
-    LIL_RETURN_IF_ERROR(AddSplit(p, R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S))", where));
+    LIL_RETURN_IF_ERROR(AddSplit(
+        p, R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S))", where));
     LIL_RETURN_IF_ERROR(AddSplit(p, R"(\p{N}+)", where));
     LIL_RETURN_IF_ERROR(AddSplit(p, R"([0-9][0-9][0-9])", where));
     return AddByteLevel(p, false, where);
   }
   return absl::UnimplementedError(absl::StrCat(
-      where, " is not supported (known: gpt2, smollm, starcoder, refact, llama-bpe, qwen2, default)"));
+      where,
+      " is not supported (known: gpt2, smollm, starcoder, refact, llama-bpe, qwen2, default)"));
 }
 
 int32_t TypeOf(const TokenizerSpec& spec, size_t id) {
@@ -134,7 +136,8 @@ absl::Status BuildLlama(const TokenizerSpec& spec, TokenizerParts* parts) {
   options.unk_id = spec.unk_id;
   LIL_RETURN_IF_ERROR(parts->model.Init(spec.tokens, options));
   std::vector<bool> mergeable(spec.tokens.size());
-  for (size_t id = 0; id < spec.tokens.size(); ++id) mergeable[id] = TypeOf(spec, id) == kTypeNormal;
+  for (size_t id = 0; id < spec.tokens.size(); ++id)
+    mergeable[id] = TypeOf(spec, id) == kTypeNormal;
   parts->model.AddMergesFromScores(spec.scores, mergeable);
   // SentencePiece: every segment gets a leading "▁" (llama.cpp and HF's legacy Llama
   // normalizer both prepend after each special token too), spaces become "▁".
@@ -170,7 +173,8 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::FromSpec(const TokenizerSp
   const auto n = static_cast<TokenId>(spec.tokens.size());
   for (const auto& [name, id] : {std::pair{"bos", spec.bos_id}, std::pair{"eos", spec.eos_id}}) {
     if (id && (*id < 0 || *id >= n)) {
-      return InvalidArgument("tokenizer.ggml.", name, "_token_id ", *id, " is outside the vocab of ", n);
+      return InvalidArgument("tokenizer.ggml.", name, "_token_id ", *id,
+                             " is outside the vocab of ", n);
     }
   }
   AddGgufAddedTokens(spec, parts.get());

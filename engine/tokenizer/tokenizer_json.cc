@@ -3,9 +3,8 @@
 // and chat_template.jinja beside it. nlohmann::json may throw; this is the edge that catches.
 #include <filesystem>
 #include <fstream>
-#include <sstream>
-
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "common/status.h"
 #include "engine/tokenizer/json_components.h"
@@ -51,8 +50,8 @@ absl::Status AddMergeEntry(const json& m, size_t rank, const std::string& where,
         s.find(' ', space + 1) != std::string::npos) {
       return InvalidArgument(at, ": \"", s, "\" is not two tokens separated by one space");
     }
-    return model->AddMerge(std::string_view(s).substr(0, space), std::string_view(s).substr(space + 1),
-                           static_cast<int32_t>(rank), at);
+    return model->AddMerge(std::string_view(s).substr(0, space),
+                           std::string_view(s).substr(space + 1), static_cast<int32_t>(rank), at);
   }
   if (m.is_array() && m.size() == 2 && m[0].is_string() && m[1].is_string()) {
     return model->AddMerge(m[0].get<std::string>(), m[1].get<std::string>(),
@@ -70,11 +69,12 @@ absl::Status ParseModel(const json& m, const std::string& where, BpeModel* model
   }
   for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix"}) {
     if (!JsonString(m, key).empty()) {
-      return absl::UnimplementedError(absl::StrCat(where, ".", key, " \"", JsonString(m, key),
-                                                   "\" is not supported"));
+      return absl::UnimplementedError(
+          absl::StrCat(where, ".", key, " \"", JsonString(m, key), "\" is not supported"));
     }
   }
-  if (!m.contains("vocab") || !m["vocab"].is_object()) return InvalidArgument(where, ".vocab must be an object");
+  if (!m.contains("vocab") || !m["vocab"].is_object())
+    return InvalidArgument(where, ".vocab must be an object");
   std::vector<std::string> id_to_token;
   for (const auto& [token, id] : m["vocab"].items()) {
     if (!id.is_number_integer() || id.get<int64_t>() < 0 || id.get<int64_t>() > (1 << 24)) {
@@ -91,24 +91,30 @@ absl::Status ParseModel(const json& m, const std::string& where, BpeModel* model
   const std::string unk = JsonString(m, "unk_token");
   if (!unk.empty()) {
     const json& vocab = m["vocab"];
-    if (!vocab.contains(unk)) return InvalidArgument(where, ".unk_token \"", unk, "\" is not in the vocab");
+    if (!vocab.contains(unk))
+      return InvalidArgument(where, ".unk_token \"", unk, "\" is not in the vocab");
     options.unk_id = vocab[unk].get<TokenId>();
   }
   LIL_RETURN_IF_ERROR(model->Init(std::move(id_to_token), options));
-  if (!m.contains("merges") || !m["merges"].is_array()) return InvalidArgument(where, ".merges must be an array");
+  if (!m.contains("merges") || !m["merges"].is_array())
+    return InvalidArgument(where, ".merges must be an array");
   const json& merges = m["merges"];
-  for (size_t i = 0; i < merges.size(); ++i) LIL_RETURN_IF_ERROR(AddMergeEntry(merges[i], i, where, model));
+  for (size_t i = 0; i < merges.size(); ++i)
+    LIL_RETURN_IF_ERROR(AddMergeEntry(merges[i], i, where, model));
   return absl::OkStatus();
 }
 
-absl::Status ParseAddedTokens(const json& j, const std::string& where, std::vector<AddedToken>* out) {
+absl::Status ParseAddedTokens(const json& j, const std::string& where,
+                              std::vector<AddedToken>* out) {
   if (j.is_null()) return absl::OkStatus();
   if (!j.is_array()) return InvalidArgument(where, " must be an array");
   for (size_t i = 0; i < j.size(); ++i) {
     const json& t = j[i];
-    if (!t.is_object() || !t.contains("id") || !t["id"].is_number_integer() || t["id"].get<int64_t>() < 0 ||
-        t["id"].get<int64_t>() > (1 << 24) || !t.contains("content") || !t["content"].is_string()) {
-      return InvalidArgument(where, "[", i, "]: needs an integer \"id\" in [0, 2^24] and a string \"content\"");
+    if (!t.is_object() || !t.contains("id") || !t["id"].is_number_integer() ||
+        t["id"].get<int64_t>() < 0 || t["id"].get<int64_t>() > (1 << 24) ||
+        !t.contains("content") || !t["content"].is_string()) {
+      return InvalidArgument(where, "[", i,
+                             "]: needs an integer \"id\" in [0, 2^24] and a string \"content\"");
     }
     AddedToken token;
     token.id = t["id"].get<TokenId>();
@@ -160,10 +166,12 @@ absl::Status LoadConfig(const fs::path& dir, TokenizerParts* parts, const Tokeni
   if (!bos.empty()) parts->bos_id = tok.TokenToId(bos);
   if (!eos.empty()) parts->eos_id = tok.TokenToId(eos);
   if (!bos.empty() && !parts->bos_id) {
-    return InvalidArgument(config_path.string(), ": bos_token \"", bos, "\" is not in the vocabulary");
+    return InvalidArgument(config_path.string(), ": bos_token \"", bos,
+                           "\" is not in the vocabulary");
   }
   if (!eos.empty() && !parts->eos_id) {
-    return InvalidArgument(config_path.string(), ": eos_token \"", eos, "\" is not in the vocabulary");
+    return InvalidArgument(config_path.string(), ": eos_token \"", eos,
+                           "\" is not in the vocabulary");
   }
   // Without a config, the post-processor's first prefix token is the best guess for BOS.
   if (bos.empty() && !parts->post.prefix.empty()) parts->bos_id = parts->post.prefix.front();
@@ -175,12 +183,14 @@ absl::Status FillParts(const json& j, const std::string& file, TokenizerParts* p
   LIL_RETURN_IF_ERROR(ParseModel(j.value("model", json()), file + ": model", &parts->model));
   LIL_RETURN_IF_ERROR(ParseAddedTokens(j.value("added_tokens", json()), file + ": added_tokens",
                                        &parts->added_tokens));
-  LIL_RETURN_IF_ERROR(ParseNormalizer(j.value("normalizer", json()), file + ": normalizer", &parts->normalizer));
   LIL_RETURN_IF_ERROR(
-      ParsePreTokenizer(j.value("pre_tokenizer", json()), file + ": pre_tokenizer", &parts->pre_tokenizer));
-  LIL_RETURN_IF_ERROR(ParseDecoder(j.value("decoder", json()), file + ": decoder", &parts->decoder));
+      ParseNormalizer(j.value("normalizer", json()), file + ": normalizer", &parts->normalizer));
+  LIL_RETURN_IF_ERROR(ParsePreTokenizer(j.value("pre_tokenizer", json()), file + ": pre_tokenizer",
+                                        &parts->pre_tokenizer));
   LIL_RETURN_IF_ERROR(
-      ParsePostProcessor(j.value("post_processor", json()), file + ": post_processor", &parts->post));
+      ParseDecoder(j.value("decoder", json()), file + ": decoder", &parts->decoder));
+  LIL_RETURN_IF_ERROR(ParsePostProcessor(j.value("post_processor", json()),
+                                         file + ": post_processor", &parts->post));
   for (TokenId id : parts->post.prefix) {
     if (id < 0) return InvalidArgument(file, ": post_processor: negative token id ", id);
   }

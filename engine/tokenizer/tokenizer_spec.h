@@ -13,17 +13,21 @@
 namespace lil {
 
 struct TokenizerSpec {
-  std::string model;                  // tokenizer.ggml.model: "gpt2" (byte-level BPE) or "llama" (SentencePiece BPE)
-  std::string pre;                    // tokenizer.ggml.pre: pre-tokenizer name ("smollm", "llama-bpe", "qwen2", ...)
-  std::vector<std::string> tokens;    // id -> token text (byte-level form for gpt2, '▁' form for llama)
-  std::vector<float> scores;          // SentencePiece scores (may be empty)
-  std::vector<int32_t> token_types;   // 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte
-  std::vector<std::string> merges;    // "a b" pairs, rank order
+  // tokenizer.ggml.model: "gpt2" (byte-level BPE) or "llama" (SentencePiece BPE).
+  std::string model;
+  // tokenizer.ggml.pre: pre-tokenizer name ("smollm", "llama-bpe", "qwen2", ...).
+  std::string pre;
+  // id -> token text (byte-level form for gpt2, '▁' form for llama).
+  std::vector<std::string> tokens;
+  std::vector<float> scores;  // SentencePiece scores (may be empty)
+  // 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte.
+  std::vector<int32_t> token_types;
+  std::vector<std::string> merges;  // "a b" pairs, rank order
   std::optional<TokenId> bos_id, eos_id, pad_id, unk_id;
   bool add_bos = false;
   bool add_eos = false;
-  bool add_space_prefix = true;       // tokenizer.ggml.add_space_prefix ("llama" model: prepend "▁")
-  std::string chat_template;          // tokenizer.chat_template (Jinja), may be empty
+  bool add_space_prefix = true;  // tokenizer.ggml.add_space_prefix ("llama" model: prepend "▁")
+  std::string chat_template;     // tokenizer.chat_template (Jinja), may be empty
 };
 
 }  // namespace lil

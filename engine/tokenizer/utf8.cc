@@ -19,11 +19,16 @@ int SequenceLength(uint8_t b) {
 bool ValidContinuation(uint8_t lead, int index, uint8_t b) {
   if (index == 1) {
     switch (lead) {
-      case 0xE0: return b >= 0xA0 && b <= 0xBF;
-      case 0xED: return b >= 0x80 && b <= 0x9F;
-      case 0xF0: return b >= 0x90 && b <= 0xBF;
-      case 0xF4: return b >= 0x80 && b <= 0x8F;
-      default: break;
+      case 0xE0:
+        return b >= 0xA0 && b <= 0xBF;
+      case 0xED:
+        return b >= 0x80 && b <= 0x9F;
+      case 0xF0:
+        return b >= 0x90 && b <= 0xBF;
+      case 0xF4:
+        return b >= 0x80 && b <= 0x8F;
+      default:
+        break;
     }
   }
   return b >= 0x80 && b <= 0xBF;
@@ -69,9 +74,12 @@ char32_t NextCodePoint(std::string_view s, size_t* pos) {
   const uint8_t* p = reinterpret_cast<const uint8_t*>(s.data()) + *pos;
   *pos += n;
   switch (n) {
-    case 1: return p[0];
-    case 2: return ((p[0] & 0x1F) << 6) | (p[1] & 0x3F);
-    case 3: return ((p[0] & 0x0F) << 12) | ((p[1] & 0x3F) << 6) | (p[2] & 0x3F);
+    case 1:
+      return p[0];
+    case 2:
+      return ((p[0] & 0x1F) << 6) | (p[1] & 0x3F);
+    case 3:
+      return ((p[0] & 0x0F) << 12) | ((p[1] & 0x3F) << 6) | (p[2] & 0x3F);
     default:
       return ((p[0] & 0x07) << 18) | ((p[1] & 0x3F) << 12) | ((p[2] & 0x3F) << 6) | (p[3] & 0x3F);
   }

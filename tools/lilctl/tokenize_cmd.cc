@@ -6,9 +6,8 @@
 #include <cstdio>
 #include <iostream>
 #include <iterator>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "engine/format/gguf_tokenizer.h"
 #include "engine/tokenizer/tokenizer.h"
@@ -99,7 +98,8 @@ void Run(const TokenizeFlags& flags) {
       out = Handle(*tok, flags, json(input), "stdin", &num_tokens) + "\n";
     }
   }
-  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   std::fwrite(out.data(), 1, out.size(), stdout);
   if (flags.time) {
     std::fprintf(stderr, "encoded %lld tokens in %.3f s: %.0f tokens/s\n",
@@ -110,7 +110,8 @@ void Run(const TokenizeFlags& flags) {
 CommandRegistrar reg([](CLI::App& app) {
   auto flags = std::make_shared<TokenizeFlags>();
   CLI::App* cmd = app.add_subcommand("tokenize", "Encode text to token ids or decode ids to text");
-  cmd->add_option("--model", flags->model, "model directory, tokenizer.json or .gguf file")->required();
+  cmd->add_option("--model", flags->model, "model directory, tokenizer.json or .gguf file")
+      ->required();
   cmd->add_flag("--decode", flags->decode, "read a JSON array of ids, print the text");
   cmd->add_flag("--jsonl", flags->jsonl,
                 "each stdin line is a JSON string (encode) or array of ids (decode)");

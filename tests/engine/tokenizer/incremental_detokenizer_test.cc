@@ -2,11 +2,11 @@
 // The streaming detokenizer: never emits partial UTF-8, and its concatenated output equals
 // Decode() of the same ids: multi-byte characters split across byte-level tokens, byte
 // fallback groups, random id streams on tiny and (when present) real tokenizers.
-#include <filesystem>
-#include <random>
-
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
+
+#include <filesystem>
+#include <random>
 
 #include "engine/tokenizer/tokenizer.h"
 #include "engine/tokenizer/utf8.h"
@@ -68,14 +68,18 @@ TEST(IncrementalDetokenizerTest, ByteFallbackGroupsAndLeadingSpace) {
   const std::vector<TokenId> ids = {space, a, space, byte0 + 0xE2, byte0 + 0x82, byte0 + 0xAC, a};
   const std::vector<std::string> pieces = Stream(*tok, ids, false);
   EXPECT_EQ(Join(pieces), tok->Decode(ids, false));
-  EXPECT_EQ(tok->Decode(ids, false), "a \xE2\x82\xAC" "a");
+  EXPECT_EQ(tok->Decode(ids, false),
+            "a \xE2\x82\xAC"
+            "a");
   // The euro sign is only released when the group is known to be complete and valid.
   EXPECT_EQ(pieces[3], "");
   EXPECT_EQ(pieces[4], "");
   // An invalid group yields one U+FFFD per byte, as Decode does.
   const std::vector<TokenId> bad = {byte0 + 0xE2, byte0 + 0x82, a, byte0 + 0xFF};
   EXPECT_EQ(Join(Stream(*tok, bad, false)), tok->Decode(bad, false));
-  EXPECT_EQ(tok->Decode(bad, false), "\xEF\xBF\xBD\xEF\xBF\xBD" "a\xEF\xBF\xBD");
+  EXPECT_EQ(tok->Decode(bad, false),
+            "\xEF\xBF\xBD\xEF\xBF\xBD"
+            "a\xEF\xBF\xBD");
 }
 
 void CheckRandomStreams(const Tokenizer& tok, uint32_t seed, int num_streams, int max_len) {
@@ -111,8 +115,9 @@ TEST(IncrementalDetokenizerTest, RandomStreamsEqualFullDecodeOnRealTokenizers) {
     ASSERT_TRUE(tok.ok()) << tok.status();
     CheckRandomStreams(**tok, 3, 300, 100);
     // Text round trip through the stream.
-    const std::string text = "Streaming \xE4\xB8\xAD\xE6\x96\x87 and \xF0\x9F\x91\xA8\xE2\x80\x8D"
-                             "\xF0\x9F\x91\xA9 emoji, caf\xC3\xA9<|im_end|>";
+    const std::string text =
+        "Streaming \xE4\xB8\xAD\xE6\x96\x87 and \xF0\x9F\x91\xA8\xE2\x80\x8D"
+        "\xF0\x9F\x91\xA9 emoji, caf\xC3\xA9<|im_end|>";
     EXPECT_EQ(Join(Stream(**tok, (*tok)->Encode(text, false), false)), text);
     ++checked;
   }

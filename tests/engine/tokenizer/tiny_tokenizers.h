@@ -6,16 +6,16 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
-#include <string>
-
 #include <nlohmann/json.hpp>
+#include <string>
 
 #include "engine/tokenizer/byte_level.h"
 
 namespace lil::testing {
 
 inline std::string WriteTempJson(const std::string& name, const std::string& text) {
-  const auto dir = std::filesystem::temp_directory_path() / ("lil_tok_test_" + std::to_string(::getpid()));
+  const auto dir =
+      std::filesystem::temp_directory_path() / ("lil_tok_test_" + std::to_string(::getpid()));
   std::filesystem::create_directories(dir);
   const auto path = dir / name;
   std::ofstream(path) << text;
@@ -32,18 +32,33 @@ inline nlohmann::json TinyByteLevelJson() {
   for (int i = 0; i < 5; ++i) vocab[merged[i]] = 256 + i;
   nlohmann::json j;
   j["version"] = "1.0";
-  j["added_tokens"] = {
-      {{"id", 300}, {"content", "<|end|>"}, {"special", true}, {"normalized", false},
-       {"lstrip", false}, {"rstrip", false}, {"single_word", false}},
-      {{"id", 301}, {"content", "<tool>"}, {"special", false}, {"normalized", false},
-       {"lstrip", true}, {"rstrip", true}, {"single_word", false}},
-      {{"id", 302}, {"content", "word"}, {"special", false}, {"normalized", false},
-       {"lstrip", false}, {"rstrip", false}, {"single_word", true}}};
+  j["added_tokens"] = {{{"id", 300},
+                        {"content", "<|end|>"},
+                        {"special", true},
+                        {"normalized", false},
+                        {"lstrip", false},
+                        {"rstrip", false},
+                        {"single_word", false}},
+                       {{"id", 301},
+                        {"content", "<tool>"},
+                        {"special", false},
+                        {"normalized", false},
+                        {"lstrip", true},
+                        {"rstrip", true},
+                        {"single_word", false}},
+                       {{"id", 302},
+                        {"content", "word"},
+                        {"special", false},
+                        {"normalized", false},
+                        {"lstrip", false},
+                        {"rstrip", false},
+                        {"single_word", true}}};
   j["normalizer"] = nullptr;
   j["pre_tokenizer"] = {{"type", "ByteLevel"}, {"add_prefix_space", false}, {"use_regex", true}};
   j["post_processor"] = {{"type", "ByteLevel"}};
   j["decoder"] = {{"type", "ByteLevel"}};
-  j["model"] = {{"type", "BPE"}, {"vocab", vocab},
+  j["model"] = {{"type", "BPE"},
+                {"vocab", vocab},
                 {"merges", {"h e", "he l", "hel l", "hell o", "\xC4\xA0 w"}}};
   return j;
 }
@@ -56,8 +71,8 @@ inline nlohmann::json TinySentencePieceJson() {
   int id = 0;
   vocab["<unk>"] = id++;
   vocab["<s>"] = id++;
-  for (const std::string& t : {space, std::string("a"), std::string("b"), std::string("c"), space + "a",
-                              std::string("ab")}) {
+  for (const std::string& t : {space, std::string("a"), std::string("b"), std::string("c"),
+                               space + "a", std::string("ab")}) {
     vocab[t] = id++;
   }
   for (int b = 0; b < 256; ++b) {
@@ -80,9 +95,14 @@ inline nlohmann::json TinySentencePieceJson() {
                     {{"type", "Strip"}, {"content", " "}, {"start", 1}, {"stop", 0}}}}};
   j["post_processor"] = {
       {"type", "TemplateProcessing"},
-      {"single", {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}}, {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
+      {"single",
+       {{{"SpecialToken", {{"id", "<s>"}, {"type_id", 0}}}},
+        {{"Sequence", {{"id", "A"}, {"type_id", 0}}}}}},
       {"special_tokens", {{"<s>", {{"id", "<s>"}, {"ids", {1}}, {"tokens", {"<s>"}}}}}}};
-  j["model"] = {{"type", "BPE"}, {"vocab", vocab}, {"byte_fallback", true}, {"unk_token", "<unk>"},
+  j["model"] = {{"type", "BPE"},
+                {"vocab", vocab},
+                {"byte_fallback", true},
+                {"unk_token", "<unk>"},
                 {"merges", {space + " a", "a b"}}};
   return j;
 }

@@ -79,13 +79,16 @@ TEST(TokenizerTest, SentencePieceByteFallbackAndBos) {
   EXPECT_EQ(tok->Decode(e, false), "\xC3\xA9");
   EXPECT_EQ(tok->Decode(tok->Encode("ab c", true), true), "ab c");
   // An incomplete byte group decodes to one U+FFFD per byte (HF's ByteFallback rule).
-  EXPECT_EQ(tok->Decode({8 + 0xE2, 8 + 0x82, 3}, false), "\xEF\xBF\xBD\xEF\xBF\xBD" "a");
+  EXPECT_EQ(tok->Decode({8 + 0xE2, 8 + 0x82, 3}, false),
+            "\xEF\xBF\xBD\xEF\xBF\xBD"
+            "a");
 }
 
 TEST(TokenizerTest, ErrorsNameTheFileAndTheProblem) {
   auto missing = Tokenizer::FromFile("/nonexistent/dir/tokenizer.json");
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kNotFound);
-  EXPECT_THAT(std::string(missing.status().message()), HasSubstr("/nonexistent/dir/tokenizer.json"));
+  EXPECT_THAT(std::string(missing.status().message()),
+              HasSubstr("/nonexistent/dir/tokenizer.json"));
 
   const std::string bad_path = lil::testing::WriteTempJson("bad.json", "{\"model\": {\"vocab\": ");
   auto bad = Tokenizer::FromFile(bad_path);
@@ -112,7 +115,8 @@ TEST(TokenizerTest, ErrorsNameTheFileAndTheProblem) {
   EXPECT_THAT(std::string(pre.status().message()), HasSubstr("pre_tokenizer"));
 
   j = lil::testing::TinyByteLevelJson();
-  j["pre_tokenizer"] = {{"type", "Split"}, {"pattern", {{"Regex", "(unclosed"}}}, {"behavior", "Isolated"}};
+  j["pre_tokenizer"] = {
+      {"type", "Split"}, {"pattern", {{"Regex", "(unclosed"}}}, {"behavior", "Isolated"}};
   auto regex = Tokenizer::FromFile(lil::testing::WriteTempJson("regex.json", j.dump()));
   EXPECT_EQ(regex.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_THAT(std::string(regex.status().message()), HasSubstr("(unclosed"));
@@ -159,20 +163,20 @@ TEST(TokenizerTest, FromSpecErrors) {
 }
 
 TEST(NfcTest, ComposesReordersAndKeepsNfcText) {
-  EXPECT_EQ(ToNfc("e\xCC\x81"), "\xC3\xA9");                       // e + acute -> é
-  EXPECT_EQ(ToNfc("\xE2\x84\xAB"), "\xC3\x85");                    // Angstrom sign -> Å
+  EXPECT_EQ(ToNfc("e\xCC\x81"), "\xC3\xA9");                                 // e + acute -> é
+  EXPECT_EQ(ToNfc("\xE2\x84\xAB"), "\xC3\x85");                              // Angstrom sign -> Å
   EXPECT_EQ(ToNfc("\xE1\x84\x80\xE1\x85\xA1\xE1\x86\xA8"), "\xEA\xB0\x81");  // jamo -> 각
   // q + dot above (230) + dot below (220): reordered to below, above; no composite exists.
   EXPECT_EQ(ToNfc("q\xCC\x87\xCC\xA3"), "q\xCC\xA3\xCC\x87");
   // A + ring above + dot below: reordered, A + dot below composes to Ạ, the ring stays.
-  EXPECT_EQ(ToNfc("A\xCC\x8A\xCC\xA3"), "\xE1\xBA\xA0\xCC\x8A");   // Ạ + ring
+  EXPECT_EQ(ToNfc("A\xCC\x8A\xCC\xA3"), "\xE1\xBA\xA0\xCC\x8A");  // Ạ + ring
   EXPECT_TRUE(IsNfcQuick("plain ascii and \xE4\xB8\xAD\xE6\x96\x87"));
   EXPECT_FALSE(IsNfcQuick("e\xCC\x81"));
 }
 
 TEST(Utf8Test, LossyMatchesFromUtf8LossyRules) {
-  EXPECT_EQ(ToValidUtf8("a\xE2\x82"), "a\xEF\xBF\xBD");                 // truncated: one U+FFFD
-  EXPECT_EQ(ToValidUtf8("\xC3("), "\xEF\xBF\xBD(");                      // bad continuation
+  EXPECT_EQ(ToValidUtf8("a\xE2\x82"), "a\xEF\xBF\xBD");  // truncated: one U+FFFD
+  EXPECT_EQ(ToValidUtf8("\xC3("), "\xEF\xBF\xBD(");      // bad continuation
   EXPECT_EQ(ToValidUtf8("\xED\xA0\x80"), "\xEF\xBF\xBD\xEF\xBF\xBD\xEF\xBF\xBD");  // surrogate
   EXPECT_EQ(ToValidUtf8("\xF0\x9F\x98\x80"), "\xF0\x9F\x98\x80");
   EXPECT_FALSE(IsValidUtf8("\xC0\xAF"));  // overlong
