@@ -5,6 +5,7 @@
 
 #include "common/log.h"
 #include "common/status.h"
+#include "engine/backend_factory.h"
 #include "engine/cpu_backend.h"
 #include "engine/format/gguf_tokenizer.h"
 #include "engine/host_weights.h"
@@ -39,9 +40,9 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path,
       model->eos_ids_.push_back(*eos);
     }
   }
-  if (options.device == DeviceKind::kCuda) {
-    return absl::UnimplementedError("--device cuda: the CUDA backend is not available yet");
-  }
+  // kCuda / kAuto: the CUDA module; null means kAuto found no GPU and runs on the CPU.
+  LIL_ASSIGN_OR_RETURN(model->backend_, CreateDeviceBackend(options.device, path, options.kv));
+  if (model->backend_ != nullptr) return model;
   LIL_ASSIGN_OR_RETURN(HostWeights weights, LoadHostWeights(*files));
   LIL_ASSIGN_OR_RETURN(model->backend_,
                        CpuBackend::Create(model->config_, std::move(weights), options.kv));

@@ -1,0 +1,379 @@
+// File: engine/cuda/cuda_backend.cc
+// One Execute: flatten the plan on the host (cuda_step.h), one upload of the int arrays,
+// then per layer: norm -> QKV GEMM -> q/k norm + RoPE + paged KV write -> Quest metadata ->
+// (Quest selection) -> paged attention -> O GEMM -> residual + norm -> gate/up GEMM ->
+// SwiGLU -> down GEMM; final norm of the logits rows, LM head, greedy on the GPU.
+#include "engine/cuda/cuda_backend.h"
+
+#include <cmath>
+#include <random>
+
+#include "common/status.h"
+#include "engine/plan_check.h"
+#include "engine/sampler.h"
+#include "kernels/cuda/attention.h"
+#include "kernels/cuda/quest.h"
+#include "kernels/cuda/sample.h"
+
+namespace lil::cuda {
+namespace {
+
+// Bump allocator over the step's work buffer (256-byte aligned pieces).
+struct Carve {
+  char* base = nullptr;
+  size_t used = 0;
+  template <typename T>
+  T* Take(int64_t n) {
+    T* p = reinterpret_cast<T*>(base == nullptr ? nullptr : base + used);
+    used += (static_cast<size_t>(n) * sizeof(T) + 255) / 256 * 256;
+    return p;
+  }
+};
+
+bool GreedyOnGpu(const SamplingParams& s) {
+  return (s.temperature <= 0.0f || s.top_k == 1) && s.repetition_penalty == 1.0f && s.logprobs == 0;
+}
+
+}  // namespace
+
+struct CudaBackend::Work {
+  const int32_t* ints = nullptr;  // the uploaded IntPack
+  int64_t tokens, pos, seq, dst_page, dst_slot, touched_pages, touched_last, mass_offset,
+      logit_rows, cand_pages, cand_logical;
+  struct Layout {
+    int64_t indptr, pages, logical, entry_seq, q_row, cand_begin, cand_count, budget, out_begin;
+    int32_t nnz, num_quest;
+  };
+  std::vector<Layout> layouts;
+  float *x, *qkv, *q, *delta, *gate_up, *entry_mass, *seq_mass, *logits, *logprob;
+  bf16 *h, *attn, *act;
+  int32_t* token_out;
+  int32_t* pages_rw;  // device copies of the layouts' pages/logical (Quest writes them)
+  const int32_t* I(int64_t off) const { return ints + off; }
+};
+
+CudaBackend::CudaBackend(const ModelConfig& config, DeviceWeights weights, int32_t num_pages,
+                         int32_t page_size, cudaStream_t stream, Gemm gemm)
+    : config_(config), w_(std::move(weights)), num_pages_(num_pages), page_size_(page_size),
+      stream_(stream), gemm_(std::move(gemm)) {
+  seed_base_ = std::random_device{}();
+}
+
+CudaBackend::~CudaBackend() {
+  if (stream_ != nullptr) cudaStreamDestroy(stream_);
+}
+
+absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConfig& c,
+                                                                 DeviceWeights weights,
+                                                                 const KvCacheOptions& kv,
+                                                                 const CudaBackendOptions& options) {
+  if (kv.page_size <= 0) return InvalidArgument("page_size must be positive, got ", kv.page_size);
+  if (c.num_heads % c.num_kv_heads != 0 || c.num_heads / c.num_kv_heads > 8 || c.head_dim > 128 ||
+      c.head_dim % 2 != 0) {
+    return absl::UnimplementedError(absl::StrCat(
+        "CUDA backend: attention supports head_dim <= 128 (even) and GQA groups <= 8; model has "
+        "head_dim ", c.head_dim, ", ", c.num_heads, " heads, ", c.num_kv_heads, " KV heads"));
+  }
+  // Pages hold bf16 K and V plus bf16 Quest min/max per (page, KV head).
+  const int64_t meta_per_page = 2LL * c.num_layers * c.num_kv_heads * 2 * c.head_dim;
+  const int64_t per_page = KvBytesPerPage(c, kv.page_size, 2) + meta_per_page;
+  int64_t pages = kv.num_pages > 0 ? kv.num_pages : kv.kv_bytes / per_page;
+  if (pages < 1) {
+    return InvalidArgument("KV memory of ", kv.kv_bytes, " bytes holds no page of ", kv.page_size,
+                           " tokens (one page needs ", per_page, " bytes on the GPU)");
+  }
+  cudaStream_t stream = nullptr;
+  LIL_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  auto gemm = Gemm::Create(stream, options.force_fallback_gemm);
+  if (!gemm.ok()) {
+    cudaStreamDestroy(stream);
+    return gemm.status();
+  }
+  std::unique_ptr<CudaBackend> b(new CudaBackend(c, std::move(weights), static_cast<int32_t>(pages),
+                                                 kv.page_size, stream, std::move(*gemm)));
+  LIL_RETURN_IF_ERROR(b->kv_pool_.Reserve(static_cast<size_t>(pages) * per_page));
+  // Zeroed so a page read before it is written (never in a valid plan) holds no NaNs.
+  LIL_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(b->kv_pool_.get(), 0, b->kv_pool_.bytes(), stream));
+  return b;
+}
+
+PagedKvViewBf16 CudaBackend::LayerView(int32_t layer) const {
+  PagedKvViewBf16 v;
+  v.num_pages = num_pages_;
+  v.num_kv_heads = config_.num_kv_heads;
+  v.page_size = page_size_;
+  v.head_dim = config_.head_dim;
+  const size_t pool = v.ElementsPerPool();
+  const size_t meta = static_cast<size_t>(num_pages_) * v.num_kv_heads * 2 * v.head_dim;
+  bf16* base = kv_pool_.get<bf16>() + layer * (2 * pool + meta);
+  v.k = base;
+  v.v = base + pool;
+  v.quest = base + 2 * pool;
+  return v;
+}
+
+absl::Status CudaBackend::Attention(int32_t layer, const StepInputs& in, const Work& w) {
+  const ModelConfig& c = config_;
+  const Work::Layout& l = w.layouts[in.layer_layout[layer]];
+  const PagedKvViewBf16 view = LayerView(layer);
+  int32_t* pages = w.pages_rw + l.pages;
+  int32_t* logical = w.pages_rw + l.logical;
+  if (l.num_quest > 0) {
+    QuestSelectParams qp;
+    qp.q = w.q;
+    qp.kv = view;
+    qp.num_seqs = l.num_quest;
+    qp.num_heads = c.num_heads;
+    qp.q_row = w.I(l.q_row);
+    qp.cand_begin = w.I(l.cand_begin);
+    qp.cand_count = w.I(l.cand_count);
+    qp.cand_pages = w.I(w.cand_pages);
+    qp.cand_logical = w.I(w.cand_logical);
+    qp.budget_pages = w.I(l.budget);
+    qp.out_begin = w.I(l.out_begin);
+    qp.out_pages = pages;
+    qp.out_logical = logical;
+    LIL_CUDA_RETURN_IF_ERROR(QuestSelect(qp, stream_));
+  }
+  const bool mass = in.mass_size > 0;
+  if (mass) LIL_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(w.entry_mass, 0, sizeof(float) * std::max(1, l.nnz), stream_));
+  PagedAttentionParams ap;
+  ap.q = w.q;
+  ap.out = w.attn;
+  ap.kv = view;
+  ap.num_tokens = in.num_tokens;
+  ap.num_heads = c.num_heads;
+  ap.token_pos = w.I(w.pos);
+  ap.token_seq = w.I(w.seq);
+  ap.row_indptr = w.I(l.indptr);
+  ap.row_pages = pages;
+  ap.row_logical = logical;
+  ap.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  ap.page_mass = mass ? w.entry_mass : nullptr;
+  LIL_CUDA_RETURN_IF_ERROR(PagedAttention(ap, stream_));
+  if (mass) {
+    LIL_CUDA_RETURN_IF_ERROR(ScatterAdd({w.entry_mass, w.I(l.entry_seq), logical, w.I(w.mass_offset),
+                                         w.seq_mass, l.nnz}, stream_));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::RunLayer(int32_t layer, const StepInputs& in, const Work& w) {
+  const ModelConfig& c = config_;
+  const DeviceLayerWeights& lw = w_.layers[layer];
+  const int32_t t = in.num_tokens, hid = c.hidden_size, qd = c.q_dim(), kvd = c.kv_dim();
+  const int32_t inter = c.intermediate_size;
+  // The previous layer's down projection is still in delta: fused into this norm.
+  LIL_CUDA_RETURN_IF_ERROR(AddRmsNorm({w.x, layer == 0 ? nullptr : w.delta, lw.attn_norm, w.h, t, hid,
+                                       c.rms_norm_eps}, stream_));
+  LIL_RETURN_IF_ERROR(gemm_.Run(w.h, lw.qkv, w.qkv, t, hid, qd + 2 * kvd));
+  QkvRopeWriteParams rp;
+  rp.qkv = w.qkv;
+  rp.bias = lw.qkv_bias;
+  rp.q_norm = lw.q_norm;
+  rp.k_norm = lw.k_norm;
+  rp.eps = c.rms_norm_eps;
+  rp.pos = w.I(w.pos);
+  rp.inv_freq = w_.inv_freq;
+  rp.q_out = w.q;
+  rp.kv = LayerView(layer);
+  rp.dst_page = w.I(w.dst_page);
+  rp.dst_slot = w.I(w.dst_slot);
+  rp.tokens = t;
+  rp.num_heads = c.num_heads;
+  LIL_CUDA_RETURN_IF_ERROR(QkvRopeWrite(rp, stream_));
+  LIL_CUDA_RETURN_IF_ERROR(QuestMeta({LayerView(layer), w.I(w.touched_pages), w.I(w.touched_last),
+                                      static_cast<int32_t>(in.touched_pages.size())}, stream_));
+  LIL_RETURN_IF_ERROR(Attention(layer, in, w));
+  LIL_RETURN_IF_ERROR(gemm_.Run(w.attn, lw.o_proj, w.delta, t, qd, hid));
+  LIL_CUDA_RETURN_IF_ERROR(AddRmsNorm({w.x, w.delta, lw.mlp_norm, w.h, t, hid, c.rms_norm_eps}, stream_));
+  LIL_RETURN_IF_ERROR(gemm_.Run(w.h, lw.gate_up, w.gate_up, t, hid, 2 * inter));
+  LIL_CUDA_RETURN_IF_ERROR(SiluMul({w.gate_up, w.act, t, inter}, stream_));
+  LIL_RETURN_IF_ERROR(gemm_.Run(w.act, lw.down, w.delta, t, inter, hid));
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::Sample(const StepPlan& plan, const StepInputs& in, const Work& w,
+                                 StepResult& result) {
+  const ModelConfig& c = config_;
+  const int32_t r = static_cast<int32_t>(in.logit_rows.size()), vocab = c.vocab_size;
+  if (r == 0) return absl::OkStatus();
+  LIL_CUDA_RETURN_IF_ERROR(AddRmsNorm({w.x, nullptr, w_.final_norm, w.h, r, c.hidden_size,
+                                       c.rms_norm_eps, w.I(w.logit_rows)}, stream_));
+  LIL_RETURN_IF_ERROR(gemm_.Run(w.h, w_.lm_head, w.logits, r, c.hidden_size, vocab));
+  LIL_CUDA_RETURN_IF_ERROR(Greedy({w.logits, r, vocab, w.token_out, w.logprob}, stream_));
+  bool need_host_logits = false;
+  for (const ScheduledSeq& seq : plan.seqs) {
+    need_host_logits |= seq.return_logits || (seq.sample && !GreedyOnGpu(seq.sampling));
+  }
+  std::vector<int32_t> tokens(r);
+  std::vector<float> logprobs(r), logits;
+  LIL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(tokens.data(), w.token_out, sizeof(int32_t) * r,
+                                           cudaMemcpyDeviceToHost, stream_));
+  LIL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(logprobs.data(), w.logprob, sizeof(float) * r,
+                                           cudaMemcpyDeviceToHost, stream_));
+  if (need_host_logits) {
+    logits.resize(static_cast<size_t>(r) * vocab);
+    LIL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(logits.data(), w.logits, sizeof(float) * logits.size(),
+                                             cudaMemcpyDeviceToHost, stream_));
+  }
+  LIL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  for (size_t s = 0; s < plan.seqs.size(); ++s) {
+    const ScheduledSeq& seq = plan.seqs[s];
+    SeqOutput& out = result.seqs[s];
+    const int32_t first = in.first_logit_row[s];
+    if (first < 0) continue;
+    const int32_t last = first + (seq.return_logits ? in.seq_len[s] - 1 : 0);
+    if (seq.return_logits) {
+      const float* lg = logits.data() + static_cast<int64_t>(first) * vocab;
+      out.logits.assign(lg, lg + static_cast<int64_t>(in.seq_len[s]) * vocab);
+    }
+    if (!seq.sample) continue;
+    if (GreedyOnGpu(seq.sampling)) {
+      out.token = tokens[last];
+      out.logprob = logprobs[last];
+      continue;
+    }
+    const SeqState& st = seqs_[seq.id];
+    SampleOutput so = lil::Sample(absl::MakeConstSpan(logits.data() + static_cast<int64_t>(last) * vocab, vocab),
+                                  seq.sampling, st.history, st.seed, seq.num_generated);
+    out.token = so.token;
+    out.logprob = so.logprob;
+    out.top_logprobs = std::move(so.top_logprobs);
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
+  LIL_RETURN_IF_ERROR(CheckPlan(plan, config_, num_pages_, page_size_));
+  for (RequestId id : plan.released) seqs_.erase(id);
+  const ModelConfig& c = config_;
+  const int32_t num_seqs = static_cast<int32_t>(plan.seqs.size());
+  StepResult result;
+  result.seqs.resize(num_seqs);
+  if (num_seqs == 0) return result;
+  for (const ScheduledSeq& seq : plan.seqs) {
+    SeqState& st = seqs_[seq.id];
+    if (st.history.empty() && st.seed == 0) {
+      st.seed = seq.sampling.seed.value_or(seed_base_ ^ (seq.id.value * 0x9E3779B97F4A7C15ull));
+    }
+    if (seq.sampling.seed) st.seed = *seq.sampling.seed;
+    st.history.resize(std::min<size_t>(st.history.size(), seq.start_pos));
+    st.history.insert(st.history.end(), seq.tokens.begin(), seq.tokens.end());
+  }
+  const StepInputs in = BuildStepInputs(plan, c, page_size_);
+  for (const RowLayout& l : in.layouts) {
+    for (int32_t s : l.quest_seqs) {
+      if (in.cand_indptr[s + 1] - in.cand_indptr[s] > kQuestMaxCandidates) {
+        return absl::UnimplementedError(absl::StrCat("sequence ", plan.seqs[s].id.value, ": Quest over more than ",
+                                                     kQuestMaxCandidates, " resident pages"));
+      }
+    }
+  }
+
+  // Pack the int inputs; the layouts' pages/logical also go to a writable copy.
+  IntPack pack, rw;
+  Work w;
+  w.tokens = pack.Add(in.tokens);
+  w.pos = pack.Add(in.pos);
+  w.seq = pack.Add(in.seq);
+  w.dst_page = pack.Add(in.dst_page);
+  w.dst_slot = pack.Add(in.dst_slot);
+  w.touched_pages = pack.Add(in.touched_pages);
+  w.touched_last = pack.Add(in.touched_last_slot);
+  w.mass_offset = pack.Add(in.mass_offset);
+  w.logit_rows = pack.Add(in.logit_rows);
+  w.cand_pages = pack.Add(in.cand_pages);
+  w.cand_logical = pack.Add(in.cand_logical);
+  int32_t max_nnz = 1;
+  for (const RowLayout& l : in.layouts) {
+    Work::Layout d;
+    d.indptr = pack.Add(l.indptr);
+    d.entry_seq = pack.Add(l.entry_seq);
+    d.pages = rw.Add(l.pages);
+    d.logical = rw.Add(l.logical);
+    std::vector<int32_t> q_row, cb, cn, budget, out_begin;
+    for (int32_t s : l.quest_seqs) {
+      q_row.push_back(in.seq_first[s]);
+      cb.push_back(in.cand_indptr[s]);
+      cn.push_back(in.cand_indptr[s + 1] - in.cand_indptr[s]);
+      budget.push_back(in.quest_budget[s]);
+      for (int32_t h = 0; h < c.num_kv_heads; ++h) out_begin.push_back(l.indptr[s * c.num_kv_heads + h]);
+    }
+    d.q_row = pack.Add(q_row);
+    d.cand_begin = pack.Add(cb);
+    d.cand_count = pack.Add(cn);
+    d.budget = pack.Add(budget);
+    d.out_begin = pack.Add(out_begin);
+    d.nnz = static_cast<int32_t>(l.pages.size());
+    d.num_quest = static_cast<int32_t>(l.quest_seqs.size());
+    max_nnz = std::max(max_nnz, d.nnz);
+    w.layouts.push_back(d);
+  }
+
+  const int64_t t = in.num_tokens, r = std::max<int64_t>(1, in.logit_rows.size());
+  const int64_t hmax = std::max(c.hidden_size, c.intermediate_size);
+  Carve carve;
+  auto carve_all = [&] {
+    carve.used = 0;
+    w.ints = carve.Take<int32_t>(pack.data.size());
+    w.pages_rw = carve.Take<int32_t>(rw.data.size());
+    w.x = carve.Take<float>(t * c.hidden_size);
+    w.qkv = carve.Take<float>(t * (c.q_dim() + 2 * c.kv_dim()));
+    w.q = carve.Take<float>(t * c.q_dim());
+    w.delta = carve.Take<float>(t * c.hidden_size);
+    w.gate_up = carve.Take<float>(t * 2 * c.intermediate_size);
+    w.entry_mass = carve.Take<float>(max_nnz);
+    w.seq_mass = carve.Take<float>(std::max(1, in.mass_size));
+    w.logits = carve.Take<float>(r * c.vocab_size);
+    w.logprob = carve.Take<float>(r);
+    w.h = carve.Take<bf16>(std::max(t, r) * hmax);
+    w.attn = carve.Take<bf16>(t * c.q_dim());
+    w.act = carve.Take<bf16>(t * c.intermediate_size);
+    w.token_out = carve.Take<int32_t>(r);
+  };
+  carve_all();
+  LIL_RETURN_IF_ERROR(work_.Reserve(carve.used));
+  carve.base = work_.get<char>();
+  carve_all();
+  LIL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(const_cast<int32_t*>(w.ints), pack.data.data(),
+                                           pack.data.size() * 4, cudaMemcpyHostToDevice, stream_));
+  if (!rw.data.empty()) {
+    LIL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(w.pages_rw, rw.data.data(), rw.data.size() * 4,
+                                             cudaMemcpyHostToDevice, stream_));
+  }
+  if (in.mass_size > 0) {
+    LIL_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(w.seq_mass, 0, sizeof(float) * in.mass_size, stream_));
+  }
+  LIL_CUDA_RETURN_IF_ERROR(Embedding({w_.embed, w.I(w.tokens), w.x, in.num_tokens, c.hidden_size,
+                                      c.vocab_size}, stream_));
+  for (int32_t layer = 0; layer < c.num_layers; ++layer) LIL_RETURN_IF_ERROR(RunLayer(layer, in, w));
+  if (c.num_layers > 0) {
+    LIL_CUDA_RETURN_IF_ERROR(AddInPlace(w.x, w.delta, t * c.hidden_size, stream_));
+  }
+  std::vector<float> mass(in.mass_size);
+  if (in.mass_size > 0) {
+    LIL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(mass.data(), w.seq_mass, sizeof(float) * in.mass_size,
+                                             cudaMemcpyDeviceToHost, stream_));
+  }
+  LIL_RETURN_IF_ERROR(Sample(plan, in, w, result));
+  LIL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+
+  const RowLayout* last = c.num_layers > 0 ? &in.layouts[in.layer_layout.back()] : nullptr;
+  for (int32_t s = 0; s < num_seqs; ++s) {
+    SeqOutput& out = result.seqs[s];
+    out.id = plan.seqs[s].id;
+    if (last != nullptr) {
+      out.pages_attended = last->indptr[s * c.num_kv_heads + 1] - last->indptr[s * c.num_kv_heads];
+    }
+    if (in.mass_offset[s] >= 0) {
+      const int32_t pages = (plan.seqs[s].start_pos + in.seq_len[s] + page_size_ - 1) / page_size_;
+      const float norm = 1.0f / (static_cast<float>(c.num_layers) * c.num_heads * in.seq_len[s]);
+      out.page_mass.assign(mass.begin() + in.mass_offset[s], mass.begin() + in.mass_offset[s] + pages);
+      for (float& m : out.page_mass) m *= norm;
+    }
+  }
+  return result;
+}
+
+}  // namespace lil::cuda

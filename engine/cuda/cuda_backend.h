@@ -1,0 +1,67 @@
+// File: engine/cuda/cuda_backend.h
+// The CUDA backend: bf16 weights and KV, fp32 residual stream and accumulation, cuBLAS
+// GEMMs, own kernels (kernels/cuda). Same plan semantics as CpuBackend: page tables with
+// holes, Quest per (sequence, KV head) past dense_layers for one-token steps, h2o page mass,
+// return_logits. Engine thread only (not thread-safe).
+#pragma once
+
+#include <memory>
+#include <vector>
+
+#include "absl/container/flat_hash_map.h"
+#include "engine/backend.h"
+#include "engine/cuda/cuda_step.h"
+#include "engine/cuda/cuda_util.h"
+#include "engine/cuda/device_weights.h"
+#include "engine/cuda/gemm.h"
+
+namespace lil::cuda {
+
+struct CudaBackendOptions {
+  int32_t device = 0;
+  bool force_fallback_gemm = false;  // tests: the tiled kernel instead of cuBLAS
+};
+
+class CudaBackend final : public Backend {
+ public:
+  static absl::StatusOr<std::unique_ptr<CudaBackend>> Create(const ModelConfig& config,
+                                                             DeviceWeights weights,
+                                                             const KvCacheOptions& kv,
+                                                             const CudaBackendOptions& options);
+  ~CudaBackend() override;
+
+  std::string name() const override { return "cuda"; }
+  const ModelConfig& config() const override { return config_; }
+  int32_t num_pages() const override { return num_pages_; }
+  int32_t page_size() const override { return page_size_; }
+  absl::StatusOr<StepResult> Execute(const StepPlan& plan) override;
+  const Gemm& gemm() const { return gemm_; }
+
+ private:
+  struct SeqState {
+    std::vector<TokenId> history;
+    uint64_t seed = 0;
+  };
+  struct Work;  // device pointers of one step (cuda_backend.cc)
+
+  CudaBackend(const ModelConfig& config, DeviceWeights weights, int32_t num_pages,
+              int32_t page_size, cudaStream_t stream, Gemm gemm);
+  PagedKvViewBf16 LayerView(int32_t layer) const;
+  absl::Status RunLayer(int32_t layer, const StepInputs& in, const Work& w);
+  absl::Status Attention(int32_t layer, const StepInputs& in, const Work& w);
+  absl::Status Sample(const StepPlan& plan, const StepInputs& in, const Work& w,
+                      StepResult& result);
+
+  ModelConfig config_;
+  DeviceWeights w_;
+  int32_t num_pages_;
+  int32_t page_size_;
+  cudaStream_t stream_;
+  Gemm gemm_;
+  DeviceBuffer kv_pool_;     // [layers][K | V | Quest] per layer, see LayerView
+  DeviceBuffer ints_, work_;
+  absl::flat_hash_map<RequestId, SeqState> seqs_;
+  uint64_t seed_base_;
+};
+
+}  // namespace lil::cuda

@@ -1,0 +1,49 @@
+// File: engine/cuda/cuda_step.h
+// The host side of one CUDA step: a StepPlan flattened into the int32 arrays the kernels
+// read (token rows, KV destinations, attention page lists per layer, Quest inputs, h2o
+// mass slices, logits rows), packed into one buffer so a step makes one upload.
+#pragma once
+
+#include <vector>
+
+#include "engine/model_config.h"
+#include "scheduler/step_plan.h"
+
+namespace lil::cuda {
+
+// Attention rows (seq * num_kv_heads + h) of one layer. Rows of sequences in Quest mode are
+// sized here (min(budget, candidates) entries) and filled on the GPU by QuestSelect.
+struct RowLayout {
+  std::vector<int32_t> indptr, pages, logical, entry_seq;
+  std::vector<int32_t> quest_seqs;  // sequences whose rows the GPU fills in this layout
+};
+
+struct StepInputs {
+  int32_t num_tokens = 0;
+  std::vector<int32_t> tokens, pos, seq, dst_page, dst_slot;
+  std::vector<int32_t> seq_first, seq_len;
+  std::vector<int32_t> cand_indptr, cand_pages, cand_logical;  // resident pages per seq
+  std::vector<int32_t> quest_budget, quest_dense_layers;       // per seq (budget 0: dense)
+  std::vector<RowLayout> layouts;
+  std::vector<int32_t> layer_layout;                           // [num_layers] index
+  std::vector<int32_t> touched_pages, touched_last_slot;       // Quest metadata to refresh
+  std::vector<int32_t> mass_offset;                            // per seq, -1: no h2o mass
+  int32_t mass_size = 0;
+  std::vector<int32_t> logit_rows;                             // token rows needing logits
+  std::vector<int32_t> first_logit_row;                        // per seq, -1: none
+};
+
+StepInputs BuildStepInputs(const StepPlan& plan, const ModelConfig& c, int32_t page_size);
+
+// Concatenates int32 arrays; Add returns the element offset of the array in the pack.
+struct IntPack {
+  std::vector<int32_t> data;
+  int64_t Add(const std::vector<int32_t>& v) {
+    const int64_t off = static_cast<int64_t>(data.size());
+    data.insert(data.end(), v.begin(), v.end());
+    data.resize((data.size() + 3) / 4 * 4);  // 16-byte aligned starts
+    return off;
+  }
+};
+
+}  // namespace lil::cuda

@@ -1,0 +1,37 @@
+// File: engine/cuda/gemm.h
+// y[rows, out] (fp32) = x[rows, in] (bf16) * w[out, in]^T (bf16), fp32 accumulation, through
+// cuBLAS (cublasGemmEx). cuBLAS is opened with dlopen (libcublas.so.13, or $LILSERVE_CUBLAS)
+// so building the module needs no cuBLAS; without it the simple tiled kernel of
+// kernels/cuda/ops.h runs instead, with a warning (correct, much slower).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "kernels/cuda/ops.h"
+
+namespace lil::cuda {
+
+class Gemm {
+ public:
+  // Binds to `stream`; prefers cuBLAS unless `force_fallback`.
+  static absl::StatusOr<Gemm> Create(cudaStream_t stream, bool force_fallback = false);
+  Gemm(Gemm&& o) noexcept;
+  Gemm& operator=(Gemm&& o) noexcept;
+  ~Gemm();
+
+  absl::Status Run(const bf16* x, const bf16* w, float* y, int32_t rows, int32_t in,
+                   int32_t out) const;
+  bool uses_cublas() const { return handle_ != nullptr; }
+  const std::string& library() const { return library_; }
+
+ private:
+  Gemm() = default;
+  cudaStream_t stream_ = nullptr;
+  void* handle_ = nullptr;  // cublasHandle_t
+  std::string library_;
+};
+
+}  // namespace lil::cuda

@@ -1,0 +1,235 @@
+// File: kernels/cuda/ops.cu
+// Element-wise ops: one block per row (norms, embedding), one warp per head vector (RoPE).
+#include "kernels/cuda/ops.h"
+
+#include <cmath>
+
+namespace lil::cuda {
+namespace {
+
+constexpr int kThreads = 256;
+
+__device__ float WarpSum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, at most 1024).
+__device__ float BlockSum(float v) {
+  __shared__ float partial[32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  v = WarpSum(v);
+  __syncthreads();  // partial may still be read by a previous call
+  if (lane == 0) partial[warp] = v;
+  __syncthreads();
+  const int nw = blockDim.x >> 5;
+  v = lane < nw ? partial[lane] : 0.0f;
+  return WarpSum(v);
+}
+
+__global__ void EmbeddingKernel(EmbeddingParams p) {
+  const int32_t r = blockIdx.x;
+  const int32_t id = p.ids[r];
+  float* out = p.out + static_cast<int64_t>(r) * p.dim;
+  const bool ok = id >= 0 && id < p.vocab;
+  const bf16* row = p.table + static_cast<int64_t>(ok ? id : 0) * p.dim;
+  for (int32_t i = threadIdx.x; i < p.dim; i += blockDim.x) out[i] = ok ? __bfloat162float(row[i]) : 0.0f;
+}
+
+__global__ void AddRmsNormKernel(AddRmsNormParams p) {
+  const int32_t r = blockIdx.x;
+  const int64_t xr = p.row_index != nullptr ? p.row_index[r] : r;
+  float* x = p.x + xr * p.dim;
+  const float* res = p.residual != nullptr ? p.residual + xr * p.dim : nullptr;
+  float ss = 0.0f;
+  for (int32_t i = threadIdx.x; i < p.dim; i += blockDim.x) {
+    float v = x[i];
+    if (res != nullptr) {
+      v += res[i];
+      x[i] = v;
+    }
+    ss += v * v;
+  }
+  const float inv = rsqrtf(BlockSum(ss) / p.dim + p.eps);
+  bf16* out = p.out + static_cast<int64_t>(r) * p.dim;
+  for (int32_t i = threadIdx.x; i < p.dim; i += blockDim.x) out[i] = __float2bfloat16(x[i] * inv * p.weight[i]);
+}
+
+// One warp per (token, head vector); head vectors are q heads, then k heads, then v heads.
+// The vector is staged in shared memory so RoPE pairs (i, i + d/2) work for any head_dim.
+__global__ void QkvRopeWriteKernel(QkvRopeWriteParams p) {
+  extern __shared__ float stage[];  // [warps][head_dim]
+  const int32_t t = blockIdx.x;
+  const int32_t lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  const int32_t d = p.kv.head_dim, hq = p.num_heads, hkv = p.kv.num_kv_heads;
+  const int32_t width = (hq + 2 * hkv) * d;
+  float* v = stage + warp * d;
+  const int32_t half = d / 2;
+  for (int32_t hv = warp; hv < hq + 2 * hkv; hv += nw) {
+    const int32_t col0 = hv * d;
+    for (int32_t i = lane; i < d; i += 32) {
+      float x = p.qkv[static_cast<int64_t>(t) * width + col0 + i];
+      if (p.bias != nullptr) x += p.bias[col0 + i];
+      v[i] = x;
+    }
+    __syncwarp();
+    const bool is_q = hv < hq, is_k = !is_q && hv < hq + hkv;
+    const float* norm = is_q ? p.q_norm : (is_k ? p.k_norm : nullptr);
+    if (norm != nullptr) {
+      float ss = 0.0f;
+      for (int32_t i = lane; i < d; i += 32) ss += v[i] * v[i];
+      const float inv = rsqrtf(WarpSum(ss) / d + p.eps);
+      __syncwarp();
+      for (int32_t i = lane; i < d; i += 32) v[i] = v[i] * inv * norm[i];
+      __syncwarp();
+    }
+    if (is_q || is_k) {
+      const float pos = static_cast<float>(p.pos[t]);
+      for (int32_t i = lane; i < half; i += 32) {
+        const float angle = pos * p.inv_freq[i];
+        const float c = cosf(angle), s = sinf(angle);
+        const float a = v[i], b = v[i + half];
+        v[i] = a * c - b * s;
+        v[i + half] = b * c + a * s;
+      }
+      __syncwarp();
+    }
+    if (is_q) {
+      float* q = p.q_out + (static_cast<int64_t>(t) * hq + hv) * d;
+      for (int32_t i = lane; i < d; i += 32) q[i] = v[i];
+    } else {
+      const int32_t h = is_k ? hv - hq : hv - hq - hkv;
+      bf16* dst = (is_k ? p.kv.k : p.kv.v) + p.kv.Offset(p.dst_page[t], h, p.dst_slot[t]);
+      for (int32_t i = lane; i < d; i += 32) dst[i] = __float2bfloat16(v[i]);
+    }
+    __syncwarp();
+  }
+}
+
+__global__ void QuestMetaKernel(QuestMetaParams p) {
+  const int32_t page = p.pages[blockIdx.x], h = blockIdx.y, last = p.last_slot[blockIdx.x];
+  const int32_t d = p.kv.head_dim;
+  const bf16* k = p.kv.k + p.kv.Offset(page, h, 0);
+  bf16* meta = p.kv.quest + p.kv.QuestOffset(page, h);
+  for (int32_t i = threadIdx.x; i < d; i += blockDim.x) {
+    float mn = __bfloat162float(k[i]), mx = mn;
+    for (int32_t s = 1; s <= last; ++s) {
+      const float x = __bfloat162float(k[static_cast<int64_t>(s) * d + i]);
+      mn = fminf(mn, x);
+      mx = fmaxf(mx, x);
+    }
+    meta[i] = __float2bfloat16(mn);  // exact: min/max of bf16 values are bf16 values
+    meta[d + i] = __float2bfloat16(mx);
+  }
+}
+
+__global__ void SiluMulKernel(SiluMulParams p) {
+  const int64_t n = static_cast<int64_t>(p.rows) * p.inter;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = i / p.inter, c = i % p.inter;
+    const float g = p.gate_up[r * 2 * p.inter + c], u = p.gate_up[r * 2 * p.inter + p.inter + c];
+    p.out[i] = __float2bfloat16(g / (1.0f + expf(-g)) * u);
+  }
+}
+
+__global__ void AddKernel(float* x, const float* y, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    x[i] += y[i];
+  }
+}
+
+__global__ void ScatterAddKernel(ScatterAddParams p) {
+  const int32_t e = blockIdx.x * blockDim.x + threadIdx.x;
+  if (e >= p.n) return;
+  const int32_t off = p.seq_offset[p.entry_seq[e]];
+  if (off >= 0) atomicAdd(p.dst + off + p.entry_logical[e], p.src[e]);
+}
+
+__global__ void ToBf16Kernel(const float* src, bf16* dst, int64_t n) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    dst[i] = __float2bfloat16(src[i]);
+  }
+}
+
+// 16x16 output tiles, K staged through shared memory in steps of 16.
+__global__ void GemmFallbackKernel(GemmParams p) {
+  __shared__ float xs[16][17], ws[16][17];
+  const int32_t r = blockIdx.y * 16 + threadIdx.y, o = blockIdx.x * 16 + threadIdx.x;
+  float acc = 0.0f;
+  for (int32_t k0 = 0; k0 < p.in; k0 += 16) {
+    const int32_t kx = k0 + threadIdx.x;
+    const int32_t xr = blockIdx.y * 16 + threadIdx.y, wr = blockIdx.x * 16 + threadIdx.y;
+    xs[threadIdx.y][threadIdx.x] = (xr < p.rows && kx < p.in) ? __bfloat162float(p.x[static_cast<int64_t>(xr) * p.in + kx]) : 0.0f;
+    ws[threadIdx.y][threadIdx.x] = (wr < p.out && kx < p.in) ? __bfloat162float(p.w[static_cast<int64_t>(wr) * p.in + kx]) : 0.0f;
+    __syncthreads();
+    for (int32_t k = 0; k < 16; ++k) acc += xs[threadIdx.y][k] * ws[threadIdx.x][k];
+    __syncthreads();
+  }
+  if (r < p.rows && o < p.out) p.y[static_cast<int64_t>(r) * p.out + o] = acc;
+}
+
+int Blocks(int64_t n) { return static_cast<int>(std::min<int64_t>((n + kThreads - 1) / kThreads, 65535)); }
+
+}  // namespace
+
+cudaError_t Embedding(const EmbeddingParams& p, cudaStream_t stream) {
+  if (p.rows == 0) return cudaSuccess;
+  EmbeddingKernel<<<p.rows, kThreads, 0, stream>>>(p);
+  return cudaGetLastError();
+}
+
+cudaError_t AddRmsNorm(const AddRmsNormParams& p, cudaStream_t stream) {
+  if (p.rows == 0) return cudaSuccess;
+  AddRmsNormKernel<<<p.rows, p.dim >= 1024 ? 512 : 128, 0, stream>>>(p);
+  return cudaGetLastError();
+}
+
+cudaError_t QkvRopeWrite(const QkvRopeWriteParams& p, cudaStream_t stream) {
+  if (p.tokens == 0) return cudaSuccess;
+  if (p.kv.head_dim % 2 != 0) return cudaErrorInvalidValue;
+  const int warps = 8;
+  QkvRopeWriteKernel<<<p.tokens, warps * 32, warps * p.kv.head_dim * sizeof(float), stream>>>(p);
+  return cudaGetLastError();
+}
+
+cudaError_t QuestMeta(const QuestMetaParams& p, cudaStream_t stream) {
+  if (p.num_pages == 0 || p.kv.quest == nullptr) return cudaSuccess;
+  QuestMetaKernel<<<dim3(p.num_pages, p.kv.num_kv_heads), 128, 0, stream>>>(p);
+  return cudaGetLastError();
+}
+
+cudaError_t SiluMul(const SiluMulParams& p, cudaStream_t stream) {
+  const int64_t n = static_cast<int64_t>(p.rows) * p.inter;
+  if (n == 0) return cudaSuccess;
+  SiluMulKernel<<<Blocks(n), kThreads, 0, stream>>>(p);
+  return cudaGetLastError();
+}
+
+cudaError_t AddInPlace(float* x, const float* y, int64_t n, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  AddKernel<<<Blocks(n), kThreads, 0, stream>>>(x, y, n);
+  return cudaGetLastError();
+}
+
+cudaError_t ScatterAdd(const ScatterAddParams& p, cudaStream_t stream) {
+  if (p.n == 0) return cudaSuccess;
+  ScatterAddKernel<<<(p.n + kThreads - 1) / kThreads, kThreads, 0, stream>>>(p);
+  return cudaGetLastError();
+}
+
+cudaError_t GemmFallback(const GemmParams& p, cudaStream_t stream) {
+  if (p.rows == 0 || p.out == 0) return cudaSuccess;
+  GemmFallbackKernel<<<dim3((p.out + 15) / 16, (p.rows + 15) / 16), dim3(16, 16), 0, stream>>>(p);
+  return cudaGetLastError();
+}
+
+cudaError_t ToBf16(const float* src, bf16* dst, int64_t n, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  ToBf16Kernel<<<Blocks(n), kThreads, 0, stream>>>(src, dst, n);
+  return cudaGetLastError();
+}
+
+}  // namespace lil::cuda

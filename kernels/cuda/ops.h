@@ -1,0 +1,113 @@
+// File: kernels/cuda/ops.h
+// CUDA element-wise and normalization ops of a Llama/Qwen forward pass (bf16 storage, fp32
+// math). CPU references: kernels/cpu/ops.h and kv_write.h. Launchers take a stream, never
+// allocate, and return the launch error.
+#pragma once
+
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/paged_kv.h"
+
+namespace lil::cuda {
+
+using bf16 = __nv_bfloat16;
+using PagedKvViewBf16 = PagedKvViewT<bf16>;
+
+// out[r] = float(table[ids[r]]); ids outside [0, vocab) give zeros (the plan check rejects
+// them earlier; this keeps a bad id from reading out of bounds).
+struct EmbeddingParams {
+  const bf16* table;    // [vocab, dim]
+  const int32_t* ids;   // [rows]
+  float* out;           // [rows, dim]
+  int32_t rows = 0;
+  int32_t dim = 0;
+  int32_t vocab = 0;
+};
+cudaError_t Embedding(const EmbeddingParams& p, cudaStream_t stream);
+
+// x += residual (when residual is not null), then out = bf16(rmsnorm(x) * weight): the
+// residual add of the previous block fused with the next norm.
+struct AddRmsNormParams {
+  float* x;                 // [rows, dim] residual stream, updated in place
+  const float* residual;    // [rows, dim] or null
+  const float* weight;      // [dim]
+  bf16* out;                // [rows, dim]
+  int32_t rows = 0;
+  int32_t dim = 0;
+  float eps = 1e-6f;
+  const int32_t* row_index = nullptr;  // optional [rows]: x row of output row r (gather)
+};
+cudaError_t AddRmsNorm(const AddRmsNormParams& p, cudaStream_t stream);
+
+// Splits the fused QKV GEMM output, adds the bias (Qwen2), applies per-head q/k RMSNorm
+// (Qwen3) and RoPE (rotate_half), writes q (fp32) and writes k/v into the paged pools.
+struct QkvRopeWriteParams {
+  const float* qkv;          // [tokens, (num_heads + 2 num_kv_heads) * head_dim]
+  const float* bias;         // [(num_heads + 2 num_kv_heads) * head_dim] or null
+  const float* q_norm;       // [head_dim] or null
+  const float* k_norm;       // [head_dim] or null
+  float eps = 1e-6f;
+  const int32_t* pos;        // [tokens]
+  const float* inv_freq;     // [head_dim / 2]
+  float* q_out;              // [tokens, num_heads, head_dim]
+  PagedKvViewBf16 kv;        // destination pools
+  const int32_t* dst_page;   // [tokens]
+  const int32_t* dst_slot;   // [tokens]
+  int32_t tokens = 0;
+  int32_t num_heads = 0;
+};
+cudaError_t QkvRopeWrite(const QkvRopeWriteParams& p, cudaStream_t stream);
+
+// Quest metadata of the pages a step wrote: min/max over slots [0, last_slot] of each
+// (page, KV head). Equals the CPU's in-order KvWrite (slot 0 resets, later slots widen)
+// because a page's slots are always written in order. Run after QkvRopeWrite.
+struct QuestMetaParams {
+  PagedKvViewBf16 kv;          // kv.quest is written
+  const int32_t* pages;        // [num_pages] distinct pages written this step
+  const int32_t* last_slot;    // [num_pages] highest slot written in each
+  int32_t num_pages = 0;
+};
+cudaError_t QuestMeta(const QuestMetaParams& p, cudaStream_t stream);
+
+// out = bf16(silu(gate) * up); gate_up is [rows, 2 * inter] (gate first).
+struct SiluMulParams {
+  const float* gate_up;
+  bf16* out;            // [rows, inter]
+  int32_t rows = 0;
+  int32_t inter = 0;
+};
+cudaError_t SiluMul(const SiluMulParams& p, cudaStream_t stream);
+
+// x[i] += y[i]
+cudaError_t AddInPlace(float* x, const float* y, int64_t n, cudaStream_t stream);
+
+// dst[dst_index[e]] += src[e] for dst_index[e] >= 0 (h2o page mass per logical page).
+struct ScatterAddParams {
+  const float* src;            // [n]
+  const int32_t* entry_seq;    // [n] sequence of each entry
+  const int32_t* entry_logical;  // [n] logical page of each entry
+  const int32_t* seq_offset;   // [num_seqs] start of the sequence's slice of dst, -1: skip
+  float* dst;
+  int32_t n = 0;
+};
+cudaError_t ScatterAdd(const ScatterAddParams& p, cudaStream_t stream);
+
+// y[rows, out] = x[rows, in] * w[out, in]^T in fp32: the fallback when cuBLAS is missing,
+// and the reference the cuBLAS path is checked against.
+struct GemmParams {
+  const bf16* x;
+  const bf16* w;
+  float* y;
+  int32_t rows = 0;
+  int32_t in = 0;
+  int32_t out = 0;
+};
+cudaError_t GemmFallback(const GemmParams& p, cudaStream_t stream);
+
+// fp32 -> bf16 conversion of n elements (device to device).
+cudaError_t ToBf16(const float* src, bf16* dst, int64_t n, cudaStream_t stream);
+
+}  // namespace lil::cuda

@@ -1,0 +1,37 @@
+// File: kernels/cuda/quest.h
+// Quest page selection on the GPU, per (sequence, KV head): bound scores from the bf16
+// min/max metadata, top-(budget-1) pages plus the newest, written in ascending logical
+// order. CPU reference: kernels/cpu/quest.h (same scores, same tie rule: lower page first).
+// Output offsets come from the host (each row keeps min(budget, candidates) entries, a
+// number the host knows), so no step needs to wait for the GPU to learn list sizes.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <cstdint>
+
+#include "kernels/cuda/ops.h"
+
+namespace lil::cuda {
+
+struct QuestSelectParams {
+  const float* q;               // [*, num_heads, head_dim]; row q_row[i] is sequence i's query
+  PagedKvViewBf16 kv;           // kv.quest holds the metadata
+  int32_t num_seqs = 0;
+  int32_t num_heads = 0;
+  const int32_t* q_row;         // [num_seqs]
+  const int32_t* cand_begin;    // [num_seqs] first candidate of the sequence in cand_*
+  const int32_t* cand_count;    // [num_seqs] candidates (resident pages, logical order)
+  const int32_t* cand_pages;    // physical pages
+  const int32_t* cand_logical;  // logical page indices (ascending within a sequence)
+  const int32_t* budget_pages;  // [num_seqs] pages to attend, the newest included (>= 1)
+  const int32_t* out_begin;     // [num_seqs * num_kv_heads] first output entry of each row
+  int32_t* out_pages;           // row r gets min(budget, count) entries from out_begin[r]
+  int32_t* out_logical;
+};
+
+// Candidates per sequence are limited to kQuestMaxCandidates (scores live in shared memory).
+inline constexpr int32_t kQuestMaxCandidates = 8192;
+cudaError_t QuestSelect(const QuestSelectParams& p, cudaStream_t stream);
+
+}  // namespace lil::cuda

@@ -1,0 +1,196 @@
+// File: tests/gpu/gpu_ops_test.cc
+// Element-wise kernels, GEMM and greedy sampling against the CPU references (kernels/cpu,
+// engine/sampler.h), on odd sizes, with NaN-poisoned outputs.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+
+#include "absl/types/span.h"
+#include "engine/cuda/gemm.h"
+#include "engine/sampler.h"
+#include "kernels/cpu/kv_write.h"
+#include "kernels/cpu/linear.h"
+#include "kernels/cpu/ops.h"
+#include "kernels/cuda/ops.h"
+#include "kernels/cuda/sample.h"
+#include "tests/gpu/gpu_test_util.h"
+
+namespace lil {
+namespace {
+
+using cuda::bf16;
+using testing::AllClose;
+using testing::DeviceArray;
+
+TEST(GpuOps, AddRmsNormMatchesCpu) {
+  LIL_SKIP_WITHOUT_GPU();
+  const int32_t rows = 5, dim = 577;
+  auto x = testing::RandomBf16Values(rows * dim, 1), res = testing::RandomBf16Values(rows * dim, 2);
+  const auto w = testing::RandomBf16Values(dim, 3);
+  DeviceArray<float> dx(x), dres(res), dw(w);
+  auto out = DeviceArray<bf16>::Poisoned(rows * dim);
+  ASSERT_EQ(cuda::AddRmsNorm({dx.get(), dres.get(), dw.get(), out.get(), rows, dim, 1e-5f}, nullptr), cudaSuccess);
+  for (size_t i = 0; i < x.size(); ++i) x[i] += res[i];
+  std::vector<float> ref(x.size());
+  cpu::RmsNorm({x.data(), w.data(), ref.data(), rows, dim, 1e-5f});
+  EXPECT_TRUE(AllClose(dx.Download(), x, 1e-6f, 1e-6f));
+  EXPECT_TRUE(AllClose(testing::ToF32(out.Download()), ref, 1e-3f, 8e-3f));
+}
+
+// q/k/v split, Qwen2 bias, Qwen3 q/k norm, RoPE and paged KV write with Quest metadata,
+// against cpu::RmsNorm + cpu::Rope + cpu::KvWrite (applied in token order).
+TEST(GpuOps, QkvRopeWriteMatchesCpu) {
+  LIL_SKIP_WITHOUT_GPU();
+  for (int32_t d : {64, 128}) {
+    for (int32_t ps : {1, 3, 16, 17}) {
+      const int32_t tokens = 7, hq = 8, hkv = 2, width = (hq + 2 * hkv) * d, num_pages = 9;
+      const auto qkv = testing::RandomBf16Values(tokens * width, d + ps);
+      const auto bias = testing::RandomBf16Values(width, 5, 0.1f);
+      const auto qn = testing::RandomBf16Values(d, 6), kn = testing::RandomBf16Values(d, 7);
+      std::vector<float> inv_freq(d / 2);
+      for (int32_t i = 0; i < d / 2; ++i) inv_freq[i] = std::pow(10000.0f, -2.0f * i / d);
+      std::vector<int32_t> pos(tokens), page(tokens), slot(tokens);
+      for (int32_t t = 0; t < tokens; ++t) {
+        pos[t] = 1000 + t;  // large angles
+        page[t] = (3 + pos[t] / ps) % num_pages;
+        slot[t] = pos[t] % ps;
+      }
+      // CPU reference.
+      std::vector<float> q(tokens * hq * d), k(tokens * hkv * d), v(tokens * hkv * d);
+      for (int32_t t = 0; t < tokens; ++t) {
+        for (int32_t i = 0; i < width; ++i) {
+          const float x = qkv[t * width + i] + bias[i];
+          if (i < hq * d) q[t * hq * d + i] = x;
+          else if (i < (hq + hkv) * d) k[t * hkv * d + i - hq * d] = x;
+          else v[t * hkv * d + i - (hq + hkv) * d] = x;
+        }
+      }
+      cpu::RmsNorm({q.data(), qn.data(), q.data(), tokens * hq, d, 1e-6f});
+      cpu::RmsNorm({k.data(), kn.data(), k.data(), tokens * hkv, d, 1e-6f});
+      cpu::Rope({q.data(), pos.data(), inv_freq.data(), tokens, hq, d, d});
+      cpu::Rope({k.data(), pos.data(), inv_freq.data(), tokens, hkv, d, d});
+      const size_t pool = static_cast<size_t>(num_pages) * hkv * ps * d;
+      std::vector<float> kp(pool, 0.0f), vp(pool, 0.0f), meta(static_cast<size_t>(num_pages) * hkv * 2 * d, 0.0f);
+      // Round k, v to bf16 first: the GPU stores bf16 and its metadata is of the stored keys.
+      std::vector<float> kr(k.size()), vr(v.size());
+      for (size_t i = 0; i < k.size(); ++i) kr[i] = testing::RoundBf16(k[i]);
+      for (size_t i = 0; i < v.size(); ++i) vr[i] = testing::RoundBf16(v[i]);
+      cpu::KvWrite({kr.data(), vr.data(), {kp.data(), vp.data(), meta.data(), num_pages, hkv, ps, d}, tokens,
+                    page.data(), slot.data()});
+
+      DeviceArray<float> dqkv(qkv), dbias(bias), dqn(qn), dkn(kn), dinv(inv_freq);
+      DeviceArray<int32_t> dpos(pos), dpage(page), dslot(slot);
+      auto dq = DeviceArray<float>::Poisoned(q.size());
+      DeviceArray<bf16> dk(std::vector<bf16>(pool, __float2bfloat16(0.0f))), dv(std::vector<bf16>(pool, __float2bfloat16(0.0f)));
+      auto dmeta = DeviceArray<bf16>::Poisoned(meta.size());
+      cuda::QkvRopeWriteParams p;
+      p.qkv = dqkv.get();
+      p.bias = dbias.get();
+      p.q_norm = dqn.get();
+      p.k_norm = dkn.get();
+      p.pos = dpos.get();
+      p.inv_freq = dinv.get();
+      p.q_out = dq.get();
+      p.kv = {dk.get(), dv.get(), dmeta.get(), num_pages, hkv, ps, d};
+      p.dst_page = dpage.get();
+      p.dst_slot = dslot.get();
+      p.tokens = tokens;
+      p.num_heads = hq;
+      ASSERT_EQ(cuda::QkvRopeWrite(p, nullptr), cudaSuccess);
+      // Touched pages and their highest slot, as cuda_step.cc computes them.
+      std::vector<int32_t> touched, last;
+      for (int32_t t = 0; t < tokens; ++t) {
+        auto it = std::find(touched.begin(), touched.end(), page[t]);
+        if (it == touched.end()) {
+          touched.push_back(page[t]);
+          last.push_back(slot[t]);
+        } else {
+          last[it - touched.begin()] = std::max(last[it - touched.begin()], slot[t]);
+        }
+      }
+      DeviceArray<int32_t> dtouched(touched), dlast(last);
+      ASSERT_EQ(cuda::QuestMeta({p.kv, dtouched.get(), dlast.get(), static_cast<int32_t>(touched.size())}, nullptr),
+                cudaSuccess);
+      SCOPED_TRACE("d=" + std::to_string(d) + " ps=" + std::to_string(ps));
+      EXPECT_TRUE(AllClose(dq.Download(), q, 1e-4f, 1e-4f));
+      EXPECT_TRUE(AllClose(testing::ToF32(dk.Download()), kp, 1e-2f, 8e-3f));
+      EXPECT_TRUE(AllClose(testing::ToF32(dv.Download()), vp, 0.0f, 0.0f));
+      // Metadata of the touched pages only (the rest stays poisoned on purpose).
+      const auto got_meta = testing::ToF32(dmeta.Download());
+      for (int32_t pg : touched) {
+        for (int32_t h = 0; h < hkv; ++h) {
+          const size_t o = (static_cast<size_t>(pg) * hkv + h) * 2 * d;
+          std::vector<float> g(got_meta.begin() + o, got_meta.begin() + o + 2 * d), r(meta.begin() + o, meta.begin() + o + 2 * d);
+          EXPECT_TRUE(AllClose(g, r, 1e-2f, 8e-3f)) << "page " << pg << " head " << h;
+        }
+      }
+    }
+  }
+}
+
+TEST(GpuOps, SiluMulAndEmbeddingMatchCpu) {
+  LIL_SKIP_WITHOUT_GPU();
+  const int32_t rows = 3, inter = 1001, vocab = 50, dim = 97;
+  const auto gu = testing::RandomBf16Values(rows * 2 * inter, 1, 4.0f);
+  std::vector<float> ref(rows * inter);
+  cpu::SiluMul({gu.data(), ref.data(), rows, inter});
+  DeviceArray<float> dgu(gu);
+  auto out = DeviceArray<bf16>::Poisoned(ref.size());
+  ASSERT_EQ(cuda::SiluMul({dgu.get(), out.get(), rows, inter}, nullptr), cudaSuccess);
+  EXPECT_TRUE(AllClose(testing::ToF32(out.Download()), ref, 1e-3f, 8e-3f));
+
+  const auto table = testing::RandomBf16Values(vocab * dim, 2);
+  const std::vector<int32_t> ids = {0, 49, 7, 7, 13};
+  std::vector<float> eref(ids.size() * dim);
+  cpu::Embedding({table.data(), ids.data(), eref.data(), static_cast<int32_t>(ids.size()), dim});
+  DeviceArray<bf16> dtable(testing::ToBf16(table));
+  DeviceArray<int32_t> dids(ids);
+  auto eout = DeviceArray<float>::Poisoned(eref.size());
+  ASSERT_EQ(cuda::Embedding({dtable.get(), dids.get(), eout.get(), static_cast<int32_t>(ids.size()), dim, vocab}, nullptr),
+            cudaSuccess);
+  EXPECT_TRUE(AllClose(eout.Download(), eref, 0.0f, 0.0f));
+}
+
+TEST(GpuOps, GemmMatchesCpuWithCublasAndFallback) {
+  LIL_SKIP_WITHOUT_GPU();
+  const int32_t rows = 7, in = 333, out = 129;
+  const auto x = testing::RandomBf16Values(rows * in, 1), w = testing::RandomBf16Values(out * in, 2);
+  std::vector<float> ref(rows * out);
+  cpu::Linear({x.data(), w.data(), nullptr, ref.data(), rows, in, out});
+  DeviceArray<bf16> dx(testing::ToBf16(x)), dw(testing::ToBf16(w));
+  for (bool fallback : {false, true}) {
+    auto gemm = cuda::Gemm::Create(nullptr, fallback);
+    ASSERT_TRUE(gemm.ok()) << gemm.status();
+    if (!fallback && !gemm->uses_cublas()) {
+      ADD_FAILURE() << "cuBLAS did not load (set LILSERVE_CUBLAS or LD_LIBRARY_PATH)";
+      continue;
+    }
+    auto y = DeviceArray<float>::Poisoned(ref.size());
+    ASSERT_TRUE(gemm->Run(dx.get(), dw.get(), y.get(), rows, in, out).ok());
+    EXPECT_TRUE(AllClose(y.Download(), ref, 1e-3f, 1e-3f)) << gemm->library();
+  }
+}
+
+TEST(GpuOps, GreedyMatchesHostSampler) {
+  LIL_SKIP_WITHOUT_GPU();
+  const int32_t rows = 3, vocab = 49157;
+  auto logits = testing::RandomBf16Values(rows * vocab, 3, 8.0f);
+  logits[1 * vocab + 100] = logits[1 * vocab + 40000] = 20.0f;  // a tie: the lower id wins
+  DeviceArray<float> dl(logits);
+  auto tok = DeviceArray<int32_t>::Poisoned(rows);
+  auto lp = DeviceArray<float>::Poisoned(rows);
+  ASSERT_EQ(cuda::Greedy({dl.get(), rows, vocab, tok.get(), lp.get()}, nullptr), cudaSuccess);
+  const auto got_tok = tok.Download();
+  const auto got_lp = lp.Download();
+  SamplingParams greedy;
+  greedy.temperature = 0.0f;
+  for (int32_t r = 0; r < rows; ++r) {
+    const SampleOutput ref = Sample(absl::MakeConstSpan(logits.data() + r * vocab, vocab), greedy, {}, 1, 0);
+    EXPECT_EQ(got_tok[r], ref.token) << "row " << r;
+    EXPECT_NEAR(got_lp[r], ref.logprob, 1e-4f) << "row " << r;
+  }
+  EXPECT_EQ(got_tok[1], 100);
+}
+
+}  // namespace
+}  // namespace lil
