@@ -64,6 +64,27 @@ void FillChunk(const Job& job, DType dtype, std::vector<float>& f, std::vector<u
   }
 }
 
+int64_t NumElements(const TensorSpec& t) {
+  int64_t n = 1;
+  for (int64_t d : t.shape) n *= d;
+  return n;
+}
+
+// Splits one tensor into chunk jobs. The seed of a chunk depends only on (seed, tensor
+// number, chunk number), so the bytes do not depend on threads or shard size.
+void AppendJobs(const TensorSpec& spec, size_t shard, size_t index_in_shard, uint64_t tensor_number,
+                uint64_t seed, std::vector<Job>* jobs) {
+  const bool norm = absl::EndsWith(spec.name, "norm.weight");
+  const bool bias = absl::EndsWith(spec.name, ".bias");
+  const int64_t numel = NumElements(spec);
+  for (int64_t start = 0, chunk = 0; start < numel; start += kChunkElements, ++chunk) {
+    const uint64_t chunk_seed =
+        (seed * 0x100000001B3ull + tensor_number) * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(chunk);
+    jobs->push_back({shard, index_in_shard, start, std::min(kChunkElements, numel - start), chunk_seed,
+                     norm ? 1.0f : 0.0f, bias ? 0.01f : 0.02f});
+  }
+}
+
 absl::Status WriteText(const fs::path& path, const std::string& text) {
   std::ofstream out(path);
   out << text;
@@ -119,10 +140,11 @@ absl::StatusOr<RandomCheckpointResult> WriteRandomCheckpoint(const std::string& 
   result.files = {"tokenizer.json", "tokenizer_config.json", "config.json", "generation_config.json"};
 
   result.tensors = ModelTensorSpecs(c, options.dtype);
-  if (options.dry_run) {
-    for (const TensorSpec& t : result.tensors) result.weight_bytes += t.nbytes();
-    return result;
+  for (const TensorSpec& t : result.tensors) {
+    result.weight_bytes += t.nbytes();
+    result.num_params += NumElements(t);
   }
+  if (options.dry_run) return result;
   const auto shards = PlanShards(result.tensors, options.max_shard_bytes);
   std::vector<std::unique_ptr<SafetensorsWriter>> writers;
   std::vector<Job> jobs;
@@ -132,20 +154,8 @@ absl::StatusOr<RandomCheckpointResult> WriteRandomCheckpoint(const std::string& 
     LIL_ASSIGN_OR_RETURN(auto w, SafetensorsWriter::Create((fs::path(dir) / name).string(), shards[s], {{"format", "pt"}}));
     writers.push_back(std::move(w));
     result.files.push_back(name);
-    for (size_t t = 0; t < shards[s].size(); ++t, ++tensor_number) {
-      const TensorSpec& spec = shards[s][t];
-      const bool norm = absl::EndsWith(spec.name, "norm.weight");
-      const bool bias = absl::EndsWith(spec.name, ".bias");
-      int64_t numel = 1;
-      for (int64_t d : spec.shape) numel *= d;
-      result.num_params += numel;
-      result.weight_bytes += spec.nbytes();
-      for (int64_t start = 0, chunk = 0; start < numel; start += kChunkElements, ++chunk) {
-        uint64_t seed = options.seed * 0x100000001B3ull + tensor_number;
-        seed = seed * 0x9E3779B97F4A7C15ull + static_cast<uint64_t>(chunk);
-        jobs.push_back({s, t, start, std::min(kChunkElements, numel - start), seed,
-                        norm ? 1.0f : 0.0f, bias ? 0.01f : 0.02f});
-      }
+    for (size_t t = 0; t < shards[s].size(); ++t) {
+      AppendJobs(shards[s][t], s, t, tensor_number++, options.seed, &jobs);
     }
   }
   const int threads = options.threads > 0 ? options.threads : std::max(1u, std::thread::hardware_concurrency());
