@@ -1,0 +1,57 @@
+// File: server/main.cc
+// lilserve: the daemon's entry point. Parses flags, listens (health NOT_SERVING), loads the
+// model, serves; SIGTERM or SIGINT drains and exits 0.
+#include <signal.h>
+
+#include <iostream>
+
+#include <spdlog/spdlog.h>
+
+#include "server/server.h"
+
+int main(int argc, char** argv) {
+  lil::ServerOptions options;
+  CLI::App app{"lilserve: LLM inference over gRPC (lilserve.v1) with Prometheus metrics"};
+  options.AddFlags(app);
+  CLI11_PARSE(app, argc, argv);
+  spdlog::set_level(spdlog::level::from_str(options.log_level));
+  if (absl::Status s = options.Finalize(); !s.ok()) {
+    std::cerr << "lilserve: " << s.message() << "\n";
+    return 2;
+  }
+  // Block the signals in every thread; the main thread takes them with sigwait.
+  sigset_t signals;
+  sigemptyset(&signals);
+  sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+
+  lil::Server server(options);
+  if (absl::Status s = server.Listen(); !s.ok()) {
+    std::cerr << "lilserve: " << s.message() << "\n";
+    return 1;
+  }
+  std::cout << "lilserve: listening on " << options.host << ":" << server.port()
+            << " (grpc), metrics on " << options.metrics_host << ":" << server.metrics_port()
+            << std::endl;
+  // Load on another thread so a SIGTERM during loading is still taken.
+  std::atomic<int> load_failed{0};
+  std::thread loader([&] {
+    if (absl::Status s = server.LoadAndServe(); !s.ok()) {
+      std::cerr << "lilserve: " << s.message() << std::endl;
+      load_failed = 1;
+      kill(getpid(), SIGTERM);
+      return;
+    }
+    std::cout << "lilserve: ready" << std::endl;
+  });
+  int sig = 0;
+  sigwait(&signals, &sig);
+  loader.join();
+  std::cout << "lilserve: signal " << sig << ", draining" << std::endl;
+  server.Drain();
+  server.Shutdown();
+  std::cout << "lilserve: stopped" << std::endl;
+  return load_failed ? 1 : 0;
+}
