@@ -44,7 +44,10 @@ absl::StatusOr<ExprPtr> Parser::ParseTuple(bool with_condexpr,
     }
   }
   if (!is_tuple) {
-    if (!items.empty()) return std::move(items[0]);
+    if (!items.empty()) {
+      ExprPtr only = std::move(items[0]);
+      return only;
+    }
     if (!explicit_parentheses) {
       return Fail(Cur(), absl::StrCat("expected an expression, got ", Describe(Cur())));
     }

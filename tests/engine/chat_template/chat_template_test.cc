@@ -50,6 +50,9 @@ TEST(ChatTemplateTest, PythonArithmetic) {
   EXPECT_EQ(R("{{ 0.1 + 0.2 }} {{ 1e16 }} {{ 1e-5 }} {{ 1.5 * 2 }} {{ true + 1 }}"),
             "0.30000000000000004 1e+16 1e-05 3.0 2");
   EXPECT_EQ(R("{{ 'ab' * 2 }} {{ [1] + [2] }} {{ 'b' in 'abc' }} {{ 3 not in [1, 2] }}"), "abab [1, 2] True True");
+  EXPECT_EQ(R("{{ 1 < 2 < 3 }} {{ 3 > 2 > 2 }} {{ 1 == 1 != 2 }}"), "True False True");  // Python chains
+  EXPECT_EQ(R("{{ '%s-%d-%r' % ('a', 3.9, 'q') }} {{ 'x=%(x)s' % {'x': 1} }} {{ '100%%' % () }}"), "a-3-'q' x=1 100%");
+  EXPECT_THAT(Error("{{ 'no specs' % 1 }}"), HasSubstr("not all arguments converted"));
   EXPECT_THAT(Error("{{ 1 / 0 }}"), HasSubstr("division by zero"));
   EXPECT_THAT(Error("{{ 'a' + 1 }}"), HasSubstr("unsupported operand type(s) for +: 'str' and 'int'"));
   EXPECT_THAT(Error("{{ 9223372036854775807 + 1 }}"), HasSubstr("integer overflow"));
