@@ -38,7 +38,7 @@ int main(int argc, char** argv) {
   lil::Backend& b = (*model)->backend();
   const lil::ModelConfig& c = b.config();
   const int32_t ps = b.page_size();
-  const int32_t pages_per_seq = (context + steps + ps - 1) / ps;
+  const int32_t pages_per_seq = (context + steps + 4 + ps - 1) / ps;  // + warm-up steps
   if (pages_per_seq * batch > b.num_pages()) {
     std::fprintf(stderr, "gpu_decode_bench: KV pool of %d pages is too small\n", b.num_pages());
     return 1;

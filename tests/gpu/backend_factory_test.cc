@@ -114,7 +114,12 @@ TEST(BackendFactory, GreedyContinuationsAgreeWithCpu) {
     total += 64;
     agree += same;
   }
-  EXPECT_GE(agree, total * 95 / 100) << agree << " of " << total;
+  // $LILSERVE_GREEDY_MIN_PERCENT lowers the bar for random-weight checkpoints, whose nearly
+  // flat logits make near-ties common (the GPU run records their agreement, see docs/GPU.md).
+  const char* env = std::getenv("LILSERVE_GREEDY_MIN_PERCENT");
+  const int32_t min_percent = env != nullptr ? std::atoi(env) : 95;
+  std::cout << "greedy agreement: " << agree << " of " << total << " tokens\n";
+  EXPECT_GE(agree * 100, total * min_percent) << agree << " of " << total;
 }
 
 }  // namespace
