@@ -257,7 +257,9 @@ absl::Status Interpreter::ExecSet(const Node& node, Value value) {
 
 Value Interpreter::DefineMacro(const Node& node) {
   const Node* macro = &node;
-  std::shared_ptr<Scope> closure = scope_;
+  // Weak: the macro is usually stored in the very scope it closes over; a strong pointer would
+  // make a cycle that leaks every render that defines a macro.
+  std::weak_ptr<Scope> closure = scope_;
   return Value::Function(node.text, [macro, closure](Interpreter& in, CallArgs& args) -> absl::StatusOr<Value> {
     if (args.positional.size() > macro->params.size()) {
       return absl::InvalidArgumentError(absl::StrCat("macro '", macro->text, "' takes not more than ",
@@ -268,7 +270,8 @@ Value Interpreter::DefineMacro(const Node& node) {
                                                        in.options_.limits.max_call_depth));
     }
     auto frame = std::make_shared<Scope>();
-    frame->parent = closure;
+    frame->parent = closure.lock();
+    if (!frame->parent) frame->parent = in.globals_;  // called after its defining scope ended
     std::shared_ptr<Scope> saved = in.scope_;
     in.scope_ = frame;
     ++in.depth_;
