@@ -10,7 +10,7 @@
 #include "engine/sampler.h"
 #include "kernels/cpu/attention.h"
 #include "kernels/cpu/kv_write.h"
-#include "kernels/cpu/linear.h"
+#include "kernels/cpu/qmatrix.h"
 #include "kernels/cpu/ops.h"
 #include "kernels/cpu/quest.h"
 
@@ -34,7 +34,7 @@ struct CpuBackend::Batch {
   std::vector<float> h, qkv, q, k, v, attn, o, gate_up, act;
 };
 
-CpuBackend::CpuBackend(const ModelConfig& config, HostWeights weights, int32_t num_pages,
+CpuBackend::CpuBackend(const ModelConfig& config, CpuWeights weights, int32_t num_pages,
                        int32_t page_size)
     : config_(config), w_(std::move(weights)), num_pages_(num_pages), page_size_(page_size) {
   inv_freq_ = config_.RopeInvFreq();
@@ -47,7 +47,13 @@ CpuBackend::CpuBackend(const ModelConfig& config, HostWeights weights, int32_t n
 }
 
 absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(const ModelConfig& config,
-                                                               HostWeights weights,
+                                                               const HostWeights& weights,
+                                                               const KvCacheOptions& kv) {
+  return Create(config, CpuWeightsFromHost(weights, config), kv);
+}
+
+absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(const ModelConfig& config,
+                                                               CpuWeights weights,
                                                                const KvCacheOptions& kv) {
   if (kv.page_size <= 0) return InvalidArgument("page_size must be positive, got ", kv.page_size);
   int64_t pages = kv.num_pages;
@@ -127,13 +133,13 @@ void CpuBackend::BuildAttentionRows(int32_t layer, Batch& b) {
 
 void CpuBackend::RunLayer(int32_t layer, Batch& b, std::vector<float>& x) {
   const ModelConfig& c = config_;
-  const HostLayerWeights& w = w_.layers[layer];
+  const CpuLayerWeights& w = w_.layers[layer];
   const int32_t t = b.num_tokens, hid = c.hidden_size, qd = c.q_dim(), kvd = c.kv_dim();
   const int32_t hd = c.head_dim, inter = c.intermediate_size;
 
   cpu::RmsNorm({x.data(), w.attn_norm.data(), b.h.data(), t, hid, c.rms_norm_eps});
-  cpu::Linear({b.h.data(), w.qkv.data(), w.qkv_bias.empty() ? nullptr : w.qkv_bias.data(),
-               b.qkv.data(), t, hid, qd + 2 * kvd});
+  cpu::QLinear({b.h.data(), w.qkv.view(), w.qkv_bias.empty() ? nullptr : w.qkv_bias.data(),
+                b.qkv.data(), t});
   for (int32_t i = 0; i < t; ++i) {
     const float* row = b.qkv.data() + static_cast<int64_t>(i) * (qd + 2 * kvd);
     std::copy_n(row, qd, b.q.data() + static_cast<int64_t>(i) * qd);
@@ -171,12 +177,12 @@ void CpuBackend::RunLayer(int32_t layer, Batch& b, std::vector<float>& x) {
     if (b.want_mass[s]) b.page_mass[s][b.row_logical[e]] += b.entry_mass[e];
   }
 
-  cpu::Linear({b.attn.data(), w.o_proj.data(), nullptr, b.o.data(), t, qd, hid});
+  cpu::QLinear({b.attn.data(), w.o_proj.view(), nullptr, b.o.data(), t});
   cpu::AddInPlace(x.data(), b.o.data(), static_cast<int64_t>(t) * hid);
   cpu::RmsNorm({x.data(), w.mlp_norm.data(), b.h.data(), t, hid, c.rms_norm_eps});
-  cpu::Linear({b.h.data(), w.gate_up.data(), nullptr, b.gate_up.data(), t, hid, 2 * inter});
+  cpu::QLinear({b.h.data(), w.gate_up.view(), nullptr, b.gate_up.data(), t});
   cpu::SiluMul({b.gate_up.data(), b.act.data(), t, inter});
-  cpu::Linear({b.act.data(), w.down.data(), nullptr, b.o.data(), t, inter, hid});
+  cpu::QLinear({b.act.data(), w.down.view(), nullptr, b.o.data(), t});
   cpu::AddInPlace(x.data(), b.o.data(), static_cast<int64_t>(t) * hid);
 }
 
@@ -204,7 +210,7 @@ void CpuBackend::Sample(const StepPlan& plan, Batch& b, const std::vector<float>
     std::copy_n(x.data() + static_cast<int64_t>(rows[i]) * hid, hid, hs.data() + static_cast<int64_t>(i) * hid);
   }
   cpu::RmsNorm({hs.data(), w_.final_norm.data(), hs.data(), r, hid, c.rms_norm_eps});
-  cpu::Linear({hs.data(), w_.lm_head_data(), nullptr, logits.data(), r, hid, vocab});
+  cpu::QLinear({hs.data(), w_.lm_head_or_embed().view(), nullptr, logits.data(), r});
 
   for (int32_t s = 0; s < num_seqs; ++s) {
     const ScheduledSeq& seq = plan.seqs[s];
@@ -286,7 +292,9 @@ absl::StatusOr<StepResult> CpuBackend::Execute(const StepPlan& plan) {
   b.act.resize(t * c.intermediate_size);
 
   std::vector<float> x(t * c.hidden_size);
-  cpu::Embedding({w_.embed.data(), b.tokens.data(), x.data(), b.num_tokens, c.hidden_size});
+  for (int32_t i = 0; i < b.num_tokens; ++i) {
+    cpu::QDequantRows(w_.embed.view(), b.tokens[i], 1, x.data() + static_cast<int64_t>(i) * c.hidden_size);
+  }
   for (int32_t layer = 0; layer < c.num_layers; ++layer) RunLayer(layer, b, x);
   Sample(plan, b, x, result);
 

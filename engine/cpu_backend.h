@@ -9,6 +9,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "engine/backend.h"
+#include "engine/cpu_weights.h"
 #include "engine/host_weights.h"
 #include "kernels/paged_kv.h"
 
@@ -17,7 +18,11 @@ namespace lil {
 class CpuBackend final : public Backend {
  public:
   static absl::StatusOr<std::unique_ptr<CpuBackend>> Create(const ModelConfig& config,
-                                                            HostWeights weights,
+                                                            CpuWeights weights,
+                                                            const KvCacheOptions& kv);
+  // fp32 weights (tests build these in memory).
+  static absl::StatusOr<std::unique_ptr<CpuBackend>> Create(const ModelConfig& config,
+                                                            const HostWeights& weights,
                                                             const KvCacheOptions& kv);
 
   std::string name() const override { return "cpu"; }
@@ -33,14 +38,14 @@ class CpuBackend final : public Backend {
   };
   struct Batch;  // flattened inputs of one step (cpu_backend.cc)
 
-  CpuBackend(const ModelConfig& config, HostWeights weights, int32_t num_pages, int32_t page_size);
+  CpuBackend(const ModelConfig& config, CpuWeights weights, int32_t num_pages, int32_t page_size);
   PagedKvView LayerView(int32_t layer);
   void RunLayer(int32_t layer, Batch& b, std::vector<float>& x);
   void BuildAttentionRows(int32_t layer, Batch& b);
   void Sample(const StepPlan& plan, Batch& b, const std::vector<float>& x, StepResult& result);
 
   ModelConfig config_;
-  HostWeights w_;
+  CpuWeights w_;
   int32_t num_pages_;
   int32_t page_size_;
   std::vector<float> inv_freq_;

@@ -132,6 +132,18 @@ void EngineLoop::Step() {
     return;
   }
   StepReport report;
+  report.stats = update->stats;
+  // The load snapshot is updated before any output is pushed, so a consumer that sees its
+  // request finish also sees the pages it freed.
+  {
+    absl::MutexLock lock(&mu_);
+    load_.running = report.stats.num_running;
+    load_.waiting = report.stats.num_waiting;
+    load_.pages_used = report.stats.pages_used;
+    load_.pages_free = report.stats.pages_free;
+    load_.pages_cached = report.stats.pages_cached;
+    load_.pages_total = report.stats.pages_total;
+  }
   for (RequestOutput& out : update->requests) {
     auto it = streams_.find(out.id);
     if (it == streams_.end()) continue;
@@ -143,18 +155,8 @@ void EngineLoop::Step() {
     }
     stream->Push(std::move(out));
   }
-  report.stats = update->stats;
   report.execute_micros = t2 - t1;
   report.step_micros = SystemClock::Get()->NowMicros() - t0;
-  {
-    absl::MutexLock lock(&mu_);
-    load_.running = report.stats.num_running;
-    load_.waiting = report.stats.num_waiting;
-    load_.pages_used = report.stats.pages_used;
-    load_.pages_free = report.stats.pages_free;
-    load_.pages_cached = report.stats.pages_cached;
-    load_.pages_total = report.stats.pages_total;
-  }
   if (observer_) observer_(report);
 }
 

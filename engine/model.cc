@@ -8,7 +8,7 @@
 #include "engine/backend_factory.h"
 #include "engine/cpu_backend.h"
 #include "engine/format/gguf_tokenizer.h"
-#include "engine/host_weights.h"
+#include "engine/cpu_weights.h"
 #include "engine/model_files.h"
 
 namespace lil {
@@ -43,7 +43,7 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path,
   // kCuda / kAuto: the CUDA module; null means kAuto found no GPU and runs on the CPU.
   LIL_ASSIGN_OR_RETURN(model->backend_, CreateDeviceBackend(options.device, path, options.kv));
   if (model->backend_ != nullptr) return model;
-  LIL_ASSIGN_OR_RETURN(HostWeights weights, LoadHostWeights(*files));
+  LIL_ASSIGN_OR_RETURN(CpuWeights weights, LoadCpuWeights(*files));
   LIL_ASSIGN_OR_RETURN(model->backend_,
                        CpuBackend::Create(model->config_, std::move(weights), options.kv));
   return model;

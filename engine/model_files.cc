@@ -8,27 +8,10 @@
 #include "absl/strings/str_split.h"
 #include "common/status.h"
 #include "engine/format/dequant.h"
+#include "engine/format/gguf_llama.h"
 
 namespace lil {
 namespace {
-
-// llama.cpp's converter reorders the rows of each head of q/k from HF's rotate-half layout
-// [x0..x_{d/2-1}, x_{d/2}..x_{d-1}] to interleaved pairs. Undo it: file row (h, i, j) with
-// j in {0, 1} and i < d/2 holds HF row (h, j, i).
-void UnpermuteRows(float* w, int64_t heads, int64_t rows, int64_t cols) {
-  const int64_t d = rows / heads, half = d / 2;
-  std::vector<float> out(w, w + rows * cols);
-  for (int64_t h = 0; h < heads; ++h) {
-    for (int64_t i = 0; i < half; ++i) {
-      for (int64_t j = 0; j < 2; ++j) {
-        const int64_t src = h * d + i * 2 + j;
-        const int64_t dst = h * d + j * half + i;
-        std::copy_n(w + src * cols, cols, out.data() + dst * cols);
-      }
-    }
-  }
-  std::copy(out.begin(), out.end(), w);
-}
 
 std::string ShapeToString(const std::vector<int64_t>& shape) {
   std::string s = "[";
@@ -123,15 +106,17 @@ absl::Status ModelFiles::ReadF32(const std::string& name, const std::vector<int6
   }
   absl::Status s = ConvertToF32(*t, out);
   if (!s.ok()) return absl::Status(s.code(), absl::StrCat(path_, ": tensor ", shown, ": ", s.message()));
-  const bool permuted = format_ == ModelFormat::kGguf && config_.family == ModelFamily::kLlama;
-  if (permuted && shape.size() == 2) {
-    if (absl::EndsWith(name, "self_attn.q_proj.weight")) {
-      UnpermuteRows(out, config_.num_heads, shape[0], shape[1]);
-    } else if (absl::EndsWith(name, "self_attn.k_proj.weight")) {
-      UnpermuteRows(out, config_.num_kv_heads, shape[0], shape[1]);
-    }
+  if (const int64_t heads = PermutedHeads(name); heads > 0 && shape.size() == 2) {
+    LIL_RETURN_IF_ERROR(UndoGgufRopePermutation(out, shape[0], shape[1], heads));
   }
   return absl::OkStatus();
+}
+
+int64_t ModelFiles::PermutedHeads(const std::string& name) const {
+  if (format_ != ModelFormat::kGguf || config_.family != ModelFamily::kLlama) return 0;
+  if (absl::EndsWith(name, "self_attn.q_proj.weight")) return config_.num_heads;
+  if (absl::EndsWith(name, "self_attn.k_proj.weight")) return config_.num_kv_heads;
+  return 0;
 }
 
 absl::StatusOr<std::vector<float>> ModelFiles::ReadF32(const std::string& name,

@@ -37,6 +37,10 @@ class ModelFiles {
   absl::StatusOr<std::vector<float>> ReadF32(const std::string& canonical_name,
                                              const std::vector<int64_t>& shape) const;
 
+  // For tensors stored with llama.cpp's q/k row permutation: the head count to undo it
+  // with (rows are grouped per head: file row (h, i, j) is HF row (h, j, i)); 0 otherwise.
+  int64_t PermutedHeads(const std::string& canonical_name) const;
+
  private:
   std::string GgufName(const std::string& canonical_name) const;
 

@@ -8,7 +8,7 @@ namespace lil::ctl {
 void ModelFlags::Add(CLI::App* cmd) {
   cmd->add_option("--model", model, "HuggingFace model directory or .gguf file")
       ->capture_default_str();
-  cmd->add_option("--device", device, "cpu (the CUDA backend arrives with issue 6)")
+  cmd->add_option("--device", device, "cpu, cuda, or auto (cuda when a GPU and the CUDA module are present)")
       ->check(CLI::IsMember({"cpu", "cuda", "auto"}))
       ->capture_default_str();
   cmd->add_option("--page-size", page_size, "KV page size in tokens")->capture_default_str();
@@ -17,7 +17,9 @@ void ModelFlags::Add(CLI::App* cmd) {
 
 std::unique_ptr<Model> ModelFlags::LoadOrDie() const {
   LoadOptions options;
-  options.device = device == "cuda" ? DeviceKind::kCuda : DeviceKind::kCpu;
+  options.device = device == "cuda"   ? DeviceKind::kCuda
+                   : device == "auto" ? DeviceKind::kAuto
+                                      : DeviceKind::kCpu;
   options.kv.page_size = page_size;
   options.kv.kv_bytes = kv_mib << 20;
   auto loaded = Model::Load(model, options);
