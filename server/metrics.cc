@@ -153,7 +153,7 @@ void Metrics::AddNative() {
   pages_used_ = gauge("lilserve_kv_pages_used", "KV pages referenced by requests.");
   pages_free_ = gauge("lilserve_kv_pages_free", "KV pages on the free list.");
   pages_cached_ = gauge("lilserve_kv_pages_cached", "Unreferenced KV pages kept for prefix reuse.");
-  pages_total_ = gauge("lilserve_kv_pages_total", "KV pages in the pool.");
+  pages_total_ = gauge("lilserve_kv_pages_capacity", "KV pages in the pool.");
   ready_ = gauge("lilserve_ready", "1 when the server accepts requests.");
   draining_ = gauge("lilserve_draining", "1 while draining after SIGTERM.");
   auto counter = [&](const char* name, const char* help) {

@@ -1,0 +1,277 @@
+// File: tools/lilctl/client_bench_cmd.cc
+// `lilctl bench`: a load generator. N requests over C concurrent streams against a lilserve
+// daemon (--server) or, with --in-process MODEL, against an EngineLoop in this process with
+// the same requests, so the difference is the server's overhead (gRPC + reactor + proto).
+// Prompt and output lengths are uniform in [min, max]; prompts are random token ids and
+// outputs ignore EOS, so every run generates exactly the same number of tokens.
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <iomanip>
+#include <iostream>
+#include <map>
+#include <mutex>
+#include <random>
+#include <thread>
+
+#include "engine/engine_loop.h"
+#include "lilserve/v1/lilserve.grpc.pb.h"
+#include "tools/lilctl/client_channel.h"
+#include "tools/lilctl/command.h"
+#include "tools/lilctl/model_flags.h"
+
+namespace lil::ctl {
+namespace {
+namespace v1 = ::lilserve::v1;
+using Clock = std::chrono::steady_clock;
+
+struct BenchFlags {
+  ClientFlags client;
+  ModelFlags model;
+  bool in_process = false;
+  int32_t requests = 32, concurrency = 8;
+  int32_t prompt_min = 32, prompt_max = 128, output_min = 32, output_max = 64;
+  int32_t max_running_seqs = 64;
+  std::string sparse_mode, monitor_mode;
+  int32_t sparse_budget_tokens = 0, monitor_interval_tokens = 0, monitor_min_gain_bytes = -1;
+  uint64_t seed = 1;
+  bool progress = true;
+};
+
+struct Spec {
+  std::vector<int32_t> prompt;
+  int32_t max_tokens = 0;
+};
+
+struct Result {
+  double ttft = -1, e2e = 0;
+  std::vector<double> itl;  // per token after the first
+  int32_t tokens = 0, saved = 0;
+  std::string reason;
+  bool ok = true;
+};
+
+std::vector<Spec> MakeSpecs(const BenchFlags& f) {
+  std::mt19937_64 rng(f.seed);
+  auto uni = [&](int32_t lo, int32_t hi) {
+    return std::uniform_int_distribution<int32_t>(lo, std::max(lo, hi))(rng);
+  };
+  std::vector<Spec> specs(f.requests);
+  for (Spec& s : specs) {
+    s.prompt.resize(uni(f.prompt_min, f.prompt_max));
+    for (int32_t& t : s.prompt) t = uni(1000, 20000);  // ordinary vocabulary, no specials
+    s.max_tokens = uni(f.output_min, f.output_max);
+  }
+  return specs;
+}
+
+// Times tokens as they arrive: the first sets TTFT, later ones add inter-token gaps.
+struct Timer {
+  Clock::time_point start = Clock::now(), last;
+  void Tokens(Result& r, int32_t n) {
+    if (n <= 0) return;
+    const auto now = Clock::now();
+    if (r.ttft < 0) {
+      r.ttft = std::chrono::duration<double>(now - start).count();
+      n -= 1;
+      r.tokens += 1;
+    } else {
+      const double gap = std::chrono::duration<double>(now - last).count() / n;
+      for (int i = 0; i < n; ++i) r.itl.push_back(gap);
+    }
+    r.tokens += n;
+    last = now;
+  }
+};
+
+Result RunRemote(const BenchFlags& f, v1::Inference::Stub& stub, const Spec& s) {
+  v1::GenerateRequest req;
+  for (int32_t t : s.prompt) req.mutable_token_ids()->add_ids(t);
+  req.mutable_sampling()->set_temperature(0);
+  req.mutable_stopping()->set_max_tokens(s.max_tokens);
+  req.mutable_stopping()->set_ignore_eos(true);
+  static const std::map<std::string, v1::SparseMode> kSparse = {
+      {"dense", v1::DENSE}, {"sink", v1::SINK}, {"quest", v1::QUEST}, {"h2o", v1::H2O}};
+  static const std::map<std::string, v1::MonitorMode> kMonitor = {
+      {"off", v1::OFF}, {"enforce", v1::ENFORCE}, {"shadow", v1::SHADOW}, {"conclude", v1::CONCLUDE}};
+  if (!f.sparse_mode.empty()) req.mutable_sparse()->set_mode(kSparse.at(f.sparse_mode));
+  if (f.sparse_budget_tokens > 0) req.mutable_sparse()->set_budget_tokens(f.sparse_budget_tokens);
+  if (!f.monitor_mode.empty()) req.mutable_monitor()->set_mode(kMonitor.at(f.monitor_mode));
+  if (f.monitor_interval_tokens > 0) req.mutable_monitor()->set_interval_tokens(f.monitor_interval_tokens);
+  if (f.monitor_min_gain_bytes >= 0) req.mutable_monitor()->set_min_gain_bytes(f.monitor_min_gain_bytes);
+  Result r;
+  Timer timer;
+  grpc::ClientContext ctx;
+  f.client.Prepare(&ctx);
+  auto reader = stub.Generate(&ctx, req);
+  v1::GenerateResponse resp;
+  while (reader->Read(&resp)) {
+    if (resp.has_chunk()) timer.Tokens(r, resp.chunk().token_ids_size());
+    if (resp.has_finished()) {
+      r.reason = v1::FinishReason_Name(resp.finished().reason());
+      r.saved = resp.finished().usage().tokens_saved();
+    }
+  }
+  grpc::Status st = reader->Finish();
+  if (!st.ok()) {
+    r.ok = false;
+    r.reason = "rpc:" + std::to_string(st.error_code());
+  }
+  r.e2e = std::chrono::duration<double>(Clock::now() - timer.start).count();
+  return r;
+}
+
+Result RunLocal(const BenchFlags& f, EngineLoop& loop, const Spec& s) {
+  SchedulerRequest req;
+  req.prompt = s.prompt;
+  req.sampling.temperature = 0;
+  req.stopping.max_tokens = s.max_tokens;
+  req.stopping.ignore_eos = true;
+  Result r;
+  Timer timer;
+  auto stream = loop.Submit(std::move(req));
+  if (!stream.ok()) {
+    r.ok = false;
+    r.reason = std::string(stream.status().message());
+    return r;
+  }
+  RequestOutput out;
+  while ((*stream)->Next(&out)) {
+    timer.Tokens(r, static_cast<int32_t>(out.new_tokens.size()));
+    if (out.finished) {
+      r.reason = std::string(FinishReasonName(out.finish_reason));
+      r.saved = out.usage.tokens_saved;
+      break;
+    }
+  }
+  r.e2e = std::chrono::duration<double>(Clock::now() - timer.start).count();
+  return r;
+}
+
+double Pct(std::vector<double> v, double p) {
+  if (v.empty()) return 0;
+  std::sort(v.begin(), v.end());
+  const size_t i = std::min(v.size() - 1, static_cast<size_t>(p / 100.0 * v.size()));
+  return v[i];
+}
+
+void Report(const BenchFlags& f, const std::vector<Result>& results, double wall) {
+  std::vector<double> ttft, itl, e2e;
+  int64_t tokens = 0, saved = 0, failed = 0;
+  std::map<std::string, int> reasons;
+  for (const Result& r : results) {
+    if (!r.ok) ++failed;
+    if (r.ttft >= 0) ttft.push_back(r.ttft);
+    itl.insert(itl.end(), r.itl.begin(), r.itl.end());
+    e2e.push_back(r.e2e);
+    tokens += r.tokens;
+    saved += r.saved;
+    ++reasons[r.reason];
+  }
+  auto ms = [](double s) { return s * 1e3; };
+  std::cout << std::fixed << std::setprecision(1);
+  std::cout << "target: " << (f.in_process ? "in-process EngineLoop (" + f.model.model + ")" : f.client.server)
+            << "\nrequests " << results.size() << ", concurrency " << f.concurrency << ", failed "
+            << failed << ", wall " << wall << " s\n"
+            << "throughput: " << tokens / wall << " output tok/s, "
+            << std::setprecision(2) << results.size() / wall << " req/s\n"
+            << std::setprecision(1) << "                p50      p90      p99   (ms)\n";
+  auto row = [&](const char* name, const std::vector<double>& v) {
+    std::cout << std::left << std::setw(12) << name << std::right << std::setw(9) << ms(Pct(v, 50))
+              << std::setw(9) << ms(Pct(v, 90)) << std::setw(9) << ms(Pct(v, 99)) << "\n";
+  };
+  row("ttft", ttft);
+  row("itl", itl);
+  row("e2e", e2e);
+  std::cout << "output tokens " << tokens << ", tokens saved " << saved << "; finish:";
+  for (const auto& [k, v] : reasons) std::cout << " " << k << "=" << v;
+  std::cout << "\n";
+  if (failed > 0) throw CLI::RuntimeError(1);
+}
+
+void Run(const BenchFlags& f) {
+  const std::vector<Spec> specs = MakeSpecs(f);
+  std::unique_ptr<Model> model;
+  std::unique_ptr<EngineLoop> loop;
+  std::unique_ptr<v1::Inference::Stub> stub;
+  if (f.in_process) {
+    model = f.model.LoadOrDie();
+    EngineLoopOptions o;
+    o.scheduler.max_running_seqs = f.max_running_seqs;
+    loop = std::make_unique<EngineLoop>(model.get(), o);
+    if (absl::Status s = loop->Start(); !s.ok()) {
+      std::cerr << "lilctl: " << s.message() << "\n";
+      throw CLI::RuntimeError(1);
+    }
+  } else {
+    stub = v1::Inference::NewStub(f.client.Connect());
+  }
+  std::vector<Result> results(specs.size());
+  std::atomic<int32_t> next{0}, done{0};
+  std::atomic<int64_t> tokens{0};
+  const auto start = Clock::now();
+  std::vector<std::thread> workers;
+  for (int32_t w = 0; w < f.concurrency; ++w) {
+    workers.emplace_back([&] {
+      for (int32_t i = next++; i < static_cast<int32_t>(specs.size()); i = next++) {
+        results[i] = f.in_process ? RunLocal(f, *loop, specs[i]) : RunRemote(f, *stub, specs[i]);
+        tokens += results[i].tokens;
+        ++done;
+      }
+    });
+  }
+  std::atomic<bool> finished{false};
+  std::thread progress([&] {
+    while (f.progress && !finished) {
+      const double t = std::chrono::duration<double>(Clock::now() - start).count();
+      std::cerr << "\r[" << done << "/" << specs.size() << " requests, " << tokens << " tokens, "
+                << std::fixed << std::setprecision(1) << (t > 0 ? tokens / t : 0) << " tok/s, "
+                << t << " s]   " << std::flush;
+      std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    }
+  });
+  for (auto& w : workers) w.join();
+  finished = true;
+  progress.join();
+  if (f.progress) std::cerr << "\n";
+  const double wall = std::chrono::duration<double>(Clock::now() - start).count();
+  if (loop) loop->Stop();
+  Report(f, results, wall);
+}
+
+CommandRegistrar reg([](CLI::App& app) {
+  auto f = std::make_shared<BenchFlags>();
+  CLI::App* cmd = app.add_subcommand(
+      "bench", "Load generator: N requests over C concurrent streams; TTFT/ITL/e2e percentiles");
+  f->client.Add(cmd, true);
+  cmd->add_flag("--in-process", f->in_process,
+                "run the same requests on an in-process EngineLoop (--model) instead of --server");
+  f->model.Add(cmd);
+  cmd->add_option("-n,--requests", f->requests, "requests in all")->capture_default_str();
+  cmd->add_option("-c,--concurrency", f->concurrency, "concurrent streams")->capture_default_str();
+  cmd->add_option("--prompt-tokens-min", f->prompt_min)->capture_default_str();
+  cmd->add_option("--prompt-tokens-max", f->prompt_max)->capture_default_str();
+  cmd->add_option("--output-tokens-min", f->output_min)->capture_default_str();
+  cmd->add_option("--output-tokens-max", f->output_max)->capture_default_str();
+  cmd->add_option("--max-running-seqs", f->max_running_seqs, "--in-process: batch limit")
+      ->capture_default_str();
+  cmd->add_option("--sparse-mode", f->sparse_mode, "dense, sink, quest, h2o")
+      ->check(CLI::IsMember({"dense", "sink", "quest", "h2o"}));
+  cmd->add_option("--sparse-budget-tokens", f->sparse_budget_tokens);
+  cmd->add_option("--monitor-mode", f->monitor_mode, "off, enforce, shadow, conclude")
+      ->check(CLI::IsMember({"off", "enforce", "shadow", "conclude"}));
+  cmd->add_option("--monitor-interval-tokens", f->monitor_interval_tokens);
+  cmd->add_option("--monitor-min-gain-bytes", f->monitor_min_gain_bytes);
+  cmd->add_option("--seed", f->seed, "request lengths and prompts")->capture_default_str();
+  cmd->add_option("--progress", f->progress, "print progress on stderr")->capture_default_str();
+  cmd->callback([f] {
+    if (f->requests <= 0 || f->concurrency <= 0) {
+      std::cerr << "lilctl bench: --requests and --concurrency must be > 0\n";
+      throw CLI::RuntimeError(2);
+    }
+    Run(*f);
+  });
+});
+
+}  // namespace
+}  // namespace lil::ctl
