@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "engine/model.h"
+#include "engine/runtime_env.h"
 #include "engine/single_sequence.h"
 
 namespace {
@@ -50,6 +51,7 @@ nlohmann::json RunPeer(const std::string& model, int prompt, int decode, int thr
 }  // namespace
 
 int main(int argc, char** argv) {
+  lil::EnsurePassiveOpenMp(argv);
   CLI::App app{"CPU engine benchmark beside llama.cpp"};
   std::string model_path = "models/SmolLM2-135M-Instruct.Q4_1.gguf";
   int prompt_tokens = 512, decode_tokens = 128, threads = 2;

@@ -3,6 +3,7 @@
 // monitor utilities; later the gRPC client). Subcommands live in *_cmd.cc files.
 #include <cstdio>
 
+#include "engine/runtime_env.h"
 #include "tools/lilctl/command.h"
 
 namespace lil::ctl {
@@ -13,6 +14,7 @@ std::vector<CommandSetup>& Commands() {
 }  // namespace lil::ctl
 
 int main(int argc, char** argv) {
+  lil::EnsurePassiveOpenMp(argv);
   CLI::App app{"lilctl: lilserve command-line tool"};
   app.require_subcommand(1);
   for (auto& setup : lil::ctl::Commands()) setup(app);
