@@ -41,7 +41,7 @@ void ServerOptions::AddFlags(CLI::App& app) {
   app.add_option("--metrics-host", metrics_host, "address of the HTTP metrics server")
       ->capture_default_str();
   app.add_option("--metrics-port", metrics_port,
-                 "HTTP port of /metrics, /health and /ready (0 disables)")
+                 "HTTP port of /metrics, /health and /ready (0 picks a free one, -1 disables)")
       ->capture_default_str();
   app.add_option("--max-running-seqs", max_running_seqs, "sequences batched in one step at most")
       ->capture_default_str();
