@@ -71,6 +71,7 @@ absl::StatusOr<TokenizerSpec> ReadGgufTokenizerSpec(const GgufFile& f) {
   LIL_RETURN_IF_ERROR(ReadOptionalId(f, "tokenizer.ggml.unknown_token_id", n, &spec.unk_id));
   LIL_RETURN_IF_ERROR(ReadOptionalBool(f, "tokenizer.ggml.add_bos_token", &spec.add_bos));
   LIL_RETURN_IF_ERROR(ReadOptionalBool(f, "tokenizer.ggml.add_eos_token", &spec.add_eos));
+  LIL_RETURN_IF_ERROR(ReadOptionalBool(f, "tokenizer.ggml.add_space_prefix", &spec.add_space_prefix));
   if (f.Has("tokenizer.chat_template")) {
     LIL_ASSIGN_OR_RETURN(spec.chat_template, f.GetString("tokenizer.chat_template"));
   }
