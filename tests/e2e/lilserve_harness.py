@@ -58,7 +58,7 @@ def free_port():
 class Daemon:
     """The real lilserve process, on free ports, logging to a temp file."""
 
-    def __init__(self, *extra):
+    def __init__(self, *extra, tls_root=None):
         check(os.path.exists(LILSERVE), f"{LILSERVE} is not built")
         check(os.path.exists(MODEL), f"{MODEL} is missing")
         self.port = free_port()
@@ -68,10 +68,16 @@ class Daemon:
                "--metrics-host", "127.0.0.1", "--metrics-port", str(self.metrics_port),
                *extra]
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
-        self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
+        if tls_root is None:
+            self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
+        else:
+            self.channel = grpc.secure_channel(
+                f"127.0.0.1:{self.port}", grpc.ssl_channel_credentials(root_certificates=tls_root),
+                options=[("grpc.ssl_target_name_override", "localhost")])
         self.inference = rpc.InferenceStub(self.channel)
         self.control = rpc.ControlStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
+        self.metadata = None  # sent on Control calls (bearer token)
 
     def health_status(self, service=""):
         try:
@@ -103,7 +109,8 @@ class Daemon:
             return e.code, e.read().decode()
 
     def info(self):
-        return self.control.GetServerInfo(pb.GetServerInfoRequest(), timeout=5)
+        return self.control.GetServerInfo(pb.GetServerInfoRequest(), timeout=5,
+                                         metadata=self.metadata)
 
     def wait_idle(self, timeout=30):
         """Waits until no request runs or waits and no page is referenced."""
@@ -130,6 +137,16 @@ class Daemon:
                 fail(f"lilserve did not exit {timeout}s after SIGTERM:\n{self.logs()}")
         self.channel.close()
         return self.proc.returncode
+
+
+def self_signed_cert(directory):
+    """A localhost certificate and key (PEM files) made with openssl."""
+    cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
+    p = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+                        "-subj", "/CN=localhost", "-addext", "subjectAltName=DNS:localhost",
+                        "-keyout", key, "-out", cert], capture_output=True, text=True)
+    check(p.returncode == 0, f"openssl failed: {p.stderr}")
+    return cert, key
 
 
 def generate(daemon, timeout=None, metadata=None, **fields):

@@ -6,7 +6,8 @@ import subprocess
 import threading
 import time
 
-from lilserve_harness import (Daemon, Prometheus, check, fail, generate, grpc, pb, reason)
+from lilserve_harness import (Daemon, Prometheus, check, fail, generate, grpc, pb, reason, rpc,
+                              self_signed_cert)
 
 PROMPT = "The history of the Roman Empire begins"
 GREEDY = pb.SamplingParams(temperature=0)
@@ -130,6 +131,12 @@ def test_validation(d):
     expect_invalid(d, "interval_tokens", prompt="x", monitor=pb.MonitorParams(mode=pb.ENFORCE, interval_tokens=1))
     expect_invalid(d, "max_model_len", token_ids=pb.TokenIds(ids=[100] * 9000))
     expect_invalid(d, "stopping.stop", prompt="x", stopping=pb.StoppingParams(stop=["s"] * 17))
+    expect_invalid(d, "--max-prompt-chars", prompt="a" * (2 << 20))
+    try:
+        generate(d, prompt="a" * (5 << 20))
+        fail("a 5 MiB request was accepted (--max-request-bytes is 4 MiB)")
+    except grpc.RpcError as e:
+        check(e.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, f"5 MiB request: {e.code()}")
     print("ok validation", flush=True)
 
 
@@ -170,9 +177,56 @@ def test_metrics(d, prom):
     print(f"ok metrics: promtool clean, Prometheus returns all {len(series)} series", flush=True)
 
 
+def test_queue_full(d, md):
+    """--max-waiting 2: a burst of 12 calls gets RESOURCE_EXHAUSTED for some; the rest finish."""
+    codes = []
+    lock = threading.Lock()
+
+    def run():
+        try:
+            _, fin, _, _ = generate(d, metadata=md, prompt=PROMPT, stopping=pb.StoppingParams(max_tokens=2))
+            code = reason(fin)
+        except grpc.RpcError as e:
+            code = e.code().name
+        with lock:
+            codes.append(code)
+    threads = [threading.Thread(target=run) for _ in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    check(len(codes) == 12 and "RESOURCE_EXHAUSTED" in codes and
+          set(codes) <= {"RESOURCE_EXHAUSTED", "LENGTH", "STOP"}, f"burst outcomes: {codes}")
+    d.wait_idle()
+    print(f"ok queue full: {codes.count('RESOURCE_EXHAUSTED')}/12 RESOURCE_EXHAUSTED", flush=True)
+
+
 def test_auth_and_drain():
-    d = Daemon("--auth-token", "s3cret", "--drain-grace-s", "1")
+    import tempfile
+    cert, key = self_signed_cert(tempfile.mkdtemp(prefix="lilserve_tls_"))
+    with open(cert, "rb") as f:
+        root = f.read()
+    d = Daemon("--auth-token", "s3cret", "--drain-grace-s", "1", "--max-waiting", "2",
+               "--tls-cert", cert, "--tls-key", key, tls_root=root)
+    try:
+        auth_and_drain(d)
+    except SystemExit:
+        print(d.logs())
+        raise
+    finally:
+        if d.proc.poll() is None:
+            d.proc.kill()
+
+
+def auth_and_drain(d):
     d.wait_ready()
+    plain = grpc.insecure_channel(f"127.0.0.1:{d.port}")
+    try:
+        list(rpc.InferenceStub(plain).Generate(pb.GenerateRequest(prompt="x"), timeout=5))
+        fail("a plaintext client reached the TLS port")
+    except grpc.RpcError as e:
+        check(e.code() == grpc.StatusCode.UNAVAILABLE, f"plaintext on TLS: {e.code()}")
+    plain.close()
     try:
         generate(d, prompt="x", stopping=pb.StoppingParams(max_tokens=1))
         fail("a call without a token was accepted")
@@ -187,8 +241,11 @@ def test_auth_and_drain():
     problems = promtool_problems(d.http("/metrics")[1])
     check(not problems, "promtool check metrics (native series only): " + "\n".join(problems))
     md = [("authorization", "Bearer s3cret")]
+    d.metadata = md
     _, fin, _, _ = generate(d, metadata=md, prompt="x", stopping=pb.StoppingParams(max_tokens=2))
     check(reason(fin) in ("LENGTH", "STOP"), f"authorized call: {fin}")
+    print("ok TLS (self-signed) and auth (UNAUTHENTICATED without or with a wrong token)", flush=True)
+    test_queue_full(d, md)
     # Drain: a long request is running when SIGTERM arrives.
     result = {}
 
@@ -215,7 +272,7 @@ def test_auth_and_drain():
     check("r" in result and reason(result["r"][1]) == "CANCELLED",
           f"running request after the grace period: {result.get('r', [None, None])[1]}")
     check(rc == 0, f"lilserve exited {rc} after SIGTERM")
-    print("ok auth (UNAUTHENTICATED), drain (NOT_SERVING, UNAVAILABLE, CANCELLED, exit 0)", flush=True)
+    print("ok drain (NOT_SERVING, UNAVAILABLE, CANCELLED, exit 0)", flush=True)
 
 
 def main():

@@ -14,6 +14,8 @@
 #include <random>
 #include <thread>
 
+#include <sys/resource.h>
+
 #include "engine/engine_loop.h"
 #include "lilserve/v1/lilserve.grpc.pb.h"
 #include "tools/lilctl/client_channel.h"
@@ -148,6 +150,14 @@ Result RunLocal(const BenchFlags& f, EngineLoop& loop, const Spec& s) {
   return r;
 }
 
+// User + system CPU seconds of this process so far (all threads).
+double ProcessCpuSeconds() {
+  rusage u{};
+  getrusage(RUSAGE_SELF, &u);
+  auto sec = [](const timeval& t) { return t.tv_sec + t.tv_usec * 1e-6; };
+  return sec(u.ru_utime) + sec(u.ru_stime);
+}
+
 double Pct(std::vector<double> v, double p) {
   if (v.empty()) return 0;
   std::sort(v.begin(), v.end());
@@ -155,7 +165,7 @@ double Pct(std::vector<double> v, double p) {
   return v[i];
 }
 
-void Report(const BenchFlags& f, const std::vector<Result>& results, double wall) {
+void Report(const BenchFlags& f, const std::vector<Result>& results, double wall, double cpu) {
   std::vector<double> ttft, itl, e2e;
   int64_t tokens = 0, saved = 0, failed = 0;
   std::map<std::string, int> reasons;
@@ -185,7 +195,8 @@ void Report(const BenchFlags& f, const std::vector<Result>& results, double wall
   row("e2e", e2e);
   std::cout << "output tokens " << tokens << ", tokens saved " << saved << "; finish:";
   for (const auto& [k, v] : reasons) std::cout << " " << k << "=" << v;
-  std::cout << "\n";
+  std::cout << "\n" << std::setprecision(3) << "cpu of this process: " << cpu << " s ("
+            << (tokens > 0 ? cpu / tokens * 1e3 : 0.0) << " ms per output token)\n";
   if (failed > 0) throw CLI::RuntimeError(1);
 }
 
@@ -209,6 +220,7 @@ void Run(const BenchFlags& f) {
   std::vector<Result> results(specs.size());
   std::atomic<int32_t> next{0}, done{0};
   std::atomic<int64_t> tokens{0};
+  const double cpu0 = ProcessCpuSeconds();
   const auto start = Clock::now();
   std::vector<std::thread> workers;
   for (int32_t w = 0; w < f.concurrency; ++w) {
@@ -235,8 +247,9 @@ void Run(const BenchFlags& f) {
   progress.join();
   if (f.progress) std::cerr << "\n";
   const double wall = std::chrono::duration<double>(Clock::now() - start).count();
+  const double cpu = ProcessCpuSeconds() - cpu0;
   if (loop) loop->Stop();
-  Report(f, results, wall);
+  Report(f, results, wall, cpu);
 }
 
 CommandRegistrar reg([](CLI::App& app) {
