@@ -68,12 +68,15 @@ class Daemon:
                "--metrics-host", "127.0.0.1", "--metrics-port", str(self.metrics_port),
                *extra]
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
+        # Reconnect fast: the first attempt may come before the daemon listens.
+        opts = [("grpc.initial_reconnect_backoff_ms", 50), ("grpc.min_reconnect_backoff_ms", 50),
+                ("grpc.max_reconnect_backoff_ms", 200)]
         if tls_root is None:
-            self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}")
+            self.channel = grpc.insecure_channel(f"127.0.0.1:{self.port}", options=opts)
         else:
             self.channel = grpc.secure_channel(
                 f"127.0.0.1:{self.port}", grpc.ssl_channel_credentials(root_certificates=tls_root),
-                options=[("grpc.ssl_target_name_override", "localhost")])
+                options=opts + [("grpc.ssl_target_name_override", "localhost")])
         self.inference = rpc.InferenceStub(self.channel)
         self.control = rpc.ControlStub(self.channel)
         self.health = health_pb2_grpc.HealthStub(self.channel)
@@ -90,6 +93,10 @@ class Daemon:
         """Returns the health statuses seen on the way to SERVING."""
         seen = []
         end = time.time() + timeout
+        while "listening on" not in self.logs() and time.time() < end:
+            if self.proc.poll() is not None:
+                fail(f"lilserve exited with {self.proc.returncode}:\n{self.logs()}")
+            time.sleep(0.01)
         while time.time() < end:
             if self.proc.poll() is not None:
                 fail(f"lilserve exited with {self.proc.returncode}:\n{self.logs()}")

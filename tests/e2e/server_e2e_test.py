@@ -281,8 +281,7 @@ def main():
     prom = Prometheus(d.metrics_port)
     try:
         seen = d.wait_ready()
-        check(seen[0] in ("NOT_SERVING", "RPC_UNAVAILABLE") and seen[-1] == "SERVING",
-              f"health went {seen}")
+        check("NOT_SERVING" in seen and seen[-1] == "SERVING", f"health went {seen}")
         print(f"ok health {seen}", flush=True)
         ids, text = test_streaming_and_usage(d)
         test_finish_reasons(d, ids, text)
