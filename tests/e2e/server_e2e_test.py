@@ -177,6 +177,32 @@ def test_metrics(d, prom):
     print(f"ok metrics: promtool clean, Prometheus returns all {len(series)} series", flush=True)
 
 
+def test_lilctl(d, greedy_text):
+    """lilctl's client subcommands against the same daemon."""
+    import os
+    lilctl = os.environ.get("LILCTL", os.path.join(os.environ.get("LILSERVE_BUILD", "build"), "tools", "lilctl"))
+    srv = ["--server", f"127.0.0.1:{d.port}"]
+
+    def run(*args):
+        return subprocess.run([lilctl, *args], capture_output=True, text=True, timeout=120)
+    p = run("health", *srv)
+    check(p.returncode == 0 and p.stdout.strip() == "SERVING", f"lilctl health: {p.returncode} {p.stdout}{p.stderr}")
+    p = run("info", *srv)
+    check(p.returncode == 0 and "vocab 49152" in p.stdout and "ready" in p.stdout, f"lilctl info: {p.stdout}{p.stderr}")
+    p = run("generate", *srv, "--prompt", PROMPT, "--max-tokens", "12", "--ignore-eos", "--temperature", "0")
+    check(p.returncode == 0 and p.stdout == greedy_text + "\n" and "finish LENGTH" in p.stderr and
+          "12 completion" in p.stderr, f"lilctl generate --server: {p.stdout!r} vs {greedy_text!r}; {p.stderr}")
+    p = run("generate", *srv, "--prompt", "x", "--top-p", "1.5")
+    check(p.returncode == 1 and "INVALID_ARGUMENT" in p.stderr and "top_p" in p.stderr, f"lilctl bad top_p: {p.stderr}")
+    p = run("abort", *srv, "no-such-request")
+    check(p.returncode == 0 and "not live" in p.stdout, f"lilctl abort: {p.stdout}{p.stderr}")
+    p = run("bench", *srv, "-n", "3", "-c", "3", "--prompt-tokens-min", "4", "--prompt-tokens-max", "8",
+            "--output-tokens-min", "4", "--output-tokens-max", "4", "--progress", "false")
+    check(p.returncode == 0 and "requests 3, concurrency 3, failed 0" in p.stdout and "output tokens 12" in p.stdout
+          and "LENGTH=3" in p.stdout and "ttft" in p.stdout, f"lilctl bench: {p.stdout}{p.stderr}")
+    print("ok lilctl health, info, generate --server, abort, bench", flush=True)
+
+
 def test_queue_full(d, md):
     """--max-waiting 2: a burst of 12 calls gets RESOURCE_EXHAUSTED for some; the rest finish."""
     codes = []
@@ -287,6 +313,7 @@ def main():
         test_finish_reasons(d, ids, text)
         test_cancel_abort_deadline(d)
         test_validation(d)
+        test_lilctl(d, text)
         test_metrics(d, prom)
         check(d.stop() == 0, "lilserve did not exit 0 on SIGTERM")
     except SystemExit:
