@@ -7,9 +7,11 @@
 
 #include <spdlog/spdlog.h>
 
+#include "engine/runtime_env.h"
 #include "server/server.h"
 
 int main(int argc, char** argv) {
+  lil::EnsurePassiveOpenMp(argv);
   lil::ServerOptions options;
   CLI::App app{"lilserve: LLM inference over gRPC (lilserve.v1) with Prometheus metrics"};
   options.AddFlags(app);

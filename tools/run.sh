@@ -1,11 +1,27 @@
 #!/usr/bin/env bash
 # File: tools/run.sh
-# The main job from a fresh machine: set up, build, then generate a sample completion
-# with the default model (SmolLM2-135M-Instruct), streaming the text as it is produced.
+# The main job from a fresh machine: set up, build, start the lilserve daemon on the default
+# model (SmolLM2-135M-Instruct), wait until it is ready, stream a sample completion through
+# the gRPC client, then keep serving in the foreground (Ctrl-C drains and stops it).
+#   tools/run.sh ["your prompt"]      env: LILSERVE_PORT (50051), LILSERVE_METRICS_PORT (9090)
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 tools/setup.sh
 tools/build.sh
-exec build/tools/lilctl generate --model models/SmolLM2-135M-Instruct.Q4_1.gguf \
-  --chat --prompt "${1:-Write three sentences about the sea.}" --max-tokens 96
+port="${LILSERVE_PORT:-50051}"
+metrics_port="${LILSERVE_METRICS_PORT:-9090}"
+build/server/lilserve --model models/SmolLM2-135M-Instruct.Q4_1.gguf \
+  --port "$port" --metrics-port "$metrics_port" &
+daemon=$!
+trap 'kill -TERM $daemon 2>/dev/null; wait $daemon 2>/dev/null' INT TERM
+for _ in $(seq 1 120); do
+  if build/tools/lilctl health --server "localhost:$port" >/dev/null 2>&1; then break; fi
+  if ! kill -0 "$daemon" 2>/dev/null; then echo "run: lilserve exited" >&2; exit 1; fi
+  sleep 0.5
+done
+echo "run: lilserve is serving on localhost:$port (metrics: http://localhost:$metrics_port/metrics)"
+build/tools/lilctl generate --server "localhost:$port" --chat \
+  --prompt "${1:-Write three sentences about the sea.}" --max-tokens 96
+echo "run: the daemon keeps serving; Ctrl-C to stop it"
+wait "$daemon"
