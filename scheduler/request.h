@@ -44,6 +44,7 @@ struct Request {
   MonitorParams monitor_params;
   int32_t priority = 0;
   int64_t arrival_micros = 0;
+  int64_t first_scheduled_micros = -1;  // when a plan first included it (queue time ends)
   int64_t deadline_micros = 0;  // 0: none
   uint64_t seq_no = 0;          // arrival order tiebreak
 

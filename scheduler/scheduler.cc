@@ -257,6 +257,7 @@ void Scheduler::ApplySparsePolicy(Request& req, int32_t len) {
 }
 
 void Scheduler::AddToPlan(StepPlan& plan, Request& req, int32_t n) {
+  if (req.first_scheduled_micros < 0) req.first_scheduled_micros = clock_->NowMicros();
   const size_t slot = in_flight_.size();
   ScheduledSeq& seq = slot < plan.seqs.size() ? plan.seqs[slot] : plan.seqs.emplace_back();
   seq.id = req.id;

@@ -42,6 +42,7 @@ struct RequestOutput {
   bool finished = false;
   FinishReason finish_reason = FinishReason::kNone;
   Usage usage;                            // set when finished
+  int64_t queue_micros = -1;              // set when finished: arrival to first scheduled (-1: never ran)
   std::string stop_match;                 // kStopSequence: the stop string that matched
   TokenId stop_token = -1;                // kStop: the EOS / stop token id that ended it
   std::vector<MonitorCheck> monitor_trace;  // set when finished (monitor not off)
@@ -72,6 +73,9 @@ struct SchedulerStats {
   // resident in those sequences' tables.
   int64_t decode_pages_attended = 0;
   int64_t decode_pages_resident = 0;
+  // Information-monitor checks run this step and their time on the scheduler's clock.
+  int32_t monitor_checks = 0;
+  int64_t monitor_check_micros = 0;
   // Finishes this step, indexed by static_cast<int>(FinishReason).
   std::array<int32_t, kNumFinishReasons> finished_by_reason{};
 };

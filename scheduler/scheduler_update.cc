@@ -132,7 +132,13 @@ bool Scheduler::CheckStops(Request& req, const SeqOutput& out, RequestOutput& o)
 }
 
 void Scheduler::RunMonitor(Request& req, const SeqOutput& out) {
+  const size_t checks_before = req.monitor->trace().size();
+  const int64_t start = clock_->NowMicros();
   const MonitorDecision d = req.monitor->Observe(out.text, 1);
+  if (req.monitor->trace().size() != checks_before) {
+    ++step_stats_.monitor_checks;
+    step_stats_.monitor_check_micros += clock_->NowMicros() - start;
+  }
   if (d != MonitorDecision::kStop) return;
   switch (req.monitor_params.mode) {
     case MonitorMode::kEnforce:
@@ -208,6 +214,7 @@ void Scheduler::Finish(Request& req, FinishReason reason) {
   o.usage.prompt_tokens = req.num_prompt_tokens;
   o.usage.completion_tokens = req.num_generated();
   o.usage.cached_tokens = req.cached_tokens;
+  o.queue_micros = req.first_scheduled_micros >= 0 ? req.first_scheduled_micros - req.arrival_micros : -1;
   const MonitorMode mode = req.monitor_params.mode;
   if (reason == FinishReason::kEarlyStop &&
       (mode == MonitorMode::kEnforce || mode == MonitorMode::kConclude)) {

@@ -112,7 +112,9 @@ void GenerateReactor::OnFinal(const RequestOutput& out) {
   rec.monitor_mode = monitor_mode_;
   rec.usage = out.usage;
   rec.monitor_fired = out.monitor_stop_at.has_value();
-  rec.queue_s = queue_s_;
+  // Arrival to the first step that ran it (the scheduler's measure); before that is known,
+  // arrival to the engine accepting it.
+  rec.queue_s = out.queue_micros >= 0 ? out.queue_micros * 1e-6 : queue_s_;
   rec.ttft_s = first_token_micros_ >= 0 ? (first_token_micros_ - arrival_micros_) * 1e-6 : -1;
   if (rec.ttft_s < 0 && out.usage.completion_tokens > 0) rec.ttft_s = (now - arrival_micros_) * 1e-6;
   rec.e2e_s = (now - arrival_micros_) * 1e-6;

@@ -163,6 +163,9 @@ void Metrics::AddNative() {
   pages_freed_policy_ = counter("lilserve_kv_pages_freed_by_policy_total",
                                 "Pages released by the sink/h2o sparse policies.");
   preemptions_ = counter("lilserve_preemptions_total", "Running requests preempted (recompute).");
+  monitor_checks_ = counter("lilserve_monitor_checks_total", "Information-monitor checks run.");
+  monitor_check_seconds_ = counter("lilserve_monitor_check_seconds_total",
+                                   "Time spent in information-monitor checks (divide by the checks for the mean).");
   steps_ = counter("lilserve_steps_total", "Engine steps that did work.");
   pages_attended_ = counter("lilserve_decode_pages_attended_total",
                             "KV pages attended on decode steps (sparse selection).");
@@ -183,6 +186,8 @@ void Metrics::OnStep(const StepReport& rep) {
   pages_evicted_->Increment(s.pages_evicted);
   pages_freed_policy_->Increment(s.pages_freed_by_policy);
   preemptions_->Increment(s.preemptions);
+  monitor_checks_->Increment(s.monitor_checks);
+  monitor_check_seconds_->Increment(s.monitor_check_micros * 1e-6);
   pages_attended_->Increment(static_cast<double>(s.decode_pages_attended));
   pages_resident_->Increment(static_cast<double>(s.decode_pages_resident));
   if (s.decode_seqs > 0 && s.decode_pages_attended > 0) {

@@ -30,7 +30,7 @@ struct RequestRecord {
   MonitorMode monitor_mode = MonitorMode::kOff;
   Usage usage;
   bool monitor_fired = false;  // the monitor said stop (shadow: would have)
-  double queue_s = -1;         // arrival to the engine accepting it (< 0: unknown)
+  double queue_s = -1;         // arrival to the first step that ran it (< 0: unknown)
   double ttft_s = -1;          // arrival to the first token (< 0: no token)
   double e2e_s = 0;            // arrival to finish
 };
@@ -71,6 +71,7 @@ class Metrics {
   prometheus::Gauge *running_, *waiting_, *pages_used_, *pages_free_, *pages_cached_, *pages_total_;
   prometheus::Gauge *ready_, *draining_;
   prometheus::Counter *pages_evicted_, *pages_freed_policy_, *preemptions_, *steps_;
+  prometheus::Counter *monitor_checks_, *monitor_check_seconds_;
   prometheus::Counter *pages_attended_, *pages_resident_;
   std::unique_ptr<Vllm> vllm_;
 };

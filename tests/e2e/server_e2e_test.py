@@ -163,7 +163,7 @@ def test_metrics(d, prom):
               "lilserve_num_requests_running", "lilserve_num_requests_waiting", "lilserve_kv_pages_used",
               "lilserve_kv_pages_free", "lilserve_kv_pages_cached", "lilserve_kv_pages_evicted_total",
               "lilserve_sparse_selected_pages_bucket", "lilserve_step_duration_seconds_bucket",
-              "lilserve_preemptions_total", "lilserve_requests_rejected_total",
+              "lilserve_preemptions_total", "lilserve_monitor_checks_total", "lilserve_monitor_check_seconds_total", "lilserve_requests_rejected_total",
               "vllm:num_requests_running", "vllm:time_to_first_token_seconds_bucket",
               "vllm:request_success_total", "vllm:generation_tokens_total"]
     missing = series
