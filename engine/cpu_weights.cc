@@ -2,9 +2,9 @@
 #include "engine/cpu_weights.h"
 
 #include <cstring>
-#include <thread>
 
 #include "common/status.h"
+#include "engine/parallel_layers.h"
 
 namespace lil {
 namespace {
@@ -133,24 +133,7 @@ absl::StatusOr<CpuWeights> LoadCpuWeights(const ModelFiles& f) {
     }
     LIL_ASSIGN_OR_RETURN(w.lm_head, ReadMatrix(f, "lm_head.weight", c.vocab_size, c.hidden_size, false));
   }
-  w.layers.resize(c.num_layers);
-  std::vector<absl::Status> status(c.num_layers);
-  const int32_t threads = std::max(1u, std::min(8u, std::thread::hardware_concurrency()));
-  std::vector<std::thread> pool;
-  for (int32_t t = 0; t < threads; ++t) {
-    pool.emplace_back([&, t] {
-      for (int32_t i = t; i < c.num_layers; i += threads) {
-        auto layer = LoadLayer(f, i);
-        if (layer.ok()) {
-          w.layers[i] = std::move(*layer);
-        } else {
-          status[i] = layer.status();
-        }
-      }
-    });
-  }
-  for (auto& th : pool) th.join();
-  for (const auto& s : status) LIL_RETURN_IF_ERROR(s);
+  LIL_ASSIGN_OR_RETURN(w.layers, LoadLayersInParallel<CpuLayerWeights>(c.num_layers, [&](int32_t i) { return LoadLayer(f, i); }));
   return w;
 }
 

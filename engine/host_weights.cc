@@ -1,9 +1,9 @@
 // File: engine/host_weights.cc
 #include "engine/host_weights.h"
 
-#include <thread>
 
 #include "common/status.h"
+#include "engine/parallel_layers.h"
 
 namespace lil {
 namespace {
@@ -58,25 +58,7 @@ absl::StatusOr<HostWeights> LoadHostWeights(const ModelFiles& f) {
     return absl::NotFoundError(absl::StrCat(f.path(), ": tensor lm_head.weight is missing and ",
                                             "tie_word_embeddings is false"));
   }
-  // Layers load in parallel: dequantization dominates load time.
-  w.layers.resize(c.num_layers);
-  std::vector<absl::Status> status(c.num_layers);
-  const int32_t threads = std::max(1u, std::min(8u, std::thread::hardware_concurrency()));
-  std::vector<std::thread> pool;
-  for (int32_t t = 0; t < threads; ++t) {
-    pool.emplace_back([&, t] {
-      for (int32_t i = t; i < c.num_layers; i += threads) {
-        auto layer = LoadLayer(f, i);
-        if (layer.ok()) {
-          w.layers[i] = std::move(*layer);
-        } else {
-          status[i] = layer.status();
-        }
-      }
-    });
-  }
-  for (auto& th : pool) th.join();
-  for (const auto& s : status) LIL_RETURN_IF_ERROR(s);
+  LIL_ASSIGN_OR_RETURN(w.layers, LoadLayersInParallel<HostLayerWeights>(c.num_layers, [&](int32_t i) { return LoadLayer(f, i); }));
   return w;
 }
 
