@@ -4,7 +4,7 @@
 #include <chrono>
 #include <iostream>
 
-#include "engine/single_sequence.h"
+#include "engine/engine_loop.h"
 #include "lilserve/v1/lilserve.grpc.pb.h"
 #include "tools/lilctl/client_channel.h"
 #include "tools/lilctl/command.h"
@@ -127,37 +127,50 @@ void Run(const GenerateFlags& f) {
     text = *rendered;
   }
   const std::vector<TokenId> prompt = model->tokenizer().Encode(text, /*add_special_tokens=*/!f.chat);
-  SingleSequenceOptions o;
-  o.max_tokens = f.max_tokens;
-  o.sampling.temperature = f.temperature;
-  o.sampling.top_k = f.top_k;
-  o.sampling.top_p = f.top_p;
-  o.sampling.min_p = f.min_p;
-  o.sampling.repetition_penalty = f.repetition_penalty;
-  if (f.seed >= 0) o.sampling.seed = static_cast<uint64_t>(f.seed);
-  if (!f.ignore_eos) o.stop_ids = model->eos_ids();
-
-  IncrementalDetokenizer detok(model->tokenizer(), /*skip_special_tokens=*/true);
-  const auto start = std::chrono::steady_clock::now();
-  auto first = start;
-  int32_t n = 0;
-  auto result = RunSingleSequence(model->backend(), prompt, o, [&](TokenId t) {
-    if (n++ == 0) first = std::chrono::steady_clock::now();
-    std::cout << detok.Push(t) << std::flush;
-    return true;
-  });
-  if (!result.ok()) {
-    std::cerr << "\nlilctl: generation failed: " << result.status().message() << "\n";
+  // In-process generation goes through the same engine loop and scheduler as the daemon
+  // (stop strings, stop conditions and finish reasons behave identically).
+  SchedulerRequest req;
+  req.prompt = prompt;
+  req.stopping.max_tokens = f.max_tokens;
+  req.stopping.ignore_eos = f.ignore_eos;
+  req.stopping.stop = f.stop;
+  req.sampling.temperature = f.temperature;
+  req.sampling.top_k = f.top_k;
+  req.sampling.top_p = f.top_p;
+  req.sampling.min_p = f.min_p;
+  req.sampling.repetition_penalty = f.repetition_penalty;
+  if (f.seed >= 0) req.sampling.seed = static_cast<uint64_t>(f.seed);
+  EngineLoop loop(model.get(), {});
+  if (absl::Status s = loop.Start(); !s.ok()) {
+    std::cerr << "lilctl: " << s.message() << "\n";
     throw CLI::RuntimeError(1);
   }
-  std::cout << detok.Flush() << "\n";
+  const auto start = std::chrono::steady_clock::now();
+  auto stream = loop.Submit(std::move(req));
+  if (!stream.ok()) {
+    std::cerr << "lilctl: " << stream.status().message() << "\n";
+    throw CLI::RuntimeError(1);
+  }
+  auto first = start;
+  int32_t n = 0;
+  RequestOutput out;
+  while ((*stream)->Next(&out)) {
+    if (n == 0 && !out.new_tokens.empty()) first = std::chrono::steady_clock::now();
+    n += static_cast<int32_t>(out.new_tokens.size());
+    std::cout << out.text << std::flush;
+    if (out.finished) break;
+  }
+  std::cout << "\n";
+  if (!(*stream)->error().ok()) {
+    std::cerr << "lilctl: generation failed: " << (*stream)->error().message() << "\n";
+    throw CLI::RuntimeError(1);
+  }
   const auto end = std::chrono::steady_clock::now();
   const double ttft = std::chrono::duration<double>(first - start).count();
   const double decode = std::chrono::duration<double>(end - first).count();
-  std::cerr << "[" << prompt.size() << " prompt tokens, " << result->tokens.size()
-            << " generated; time to first token " << ttft * 1e3 << " ms; decode "
-            << (result->tokens.size() > 1 ? (result->tokens.size() - 1) / decode : 0.0)
-            << " tokens/s]\n";
+  std::cerr << "[" << prompt.size() << " prompt tokens, " << n << " generated, finish "
+            << FinishReasonName(out.finish_reason) << "; time to first token " << ttft * 1e3
+            << " ms; decode " << (n > 1 && decode > 0 ? (n - 1) / decode : 0.0) << " tokens/s]\n";
 }
 
 CommandRegistrar reg([](CLI::App& app) {
@@ -177,7 +190,7 @@ CommandRegistrar reg([](CLI::App& app) {
   flags->client.server.clear();
   flags->client.Add(cmd, false);
   cmd->add_option("--request-id", flags->request_id, "--server: request id (for lilctl abort)");
-  cmd->add_option("--stop", flags->stop, "--server: stop string (repeatable)");
+  cmd->add_option("--stop", flags->stop, "stop string (repeatable)");
   cmd->add_option("--time-limit-ms", flags->time_limit_ms, "--server: wall-clock limit");
   cmd->add_option("--sparse-mode", flags->sparse_mode, "--server: dense, sink, quest, h2o")
       ->check(CLI::IsMember({"dense", "sink", "quest", "h2o"}));
