@@ -14,32 +14,6 @@
 namespace lil::jinja {
 namespace {
 
-// Items a for loop walks: list items, dict keys, string characters.
-absl::StatusOr<ValueList> IterItems(const Value& v) {
-  switch (v.kind()) {
-    case Kind::kUndefined:
-      return ValueList{};
-    case Kind::kList:
-      return v.list();
-    case Kind::kDict: {
-      ValueList keys;
-      for (const auto& kv : v.dict().items) keys.push_back(Value::String(kv.first));
-      return keys;
-    }
-    case Kind::kString: {
-      ValueList chars;
-      for (char32_t c : DecodeUtf8(v.str())) {
-        std::string s;
-        AppendUtf8(c, &s);
-        chars.push_back(Value::String(std::move(s)));
-      }
-      return chars;
-    }
-    default:
-      return absl::InvalidArgumentError(absl::StrCat("'", TypeName(v), "' object is not iterable"));
-  }
-}
-
 Value MakeLoop(const ValueList& items, size_t i) {
   Dict loop;
   int64_t n = static_cast<int64_t>(items.size());
@@ -180,7 +154,7 @@ absl::StatusOr<Interpreter::Flow> Interpreter::ExecNode(const Node& node, std::s
 
 absl::StatusOr<Interpreter::Flow> Interpreter::ExecFor(const Node& node, std::string* out) {
   LIL_ASSIGN_OR_RETURN(Value iterable, Eval(*node.expr));
-  auto items_or = IterItems(iterable);
+  auto items_or = ValueItems(iterable);
   if (!items_or.ok()) return Located(items_or.status(), node.expr->line, node.expr->column);
   ValueList items = *std::move(items_or);
   std::shared_ptr<Scope> outer = scope_;
@@ -246,7 +220,7 @@ absl::Status Interpreter::ExecSet(const Node& node, Value value) {
     return absl::OkStatus();
   }
   // Tuple unpacking (any iterable, as Python does).
-  LIL_ASSIGN_OR_RETURN(ValueList items, IterItems(value));
+  LIL_ASSIGN_OR_RETURN(ValueList items, ValueItems(value));
   if (items.size() != target.children.size()) {
     return absl::InvalidArgumentError(absl::StrCat("cannot unpack ", items.size(),
                                                    " values into ", target.children.size(), " names"));

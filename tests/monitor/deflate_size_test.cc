@@ -8,25 +8,14 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+
+#include "tests/testing/deflate_reference.h"
 #include <zlib.h>
 
 namespace lil {
 namespace {
 
-// The plain way: one deflate(Z_FINISH) call into a buffer of deflateBound bytes.
-int64_t OneShotRawDeflateSize(const std::string& text) {
-  z_stream s{};
-  EXPECT_EQ(deflateInit2(&s, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY), Z_OK);
-  std::vector<unsigned char> out(deflateBound(&s, text.size()) + 16);
-  s.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(text.data()));
-  s.avail_in = text.size();
-  s.next_out = out.data();
-  s.avail_out = out.size();
-  EXPECT_EQ(deflate(&s, Z_FINISH), Z_STREAM_END);
-  int64_t size = s.total_out;
-  deflateEnd(&s);
-  return size;
-}
+int64_t OneShotRawDeflateSize(const std::string& text) { return testing::WholeRawDeflateSize(text); }
 
 std::string RandomText(std::mt19937_64& rng, size_t n, int alphabet) {
   std::string s(n, ' ');

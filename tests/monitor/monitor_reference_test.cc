@@ -19,6 +19,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/testing/deflate_reference.h"
+
 #include "absl/strings/str_cat.h"
 
 #include "scheduler/monitor.h"
@@ -29,19 +31,7 @@ namespace {
 
 // ---- The reference: the rule as the paper states it, recompressing everything. ----
 
-int64_t WholeOutputSize(const std::string& text) {
-  z_stream s{};
-  deflateInit2(&s, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY);
-  std::vector<unsigned char> out(deflateBound(&s, text.size()) + 16);
-  s.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(text.data()));
-  s.avail_in = text.size();
-  s.next_out = out.data();
-  s.avail_out = out.size();
-  deflate(&s, Z_FINISH);
-  int64_t size = s.total_out;
-  deflateEnd(&s);
-  return size;
-}
+int64_t WholeOutputSize(const std::string& text) { return testing::WholeRawDeflateSize(text); }
 
 struct Case {
   std::string kind;

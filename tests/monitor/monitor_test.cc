@@ -8,25 +8,14 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+
+#include "tests/testing/deflate_reference.h"
 #include <zlib.h>
 
 namespace lil {
 namespace {
 
-// Whole-text raw DEFLATE size, computed here independently of scheduler/deflate_size.
-int64_t WholeSize(const std::string& text) {
-  z_stream s{};
-  EXPECT_EQ(deflateInit2(&s, 6, Z_DEFLATED, -15, 8, Z_DEFAULT_STRATEGY), Z_OK);
-  std::vector<unsigned char> out(deflateBound(&s, text.size()) + 16);
-  s.next_in = reinterpret_cast<Bytef*>(const_cast<char*>(text.data()));
-  s.avail_in = text.size();
-  s.next_out = out.data();
-  s.avail_out = out.size();
-  EXPECT_EQ(deflate(&s, Z_FINISH), Z_STREAM_END);
-  int64_t size = s.total_out;
-  deflateEnd(&s);
-  return size;
-}
+int64_t WholeSize(const std::string& text) { return testing::WholeRawDeflateSize(text); }
 
 MonitorParams Params(int32_t interval, int32_t min_gain) {
   MonitorParams p;
