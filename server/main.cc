@@ -35,8 +35,12 @@ int main(int argc, char** argv) {
     return 1;
   }
   std::cout << "lilserve: listening on " << options.host << ":" << server.port()
-            << " (grpc), metrics on " << options.metrics_host << ":" << server.metrics_port()
-            << std::endl;
+            << " (grpc), metrics on " << options.metrics_host << ":" << server.metrics_port();
+  if (server.http_port() >= 0) {
+    std::cout << ", openai " << (server.http_tls() ? "https" : "http") << " on "
+              << options.http_host << ":" << server.http_port();
+  }
+  std::cout << std::endl;
   // Load on another thread so a SIGTERM during loading is still taken.
   std::atomic<int> load_failed{0};
   std::thread loader([&] {

@@ -28,9 +28,11 @@ absl::StatusOr<std::string> ReadFile(const std::string& path, const char* flag) 
 Server::Server(ServerOptions options) : options_(std::move(options)) {
   MetricsOptions mo;
   mo.vllm_compat = options_.metrics_compat == "vllm";
-  mo.model_name = options_.served_model_name.empty()
-                      ? std::filesystem::path(options_.model).filename().string()
-                      : options_.served_model_name;
+  // One name for the vLLM metric label and the OpenAI API's model id.
+  served_model_name_ = options_.served_model_name.empty()
+                           ? std::filesystem::path(options_.model).filename().string()
+                           : options_.served_model_name;
+  mo.model_name = served_model_name_;
   metrics_ = std::make_unique<Metrics>(mo);
   core_.options = &options_;
   core_.metrics = metrics_.get();
@@ -66,6 +68,18 @@ absl::Status Server::Listen() {
   if (options_.metrics_port >= 0) {
     http_ = std::make_unique<MetricsHttpServer>(metrics_.get(), [this] { return core_.accepting(); });
     LIL_ASSIGN_OR_RETURN(metrics_port_, http_->Start(options_.metrics_host, options_.metrics_port));
+  }
+  if (options_.http_port >= 0) {
+    OpenAiHttpServer::Options o;
+    o.host = options_.http_host.empty() ? options_.host : options_.http_host;
+    o.port = options_.http_port;
+    o.tls_cert = options_.tls_cert;  // TLS on gRPC means TLS here too, never plaintext
+    o.tls_key = options_.tls_key;
+    o.threads = options_.http_threads;
+    o.model_name = served_model_name_;
+    o.max_body_bytes = options_.max_request_bytes;
+    openai_ = std::make_unique<OpenAiHttpServer>(&core_, std::move(o));
+    LIL_ASSIGN_OR_RETURN(http_port_, openai_->Start());
   }
   return absl::OkStatus();
 }
@@ -150,6 +164,7 @@ void Server::Shutdown() {
   if (grpc_) grpc_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
   if (engine_) engine_->Stop();
   if (grpc_) grpc_->Wait();
+  if (openai_) openai_->Stop();  // after the engine: its streams have all finished
   if (http_) http_->Stop();
 }
 

@@ -12,6 +12,7 @@
 
 #include "server/metrics.h"
 #include "server/metrics_http.h"
+#include "server/openai_http.h"
 #include "server/server_core.h"
 #include "server/services.h"
 
@@ -28,6 +29,8 @@ class Server {
   absl::Status LoadAndServe();
   int port() const { return port_; }
   int metrics_port() const { return metrics_port_; }
+  int http_port() const { return http_port_; }  // OpenAI API; -1: off
+  bool http_tls() const { return openai_ != nullptr && openai_->tls(); }
 
   void Drain();
   void Shutdown();
@@ -37,6 +40,7 @@ class Server {
   absl::Status WarmUp();
 
   ServerOptions options_;
+  std::string served_model_name_;
   std::unique_ptr<Metrics> metrics_;
   ServerCore core_;
   std::unique_ptr<Model> model_;
@@ -45,8 +49,10 @@ class Server {
   std::unique_ptr<ControlService> control_;
   std::unique_ptr<grpc::Server> grpc_;
   std::unique_ptr<MetricsHttpServer> http_;
+  std::unique_ptr<OpenAiHttpServer> openai_;
   int port_ = 0;
   int metrics_port_ = 0;
+  int http_port_ = -1;
   bool shut_down_ = false;
 };
 

@@ -43,6 +43,14 @@ void ServerOptions::AddFlags(CLI::App& app) {
   app.add_option("--metrics-port", metrics_port,
                  "HTTP port of /metrics, /health and /ready (0 picks a free one, -1 disables)")
       ->capture_default_str();
+  app.add_option("--http-port", http_port,
+                 "port of the OpenAI-compatible HTTP API, /v1/completions, /v1/chat/completions, "
+                 "/v1/models (0 picks a free one, -1 disables; HTTPS with --tls-cert)")
+      ->capture_default_str();
+  app.add_option("--http-host", http_host, "address of the OpenAI HTTP API (default: --host)");
+  app.add_option("--http-threads", http_threads,
+                 "OpenAI HTTP API worker threads: connections served at once (one per stream)")
+      ->capture_default_str();
   app.add_option("--max-running-seqs", max_running_seqs, "sequences batched in one step at most")
       ->capture_default_str();
   app.add_option("--max-batched-tokens", max_batched_tokens, "input tokens in one step at most")
@@ -62,7 +70,7 @@ void ServerOptions::AddFlags(CLI::App& app) {
       ->capture_default_str();
   app.add_option("--max-tokens-limit", max_tokens_limit, "largest max_tokens a request may ask")
       ->capture_default_str();
-  app.add_option("--max-request-bytes", max_request_bytes, "largest gRPC request message")
+  app.add_option("--max-request-bytes", max_request_bytes, "largest gRPC request message and OpenAI HTTP API body")
       ->capture_default_str();
   app.add_option("--max-prompt-chars", max_prompt_chars,
                  "largest prompt (bytes of text, all messages together)")
@@ -128,6 +136,13 @@ absl::Status ServerOptions::Finalize() {
     return InvalidArgument("--monitor-interval-tokens must be >= 16, got ",
                            monitor_interval_tokens);
   }
+  if (http_port < -1 || http_port > 65535) {
+    return InvalidArgument("--http-port must be in [-1, 65535], got ", http_port);
+  }
+  if (http_threads < 1 || http_threads > 4096) {
+    return InvalidArgument("--http-threads must be in [1, 4096], got ", http_threads);
+  }
+  if (http_host.empty()) http_host = host;
   if (tls_cert.empty() != tls_key.empty()) {
     return InvalidArgument("--tls-cert and --tls-key go together");
   }

@@ -23,6 +23,9 @@ struct ServerOptions {
   int32_t port = 50051;          // gRPC
   int32_t metrics_port = 9090;   // HTTP /metrics, /health, /ready; 0 disables it
   std::string metrics_host = "0.0.0.0";
+  int32_t http_port = -1;        // OpenAI-compatible HTTP API (docs/OPENAI.md); -1 disables it
+  std::string http_host;         // default: --host
+  int32_t http_threads = 64;     // HTTP connections served at once
   // Batching and KV cache.
   int32_t max_running_seqs = 64;
   int32_t max_batched_tokens = 2048;
