@@ -1,0 +1,472 @@
+# File: models/lilchain/train.py
+# Trains LilChain end to end within a wall-clock budget and writes everything under --out:
+#   tokenizer (BPE, trained here) -> model (Llama, PyTorch, bf16 autocast, fresh data from
+#   worker processes, one problem per row, rows of similar length batched together) ->
+#   HuggingFace export (hf/) -> exact-answer accuracy with transformers greedy decoding on
+#   held-out problems (another seed) -> a sink+window preview with our own decoder and the
+#   monitor's rule replayed in Python -> metrics.json, MODEL_CARD.md, logs.
+# Entry point: models/lilchain/train_on_gpu.sh (GPU) or `--tiny` (a CPU smoke run).
+import argparse
+import json
+import math
+import os
+import platform
+import random
+import re
+import statistics
+import sys
+import time
+import zlib
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import lilchain_data as data  # noqa: E402
+import lilchain_model as lm  # noqa: E402
+import lilchain_tokenizer as ltok  # noqa: E402
+
+T0 = time.time()
+
+
+def log(msg, **kv):
+    line = f"[{time.time() - T0:7.1f}s] {msg}"
+    if kv:
+        line += " " + " ".join(f"{k}={v}" for k, v in kv.items())
+    print(line, flush=True)
+
+
+# ----------------------------------------------------------------------------------------
+# Training data: worker processes generate, tokenize and batch rows
+# ----------------------------------------------------------------------------------------
+
+class RowStream(torch.utils.data.IterableDataset):
+    """Endless batches (input ids, labels) of about `batch_tokens` tokens (padding included).
+    One document per row, right-padded (causal attention never sees the padding), so a
+    problem never attends to another problem's facts."""
+
+    def __init__(self, tok_json, paragraphs, cfg, batch_tokens, max_len, seed, mix, pool=768):
+        self.tok_json, self.paragraphs, self.cfg = tok_json, paragraphs, cfg
+        self.batch_tokens, self.max_len, self.seed, self.mix, self.pool = (
+            batch_tokens, max_len, seed, mix, pool)
+
+    def _sample(self, rng):
+        r = rng.random()
+        if r < self.mix["problem"]:
+            p = data.make_problem(rng, self.cfg)
+            return data.render_chat([{"role": "user", "content": p["prompt"]}]), p["cot"], True
+        if r < self.mix["problem"] + self.mix["english_chat"]:
+            p = data.make_english_chat(rng, self.paragraphs)
+            return data.render_chat([{"role": "user", "content": p["prompt"]}]), p["cot"], True
+        return "", data.english_span(rng, self.paragraphs, 800, 4000), False
+
+    def __iter__(self):
+        from tokenizers import Tokenizer
+        info = torch.utils.data.get_worker_info()
+        wid = info.id if info else 0
+        rng = random.Random(self.seed * 1000 + wid)
+        tok = Tokenizer.from_str(self.tok_json)
+        im_end, eot = tok.token_to_id(data.IM_END), tok.token_to_id(data.EOT)
+        while True:
+            samples = [self._sample(rng) for _ in range(self.pool)]
+            heads = tok.encode_batch([s[0] for s in samples], add_special_tokens=False)
+            tails = tok.encode_batch([s[1] for s in samples], add_special_tokens=False)
+            rows = []
+            for (_, _, chat), h, t in zip(samples, heads, tails):
+                if chat:  # loss on the answer and its end token only
+                    ids = h.ids + t.ids + [im_end]
+                    learn = [0] * len(h.ids) + [1] * (len(t.ids) + 1)
+                else:     # raw English: loss everywhere
+                    ids = [eot] + t.ids
+                    learn = [0] + [1] * len(t.ids)
+                rows.append((ids[:self.max_len], learn[:self.max_len]))
+            rows.sort(key=lambda r: len(r[0]))
+            batches, cur = [], []
+            for r in rows:
+                width = -(-len(r[0]) // 64) * 64
+                if cur and (len(cur) + 1) * width > self.batch_tokens:
+                    batches.append(cur)
+                    cur = []
+                cur.append(r)
+            if cur:
+                batches.append(cur)
+            rng.shuffle(batches)
+            for b in batches:
+                yield self._tensors(b, eot)
+
+    @staticmethod
+    def _tensors(rows, pad):
+        width = max(len(r[0]) for r in rows)
+        ids = torch.full((len(rows), width), pad, dtype=torch.long)
+        labels = torch.full((len(rows), width), -100, dtype=torch.long)
+        for i, (r, learn) in enumerate(rows):
+            ids[i, :len(r)] = torch.tensor(r)
+            lab = torch.tensor(r)
+            lab[torch.tensor(learn) == 0] = -100
+            labels[i, :len(r)] = lab
+        # Predict token j+1 at position j.
+        return ids[:, :-1].contiguous(), labels[:, 1:].contiguous()
+
+
+# ----------------------------------------------------------------------------------------
+# Evaluation helpers
+# ----------------------------------------------------------------------------------------
+
+def extract(text):
+    m = re.search(data.ANSWER_REGEX, text)
+    return m.group(1) if m else None
+
+
+def deflate_size(text):
+    c = zlib.compressobj(6, zlib.DEFLATED, -15, 8)
+    return len(c.compress(text.encode("utf-8")) + c.flush())
+
+
+def monitor_stop(tok, ids, interval=250, min_gain=20):
+    """The daemon's rule replayed on whole intervals: the generated-token count at which it
+    would stop, or None."""
+    last = None
+    for n in range(interval, len(ids) + 1, interval):
+        size = deflate_size(tok.decode(ids[:n]))
+        if last is not None and size - last < min_gain:
+            return n
+        last = size
+    return None
+
+
+def teacher_forced_accuracy(model, batch, dev):
+    """Share of answer tokens predicted exactly (a cheap signal while training)."""
+    ids, labels = (t.to(dev) for t in batch)
+    with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+        h = model.hidden(ids)
+        keep = labels != -100
+        pred = model.logits(h[keep]).argmax(-1)
+    return float((pred == labels[keep]).float().mean())
+
+
+def hf_eval(hf_dir, problems, dev, batch_size, max_new_tokens):
+    """transformers greedy decoding of every problem; returns per-problem records."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    tok = AutoTokenizer.from_pretrained(hf_dir)
+    tok.padding_side = "left"
+    model = AutoModelForCausalLM.from_pretrained(hf_dir, dtype=torch.bfloat16).to(dev).eval()
+    msgs = [[{"role": "user", "content": p["prompt"]}] for p in problems]
+    prompts = [tok.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in msgs]
+    mismatch = sum(a != data.render_chat(m) for a, m in zip(prompts, msgs))
+    if mismatch:
+        raise RuntimeError(f"transformers renders {mismatch} chat prompts differently from render_chat")
+    eos = [tok.convert_tokens_to_ids(data.IM_END), tok.convert_tokens_to_ids(data.EOT)]
+    order = sorted(range(len(problems)), key=lambda i: len(prompts[i]))
+    records = [None] * len(problems)
+    for s in range(0, len(order), batch_size):
+        idx = order[s:s + batch_size]
+        enc = tok([prompts[i] for i in idx], add_special_tokens=False, padding=True,
+                  return_tensors="pt").to(dev)
+        with torch.no_grad():
+            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+                                 eos_token_id=eos, pad_token_id=eos[1])
+        new = out[:, enc["input_ids"].shape[1]:].tolist()
+        for i, ids in zip(idx, new):
+            n = next((k for k, t in enumerate(ids) if t in eos), len(ids))
+            text = tok.decode(ids[:n], skip_special_tokens=True)
+            got = extract(text)
+            records[i] = {"answer": problems[i]["answer"], "predicted": got,
+                          "correct": got == problems[i]["answer"], "tokens": n,
+                          "hit_max": n == len(ids) and n == max_new_tokens,
+                          "exact_cot": text == problems[i]["cot"]}
+        log("hf eval", done=min(s + batch_size, len(order)), of=len(order))
+    return records
+
+
+def sparse_preview(model, tok, problems, dev, windows, sink, max_new_tokens, deadline, batch):
+    """Our decoder, dense and sink+window, on the same problems, plus the monitor replay."""
+    stops = [tok.token_to_id(data.IM_END), tok.token_to_id(data.EOT)]
+    prompts = [tok.encode(data.render_chat([{"role": "user", "content": p["prompt"]}]),
+                          add_special_tokens=False).ids for p in problems]
+    rows = []
+    for window in [None] + list(windows):
+        if time.time() > deadline:
+            log("sparse preview: out of time, skipping", window=window)
+            continue
+        t = time.time()
+        outs = []
+        for s in range(0, len(prompts), batch):
+            outs += lm.greedy_decode(model, prompts[s:s + batch], max_new_tokens, stops,
+                                     sink=None if window is None else sink,
+                                     window=None if window is None else window - sink)
+        correct, tokens, hit, mon_correct, mon_tokens, stalls = 0, [], 0, 0, [], 0
+        for p, ids in zip(problems, outs):
+            text = tok.decode(ids)
+            ok = extract(text) == p["answer"]
+            correct += ok
+            tokens.append(len(ids))
+            hit += len(ids) == max_new_tokens
+            stop = monitor_stop(tok, ids)
+            stalls += stop is not None
+            mon_tokens.append(stop if stop is not None else len(ids))
+            mon_correct += ok and stop is None
+        row = {"attention": "dense" if window is None else f"sink{sink}+window{window - sink}",
+               "budget_tokens": window, "problems": len(problems),
+               "accuracy": correct / len(problems), "mean_tokens": statistics.mean(tokens),
+               "median_tokens": statistics.median(tokens), "hit_max_tokens_rate": hit / len(problems),
+               "monitor_stop_rate": stalls / len(problems),
+               "monitor_enforce_accuracy": mon_correct / len(problems),
+               "monitor_enforce_mean_tokens": statistics.mean(mon_tokens),
+               "seconds": round(time.time() - t, 1)}
+        rows.append(row)
+        log("sparse preview", **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()})
+    return rows
+
+
+# ----------------------------------------------------------------------------------------
+# Main
+# ----------------------------------------------------------------------------------------
+
+def parse_args():
+    ap = argparse.ArgumentParser(description="Train LilChain (see models/lilchain/README.md)")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--english", required=True, help="english.txt.gz from prepare_english.py")
+    ap.add_argument("--train-seconds", type=float, default=330)
+    ap.add_argument("--deadline-seconds", type=float, default=460,
+                    help="optional steps (the sparse preview) are skipped past this point")
+    ap.add_argument("--tiny", action="store_true", help="CPU smoke run: tiny model, tiny data")
+    ap.add_argument("--seed", type=int, default=1, help="training data seed")
+    ap.add_argument("--eval-seed", type=int, default=2)
+    ap.add_argument("--eval-problems", type=int, default=512)
+    ap.add_argument("--eval-batch", type=int, default=256)
+    ap.add_argument("--preview-problems", type=int, default=192)
+    ap.add_argument("--preview-windows", default="64,128,256,512")
+    ap.add_argument("--preview-max-tokens", type=int, default=1536)
+    ap.add_argument("--batch-tokens", type=int, default=131072)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--warmup-steps", type=int, default=150)
+    ap.add_argument("--workers", type=int, default=0, help="data workers (0: cores - 2)")
+    ap.add_argument("--compile", action="store_true", help="torch.compile the model")
+    ap.add_argument("--layers", type=int, default=6)
+    ap.add_argument("--hidden", type=int, default=384)
+    ap.add_argument("--heads", type=int, default=6)
+    ap.add_argument("--intermediate", type=int, default=1024)
+    ap.add_argument("--vocab", type=int, default=4096)
+    return ap.parse_args()
+
+
+def main():
+    a = parse_args()
+    dev = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    chain_cfg = data.ChainConfig()
+    if a.tiny:
+        chain_cfg = data.ChainConfig(min_links=4, max_links=12, min_chains=2, max_chains=3)
+        a.layers, a.hidden, a.heads, a.intermediate = 2, 64, 2, 128
+        a.batch_tokens, a.warmup_steps = 4096, 5
+        a.eval_problems, a.eval_batch = min(a.eval_problems, 8), 4
+        a.preview_problems, a.preview_windows, a.preview_max_tokens = 4, "32", 64
+    os.makedirs(a.out, exist_ok=True)
+    hf_dir = os.path.join(a.out, "hf")
+    workers = a.workers or max(1, min(12, (os.cpu_count() or 2) - 2))
+    log("start", device=dev, torch=torch.__version__, python=platform.python_version(),
+        gpu=torch.cuda.get_device_name(0) if dev.type == "cuda" else "none", workers=workers)
+    torch.manual_seed(a.seed)
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
+    # Tokenizer.
+    paragraphs = data.load_english(a.english)
+    tokenizer = ltok.build(paragraphs if not a.tiny else paragraphs[:400], vocab_size=a.vocab,
+                           num_problems=3000 if not a.tiny else 300)
+    tok_check = ltok.check(tokenizer)
+    log("tokenizer", **tok_check)
+    tok_json = tokenizer.to_str()
+    im_end, eot = tokenizer.token_to_id(data.IM_END), tokenizer.token_to_id(data.EOT)
+
+    # Model.
+    cfg = lm.Config(vocab_size=tokenizer.get_vocab_size(), hidden_size=a.hidden,
+                    num_layers=a.layers, num_heads=a.heads, num_kv_heads=a.heads,
+                    intermediate_size=a.intermediate)
+    model = lm.LilChainLM(cfg).to(dev)
+    params = lm.num_params(model)
+    log("model", params=params, bf16_mib=round(params * 2 / 2**20, 1))
+    step_model = torch.compile(model, dynamic=True) if a.compile else model
+    decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
+                             {"params": no_decay, "weight_decay": 0.0}],
+                            lr=a.lr, betas=(0.9, 0.95), eps=1e-8, fused=dev.type == "cuda")
+
+    # Data.
+    mix = {"problem": 0.8, "english_chat": 0.1}
+    max_len = 2 * chain_cfg.max_links * 6 + 800  # longer than any problem
+    stream = RowStream(tok_json, paragraphs, chain_cfg, a.batch_tokens, max_len, a.seed, mix,
+                       pool=768 if not a.tiny else 32)
+    loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers,
+                                         pin_memory=dev.type == "cuda", prefetch_factor=4,
+                                         persistent_workers=True)
+    val_stream = RowStream(tok_json, paragraphs, chain_cfg, min(a.batch_tokens, 32768), max_len,
+                           a.eval_seed + 100, {"problem": 1.0, "english_chat": 0.0},
+                           pool=64 if not a.tiny else 8)
+    val_batch = next(iter(val_stream))
+    # Workers are forked next: a child must not use the tokenizers thread pool the parent
+    # has started (it deadlocks), so they encode on one thread each.
+    os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+    # Train.
+    history, step, tokens_seen, learned_tokens = [], 0, 0, 0
+    last_log, last_export = time.time(), False
+    it = iter(loader)
+    t_start = time.time()
+    model.train()
+    while True:
+        elapsed = time.time() - t_start
+        if elapsed >= a.train_seconds:
+            break
+        progress = elapsed / a.train_seconds
+        lr = a.lr * min(1.0, (step + 1) / a.warmup_steps) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+        for g in opt.param_groups:
+            g["lr"] = lr
+        ids, labels = next(it)
+        ids, labels = ids.to(dev, non_blocking=True), labels.to(dev, non_blocking=True)
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+            loss = step_model.loss(ids, labels) if not a.compile else model.loss(ids, labels)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        step += 1
+        tokens_seen += ids.numel()
+        learned_tokens += int((labels != -100).sum()) if step % 20 == 0 else 0
+        if time.time() - last_log > (10 if not a.tiny else 2) or step == 1:
+            model.eval()
+            acc = teacher_forced_accuracy(model, val_batch, dev)
+            model.train()
+            rec = {"step": step, "seconds": round(time.time() - t_start, 1), "loss": round(loss.item(), 4),
+                   "grad_norm": round(float(gnorm), 3), "lr": round(lr, 6), "tokens": tokens_seen,
+                   "tokens_per_s": round(tokens_seen / (time.time() - t_start)),
+                   "val_answer_token_acc": round(acc, 5), "batch_rows": ids.shape[0],
+                   "batch_width": ids.shape[1]}
+            history.append(rec)
+            log("train", **rec)
+            last_log = time.time()
+        if not last_export and progress > 0.5:  # a usable model even if a later step fails
+            lm.export_hf(model, tokenizer, hf_dir, data.CHAT_TEMPLATE, [im_end, eot], eot)
+            last_export = True
+    train_seconds = time.time() - t_start
+    model.eval()
+    final_acc = teacher_forced_accuracy(model, val_batch, dev)
+    lm.export_hf(model, tokenizer, hf_dir, data.CHAT_TEMPLATE, [im_end, eot], eot)
+    log("exported", dir=hf_dir, steps=step, tokens=tokens_seen, val_answer_token_acc=round(final_acc, 5))
+    del loader, it
+    metrics = {
+        "model": {"architecture": "LlamaForCausalLM", "params": params, "layers": cfg.num_layers,
+                  "hidden": cfg.hidden_size, "heads": cfg.num_heads, "head_dim": cfg.head_dim,
+                  "intermediate": cfg.intermediate_size, "vocab": cfg.vocab_size,
+                  "weights_bytes": os.path.getsize(os.path.join(hf_dir, "model.safetensors"))},
+        "tokenizer": tok_check, "task": chain_cfg.as_dict(), "mix": mix,
+        "train": {"seconds": round(train_seconds, 1), "steps": step, "tokens": tokens_seen,
+                  "batch_tokens": a.batch_tokens, "lr": a.lr, "seed": a.seed,
+                  "device": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu",
+                  "val_answer_token_acc": final_acc, "history": history},
+    }
+    write_json(os.path.join(a.out, "metrics.json"), metrics)
+
+    # Held-out problems: the set `lilctl eval` uses (same generator, same seed).
+    problems = data.problem_set(a.eval_seed, a.eval_problems, chain_cfg)
+    with open(os.path.join(a.out, "eval_problems.jsonl"), "w") as f:
+        for i, p in enumerate(problems):
+            f.write(json.dumps(data.eval_record(i, p, a.eval_seed)) + "\n")
+    longest = max(len(tokenizer.encode(p["cot"]).ids) for p in problems) + 64
+    t = time.time()
+    records = hf_eval(hf_dir, problems, dev, a.eval_batch, longest)
+    acc = sum(r["correct"] for r in records) / len(records)
+    metrics["eval_full_attention"] = {
+        "problems": len(records), "seed": a.eval_seed, "decoder": "transformers generate, greedy",
+        "accuracy": acc, "exact_cot_rate": sum(r["exact_cot"] for r in records) / len(records),
+        "mean_tokens": statistics.mean(r["tokens"] for r in records),
+        "hit_max_tokens": sum(r["hit_max"] for r in records), "max_new_tokens": longest,
+        "seconds": round(time.time() - t, 1),
+        "accuracy_by_links": accuracy_by_links(problems, records)}
+    log("full attention accuracy", accuracy=round(acc, 4), problems=len(records))
+    with open(os.path.join(a.out, "eval_outputs.jsonl"), "w") as f:
+        for r in records:
+            f.write(json.dumps(r) + "\n")
+    write_json(os.path.join(a.out, "metrics.json"), metrics)
+
+    # Sink + window preview (our decoder; token-level windows, lilserve's are page-level).
+    preview = problems[:a.preview_problems]
+    windows = [int(w) for w in a.preview_windows.split(",") if w]
+    metrics["sparse_preview"] = sparse_preview(
+        model.to(dev), tokenizer, preview, dev, windows, 16 if not a.tiny else 4,
+        a.preview_max_tokens, T0 + a.deadline_seconds, 96 if not a.tiny else 4)
+    write_json(os.path.join(a.out, "metrics.json"), metrics)
+    write_card(os.path.join(hf_dir, "MODEL_CARD.md"), metrics)
+    log("done", total_seconds=round(time.time() - T0, 1))
+
+
+def accuracy_by_links(problems, records):
+    buckets = {}
+    for p, r in zip(problems, records):
+        lo = (p["links"] - 1) // 48 * 48 + 1
+        key = f"{lo}-{lo + 47}"
+        n, c = buckets.get(key, (0, 0))
+        buckets[key] = (n + 1, c + r["correct"])
+    return {k: {"problems": n, "accuracy": c / n} for k, (n, c) in sorted(buckets.items(),
+                                                                         key=lambda kv: int(kv[0].split("-")[0]))}
+
+
+def write_json(path, obj):
+    with open(path + ".tmp", "w") as f:
+        json.dump(obj, f, indent=1)
+    os.replace(path + ".tmp", path)
+
+
+def write_card(path, m):
+    t, e, mo = m["train"], m.get("eval_full_attention", {}), m["model"]
+    rows = "\n".join(f"| {r['attention']} | {r['accuracy']:.3f} | {r['mean_tokens']:.0f} | "
+                     f"{r['hit_max_tokens_rate']:.2f} | {r['monitor_stop_rate']:.2f} | "
+                     f"{r['monitor_enforce_accuracy']:.3f} | {r['monitor_enforce_mean_tokens']:.0f} |"
+                     for r in m.get("sparse_preview", []))
+    by_links = ", ".join(f"{k}: {v['accuracy']:.3f} (n={v['problems']})"
+                         for k, v in e.get("accuracy_by_links", {}).items())
+    with open(path, "w") as f:
+        f.write(f"""# LilChain
+
+A {mo['params'] / 1e6:.1f}M-parameter Llama-architecture model (weights {mo['weights_bytes'] / 2**20:.1f} MiB,
+bf16) trained from scratch by `models/lilchain/train_on_gpu.sh` in the lilserve repository, to
+show the "Less is Less" effect of sparse attention on long chains of thought and what
+lilserve's information monitor saves. Not a general-purpose model.
+
+## Task
+
+"Follow the links": the prompt lists 1.5-2x L lines `name -> name` (the main chain of L links
+from the start, plus 1-4 distractor chains; every chain ends in `name = number`) in random
+order; the answer walks the chain one line per link, each line copied from the prompt line
+whose left side is the current name, then `Answer: N`. L is uniform in
+[{m['task']['min_links']}, {m['task']['max_links']}]. Every step looks a fact up anywhere in the
+prompt, hundreds of tokens back. Generator: `models/lilchain/lilchain_data.py` (the
+held-out set is seed {e.get('seed', '?')}; training uses seed {t['seed']} in worker streams).
+Chat template: `<|im_start|>role\\ncontent<|im_end|>\\n`, end of answer `<|im_end|>`.
+
+## Data and training
+
+80% problems, 10% English continuation chats, 10% raw English (King James Bible and the
+Brown corpus, `prepare_english.py`). Own byte-level BPE tokenizer (HF tokenizers, Qwen2
+pre-tokenizer regex: digits one by one), vocabulary {mo['vocab']}; all {m['tokenizer']['names']} node
+names are single tokens ({m['tokenizer']['names_not_single_token']} are not). {mo['layers']} layers, hidden
+{mo['hidden']}, {mo['heads']} heads of {mo['head_dim']}, MLP {mo['intermediate']}, tied embeddings, RoPE theta
+10000. AdamW (lr {t['lr']}, cosine over the wall-clock budget), bf16 autocast, batches of
+~{t['batch_tokens']} tokens, one document per row. Trained {t['seconds']:.0f} s on {t['device']}:
+{t['steps']} steps, {t['tokens'] / 1e6:.0f} M tokens (padding included).
+
+## Evaluation (full attention, transformers greedy decoding)
+
+{e.get('problems', '?')} held-out problems: exact-answer accuracy **{e.get('accuracy', float('nan')):.3f}**,
+whole chain of thought exact {e.get('exact_cot_rate', float('nan')):.3f}, mean {e.get('mean_tokens', float('nan')):.0f}
+generated tokens. By chain length: {by_links}.
+
+## Sink + window preview (own decoder, token-level windows, sink 16; lilserve's runs are in docs/LIL.md)
+
+| attention | accuracy | mean tokens | hit max tokens | monitor would stop | enforce accuracy | enforce mean tokens |
+|---|---|---|---|---|---|---|
+{rows}
+""")
+
+
+if __name__ == "__main__":
+    main()
