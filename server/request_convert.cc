@@ -244,13 +244,21 @@ absl::StatusOr<SchedulerRequest> ConvertRequest(const v1::GenerateRequest& req,
   return out;
 }
 
-PromptCodec ModelCodec(const Model& model) {
-  PromptCodec c;
-  c.render_chat = [&model](const std::vector<ChatMessage>& m) { return model.RenderChat(m); };
-  c.encode = [&model](std::string_view text, bool add_special) {
-    return model.tokenizer().Encode(text, add_special);
-  };
-  return c;
+absl::Status ValidateTokenize(const v1::TokenizeRequest& req, const RequestLimits& limits) {
+  if (static_cast<int64_t>(req.text().size()) > limits.max_prompt_chars) {
+    return InvalidArgument("text has ", req.text().size(), " bytes, more than --max-prompt-chars=",
+                           limits.max_prompt_chars);
+  }
+  return absl::OkStatus();
+}
+
+absl::Status ValidateAbort(const v1::AbortRequest& req, const RequestLimits& limits) {
+  if (req.request_id().empty()) return InvalidArgument("request_id is empty");
+  if (static_cast<int32_t>(req.request_id().size()) > limits.max_request_id_chars) {
+    return InvalidArgument("request_id must be at most ", limits.max_request_id_chars,
+                           " bytes, got ", req.request_id().size());
+  }
+  return absl::OkStatus();
 }
 
 v1::FinishReason ToProto(FinishReason reason) {

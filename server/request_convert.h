@@ -46,7 +46,21 @@ absl::StatusOr<SchedulerRequest> ConvertRequest(const lilserve::v1::GenerateRequ
                                                 const RequestLimits& limits,
                                                 const PromptCodec& codec);
 
-PromptCodec ModelCodec(const Model& model);
+// Inline so that code using the conversion without a Model (the request fuzzer) does not
+// link the engine.
+inline PromptCodec ModelCodec(const Model& model) {
+  PromptCodec c;
+  c.render_chat = [&model](const std::vector<ChatMessage>& m) { return model.RenderChat(m); };
+  c.encode = [&model](std::string_view text, bool add_special) {
+    return model.tokenizer().Encode(text, add_special);
+  };
+  return c;
+}
+
+// The unary calls take the same limits as Generate: Tokenize's text is a prompt
+// (--max-prompt-chars), Abort's request_id is at most max_request_id_chars bytes and not empty.
+absl::Status ValidateTokenize(const lilserve::v1::TokenizeRequest& req, const RequestLimits& limits);
+absl::Status ValidateAbort(const lilserve::v1::AbortRequest& req, const RequestLimits& limits);
 
 lilserve::v1::FinishReason ToProto(FinishReason reason);
 // Fills a Chunk from an output's tokens, text and logprobs. False when there is nothing.

@@ -1,4 +1,11 @@
 // File: server/services.cc
+// Security: every RPC of Inference and Control checks the bearer token before anything else
+// (Generate and Tokenize through ServerCore::Admit, Abort / GetModelInfo / GetServerInfo
+// through ServerCore::Authenticate; tests/server/auth_test.cc calls each one). grpc.health.v1
+// and server reflection stay open: probes carry no token and reflection only describes the
+// public .proto. No request field names a file: requests reach the tokenizer, the chat
+// template (data only; the Jinja interpreter has no include/import) and the engine, never the
+// filesystem (docs/RELIABILITY.md).
 #include "server/services.h"
 
 #include "server/generate_reactor.h"
@@ -25,11 +32,8 @@ grpc::ServerUnaryReactor* InferenceService::Tokenize(grpc::CallbackServerContext
                                                      v1::TokenizeResponse* response) {
   grpc::Status s = core_->Admit(ctx);
   if (!s.ok()) return Reply(ctx, s);
-  if (static_cast<int64_t>(request->text().size()) > core_->limits.max_prompt_chars) {
-    return Reply(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                                   "text has " + std::to_string(request->text().size()) +
-                                       " bytes, more than --max-prompt-chars=" +
-                                       std::to_string(core_->limits.max_prompt_chars)));
+  if (absl::Status v = ValidateTokenize(*request, core_->limits); !v.ok()) {
+    return Reply(ctx, ToGrpc(v));
   }
   for (TokenId id : core_->model->tokenizer().Encode(request->text(), request->add_special_tokens())) {
     response->add_token_ids(id);
@@ -42,9 +46,7 @@ grpc::ServerUnaryReactor* ControlService::Abort(grpc::CallbackServerContext* ctx
                                                 v1::AbortResponse* response) {
   grpc::Status s = core_->Authenticate(ctx);
   if (!s.ok()) return Reply(ctx, s);
-  if (request->request_id().empty()) {
-    return Reply(ctx, grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "request_id is empty"));
-  }
+  if (absl::Status v = ValidateAbort(*request, core_->limits); !v.ok()) return Reply(ctx, ToGrpc(v));
   std::optional<RequestId> id = core_->registry.Find(request->request_id());
   if (id && core_->engine != nullptr) core_->engine->Abort(*id);
   response->set_found(id.has_value());

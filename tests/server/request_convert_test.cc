@@ -173,6 +173,37 @@ TEST(RequestConvert, PromptMustFitTheContext) {
   ExpectInvalid(r, "max_model_len", "64");
 }
 
+TEST(RequestConvert, UnaryRequestsTakeTheSameLimits) {
+  v1::TokenizeRequest t;
+  t.set_text(std::string(100, 'a'));
+  EXPECT_TRUE(ValidateTokenize(t, Limits()).ok());
+  t.set_text(std::string(101, 'a'));
+  auto s = ValidateTokenize(t, Limits());
+  EXPECT_EQ(s.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(s.message()), AllOf(HasSubstr("text has 101 bytes"), HasSubstr("--max-prompt-chars=100")));
+  v1::AbortRequest a;
+  EXPECT_THAT(std::string(ValidateAbort(a, Limits()).message()), HasSubstr("request_id is empty"));
+  a.set_request_id(std::string(128, 'r'));
+  EXPECT_TRUE(ValidateAbort(a, Limits()).ok());
+  a.set_request_id(std::string(129, 'r'));
+  EXPECT_THAT(std::string(ValidateAbort(a, Limits()).message()), HasSubstr("request_id must be at most 128 bytes, got 129"));
+}
+
+// Requests never reach the filesystem: a path or a Jinja include in a message is data for
+// the template, rendered as text (the codec here stands in for the model's; the real chat
+// template refuses include/import at parse time, see chat_template_test and the fuzzer).
+TEST(RequestConvert, PathsInRequestsAreJustText) {
+  v1::GenerateRequest r;
+  auto* m = r.mutable_messages()->add_messages();
+  m->set_role("user");
+  m->set_content("{% include '/etc/passwd' %}");
+  r.set_request_id("../../etc/passwd");
+  auto s = Convert(r);
+  ASSERT_TRUE(s.ok()) << s.status();
+  const std::string want = "user:{% include '/etc/passwd' %}|";
+  EXPECT_EQ(s->prompt, std::vector<TokenId>(want.begin(), want.end()));
+}
+
 TEST(RequestConvert, FinishReasonsMapOneToOne) {
   std::set<int> seen;
   for (int i = 0; i < kNumFinishReasons; ++i) {
