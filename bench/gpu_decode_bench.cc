@@ -1,33 +1,56 @@
 // File: bench/gpu_decode_bench.cc
-// Batch-1 (or batch-B) decode on a model through Model::Load (any device): prefill --context
-// tokens per sequence, then time --steps decode steps. Prints ms/token beside the byte floor
-// (bf16 weights streamed once per step + the KV read) at --hbm-tbs (measure it in the same
-// run, e.g. bench/gpu_peer.py), and their ratio.
+// Decode on a model through Model::Load (any device), for each --batch x --context: prefill
+// the prompts in one step, then time --steps decode steps. Prints ms/step beside the byte
+// floor (bf16 weights streamed once per step + the KV read) at --hbm-tbs (measure it in the
+// same run, e.g. bench/gpu_peer.py), the ratio and the share of the roofline reached, and the
+// prefill rate beside --gemm-tflops.
 #include <CLI/CLI.hpp>
 
 #include <chrono>
 #include <cstdio>
 #include <random>
+#include <string>
+#include <vector>
 
 #include "engine/model.h"
 
+namespace {
+
+std::vector<int32_t> ParseList(const std::string& s) {
+  std::vector<int32_t> v;
+  size_t i = 0;
+  while (i < s.size()) {
+    size_t j = s.find(',', i);
+    if (j == std::string::npos) j = s.size();
+    v.push_back(std::stoi(s.substr(i, j - i)));
+    i = j + 1;
+  }
+  return v;
+}
+
+}  // namespace
+
 int main(int argc, char** argv) {
-  CLI::App app("decode ms/token against the weight+KV byte floor");
-  std::string model_path, device = "cuda";
-  int32_t context = 1024, steps = 64, batch = 1;
-  double hbm_tbs = 4.5;
+  CLI::App app("decode ms/step against the weight+KV byte floor, for each batch x context");
+  std::string model_path, device = "cuda", batches = "1", contexts = "1024";
+  int32_t steps = 64;
+  double hbm_tbs = 4.5, gemm_tflops = 0.0;
   int64_t kv_mib = 4096;
   app.add_option("--model", model_path)->required();
   app.add_option("--device", device)->check(CLI::IsMember({"cpu", "cuda", "auto"}));
-  app.add_option("--context", context);
+  app.add_option("--context", contexts, "prompt lengths, comma-separated");
+  app.add_option("--batch", batches, "batch sizes, comma-separated");
   app.add_option("--steps", steps);
-  app.add_option("--batch", batch);
-  app.add_option("--hbm-tbs", hbm_tbs, "HBM read bandwidth, TB/s, for the floor");
+  app.add_option("--hbm-tbs", hbm_tbs, "HBM read bandwidth, TB/s, for the floor (measure it in the same run)");
+  app.add_option("--gemm-tflops", gemm_tflops, "bf16 GEMM rate measured in the same run (prefill fraction)");
   app.add_option("--kv-mib", kv_mib);
+  double memory_fraction = 0.0;
+  app.add_option("--memory-fraction", memory_fraction, "size the KV cache from this share of GPU memory (beats --kv-mib)");
   CLI11_PARSE(app, argc, argv);
   lil::LoadOptions o;
   o.device = device == "cuda" ? lil::DeviceKind::kCuda : device == "cpu" ? lil::DeviceKind::kCpu : lil::DeviceKind::kAuto;
   o.kv.kv_bytes = kv_mib << 20;
+  o.kv.memory_fraction = memory_fraction;
   const auto t_load = std::chrono::steady_clock::now();
   auto model = lil::Model::Load(model_path, o);
   if (!model.ok()) {
@@ -38,49 +61,65 @@ int main(int argc, char** argv) {
   lil::Backend& b = (*model)->backend();
   const lil::ModelConfig& c = b.config();
   const int32_t ps = b.page_size();
-  const int32_t pages_per_seq = (context + steps + 4 + ps - 1) / ps;  // + warm-up steps
-  if (pages_per_seq * batch > b.num_pages()) {
-    std::fprintf(stderr, "gpu_decode_bench: KV pool of %d pages is too small\n", b.num_pages());
-    return 1;
-  }
-  std::mt19937 rng(1);
-  std::vector<lil::ScheduledSeq> seqs(batch);
-  for (int32_t s = 0; s < batch; ++s) {
-    seqs[s].id = lil::RequestId{static_cast<uint64_t>(s + 1)};
-    for (int32_t i = 0; i < context; ++i) seqs[s].tokens.push_back(rng() % c.vocab_size);
-    for (int32_t p = 0; p < pages_per_seq; ++p) seqs[s].page_table.push_back(lil::PageId{s * pages_per_seq + p});
-    seqs[s].sample = true;
-    seqs[s].sampling.temperature = 0.0f;
-  }
-  auto step = [&](lil::StepPlan& plan) {
-    auto r = b.Execute(plan);
-    if (!r.ok()) {
-      std::fprintf(stderr, "gpu_decode_bench: %s\n", std::string(r.status().message()).c_str());
-      std::exit(1);
-    }
-    for (size_t s = 0; s < plan.seqs.size(); ++s) {
-      auto& q = plan.seqs[s];
-      q.start_pos += static_cast<int32_t>(q.tokens.size());
-      q.tokens = {r->seqs[s].token};
-    }
-  };
-  lil::StepPlan plan;
-  plan.seqs = seqs;
-  const auto t_prefill = std::chrono::steady_clock::now();
-  step(plan);
-  const double prefill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_prefill).count();
-  for (int i = 0; i < 3; ++i) step(plan);  // warm-up
-  const auto t0 = std::chrono::steady_clock::now();
-  for (int i = 0; i < steps; ++i) step(plan);
-  const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / steps;
   const double layer_params = static_cast<double>(c.hidden_size) * (c.q_dim() + 2 * c.kv_dim()) +
                               static_cast<double>(c.q_dim()) * c.hidden_size + 3.0 * c.hidden_size * c.intermediate_size;
   const double weight_bytes = 2.0 * (layer_params * c.num_layers + static_cast<double>(c.vocab_size) * c.hidden_size);
-  const double kv_bytes = 2.0 * 2 * c.num_layers * c.kv_dim() * (context + steps / 2.0) * batch;
-  const double floor_ms = (weight_bytes + kv_bytes) / (hbm_tbs * 1e12) * 1e3;
-  std::printf("| model | device | batch | context | load s | prefill tok/s | decode ms/step | floor ms | ratio | tokens/s |\n");
+  std::printf("model %s on %s, loaded in %.1f s; floor at %.3f TB/s read\n\n", model_path.c_str(), b.name().c_str(),
+              load_s, hbm_tbs);
+  std::printf("| batch | context | prefill tok/s | prefill TFLOP/s | of GEMM | decode ms/step | floor ms | ratio | roofline | tokens/s |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
-  std::printf("| %s | %s | %d | %d | %.1f | %.0f | %.3f | %.3f | %.2fx | %.1f |\n", model_path.c_str(), b.name().c_str(),
-              batch, context, load_s, context * batch / prefill_s, ms, floor_ms, ms / floor_ms, batch * 1e3 / ms);
+  uint64_t next_id = 1;
+  for (int32_t context : ParseList(contexts)) {
+    for (int32_t batch : ParseList(batches)) {
+      const int32_t pages_per_seq = (context + steps + 4 + ps - 1) / ps;  // + warm-up steps
+      if (static_cast<int64_t>(pages_per_seq) * batch > b.num_pages()) {
+        std::printf("| %d | %d | KV pool of %d pages too small | | | | | | | |\n", batch, context, b.num_pages());
+        continue;
+      }
+      std::mt19937 rng(1);
+      std::vector<lil::ScheduledSeq> seqs(batch);
+      for (int32_t s = 0; s < batch; ++s) {
+        seqs[s].id = lil::RequestId{next_id++};
+        for (int32_t i = 0; i < context; ++i) seqs[s].tokens.push_back(rng() % c.vocab_size);
+        for (int32_t p = 0; p < pages_per_seq; ++p) seqs[s].page_table.push_back(lil::PageId{s * pages_per_seq + p});
+        seqs[s].sample = true;
+        seqs[s].sampling.temperature = 0.0f;
+      }
+      auto step = [&](lil::StepPlan& plan) {
+        auto r = b.Execute(plan);
+        if (!r.ok()) {
+          std::fprintf(stderr, "gpu_decode_bench: %s\n", std::string(r.status().message()).c_str());
+          std::exit(1);
+        }
+        for (size_t s = 0; s < plan.seqs.size(); ++s) {
+          auto& q = plan.seqs[s];
+          q.start_pos += static_cast<int32_t>(q.tokens.size());
+          q.tokens = {r->seqs[s].token};
+        }
+        plan.released.clear();
+      };
+      lil::StepPlan plan;
+      plan.seqs = seqs;
+      const auto t_prefill = std::chrono::steady_clock::now();
+      step(plan);
+      const double prefill_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_prefill).count();
+      for (int i = 0; i < 3; ++i) step(plan);  // warm-up
+      const auto t0 = std::chrono::steady_clock::now();
+      for (int i = 0; i < steps; ++i) step(plan);
+      const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / steps;
+      const double kv_bytes = 2.0 * 2 * c.num_layers * c.kv_dim() * (context + 3 + steps / 2.0) * batch;
+      const double floor_ms = (weight_bytes + kv_bytes) / (hbm_tbs * 1e12) * 1e3;
+      const double prefill_tflops = 2.0 * (weight_bytes / 2.0) * context * batch / prefill_s / 1e12;
+      std::printf("| %d | %d | %.0f | %.1f | %s | %.3f | %.3f | %.2fx | %.0f%% | %.1f |\n", batch, context,
+                  context * batch / prefill_s, prefill_tflops,
+                  gemm_tflops > 0 ? (std::to_string(static_cast<int>(100 * prefill_tflops / gemm_tflops)) + "%").c_str() : "-",
+                  ms, floor_ms, ms / floor_ms, 100.0 * floor_ms / ms, batch * 1e3 / ms);
+      std::fflush(stdout);
+      // Free the sequences' backend state before the next configuration.
+      lil::StepPlan release;
+      for (const auto& sq : plan.seqs) release.released.push_back(sq.id);
+      (void)b.Execute(release);
+    }
+  }
   return 0;
 }

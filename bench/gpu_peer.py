@@ -18,11 +18,41 @@ def timed(fn, reps):
     return (time.perf_counter() - t0) / reps
 
 
+def sdpa_table(hbm):
+    """SDPA on the same decode shapes as bench/gpu_attention_bench (32/8 heads, d 128), KV
+    stored contiguously, copies rotated so every call reads HBM."""
+    import torch.nn.functional as F
+    print("| batch | context | SDPA us | SDPA TB/s | read TB/s | ratio |")
+    print("|---|---|---|---|---|---|")
+    for batch in (1, 16):
+        for ctx in (4096, 8192, 16384, 32768):
+            kv_bytes = batch * ctx * 8 * 128 * 2 * 2
+            copies = max(2, min(8, (2 << 30) // kv_bytes))
+            ks = [torch.randn(batch, 8, ctx, 128, dtype=torch.bfloat16, device="cuda") for _ in range(copies)]
+            vs = [torch.randn_like(k) for k in ks]
+            q = torch.randn(batch, 32, 1, 128, dtype=torch.bfloat16, device="cuda")
+            i = [0]
+
+            def call():
+                j = i[0] % copies
+                i[0] += 1
+                return F.scaled_dot_product_attention(q, ks[j], vs[j], enable_gqa=True)
+
+            t = min(timed(call, 20) for _ in range(3))
+            tbs = kv_bytes / t / 1e12
+            print(f"| {batch} | {ctx} | {t * 1e6:.1f} | {tbs:.3f} | {hbm:.3f} | {tbs / hbm:.2f} |")
+            del ks, vs
+            torch.cuda.empty_cache()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--model", required=True)
     ap.add_argument("--context", type=int, default=1024)
     ap.add_argument("--steps", type=int, default=32)
+    ap.add_argument("--attention", action="store_true",
+                    help="also time SDPA decode attention (the peer of bench/gpu_attention_bench)")
+    ap.add_argument("--no-hf", action="store_true", help="skip the transformers decode loop")
     a = ap.parse_args()
     x = torch.empty(2 << 30, dtype=torch.bfloat16, device="cuda").uniform_()
     s = timed(lambda: x.sum(dtype=torch.float32), 10)
@@ -35,6 +65,10 @@ def main():
     s = timed(lambda: a_ @ b_, 10)
     print(f"GEMM_TFLOPS={2 * n**3 / s / 1e12:.1f}  (bf16 8192^3)")
     del a_, b_
+    if a.attention:
+        sdpa_table(hbm)
+    if a.no_hf:
+        return
     from transformers import AutoModelForCausalLM
     t0 = time.perf_counter()
     m = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.bfloat16, device_map="cuda")

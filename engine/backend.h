@@ -18,6 +18,10 @@ struct KvCacheOptions {
   int32_t page_size = 16;
   int32_t num_pages = 0;          // 0: derive from kv_bytes
   int64_t kv_bytes = 256LL << 20;  // pool size when num_pages is 0
+  // GPU backends: when > 0, the share of the device's total memory the process may use
+  // (weights, activations and KV together, like vLLM's --gpu-memory-utilization); the KV pool
+  // gets what is left after the weights and a working reserve. Beats kv_bytes. CPU: ignored.
+  double memory_fraction = 0.0;
 };
 
 class Backend {

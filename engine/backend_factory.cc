@@ -109,6 +109,7 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateDeviceBackend(DeviceKind device,
   args.page_size = kv.page_size;
   args.num_pages = kv.num_pages;
   args.kv_bytes = kv.kv_bytes;
+  args.memory_fraction = kv.memory_fraction;
   char err[1024] = {0};
   Backend* backend = module->create(&args, err, sizeof(err));
   if (backend == nullptr) {

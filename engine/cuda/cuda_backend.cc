@@ -6,8 +6,12 @@
 #include "engine/cuda/cuda_backend.h"
 
 #include <cmath>
+#include <cstdlib>
+#include <cstring>
 #include <random>
+#include <string>
 
+#include "common/log.h"
 #include "common/status.h"
 #include "engine/plan_check.h"
 #include "engine/sampler.h"
@@ -30,6 +34,9 @@ struct Carve {
   }
 };
 
+// Device memory left outside the KV pool when it is sized from a memory fraction.
+constexpr int64_t kWorkReserveBytes = 2LL << 30;
+
 bool GreedyOnGpu(const SamplingParams& s) {
   return (s.temperature <= 0.0f || s.top_k == 1) && s.repetition_penalty == 1.0f && s.logprobs == 0;
 }
@@ -43,9 +50,10 @@ struct CudaBackend::Work {
   struct Layout {
     int64_t indptr, pages, logical, entry_seq, q_row, cand_begin, cand_count, budget, out_begin;
     int32_t nnz, num_quest;
+    SplitChoice split;
   };
   std::vector<Layout> layouts;
-  float *x, *qkv, *q, *delta, *gate_up, *entry_mass, *seq_mass, *logits, *logprob;
+  float *x, *qkv, *q, *delta, *gate_up, *entry_mass, *seq_mass, *logits, *logprob, *split_partial;
   bf16 *h, *attn, *act;
   int32_t* token_out;
   int32_t* pages_rw;  // device copies of the layouts' pages/logical (Quest writes them)
@@ -77,11 +85,30 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
   // Pages hold bf16 K and V plus bf16 Quest min/max per (page, KV head).
   const int64_t meta_per_page = 2LL * c.num_layers * c.num_kv_heads * 2 * c.head_dim;
   const int64_t per_page = KvBytesPerPage(c, kv.page_size, 2) + meta_per_page;
-  int64_t pages = kv.num_pages > 0 ? kv.num_pages : kv.kv_bytes / per_page;
+  int64_t kv_bytes = kv.kv_bytes;
+  if (kv.num_pages <= 0 && kv.memory_fraction > 0.0) {
+    if (kv.memory_fraction > 1.0) {
+      return InvalidArgument("memory_fraction must be in (0, 1], got ", kv.memory_fraction);
+    }
+    // The weights are resident already; keep a reserve for the step's work buffers (activations
+    // of a full chunked-prefill step, logits, cuBLAS workspace).
+    size_t free_b = 0, total_b = 0;
+    LIL_CUDA_RETURN_IF_ERROR(cudaMemGetInfo(&free_b, &total_b));
+    const int64_t used = static_cast<int64_t>(total_b - free_b);
+    const int64_t reserve = kWorkReserveBytes;
+    kv_bytes = static_cast<int64_t>(kv.memory_fraction * static_cast<double>(total_b)) - used - reserve;
+    if (kv_bytes < per_page) {
+      return InvalidArgument("memory_fraction ", kv.memory_fraction, " of ", total_b >> 20, " MiB leaves no room for the KV cache (",
+                             used >> 20, " MiB in use, ", reserve >> 20, " MiB working reserve)");
+    }
+  }
+  int64_t pages = kv.num_pages > 0 ? kv.num_pages : kv_bytes / per_page;
   if (pages < 1) {
-    return InvalidArgument("KV memory of ", kv.kv_bytes, " bytes holds no page of ", kv.page_size,
+    return InvalidArgument("KV memory of ", kv_bytes, " bytes holds no page of ", kv.page_size,
                            " tokens (one page needs ", per_page, " bytes on the GPU)");
   }
+  LIL_LOG_INFO("CUDA KV cache: {} pages of {} tokens ({} MiB{})", pages, kv.page_size, (pages * per_page) >> 20,
+               kv.memory_fraction > 0.0 ? absl::StrCat(", from memory fraction ", kv.memory_fraction) : std::string());
   cudaStream_t stream = nullptr;
   LIL_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   auto gemm = Gemm::Create(stream, options.force_fallback_gemm);
@@ -92,6 +119,10 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
   std::unique_ptr<CudaBackend> b(new CudaBackend(c, std::move(weights), static_cast<int32_t>(pages),
                                                  kv.page_size, stream, std::move(*gemm)));
   LIL_RETURN_IF_ERROR(b->kv_pool_.Reserve(static_cast<size_t>(pages) * per_page));
+  int sms = 0;
+  LIL_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, options.device));
+  const char* split_env = std::getenv("LILSERVE_SPLIT_KV");
+  b->split_target_ctas_ = split_env != nullptr && std::string(split_env) == "0" ? 0 : 4 * sms;
   // Zeroed so a page read before it is written (never in a valid plan) holds no NaNs.
   LIL_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(b->kv_pool_.get(), 0, b->kv_pool_.bytes(), stream));
   return b;
@@ -150,6 +181,12 @@ absl::Status CudaBackend::Attention(int32_t layer, const StepInputs& in, const W
   ap.row_logical = logical;
   ap.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
   ap.page_mass = mass ? w.entry_mass : nullptr;
+  if (!mass && l.split.chunk_entries > 0) {
+    ap.chunk_entries = l.split.chunk_entries;
+    ap.max_splits = l.split.max_splits;
+    ap.partial = w.split_partial;
+    ap.counters = split_counters_.get<int32_t>();
+  }
   LIL_CUDA_RETURN_IF_ERROR(PagedAttention(ap, stream_));
   if (mass) {
     LIL_CUDA_RETURN_IF_ERROR(ScatterAdd({w.entry_mass, w.I(l.entry_seq), logical, w.I(w.mass_offset),
@@ -285,7 +322,7 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
   w.logit_rows = pack.Add(in.logit_rows);
   w.cand_pages = pack.Add(in.cand_pages);
   w.cand_logical = pack.Add(in.cand_logical);
-  int32_t max_nnz = 1;
+  int32_t max_nnz = 1, max_splits = 0;
   for (const RowLayout& l : in.layouts) {
     Work::Layout d;
     d.indptr = pack.Add(l.indptr);
@@ -308,6 +345,12 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
     d.nnz = static_cast<int32_t>(l.pages.size());
     d.num_quest = static_cast<int32_t>(l.quest_seqs.size());
     max_nnz = std::max(max_nnz, d.nnz);
+    if (split_target_ctas_ > 0 && in.mass_size == 0 && SplitSupported(c.head_dim)) {
+      int32_t longest = 0;
+      for (size_t r = 0; r + 1 < l.indptr.size(); ++r) longest = std::max(longest, l.indptr[r + 1] - l.indptr[r]);
+      d.split = ChooseSplit(in.num_tokens * c.num_kv_heads, longest, page_size_, split_target_ctas_);
+      max_splits = std::max(max_splits, d.split.chunk_entries > 0 ? d.split.max_splits : 0);
+    }
     w.layouts.push_back(d);
   }
 
@@ -331,15 +374,30 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
     w.attn = carve.Take<bf16>(t * c.q_dim());
     w.act = carve.Take<bf16>(t * c.intermediate_size);
     w.token_out = carve.Take<int32_t>(r);
+    w.split_partial = carve.Take<float>(max_splits > 0 ? SplitPartialFloats(in.num_tokens, c.num_kv_heads,
+                                                                            c.head_dim, max_splits) : 1);
   };
   carve_all();
   LIL_RETURN_IF_ERROR(work_.Reserve(carve.used));
   carve.base = work_.get<char>();
   carve_all();
-  LIL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(const_cast<int32_t*>(w.ints), pack.data.data(),
-                                           pack.data.size() * 4, cudaMemcpyHostToDevice, stream_));
-  if (!rw.data.empty()) {
-    LIL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(w.pages_rw, rw.data.data(), rw.data.size() * 4,
+  if (max_splits > 0) {
+    const size_t need = sizeof(int32_t) * in.num_tokens * c.num_kv_heads;
+    if (split_counters_.bytes() < need) {
+      LIL_RETURN_IF_ERROR(split_counters_.Reserve(need));
+      LIL_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(split_counters_.get(), 0, need, stream_));
+    }
+  }
+  // One upload: the int pack and the writable page lists, through pinned memory (the previous
+  // step ended with a stream synchronize, so the staging buffer is free).
+  const size_t pack_bytes = pack.data.size() * 4, rw_bytes = rw.data.size() * 4;
+  LIL_RETURN_IF_ERROR(staging_.Reserve(pack_bytes + rw_bytes));
+  std::memcpy(staging_.get<char>(), pack.data.data(), pack_bytes);
+  if (rw_bytes > 0) std::memcpy(staging_.get<char>() + pack_bytes, rw.data.data(), rw_bytes);
+  LIL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(const_cast<int32_t*>(w.ints), staging_.get<char>(), pack_bytes,
+                                           cudaMemcpyHostToDevice, stream_));
+  if (rw_bytes > 0) {
+    LIL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(w.pages_rw, staging_.get<char>() + pack_bytes, rw_bytes,
                                              cudaMemcpyHostToDevice, stream_));
   }
   if (in.mass_size > 0) {

@@ -60,6 +60,9 @@ class CudaBackend final : public Backend {
   Gemm gemm_;
   DeviceBuffer kv_pool_;     // [layers][K | V | Quest] per layer, see LayerView
   DeviceBuffer ints_, work_;
+  DeviceBuffer split_counters_;  // [tokens * KV heads] int32, zero at rest (attention.h)
+  PinnedBuffer staging_;         // the step's int inputs on their way up
+  int32_t split_target_ctas_ = 0;  // 0: split-KV off ($LILSERVE_SPLIT_KV=0)
   absl::flat_hash_map<RequestId, SeqState> seqs_;
   uint64_t seed_base_;
 };

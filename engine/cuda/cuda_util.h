@@ -66,4 +66,40 @@ class DeviceBuffer {
   size_t bytes_ = 0;
 };
 
+// Page-locked host memory for the per-step upload (an async copy from pageable memory is
+// staged through a driver buffer and blocks the host); grow-only like DeviceBuffer.
+class PinnedBuffer {
+ public:
+  PinnedBuffer() = default;
+  ~PinnedBuffer() { Free(); }
+  PinnedBuffer(const PinnedBuffer&) = delete;
+  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
+
+  absl::Status Reserve(size_t bytes) {
+    if (bytes <= bytes_) return absl::OkStatus();
+    Free();
+    const size_t want = bytes + bytes / 2;
+    const cudaError_t e = cudaMallocHost(&ptr_, want);
+    if (e != cudaSuccess) {
+      ptr_ = nullptr;
+      cudaGetLastError();
+      return absl::ResourceExhaustedError(absl::StrCat("cudaMallocHost of ", want, " bytes failed: ",
+                                                       cudaGetErrorString(e)));
+    }
+    bytes_ = want;
+    return absl::OkStatus();
+  }
+  template <typename T = void>
+  T* get() const { return static_cast<T*>(ptr_); }
+
+ private:
+  void Free() {
+    if (ptr_ != nullptr) cudaFreeHost(ptr_);
+    ptr_ = nullptr;
+    bytes_ = 0;
+  }
+  void* ptr_ = nullptr;
+  size_t bytes_ = 0;
+};
+
 }  // namespace lil::cuda

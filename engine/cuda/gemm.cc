@@ -76,6 +76,8 @@ absl::StatusOr<Gemm> Gemm::Create(cudaStream_t stream, bool force_fallback) {
   g.stream_ = stream;
   g.library_ = "fallback kernel";
   if (force_fallback) return g;
+  const char* gemv = std::getenv("LILSERVE_GEMV");
+  g.use_gemv_ = gemv == nullptr || std::string(gemv) != "0";
   const auto& cublas = GetCublas();
   if (!cublas.ok()) {
     static std::once_flag warned;
@@ -99,7 +101,8 @@ absl::StatusOr<Gemm> Gemm::Create(cudaStream_t stream, bool force_fallback) {
 }
 
 Gemm::Gemm(Gemm&& o) noexcept
-    : stream_(o.stream_), handle_(std::exchange(o.handle_, nullptr)), library_(std::move(o.library_)) {}
+    : stream_(o.stream_), handle_(std::exchange(o.handle_, nullptr)), library_(std::move(o.library_)),
+      use_gemv_(o.use_gemv_) {}
 
 Gemm& Gemm::operator=(Gemm&& o) noexcept {
   if (this != &o) {
@@ -107,6 +110,7 @@ Gemm& Gemm::operator=(Gemm&& o) noexcept {
     stream_ = o.stream_;
     handle_ = std::exchange(o.handle_, nullptr);
     library_ = std::move(o.library_);
+    use_gemv_ = o.use_gemv_;
   }
   return *this;
 }
@@ -118,6 +122,11 @@ Gemm::~Gemm() {
 absl::Status Gemm::Run(const bf16* x, const bf16* w, float* y, int32_t rows, int32_t in,
                        int32_t out) const {
   if (rows == 0) return absl::OkStatus();
+  const GemmParams gp{x, w, y, rows, in, out};
+  if (use_gemv_ && GemvSupported(gp)) {
+    LIL_CUDA_RETURN_IF_ERROR(Gemv(gp, stream_));
+    return absl::OkStatus();
+  }
   if (handle_ == nullptr) {
     LIL_CUDA_RETURN_IF_ERROR(GemmFallback({x, w, y, rows, in, out}, stream_));
     return absl::OkStatus();

@@ -2,7 +2,8 @@
 // y[rows, out] (fp32) = x[rows, in] (bf16) * w[out, in]^T (bf16), fp32 accumulation, through
 // cuBLAS (cublasGemmEx). cuBLAS is opened with dlopen (libcublas.so.13, or $LILSERVE_CUBLAS)
 // so building the module needs no cuBLAS; without it the simple tiled kernel of
-// kernels/cuda/ops.h runs instead, with a warning (correct, much slower).
+// kernels/cuda/ops.h runs instead, with a warning (correct, much slower). Decode-sized
+// products (rows <= kGemvMaxRows) run our GEMV kernel unless $LILSERVE_GEMV=0.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -32,6 +33,7 @@ class Gemm {
   cudaStream_t stream_ = nullptr;
   void* handle_ = nullptr;  // cublasHandle_t
   std::string library_;
+  bool use_gemv_ = false;  // rows <= kGemvMaxRows through kernels/cuda/gemv.cu ($LILSERVE_GEMV=0: off)
 };
 
 }  // namespace lil::cuda

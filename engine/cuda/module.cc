@@ -61,6 +61,7 @@ extern "C" __attribute__((visibility("default"))) lil::Backend* lil_cuda_create_
   kv.page_size = args->page_size;
   kv.num_pages = args->num_pages;
   kv.kv_bytes = args->kv_bytes;
+  kv.memory_fraction = args->memory_fraction;
   lil::cuda::CudaBackendOptions options;
   options.device = args->device;
   auto backend = lil::cuda::CudaBackend::Create((*files)->config(), std::move(*weights), kv, options);

@@ -12,7 +12,7 @@ namespace lil {
 class Backend;
 }
 
-#define LIL_CUDA_MODULE_ABI_VERSION 1
+#define LIL_CUDA_MODULE_ABI_VERSION 2
 
 extern "C" {
 
@@ -23,6 +23,7 @@ struct LilCudaCreateArgs {
   int32_t page_size;       // KV page size in tokens
   int32_t num_pages;       // 0: derive from kv_bytes
   int64_t kv_bytes;        // KV pool size (keys + values + Quest metadata) when num_pages is 0
+  double memory_fraction;  // > 0: size the pool from this share of device memory (backend.h)
 };
 
 // Returns LIL_CUDA_MODULE_ABI_VERSION.

@@ -1,11 +1,14 @@
 // File: kernels/cuda/attention.cu
-// Flash-style paged attention: online softmax per warp over a strided share of the page
+// Two paged attention kernels. The vectorized split-KV kernel (below) serves head_dim 8..128
+// (powers of two) without h2o mass. The scalar kernel (first) serves the rest: flash-style online softmax per warp over a strided share of the page
 // list, then a shared-memory merge of the warps' (max, sum, acc) states. Each lane holds
 // head_dim/32 elements of q, k, v (kPerLane), and all G query heads of the KV head, so every
 // key and value is read once per CTA.
 #include "kernels/cuda/attention.h"
 
+#include <algorithm>
 #include <cfloat>
+#include <cmath>
 
 namespace lil::cuda {
 namespace {
@@ -128,7 +131,258 @@ __global__ void __launch_bounds__(kWarps * 32) PagedAttentionKernel(PagedAttenti
   }
 }
 
+// ---- Vectorized split-KV kernel ------------------------------------------------------------
+// Lane layout: kLpt = D / 8 lanes cover one token's head_dim with 16-byte loads (8 bf16 each),
+// so a warp reads kTpi = 32 / kLpt tokens per load instruction and kU of those per tile. Keys
+// and values of a tile are loaded together (up to 16 x 16 B in flight per lane), scores are
+// reduced over the kLpt lanes of a token, the softmax state is kept per warp (all lanes hold
+// the same m and l; acc is per lane: its token lane's share of its 8 dims). Scores are in the
+// log2 domain (q pre-scaled by scale * log2 e) so exp2f is the only transcendental.
+constexpr float kLog2e = 1.4426950408889634f;
+constexpr int kSlotGroup = kMaxGroup;  // partial slots are laid out for the largest group
+constexpr int kMaxSplits = 128;        // ChooseSplit never asks for more
+
+__host__ __device__ constexpr int64_t SlotFloats(int d) { return static_cast<int64_t>(kSlotGroup) * d + 2 * kSlotGroup; }
+
+__device__ __forceinline__ void Bf16x8ToFloat(const uint4& u, float* f) {
+  const uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+  for (int i = 0; i < 4; ++i) {
+    f[2 * i] = __uint_as_float(w[i] << 16);
+    f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+  }
+}
+
+template <int D, int G>
+__global__ void __launch_bounds__(kWarps * 32) SplitAttentionKernel(PagedAttentionParams p) {
+  constexpr int kLpt = D / 8, kTpi = 32 / kLpt;
+  constexpr int kTileTokens = G >= 8 ? 8 : 16;
+  constexpr int kU = kTileTokens / kTpi > 0 ? kTileTokens / kTpi : 1;
+  constexpr int kTile = kTpi * kU;
+  __shared__ float s_m[kWarps][G], s_l[kWarps][G];
+  __shared__ float s_acc[kWarps][G][D];
+  __shared__ float s_scale[kMaxSplits][G], s_total[G];
+  __shared__ int s_last;
+
+  const int32_t hkv = p.kv.num_kv_heads, ps = p.kv.page_size;
+  const int32_t x = blockIdx.x, split = blockIdx.y;
+  const int32_t t = x / hkv, kvh = x % hkv;
+  const int32_t group = p.num_heads / hkv;
+  const int32_t row = p.token_seq[t] * hkv + kvh;
+  const int32_t begin = p.row_indptr[row], end = p.row_indptr[row + 1];
+  const int32_t nent = end - begin;
+  const int32_t chunk = p.chunk_entries > 0 ? p.chunk_entries : max(nent, 1);
+  const int32_t nsplit = max(1, (nent + chunk - 1) / chunk);
+  if (split >= nsplit) return;
+  const int32_t cb = begin + split * chunk, ce = min(end, cb + chunk);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int sub = lane % kLpt, tl = lane / kLpt;
+  const int32_t pos = p.token_pos[t];
+
+  float q[G][8], acc[G][8], m[G], l[G];
+  const float qs = p.scale * kLog2e;
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+    m[g] = -INFINITY;
+    l[g] = 0.0f;
+    const bool live = g < group;
+    const float4* qp = reinterpret_cast<const float4*>(
+        p.q + (static_cast<int64_t>(t) * p.num_heads + kvh * group + (live ? g : 0)) * D + sub * 8);
+    const float4 a = live ? qp[0] : make_float4(0, 0, 0, 0), b = live ? qp[1] : make_float4(0, 0, 0, 0);
+    q[g][0] = a.x * qs; q[g][1] = a.y * qs; q[g][2] = a.z * qs; q[g][3] = a.w * qs;
+    q[g][4] = b.x * qs; q[g][5] = b.y * qs; q[g][6] = b.z * qs; q[g][7] = b.w * qs;
+#pragma unroll
+    for (int j = 0; j < 8; ++j) acc[g][j] = 0.0f;
+  }
+
+  for (int32_t e = cb + warp; e < ce; e += kWarps) {
+    const int32_t n = min(ps, pos - p.row_logical[e] * ps + 1);
+    if (n <= 0) continue;
+    const size_t base = p.kv.Offset(p.row_pages[e], kvh, 0) + sub * 8;
+    const bf16* kp = p.kv.k + base;
+    const bf16* vp = p.kv.v + base;
+    for (int32_t t0 = 0; t0 < n; t0 += kTile) {
+      uint4 kr[kU], vr[kU];
+#pragma unroll
+      for (int u = 0; u < kU; ++u) {
+        const int32_t tok = t0 + u * kTpi + tl;
+        if (tok < n) {
+          kr[u] = __ldg(reinterpret_cast<const uint4*>(kp + static_cast<size_t>(tok) * D));
+          vr[u] = __ldg(reinterpret_cast<const uint4*>(vp + static_cast<size_t>(tok) * D));
+        } else {
+          kr[u] = make_uint4(0, 0, 0, 0);
+          vr[u] = make_uint4(0, 0, 0, 0);
+        }
+      }
+      float s[G][kU];
+#pragma unroll
+      for (int u = 0; u < kU; ++u) {
+        float kf[8];
+        Bf16x8ToFloat(kr[u], kf);
+        const bool valid = t0 + u * kTpi + tl < n;
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+          float dot = 0.0f;
+#pragma unroll
+          for (int j = 0; j < 8; ++j) dot = fmaf(q[g][j], kf[j], dot);
+#pragma unroll
+          for (int o = kLpt / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+          s[g][u] = valid ? dot : -INFINITY;
+        }
+      }
+#pragma unroll
+      for (int g = 0; g < G; ++g) {
+        float mx = s[g][0];
+#pragma unroll
+        for (int u = 1; u < kU; ++u) mx = fmaxf(mx, s[g][u]);
+#pragma unroll
+        for (int o = kLpt; o < 32; o <<= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+        const float mn = fmaxf(m[g], mx);  // finite: token t0 of the tile is valid
+        const float corr = exp2f(m[g] - mn);
+        float sum = 0.0f;
+#pragma unroll
+        for (int u = 0; u < kU; ++u) {
+          s[g][u] = exp2f(s[g][u] - mn);  // the score becomes its probability weight
+          sum += s[g][u];
+        }
+#pragma unroll
+        for (int o = kLpt; o < 32; o <<= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+        l[g] = l[g] * corr + sum;
+        m[g] = mn;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) acc[g][j] *= corr;
+      }
+      // Each value vector is converted once and used by every head of the group.
+#pragma unroll
+      for (int u = 0; u < kU; ++u) {
+        float vf[8];
+        Bf16x8ToFloat(vr[u], vf);
+#pragma unroll
+        for (int g = 0; g < G; ++g) {
+#pragma unroll
+          for (int j = 0; j < 8; ++j) acc[g][j] = fmaf(s[g][u], vf[j], acc[g][j]);
+        }
+      }
+    }
+  }
+  // Warp: sum acc over the token lanes; then the CTA merges its warps in shared memory.
+#pragma unroll
+  for (int g = 0; g < G; ++g) {
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+#pragma unroll
+      for (int o = kLpt; o < 32; o <<= 1) acc[g][j] += __shfl_xor_sync(0xffffffffu, acc[g][j], o);
+    }
+    if (tl == 0) {
+#pragma unroll
+      for (int j = 0; j < 8; ++j) s_acc[warp][g][sub * 8 + j] = acc[g][j];
+    }
+    if (lane == 0) {
+      s_m[warp][g] = m[g];
+      s_l[warp][g] = l[g];
+    }
+  }
+  __syncthreads();
+  const bool single = nsplit == 1;
+  float* slot = single ? nullptr : p.partial + (static_cast<int64_t>(x) * p.max_splits + split) * SlotFloats(D);
+  for (int idx = threadIdx.x; idx < group * D; idx += blockDim.x) {
+    const int g = idx / D, i = idx % D;
+    float mx = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, s_m[w][g]);
+    float sum = 0.0f, a = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      const float f = s_m[w][g] == -INFINITY ? 0.0f : exp2f(s_m[w][g] - mx);
+      sum += s_l[w][g] * f;
+      a += s_acc[w][g][i] * f;
+    }
+    if (single) {
+      bf16* out = p.out + (static_cast<int64_t>(t) * p.num_heads + kvh * group + g) * D;
+      out[i] = __float2bfloat16(sum > 0.0f ? a / sum : 0.0f);  // nothing visible: zeros
+    } else {
+      slot[g * D + i] = a;
+      if (i == 0) {
+        slot[kSlotGroup * D + g] = mx;
+        slot[kSlotGroup * D + kSlotGroup + g] = sum;
+      }
+    }
+  }
+  if (single) return;
+  // Last CTA of the row merges the splits (XQA's multi-block pattern: no second launch).
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) s_last = atomicAdd(p.counters + x, 1) == nsplit - 1;
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();
+  // Per head: the global max over the splits (one warp per head, lanes over splits), then each
+  // split's weight 2^(m_s - M) into shared memory and the total sum; then every output element
+  // sums its splits with independent (pipelined) loads.
+  const float* parts = p.partial + static_cast<int64_t>(x) * p.max_splits * SlotFloats(D);
+  for (int g = warp; g < group; g += kWarps) {
+    float mx = -INFINITY;
+    for (int sp = lane; sp < nsplit; sp += 32) mx = fmaxf(mx, __ldcg(parts + sp * SlotFloats(D) + kSlotGroup * D + g));
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    float sum = 0.0f;
+    for (int sp = lane; sp < nsplit; sp += 32) {
+      const float* ps_ = parts + sp * SlotFloats(D);
+      const float ms = __ldcg(ps_ + kSlotGroup * D + g);
+      const float f = ms == -INFINITY ? 0.0f : exp2f(ms - mx);
+      s_scale[sp][g] = f;
+      sum += __ldcg(ps_ + kSlotGroup * D + kSlotGroup + g) * f;
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if (lane == 0) s_total[g] = sum;
+  }
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < group * D; idx += blockDim.x) {
+    const int g = idx / D, i = idx % D;
+    float a = 0.0f;
+#pragma unroll 8
+    for (int sp = 0; sp < nsplit; ++sp) a += s_scale[sp][g] * __ldcg(parts + sp * SlotFloats(D) + g * D + i);
+    const float sum = s_total[g];
+    bf16* out = p.out + (static_cast<int64_t>(t) * p.num_heads + kvh * group + g) * D;
+    out[i] = __float2bfloat16(sum > 0.0f ? a / sum : 0.0f);
+  }
+  if (threadIdx.x == 0) p.counters[x] = 0;
+}
+
+template <int D>
+cudaError_t LaunchSplit(const PagedAttentionParams& p, int group, cudaStream_t stream) {
+  const dim3 grid(p.num_tokens * p.kv.num_kv_heads, p.chunk_entries > 0 ? p.max_splits : 1);
+  if (group == 1) {
+    SplitAttentionKernel<D, 1><<<grid, kWarps * 32, 0, stream>>>(p);
+  } else if (group == 2) {
+    SplitAttentionKernel<D, 2><<<grid, kWarps * 32, 0, stream>>>(p);
+  } else if (group <= 4) {
+    SplitAttentionKernel<D, 4><<<grid, kWarps * 32, 0, stream>>>(p);
+  } else {
+    SplitAttentionKernel<D, 8><<<grid, kWarps * 32, 0, stream>>>(p);
+  }
+  return cudaGetLastError();
+}
+
 }  // namespace
+
+SplitChoice ChooseSplit(int32_t rows, int32_t max_row_entries, int32_t page_size, int32_t target_ctas) {
+  SplitChoice c;
+  if (rows <= 0 || max_row_entries <= 1 || rows * 2 > target_ctas) return c;
+  const int32_t min_chunk = std::max(1, (128 + page_size - 1) / page_size);
+  const int32_t want = std::min(kMaxSplits, std::max(1, target_ctas / rows));
+  const int32_t chunk = std::max(min_chunk, (max_row_entries + want - 1) / want);
+  const int32_t splits = (max_row_entries + chunk - 1) / chunk;
+  if (splits <= 1) return c;
+  c.chunk_entries = chunk;
+  c.max_splits = splits;
+  return c;
+}
+
+int64_t SplitPartialFloats(int32_t num_tokens, int32_t num_kv_heads, int32_t head_dim, int32_t max_splits) {
+  return static_cast<int64_t>(num_tokens) * num_kv_heads * max_splits * SlotFloats(head_dim);
+}
 
 cudaError_t PagedAttention(const PagedAttentionParams& p, cudaStream_t stream) {
   if (p.num_tokens == 0) return cudaSuccess;
@@ -137,6 +391,22 @@ cudaError_t PagedAttention(const PagedAttentionParams& p, cudaStream_t stream) {
       p.num_heads / p.kv.num_kv_heads > kMaxGroup) {
     return cudaErrorInvalidValue;
   }
+  const int group = p.num_heads / p.kv.num_kv_heads;
+  const bool split = p.chunk_entries > 0;
+  if (split && (p.partial == nullptr || p.counters == nullptr || p.max_splits < 1 || p.max_splits > kMaxSplits)) {
+    return cudaErrorInvalidValue;
+  }
+  if (p.page_mass == nullptr) {
+    switch (d) {
+      case 8: return LaunchSplit<8>(p, group, stream);
+      case 16: return LaunchSplit<16>(p, group, stream);
+      case 32: return LaunchSplit<32>(p, group, stream);
+      case 64: return LaunchSplit<64>(p, group, stream);
+      case 128: return LaunchSplit<128>(p, group, stream);
+      default: break;
+    }
+  }
+  if (split) return cudaErrorInvalidValue;  // the scalar kernel does not split
   const dim3 grid(p.num_tokens, p.kv.num_kv_heads);
   if (d <= 32) {
     PagedAttentionKernel<1><<<grid, kWarps * 32, 0, stream>>>(p);

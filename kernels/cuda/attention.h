@@ -25,11 +25,38 @@ struct PagedAttentionParams {
   const int32_t* row_logical;  // [nnz]
   float scale = 1.0f;
   float* page_mass = nullptr;  // optional [nnz], += (see the CPU reference)
+  // Split-KV (flash-decoding): each (token, KV head) row's entries are cut into chunks of
+  // `chunk_entries`, one CTA each; the last CTA of a row to finish merges the partial
+  // (max, sum, acc) states. 0: one CTA per row. Needs `partial` (SplitPartialFloats) and
+  // `counters` ([num_tokens * num_kv_heads], zero at rest: the merging CTA re-zeroes them).
+  int32_t chunk_entries = 0;
+  int32_t max_splits = 1;      // grid size along the split axis: >= ceil(max entries / chunk), <= 128
+  float* partial = nullptr;
+  int32_t* counters = nullptr;
 };
 
-// One CTA per (query token, KV head) holding the whole GQA group; its warps split the page
-// list and merge their online-softmax states in shared memory. head_dim <= 128, group <= 8;
-// other shapes return cudaErrorInvalidValue.
+// The split chosen for a step: rows = num_tokens * num_kv_heads CTAs before splitting, each
+// with at most `max_row_entries` pages. Splits aim at `target_ctas` (about four per SM) with
+// chunks of at least 64 tokens (FlashInfer's rule, with a smaller floor). No split when the
+// rows alone fill the GPU.
+struct SplitChoice {
+  int32_t chunk_entries = 0;
+  int32_t max_splits = 1;
+};
+// Whether the vectorized (splittable) kernel serves this head_dim.
+inline bool SplitSupported(int32_t head_dim) {
+  return head_dim == 8 || head_dim == 16 || head_dim == 32 || head_dim == 64 || head_dim == 128;
+}
+SplitChoice ChooseSplit(int32_t rows, int32_t max_row_entries, int32_t page_size, int32_t target_ctas);
+// fp32 workspace of the split partial states.
+int64_t SplitPartialFloats(int32_t num_tokens, int32_t num_kv_heads, int32_t head_dim, int32_t max_splits);
+
+
+// One CTA per (query token, KV head[, split]) holding the whole GQA group; its warps split
+// the page list and merge their online-softmax states in shared memory. head_dim in {8, 16,
+// 32, 64, 128} runs the vectorized kernel (16-byte loads, split-KV); other head_dim <= 128
+// and the h2o page-mass pass run the scalar kernel (no split). group <= 8; other shapes
+// return cudaErrorInvalidValue.
 cudaError_t PagedAttention(const PagedAttentionParams& p, cudaStream_t stream);
 
 }  // namespace lil::cuda

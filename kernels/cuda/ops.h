@@ -107,6 +107,12 @@ struct GemmParams {
 };
 cudaError_t GemmFallback(const GemmParams& p, cudaStream_t stream);
 
+// The decode GEMV (kernels/cuda/gemv.cu): same contract as GemmFallback for 1..kGemvMaxRows
+// rows, `in` a multiple of 8 and 16-byte aligned x and w; a bandwidth-bound weight stream.
+inline constexpr int32_t kGemvMaxRows = 4;
+bool GemvSupported(const GemmParams& p);
+cudaError_t Gemv(const GemmParams& p, cudaStream_t stream);
+
 // fp32 -> bf16 conversion of n elements (device to device).
 cudaError_t ToBf16(const float* src, bf16* dst, int64_t n, cudaStream_t stream);
 

@@ -1,8 +1,12 @@
 // File: kernels/cuda/quest.cu
-// One CTA per (sequence, KV head): scores into shared memory, then each candidate's rank
-// (pages scoring higher, ties to the lower index) decides membership, and a block scan
-// compacts the chosen pages in logical order. The rank pass is O(n^2 / threads): fine for
-// a few thousand pages; a radix select is the next step (GPU-NOTES.md item 7).
+// One CTA per (sequence, KV head), three phases:
+//  1. scores: warps take candidate pages in turn; each lane reads a contiguous slice of the
+//     page's bf16 min and max rows (coalesced) and the warp sums the group's bounds;
+//  2. threshold: the (keep-1)-th largest score by a 32-step bisection over order-preserving
+//     integer keys (each step one pass over the scores in shared memory and one block count);
+//  3. compaction in logical order with block scans: keys above the threshold, then keys equal
+//     to it in index order (ties go to the lower index, as on the CPU) until keep-1, plus the
+//     newest page. The CPU reference is kernels/cpu/quest.h.
 #include "kernels/cuda/quest.h"
 
 #include <cub/block/block_scan.cuh>
@@ -11,14 +15,83 @@ namespace lil::cuda {
 namespace {
 
 constexpr int kThreads = 256;
+constexpr int kWarps = kThreads / 32;
 
+// Float order as unsigned order (larger score, larger key).
+__device__ __forceinline__ uint32_t OrderKey(float f) {
+  const uint32_t b = __float_as_uint(f);
+  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
+}
+
+__device__ __forceinline__ int BlockCount(int local, int* s_count) {
+  if (threadIdx.x == 0) *s_count = 0;
+  __syncthreads();
+  const int w = __reduce_add_sync(0xffffffffu, local);
+  if ((threadIdx.x & 31) == 0 && w != 0) atomicAdd(s_count, w);
+  __syncthreads();
+  const int total = *s_count;
+  __syncthreads();
+  return total;
+}
+
+// Scores of candidates [0, n - 1) into keys[]. kDpl = head_dim / 32 contiguous dims per lane
+// (head_dim 32, 64, 128), or 0 for any other head_dim (strided scalar reads).
+template <int kDpl>
+__device__ void Score(const QuestSelectParams& p, int32_t s, int32_t h, int32_t n, uint32_t* keys) {
+  const int32_t hkv = p.kv.num_kv_heads, d = p.kv.head_dim, group = p.num_heads / hkv, c0 = p.cand_begin[s];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const float* q = p.q + (static_cast<int64_t>(p.q_row[s]) * p.num_heads + h * group) * d;
+  if constexpr (kDpl > 0) {
+    float qr[kMaxQuestGroup][kDpl];
+#pragma unroll
+    for (int g = 0; g < kMaxQuestGroup; ++g) {
+#pragma unroll
+      for (int j = 0; j < kDpl; ++j) qr[g][j] = g < group ? q[g * d + lane * kDpl + j] : 0.0f;
+    }
+    for (int32_t c = warp; c < n - 1; c += kWarps) {
+      const bf16* mn = p.kv.quest + p.kv.QuestOffset(p.cand_pages[c0 + c], h) + lane * kDpl;
+      const bf16* mx = mn + d;
+      float lo[kDpl], hi[kDpl];
+#pragma unroll
+      for (int j = 0; j < kDpl; ++j) {
+        lo[j] = __bfloat162float(mn[j]);
+        hi[j] = __bfloat162float(mx[j]);
+      }
+      float total = 0.0f;
+#pragma unroll
+      for (int g = 0; g < kMaxQuestGroup; ++g) {
+        if (g >= group) break;
+#pragma unroll
+        for (int j = 0; j < kDpl; ++j) total += fmaxf(qr[g][j] * lo[j], qr[g][j] * hi[j]);
+      }
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) total += __shfl_xor_sync(0xffffffffu, total, o);
+      if (lane == 0) keys[c] = OrderKey(total);
+    }
+  } else {
+    for (int32_t c = warp; c < n - 1; c += kWarps) {
+      const bf16* mn = p.kv.quest + p.kv.QuestOffset(p.cand_pages[c0 + c], h);
+      const bf16* mx = mn + d;
+      float total = 0.0f;
+      for (int32_t i = lane; i < d; i += 32) {
+        const float lo = __bfloat162float(mn[i]), hi = __bfloat162float(mx[i]);
+        for (int32_t g = 0; g < group; ++g) total += fmaxf(q[g * d + i] * lo, q[g * d + i] * hi);
+      }
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) total += __shfl_xor_sync(0xffffffffu, total, o);
+      if (lane == 0) keys[c] = OrderKey(total);
+    }
+  }
+}
+
+template <int kDpl>
 __global__ void __launch_bounds__(kThreads) QuestSelectKernel(QuestSelectParams p) {
-  extern __shared__ float score[];  // [n - 1]
+  extern __shared__ uint32_t keys[];  // [n - 1]
   using Scan = cub::BlockScan<int, kThreads>;
   __shared__ typename Scan::TempStorage scan_storage;
-  __shared__ int s_base;
+  __shared__ int s_count, s_base, s_eq_base;
   const int32_t s = blockIdx.x, h = blockIdx.y;
-  const int32_t hkv = p.kv.num_kv_heads, d = p.kv.head_dim, group = p.num_heads / hkv;
+  const int32_t hkv = p.kv.num_kv_heads;
   const int32_t n = p.cand_count[s], c0 = p.cand_begin[s];
   const int32_t keep = min(n, max(1, p.budget_pages[s]));
   const int32_t out0 = p.out_begin[s * hkv + h];
@@ -29,36 +102,40 @@ __global__ void __launch_bounds__(kThreads) QuestSelectKernel(QuestSelectParams 
     }
     return;
   }
-  const float* q = p.q + (static_cast<int64_t>(p.q_row[s]) * p.num_heads + h * group) * d;
-  for (int32_t c = threadIdx.x; c < n - 1; c += blockDim.x) {
-    const bf16* mn = p.kv.quest + p.kv.QuestOffset(p.cand_pages[c0 + c], h);
-    const bf16* mx = mn + d;
-    float total = 0.0f;
-    for (int32_t g = 0; g < group; ++g) {
-      for (int32_t i = 0; i < d; ++i) {
-        const float qi = q[g * d + i];
-        total += fmaxf(qi * __bfloat162float(mn[i]), qi * __bfloat162float(mx[i]));
-      }
+  Score<kDpl>(p, s, h, n, keys);
+  __syncthreads();
+  // The need-th largest key T: the largest T with count(key >= T) >= need.
+  const int32_t need = keep - 1;
+  uint32_t threshold = 0;
+  if (need > 0) {
+    for (int bit = 31; bit >= 0; --bit) {
+      const uint32_t cand = threshold | (1u << bit);
+      int local = 0;
+      for (int32_t c = threadIdx.x; c < n - 1; c += blockDim.x) local += keys[c] >= cand ? 1 : 0;
+      if (BlockCount(local, &s_count) >= need) threshold = cand;
     }
-    score[c] = total;
+  }
+  int local_gt = 0;
+  for (int32_t c = threadIdx.x; c < n - 1; c += blockDim.x) local_gt += (need > 0 && keys[c] > threshold) ? 1 : 0;
+  const int32_t need_eq = need - BlockCount(local_gt, &s_count);  // equal keys still to take
+  if (threadIdx.x == 0) {
+    s_base = 0;
+    s_eq_base = 0;
   }
   __syncthreads();
-  if (threadIdx.x == 0) s_base = 0;
-  __syncthreads();
-  // Chunks of kThreads candidates, in order, so the scan keeps logical order.
+  // Chunks of kThreads candidates, in order, so the scans keep logical order.
   for (int32_t c_base = 0; c_base < n; c_base += kThreads) {
     const int32_t c = c_base + threadIdx.x;
+    const bool inner = c < n - 1 && need > 0;
+    const int eq = inner && keys[c] == threshold ? 1 : 0;
+    int eq_rank = 0, eq_total = 0;
+    Scan(scan_storage).ExclusiveSum(eq, eq_rank, eq_total);
+    __syncthreads();
     int chosen = 0;
     if (c == n - 1) {
       chosen = 1;  // the newest page is always attended
-    } else if (c < n - 1) {
-      const float mine = score[c];
-      int32_t rank = 0;
-      for (int32_t o = 0; o < n - 1 && rank < keep - 1; ++o) {
-        const float other = score[o];
-        rank += (other > mine || (other == mine && o < c)) ? 1 : 0;
-      }
-      chosen = rank < keep - 1 ? 1 : 0;
+    } else if (inner) {
+      chosen = keys[c] > threshold || (eq && s_eq_base + eq_rank < need_eq) ? 1 : 0;
     }
     int offset = 0, total = 0;
     Scan(scan_storage).ExclusiveSum(chosen, offset, total);
@@ -67,24 +144,42 @@ __global__ void __launch_bounds__(kThreads) QuestSelectKernel(QuestSelectParams 
       p.out_logical[out0 + s_base + offset] = p.cand_logical[c0 + c];
     }
     __syncthreads();
-    if (threadIdx.x == 0) s_base += total;
+    if (threadIdx.x == 0) {
+      s_base += total;
+      s_eq_base += eq_total;
+    }
     __syncthreads();
   }
+}
+
+template <int kDpl>
+cudaError_t Launch(const QuestSelectParams& p, cudaStream_t stream) {
+  const size_t smem = sizeof(uint32_t) * kQuestMaxCandidates;
+  static bool configured = false;
+  if (!configured) {
+    const cudaError_t e = cudaFuncSetAttribute(QuestSelectKernel<kDpl>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                               static_cast<int>(smem));
+    if (e != cudaSuccess) return e;
+    configured = true;
+  }
+  QuestSelectKernel<kDpl><<<dim3(p.num_seqs, p.kv.num_kv_heads), kThreads, smem, stream>>>(p);
+  return cudaGetLastError();
 }
 
 }  // namespace
 
 cudaError_t QuestSelect(const QuestSelectParams& p, cudaStream_t stream) {
   if (p.num_seqs == 0) return cudaSuccess;
-  if (p.kv.quest == nullptr || p.num_heads % p.kv.num_kv_heads != 0) return cudaErrorInvalidValue;
-  const size_t smem = sizeof(float) * kQuestMaxCandidates;
-  static bool configured = false;
-  if (!configured) {
-    cudaFuncSetAttribute(QuestSelectKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(smem));
-    configured = true;
+  if (p.kv.quest == nullptr || p.num_heads % p.kv.num_kv_heads != 0 ||
+      p.num_heads / p.kv.num_kv_heads > kMaxQuestGroup) {
+    return cudaErrorInvalidValue;
   }
-  QuestSelectKernel<<<dim3(p.num_seqs, p.kv.num_kv_heads), kThreads, smem, stream>>>(p);
-  return cudaGetLastError();
+  switch (p.kv.head_dim) {
+    case 32: return Launch<1>(p, stream);
+    case 64: return Launch<2>(p, stream);
+    case 128: return Launch<4>(p, stream);
+    default: return Launch<0>(p, stream);
+  }
 }
 
 }  // namespace lil::cuda

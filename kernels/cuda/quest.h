@@ -30,8 +30,10 @@ struct QuestSelectParams {
   int32_t* out_logical;
 };
 
-// Candidates per sequence are limited to kQuestMaxCandidates (scores live in shared memory).
-inline constexpr int32_t kQuestMaxCandidates = 8192;
+// Candidates per sequence are limited to kQuestMaxCandidates (scores live in shared memory:
+// 64 KiB), GQA groups to kMaxQuestGroup.
+inline constexpr int32_t kQuestMaxCandidates = 16384;
+inline constexpr int32_t kMaxQuestGroup = 8;
 cudaError_t QuestSelect(const QuestSelectParams& p, cudaStream_t stream);
 
 }  // namespace lil::cuda

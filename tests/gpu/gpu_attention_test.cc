@@ -124,6 +124,83 @@ TEST_P(AttentionParity, MatchesCpuReference) {
   }
 }
 
+// The vectorized kernel (no page mass), unsplit and split-KV at every chunk size from one
+// entry up, run twice per chunk so a merge counter left non-zero would show.
+TEST_P(AttentionParity, SplitKvMatchesCpuReference) {
+  LIL_SKIP_WITHOUT_GPU();
+  for (bool sparse : {false, true}) {
+    const Case c = MakeCase(GetParam(), sparse, 11 + GetParam().page_size);
+    const int32_t t = static_cast<int32_t>(c.token_pos.size());
+    std::vector<float> ref_out(c.q.size());
+    cpu::PagedAttentionParams rp;
+    rp.q = c.q.data();
+    rp.out = ref_out.data();
+    rp.kv = {const_cast<float*>(c.k.data()), const_cast<float*>(c.v.data()), nullptr, c.num_pages, c.hkv, c.ps, c.d};
+    rp.num_tokens = t;
+    rp.num_heads = c.heads;
+    rp.token_pos = c.token_pos.data();
+    rp.token_seq = c.token_seq.data();
+    rp.row_indptr = c.row_indptr.data();
+    rp.row_pages = c.row_pages.data();
+    rp.row_logical = c.row_logical.data();
+    rp.scale = 1.0f / std::sqrt(static_cast<float>(c.d));
+    cpu::PagedAttention(rp);
+
+    int32_t longest = 0;
+    for (size_t r = 0; r + 1 < c.row_indptr.size(); ++r) longest = std::max(longest, c.row_indptr[r + 1] - c.row_indptr[r]);
+    DeviceArray<float> q(c.q);
+    DeviceArray<cuda::bf16> k(testing::ToBf16(c.k)), v(testing::ToBf16(c.v));
+    DeviceArray<int32_t> pos(c.token_pos), seq(c.token_seq), indptr(c.row_indptr), pages(c.row_pages),
+        logical(c.row_logical), counters(std::vector<int32_t>(t * c.hkv, 0));
+    DeviceArray<float> partial(std::vector<float>(cuda::SplitPartialFloats(t, c.hkv, c.d, longest), 0.0f));
+    for (int32_t chunk = 0; chunk <= longest; ++chunk) {
+      for (int rep = 0; rep < 2; ++rep) {
+        auto out = DeviceArray<cuda::bf16>::Poisoned(c.q.size());
+        cuda::PagedAttentionParams p;
+        p.q = q.get();
+        p.out = out.get();
+        p.kv = {k.get(), v.get(), nullptr, c.num_pages, c.hkv, c.ps, c.d};
+        p.num_tokens = t;
+        p.num_heads = c.heads;
+        p.token_pos = pos.get();
+        p.token_seq = seq.get();
+        p.row_indptr = indptr.get();
+        p.row_pages = pages.get();
+        p.row_logical = logical.get();
+        p.scale = rp.scale;
+        if (chunk > 0) {
+          p.chunk_entries = chunk;
+          p.max_splits = std::min(128, (longest + chunk - 1) / chunk);
+          if (p.max_splits * chunk < longest) continue;  // beyond the kernel's 128 splits
+          p.partial = partial.get();
+          p.counters = counters.get();
+        }
+        ASSERT_EQ(cuda::PagedAttention(p, nullptr), cudaSuccess);
+        EXPECT_TRUE(AllClose(testing::ToF32(out.Download()), ref_out, 1e-2f, 1e-2f))
+            << "sparse=" << sparse << " chunk=" << chunk << " rep=" << rep;
+      }
+    }
+    for (int32_t n : counters.Download()) EXPECT_EQ(n, 0);
+  }
+}
+
+TEST(AttentionSplit, ChoosesChunksThatFillTheGpu) {
+  // Batch 1, 8 KV heads, 32k context in 16-token pages, 132 SMs x 4: 66 splits wanted, so
+  // 32-page chunks (above the 8-page floor) and 64 splits cover the 2048 pages.
+  const cuda::SplitChoice a = cuda::ChooseSplit(8, 2048, 16, 528);
+  EXPECT_EQ(a.chunk_entries, 32);
+  EXPECT_EQ(a.max_splits, 64);
+  // Short rows: the 128-token floor.
+  const cuda::SplitChoice b = cuda::ChooseSplit(8, 10, 16, 528);
+  EXPECT_EQ(b.chunk_entries, 8);
+  EXPECT_EQ(b.max_splits, 2);
+  // Page size 1, a huge GPU: never more than 128 splits.
+  EXPECT_LE(cuda::ChooseSplit(1, 100000, 1, 100000).max_splits, 128);
+  // Enough rows: no split.
+  EXPECT_EQ(cuda::ChooseSplit(512, 2048, 16, 528).chunk_entries, 0);
+  EXPECT_EQ(cuda::ChooseSplit(8, 1, 16, 528).chunk_entries, 0);
+}
+
 INSTANTIATE_TEST_SUITE_P(Shapes, AttentionParity,
                          ::testing::Values(Shape{1, 1, 64}, Shape{3, 4, 128}, Shape{16, 8, 64},
                                            Shape{17, 4, 64}, Shape{16, 1, 128}, Shape{3, 8, 128},

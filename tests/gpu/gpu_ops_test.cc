@@ -171,6 +171,27 @@ TEST(GpuOps, GemmMatchesCpuWithCublasAndFallback) {
   }
 }
 
+// The decode GEMV on 1..4 rows, odd output counts (the last warp owns one row), `in` a
+// multiple of 8 that is not a multiple of the 1024-element unrolled step.
+TEST(GpuOps, GemvMatchesCpu) {
+  LIL_SKIP_WITHOUT_GPU();
+  for (const auto [in, out] : {std::pair{1176, 129}, std::pair{64, 17}, std::pair{4096, 33}}) {
+    for (int32_t rows = 1; rows <= cuda::kGemvMaxRows; ++rows) {
+      const auto x = testing::RandomBf16Values(rows * in, 3 + rows), w = testing::RandomBf16Values(out * in, 4);
+      std::vector<float> ref(rows * out);
+      cpu::Linear({x.data(), w.data(), nullptr, ref.data(), rows, in, out});
+      DeviceArray<bf16> dx(testing::ToBf16(x)), dw(testing::ToBf16(w));
+      auto y = DeviceArray<float>::Poisoned(ref.size());
+      const cuda::GemmParams p{dx.get(), dw.get(), y.get(), rows, in, out};
+      ASSERT_TRUE(cuda::GemvSupported(p));
+      ASSERT_EQ(cuda::Gemv(p, nullptr), cudaSuccess);
+      EXPECT_TRUE(AllClose(y.Download(), ref, 1e-3f, 1e-3f)) << "rows " << rows << " in " << in << " out " << out;
+    }
+  }
+  EXPECT_FALSE(cuda::GemvSupported({nullptr, nullptr, nullptr, 1, 12, 8}));  // in % 8 != 0
+  EXPECT_FALSE(cuda::GemvSupported({nullptr, nullptr, nullptr, cuda::kGemvMaxRows + 1, 16, 8}));
+}
+
 TEST(GpuOps, GreedyMatchesHostSampler) {
   LIL_SKIP_WITHOUT_GPU();
   const int32_t rows = 3, vocab = 49157;

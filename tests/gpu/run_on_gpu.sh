@@ -1,33 +1,91 @@
 #!/bin/bash
 # File: tests/gpu/run_on_gpu.sh
-# One device-machine run: the GPU tests, the factory test on a random SmolLM2-shaped
-# checkpoint, the batch-1 decode benchmark on a random Llama-3-8B-shaped checkpoint, and the
-# PyTorch ceilings + HF transformers peer (bench/gpu_peer.py). Binaries come from .carry/
-# (built on the dev machine: bin/ + the non-system shared libraries in lib/). Logs to $OUT.
+# One device-machine run (see docs/GPU.md): unpack the binaries packed by tools/gpu_pack.sh
+# (.carry/pack.tar.xz), then the stages named in $STAGES (default: all):
+#   tests   the GPU tests, and greedy CUDA-vs-CPU continuations on a random SmolLM2-shaped model
+#   smol    greedy continuations on the real default model, reassembled from .gguf-{a,b,c}/part
+#   parity  full-model logits: CUDA vs CPU engine vs transformers (tests/gpu/gpu_logit_parity.py)
+#   peer    PyTorch ceilings (HBM read, bf16 GEMM), SDPA decode attention, HF transformers decode
+#   attn    bench/gpu_attention_bench (dense / Quest / sink+window decode attention)
+#   decode  bench/gpu_decode_bench on a random Llama-3-8B-shaped checkpoint (+ A/B switches)
+#   prof    nsys kernel summary of batch-1 decode (when nsys is installed)
+# Logs and tables go to $OUT; summary.log collects the lines that matter.
 set -o pipefail
 root=$PWD
-c=$root/.carry
 out=${OUT:-/tmp/out}
 mkdir -p "$out"
+stages=" ${STAGES:-tests smol peer attn decode prof} "
+has() { [[ "$stages" == *" $1 "* ]]; }
+c=/tmp/carry
+if [ -f "$root/.carry/pack.tar.xz" ]; then
+  rm -rf "$c" && mkdir -p "$c" && tar -C "$c" -xJf "$root/.carry/pack.tar.xz" || exit 1
+fi
+[ -x "$c/bin/lilctl" ] || { echo "no binaries: carry .carry/pack.tar.xz (tools/gpu_pack.sh)"; exit 1; }
+# The default model travels in parts (64 MiB per call): each call copies its parts to /tmp,
+# which lives as long as the machine stays warm.
+mkdir -p /tmp/parts
+for x in a b c; do [ -s "$root/.gguf-$x/part" ] && cp "$root/.gguf-$x/part" /tmp/parts/$x; done
+if [ ! -s /tmp/default.gguf ] && [ -s /tmp/parts/a ] && [ -s /tmp/parts/b ] && [ -s /tmp/parts/c ]; then
+  cat /tmp/parts/a /tmp/parts/b /tmp/parts/c > /tmp/default.gguf
+fi
 cublas=$(find /opt /usr /usr/local -name 'libcublas.so.13*' 2>/dev/null | head -1)
 export LD_LIBRARY_PATH=$c/lib:$(dirname "${cublas:-/x/x}"):${LD_LIBRARY_PATH:-}
 export LILSERVE_ROOT=$root LILSERVE_CUDA_MODULE=$c/bin/lilserve_cuda.so
-echo "cublas: $cublas" | tee "$out/summary.log"
-nvidia-smi -L | tee -a "$out/summary.log"
-for t in gpu_ops_test gpu_attention_test gpu_backend_test; do
-  timeout 240 "$c/bin/$t" > "$out/$t.log" 2>&1; echo "$t rc=$?" | tee -a "$out/summary.log"
-  grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|error" "$out/$t.log" | head -30 | tee -a "$out/summary.log"
-done
-"$c/bin/lilctl" make-random-model --like smollm2-135m --out /tmp/smol > /dev/null 2>&1
-LILSERVE_TEST_MODEL=/tmp/smol LILSERVE_GREEDY_MIN_PERCENT=${GREEDY_MIN:-95} timeout 240 "$c/bin/backend_factory_test" > "$out/backend_factory_test.log" 2>&1
-echo "backend_factory_test rc=$?" | tee -a "$out/summary.log"
-grep -E "^\[  (FAILED|PASSED) |Failure|prompt|tokens" "$out/backend_factory_test.log" | head -30 | tee -a "$out/summary.log"
-if [ "${SKIP_8B:-0}" = 0 ]; then
-  (time timeout 150 "$c/bin/lilctl" make-random-model --like llama3-8b --out /tmp/l8) > "$out/make8b.log" 2>&1
-  tail -3 "$out/make8b.log" | tee -a "$out/summary.log"
-  [ "${SKIP_PEER:-0}" = 1 ] || PYTHONUNBUFFERED=1 timeout 200 python3 "$root/bench/gpu_peer.py" --model /tmp/l8 --context 1024 --steps 32 2>&1 | tee "$out/peer.log" | tail -12 | tee -a "$out/summary.log"
-  hbm=$(grep -oP 'HBM_TBS=\K[0-9.]+' "$out/peer.log" 2>/dev/null || echo "${HBM_TBS:-4.5}")
-  for b in 1 8; do
-    timeout 120 "$c/bin/gpu_decode_bench" --model /tmp/l8 --context 1024 --steps 32 --batch $b --hbm-tbs "$hbm" --kv-mib 8192
-  done 2>&1 | tee "$out/decode_bench.log" | tail -5 | tee -a "$out/summary.log"
+log() { tee -a "$out/summary.log"; }
+echo "cublas: $cublas" | log
+nvidia-smi -L | log
+if has tests; then
+  for t in gpu_ops_test gpu_attention_test gpu_backend_test; do
+    timeout 240 "$c/bin/$t" > "$out/$t.log" 2>&1; echo "$t rc=$?" | log
+    grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|error" "$out/$t.log" | head -30 | log
+  done
+  "$c/bin/lilctl" make-random-model --like smollm2-135m --out /tmp/smol > /dev/null 2>&1
+  LILSERVE_TEST_MODEL=/tmp/smol LILSERVE_GREEDY_MIN_PERCENT=${GREEDY_MIN:-50} timeout 240 "$c/bin/backend_factory_test" > "$out/backend_factory_random.log" 2>&1
+  echo "backend_factory_test (random smollm2) rc=$?" | log
+  grep -E "^\[  (FAILED|PASSED) |Failure|greedy|agree" "$out/backend_factory_random.log" | head -20 | log
 fi
+if has smol; then
+  if [ -s /tmp/default.gguf ]; then
+    echo "default model: $(sha256sum /tmp/default.gguf | cut -c1-16) (expect ${GGUF_SHA:-?})" | log
+    LILSERVE_TEST_MODEL=/tmp/default.gguf LILSERVE_GREEDY_MIN_PERCENT=95 timeout 300 "$c/bin/backend_factory_test" > "$out/backend_factory_default.log" 2>&1
+    echo "backend_factory_test (default model, >= 95% greedy) rc=$?" | log
+    grep -E "^\[  (FAILED|PASSED) |Failure|greedy|agree" "$out/backend_factory_default.log" | head -20 | log
+  else
+    echo "smol: model parts present: $(ls /tmp/parts | tr '\n' ' ')" | log
+  fi
+fi
+if has parity; then
+  [ -s /tmp/default.gguf ] && export DEFAULT_GGUF=/tmp/default.gguf
+  LILCTL=$c/bin/lilctl timeout 400 python3 "$root/tests/gpu/gpu_logit_parity.py" 2>&1 | grep -v Warning | tee "$out/logit_parity.log" | log
+fi
+need8b() { [ -d /tmp/l8 ] || (time timeout 200 "$c/bin/lilctl" make-random-model --like llama3-8b --out /tmp/l8) > "$out/make8b.log" 2>&1; }
+hbm=${HBM_TBS:-4.5}
+gemm=0
+if has peer; then
+  need8b
+  PYTHONUNBUFFERED=1 timeout 240 python3 "$root/bench/gpu_peer.py" --model /tmp/l8 --context 1024 --steps 32 --attention 2>&1 | tee "$out/peer.log" | log
+  hbm=$(grep -oP 'HBM_TBS=\K[0-9.]+' "$out/peer.log" || echo "$hbm")
+  gemm=$(grep -oP 'GEMM_TFLOPS=\K[0-9.]+' "$out/peer.log" || echo 0)
+fi
+if has attn; then
+  timeout 200 "$c/bin/gpu_attention_bench" 2>&1 | tee "$out/attention_bench.log" | log
+fi
+if has decode; then
+  need8b
+  d="$c/bin/gpu_decode_bench --model /tmp/l8 --hbm-tbs $hbm --gemm-tflops $gemm --steps 32"
+  { timeout 200 $d --context 1024 --batch 1,8,32,128 --kv-mib 40000
+    timeout 150 $d --context 8192 --batch 1,8,32 --kv-mib 40000
+    timeout 90 $d --context 4096 --batch 1 --kv-mib 8000
+    echo "A/B: cuBLAS instead of the GEMV kernel (LILSERVE_GEMV=0)"
+    LILSERVE_GEMV=0 timeout 90 $d --context 1024 --batch 1 --kv-mib 8000
+    echo "A/B: no split-KV (LILSERVE_SPLIT_KV=0)"
+    LILSERVE_SPLIT_KV=0 timeout 90 $d --context 8192 --batch 1 --kv-mib 8000
+  } 2>&1 | tee "$out/decode_bench.log" | grep -vE "^\|---" | log
+fi
+if has prof && command -v nsys > /dev/null; then
+  need8b
+  timeout 150 nsys profile -o /tmp/decode_prof --force-overwrite true "$c/bin/gpu_decode_bench" --model /tmp/l8 --context 1024 --batch 1 --steps 16 --kv-mib 4000 > "$out/nsys_run.log" 2>&1
+  nsys stats --report cuda_gpu_kern_sum --format csv /tmp/decode_prof.nsys-rep 2>/dev/null | head -30 > "$out/nsys_kernels.csv"
+  head -16 "$out/nsys_kernels.csv" | cut -c1-220 | log
+fi
+echo "done" | log

@@ -1,0 +1,344 @@
+// File: bench/gpu_attention_bench.cu
+// Decode attention alone on the GPU, Llama-3-8B heads (32 query / 8 KV heads, head_dim 128,
+// 16-token pages): dense paged attention at batch 1 and 16 over 4k-32k contexts, and Quest
+// (2,048-token budget) and sink+window page lists at 32k, each beside the HBM read
+// bandwidth measured by this program in the same run (a streaming sum over 4 GiB). Every
+// timed launch reads a different set of pages (rotated past 4x the L2), and page tables are
+// shuffled as a long-running server's would be. Prints Markdown tables.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kernels/cuda/attention.h"
+#include "kernels/cuda/ops.h"
+#include "kernels/cuda/quest.h"
+
+namespace {
+
+using lil::cuda::bf16;
+
+#define CHECK(x)                                                                        \
+  do {                                                                                  \
+    cudaError_t e_ = (x);                                                               \
+    if (e_ != cudaSuccess) {                                                            \
+      std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
+      std::exit(1);                                                                     \
+    }                                                                                   \
+  } while (0)
+
+__global__ void SumKernel(const uint4* p, size_t n, float* out) {
+  float s = 0.0f;
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    const uint4 v = __ldcs(p + i);
+    s += __uint_as_float(v.x) + __uint_as_float(v.y) + __uint_as_float(v.z) + __uint_as_float(v.w);
+  }
+  if (s == 12345.678f) *out = s;  // keeps the loads; practically never true
+}
+
+__global__ void FillKernel(bf16* p, size_t n, uint32_t seed) {
+  for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<size_t>(gridDim.x) * blockDim.x) {
+    uint32_t h = static_cast<uint32_t>(i) * 2654435761u ^ seed;
+    h ^= h >> 15;
+    h *= 2246822519u;
+    h ^= h >> 13;
+    p[i] = __float2bfloat16((static_cast<float>(h & 0xffff) / 65536.0f - 0.5f) * 2.0f);
+  }
+}
+
+template <typename F>
+double MedianMs(F&& launch, int reps, int samples) {
+  cudaEvent_t a, b;
+  CHECK(cudaEventCreate(&a));
+  CHECK(cudaEventCreate(&b));
+  launch(0);
+  CHECK(cudaDeviceSynchronize());
+  std::vector<double> ms;
+  int it = 1;
+  for (int s = 0; s < samples; ++s) {
+    CHECK(cudaEventRecord(a));
+    for (int r = 0; r < reps; ++r) launch(it++);
+    CHECK(cudaEventRecord(b));
+    CHECK(cudaEventSynchronize(b));
+    float t = 0;
+    CHECK(cudaEventElapsedTime(&t, a, b));
+    ms.push_back(t / reps);
+  }
+  std::sort(ms.begin(), ms.end());
+  return ms[ms.size() / 2];
+}
+
+double ReadTbs() {
+  const size_t bytes = size_t{4} << 30;
+  void* p = nullptr;
+  float* out = nullptr;
+  CHECK(cudaMalloc(&p, bytes));
+  CHECK(cudaMalloc(&out, 4));
+  CHECK(cudaMemset(p, 0, bytes));
+  int sms = 0;
+  CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  const double ms = MedianMs([&](int) { SumKernel<<<sms * 8, 512>>>(static_cast<const uint4*>(p), bytes / 16, out); }, 5, 7);
+  CHECK(cudaFree(p));
+  CHECK(cudaFree(out));
+  return bytes / (ms * 1e-3) / 1e12;
+}
+
+constexpr int kHeads = 32, kKvHeads = 8, kDim = 128, kPage = 16;
+
+struct Pool {
+  int32_t num_pages = 0;
+  bf16* k = nullptr;
+  bf16* v = nullptr;
+  bf16* quest = nullptr;
+  lil::cuda::PagedKvViewBf16 View() const {
+    lil::cuda::PagedKvViewBf16 view;
+    view.k = k;
+    view.v = v;
+    view.quest = quest;
+    view.num_pages = num_pages;
+    view.num_kv_heads = kKvHeads;
+    view.page_size = kPage;
+    view.head_dim = kDim;
+    return view;
+  }
+};
+
+// Device copies of one launch's inputs: page lists of `batch` sequences at `context`.
+struct Launch {
+  int32_t *pos, *seq, *indptr, *pages, *logical, *counters;
+  float* partial;
+  lil::cuda::SplitChoice split;
+  int32_t nnz = 0;
+};
+
+int32_t* Upload(const std::vector<int32_t>& v) {
+  int32_t* d = nullptr;
+  CHECK(cudaMalloc(&d, std::max<size_t>(1, v.size()) * 4));
+  if (!v.empty()) CHECK(cudaMemcpy(d, v.data(), v.size() * 4, cudaMemcpyHostToDevice));
+  return d;
+}
+
+// rows[s] = the logical pages sequence s attends (same for every KV head); tables[s] its
+// physical pages.
+Launch MakeLaunch(const std::vector<std::vector<int32_t>>& tables, const std::vector<std::vector<int32_t>>& rows,
+                  int32_t context, int32_t target_ctas) {
+  const int32_t batch = static_cast<int32_t>(tables.size());
+  std::vector<int32_t> pos(batch, context - 1), seq(batch), indptr{0}, pages, logical;
+  int32_t longest = 0;
+  for (int32_t s = 0; s < batch; ++s) {
+    seq[s] = s;
+    for (int32_t h = 0; h < kKvHeads; ++h) {
+      for (int32_t lp : rows[s]) {
+        pages.push_back(tables[s][lp]);
+        logical.push_back(lp);
+      }
+      indptr.push_back(static_cast<int32_t>(pages.size()));
+      longest = std::max<int32_t>(longest, static_cast<int32_t>(rows[s].size()));
+    }
+  }
+  Launch l;
+  l.pos = Upload(pos);
+  l.seq = Upload(seq);
+  l.indptr = Upload(indptr);
+  l.pages = Upload(pages);
+  l.logical = Upload(logical);
+  l.nnz = static_cast<int32_t>(pages.size());
+  l.split = lil::cuda::ChooseSplit(batch * kKvHeads, longest, kPage, target_ctas);
+  l.counters = Upload(std::vector<int32_t>(batch * kKvHeads, 0));
+  CHECK(cudaMalloc(&l.partial, sizeof(float) * std::max<int64_t>(1, lil::cuda::SplitPartialFloats(batch, kKvHeads, kDim, l.split.max_splits))));
+  return l;
+}
+
+lil::cuda::PagedAttentionParams Params(const Pool& pool, const Launch& l, int32_t batch, const float* q, bf16* out) {
+  lil::cuda::PagedAttentionParams p;
+  p.q = q;
+  p.out = out;
+  p.kv = pool.View();
+  p.num_tokens = batch;
+  p.num_heads = kHeads;
+  p.token_pos = l.pos;
+  p.token_seq = l.seq;
+  p.row_indptr = l.indptr;
+  p.row_pages = l.pages;
+  p.row_logical = l.logical;
+  p.scale = 0.08838834764f;
+  p.chunk_entries = l.split.chunk_entries;
+  p.max_splits = l.split.max_splits;
+  p.partial = l.partial;
+  p.counters = l.counters;
+  return p;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
+  int sms = 0;
+  CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  const int32_t target = 4 * sms;
+  const double read_tbs = ReadTbs();
+  std::printf("HBM read bandwidth (streaming sum over 4 GiB, this run): %.3f TB/s\n\n", read_tbs);
+
+  // One pool of pages, big enough that each timed launch reads pages no other recent launch
+  // touched: >= 1 GiB of KV per rotation set, the L2 is ~50-60 MB.
+  const size_t pool_bytes_target = size_t{6} << 30;
+  const size_t page_bytes = size_t{kKvHeads} * kPage * kDim * 2 * 2;  // K + V
+  Pool pool;
+  pool.num_pages = static_cast<int32_t>(pool_bytes_target / page_bytes);
+  const size_t elems = static_cast<size_t>(pool.num_pages) * kKvHeads * kPage * kDim;
+  CHECK(cudaMalloc(&pool.k, elems * 2));
+  CHECK(cudaMalloc(&pool.v, elems * 2));
+  CHECK(cudaMalloc(&pool.quest, static_cast<size_t>(pool.num_pages) * kKvHeads * 2 * kDim * 2));
+  FillKernel<<<sms * 8, 256>>>(pool.k, elems, 1);
+  FillKernel<<<sms * 8, 256>>>(pool.v, elems, 2);
+  {  // Quest metadata of every page
+    std::vector<int32_t> all(pool.num_pages), last(pool.num_pages, kPage - 1);
+    std::iota(all.begin(), all.end(), 0);
+    int32_t* d_all = Upload(all);
+    int32_t* d_last = Upload(last);
+    CHECK(lil::cuda::QuestMeta({pool.View(), d_all, d_last, pool.num_pages}, nullptr));
+    CHECK(cudaDeviceSynchronize());
+  }
+  std::mt19937 rng(7);
+  std::vector<int32_t> perm(pool.num_pages);
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), rng);
+
+  float* q = nullptr;
+  bf16* out = nullptr;
+  CHECK(cudaMalloc(&q, sizeof(float) * 16 * kHeads * kDim));
+  CHECK(cudaMalloc(&out, sizeof(bf16) * 16 * kHeads * kDim));
+  FillKernel<<<64, 256>>>(out, 16 * kHeads * kDim, 3);
+  {
+    std::vector<float> hq(16 * kHeads * kDim);
+    for (float& x : hq) x = std::uniform_real_distribution<float>(-1, 1)(rng);
+    CHECK(cudaMemcpy(q, hq.data(), hq.size() * 4, cudaMemcpyHostToDevice));
+  }
+
+  // Sets of page tables for `batch` sequences at `context`, each set on distinct pages.
+  auto make_sets = [&](int32_t batch, int32_t context) {
+    const int32_t pages_per_seq = context / kPage;
+    const int32_t per_set = pages_per_seq * batch;
+    const int32_t sets = std::max(1, std::min(8, pool.num_pages / per_set));
+    std::vector<std::vector<std::vector<int32_t>>> out_sets(sets);
+    for (int32_t st = 0; st < sets; ++st) {
+      for (int32_t s = 0; s < batch; ++s) {
+        std::vector<int32_t> table(perm.begin() + st * per_set + s * pages_per_seq,
+                                   perm.begin() + st * per_set + (s + 1) * pages_per_seq);
+        out_sets[st].push_back(table);
+      }
+    }
+    return out_sets;
+  };
+
+  std::printf("## Dense paged decode attention (32/8 heads, d 128, 16-token pages)\n\n");
+  std::printf("| batch | context | KV MiB | time us | achieved TB/s | read TB/s | ratio | splits |\n|---|---|---|---|---|---|---|---|\n");
+  std::vector<int32_t> contexts = quick ? std::vector<int32_t>{4096} : std::vector<int32_t>{4096, 8192, 16384, 32768};
+  for (int32_t batch : {1, 16}) {
+    for (int32_t context : contexts) {
+      auto sets = make_sets(batch, context);
+      std::vector<Launch> launches;
+      for (auto& tables : sets) {
+        std::vector<std::vector<int32_t>> rows(batch);
+        for (auto& r : rows) {
+          r.resize(context / kPage);
+          std::iota(r.begin(), r.end(), 0);
+        }
+        launches.push_back(MakeLaunch(tables, rows, context, target));
+      }
+      const double ms = MedianMs([&](int i) {
+        const Launch& l = launches[i % launches.size()];
+        CHECK(lil::cuda::PagedAttention(Params(pool, l, batch, q, out), nullptr));
+      }, 20, 9);
+      const double bytes = static_cast<double>(batch) * context * kKvHeads * kDim * 2 * 2;
+      const double tbs = bytes / (ms * 1e-3) / 1e12;
+      std::printf("| %d | %d | %.0f | %.1f | %.3f | %.3f | %.2f | %d |\n", batch, context, bytes / (1 << 20), ms * 1e3, tbs,
+                  read_tbs, tbs / read_tbs, launches[0].split.chunk_entries > 0 ? launches[0].split.max_splits : 1);
+    }
+  }
+
+  // Quest and sink+window at 32k, budget 2,048 tokens (128 pages), batch 16 (and 1).
+  std::printf("\n## Sparse decode at 32k context, 2,048-token budget\n\n");
+  std::printf("| batch | mode | time us | dense us | speedup | byte floor us | vs floor |\n|---|---|---|---|---|---|---|\n");
+  const int32_t context = quick ? 8192 : 32768, budget_pages = 128;
+  for (int32_t batch : {16, 1}) {
+    auto sets = make_sets(batch, context);
+    const int32_t pages_per_seq = context / kPage;
+    std::vector<Launch> dense, window, quest;
+    for (auto& tables : sets) {
+      std::vector<std::vector<int32_t>> all(batch), sw(batch);
+      for (int32_t s = 0; s < batch; ++s) {
+        all[s].resize(pages_per_seq);
+        std::iota(all[s].begin(), all[s].end(), 0);
+        for (int32_t lp = 0; lp < 4; ++lp) sw[s].push_back(lp);  // 64 sink tokens
+        for (int32_t lp = pages_per_seq - (budget_pages - 4); lp < pages_per_seq; ++lp) sw[s].push_back(lp);
+      }
+      dense.push_back(MakeLaunch(tables, all, context, target));
+      window.push_back(MakeLaunch(tables, sw, context, target));
+      // Quest: rows sized to the budget, filled by QuestSelect from all resident pages.
+      std::vector<std::vector<int32_t>> budget_rows(batch, std::vector<int32_t>(budget_pages, 0));
+      Launch ql = MakeLaunch(tables, budget_rows, context, target);
+      quest.push_back(ql);
+    }
+    // Quest candidate inputs, per set: the whole table.
+    struct QuestIn {
+      int32_t *q_row, *cand_begin, *cand_count, *cand_pages, *cand_logical, *budget, *out_begin;
+    };
+    std::vector<QuestIn> qins;
+    for (auto& tables : sets) {
+      std::vector<int32_t> q_row(batch), cb(batch), cn(batch, pages_per_seq), cp, cl, bud(batch, budget_pages), ob;
+      for (int32_t s = 0; s < batch; ++s) {
+        q_row[s] = s;
+        cb[s] = s * pages_per_seq;
+        for (int32_t lp = 0; lp < pages_per_seq; ++lp) {
+          cp.push_back(tables[s][lp]);
+          cl.push_back(lp);
+        }
+        for (int32_t h = 0; h < kKvHeads; ++h) ob.push_back((s * kKvHeads + h) * budget_pages);
+      }
+      qins.push_back({Upload(q_row), Upload(cb), Upload(cn), Upload(cp), Upload(cl), Upload(bud), Upload(ob)});
+    }
+    auto run = [&](std::vector<Launch>& ls, bool select) {
+      return MedianMs([&](int i) {
+        const size_t k = i % ls.size();
+        if (select) {
+          lil::cuda::QuestSelectParams qp;
+          qp.q = q;
+          qp.kv = pool.View();
+          qp.num_seqs = batch;
+          qp.num_heads = kHeads;
+          qp.q_row = qins[k].q_row;
+          qp.cand_begin = qins[k].cand_begin;
+          qp.cand_count = qins[k].cand_count;
+          qp.cand_pages = qins[k].cand_pages;
+          qp.cand_logical = qins[k].cand_logical;
+          qp.budget_pages = qins[k].budget;
+          qp.out_begin = qins[k].out_begin;
+          qp.out_pages = ls[k].pages;
+          qp.out_logical = ls[k].logical;
+          CHECK(lil::cuda::QuestSelect(qp, nullptr));
+        }
+        CHECK(lil::cuda::PagedAttention(Params(pool, ls[k], batch, q, out), nullptr));
+      }, 10, 7);
+    };
+    const double dense_ms = run(dense, false);
+    const double sw_ms = run(window, false);
+    const double quest_ms = run(quest, true);
+    const double kv_sel = static_cast<double>(batch) * budget_pages * kPage * kKvHeads * kDim * 2 * 2;
+    const double meta = static_cast<double>(batch) * pages_per_seq * kKvHeads * 2 * kDim * 2;
+    const double floor_sw = kv_sel / (read_tbs * 1e12) * 1e6, floor_q = (kv_sel + meta) / (read_tbs * 1e12) * 1e6;
+    std::printf("| %d | dense | %.1f | %.1f | 1.00x | %.1f | %.2fx |\n", batch, dense_ms * 1e3, dense_ms * 1e3,
+                static_cast<double>(batch) * context * kKvHeads * kDim * 4 / (read_tbs * 1e12) * 1e6,
+                dense_ms * 1e3 / (static_cast<double>(batch) * context * kKvHeads * kDim * 4 / (read_tbs * 1e12) * 1e6));
+    std::printf("| %d | sink+window | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n", batch, sw_ms * 1e3, dense_ms * 1e3,
+                dense_ms / sw_ms, floor_sw, sw_ms * 1e3 / floor_sw);
+    std::printf("| %d | quest (score+select+attend) | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n", batch, quest_ms * 1e3,
+                dense_ms * 1e3, dense_ms / quest_ms, floor_q, quest_ms * 1e3 / floor_q);
+  }
+  return 0;
+}
