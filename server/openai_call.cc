@@ -5,7 +5,9 @@
 #include <dirent.h>
 #include <netdb.h>
 #include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include <cerrno>
 #include <cstdlib>
@@ -20,9 +22,8 @@ namespace {
 
 int64_t NowMicros() { return SystemClock::Get()->NowMicros(); }
 
-// How often a request with no output yet (waiting, a long prefill) looks for a client that
-// hung up.
-constexpr absl::Duration kPollInterval = absl::Milliseconds(50);
+// poll() wakes on outputs and hang-ups; the timeout only bounds a missed wake-up.
+constexpr int kPollTimeoutMs = 1000;
 
 bool SameEndpoint(const sockaddr_storage& a, socklen_t len, const std::string& ip, int port) {
   char host[NI_MAXHOST], serv[NI_MAXSERV];
@@ -57,6 +58,26 @@ int FindConnectionSocket(const std::string& local_ip, int local_port, const std:
   return found;
 }
 
+// An eventfd the engine thread bumps after each output of the request.
+struct OpenAiCall::Wakeup {
+  int fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+  ~Wakeup() {
+    if (fd >= 0) close(fd);
+  }
+  void Notify() const {
+    const uint64_t one = 1;
+    if (fd >= 0 && write(fd, &one, sizeof(one)) < 0) {
+      // EAGAIN only when the counter is full: a wake-up is pending anyway.
+    }
+  }
+  void Clear() const {
+    uint64_t n = 0;
+    if (fd >= 0 && read(fd, &n, sizeof(n)) < 0) {
+      // EAGAIN: nothing pending.
+    }
+  }
+};
+
 OpenAiCall::OpenAiCall(ServerCore* core, int socket_fd)
     : core_(core),
       socket_fd_(socket_fd),
@@ -66,11 +87,11 @@ OpenAiCall::OpenAiCall(ServerCore* core, int socket_fd)
 OpenAiCall::~OpenAiCall() {
   if (stream_ && !final_taken_) {
     Cancel();
+    // A cancelled request finishes at the engine's next step (EngineLoop::Stop finishes
+    // every live one too).
     RequestOutput out;
-    // A cancelled request finishes at the engine's next step; the bound only guards a bug.
-    const absl::Time end = absl::Now() + absl::Seconds(120);
-    while (!final_taken_ && absl::Now() < end) Next(&out);
-    if (!final_taken_) LIL_LOG_WARN("openai: request {} did not finish after cancel", name_);
+    while (Next(&out)) {
+    }
   }
   if (reserved_) core_->registry.Release(name_);
 }
@@ -98,6 +119,8 @@ bool OpenAiCall::Start(const OpenAiRequest& request, const std::string& request_
   stream_ = std::move(*stream);
   queue_s_ = (NowMicros() - arrival_micros_) * 1e-6;
   core_->registry.Bind(name_, stream_->id());
+  wakeup_ = std::make_shared<Wakeup>();
+  stream_->SetNotifier([w = wakeup_] { w->Notify(); });
   return true;
 }
 
@@ -112,6 +135,15 @@ bool OpenAiCall::PeerClosed() const {
   return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR);
 }
 
+void OpenAiCall::Wait() {
+  pollfd fds[2] = {{wakeup_->fd, POLLIN, 0}, {socket_fd_, POLLRDHUP, 0}};
+  // Only a hang-up of the socket matters (POLLHUP / POLLERR come unasked); not POLLIN, which a
+  // client sending its next request early would keep raising.
+  const nfds_t n = socket_fd_ >= 0 && !cancelled_ ? 2 : 1;
+  if (poll(fds, n, kPollTimeoutMs) > 0 && (fds[0].revents & POLLIN) != 0) wakeup_->Clear();
+  if (!cancelled_ && PeerClosed()) Cancel();
+}
+
 void OpenAiCall::Cancel() {
   if (cancelled_ || !stream_ || final_taken_) return;
   cancelled_ = true;
@@ -122,9 +154,7 @@ bool OpenAiCall::Next(RequestOutput* merged) {
   *merged = RequestOutput();
   if (!stream_ || final_taken_) return false;
   RequestOutput out;
-  while (!stream_->Next(&out, kPollInterval)) {
-    if (!cancelled_ && PeerClosed()) Cancel();
-  }
+  while (!stream_->TryNext(&out)) Wait();
   int32_t new_tokens = 0;
   bool more = true;
   while (more) {

@@ -2,9 +2,10 @@
 // One OpenAI-API generation on an HTTP worker thread: the same steps as a gRPC Generate
 // (server/generate_reactor.h) on the same ServerCore: admission, ConvertRequest, the request
 // registry (Control.Abort and draining find it), EngineLoop::Submit, and the same Metrics
-// calls (rejections by code, tokens, one RequestRecord at the finish). HTTP workers may block,
-// so outputs are read with RequestStream::Next; between outputs the client's socket is polled,
-// and a closed connection cancels the request at the engine's next step.
+// calls (rejections by code, tokens, one RequestRecord at the finish). HTTP workers may block:
+// a worker sleeps in poll() on both the request's outputs (an eventfd the engine's notifier
+// bumps) and the client's socket, so a client that hangs up, even while its request waits or
+// prefills, is cancelled at once and the engine drops it at its next step.
 #pragma once
 
 #include <memory>
@@ -45,7 +46,10 @@ class OpenAiCall {
   int64_t arrival_unix_s() const { return arrival_unix_s_; }
 
  private:
+  struct Wakeup;
   bool PeerClosed() const;
+  // Sleeps until an output is queued or the client hangs up (then cancels).
+  void Wait();
   void OnFinal(const RequestOutput& out);
 
   ServerCore* core_;
@@ -56,6 +60,7 @@ class OpenAiCall {
   bool reserved_ = false;
   MonitorMode monitor_mode_ = MonitorMode::kOff;
   std::shared_ptr<RequestStream> stream_;
+  std::shared_ptr<Wakeup> wakeup_;  // shared with the stream's notifier
   double queue_s_ = -1;
   int64_t first_token_micros_ = -1;
   int64_t last_token_micros_ = -1;
