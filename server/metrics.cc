@@ -1,6 +1,8 @@
 // File: server/metrics.cc
 #include "server/metrics.h"
 
+#include <algorithm>
+
 #include <prometheus/text_serializer.h>
 
 namespace lil {
@@ -44,6 +46,8 @@ Buckets LatencyBuckets() {
 struct Metrics::Vllm {
   prometheus::Gauge *running, *waiting, *kv_usage;
   prometheus::Histogram *ttft, *tpot, *itl, *e2e, *queue, *prompt_hist, *gen_hist;
+  prometheus::Histogram *prefill, *decode, *inference;  // phases after the queue
+  prometheus::Histogram* max_gen_hist;  // n = 1: the generation tokens
   prometheus::Counter *prompt_tokens, *gen_tokens, *preemptions;
   prometheus::Family<prometheus::Counter>* success;
   std::map<std::string, std::string> labels;
@@ -75,11 +79,23 @@ struct Metrics::Vllm {
     queue = &BuildHistogram().Name("vllm:request_queue_time_seconds")
                  .Help("Histogram of time spent in WAITING phase for request.").Register(r)
                  .Add(labels, req_b);
+    prefill = &BuildHistogram().Name("vllm:request_prefill_time_seconds")
+                   .Help("Histogram of time spent in PREFILL phase for request.").Register(r)
+                   .Add(labels, req_b);
+    decode = &BuildHistogram().Name("vllm:request_decode_time_seconds")
+                  .Help("Histogram of time spent in DECODE phase for request.").Register(r)
+                  .Add(labels, req_b);
+    inference = &BuildHistogram().Name("vllm:request_inference_time_seconds")
+                     .Help("Histogram of time spent in RUNNING phase for request.").Register(r)
+                     .Add(labels, req_b);
     const Buckets tok_b{1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10000, 20000, 50000};
     prompt_hist = &BuildHistogram().Name("vllm:request_prompt_tokens")
                        .Help("Number of prefill tokens processed.").Register(r).Add(labels, tok_b);
     gen_hist = &BuildHistogram().Name("vllm:request_generation_tokens")
                     .Help("Number of generation tokens processed.").Register(r).Add(labels, tok_b);
+    max_gen_hist = &BuildHistogram().Name("vllm:request_max_num_generation_tokens")
+                        .Help("Histogram of maximum number of requested generation tokens.")
+                        .Register(r).Add(labels, tok_b);
     prompt_tokens = &BuildCounter().Name("vllm:prompt_tokens_total")
                          .Help("Number of prefill tokens processed.").Register(r).Add(labels);
     gen_tokens = &BuildCounter().Name("vllm:generation_tokens_total")
@@ -238,9 +254,16 @@ void Metrics::OnRequest(const RequestRecord& r) {
     vllm_->gen_tokens->Increment(r.usage.completion_tokens);
     vllm_->prompt_hist->Observe(r.usage.prompt_tokens);
     vllm_->gen_hist->Observe(r.usage.completion_tokens);
+    vllm_->max_gen_hist->Observe(r.usage.completion_tokens);
     if (r.ttft_s >= 0) vllm_->ttft->Observe(r.ttft_s);
     if (r.queue_s >= 0) vllm_->queue->Observe(r.queue_s);
     vllm_->e2e->Observe(r.e2e_s);
+    // vLLM's phases: scheduled -> first token (prefill) -> last token (decode).
+    if (r.ttft_s >= 0 && r.queue_s >= 0) {
+      vllm_->prefill->Observe(std::max(0.0, r.ttft_s - r.queue_s));
+      vllm_->decode->Observe(std::max(0.0, r.e2e_s - r.ttft_s));
+      vllm_->inference->Observe(std::max(0.0, r.e2e_s - r.queue_s));
+    }
   }
 }
 

@@ -102,6 +102,12 @@ TEST(Metrics, VllmCompat) {
   EXPECT_THAT(text, HasSubstr("vllm:time_to_first_token_seconds_bucket{model_name=\"smol\",le=\"0.04\"} 3"));
   EXPECT_THAT(text, HasSubstr("vllm:e2e_request_latency_seconds_bucket{model_name=\"smol\",le=\"0.8\"} 3"));
   EXPECT_THAT(text, HasSubstr("vllm:generation_tokens_total{model_name=\"smol\"} 90"));
+  // Phases of vLLM's dashboard: prefill 0.028 s, decode 0.77 s, inference 0.798 s.
+  EXPECT_THAT(text, HasSubstr("vllm:request_prefill_time_seconds_bucket{model_name=\"smol\",le=\"0.3\"} 3"));
+  EXPECT_THAT(text, HasSubstr("vllm:request_decode_time_seconds_bucket{model_name=\"smol\",le=\"0.5\"} 0"));
+  EXPECT_THAT(text, HasSubstr("vllm:request_decode_time_seconds_bucket{model_name=\"smol\",le=\"0.8\"} 3"));
+  EXPECT_THAT(text, HasSubstr("vllm:request_inference_time_seconds_count{model_name=\"smol\"} 3"));
+  EXPECT_THAT(text, HasSubstr("vllm:request_max_num_generation_tokens_sum{model_name=\"smol\"} 90"));
   EXPECT_THAT(text, HasSubstr("lilserve_requests_total"));  // native series stay
 }
 
