@@ -105,6 +105,9 @@ struct Metrics::Vllm {
                        .Add(labels);
     success = &BuildCounter().Name("vllm:request_success_total")
                    .Help("Count of successfully processed requests.").Register(r);
+    for (const char* reason : {"stop", "length", "abort"}) {
+      success->Add({{"model_name", model}, {"finished_reason", reason}});
+    }
   }
 };
 
@@ -127,6 +130,12 @@ void Metrics::AddNative() {
   rejected_ = &BuildCounter().Name("lilserve_requests_rejected_total")
                    .Help("Generate calls refused before reaching the engine, by gRPC code.")
                    .Register(r);
+  // Series that exist from the start at 0: a burst of refusals before the first scrape still
+  // shows in rate()/increase() (alert LilserveHighErrorRate, deploy/).
+  for (const char* code : {"INVALID_ARGUMENT", "UNAUTHENTICATED", "RESOURCE_EXHAUSTED", "UNAVAILABLE",
+                           "ALREADY_EXISTS", "INTERNAL"}) {
+    rejected_->Add({{"code", code}});
+  }
   prompt_tokens_ = &BuildCounter().Name("lilserve_prompt_tokens_total")
                         .Help("Prompt tokens of finished requests.").Register(r).Add({});
   generation_tokens_ = &BuildCounter().Name("lilserve_generation_tokens_total")

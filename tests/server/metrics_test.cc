@@ -70,6 +70,8 @@ TEST(Metrics, NativeSeriesAndValues) {
   EXPECT_THAT(text, HasSubstr("lilserve_sparse_selected_pages_sum 3"));
   EXPECT_THAT(text, HasSubstr("lilserve_inter_token_latency_seconds_count 2"));
   EXPECT_THAT(text, HasSubstr("lilserve_requests_rejected_total{code=\"INVALID_ARGUMENT\"} 1"));
+  // Refusal codes exist at 0 before any refusal, so rate() sees the first burst.
+  EXPECT_THAT(text, HasSubstr("lilserve_requests_rejected_total{code=\"RESOURCE_EXHAUSTED\"} 0"));
   // 30 ms TTFT lands in a sub-100 ms bucket.
   EXPECT_THAT(text, HasSubstr("lilserve_time_to_first_token_seconds_bucket{le=\"0.035\"} 3"));
 }
