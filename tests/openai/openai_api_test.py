@@ -368,6 +368,18 @@ def test_abort_by_request_id(d, c):
     print("ok Control.Abort of an HTTP request by X-Request-Id (finish aborted)", flush=True)
 
 
+def test_lilctl_bench(d):
+    """lilctl bench --http: the load generator's OpenAI mode (docs/PERF.md) counts every token."""
+    lilctl = os.environ.get("LILCTL", os.path.join(os.environ.get("LILSERVE_BUILD", "build"), "tools", "lilctl"))
+    p = subprocess.run([lilctl, "bench", "--http", f"http://127.0.0.1:{d.http_port}", "-n", "3", "-c", "3",
+                        "--prompt-tokens-min", "4", "--prompt-tokens-max", "8", "--output-tokens-min", "4",
+                        "--output-tokens-max", "4", "--progress", "false"], capture_output=True, text=True,
+                       timeout=120)
+    check(p.returncode == 0 and "OpenAI HTTP API" in p.stdout and "requests 3, concurrency 3, failed 0" in p.stdout
+          and "output tokens 12" in p.stdout and "LENGTH=3" in p.stdout, f"lilctl bench --http: {p.stdout}{p.stderr}")
+    print("ok lilctl bench --http", flush=True)
+
+
 def cert_for_127(directory):
     cert, key = os.path.join(directory, "cert.pem"), os.path.join(directory, "key.pem")
     p = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
@@ -494,6 +506,7 @@ def main():
         test_metrics_like_grpc(d, c)
         test_disconnect(d, c)
         test_abort_by_request_id(d, c)
+        test_lilctl_bench(d)
         check(d.stop() == 0, "lilserve did not exit 0 on SIGTERM")
     except SystemExit:
         print(d.logs())

@@ -1,12 +1,16 @@
 // File: tools/lilctl/client_bench_cmd.cc
 // `lilctl bench`: a load generator. N requests over C concurrent streams against a lilserve
-// daemon (--server) or, with --in-process MODEL, against an EngineLoop in this process with
-// the same requests, so the difference is the server's overhead (gRPC + reactor + proto).
+// daemon (--server, gRPC), its OpenAI-compatible HTTP API (--http URL: streamed
+// /v1/completions, server-sent events, one connection per request) or, with --in-process
+// MODEL, an EngineLoop in this process with the same requests, so the differences are the
+// server's overhead (gRPC + reactor + proto, or HTTP + JSON + SSE).
 // Prompt and output lengths are uniform in [min, max]; prompts are random token ids and
 // outputs ignore EOS, so every run generates exactly the same number of tokens.
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
+#include <functional>
 #include <iomanip>
 #include <iostream>
 #include <map>
@@ -14,7 +18,14 @@
 #include <random>
 #include <thread>
 
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
 
 #include "engine/engine_loop.h"
 #include "lilserve/v1/lilserve.grpc.pb.h"
@@ -31,6 +42,7 @@ struct BenchFlags {
   ClientFlags client;
   ModelFlags model;
   bool in_process = false;
+  std::string http;  // OpenAI API base URL, http://HOST:PORT
   int32_t requests = 32, concurrency = 8;
   int32_t prompt_min = 32, prompt_max = 128, output_min = 32, output_max = 64;
   int32_t max_running_seqs = 64;
@@ -123,6 +135,164 @@ Result RunRemote(const BenchFlags& f, v1::Inference::Stub& stub, const Spec& s) 
   return r;
 }
 
+// --http: one streamed /v1/completions per connection (Connection: close), read as SSE.
+// Plain HTTP/1.1 over a socket: the client's cost stays small and visible.
+class HttpStream {
+ public:
+  ~HttpStream() {
+    if (fd_ >= 0) close(fd_);
+  }
+  // Connects and sends; false with `error` set.
+  bool Send(const std::string& host, const std::string& port, double timeout_s, const std::string& head,
+            const std::string& body, std::string* error) {
+    addrinfo hints{}, *res = nullptr;
+    hints.ai_socktype = SOCK_STREAM;
+    if (int e = getaddrinfo(host.c_str(), port.c_str(), &hints, &res); e != 0) {
+      *error = std::string("resolve ") + host + ": " + gai_strerror(e);
+      return false;
+    }
+    for (addrinfo* a = res; a != nullptr && fd_ < 0; a = a->ai_next) {
+      fd_ = socket(a->ai_family, a->ai_socktype, a->ai_protocol);
+      if (fd_ >= 0 && connect(fd_, a->ai_addr, a->ai_addrlen) != 0) {
+        close(fd_);
+        fd_ = -1;
+      }
+    }
+    freeaddrinfo(res);
+    if (fd_ < 0) {
+      *error = "connect " + host + ":" + port + " failed";
+      return false;
+    }
+    const int one = 1;
+    setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+    if (timeout_s > 0) {
+      timeval tv{static_cast<time_t>(timeout_s), static_cast<suseconds_t>((timeout_s - static_cast<int64_t>(timeout_s)) * 1e6)};
+      setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    }
+    const std::string req = head + body;
+    for (size_t sent = 0; sent < req.size();) {
+      const ssize_t n = ::send(fd_, req.data() + sent, req.size() - sent, MSG_NOSIGNAL);
+      if (n <= 0) {
+        *error = "send failed";
+        return false;
+      }
+      sent += n;
+    }
+    return true;
+  }
+  // Calls `on_event` with each SSE event's data; returns the HTTP status (0: no response).
+  int Read(const std::function<void(const std::string&)>& on_event, std::string* body) {
+    std::string raw, decoded;
+    bool head_done = false, chunked = false, eof = false;
+    int status = 0;
+    size_t chunk_left = 0;  // chunked: bytes of the current chunk still to take
+    bool in_chunk = false;
+    char buf[16384];
+    while (!eof) {
+      const ssize_t n = recv(fd_, buf, sizeof(buf), 0);
+      if (n <= 0) break;
+      raw.append(buf, n);
+      if (!head_done) {
+        const size_t end = raw.find("\r\n\r\n");
+        if (end == std::string::npos) continue;
+        const std::string head = raw.substr(0, end);
+        if (head.size() > 12) status = std::atoi(head.c_str() + 9);  // "HTTP/1.1 200"
+        std::string lower = head;
+        std::transform(lower.begin(), lower.end(), lower.begin(), ::tolower);
+        chunked = lower.find("transfer-encoding: chunked") != std::string::npos;
+        raw.erase(0, end + 4);
+        head_done = true;
+      }
+      if (!chunked) {
+        decoded += raw;
+        raw.clear();
+      }
+      while (chunked && !eof) {
+        if (!in_chunk) {
+          const size_t eol = raw.find("\r\n");
+          if (eol == std::string::npos) break;
+          chunk_left = std::strtoul(raw.substr(0, eol).c_str(), nullptr, 16);
+          raw.erase(0, eol + 2);
+          if (chunk_left == 0) eof = true;
+          in_chunk = true;
+        } else {
+          if (raw.size() < chunk_left + 2) break;
+          decoded.append(raw, 0, chunk_left);
+          raw.erase(0, chunk_left + 2);
+          in_chunk = false;
+        }
+      }
+      if (status != 200) continue;
+      for (size_t end; (end = decoded.find("\n\n")) != std::string::npos;) {
+        std::string ev = decoded.substr(0, end);
+        decoded.erase(0, end + 2);
+        if (ev.rfind("data: ", 0) == 0) on_event(ev.substr(6));
+      }
+    }
+    *body = decoded;
+    return status;
+  }
+
+ private:
+  int fd_ = -1;
+};
+
+Result RunHttp(const BenchFlags& f, const std::string& host, const std::string& port, const Spec& s) {
+  nlohmann::json req = {{"prompt", s.prompt}, {"max_tokens", s.max_tokens}, {"temperature", 0},
+                        {"ignore_eos", true}, {"stream", true},
+                        {"stream_options", {{"include_usage", true}}}, {"return_token_ids", true}};
+  if (!f.sparse_mode.empty()) req["sparse"]["mode"] = f.sparse_mode;
+  if (f.sparse_budget_tokens > 0) req["sparse"]["budget_tokens"] = f.sparse_budget_tokens;
+  if (!f.monitor_mode.empty()) req["monitor"]["mode"] = f.monitor_mode;
+  if (f.monitor_interval_tokens > 0) req["monitor"]["interval_tokens"] = f.monitor_interval_tokens;
+  if (f.monitor_min_gain_bytes >= 0) req["monitor"]["min_gain_bytes"] = f.monitor_min_gain_bytes;
+  const std::string body = req.dump();
+  std::string token = f.client.token;
+  if (token.empty() && std::getenv("LILSERVE_TOKEN") != nullptr) token = std::getenv("LILSERVE_TOKEN");
+  std::string head = "POST /v1/completions HTTP/1.1\r\nHost: " + host + ":" + port +
+                     "\r\nContent-Type: application/json\r\nAccept: text/event-stream\r\n"
+                     "Connection: close\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+  if (!token.empty()) head += "Authorization: Bearer " + token + "\r\n";
+  head += "\r\n";
+  Result r;
+  Timer timer;
+  HttpStream http;
+  std::string error, rest;
+  if (!http.Send(host, port, f.client.timeout_s, head, body, &error)) {
+    r.ok = false;
+    r.reason = error;
+    return r;
+  }
+  const int status = http.Read([&](const std::string& data) {
+    if (data == "[DONE]") return;
+    const nlohmann::json ev = nlohmann::json::parse(data, nullptr, false);
+    if (ev.is_discarded() || ev.contains("error")) {
+      r.ok = false;
+      r.reason = "sse error";
+      return;
+    }
+    if (!ev["choices"].empty()) {
+      const nlohmann::json& c = ev["choices"][0];
+      if (c.contains("token_ids")) timer.Tokens(r, static_cast<int32_t>(c["token_ids"].size()));
+    }
+    if (ev.contains("lilserve")) {
+      std::string reason = ev["lilserve"].value("finish_reason", "");
+      std::transform(reason.begin(), reason.end(), reason.begin(), ::toupper);
+      r.reason = reason;  // the gRPC names: LENGTH, EARLY_STOP, ...
+    }
+    if (ev.contains("usage") && ev["usage"].is_object()) r.saved = ev["usage"].value("tokens_saved", 0);
+  }, &rest);
+  if (status != 200) {
+    r.ok = false;
+    r.reason = "http:" + std::to_string(status);
+  } else if (r.reason.empty() && r.ok) {
+    r.ok = false;
+    r.reason = "no finish";
+  }
+  r.e2e = std::chrono::duration<double>(Clock::now() - timer.start).count();
+  return r;
+}
+
 Result RunLocal(const BenchFlags& f, EngineLoop& loop, const Spec& s) {
   SchedulerRequest req;
   req.prompt = s.prompt;
@@ -180,7 +350,10 @@ void Report(const BenchFlags& f, const std::vector<Result>& results, double wall
   }
   auto ms = [](double s) { return s * 1e3; };
   std::cout << std::fixed << std::setprecision(1);
-  std::cout << "target: " << (f.in_process ? "in-process EngineLoop (" + f.model.model + ")" : f.client.server)
+  const std::string target = f.in_process        ? "in-process EngineLoop (" + f.model.model + ")"
+                             : !f.http.empty() ? "OpenAI HTTP API " + f.http
+                                               : "gRPC " + f.client.server;
+  std::cout << "target: " << target
             << "\nrequests " << results.size() << ", concurrency " << f.concurrency << ", failed "
             << failed << ", wall " << wall << " s\n"
             << "throughput: " << tokens / wall << " output tok/s, "
@@ -205,7 +378,20 @@ void Run(const BenchFlags& f) {
   std::unique_ptr<Model> model;
   std::unique_ptr<EngineLoop> loop;
   std::unique_ptr<v1::Inference::Stub> stub;
-  if (f.in_process) {
+  std::string http_host, http_port;
+  if (!f.http.empty()) {
+    // http://HOST:PORT[/...]; HTTPS needs a TLS client lilctl does not link.
+    const std::string prefix = "http://";
+    const std::string rest = f.http.substr(0, prefix.size()) == prefix ? f.http.substr(prefix.size()) : "";
+    const std::string authority = rest.substr(0, rest.find('/'));
+    const size_t colon = authority.rfind(':');
+    if (authority.empty() || colon == std::string::npos || colon + 1 == authority.size()) {
+      std::cerr << "lilctl bench: --http must be http://HOST:PORT (plain HTTP), got \"" << f.http << "\"\n";
+      throw CLI::RuntimeError(2);
+    }
+    http_host = authority.substr(0, colon);
+    http_port = authority.substr(colon + 1);
+  } else if (f.in_process) {
     model = f.model.LoadOrDie();
     EngineLoopOptions o;
     o.scheduler.max_running_seqs = f.max_running_seqs;
@@ -226,7 +412,9 @@ void Run(const BenchFlags& f) {
   for (int32_t w = 0; w < f.concurrency; ++w) {
     workers.emplace_back([&] {
       for (int32_t i = next++; i < static_cast<int32_t>(specs.size()); i = next++) {
-        results[i] = f.in_process ? RunLocal(f, *loop, specs[i]) : RunRemote(f, *stub, specs[i]);
+        results[i] = f.in_process      ? RunLocal(f, *loop, specs[i])
+                     : !f.http.empty() ? RunHttp(f, http_host, http_port, specs[i])
+                                       : RunRemote(f, *stub, specs[i]);
         tokens += results[i].tokens;
         ++done;
       }
@@ -259,6 +447,9 @@ CommandRegistrar reg([](CLI::App& app) {
   f->client.Add(cmd, true);
   cmd->add_flag("--in-process", f->in_process,
                 "run the same requests on an in-process EngineLoop (--model) instead of --server");
+  cmd->add_option("--http", f->http,
+                  "bench the OpenAI HTTP API at this URL (http://HOST:PORT, lilserve --http-port) "
+                  "instead of gRPC --server");
   f->model.Add(cmd);
   cmd->add_option("-n,--requests", f->requests, "requests in all")->capture_default_str();
   cmd->add_option("-c,--concurrency", f->concurrency, "concurrent streams")->capture_default_str();
@@ -280,6 +471,10 @@ CommandRegistrar reg([](CLI::App& app) {
   cmd->callback([f] {
     if (f->requests <= 0 || f->concurrency <= 0) {
       std::cerr << "lilctl bench: --requests and --concurrency must be > 0\n";
+      throw CLI::RuntimeError(2);
+    }
+    if (f->in_process && !f->http.empty()) {
+      std::cerr << "lilctl bench: --in-process and --http exclude each other\n";
       throw CLI::RuntimeError(2);
     }
     Run(*f);
