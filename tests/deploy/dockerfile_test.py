@@ -18,7 +18,7 @@ import subprocess
 import tempfile
 import time
 
-from deploy_common import BUILD, DEPLOY, ROOT, check, fail
+from deploy_common import BUILD, DEPLOY, ROOT, check
 
 DOCKERFILE = os.path.join(DEPLOY, "Dockerfile")
 PACKAGE_TOOLS = re.compile(r"\b(apt|apt-get|dpkg|pip3?|npm|yarn|curl|wget|conda|add-apt-repository)\b")
@@ -123,7 +123,7 @@ def test_staged_layout():
         port, mport = free_port(), free_port()
         log = open(os.path.join(stage, "log.txt"), "w")
         # As the pod runs it: working directory /opt/lilserve (relative default model), the
-        # ConfigMap's flags file; only the addresses differ.
+        # ConfigMap's flags file; only the addresses, the KV size and the drain differ.
         daemon = subprocess.Popen(
             [os.path.join(opt, "bin", "lilserve"), "--config", os.path.join(DEPLOY, "kubernetes", "base", "lilserve.toml"),
              "--host", "127.0.0.1", "--port", str(port), "--metrics-host", "127.0.0.1",

@@ -8,7 +8,6 @@
 # grace period covers the drain, selectors select what they should.
 import json
 import os
-import re
 import subprocess
 import sys
 

@@ -14,7 +14,7 @@ import tempfile
 
 import yaml
 
-from deploy_common import DEPLOY, ROOT, check, fail
+from deploy_common import DEPLOY, check
 
 PROM = os.path.join(DEPLOY, "prometheus")
 RULE_FILES = sorted(glob.glob(os.path.join(PROM, "rules", "*.rules.yml")))
