@@ -35,11 +35,18 @@ struct CpuBackend::Batch {
 };
 
 CpuBackend::CpuBackend(const ModelConfig& config, CpuWeights weights, int32_t num_pages,
-                       int32_t page_size)
-    : config_(config), w_(std::move(weights)), num_pages_(num_pages), page_size_(page_size) {
+                       int32_t page_size, const TpShard& shard, Communicator* comm)
+    : config_(config),
+      shard_(shard),
+      local_(ShardConfig(config, shard)),
+      comm_(comm),
+      w_(std::move(weights)),
+      num_pages_(num_pages),
+      page_size_(page_size) {
   inv_freq_ = config_.RopeInvFreq();
-  const size_t pool = static_cast<size_t>(num_pages) * config.num_kv_heads * page_size * config.head_dim;
-  const size_t meta = static_cast<size_t>(num_pages) * config.num_kv_heads * 2 * config.head_dim;
+  const size_t pool =
+      static_cast<size_t>(num_pages) * local_.num_kv_heads * page_size * config.head_dim;
+  const size_t meta = static_cast<size_t>(num_pages) * local_.num_kv_heads * 2 * config.head_dim;
   k_pool_.assign(config.num_layers, std::vector<float>(pool));
   v_pool_.assign(config.num_layers, std::vector<float>(pool));
   quest_pool_.assign(config.num_layers, std::vector<float>(meta));
@@ -54,16 +61,32 @@ absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(const ModelConfig
 
 absl::StatusOr<std::unique_ptr<CpuBackend>> CpuBackend::Create(const ModelConfig& config,
                                                                CpuWeights weights,
-                                                               const KvCacheOptions& kv) {
+                                                               const KvCacheOptions& kv,
+                                                               const CpuRankOptions& rank) {
   if (kv.page_size <= 0) return InvalidArgument("page_size must be positive, got ", kv.page_size);
+  LIL_RETURN_IF_ERROR(CheckTensorParallel(config, rank.world));
+  if (rank.rank < 0 || rank.rank >= rank.world) {
+    return InvalidArgument("rank ", rank.rank, " is outside [0, ", rank.world, ")");
+  }
+  if (rank.world > 1 && (rank.comm == nullptr || rank.comm->world_size() != rank.world ||
+                         rank.comm->rank() != rank.rank)) {
+    return InvalidArgument("rank ", rank.rank, " of ", rank.world,
+                           " needs a Communicator of that rank and size");
+  }
+  const TpShard shard = MakeTpShard(config, rank.rank, rank.world);
+  const ModelConfig local = ShardConfig(config, shard);
   int64_t pages = kv.num_pages;
-  if (pages <= 0) pages = kv.kv_bytes / KvBytesPerPage(config, kv.page_size, sizeof(float));
+  if (pages <= 0) pages = kv.kv_bytes / KvBytesPerPage(local, kv.page_size, sizeof(float));
   if (pages < 1) {
     return InvalidArgument("KV memory of ", kv.kv_bytes, " bytes holds no page of ", kv.page_size,
-                           " tokens (one page needs ", KvBytesPerPage(config, kv.page_size, 4), ")");
+                           " tokens (one page needs ", KvBytesPerPage(local, kv.page_size, 4), ")");
   }
-  return std::unique_ptr<CpuBackend>(
-      new CpuBackend(config, std::move(weights), static_cast<int32_t>(pages), kv.page_size));
+  return std::unique_ptr<CpuBackend>(new CpuBackend(
+      config, std::move(weights), static_cast<int32_t>(pages), kv.page_size, shard, rank.comm));
+}
+
+absl::Status CpuBackend::AllReduce(float* data, int64_t n) {
+  return shard_.world > 1 ? comm_->AllReduceSum(data, n) : absl::OkStatus();
 }
 
 PagedKvView CpuBackend::LayerView(int32_t layer) {
@@ -72,7 +95,7 @@ PagedKvView CpuBackend::LayerView(int32_t layer) {
   v.v = v_pool_[layer].data();
   v.quest = quest_pool_[layer].data();
   v.num_pages = num_pages_;
-  v.num_kv_heads = config_.num_kv_heads;
+  v.num_kv_heads = local_.num_kv_heads;
   v.page_size = page_size_;
   v.head_dim = config_.head_dim;
   return v;
@@ -81,7 +104,7 @@ PagedKvView CpuBackend::LayerView(int32_t layer) {
 // Dense rows list every resident page for each KV head; Quest sequences (decode tokens in
 // layers past dense_layers) list their own selection per KV head.
 void CpuBackend::BuildAttentionRows(int32_t layer, Batch& b) {
-  const int32_t hkv = config_.num_kv_heads;
+  const int32_t hkv = local_.num_kv_heads;
   const int32_t num_seqs = static_cast<int32_t>(b.seq_first.size());
   b.row_indptr.assign(1, 0);
   b.row_pages.clear();
@@ -97,10 +120,10 @@ void CpuBackend::BuildAttentionRows(int32_t layer, Batch& b) {
       sel_pages.resize(static_cast<size_t>(hkv) * budget);
       sel_logical.resize(sel_pages.size());
       cpu::QuestSelectParams qp;
-      qp.q = b.q.data() + static_cast<int64_t>(b.seq_first[s]) * config_.q_dim();
+      qp.q = b.q.data() + static_cast<int64_t>(b.seq_first[s]) * local_.q_dim();
       qp.kv = LayerView(layer);
       qp.num_seqs = 1;
-      qp.num_heads = config_.num_heads;
+      qp.num_heads = local_.num_heads;
       const int32_t cand_indptr[2] = {0, c1 - c0};
       qp.cand_indptr = cand_indptr;
       qp.cand_pages = b.cand_pages.data() + c0;
@@ -131,8 +154,10 @@ void CpuBackend::BuildAttentionRows(int32_t layer, Batch& b) {
   }
 }
 
-void CpuBackend::RunLayer(int32_t layer, Batch& b, std::vector<float>& x) {
-  const ModelConfig& c = config_;
+// At world > 1 `c` holds this rank's heads and intermediate slice; the row-parallel o_proj and
+// down produce partial sums that the all-reduces complete.
+absl::Status CpuBackend::RunLayer(int32_t layer, Batch& b, std::vector<float>& x) {
+  const ModelConfig& c = local_;
   const CpuLayerWeights& w = w_.layers[layer];
   const int32_t t = b.num_tokens, hid = c.hidden_size, qd = c.q_dim(), kvd = c.kv_dim();
   const int32_t hd = c.head_dim, inter = c.intermediate_size;
@@ -178,17 +203,21 @@ void CpuBackend::RunLayer(int32_t layer, Batch& b, std::vector<float>& x) {
   }
 
   cpu::QLinear({b.attn.data(), w.o_proj.view(), nullptr, b.o.data(), t});
+  LIL_RETURN_IF_ERROR(AllReduce(b.o.data(), static_cast<int64_t>(t) * hid));
   cpu::AddInPlace(x.data(), b.o.data(), static_cast<int64_t>(t) * hid);
   cpu::RmsNorm({x.data(), w.mlp_norm.data(), b.h.data(), t, hid, c.rms_norm_eps});
   cpu::QLinear({b.h.data(), w.gate_up.view(), nullptr, b.gate_up.data(), t});
   cpu::SiluMul({b.gate_up.data(), b.act.data(), t, inter});
   cpu::QLinear({b.act.data(), w.down.view(), nullptr, b.o.data(), t});
+  LIL_RETURN_IF_ERROR(AllReduce(b.o.data(), static_cast<int64_t>(t) * hid));
   cpu::AddInPlace(x.data(), b.o.data(), static_cast<int64_t>(t) * hid);
+  return absl::OkStatus();
 }
 
-// Final norm + LM head for the rows that need logits, then sampling.
-void CpuBackend::Sample(const StepPlan& plan, Batch& b, const std::vector<float>& x,
-                        StepResult& result) {
+// Final norm + LM head for the rows that need logits, then sampling. At world > 1 each rank
+// computes its vocabulary slice, the slices are gathered, and only rank 0 samples.
+absl::Status CpuBackend::Sample(const StepPlan& plan, Batch& b, const std::vector<float>& x,
+                                StepResult& result) {
   const ModelConfig& c = config_;
   const int32_t num_seqs = static_cast<int32_t>(plan.seqs.size());
   std::vector<int32_t> rows;           // token rows that need logits
@@ -203,14 +232,20 @@ void CpuBackend::Sample(const StepPlan& plan, Batch& b, const std::vector<float>
       rows.push_back(b.seq_first[s] + b.seq_len[s] - 1);
     }
   }
-  if (rows.empty()) return;
+  if (rows.empty()) return absl::OkStatus();
   const int32_t r = static_cast<int32_t>(rows.size()), hid = c.hidden_size, vocab = c.vocab_size;
-  std::vector<float> hs(static_cast<size_t>(r) * hid), logits(static_cast<size_t>(r) * vocab);
+  std::vector<float> hs(static_cast<size_t>(r) * hid),
+      logits(static_cast<size_t>(r) * local_.vocab_size);
   for (int32_t i = 0; i < r; ++i) {
     std::copy_n(x.data() + static_cast<int64_t>(rows[i]) * hid, hid, hs.data() + static_cast<int64_t>(i) * hid);
   }
   cpu::RmsNorm({hs.data(), w_.final_norm.data(), hs.data(), r, hid, c.rms_norm_eps});
   cpu::QLinear({hs.data(), w_.lm_head_or_embed().view(), nullptr, logits.data(), r});
+  if (shard_.world > 1) {
+    std::vector<float> local = std::move(logits);
+    LIL_RETURN_IF_ERROR(GatherVocabParallel(*comm_, config_, shard_, local.data(), r, &logits));
+    if (shard_.rank != 0) return absl::OkStatus();
+  }
 
   for (int32_t s = 0; s < num_seqs; ++s) {
     const ScheduledSeq& seq = plan.seqs[s];
@@ -229,6 +264,26 @@ void CpuBackend::Sample(const StepPlan& plan, Batch& b, const std::vector<float>
     out.logprob = so.logprob;
     out.top_logprobs = std::move(so.top_logprobs);
   }
+  return absl::OkStatus();
+}
+
+// h2o: each rank's masses cover its own query heads; their sum over the ranks is the mass
+// TP=1 measures, so the sparse policy sees the same numbers. One all-reduce for the batch.
+absl::Status CpuBackend::ReducePageMass(Batch& b) {
+  if (shard_.world == 1) return absl::OkStatus();
+  std::vector<float> flat;
+  for (size_t s = 0; s < b.page_mass.size(); ++s) {
+    if (b.want_mass[s]) flat.insert(flat.end(), b.page_mass[s].begin(), b.page_mass[s].end());
+  }
+  if (flat.empty()) return absl::OkStatus();  // the same on every rank: it follows the plan
+  LIL_RETURN_IF_ERROR(AllReduce(flat.data(), static_cast<int64_t>(flat.size())));
+  size_t at = 0;
+  for (size_t s = 0; s < b.page_mass.size(); ++s) {
+    if (!b.want_mass[s]) continue;
+    std::copy_n(flat.begin() + at, b.page_mass[s].size(), b.page_mass[s].begin());
+    at += b.page_mass[s].size();
+  }
+  return absl::OkStatus();
 }
 
 absl::StatusOr<StepResult> CpuBackend::Execute(const StepPlan& plan) {
@@ -244,13 +299,15 @@ absl::StatusOr<StepResult> CpuBackend::Execute(const StepPlan& plan) {
   b.cand_indptr.push_back(0);
   for (int32_t s = 0; s < num_seqs; ++s) {
     const ScheduledSeq& seq = plan.seqs[s];
-    SeqState& st = seqs_[seq.id];
-    if (st.history.empty() && st.seed == 0) {
-      st.seed = seq.sampling.seed.value_or(seed_base_ ^ (seq.id.value * 0x9E3779B97F4A7C15ull));
+    if (shard_.rank == 0) {  // the sampler's state; other ranks never sample
+      SeqState& st = seqs_[seq.id];
+      if (st.history.empty() && st.seed == 0) {
+        st.seed = seq.sampling.seed.value_or(seed_base_ ^ (seq.id.value * 0x9E3779B97F4A7C15ull));
+      }
+      if (seq.sampling.seed) st.seed = *seq.sampling.seed;
+      st.history.resize(std::min<size_t>(st.history.size(), seq.start_pos));
+      st.history.insert(st.history.end(), seq.tokens.begin(), seq.tokens.end());
     }
-    if (seq.sampling.seed) st.seed = *seq.sampling.seed;
-    st.history.resize(std::min<size_t>(st.history.size(), seq.start_pos));
-    st.history.insert(st.history.end(), seq.tokens.begin(), seq.tokens.end());
 
     const int32_t n = static_cast<int32_t>(seq.tokens.size());
     b.seq_first.push_back(b.num_tokens);
@@ -281,22 +338,29 @@ absl::StatusOr<StepResult> CpuBackend::Execute(const StepPlan& plan) {
   }
   b.pages_attended.assign(num_seqs, 0);
   const int64_t t = b.num_tokens;
+  const ModelConfig& l = local_;
   b.h.resize(t * c.hidden_size);
-  b.qkv.resize(t * (c.q_dim() + 2 * c.kv_dim()));
-  b.q.resize(t * c.q_dim());
-  b.k.resize(t * c.kv_dim());
-  b.v.resize(t * c.kv_dim());
-  b.attn.resize(t * c.q_dim());
+  b.qkv.resize(t * (l.q_dim() + 2 * l.kv_dim()));
+  b.q.resize(t * l.q_dim());
+  b.k.resize(t * l.kv_dim());
+  b.v.resize(t * l.kv_dim());
+  b.attn.resize(t * l.q_dim());
   b.o.resize(t * c.hidden_size);
-  b.gate_up.resize(t * 2 * c.intermediate_size);
-  b.act.resize(t * c.intermediate_size);
+  b.gate_up.resize(t * 2 * l.intermediate_size);
+  b.act.resize(t * l.intermediate_size);
 
-  std::vector<float> x(t * c.hidden_size);
+  // Vocab-parallel embedding: a token outside this rank's rows reads zeros; the all-reduce
+  // adds the one rank's row to zeros, which is exact.
+  std::vector<float> x(t * c.hidden_size, 0.0f);
   for (int32_t i = 0; i < b.num_tokens; ++i) {
-    cpu::QDequantRows(w_.embed.view(), b.tokens[i], 1, x.data() + static_cast<int64_t>(i) * c.hidden_size);
+    const int32_t row = b.tokens[i] - shard_.vocab_begin;
+    if (row < 0 || row >= shard_.vocab_size) continue;
+    cpu::QDequantRows(w_.embed.view(), row, 1, x.data() + static_cast<int64_t>(i) * c.hidden_size);
   }
-  for (int32_t layer = 0; layer < c.num_layers; ++layer) RunLayer(layer, b, x);
-  Sample(plan, b, x, result);
+  LIL_RETURN_IF_ERROR(AllReduce(x.data(), static_cast<int64_t>(x.size())));
+  for (int32_t layer = 0; layer < c.num_layers; ++layer) LIL_RETURN_IF_ERROR(RunLayer(layer, b, x));
+  LIL_RETURN_IF_ERROR(Sample(plan, b, x, result));
+  LIL_RETURN_IF_ERROR(ReducePageMass(b));
 
   for (int32_t s = 0; s < num_seqs; ++s) {
     SeqOutput& out = result.seqs[s];

@@ -7,9 +7,11 @@
 #include "common/status.h"
 #include "engine/backend_factory.h"
 #include "engine/cpu_backend.h"
-#include "engine/format/gguf_tokenizer.h"
 #include "engine/cpu_weights.h"
+#include "engine/format/gguf_tokenizer.h"
 #include "engine/model_files.h"
+#include "engine/parallel/tp_cpu_backend.h"
+#include "engine/parallel/tp_shard.h"
 
 namespace lil {
 
@@ -40,10 +42,27 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path,
       model->eos_ids_.push_back(*eos);
     }
   }
+  const int32_t tp = options.tensor_parallel;
+  if (tp != 1) {
+    // Checked before any weight is read, so a bad N fails fast with the head counts.
+    if (absl::Status s = CheckTensorParallel(model->config_, tp); !s.ok()) {
+      return absl::Status(s.code(), absl::StrCat(path, ": ", s.message()));
+    }
+    if (options.device != DeviceKind::kCpu) {
+      return InvalidArgument("tensor_parallel ", tp,
+                             " needs device cpu for now: the CUDA tensor-parallel ",
+                             "backend (NCCL, issue 7) is not built yet");
+    }
+  }
   // kCuda / kAuto: the CUDA module; null means kAuto found no GPU and runs on the CPU.
   LIL_ASSIGN_OR_RETURN(model->backend_, CreateDeviceBackend(options.device, path, options.kv));
   if (model->backend_ != nullptr) return model;
   LIL_ASSIGN_OR_RETURN(CpuWeights weights, LoadCpuWeights(*files));
+  if (tp != 1) {
+    LIL_ASSIGN_OR_RETURN(model->backend_,
+                         TensorParallelCpuBackend::Create(model->config_, weights, options.kv, tp));
+    return model;
+  }
   LIL_ASSIGN_OR_RETURN(model->backend_,
                        CpuBackend::Create(model->config_, std::move(weights), options.kv));
   return model;

@@ -21,6 +21,10 @@ enum class DeviceKind { kAuto, kCpu, kCuda };
 struct LoadOptions {
   DeviceKind device = DeviceKind::kCpu;
   KvCacheOptions kv;
+  // Ranks of tensor parallelism (docs/PARALLEL.md); must divide the model's query and KV
+  // heads. The CPU device runs the ranks on threads of this process (kv.kv_bytes is each
+  // rank's); the CUDA device needs the NCCL backend (not built yet) for more than 1.
+  int32_t tensor_parallel = 1;
 };
 
 class Model {

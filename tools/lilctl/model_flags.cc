@@ -12,7 +12,12 @@ void ModelFlags::Add(CLI::App* cmd) {
       ->check(CLI::IsMember({"cpu", "cuda", "auto"}))
       ->capture_default_str();
   cmd->add_option("--page-size", page_size, "KV page size in tokens")->capture_default_str();
-  cmd->add_option("--kv-mib", kv_mib, "KV cache size in MiB")->capture_default_str();
+  cmd->add_option("--kv-mib", kv_mib, "KV cache size in MiB (per rank with --tensor-parallel)")
+      ->capture_default_str();
+  cmd->add_option("--tensor-parallel", tensor_parallel,
+                  "tensor-parallel ranks (must divide the model's query and KV heads; device cpu "
+                  "runs them on threads)")
+      ->capture_default_str();
 }
 
 std::unique_ptr<Model> ModelFlags::LoadOrDie() const {
@@ -22,6 +27,7 @@ std::unique_ptr<Model> ModelFlags::LoadOrDie() const {
                                       : DeviceKind::kCpu;
   options.kv.page_size = page_size;
   options.kv.kv_bytes = kv_mib << 20;
+  options.tensor_parallel = tensor_parallel;
   auto loaded = Model::Load(model, options);
   if (!loaded.ok()) {
     std::cerr << "lilctl: cannot load model: " << loaded.status().message() << "\n";

@@ -16,6 +16,7 @@ struct ModelFlags {
   std::string device = "cpu";
   int32_t page_size = 16;
   int64_t kv_mib = 256;
+  int32_t tensor_parallel = 1;
 
   void Add(CLI::App* cmd);
   // Loads the model or prints the error and throws CLI::RuntimeError.
