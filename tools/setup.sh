@@ -18,7 +18,8 @@ apt_pkgs=(build-essential cmake ninja-build pkg-config ccache
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler libabsl-dev grpc-proto
   prometheus-cpp-dev libcpp-httplib-dev nlohmann-json3-dev libcli11-dev libspdlog-dev libfmt-dev
   libpcre2-dev zlib1g-dev libopenblas-dev googletest libgtest-dev libgmock-dev libbenchmark-dev
-  prometheus bible-kjv bible-kjv-text python3-venv unzip)
+  prometheus bible-kjv bible-kjv-text python3-venv unzip
+  clang-14 libclang-rt-14-dev libomp-14-dev)  # clang: libFuzzer targets (tools/fuzz.sh)
 # Node.js and npm come with the machine image; install Debian's only where they are missing.
 command -v npm >/dev/null 2>&1 || apt_pkgs+=(nodejs npm)
 missing=()
