@@ -18,6 +18,8 @@
 
 namespace lil {
 
+// Not thread-safe: one HTTP worker thread owns it (the handler, then its content provider);
+// only the Wakeup is shared, with the engine thread's notifier.
 class OpenAiCall {
  public:
   // `socket_fd`: the client's connection, polled for a hang-up (-1: not known; then only a
