@@ -27,8 +27,8 @@ constexpr int kPollTimeoutMs = 1000;
 
 bool SameEndpoint(const sockaddr_storage& a, socklen_t len, const std::string& ip, int port) {
   char host[NI_MAXHOST], serv[NI_MAXSERV];
-  if (getnameinfo(reinterpret_cast<const sockaddr*>(&a), len, host, sizeof(host), serv, sizeof(serv),
-                  NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
+  if (getnameinfo(reinterpret_cast<const sockaddr*>(&a), len, host, sizeof(host), serv,
+                  sizeof(serv), NI_NUMERICHOST | NI_NUMERICSERV) != 0) {
     return false;
   }
   return ip == host && port == std::atoi(serv);
@@ -47,9 +47,11 @@ int FindConnectionSocket(const std::string& local_ip, int local_port, const std:
     if (end == e->d_name || *end != '\0' || fd == dirfd(dir)) continue;
     sockaddr_storage peer{}, self{};
     socklen_t peer_len = sizeof(peer), self_len = sizeof(self);
-    if (getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0) continue;
+    if (getpeername(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&peer), &peer_len) != 0)
+      continue;
     if (!SameEndpoint(peer, peer_len, remote_ip, remote_port)) continue;
-    if (getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&self), &self_len) != 0) continue;
+    if (getsockname(static_cast<int>(fd), reinterpret_cast<sockaddr*>(&self), &self_len) != 0)
+      continue;
     if (!SameEndpoint(self, self_len, local_ip, local_port)) continue;
     found = static_cast<int>(fd);
     break;
@@ -190,7 +192,8 @@ void OpenAiCall::OnFinal(const RequestOutput& out) {
   rec.monitor_fired = out.monitor_stop_at.has_value();
   rec.queue_s = out.queue_micros >= 0 ? out.queue_micros * 1e-6 : queue_s_;
   rec.ttft_s = first_token_micros_ >= 0 ? (first_token_micros_ - arrival_micros_) * 1e-6 : -1;
-  if (rec.ttft_s < 0 && out.usage.completion_tokens > 0) rec.ttft_s = (now - arrival_micros_) * 1e-6;
+  if (rec.ttft_s < 0 && out.usage.completion_tokens > 0)
+    rec.ttft_s = (now - arrival_micros_) * 1e-6;
   rec.e2e_s = (now - arrival_micros_) * 1e-6;
   core_->metrics->OnRequest(rec);
   if (reserved_) core_->registry.Release(name_);

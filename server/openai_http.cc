@@ -44,7 +44,8 @@ std::string Events(const OpenAiCall& call, const OpenAiRequest& request, OpenAiR
                    RequestOutput batch) {
   if (!batch.finished || call.error().ok()) return responder.StreamChunk(batch);
   batch.finished = false;
-  return responder.StreamChunk(batch) + OpenAiResponder::StreamError(ToOpenAiError(call.error(), &request));
+  return responder.StreamChunk(batch) +
+         OpenAiResponder::StreamError(ToOpenAiError(call.error(), &request));
 }
 
 }  // namespace
@@ -56,11 +57,12 @@ OpenAiHttpServer::~OpenAiHttpServer() { Stop(); }
 
 absl::StatusOr<int> OpenAiHttpServer::Start() {
   if (tls()) {
-    auto ssl = std::make_unique<httplib::SSLServer>(options_.tls_cert.c_str(), options_.tls_key.c_str());
+    auto ssl =
+        std::make_unique<httplib::SSLServer>(options_.tls_cert.c_str(), options_.tls_key.c_str());
     if (!ssl->is_valid()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--tls-cert \"", options_.tls_cert, "\" / --tls-key \"", options_.tls_key,
-          "\": OpenSSL cannot load them for the HTTP API (--http-port)"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--tls-cert \"", options_.tls_cert, "\" / --tls-key \"", options_.tls_key,
+                       "\": OpenSSL cannot load them for the HTTP API (--http-port)"));
     }
     http_ = std::move(ssl);
   } else {
@@ -81,7 +83,8 @@ absl::StatusOr<int> OpenAiHttpServer::Start() {
     bound = -1;
   }
   if (bound <= 0) {
-    return absl::UnavailableError(absl::StrCat("--http-port: cannot bind ", host, ":", options_.port));
+    return absl::UnavailableError(
+        absl::StrCat("--http-port: cannot bind ", host, ":", options_.port));
   }
   thread_ = std::thread([this] { http_->listen_after_bind(); });
   return bound;
@@ -116,9 +119,9 @@ bool OpenAiHttpServer::Admit(const httplib::Request& req, OpenAiError* error) co
 }
 
 std::string OpenAiHttpServer::ModelJson() const {
-  json m = {{"id", options_.model_name}, {"object", "model"}, {"created", started_unix_s_},
-            {"owned_by", "lilserve"}, {"root", core_->model->path()},
-            {"max_model_len", core_->limits.max_model_len}};
+  json m = {{"id", options_.model_name},    {"object", "model"},
+            {"created", started_unix_s_},   {"owned_by", "lilserve"},
+            {"root", core_->model->path()}, {"max_model_len", core_->limits.max_model_len}};
   return m.dump(-1, ' ', false, json::error_handler_t::replace);
 }
 
@@ -139,9 +142,10 @@ void OpenAiHttpServer::AddRoutes() {
     OpenAiError e;
     if (!Admit(req, &e)) return Reply(res, e);
     if (req.matches[1] != options_.model_name) {
-      return Reply(res, Error(404, absl::StrCat("the model '", std::string(req.matches[1]),
-                                                "' does not exist; this server serves '",
-                                                options_.model_name, "'"),
+      return Reply(res, Error(404,
+                              absl::StrCat("the model '", std::string(req.matches[1]),
+                                           "' does not exist; this server serves '",
+                                           options_.model_name, "'"),
                               "model_not_found"));
     }
     res.set_content(ModelJson(), "application/json");
@@ -157,26 +161,27 @@ void OpenAiHttpServer::AddRoutes() {
   });
   // Everything else that fails (unknown path, body over --max-request-bytes, a malformed
   // request line) still answers in OpenAI's error shape.
-  http_->set_error_handler(httplib::Server::HandlerWithResponse(
-      [](const httplib::Request& req, httplib::Response& res) {
-    if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
-    std::string message = absl::StrCat("HTTP ", res.status);
-    if (res.status == 404) message = absl::StrCat("no route ", req.method, " ", req.path);
-    if (res.status == 413) message = "the request body is larger than --max-request-bytes";
-    Reply(res, Error(res.status, message));
-    return httplib::Server::HandlerResponse::Handled;
-  }));
-  http_->set_exception_handler([](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
-    std::string what = "unknown";
-    try {
-      std::rethrow_exception(ep);
-    } catch (const std::exception& e) {
-      what = e.what();
-    } catch (...) {
-    }
-    LIL_LOG_ERROR("openai: handler failed: {}", what);
-    Reply(res, Error(500, absl::StrCat("internal error: ", what)));
-  });
+  http_->set_error_handler(
+      httplib::Server::HandlerWithResponse([](const httplib::Request& req, httplib::Response& res) {
+        if (!res.body.empty()) return httplib::Server::HandlerResponse::Unhandled;
+        std::string message = absl::StrCat("HTTP ", res.status);
+        if (res.status == 404) message = absl::StrCat("no route ", req.method, " ", req.path);
+        if (res.status == 413) message = "the request body is larger than --max-request-bytes";
+        Reply(res, Error(res.status, message));
+        return httplib::Server::HandlerResponse::Handled;
+      }));
+  http_->set_exception_handler(
+      [](const httplib::Request&, httplib::Response& res, std::exception_ptr ep) {
+        std::string what = "unknown";
+        try {
+          std::rethrow_exception(ep);
+        } catch (const std::exception& e) {
+          what = e.what();
+        } catch (...) {
+        }
+        LIL_LOG_ERROR("openai: handler failed: {}", what);
+        Reply(res, Error(500, absl::StrCat("internal error: ", what)));
+      });
 }
 
 void OpenAiHttpServer::Generate(OpenAiEndpoint endpoint, const httplib::Request& req,
@@ -195,20 +200,26 @@ void OpenAiHttpServer::Generate(OpenAiEndpoint endpoint, const httplib::Request&
     return reject(error, absl::StatusCode::kInvalidArgument);
   }
   if (!request->model.empty() && request->model != options_.model_name) {
-    OpenAiError e = Error(404, absl::StrCat("the model '", request->model, "' does not exist; this server serves '",
-                                            options_.model_name, "'"), "model_not_found");
+    OpenAiError e =
+        Error(404,
+              absl::StrCat("the model '", request->model, "' does not exist; this server serves '",
+                           options_.model_name, "'"),
+              "model_not_found");
     e.param = "model";
     return reject(e, absl::StatusCode::kNotFound);
   }
-  const int fd = FindConnectionSocket(req.local_addr, req.local_port, req.remote_addr, req.remote_port);
+  const int fd =
+      FindConnectionSocket(req.local_addr, req.local_port, req.remote_addr, req.remote_port);
   auto call = std::make_shared<OpenAiCall>(core_, fd);
-  if (!call->Start(*request, req.get_header_value("X-Request-Id"), &error)) return Reply(res, error);
+  if (!call->Start(*request, req.get_header_value("X-Request-Id"), &error))
+    return Reply(res, error);
   res.set_header("X-Request-Id", call->request_id());
 
   OpenAiResponder::Options ro;
   ro.endpoint = endpoint;
   ro.request_id = call->request_id();
-  ro.id = absl::StrCat(endpoint == OpenAiEndpoint::kChat ? "chatcmpl-" : "cmpl-", call->request_id());
+  ro.id =
+      absl::StrCat(endpoint == OpenAiEndpoint::kChat ? "chatcmpl-" : "cmpl-", call->request_id());
   ro.model = options_.model_name;
   ro.created = call->arrival_unix_s();
   ro.logprobs = request->logprobs;
@@ -238,8 +249,8 @@ void OpenAiHttpServer::Generate(OpenAiEndpoint endpoint, const httplib::Request&
   }
   res.set_header("Cache-Control", "no-cache");
   res.set_header("X-Accel-Buffering", "no");
-  auto opening = std::make_shared<std::string>(responder->StreamStart() +
-                                               Events(*call, *request, *responder, std::move(first)));
+  auto opening = std::make_shared<std::string>(
+      responder->StreamStart() + Events(*call, *request, *responder, std::move(first)));
   res.set_chunked_content_provider(
       "text/event-stream",
       [call, request, responder, opening](size_t, httplib::DataSink& sink) {

@@ -29,7 +29,7 @@ class OpenAiHttpServer {
     int port = 0;          // 0 picks a free one
     std::string tls_cert;  // PEM files; both set: HTTPS only
     std::string tls_key;
-    int threads = 64;      // worker threads = connections served at once
+    int threads = 64;        // worker threads = connections served at once
     std::string model_name;  // the one id of /v1/models; a request's "model" must match it
     int64_t max_body_bytes = 4 << 20;
   };

@@ -3,11 +3,10 @@
 
 #include <cmath>
 #include <limits>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <utility>
 #include <vector>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -28,9 +27,13 @@ std::string Describe(const json& v) {
 
 // OpenAI fields accepted and ignored: they do not change what is generated.
 const std::set<std::string>& IgnoredFields() {
-  static const auto* s = new std::set<std::string>{
-      "user", "store", "metadata", "service_tier", "parallel_tool_calls", "prompt_cache_key",
-      "safety_identifier"};
+  static const auto* s = new std::set<std::string>{"user",
+                                                   "store",
+                                                   "metadata",
+                                                   "service_tier",
+                                                   "parallel_tool_calls",
+                                                   "prompt_cache_key",
+                                                   "safety_identifier"};
   return *s;
 }
 
@@ -78,7 +81,8 @@ class Parser {
   }
 
   bool Number(const std::string& field, const json& v, double* out) {
-    if (!v.is_number()) return Fail(field, absl::StrCat(field, " must be a number, got ", Describe(v)));
+    if (!v.is_number())
+      return Fail(field, absl::StrCat(field, " must be a number, got ", Describe(v)));
     *out = v.get<double>();
     return true;
   }
@@ -119,12 +123,14 @@ class Parser {
     return true;
   }
   bool Bool(const std::string& field, const json& v, bool* out) {
-    if (!v.is_boolean()) return Fail(field, absl::StrCat(field, " must be true or false, got ", Describe(v)));
+    if (!v.is_boolean())
+      return Fail(field, absl::StrCat(field, " must be true or false, got ", Describe(v)));
     *out = v.get<bool>();
     return true;
   }
   bool String(const std::string& field, const json& v, std::string* out) {
-    if (!v.is_string()) return Fail(field, absl::StrCat(field, " must be a string, got ", Describe(v)));
+    if (!v.is_string())
+      return Fail(field, absl::StrCat(field, " must be a string, got ", Describe(v)));
     *out = v.get<std::string>();
     return true;
   }
@@ -150,7 +156,8 @@ class Parser {
       return true;
     }
     if (key == "min_p") return Float(key, v, &f) && (s->set_min_p(f), true);
-    if (key == "repetition_penalty") return Float(key, v, &f) && (s->set_repetition_penalty(f), true);
+    if (key == "repetition_penalty")
+      return Float(key, v, &f) && (s->set_repetition_penalty(f), true);
     if (key == "seed") {  // any 64-bit integer; negative seeds are as good as positive ones
       if (!Int64(key, v, &i64)) return false;
       s->set_seed(static_cast<uint64_t>(i64));
@@ -159,11 +166,13 @@ class Parser {
     if (key == "presence_penalty" || key == "frequency_penalty") {
       double d = 0;
       if (!Number(key, v, &d)) return false;
-      if (d != 0) return NotSupported(key, "only 0; repetition_penalty is the penalty lilserve has");
+      if (d != 0)
+        return NotSupported(key, "only 0; repetition_penalty is the penalty lilserve has");
       return true;
     }
     if (key == "logit_bias") {
-      if (!v.is_object()) return Fail(key, absl::StrCat(key, " must be an object, got ", Describe(v)));
+      if (!v.is_object())
+        return Fail(key, absl::StrCat(key, " must be an object, got ", Describe(v)));
       return v.empty() ? true : NotSupported(key);
     }
     if (key == "logprobs") {
@@ -188,7 +197,8 @@ class Parser {
     if (key == "min_tokens") return Int32(key, v, &i32) && (st->set_min_tokens(i32), true);
     if (key == "stop") return Stop(v);
     if (key == "stop_token_ids") {
-      if (!v.is_array()) return Fail(key, absl::StrCat(key, " must be a list of token ids, got ", Describe(v)));
+      if (!v.is_array())
+        return Fail(key, absl::StrCat(key, " must be a list of token ids, got ", Describe(v)));
       for (size_t i = 0; i < v.size(); ++i) {
         if (!Int32(absl::StrCat(key, "[", i, "]"), v[i], &i32)) return false;
         st->add_stop_token_ids(i32);
@@ -201,8 +211,9 @@ class Parser {
     if (key == "n" || (key == "best_of" && !chat_)) {
       if (!Int64(key, v, &i64)) return false;
       if (i64 != 1) {
-        return Fail(key, absl::StrCat(key, " must be 1 (lilserve returns one choice per request; send ",
-                                      "several requests instead), got ", i64));
+        return Fail(key,
+                    absl::StrCat(key, " must be 1 (lilserve returns one choice per request; send ",
+                                 "several requests instead), got ", i64));
       }
       return true;
     }
@@ -222,7 +233,8 @@ class Parser {
       return v.empty() ? true : NotSupported(key);
     }
     if (chat_ && (key == "tool_choice" || key == "function_call")) {
-      if (v.is_string() && (v.get<std::string>() == "none" || v.get<std::string>() == "auto")) return true;
+      if (v.is_string() && (v.get<std::string>() == "none" || v.get<std::string>() == "auto"))
+        return true;
       return NotSupported(key);
     }
     if (chat_ && key == "response_format") {
@@ -248,14 +260,16 @@ class Parser {
       return true;
     }
     if (!v.is_array()) {
-      return Fail("prompt", absl::StrCat("prompt must be a string or a list of token ids, got ", Describe(v)));
+      return Fail("prompt", absl::StrCat("prompt must be a string or a list of token ids, got ",
+                                         Describe(v)));
     }
     if (v.empty()) return Fail("prompt", "prompt is empty");
     const json* ids = &v;
     if (v[0].is_string() || v[0].is_array()) {
       if (v.size() != 1) {
-        return Fail("prompt", absl::StrCat("prompt: a batch of ", v.size(),
-                                           " prompts is not supported; send one request per prompt"));
+        return Fail("prompt",
+                    absl::StrCat("prompt: a batch of ", v.size(),
+                                 " prompts is not supported; send one request per prompt"));
       }
       if (v[0].is_string()) {
         out_->generate.set_prompt(v[0].get<std::string>());
@@ -273,12 +287,15 @@ class Parser {
   }
 
   bool Messages(const json& v) {
-    if (!v.is_array()) return Fail("messages", absl::StrCat("messages must be a list, got ", Describe(v)));
-    v1::Messages* msgs = out_->generate.mutable_messages();  // set even when empty: "messages is empty"
+    if (!v.is_array())
+      return Fail("messages", absl::StrCat("messages must be a list, got ", Describe(v)));
+    v1::Messages* msgs =
+        out_->generate.mutable_messages();  // set even when empty: "messages is empty"
     for (size_t i = 0; i < v.size(); ++i) {
       const std::string at = absl::StrCat("messages[", i, "]");
       const json& m = v[i];
-      if (!m.is_object()) return Fail(at, absl::StrCat(at, " must be an object, got ", Describe(m)));
+      if (!m.is_object())
+        return Fail(at, absl::StrCat(at, " must be an object, got ", Describe(m)));
       v1::ChatMessage* out = msgs->add_messages();
       for (const auto& [key, value] : m.items()) {
         const std::string field = absl::StrCat(at, ".", key);
@@ -312,13 +329,15 @@ class Parser {
       return true;
     }
     if (!v.is_array()) {
-      return Fail(field, absl::StrCat(field, " must be a string or a list of text parts, got ", Describe(v)));
+      return Fail(field, absl::StrCat(field, " must be a string or a list of text parts, got ",
+                                      Describe(v)));
     }
     for (size_t j = 0; j < v.size(); ++j) {
       const std::string part = absl::StrCat(field, "[", j, "]");
       const json& p = v[j];
       if (!p.is_object() || !p.contains("type") || !p["type"].is_string()) {
-        return Fail(part, absl::StrCat(part, " must be an object with a \"type\", got ", Describe(p)));
+        return Fail(part,
+                    absl::StrCat(part, " must be an object with a \"type\", got ", Describe(p)));
       }
       if (p["type"] != "text") {
         return Fail(part + ".type", absl::StrCat(part, ".type ", Describe(p["type"]),
@@ -341,7 +360,8 @@ class Parser {
       return true;
     }
     if (!v.is_array()) {
-      return Fail("stop", absl::StrCat("stop must be a string or a list of strings, got ", Describe(v)));
+      return Fail("stop",
+                  absl::StrCat("stop must be a string or a list of strings, got ", Describe(v)));
     }
     for (size_t i = 0; i < v.size(); ++i) {
       std::string s;
@@ -352,7 +372,9 @@ class Parser {
   }
 
   bool StreamOptions(const json& v) {
-    if (!v.is_object()) return Fail("stream_options", absl::StrCat("stream_options must be an object, got ", Describe(v)));
+    if (!v.is_object())
+      return Fail("stream_options",
+                  absl::StrCat("stream_options must be an object, got ", Describe(v)));
     for (const auto& [key, value] : v.items()) {
       const std::string field = absl::StrCat("stream_options.", key);
       if (value.is_null()) continue;
@@ -369,7 +391,8 @@ class Parser {
   }
 
   bool Sparse(const json& v) {
-    if (!v.is_object()) return Fail("sparse", absl::StrCat("sparse must be an object, got ", Describe(v)));
+    if (!v.is_object())
+      return Fail("sparse", absl::StrCat("sparse must be an object, got ", Describe(v)));
     v1::SparseParams* p = out_->generate.mutable_sparse();
     for (const auto& [key, value] : v.items()) {
       const std::string field = absl::StrCat("sparse.", key);
@@ -379,11 +402,17 @@ class Parser {
         std::string m;
         if (!String(field, value, &m)) return false;
         m = absl::AsciiStrToLower(m);
-        if (m == "dense") p->set_mode(v1::DENSE);
-        else if (m == "sink") p->set_mode(v1::SINK);
-        else if (m == "quest") p->set_mode(v1::QUEST);
-        else if (m == "h2o") p->set_mode(v1::H2O);
-        else return Fail(field, absl::StrCat(field, " must be dense, sink, quest or h2o, got ", Describe(value)));
+        if (m == "dense")
+          p->set_mode(v1::DENSE);
+        else if (m == "sink")
+          p->set_mode(v1::SINK);
+        else if (m == "quest")
+          p->set_mode(v1::QUEST);
+        else if (m == "h2o")
+          p->set_mode(v1::H2O);
+        else
+          return Fail(field, absl::StrCat(field, " must be dense, sink, quest or h2o, got ",
+                                          Describe(value)));
       } else if (key == "budget_tokens") {
         if (!Int32(field, value, &x)) return false;
         p->set_budget_tokens(x);
@@ -394,15 +423,17 @@ class Parser {
         if (!Int32(field, value, &x)) return false;
         p->set_window_tokens(x);
       } else {
-        return Fail(field, absl::StrCat("unrecognized field ", field,
-                                        " (sparse has mode, budget_tokens, sink_tokens, window_tokens)"));
+        return Fail(field,
+                    absl::StrCat("unrecognized field ", field,
+                                 " (sparse has mode, budget_tokens, sink_tokens, window_tokens)"));
       }
     }
     return true;
   }
 
   bool Monitor(const json& v) {
-    if (!v.is_object()) return Fail("monitor", absl::StrCat("monitor must be an object, got ", Describe(v)));
+    if (!v.is_object())
+      return Fail("monitor", absl::StrCat("monitor must be an object, got ", Describe(v)));
     v1::MonitorParams* p = out_->generate.mutable_monitor();
     for (const auto& [key, value] : v.items()) {
       const std::string field = absl::StrCat("monitor.", key);
@@ -412,11 +443,17 @@ class Parser {
         std::string m;
         if (!String(field, value, &m)) return false;
         m = absl::AsciiStrToLower(m);
-        if (m == "off") p->set_mode(v1::OFF);
-        else if (m == "enforce") p->set_mode(v1::ENFORCE);
-        else if (m == "shadow") p->set_mode(v1::SHADOW);
-        else if (m == "conclude") p->set_mode(v1::CONCLUDE);
-        else return Fail(field, absl::StrCat(field, " must be off, enforce, shadow or conclude, got ", Describe(value)));
+        if (m == "off")
+          p->set_mode(v1::OFF);
+        else if (m == "enforce")
+          p->set_mode(v1::ENFORCE);
+        else if (m == "shadow")
+          p->set_mode(v1::SHADOW);
+        else if (m == "conclude")
+          p->set_mode(v1::CONCLUDE);
+        else
+          return Fail(field, absl::StrCat(field, " must be off, enforce, shadow or conclude, got ",
+                                          Describe(value)));
       } else if (key == "interval_tokens") {
         if (!Int32(field, value, &x)) return false;
         p->set_interval_tokens(x);
@@ -431,7 +468,8 @@ class Parser {
         if (!Int32(field, value, &x)) return false;
         p->set_conclusion_max_tokens(x);
       } else {
-        return Fail(field, absl::StrCat("unrecognized field ", field, " (monitor has mode, interval_tokens, ",
+        return Fail(field, absl::StrCat("unrecognized field ", field,
+                                        " (monitor has mode, interval_tokens, ",
                                         "min_gain_bytes, conclusion_text, conclusion_max_tokens)"));
       }
     }
@@ -471,12 +509,31 @@ std::vector<std::pair<std::string, std::string>> FieldNames(const OpenAiRequest*
 }
 
 bool IsKnownParam(std::string_view base) {
-  static const auto* known = new std::set<std::string, std::less<>>{
-      "model", "prompt", "messages", "temperature", "top_p", "top_k", "min_p",
-      "repetition_penalty", "seed", "logprobs", "top_logprobs", "max_tokens",
-      "max_completion_tokens", "min_tokens", "stop", "stop_token_ids", "ignore_eos",
-      "time_limit_ms", "n", "stream", "stream_options", "sparse", "monitor", "priority",
-      "X-Request-Id"};
+  static const auto* known = new std::set<std::string, std::less<>>{"model",
+                                                                    "prompt",
+                                                                    "messages",
+                                                                    "temperature",
+                                                                    "top_p",
+                                                                    "top_k",
+                                                                    "min_p",
+                                                                    "repetition_penalty",
+                                                                    "seed",
+                                                                    "logprobs",
+                                                                    "top_logprobs",
+                                                                    "max_tokens",
+                                                                    "max_completion_tokens",
+                                                                    "min_tokens",
+                                                                    "stop",
+                                                                    "stop_token_ids",
+                                                                    "ignore_eos",
+                                                                    "time_limit_ms",
+                                                                    "n",
+                                                                    "stream",
+                                                                    "stream_options",
+                                                                    "sparse",
+                                                                    "monitor",
+                                                                    "priority",
+                                                                    "X-Request-Id"};
   return known->count(base) > 0;
 }
 
@@ -489,21 +546,33 @@ bool ParseOpenAiRequest(OpenAiEndpoint endpoint, std::string_view body, OpenAiRe
 
 int HttpStatusFor(absl::StatusCode code) {
   switch (code) {
-    case absl::StatusCode::kOk: return 200;
+    case absl::StatusCode::kOk:
+      return 200;
     case absl::StatusCode::kInvalidArgument:
     case absl::StatusCode::kFailedPrecondition:
-    case absl::StatusCode::kOutOfRange: return 400;
-    case absl::StatusCode::kUnauthenticated: return 401;
-    case absl::StatusCode::kPermissionDenied: return 403;
-    case absl::StatusCode::kNotFound: return 404;
+    case absl::StatusCode::kOutOfRange:
+      return 400;
+    case absl::StatusCode::kUnauthenticated:
+      return 401;
+    case absl::StatusCode::kPermissionDenied:
+      return 403;
+    case absl::StatusCode::kNotFound:
+      return 404;
     case absl::StatusCode::kAlreadyExists:
-    case absl::StatusCode::kAborted: return 409;
-    case absl::StatusCode::kResourceExhausted: return 429;
-    case absl::StatusCode::kCancelled: return 499;
-    case absl::StatusCode::kUnimplemented: return 501;
-    case absl::StatusCode::kUnavailable: return 503;
-    case absl::StatusCode::kDeadlineExceeded: return 504;
-    default: return 500;
+    case absl::StatusCode::kAborted:
+      return 409;
+    case absl::StatusCode::kResourceExhausted:
+      return 429;
+    case absl::StatusCode::kCancelled:
+      return 499;
+    case absl::StatusCode::kUnimplemented:
+      return 501;
+    case absl::StatusCode::kUnavailable:
+      return 503;
+    case absl::StatusCode::kDeadlineExceeded:
+      return 504;
+    default:
+      return 500;
   }
 }
 
@@ -512,12 +581,25 @@ OpenAiError ToOpenAiError(const absl::Status& status, const OpenAiRequest* reque
   e.http_status = HttpStatusFor(status.code());
   e.message = std::string(status.message());
   switch (e.http_status) {
-    case 401: e.code = "invalid_api_key"; break;
-    case 404: e.code = "not_found"; break;
-    case 409: e.code = "conflict"; break;
-    case 429: e.type = "rate_limit_error"; e.code = "rate_limit_exceeded"; break;
-    case 503: e.type = "server_error"; e.code = "unavailable"; break;
-    default: if (e.http_status >= 500) e.type = "server_error";
+    case 401:
+      e.code = "invalid_api_key";
+      break;
+    case 404:
+      e.code = "not_found";
+      break;
+    case 409:
+      e.code = "conflict";
+      break;
+    case 429:
+      e.type = "rate_limit_error";
+      e.code = "rate_limit_exceeded";
+      break;
+    case 503:
+      e.type = "server_error";
+      e.code = "unavailable";
+      break;
+    default:
+      if (e.http_status >= 500) e.type = "server_error";
   }
   if (e.http_status != 400) return e;
   // "request 12: prompt has ..." (the scheduler's own checks) reads as "prompt has ...".
@@ -533,7 +615,8 @@ OpenAiError ToOpenAiError(const absl::Status& status, const OpenAiRequest* reque
   }
   // Messages about the whole input keep their wording.
   if (absl::StartsWith(e.message, "the prompt") || absl::StartsWith(e.message, "one of prompt")) {
-    e.param = request != nullptr && request->endpoint == OpenAiEndpoint::kChat ? "messages" : "prompt";
+    e.param =
+        request != nullptr && request->endpoint == OpenAiEndpoint::kChat ? "messages" : "prompt";
     return e;
   }
   // param: the leading field path, when it is one of ours ("stop[3]", "monitor.mode").

@@ -26,20 +26,26 @@ json Bytes(const std::string& s) {
 std::string OpenAiFinishReason(FinishReason reason) {
   switch (reason) {
     case FinishReason::kStop:
-    case FinishReason::kStopSequence: return "stop";
-    case FinishReason::kNone: return "";
-    default: return std::string(FinishReasonName(reason));
+    case FinishReason::kStopSequence:
+      return "stop";
+    case FinishReason::kNone:
+      return "";
+    default:
+      return std::string(FinishReasonName(reason));
   }
 }
 
 std::string OpenAiErrorBody(const OpenAiError& e) {
-  json err = {{"message", e.message}, {"type", e.type}, {"param", NullOr(e.param)},
+  json err = {{"message", e.message},
+              {"type", e.type},
+              {"param", NullOr(e.param)},
               {"code", NullOr(e.code)}};
   return Dump(json{{"error", err}});
 }
 
 void MergeOutput(RequestOutput delta, RequestOutput* merged) {
-  merged->new_tokens.insert(merged->new_tokens.end(), delta.new_tokens.begin(), delta.new_tokens.end());
+  merged->new_tokens.insert(merged->new_tokens.end(), delta.new_tokens.begin(),
+                            delta.new_tokens.end());
   merged->logprobs.insert(merged->logprobs.end(), delta.logprobs.begin(), delta.logprobs.end());
   for (auto& t : delta.top_logprobs) merged->top_logprobs.push_back(std::move(t));
   merged->text += delta.text;
@@ -121,8 +127,10 @@ json OpenAiResponder::Logprobs(const RequestOutput& out) {
     offsets.push_back(text_offset_);
     text_offset_ += static_cast<int64_t>(tok.size());
   }
-  return {{"tokens", std::move(tokens)}, {"token_logprobs", std::move(lps)},
-          {"top_logprobs", std::move(tops)}, {"text_offset", std::move(offsets)}};
+  return {{"tokens", std::move(tokens)},
+          {"token_logprobs", std::move(lps)},
+          {"top_logprobs", std::move(tops)},
+          {"text_offset", std::move(offsets)}};
 }
 
 json OpenAiResponder::Choice(const RequestOutput& out, bool stream) {

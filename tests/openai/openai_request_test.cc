@@ -2,12 +2,13 @@
 // The OpenAI API's JSON layer without a network or model: bodies become the GenerateRequest a
 // gRPC client would send, bad fields are refused naming the OpenAI field (also for errors that
 // request_convert reports under gRPC names), and outputs become OpenAI objects and SSE events.
+#include "server/openai_request.h"
+
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
 
-#include "server/openai_request.h"
 #include "server/openai_response.h"
 #include "server/request_convert.h"
 
@@ -78,7 +79,8 @@ TEST(OpenAiRequestTest, CompletionFieldsBecomeTheGrpcRequest) {
 }
 
 TEST(OpenAiRequestTest, UnsetAndNullFieldsStayUnset) {
-  OpenAiRequest r = Parse(kCompletions, R"({"prompt": "x", "temperature": null, "max_tokens": null})");
+  OpenAiRequest r =
+      Parse(kCompletions, R"({"prompt": "x", "temperature": null, "max_tokens": null})");
   EXPECT_FALSE(r.generate.sampling().has_temperature());
   EXPECT_FALSE(r.generate.stopping().has_max_tokens());
   EXPECT_FALSE(r.generate.sampling().has_logprobs());
@@ -117,7 +119,8 @@ TEST(OpenAiRequestTest, ChatMessages) {
                                       "messages": [{"role": "user", "content": "x"}]})");
   EXPECT_EQ(r2.generate.stopping().max_tokens(), 9);
   // logprobs false: no logprobs at all.
-  EXPECT_FALSE(Parse(kChat, R"({"messages": [], "logprobs": false})").generate.sampling().has_logprobs());
+  EXPECT_FALSE(
+      Parse(kChat, R"({"messages": [], "logprobs": false})").generate.sampling().has_logprobs());
 }
 
 TEST(OpenAiRequestTest, BadFieldsAreNamed) {
@@ -130,33 +133,49 @@ TEST(OpenAiRequestTest, BadFieldsAreNamed) {
   const Case cases[] = {
       {kCompletions, R"({"prompt": "x", "n": 2})", "n", "n must be 1"},
       {kCompletions, R"({"prompt": "x", "best_of": 3})", "best_of", "best_of must be 1"},
-      {kCompletions, R"({"prompt": "x", "max_token": 3})", "max_token", "unrecognized request argument supplied: max_token"},
-      {kCompletions, R"({"prompt": "x", "temperature": "hot"})", "temperature", "temperature must be a number, got \"hot\""},
-      {kCompletions, R"({"prompt": "x", "max_tokens": 2.5})", "max_tokens", "max_tokens must be an integer"},
+      {kCompletions, R"({"prompt": "x", "max_token": 3})", "max_token",
+       "unrecognized request argument supplied: max_token"},
+      {kCompletions, R"({"prompt": "x", "temperature": "hot"})", "temperature",
+       "temperature must be a number, got \"hot\""},
+      {kCompletions, R"({"prompt": "x", "max_tokens": 2.5})", "max_tokens",
+       "max_tokens must be an integer"},
       {kCompletions, R"({"prompt": "x", "max_tokens": 10000000000})", "max_tokens", "out of range"},
-      {kCompletions, R"({"prompt": "x", "stream": "yes"})", "stream", "stream must be true or false"},
+      {kCompletions, R"({"prompt": "x", "stream": "yes"})", "stream",
+       "stream must be true or false"},
       {kCompletions, R"({"prompt": "x", "stop": [1]})", "stop[0]", "stop[0] must be a string"},
       {kCompletions, R"({"prompt": "x", "echo": true})", "echo", "echo is not supported"},
-      {kCompletions, R"({"prompt": "x", "frequency_penalty": 0.5})", "frequency_penalty", "not supported"},
+      {kCompletions, R"({"prompt": "x", "frequency_penalty": 0.5})", "frequency_penalty",
+       "not supported"},
       {kCompletions, R"({"prompt": "x", "logit_bias": {"5": 1}})", "logit_bias", "not supported"},
-      {kCompletions, R"({"prompt": "x", "sparse": {"mode": "bogus"}})", "sparse.mode", "sparse.mode must be dense, sink, quest or h2o"},
-      {kCompletions, R"({"prompt": "x", "sparse": {"budget": 5}})", "sparse.budget", "unrecognized field sparse.budget"},
-      {kCompletions, R"({"prompt": "x", "monitor": {"mode": "loud"}})", "monitor.mode", "monitor.mode must be off, enforce"},
-      {kCompletions, R"({"prompt": "x", "monitor": {"interval": 5}})", "monitor.interval", "unrecognized field monitor.interval"},
-      {kCompletions, R"({"prompt": "x", "monitor": "enforce"})", "monitor", "monitor must be an object"},
-      {kCompletions, R"({"prompt": "x", "stream_options": {"usage": true}})", "stream_options.usage", "unrecognized"},
-      {kCompletions, R"({"prompt": "x", "max_completion_tokens": 5})", "max_completion_tokens", "unrecognized"},
+      {kCompletions, R"({"prompt": "x", "sparse": {"mode": "bogus"}})", "sparse.mode",
+       "sparse.mode must be dense, sink, quest or h2o"},
+      {kCompletions, R"({"prompt": "x", "sparse": {"budget": 5}})", "sparse.budget",
+       "unrecognized field sparse.budget"},
+      {kCompletions, R"({"prompt": "x", "monitor": {"mode": "loud"}})", "monitor.mode",
+       "monitor.mode must be off, enforce"},
+      {kCompletions, R"({"prompt": "x", "monitor": {"interval": 5}})", "monitor.interval",
+       "unrecognized field monitor.interval"},
+      {kCompletions, R"({"prompt": "x", "monitor": "enforce"})", "monitor",
+       "monitor must be an object"},
+      {kCompletions, R"({"prompt": "x", "stream_options": {"usage": true}})",
+       "stream_options.usage", "unrecognized"},
+      {kCompletions, R"({"prompt": "x", "max_completion_tokens": 5})", "max_completion_tokens",
+       "unrecognized"},
       {kChat, R"({"prompt": "x"})", "prompt", "unrecognized request argument supplied: prompt"},
       {kChat, R"({"max_tokens": 3})", "messages", "messages is required"},
       {kChat, R"({"messages": {"role": "user"}})", "messages", "messages must be a list"},
-      {kChat, R"({"messages": [{"content": "x"}]})", "messages[0].role", "messages[0].role is required"},
+      {kChat, R"({"messages": [{"content": "x"}]})", "messages[0].role",
+       "messages[0].role is required"},
       {kChat, R"({"messages": [{"role": "user", "content": [{"type": "image_url"}]}]})",
        "messages[0].content[0].type", "is not supported (only \"text\")"},
       {kChat, R"({"messages": [{"role": "user", "content": "x", "tool_calls": [{"id": 1}]}]})",
        "messages[0].tool_calls", "not supported"},
-      {kChat, R"({"messages": [], "top_logprobs": 2})", "top_logprobs", "top_logprobs requires logprobs: true"},
-      {kChat, R"({"messages": [], "tools": [{"type": "function"}]})", "tools", "tools is not supported"},
-      {kChat, R"({"messages": [], "response_format": {"type": "json_object"}})", "response_format", "not supported"},
+      {kChat, R"({"messages": [], "top_logprobs": 2})", "top_logprobs",
+       "top_logprobs requires logprobs: true"},
+      {kChat, R"({"messages": [], "tools": [{"type": "function"}]})", "tools",
+       "tools is not supported"},
+      {kChat, R"({"messages": [], "response_format": {"type": "json_object"}})", "response_format",
+       "not supported"},
       {kChat, R"({"messages": [], "logprobs": 1})", "logprobs", "logprobs must be true or false"},
   };
   for (const Case& c : cases) {
@@ -208,27 +227,37 @@ TEST(OpenAiRequestTest, ConvertErrorsUseOpenAiNames) {
     const char* message;
   };
   const Case cases[] = {
-      {kCompletions, R"({"prompt": "x", "top_p": 1.5})", "top_p", "top_p must be in (0, 1], got 1.5"},
-      {kCompletions, R"({"prompt": "x", "temperature": -1})", "temperature", "temperature must be in [0, 100], got -1"},
-      {kCompletions, R"({"prompt": "x", "max_tokens": 0})", "max_tokens", "max_tokens must be in [1, 1000], got 0"},
+      {kCompletions, R"({"prompt": "x", "top_p": 1.5})", "top_p",
+       "top_p must be in (0, 1], got 1.5"},
+      {kCompletions, R"({"prompt": "x", "temperature": -1})", "temperature",
+       "temperature must be in [0, 100], got -1"},
+      {kCompletions, R"({"prompt": "x", "max_tokens": 0})", "max_tokens",
+       "max_tokens must be in [1, 1000], got 0"},
       {kChat, R"({"messages": [{"role": "user", "content": "x"}], "max_completion_tokens": 5000})",
        "max_completion_tokens", "max_completion_tokens must be in [1, 1000], got 5000"},
-      {kCompletions, R"({"prompt": "x", "logprobs": 50})", "logprobs", "logprobs must be in [0, 20], got 50"},
-      {kChat, R"({"messages": [{"role": "user", "content": "x"}], "logprobs": true, "top_logprobs": 21})",
+      {kCompletions, R"({"prompt": "x", "logprobs": 50})", "logprobs",
+       "logprobs must be in [0, 20], got 50"},
+      {kChat,
+       R"({"messages": [{"role": "user", "content": "x"}], "logprobs": true, "top_logprobs": 21})",
        "top_logprobs", "top_logprobs must be in [0, 20], got 21"},
-      {kCompletions, R"({"prompt": "x", "stop": ["a","b","c","d","e","f","g","h","i","j","k","l","m","n","o","p","q"]})",
+      {kCompletions,
+       R"({"prompt": "x", "stop": ["a","b","c","d","e","f","g","h","i","j","k","l","m","n","o","p","q"]})",
        "stop", "stop has 17 strings, at most 16 allowed"},
-      {kCompletions, R"({"prompt": "x", "stop": ""})", "stop[0]", "stop[0] must be 1..256 bytes, got 0"},
-      {kCompletions, R"({"prompt": "x", "stop_token_ids": [900]})", "stop_token_ids[0]", "stop_token_ids[0] must be in [0, 500)"},
-      {kCompletions, R"({"prompt": [1, 900]})", "prompt[1]", "prompt[1] must be in [0, 500), got 900"},
+      {kCompletions, R"({"prompt": "x", "stop": ""})", "stop[0]",
+       "stop[0] must be 1..256 bytes, got 0"},
+      {kCompletions, R"({"prompt": "x", "stop_token_ids": [900]})", "stop_token_ids[0]",
+       "stop_token_ids[0] must be in [0, 500)"},
+      {kCompletions, R"({"prompt": [1, 900]})", "prompt[1]",
+       "prompt[1] must be in [0, 500), got 900"},
       {kCompletions, R"({"prompt": ""})", "prompt", "prompt is empty"},
       {kChat, R"({"messages": []})", "messages", "messages is empty"},
       {kChat, R"({"messages": [{"role": ""}]})", "messages[0].role", "messages[0].role is empty"},
-      {kCompletions, R"({"prompt": "x", "monitor": {"interval_tokens": 1}})", "monitor.interval_tokens",
-       "monitor.interval_tokens must be in [16, 100000], got 1"},
+      {kCompletions, R"({"prompt": "x", "monitor": {"interval_tokens": 1}})",
+       "monitor.interval_tokens", "monitor.interval_tokens must be in [16, 100000], got 1"},
       {kCompletions, R"({"prompt": "x", "sparse": {"budget_tokens": 0}})", "sparse.budget_tokens",
        "sparse.budget_tokens must be in [1, 64], got 0"},
-      {kCompletions, R"({"prompt": "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"})",
+      {kCompletions,
+       R"({"prompt": "xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"})",
        "prompt", "the prompt has 77 tokens; the model's context (max_model_len) is 64 tokens"},
   };
   for (const Case& c : cases) {
@@ -240,13 +269,16 @@ TEST(OpenAiRequestTest, ConvertErrorsUseOpenAiNames) {
 }
 
 TEST(OpenAiRequestTest, StatusCodes) {
-  EXPECT_EQ(ToOpenAiError(absl::ResourceExhaustedError("the waiting queue is full"), nullptr).http_status, 429);
+  EXPECT_EQ(
+      ToOpenAiError(absl::ResourceExhaustedError("the waiting queue is full"), nullptr).http_status,
+      429);
   EXPECT_EQ(ToOpenAiError(absl::UnavailableError("draining"), nullptr).http_status, 503);
   EXPECT_EQ(ToOpenAiError(absl::UnauthenticatedError("x"), nullptr).http_status, 401);
   EXPECT_EQ(ToOpenAiError(absl::AlreadyExistsError("x"), nullptr).http_status, 409);
   EXPECT_EQ(ToOpenAiError(absl::InternalError("x"), nullptr).type, "server_error");
   // The scheduler's own check, engine side.
-  OpenAiError e = ToOpenAiError(absl::InvalidArgumentError("request 12: prompt has 9 tokens"), nullptr);
+  OpenAiError e =
+      ToOpenAiError(absl::InvalidArgumentError("request 12: prompt has 9 tokens"), nullptr);
   EXPECT_EQ(e.message, "prompt has 9 tokens");
   EXPECT_EQ(e.param, "prompt");
   json body = json::parse(OpenAiErrorBody(e));

@@ -143,8 +143,8 @@ class HttpStream {
     if (fd_ >= 0) close(fd_);
   }
   // Connects and sends; false with `error` set.
-  bool Send(const std::string& host, const std::string& port, double timeout_s, const std::string& head,
-            const std::string& body, std::string* error) {
+  bool Send(const std::string& host, const std::string& port, double timeout_s,
+            const std::string& head, const std::string& body, std::string* error) {
     addrinfo hints{}, *res = nullptr;
     hints.ai_socktype = SOCK_STREAM;
     if (int e = getaddrinfo(host.c_str(), port.c_str(), &hints, &res); e != 0) {
@@ -166,7 +166,8 @@ class HttpStream {
     const int one = 1;
     setsockopt(fd_, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
     if (timeout_s > 0) {
-      timeval tv{static_cast<time_t>(timeout_s), static_cast<suseconds_t>((timeout_s - static_cast<int64_t>(timeout_s)) * 1e6)};
+      timeval tv{static_cast<time_t>(timeout_s),
+                 static_cast<suseconds_t>((timeout_s - static_cast<int64_t>(timeout_s)) * 1e6)};
       setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     }
     const std::string req = head + body;
@@ -237,10 +238,12 @@ class HttpStream {
   int fd_ = -1;
 };
 
-Result RunHttp(const BenchFlags& f, const std::string& host, const std::string& port, const Spec& s) {
-  nlohmann::json req = {{"prompt", s.prompt}, {"max_tokens", s.max_tokens}, {"temperature", 0},
-                        {"ignore_eos", true}, {"stream", true},
-                        {"stream_options", {{"include_usage", true}}}, {"return_token_ids", true}};
+Result RunHttp(const BenchFlags& f, const std::string& host, const std::string& port,
+               const Spec& s) {
+  nlohmann::json req = {{"prompt", s.prompt},      {"max_tokens", s.max_tokens},
+                        {"temperature", 0},        {"ignore_eos", true},
+                        {"stream", true},          {"stream_options", {{"include_usage", true}}},
+                        {"return_token_ids", true}};
   if (!f.sparse_mode.empty()) req["sparse"]["mode"] = f.sparse_mode;
   if (f.sparse_budget_tokens > 0) req["sparse"]["budget_tokens"] = f.sparse_budget_tokens;
   if (!f.monitor_mode.empty()) req["monitor"]["mode"] = f.monitor_mode;
@@ -248,10 +251,12 @@ Result RunHttp(const BenchFlags& f, const std::string& host, const std::string& 
   if (f.monitor_min_gain_bytes >= 0) req["monitor"]["min_gain_bytes"] = f.monitor_min_gain_bytes;
   const std::string body = req.dump();
   std::string token = f.client.token;
-  if (token.empty() && std::getenv("LILSERVE_TOKEN") != nullptr) token = std::getenv("LILSERVE_TOKEN");
+  if (token.empty() && std::getenv("LILSERVE_TOKEN") != nullptr)
+    token = std::getenv("LILSERVE_TOKEN");
   std::string head = "POST /v1/completions HTTP/1.1\r\nHost: " + host + ":" + port +
                      "\r\nContent-Type: application/json\r\nAccept: text/event-stream\r\n"
-                     "Connection: close\r\nContent-Length: " + std::to_string(body.size()) + "\r\n";
+                     "Connection: close\r\nContent-Length: " +
+                     std::to_string(body.size()) + "\r\n";
   if (!token.empty()) head += "Authorization: Bearer " + token + "\r\n";
   head += "\r\n";
   Result r;
@@ -263,25 +268,28 @@ Result RunHttp(const BenchFlags& f, const std::string& host, const std::string& 
     r.reason = error;
     return r;
   }
-  const int status = http.Read([&](const std::string& data) {
-    if (data == "[DONE]") return;
-    const nlohmann::json ev = nlohmann::json::parse(data, nullptr, false);
-    if (ev.is_discarded() || ev.contains("error")) {
-      r.ok = false;
-      r.reason = "sse error";
-      return;
-    }
-    if (!ev["choices"].empty()) {
-      const nlohmann::json& c = ev["choices"][0];
-      if (c.contains("token_ids")) timer.Tokens(r, static_cast<int32_t>(c["token_ids"].size()));
-    }
-    if (ev.contains("lilserve")) {
-      std::string reason = ev["lilserve"].value("finish_reason", "");
-      std::transform(reason.begin(), reason.end(), reason.begin(), ::toupper);
-      r.reason = reason;  // the gRPC names: LENGTH, EARLY_STOP, ...
-    }
-    if (ev.contains("usage") && ev["usage"].is_object()) r.saved = ev["usage"].value("tokens_saved", 0);
-  }, &rest);
+  const int status = http.Read(
+      [&](const std::string& data) {
+        if (data == "[DONE]") return;
+        const nlohmann::json ev = nlohmann::json::parse(data, nullptr, false);
+        if (ev.is_discarded() || ev.contains("error")) {
+          r.ok = false;
+          r.reason = "sse error";
+          return;
+        }
+        if (ev.contains("choices") && ev["choices"].is_array() && !ev["choices"].empty()) {
+          const nlohmann::json& c = ev["choices"][0];
+          if (c.contains("token_ids")) timer.Tokens(r, static_cast<int32_t>(c["token_ids"].size()));
+        }
+        if (ev.contains("lilserve")) {
+          std::string reason = ev["lilserve"].value("finish_reason", "");
+          std::transform(reason.begin(), reason.end(), reason.begin(), ::toupper);
+          r.reason = reason;  // the gRPC names: LENGTH, EARLY_STOP, ...
+        }
+        if (ev.contains("usage") && ev["usage"].is_object())
+          r.saved = ev["usage"].value("tokens_saved", 0);
+      },
+      &rest);
   if (status != 200) {
     r.ok = false;
     r.reason = "http:" + std::to_string(status);
@@ -350,14 +358,13 @@ void Report(const BenchFlags& f, const std::vector<Result>& results, double wall
   }
   auto ms = [](double s) { return s * 1e3; };
   std::cout << std::fixed << std::setprecision(1);
-  const std::string target = f.in_process        ? "in-process EngineLoop (" + f.model.model + ")"
+  const std::string target = f.in_process      ? "in-process EngineLoop (" + f.model.model + ")"
                              : !f.http.empty() ? "OpenAI HTTP API " + f.http
                                                : "gRPC " + f.client.server;
-  std::cout << "target: " << target
-            << "\nrequests " << results.size() << ", concurrency " << f.concurrency << ", failed "
-            << failed << ", wall " << wall << " s\n"
-            << "throughput: " << tokens / wall << " output tok/s, "
-            << std::setprecision(2) << results.size() / wall << " req/s\n"
+  std::cout << "target: " << target << "\nrequests " << results.size() << ", concurrency "
+            << f.concurrency << ", failed " << failed << ", wall " << wall << " s\n"
+            << "throughput: " << tokens / wall << " output tok/s, " << std::setprecision(2)
+            << results.size() / wall << " req/s\n"
             << std::setprecision(1) << "                p50      p90      p99   (ms)\n";
   auto row = [&](const char* name, const std::vector<double>& v) {
     std::cout << std::left << std::setw(12) << name << std::right << std::setw(9) << ms(Pct(v, 50))
@@ -382,11 +389,13 @@ void Run(const BenchFlags& f) {
   if (!f.http.empty()) {
     // http://HOST:PORT[/...]; HTTPS needs a TLS client lilctl does not link.
     const std::string prefix = "http://";
-    const std::string rest = f.http.substr(0, prefix.size()) == prefix ? f.http.substr(prefix.size()) : "";
+    const std::string rest =
+        f.http.substr(0, prefix.size()) == prefix ? f.http.substr(prefix.size()) : "";
     const std::string authority = rest.substr(0, rest.find('/'));
     const size_t colon = authority.rfind(':');
     if (authority.empty() || colon == std::string::npos || colon + 1 == authority.size()) {
-      std::cerr << "lilctl bench: --http must be http://HOST:PORT (plain HTTP), got \"" << f.http << "\"\n";
+      std::cerr << "lilctl bench: --http must be http://HOST:PORT (plain HTTP), got \"" << f.http
+                << "\"\n";
       throw CLI::RuntimeError(2);
     }
     http_host = authority.substr(0, colon);
