@@ -19,8 +19,12 @@ import time
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
 from lilserve_harness import Daemon, check, fail, free_port, generate, pb, reason  # noqa: E402
 
-import httpx2  # noqa: E402  (the openai client's HTTP stack)
 import openai  # noqa: E402
+
+try:  # the openai client's HTTP stack: httpx2 in openai 3.x, httpx before
+    import httpx2 as httpx
+except ImportError:
+    import httpx
 
 MODEL = "SmolLM2-135M-Instruct.Q4_1.gguf"
 PROMPT = "The history of the Roman Empire begins"
@@ -36,7 +40,7 @@ def start(*extra, tls_root=None):
 
 def client(d, scheme="http", key="unused", verify=True, timeout=60):
     # trust_env=False: a proxy from the environment must not sit between us and the daemon.
-    http = httpx2.Client(trust_env=False, verify=verify, timeout=timeout)
+    http = httpx.Client(trust_env=False, verify=verify, timeout=timeout)
     return openai.OpenAI(base_url=f"{scheme}://127.0.0.1:{d.http_port}/v1", api_key=key,
                          max_retries=0, http_client=http)
 
@@ -66,7 +70,7 @@ def rejected(code):
 
 def raw_post(d, path, body, headers=None):
     """POST without the openai client (bodies it would not send); returns (status, json)."""
-    with httpx2.Client(trust_env=False, timeout=30) as h:
+    with httpx.Client(trust_env=False, timeout=30) as h:
         r = h.post(f"http://127.0.0.1:{d.http_port}{path}", content=body, headers=headers or {})
         try:
             return r.status_code, r.json()
@@ -410,12 +414,12 @@ def tls_auth_queue_drain(d, ctx):
     # Loading: the HTTP API listens before the model loads and answers 503 until it is ready.
     seen = []
     end = time.time() + 120
-    with httpx2.Client(trust_env=False, verify=ctx, timeout=5) as h:
+    with httpx.Client(trust_env=False, verify=ctx, timeout=5) as h:
         while time.time() < end and (not seen or seen[-1] != 200):
             try:
                 st = h.get(f"https://127.0.0.1:{d.http_port}/v1/models",
                            headers={"Authorization": "Bearer s3cret"}).status_code
-            except httpx2.TransportError:
+            except httpx.TransportError:
                 st = "no connection"
             if not seen or seen[-1] != st:
                 seen.append(st)
