@@ -61,7 +61,7 @@ NAMES = name_pool()
 class ChainConfig:
     """Problem size distribution. The defaults are what LilChain is trained and evaluated on."""
 
-    def __init__(self, min_links=16, max_links=192, min_chains=2, max_chains=5):
+    def __init__(self, min_links=16, max_links=160, min_chains=2, max_chains=5):
         self.min_links, self.max_links = min_links, max_links
         self.min_chains, self.max_chains = min_chains, max_chains
 

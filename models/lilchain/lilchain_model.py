@@ -194,6 +194,7 @@ def export_hf(model, tokenizer, out_dir, chat_template, eos_ids, pad_id):
         json.dump({"tokenizer_class": "PreTrainedTokenizerFast", "added_tokens_decoder": added,
                    "bos_token": None, "eos_token": id_to(eos_ids[0]), "pad_token": id_to(pad_id),
                    "unk_token": None, "model_max_length": model.cfg.max_position_embeddings,
+                   "model_input_names": ["input_ids", "attention_mask"],
                    "clean_up_tokenization_spaces": False, "chat_template": chat_template}, f, indent=2)
     with open(os.path.join(out_dir, "generation_config.json"), "w") as f:
         json.dump({"eos_token_id": eos_ids, "pad_token_id": pad_id, "do_sample": False}, f, indent=2)

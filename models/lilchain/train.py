@@ -162,7 +162,8 @@ def hf_eval(hf_dir, problems, dev, batch_size, max_new_tokens):
         enc = tok([prompts[i] for i in idx], add_special_tokens=False, padding=True,
                   return_tensors="pt").to(dev)
         with torch.no_grad():
-            out = model.generate(**enc, max_new_tokens=max_new_tokens, do_sample=False,
+            out = model.generate(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                                 max_new_tokens=max_new_tokens, do_sample=False,
                                  eos_token_id=eos, pad_token_id=eos[1])
         new = out[:, enc["input_ids"].shape[1]:].tolist()
         for i, ids in zip(idx, new):
@@ -246,6 +247,9 @@ def parse_args():
     ap.add_argument("--heads", type=int, default=6)
     ap.add_argument("--intermediate", type=int, default=1024)
     ap.add_argument("--vocab", type=int, default=4096)
+    ap.add_argument("--min-links", type=int, default=None, help="task: shortest main chain")
+    ap.add_argument("--max-links", type=int, default=None, help="task: longest main chain")
+    ap.add_argument("--max-chains", type=int, default=None, help="task: chains per prompt")
     return ap.parse_args()
 
 
@@ -259,6 +263,8 @@ def main():
         a.batch_tokens, a.warmup_steps = 4096, 5
         a.eval_problems, a.eval_batch = min(a.eval_problems, 8), 4
         a.preview_problems, a.preview_windows, a.preview_max_tokens = 4, "32", 64
+    chain_cfg = data.ChainConfig(a.min_links or chain_cfg.min_links, a.max_links or chain_cfg.max_links,
+                                 chain_cfg.min_chains, a.max_chains or chain_cfg.max_chains)
     os.makedirs(a.out, exist_ok=True)
     hf_dir = os.path.join(a.out, "hf")
     workers = a.workers or max(1, min(12, (os.cpu_count() or 2) - 2))
@@ -308,7 +314,7 @@ def main():
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
     # Train.
-    history, step, tokens_seen, learned_tokens = [], 0, 0, 0
+    history, step, tokens_seen = [], 0, 0
     last_log, last_export = time.time(), False
     it = iter(loader)
     t_start = time.time()
@@ -331,7 +337,6 @@ def main():
         opt.step()
         step += 1
         tokens_seen += ids.numel()
-        learned_tokens += int((labels != -100).sum()) if step % 20 == 0 else 0
         if time.time() - last_log > (10 if not a.tiny else 2) or step == 1:
             model.eval()
             acc = teacher_forced_accuracy(model, val_batch, dev)

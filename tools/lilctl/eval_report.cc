@@ -46,13 +46,16 @@ std::string Dump(const ojson& j) {
 }  // namespace
 
 void ComputeReductions(EvalRun& run) {
-  std::map<std::pair<std::string, int32_t>, double> off;  // (attention, budget) -> mean tokens
+  // (attention, budget) -> mean tokens with the monitor off; a shadow cell generates the
+  // same outputs, so it stands in when the grid has no off cell.
+  std::map<std::pair<std::string, int32_t>, double> off, shadow;
   for (size_t i = 0; i < run.stats.size(); ++i) {
     const EvalCell& c = run.cells[i];
-    if (c.monitor_mode == "off" && run.stats[i].requests > 0) {
-      off[{c.sparse_mode, c.budget_tokens}] = run.stats[i].mean_tokens;
-    }
+    if (run.stats[i].requests == 0) continue;
+    if (c.monitor_mode == "off") off[{c.sparse_mode, c.budget_tokens}] = run.stats[i].mean_tokens;
+    if (c.monitor_mode == "shadow") shadow[{c.sparse_mode, c.budget_tokens}] = run.stats[i].mean_tokens;
   }
+  for (const auto& [key, mean] : shadow) off.emplace(key, mean);  // keeps an off cell's value
   for (size_t i = 0; i < run.stats.size(); ++i) {
     const EvalCell& c = run.cells[i];
     auto it = off.find({c.sparse_mode, c.budget_tokens});
@@ -76,7 +79,9 @@ std::string MarkdownTable(const EvalRun& run) {
        << " | " << c.monitor_mode << " | " << s.requests << " | "
        << (s.accuracy < 0 ? std::string("-") : Fixed(s.accuracy, 3)) << " | " << Fixed(s.mean_tokens, 1)
        << " | " << Fixed(s.median_tokens, 1) << " | " << s.tokens_saved << " | "
-       << (c.monitor_mode == "off" ? std::string("-") : pct(s.reduction_vs_off)) << " | "
+       << (c.monitor_mode == "off" || c.monitor_mode == "shadow" ? std::string("-")
+                                                                 : pct(s.reduction_vs_off))
+       << " | "
        << pct(s.early_stop_rate) << " | " << pct(s.stall_rate) << " | " << pct(s.length_rate) << " | "
        << s.errors << " | " << Fixed(s.mean_e2e_s, 2) << " | " << Fixed(s.tokens_per_s, 1) << " |\n";
   }
@@ -112,7 +117,7 @@ absl::Status WriteTables(const EvalRun& run, const std::string& dir) {
      << "Columns: accuracy over problems with a reference answer; tokens are generated tokens "
         "(`usage.completion_tokens`); tokens saved is the sum of `usage.tokens_saved` (shadow: "
         "what a stop would have saved); fewer tokens than off compares mean tokens with the same "
-        "attention and budget, monitor off; early stop = finish EARLY_STOP; monitor stall = the "
+        "attention and budget, monitor off (or shadow, which generates the same); early stop = finish EARLY_STOP; monitor stall = the "
         "monitor said stop (`monitor_stop_at` set, any mode); hit max_tokens = finish LENGTH; "
         "tokens/s = the cell's generated tokens / its wall time.\n\n"
      << MarkdownTable(run);

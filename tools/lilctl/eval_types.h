@@ -74,7 +74,7 @@ struct EvalCellStats {
   int64_t total_tokens = 0, tokens_saved = 0;
   double mean_tokens_saved = 0;
   double reduction_vs_off = -1;  // 1 - mean_tokens / mean_tokens of the same attention with
-                                 // monitor off; -1 when that cell is not in the grid
+                                 // monitor off (or shadow: same outputs); -1 when neither ran
   double early_stop_rate = 0;    // finish EARLY_STOP
   double stall_rate = 0;         // the monitor said stop (monitor_stop_at >= 0), any mode
   double length_rate = 0;        // finish LENGTH: ran to max_tokens (loops)

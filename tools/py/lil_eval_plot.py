@@ -5,7 +5,10 @@
 #   tokens_vs_budget.png    mean generated tokens against the budget, same series
 #   monitor_curves.png      DEFLATE size of the generated text against tokens for a few
 #                           requests, with the monitor's checks and where it said stop
-# Usage: .venv/bin/python tools/py/lil_eval_plot.py OUT_DIR [--title TEXT]
+# Usage: .venv/bin/python tools/py/lil_eval_plot.py OUT_DIR [MORE_DIRS...] [--out DIR] [--title T]
+# Several directories (e.g. one `lilctl eval` run per attention mode) are merged: their cells
+# and curves are plotted together, and --out (default: the first directory) also gets the
+# merged cells.csv and a Markdown table, table.md.
 import argparse
 import csv
 import json
@@ -89,34 +92,65 @@ def curves_plot(curves, path, title):
     plt.close(fig)
 
 
+def markdown_table(rows, raw):
+    def pct(v):
+        return "" if v == "" else f"{100 * float(v):.1f}%"
+    out = ["| attention | budget | monitor | n | accuracy | mean tokens | median tokens | tokens saved "
+           "(usage) | fewer tokens than off | early stop | monitor stall | hit max_tokens | errors | "
+           "mean e2e s | tokens/s |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r, w in zip(rows, raw):
+        acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
+        red = "-" if w["monitor_mode"] in ("off", "shadow") else pct(w["reduction_vs_off"])
+        out.append(f"| {w['sparse_mode']} | {w['budget_tokens'] if w['budget_tokens'] != '0' else '-'} | "
+                   f"{w['monitor_mode']} | {w['requests']} | {acc} | {float(w['mean_tokens']):.1f} | "
+                   f"{float(w['median_tokens']):.1f} | {w['tokens_saved']} | {red} | "
+                   f"{pct(w['early_stop_rate'])} | {pct(w['stall_rate'])} | {pct(w['length_rate'])} | "
+                   f"{w['errors']} | {float(w['mean_e2e_s']):.2f} | {float(w['tokens_per_s']):.1f} |")
+    return "\n".join(out) + "\n"
+
+
 def main():
-    ap = argparse.ArgumentParser(description="PNG plots of a lilctl eval directory")
-    ap.add_argument("dir")
+    ap = argparse.ArgumentParser(description="PNG plots of lilctl eval directories")
+    ap.add_argument("dirs", nargs="+")
+    ap.add_argument("--out", default=None, help="where the PNGs go (default: the first directory)")
     ap.add_argument("--title", default="")
     a = ap.parse_args()
-    cells_path = os.path.join(a.dir, "cells.csv")
-    if not os.path.exists(cells_path):
-        sys.exit(f"lil_eval_plot: {cells_path} is missing (run lilctl eval --out {a.dir} first)")
-    rows = read_cells(cells_path)
-    title = a.title or os.path.basename(os.path.abspath(a.dir))
+    rows, raw, curves = [], [], []
+    for d in a.dirs:
+        cells_path = os.path.join(d, "cells.csv")
+        if not os.path.exists(cells_path):
+            sys.exit(f"lil_eval_plot: {cells_path} is missing (run lilctl eval --out {d} first)")
+        with open(cells_path, newline="") as f:
+            raw += list(csv.DictReader(f))
+        rows += read_cells(cells_path)
+        curves_path = os.path.join(d, "curves.json")
+        if os.path.exists(curves_path):
+            with open(curves_path) as f:
+                curves += json.load(f)["curves"]
+    out_dir = a.out or a.dirs[0]
+    os.makedirs(out_dir, exist_ok=True)
+    title = a.title or os.path.basename(os.path.abspath(out_dir))
+    if len(a.dirs) > 1:
+        with open(os.path.join(out_dir, "cells.csv"), "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(raw[0].keys()))
+            w.writeheader()
+            w.writerows(raw)
+        with open(os.path.join(out_dir, "table.md"), "w") as f:
+            f.write(markdown_table(rows, raw))
     monitor_modes = [m for m in ("off", "enforce", "shadow", "conclude")
                      if any(r["monitor_mode"] == m for r in rows)]
     written = []
     if any(r["accuracy"] is not None for r in rows):
-        p = os.path.join(a.dir, "accuracy_vs_budget.png")
+        p = os.path.join(out_dir, "accuracy_vs_budget.png")
         budget_plot(rows, "accuracy", "exact-answer accuracy", p, title, monitor_modes)
         written.append(p)
-    p = os.path.join(a.dir, "tokens_vs_budget.png")
+    p = os.path.join(out_dir, "tokens_vs_budget.png")
     budget_plot(rows, "mean_tokens", "mean generated tokens", p, title, monitor_modes)
     written.append(p)
-    curves_path = os.path.join(a.dir, "curves.json")
-    if os.path.exists(curves_path):
-        with open(curves_path) as f:
-            curves = json.load(f)["curves"]
-        if curves:
-            p = os.path.join(a.dir, "monitor_curves.png")
-            curves_plot(curves, p, title)
-            written.append(p)
+    if curves:
+        p = os.path.join(out_dir, "monitor_curves.png")
+        curves_plot(curves[:6], p, title)
+        written.append(p)
     for p in written:
         print(f"wrote {p}")
 
