@@ -45,6 +45,11 @@ int main(int argc, char** argv) {
   app.add_option("--gemm-tflops", gemm_tflops, "bf16 GEMM rate measured in the same run (prefill fraction)");
   app.add_option("--kv-mib", kv_mib);
   double memory_fraction = 0.0;
+  std::string sparse = "dense";
+  int32_t budget_tokens = 2048;
+  app.add_option("--sparse", sparse, "decode with dense, quest (first 2 layers dense) or sink (64 sink tokens + window) attention")
+      ->check(CLI::IsMember({"dense", "quest", "sink"}));
+  app.add_option("--budget-tokens", budget_tokens, "tokens attended per step by quest / sink");
   app.add_option("--memory-fraction", memory_fraction, "size the KV cache from this share of GPU memory (beats --kv-mib)");
   CLI11_PARSE(app, argc, argv);
   lil::LoadOptions o;
@@ -64,8 +69,9 @@ int main(int argc, char** argv) {
   const double layer_params = static_cast<double>(c.hidden_size) * (c.q_dim() + 2 * c.kv_dim()) +
                               static_cast<double>(c.q_dim()) * c.hidden_size + 3.0 * c.hidden_size * c.intermediate_size;
   const double weight_bytes = 2.0 * (layer_params * c.num_layers + static_cast<double>(c.vocab_size) * c.hidden_size);
-  std::printf("model %s on %s, loaded in %.1f s; floor at %.3f TB/s read\n\n", model_path.c_str(), b.name().c_str(),
-              load_s, hbm_tbs);
+  std::printf("model %s on %s, loaded in %.1f s; floor at %.3f TB/s read; %s attention%s\n\n", model_path.c_str(),
+              b.name().c_str(), load_s, hbm_tbs, sparse.c_str(),
+              sparse == "dense" ? "" : (", budget " + std::to_string(budget_tokens) + " tokens").c_str());
   std::printf("| batch | context | prefill tok/s | prefill TFLOP/s | of GEMM | decode ms/step | floor ms | ratio | roofline | tokens/s |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
   uint64_t next_id = 1;
@@ -95,6 +101,18 @@ int main(int argc, char** argv) {
           auto& q = plan.seqs[s];
           q.start_pos += static_cast<int32_t>(q.tokens.size());
           q.tokens = {r->seqs[s].token};
+          if (sparse == "quest") {
+            q.sparse.mode = lil::SparseMode::kQuest;
+            q.sparse.budget_tokens = budget_tokens;
+            q.sparse.dense_layers = 2;
+          } else if (sparse == "sink") {
+            // What the sink+window policy leaves resident: 64 sink tokens and the newest
+            // budget - 64, the pages in between freed (never read).
+            const int32_t sink_pages = 64 / ps, keep_from = (q.start_pos - (budget_tokens - 64)) / ps;
+            for (int32_t lp = sink_pages; lp < keep_from && lp < static_cast<int32_t>(q.page_table.size()); ++lp) {
+              q.page_table[lp] = lil::kNoPage;
+            }
+          }
         }
         plan.released.clear();
       };
@@ -107,7 +125,13 @@ int main(int argc, char** argv) {
       const auto t0 = std::chrono::steady_clock::now();
       for (int i = 0; i < steps; ++i) step(plan);
       const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / steps;
-      const double kv_bytes = 2.0 * 2 * c.num_layers * c.kv_dim() * (context + 3 + steps / 2.0) * batch;
+      const double attended = sparse == "dense" ? context + 3 + steps / 2.0 : std::min<double>(budget_tokens, context);
+      // Quest also reads its page metadata (bf16 min and max: 1/page_size of the keys and values)
+      // in every layer past the dense ones, which read everything.
+      const double layers_sparse = sparse == "quest" ? c.num_layers - 2 : sparse == "sink" ? c.num_layers : 0;
+      const double kv_tokens = (c.num_layers - layers_sparse) * (context + steps / 2.0) +
+                               layers_sparse * (attended + (sparse == "quest" ? (context + steps / 2.0) / ps : 0.0));
+      const double kv_bytes = 2.0 * 2 * c.kv_dim() * kv_tokens * batch;
       const double floor_ms = (weight_bytes + kv_bytes) / (hbm_tbs * 1e12) * 1e3;
       const double prefill_tflops = 2.0 * (weight_bytes / 2.0) * context * batch / prefill_s / 1e12;
       std::printf("| %d | %d | %.0f | %.1f | %s | %.3f | %.3f | %.2fx | %.0f%% | %.1f |\n", batch, context,

@@ -56,6 +56,7 @@ struct CudaBackend::Work {
   float *x, *qkv, *q, *delta, *gate_up, *entry_mass, *seq_mass, *logits, *logprob, *split_partial;
   bf16 *h, *attn, *act;
   int32_t* token_out;
+  int32_t* split_counters;
   int32_t* pages_rw;  // device copies of the layouts' pages/logical (Quest writes them)
   const int32_t* I(int64_t off) const { return ints + off; }
 };
@@ -68,6 +69,7 @@ CudaBackend::CudaBackend(const ModelConfig& config, DeviceWeights weights, int32
 }
 
 CudaBackend::~CudaBackend() {
+  (void)ResetGraphs();
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
 }
 
@@ -122,7 +124,20 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
   int sms = 0;
   LIL_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, options.device));
   const char* split_env = std::getenv("LILSERVE_SPLIT_KV");
-  b->split_target_ctas_ = split_env != nullptr && std::string(split_env) == "0" ? 0 : 4 * sms;
+  b->split_target_ctas_ = split_env != nullptr && std::string(split_env) == "0"
+                              ? 0
+                              : SplitResidentCtas(c.head_dim, c.num_heads / c.num_kv_heads, sms);
+  // Graph steps share one split workspace: the largest any graph batch size asks for.
+  b->graph_partial_floats_ = 1;
+  for (int32_t t = 1; t <= kMaxGraphBatch && b->split_target_ctas_ > 0; ++t) {
+    const SplitChoice sc = ChooseSplit(t * c.num_kv_heads, kv.page_size, b->split_target_ctas_);
+    if (sc.min_chunk_entries > 0) {
+      b->graph_partial_floats_ = std::max(b->graph_partial_floats_,
+                                          SplitPartialFloats(t, c.num_kv_heads, c.head_dim, sc.max_splits));
+    }
+  }
+  const char* graphs_env = std::getenv("LILSERVE_CUDA_GRAPHS");
+  b->graphs_enabled_ = !(graphs_env != nullptr && std::string(graphs_env) == "0");
   // Zeroed so a page read before it is written (never in a valid plan) holds no NaNs.
   LIL_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(b->kv_pool_.get(), 0, b->kv_pool_.bytes(), stream));
   return b;
@@ -181,11 +196,11 @@ absl::Status CudaBackend::Attention(int32_t layer, const StepInputs& in, const W
   ap.row_logical = logical;
   ap.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
   ap.page_mass = mass ? w.entry_mass : nullptr;
-  if (!mass && l.split.chunk_entries > 0) {
-    ap.chunk_entries = l.split.chunk_entries;
+  if (!mass && l.split.min_chunk_entries > 0) {
+    ap.min_chunk_entries = l.split.min_chunk_entries;
     ap.max_splits = l.split.max_splits;
     ap.partial = w.split_partial;
-    ap.counters = split_counters_.get<int32_t>();
+    ap.counters = w.split_counters;
   }
   LIL_CUDA_RETURN_IF_ERROR(PagedAttention(ap, stream_));
   if (mass) {
@@ -230,8 +245,7 @@ absl::Status CudaBackend::RunLayer(int32_t layer, const StepInputs& in, const Wo
   return absl::OkStatus();
 }
 
-absl::Status CudaBackend::Sample(const StepPlan& plan, const StepInputs& in, const Work& w,
-                                 StepResult& result) {
+absl::Status CudaBackend::LaunchSampling(const StepInputs& in, const Work& w) {
   const ModelConfig& c = config_;
   const int32_t r = static_cast<int32_t>(in.logit_rows.size()), vocab = c.vocab_size;
   if (r == 0) return absl::OkStatus();
@@ -239,6 +253,14 @@ absl::Status CudaBackend::Sample(const StepPlan& plan, const StepInputs& in, con
                                        c.rms_norm_eps, w.I(w.logit_rows)}, stream_));
   LIL_RETURN_IF_ERROR(gemm_.Run(w.h, w_.lm_head, w.logits, r, c.hidden_size, vocab));
   LIL_CUDA_RETURN_IF_ERROR(Greedy({w.logits, r, vocab, w.token_out, w.logprob}, stream_));
+  return absl::OkStatus();
+}
+
+absl::Status CudaBackend::FinishSampling(const StepPlan& plan, const StepInputs& in, const Work& w,
+                                         StepResult& result) {
+  const ModelConfig& c = config_;
+  const int32_t r = static_cast<int32_t>(in.logit_rows.size()), vocab = c.vocab_size;
+  if (r == 0) return absl::OkStatus();
   bool need_host_logits = false;
   for (const ScheduledSeq& seq : plan.seqs) {
     need_host_logits |= seq.return_logits || (seq.sample && !GreedyOnGpu(seq.sampling));
@@ -281,6 +303,38 @@ absl::Status CudaBackend::Sample(const StepPlan& plan, const StepInputs& in, con
   return absl::OkStatus();
 }
 
+absl::Status CudaBackend::LaunchForward(const StepInputs& in, const Work& w) {
+  const ModelConfig& c = config_;
+  const int64_t t = in.num_tokens;
+  LIL_CUDA_RETURN_IF_ERROR(Embedding({w_.embed, w.I(w.tokens), w.x, in.num_tokens, c.hidden_size,
+                                      c.vocab_size}, stream_));
+  for (int32_t layer = 0; layer < c.num_layers; ++layer) LIL_RETURN_IF_ERROR(RunLayer(layer, in, w));
+  if (c.num_layers > 0) {
+    LIL_CUDA_RETURN_IF_ERROR(AddInPlace(w.x, w.delta, t * c.hidden_size, stream_));
+  }
+  return LaunchSampling(in, w);
+}
+
+bool CudaBackend::Graphable(const StepPlan& plan, const StepInputs& in) const {
+  if (!graphs_enabled_ || in.num_tokens > kMaxGraphBatch || graph_failed_.contains(in.num_tokens) || in.mass_size > 0 || in.layouts.size() != 1 ||
+      !in.layouts[0].quest_seqs.empty() || static_cast<int32_t>(in.logit_rows.size()) != in.num_tokens ||
+      static_cast<int32_t>(in.touched_pages.size()) != in.num_tokens) {
+    return false;
+  }
+  for (const ScheduledSeq& seq : plan.seqs) {
+    if (seq.tokens.size() != 1 || seq.return_logits || !seq.sample) return false;
+  }
+  return true;
+}
+
+absl::Status CudaBackend::ResetGraphs() {
+  for (auto& [b, exec] : graphs_) {
+    if (exec != nullptr) cudaGraphExecDestroy(exec);
+  }
+  graphs_.clear();
+  return absl::OkStatus();
+}
+
 absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
   LIL_RETURN_IF_ERROR(CheckPlan(plan, config_, num_pages_, page_size_));
   for (RequestId id : plan.released) seqs_.erase(id);
@@ -307,28 +361,46 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
       }
     }
   }
+  // Decode-only dense steps replay a CUDA graph captured for their batch size: every array
+  // then sits at a fixed offset sized for the largest graph batch and the graph capacity of
+  // page-list entries, so the same addresses serve every step of that shape.
+  bool graph = Graphable(plan, in);
+  int64_t nnz_cap = 0;
+  if (graph) {
+    nnz_cap = graph_nnz_cap_;
+    const int64_t nnz = static_cast<int64_t>(in.layouts[0].pages.size());
+    if (nnz > nnz_cap) {
+      nnz_cap = std::max<int64_t>(2 * nnz, 4096);
+      LIL_RETURN_IF_ERROR(ResetGraphs());
+      graph_nnz_cap_ = nnz_cap;
+    }
+  }
+  const int64_t tok_cap = graph ? kMaxGraphBatch : 0;
+  const int64_t row_cap = graph ? int64_t{kMaxGraphBatch} * c.num_kv_heads + 1 : 0;
 
   // Pack the int inputs; the layouts' pages/logical also go to a writable copy.
   IntPack pack, rw;
   Work w;
-  w.tokens = pack.Add(in.tokens);
-  w.pos = pack.Add(in.pos);
-  w.seq = pack.Add(in.seq);
-  w.dst_page = pack.Add(in.dst_page);
-  w.dst_slot = pack.Add(in.dst_slot);
-  w.touched_pages = pack.Add(in.touched_pages);
-  w.touched_last = pack.Add(in.touched_last_slot);
-  w.mass_offset = pack.Add(in.mass_offset);
-  w.logit_rows = pack.Add(in.logit_rows);
-  w.cand_pages = pack.Add(in.cand_pages);
-  w.cand_logical = pack.Add(in.cand_logical);
+  w.tokens = pack.Add(in.tokens, tok_cap);
+  w.pos = pack.Add(in.pos, tok_cap);
+  w.seq = pack.Add(in.seq, tok_cap);
+  w.dst_page = pack.Add(in.dst_page, tok_cap);
+  w.dst_slot = pack.Add(in.dst_slot, tok_cap);
+  w.touched_pages = pack.Add(in.touched_pages, tok_cap);
+  w.touched_last = pack.Add(in.touched_last_slot, tok_cap);
+  w.mass_offset = pack.Add(in.mass_offset, tok_cap);
+  w.logit_rows = pack.Add(in.logit_rows, tok_cap);
+  // Capacity-padded too: the candidate lists grow with the sequences even when Quest is off,
+  // and every later offset must stay where the graph saw it.
+  w.cand_pages = pack.Add(in.cand_pages, nnz_cap);
+  w.cand_logical = pack.Add(in.cand_logical, nnz_cap);
   int32_t max_nnz = 1, max_splits = 0;
   for (const RowLayout& l : in.layouts) {
     Work::Layout d;
-    d.indptr = pack.Add(l.indptr);
-    d.entry_seq = pack.Add(l.entry_seq);
-    d.pages = rw.Add(l.pages);
-    d.logical = rw.Add(l.logical);
+    d.indptr = pack.Add(l.indptr, row_cap);
+    d.entry_seq = pack.Add(l.entry_seq, nnz_cap);
+    d.pages = rw.Add(l.pages, nnz_cap);
+    d.logical = rw.Add(l.logical, nnz_cap);
     std::vector<int32_t> q_row, cb, cn, budget, out_begin;
     for (int32_t s : l.quest_seqs) {
       q_row.push_back(in.seq_first[s]);
@@ -346,16 +418,20 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
     d.num_quest = static_cast<int32_t>(l.quest_seqs.size());
     max_nnz = std::max(max_nnz, d.nnz);
     if (split_target_ctas_ > 0 && in.mass_size == 0 && SplitSupported(c.head_dim)) {
-      int32_t longest = 0;
-      for (size_t r = 0; r + 1 < l.indptr.size(); ++r) longest = std::max(longest, l.indptr[r + 1] - l.indptr[r]);
-      d.split = ChooseSplit(in.num_tokens * c.num_kv_heads, longest, page_size_, split_target_ctas_);
-      max_splits = std::max(max_splits, d.split.chunk_entries > 0 ? d.split.max_splits : 0);
+      d.split = ChooseSplit(in.num_tokens * c.num_kv_heads, page_size_, split_target_ctas_);
+      max_splits = std::max(max_splits, d.split.min_chunk_entries > 0 ? d.split.max_splits : 0);
     }
     w.layouts.push_back(d);
   }
 
-  const int64_t t = in.num_tokens, r = std::max<int64_t>(1, in.logit_rows.size());
+  // Work buffers: sized for this step, or for the largest graph batch in graph mode.
+  const int64_t t = graph ? kMaxGraphBatch : in.num_tokens;
+  const int64_t r = graph ? kMaxGraphBatch : std::max<int64_t>(1, in.logit_rows.size());
   const int64_t hmax = std::max(c.hidden_size, c.intermediate_size);
+  const int64_t partial_floats = graph ? graph_partial_floats_
+                                       : (max_splits > 0 ? SplitPartialFloats(in.num_tokens, c.num_kv_heads,
+                                                                              c.head_dim, max_splits) : 1);
+  if (graph) max_nnz = static_cast<int32_t>(std::max<int64_t>(nnz_cap, 1));
   Carve carve;
   auto carve_all = [&] {
     carve.used = 0;
@@ -374,20 +450,19 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
     w.attn = carve.Take<bf16>(t * c.q_dim());
     w.act = carve.Take<bf16>(t * c.intermediate_size);
     w.token_out = carve.Take<int32_t>(r);
-    w.split_partial = carve.Take<float>(max_splits > 0 ? SplitPartialFloats(in.num_tokens, c.num_kv_heads,
-                                                                            c.head_dim, max_splits) : 1);
+    w.split_partial = carve.Take<float>(partial_floats);
+    w.split_counters = carve.Take<int32_t>(t * c.num_kv_heads);
   };
   carve_all();
-  LIL_RETURN_IF_ERROR(work_.Reserve(carve.used));
-  carve.base = work_.get<char>();
-  carve_all();
-  if (max_splits > 0) {
-    const size_t need = sizeof(int32_t) * in.num_tokens * c.num_kv_heads;
-    if (split_counters_.bytes() < need) {
-      LIL_RETURN_IF_ERROR(split_counters_.Reserve(need));
-      LIL_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(split_counters_.get(), 0, need, stream_));
-    }
+  DeviceBuffer& work = graph ? graph_work_ : work_;
+  if (carve.used > work.bytes()) {
+    if (graph) LIL_RETURN_IF_ERROR(ResetGraphs());
+    LIL_RETURN_IF_ERROR(work.Reserve(carve.used));
+    // The split counters must be zero at rest; a fresh buffer is zeroed once.
+    LIL_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(work.get(), 0, work.bytes(), stream_));
   }
+  carve.base = work.get<char>();
+  carve_all();
   // One upload: the int pack and the writable page lists, through pinned memory (the previous
   // step ended with a stream synchronize, so the staging buffer is free).
   const size_t pack_bytes = pack.data.size() * 4, rw_bytes = rw.data.size() * 4;
@@ -403,18 +478,32 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
   if (in.mass_size > 0) {
     LIL_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(w.seq_mass, 0, sizeof(float) * in.mass_size, stream_));
   }
-  LIL_CUDA_RETURN_IF_ERROR(Embedding({w_.embed, w.I(w.tokens), w.x, in.num_tokens, c.hidden_size,
-                                      c.vocab_size}, stream_));
-  for (int32_t layer = 0; layer < c.num_layers; ++layer) LIL_RETURN_IF_ERROR(RunLayer(layer, in, w));
-  if (c.num_layers > 0) {
-    LIL_CUDA_RETURN_IF_ERROR(AddInPlace(w.x, w.delta, t * c.hidden_size, stream_));
+  // Split merge counters: graph steps keep theirs at a fixed place (zero at rest); eager steps
+  // carve them wherever this step's sizes put them, so they are cleared here.
+  if (!graph && max_splits > 0) {
+    LIL_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(w.split_counters, 0, sizeof(int32_t) * t * c.num_kv_heads, stream_));
   }
+  if (graph) {
+    cudaGraphExec_t& exec = graphs_[in.num_tokens];
+    if (exec == nullptr) {
+      absl::Status captured = CaptureGraph(in, w, &exec);
+      if (!captured.ok()) {
+        LIL_LOG_WARN("CUDA graph capture for batch {} failed ({}); running that batch size without graphs",
+                     in.num_tokens, std::string(captured.message()));
+        graphs_.erase(in.num_tokens);
+        graph_failed_.insert(in.num_tokens);
+        graph = false;
+      }
+    }
+    if (graph) LIL_CUDA_RETURN_IF_ERROR(cudaGraphLaunch(graphs_[in.num_tokens], stream_));
+  }
+  if (!graph) LIL_RETURN_IF_ERROR(LaunchForward(in, w));
   std::vector<float> mass(in.mass_size);
   if (in.mass_size > 0) {
     LIL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(mass.data(), w.seq_mass, sizeof(float) * in.mass_size,
                                              cudaMemcpyDeviceToHost, stream_));
   }
-  LIL_RETURN_IF_ERROR(Sample(plan, in, w, result));
+  LIL_RETURN_IF_ERROR(FinishSampling(plan, in, w, result));
   LIL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
 
   const RowLayout* last = c.num_layers > 0 ? &in.layouts[in.layer_layout.back()] : nullptr;
@@ -432,6 +521,26 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
     }
   }
   return result;
+}
+
+absl::Status CudaBackend::CaptureGraph(const StepInputs& in, const Work& w, cudaGraphExec_t* exec) {
+  LIL_CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
+  const absl::Status launched = LaunchForward(in, w);
+  cudaGraph_t g = nullptr;
+  const cudaError_t ended = cudaStreamEndCapture(stream_, &g);
+  if (!launched.ok() || ended != cudaSuccess) {
+    if (g != nullptr) cudaGraphDestroy(g);
+    cudaGetLastError();
+    return launched.ok() ? CudaStatus(ended, "cudaStreamEndCapture") : launched;
+  }
+  const cudaError_t inst = cudaGraphInstantiate(exec, g, 0);
+  cudaGraphDestroy(g);
+  if (inst != cudaSuccess) {
+    *exec = nullptr;
+    cudaGetLastError();
+    return CudaStatus(inst, "cudaGraphInstantiate");
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace lil::cuda

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "absl/container/flat_hash_map.h"
+#include "absl/container/flat_hash_set.h"
 #include "engine/backend.h"
 #include "engine/cuda/cuda_step.h"
 #include "engine/cuda/cuda_util.h"
@@ -36,6 +37,8 @@ class CudaBackend final : public Backend {
   int32_t page_size() const override { return page_size_; }
   absl::StatusOr<StepResult> Execute(const StepPlan& plan) override;
   const Gemm& gemm() const { return gemm_; }
+  // Decode batch sizes with a captured CUDA graph (tests, logs).
+  int32_t graphs_captured() const { return static_cast<int32_t>(graphs_.size()); }
 
  private:
   struct SeqState {
@@ -49,8 +52,16 @@ class CudaBackend final : public Backend {
   PagedKvViewBf16 LayerView(int32_t layer) const;
   absl::Status RunLayer(int32_t layer, const StepInputs& in, const Work& w);
   absl::Status Attention(int32_t layer, const StepInputs& in, const Work& w);
-  absl::Status Sample(const StepPlan& plan, const StepInputs& in, const Work& w,
-                      StepResult& result);
+  // The kernels of one step (capturable: no host synchronization, no allocation).
+  absl::Status LaunchForward(const StepInputs& in, const Work& w);
+  absl::Status LaunchSampling(const StepInputs& in, const Work& w);
+  // Copies the sampled tokens back (the step's one synchronization) and samples non-greedy
+  // rows on the host.
+  absl::Status FinishSampling(const StepPlan& plan, const StepInputs& in, const Work& w,
+                              StepResult& result);
+  bool Graphable(const StepPlan& plan, const StepInputs& in) const;
+  absl::Status CaptureGraph(const StepInputs& in, const Work& w, cudaGraphExec_t* exec);
+  absl::Status ResetGraphs();
 
   ModelConfig config_;
   DeviceWeights w_;
@@ -60,8 +71,17 @@ class CudaBackend final : public Backend {
   Gemm gemm_;
   DeviceBuffer kv_pool_;     // [layers][K | V | Quest] per layer, see LayerView
   DeviceBuffer ints_, work_;
-  DeviceBuffer split_counters_;  // [tokens * KV heads] int32, zero at rest (attention.h)
   PinnedBuffer staging_;         // the step's int inputs on their way up
+  // CUDA graphs of decode steps, one per batch size (<= kMaxGraphBatch), all over graph_work_
+  // laid out for kMaxGraphBatch tokens and graph_nnz_cap_ page-list entries; growing either
+  // drops the graphs. $LILSERVE_CUDA_GRAPHS=0 turns them off.
+  static constexpr int32_t kMaxGraphBatch = 128;
+  bool graphs_enabled_ = true;
+  DeviceBuffer graph_work_;
+  int64_t graph_nnz_cap_ = 0;
+  int64_t graph_partial_floats_ = 1;
+  absl::flat_hash_map<int32_t, cudaGraphExec_t> graphs_;
+  absl::flat_hash_set<int32_t> graph_failed_;
   int32_t split_target_ctas_ = 0;  // 0: split-KV off ($LILSERVE_SPLIT_KV=0)
   absl::flat_hash_map<RequestId, SeqState> seqs_;
   uint64_t seed_base_;

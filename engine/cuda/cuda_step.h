@@ -4,6 +4,7 @@
 // mass slices, logits rows), packed into one buffer so a step makes one upload.
 #pragma once
 
+#include <algorithm>
 #include <vector>
 
 #include "engine/model_config.h"
@@ -38,9 +39,11 @@ StepInputs BuildStepInputs(const StepPlan& plan, const ModelConfig& c, int32_t p
 // Concatenates int32 arrays; Add returns the element offset of the array in the pack.
 struct IntPack {
   std::vector<int32_t> data;
-  int64_t Add(const std::vector<int32_t>& v) {
+  // `capacity` reserves room for that many elements (fixed offsets for CUDA graphs).
+  int64_t Add(const std::vector<int32_t>& v, int64_t capacity = 0) {
     const int64_t off = static_cast<int64_t>(data.size());
     data.insert(data.end(), v.begin(), v.end());
+    data.resize(off + std::max<int64_t>(capacity, static_cast<int64_t>(v.size())));
     data.resize((data.size() + 3) / 4 * 4);  // 16-byte aligned starts
     return off;
   }

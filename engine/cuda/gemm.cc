@@ -24,6 +24,7 @@ constexpr int kCublasGemmDefault = -1;
 using CreateFn = int (*)(void** handle);
 using DestroyFn = int (*)(void* handle);
 using SetStreamFn = int (*)(void* handle, cudaStream_t stream);
+using SetWorkspaceFn = int (*)(void* handle, void* workspace, size_t bytes);
 using GemmExFn = int (*)(void* handle, int transa, int transb, int m, int n, int k,
                          const void* alpha, const void* a, cudaDataType a_type, int lda,
                          const void* b, cudaDataType b_type, int ldb, const void* beta, void* c,
@@ -34,6 +35,7 @@ struct Cublas {
   DestroyFn destroy = nullptr;
   SetStreamFn set_stream = nullptr;
   GemmExFn gemm_ex = nullptr;
+  SetWorkspaceFn set_workspace = nullptr;  // optional (cuBLAS >= 11)
   std::string path;
 };
 
@@ -55,6 +57,7 @@ absl::StatusOr<Cublas> OpenCublas() {
     c.destroy = reinterpret_cast<DestroyFn>(dlsym(h, "cublasDestroy_v2"));
     c.set_stream = reinterpret_cast<SetStreamFn>(dlsym(h, "cublasSetStream_v2"));
     c.gemm_ex = reinterpret_cast<GemmExFn>(dlsym(h, "cublasGemmEx"));
+    c.set_workspace = reinterpret_cast<SetWorkspaceFn>(dlsym(h, "cublasSetWorkspace_v2"));
     if (c.create && c.destroy && c.set_stream && c.gemm_ex) {
       c.path = name;
       return c;
@@ -97,16 +100,30 @@ absl::StatusOr<Gemm> Gemm::Create(cudaStream_t stream, bool force_fallback) {
   }
   g.handle_ = handle;
   g.library_ = cublas->path;
+  // A workspace of our own, so cuBLAS never allocates while a CUDA graph is being captured.
+  if (cublas->set_workspace != nullptr) {
+    if (cudaMalloc(&g.workspace_, kWorkspaceBytes) == cudaSuccess) {
+      if (cublas->set_workspace(handle, g.workspace_, kWorkspaceBytes) != 0) {
+        cudaFree(g.workspace_);
+        g.workspace_ = nullptr;
+      }
+    } else {
+      cudaGetLastError();
+      g.workspace_ = nullptr;
+    }
+  }
   return g;
 }
 
 Gemm::Gemm(Gemm&& o) noexcept
     : stream_(o.stream_), handle_(std::exchange(o.handle_, nullptr)), library_(std::move(o.library_)),
-      use_gemv_(o.use_gemv_) {}
+      use_gemv_(o.use_gemv_), workspace_(std::exchange(o.workspace_, nullptr)) {}
 
 Gemm& Gemm::operator=(Gemm&& o) noexcept {
   if (this != &o) {
     if (handle_ != nullptr) GetCublas()->destroy(handle_);
+    if (workspace_ != nullptr) cudaFree(workspace_);
+    workspace_ = std::exchange(o.workspace_, nullptr);
     stream_ = o.stream_;
     handle_ = std::exchange(o.handle_, nullptr);
     library_ = std::move(o.library_);
@@ -117,6 +134,7 @@ Gemm& Gemm::operator=(Gemm&& o) noexcept {
 
 Gemm::~Gemm() {
   if (handle_ != nullptr) GetCublas()->destroy(handle_);
+  if (workspace_ != nullptr) cudaFree(workspace_);
 }
 
 absl::Status Gemm::Run(const bf16* x, const bf16* w, float* y, int32_t rows, int32_t in,

@@ -33,7 +33,9 @@ class Gemm {
   cudaStream_t stream_ = nullptr;
   void* handle_ = nullptr;  // cublasHandle_t
   std::string library_;
-  bool use_gemv_ = false;  // rows <= kGemvMaxRows through kernels/cuda/gemv.cu ($LILSERVE_GEMV=0: off)
+  bool use_gemv_ = false;
+  static constexpr size_t kWorkspaceBytes = 32u << 20;
+  void* workspace_ = nullptr;  // cuBLAS workspace (cublasSetWorkspace), capture-safe  // rows <= kGemvMaxRows through kernels/cuda/gemv.cu ($LILSERVE_GEMV=0: off)
 };
 
 }  // namespace lil::cuda

@@ -171,7 +171,8 @@ __global__ void __launch_bounds__(kWarps * 32) SplitAttentionKernel(PagedAttenti
   const int32_t row = p.token_seq[t] * hkv + kvh;
   const int32_t begin = p.row_indptr[row], end = p.row_indptr[row + 1];
   const int32_t nent = end - begin;
-  const int32_t chunk = p.chunk_entries > 0 ? p.chunk_entries : max(nent, 1);
+  const int32_t chunk = p.min_chunk_entries > 0 ? max(p.min_chunk_entries, (nent + p.max_splits - 1) / p.max_splits)
+                                                 : max(nent, 1);
   const int32_t nsplit = max(1, (nent + chunk - 1) / chunk);
   if (split >= nsplit) return;
   const int32_t cb = begin + split * chunk, ce = min(end, cb + chunk);
@@ -352,7 +353,7 @@ __global__ void __launch_bounds__(kWarps * 32) SplitAttentionKernel(PagedAttenti
 
 template <int D>
 cudaError_t LaunchSplit(const PagedAttentionParams& p, int group, cudaStream_t stream) {
-  const dim3 grid(p.num_tokens * p.kv.num_kv_heads, p.chunk_entries > 0 ? p.max_splits : 1);
+  const dim3 grid(p.num_tokens * p.kv.num_kv_heads, p.min_chunk_entries > 0 ? p.max_splits : 1);
   if (group == 1) {
     SplitAttentionKernel<D, 1><<<grid, kWarps * 32, 0, stream>>>(p);
   } else if (group == 2) {
@@ -367,17 +368,42 @@ cudaError_t LaunchSplit(const PagedAttentionParams& p, int group, cudaStream_t s
 
 }  // namespace
 
-SplitChoice ChooseSplit(int32_t rows, int32_t max_row_entries, int32_t page_size, int32_t target_ctas) {
+SplitChoice ChooseSplit(int32_t rows, int32_t page_size, int32_t resident_ctas) {
   SplitChoice c;
-  if (rows <= 0 || max_row_entries <= 1 || rows * 2 > target_ctas) return c;
-  const int32_t min_chunk = std::max(1, (128 + page_size - 1) / page_size);
-  const int32_t want = std::min(kMaxSplits, std::max(1, target_ctas / rows));
-  const int32_t chunk = std::max(min_chunk, (max_row_entries + want - 1) / want);
-  const int32_t splits = (max_row_entries + chunk - 1) / chunk;
-  if (splits <= 1) return c;
-  c.chunk_entries = chunk;
+  if (rows <= 0 || resident_ctas <= 0) return c;
+  auto efficiency = [&](int32_t s) {
+    const double waves = static_cast<double>(rows) * s / resident_ctas;
+    return waves / std::ceil(waves);
+  };
+  double best = 0.0;
+  for (int32_t s = 1; s <= kMaxSplits; ++s) best = std::max(best, efficiency(s));
+  int32_t splits = 1;
+  while (splits < kMaxSplits && efficiency(splits) < 0.85 * best) ++splits;
+  if (splits == 1) return c;
+  c.min_chunk_entries = std::max(1, (128 + page_size - 1) / page_size);
   c.max_splits = splits;
   return c;
+}
+
+int32_t SplitResidentCtas(int32_t head_dim, int32_t group, int32_t sms) {
+  int per_sm = 0;
+  const void* fn = nullptr;
+  const int g = group <= 1 ? 1 : group == 2 ? 2 : group <= 4 ? 4 : 8;
+  switch (head_dim * 16 + g) {
+#define LIL_SPLIT_FN(D, G) \
+  case D * 16 + G:         \
+    fn = reinterpret_cast<const void*>(SplitAttentionKernel<D, G>); \
+    break;
+    LIL_SPLIT_FN(64, 1) LIL_SPLIT_FN(64, 2) LIL_SPLIT_FN(64, 4) LIL_SPLIT_FN(64, 8)
+    LIL_SPLIT_FN(128, 1) LIL_SPLIT_FN(128, 2) LIL_SPLIT_FN(128, 4) LIL_SPLIT_FN(128, 8)
+#undef LIL_SPLIT_FN
+    default: return 4 * sms;
+  }
+  if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, kWarps * 32, 0) != cudaSuccess || per_sm <= 0) {
+    cudaGetLastError();
+    return 4 * sms;
+  }
+  return per_sm * sms;
 }
 
 int64_t SplitPartialFloats(int32_t num_tokens, int32_t num_kv_heads, int32_t head_dim, int32_t max_splits) {
@@ -392,7 +418,7 @@ cudaError_t PagedAttention(const PagedAttentionParams& p, cudaStream_t stream) {
     return cudaErrorInvalidValue;
   }
   const int group = p.num_heads / p.kv.num_kv_heads;
-  const bool split = p.chunk_entries > 0;
+  const bool split = p.min_chunk_entries > 0;
   if (split && (p.partial == nullptr || p.counters == nullptr || p.max_splits < 1 || p.max_splits > kMaxSplits)) {
     return cudaErrorInvalidValue;
   }

@@ -25,29 +25,35 @@ struct PagedAttentionParams {
   const int32_t* row_logical;  // [nnz]
   float scale = 1.0f;
   float* page_mass = nullptr;  // optional [nnz], += (see the CPU reference)
-  // Split-KV (flash-decoding): each (token, KV head) row's entries are cut into chunks of
-  // `chunk_entries`, one CTA each; the last CTA of a row to finish merges the partial
-  // (max, sum, acc) states. 0: one CTA per row. Needs `partial` (SplitPartialFloats) and
-  // `counters` ([num_tokens * num_kv_heads], zero at rest: the merging CTA re-zeroes them).
-  int32_t chunk_entries = 0;
-  int32_t max_splits = 1;      // grid size along the split axis: >= ceil(max entries / chunk), <= 128
+  // Split-KV (flash-decoding): each (token, KV head) row's n entries are cut into chunks of
+  // max(min_chunk_entries, ceil(n / max_splits)) entries, one CTA each; the last CTA of a row
+  // to finish merges the partial (max, sum, acc) states. The split depends on device data
+  // only, so a captured graph replays correctly for any page-list lengths. 0: one CTA per
+  // row. Needs `partial` (SplitPartialFloats) and `counters` ([num_tokens * num_kv_heads],
+  // zero at rest: the merging CTA re-zeroes them).
+  int32_t min_chunk_entries = 0;
+  int32_t max_splits = 1;      // grid size along the split axis, <= 128
   float* partial = nullptr;
   int32_t* counters = nullptr;
 };
 
-// The split chosen for a step: rows = num_tokens * num_kv_heads CTAs before splitting, each
-// with at most `max_row_entries` pages. Splits aim at `target_ctas` (about four per SM) with
-// chunks of at least 64 tokens (FlashInfer's rule, with a smaller floor). No split when the
-// rows alone fill the GPU.
+// The split chosen for a step: rows = num_tokens * num_kv_heads CTAs before splitting, and
+// `resident_ctas` of the kernel fit on the GPU at once (SplitResidentCtas). The split count is
+// the smallest whose last wave is at least 85% full relative to the best count up to 128
+// (FlashAttention-2's wave rule); chunks hold at least 128 tokens (FlashInfer's floor), so
+// short rows use fewer CTAs than the grid offers.
 struct SplitChoice {
-  int32_t chunk_entries = 0;
+  int32_t min_chunk_entries = 0;
   int32_t max_splits = 1;
 };
 // Whether the vectorized (splittable) kernel serves this head_dim.
 inline bool SplitSupported(int32_t head_dim) {
   return head_dim == 8 || head_dim == 16 || head_dim == 32 || head_dim == 64 || head_dim == 128;
 }
-SplitChoice ChooseSplit(int32_t rows, int32_t max_row_entries, int32_t page_size, int32_t target_ctas);
+SplitChoice ChooseSplit(int32_t rows, int32_t page_size, int32_t resident_ctas);
+// CTAs of the vectorized kernel for (head_dim, group) resident at once on `sms` SMs (its
+// occupancy times the SM count); 4 * sms for head dims it does not serve.
+int32_t SplitResidentCtas(int32_t head_dim, int32_t group, int32_t sms);
 // fp32 workspace of the split partial states.
 int64_t SplitPartialFloats(int32_t num_tokens, int32_t num_kv_heads, int32_t head_dim, int32_t max_splits);
 

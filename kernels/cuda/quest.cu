@@ -10,6 +10,7 @@
 #include "kernels/cuda/quest.h"
 
 #include <cub/block/block_scan.cuh>
+#include <type_traits>
 
 namespace lil::cuda {
 namespace {
@@ -48,25 +49,40 @@ __device__ void Score(const QuestSelectParams& p, int32_t s, int32_t h, int32_t 
 #pragma unroll
       for (int j = 0; j < kDpl; ++j) qr[g][j] = g < group ? q[g * d + lane * kDpl + j] : 0.0f;
     }
-    for (int32_t c = warp; c < n - 1; c += kWarps) {
-      const bf16* mn = p.kv.quest + p.kv.QuestOffset(p.cand_pages[c0 + c], h) + lane * kDpl;
-      const bf16* mx = mn + d;
-      float lo[kDpl], hi[kDpl];
+    // kBatch candidates per warp in flight: their min/max loads are all issued before any is
+    // used (the metadata stream is latency-bound otherwise).
+    constexpr int kBatch = 8;
+    using Vec = typename std::conditional<kDpl == 4, uint2, typename std::conditional<kDpl == 2, uint32_t, uint16_t>::type>::type;
+    for (int32_t cb = warp; cb < n - 1; cb += kWarps * kBatch) {
+      Vec lo_v[kBatch], hi_v[kBatch];
 #pragma unroll
-      for (int j = 0; j < kDpl; ++j) {
-        lo[j] = __bfloat162float(mn[j]);
-        hi[j] = __bfloat162float(mx[j]);
+      for (int k = 0; k < kBatch; ++k) {
+        const int32_t c = cb + k * kWarps;
+        if (c < n - 1) {
+          const bf16* mn = p.kv.quest + p.kv.QuestOffset(p.cand_pages[c0 + c], h) + lane * kDpl;
+          lo_v[k] = *reinterpret_cast<const Vec*>(mn);
+          hi_v[k] = *reinterpret_cast<const Vec*>(mn + d);
+        }
       }
-      float total = 0.0f;
 #pragma unroll
-      for (int g = 0; g < kMaxQuestGroup; ++g) {
-        if (g >= group) break;
+      for (int k = 0; k < kBatch; ++k) {
+        const int32_t c = cb + k * kWarps;
+        const bf16* lo_h = reinterpret_cast<const bf16*>(&lo_v[k]);
+        const bf16* hi_h = reinterpret_cast<const bf16*>(&hi_v[k]);
+        float total = 0.0f;
 #pragma unroll
-        for (int j = 0; j < kDpl; ++j) total += fmaxf(qr[g][j] * lo[j], qr[g][j] * hi[j]);
+        for (int g = 0; g < kMaxQuestGroup; ++g) {
+          if (g >= group) break;
+#pragma unroll
+          for (int j = 0; j < kDpl; ++j) {
+            const float lo = __bfloat162float(lo_h[j]), hi = __bfloat162float(hi_h[j]);
+            total += fmaxf(qr[g][j] * lo, qr[g][j] * hi);
+          }
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1) total += __shfl_xor_sync(0xffffffffu, total, o);
+        if (lane == 0 && c < n - 1) keys[c] = OrderKey(total);
       }
-#pragma unroll
-      for (int o = 16; o > 0; o >>= 1) total += __shfl_xor_sync(0xffffffffu, total, o);
-      if (lane == 0) keys[c] = OrderKey(total);
     }
   } else {
     for (int32_t c = warp; c < n - 1; c += kWarps) {

@@ -152,8 +152,12 @@ TEST_P(AttentionParity, SplitKvMatchesCpuReference) {
     DeviceArray<cuda::bf16> k(testing::ToBf16(c.k)), v(testing::ToBf16(c.v));
     DeviceArray<int32_t> pos(c.token_pos), seq(c.token_seq), indptr(c.row_indptr), pages(c.row_pages),
         logical(c.row_logical), counters(std::vector<int32_t>(t * c.hkv, 0));
-    DeviceArray<float> partial(std::vector<float>(cuda::SplitPartialFloats(t, c.hkv, c.d, longest), 0.0f));
-    for (int32_t chunk = 0; chunk <= longest; ++chunk) {
+    DeviceArray<float> partial(std::vector<float>(cuda::SplitPartialFloats(t, c.hkv, c.d, std::max(3, std::min(longest, 128))), 0.0f));
+    // (min_chunk, max_splits): unsplit, then every split count up to one entry per CTA.
+    std::vector<std::pair<int32_t, int32_t>> splits = {{0, 1}};
+    for (int32_t ms = 1; ms <= std::min(longest, 128); ++ms) splits.push_back({1, ms});
+    splits.push_back({2, 3});
+    for (const auto [min_chunk, max_splits] : splits) {
       for (int rep = 0; rep < 2; ++rep) {
         auto out = DeviceArray<cuda::bf16>::Poisoned(c.q.size());
         cuda::PagedAttentionParams p;
@@ -168,37 +172,34 @@ TEST_P(AttentionParity, SplitKvMatchesCpuReference) {
         p.row_pages = pages.get();
         p.row_logical = logical.get();
         p.scale = rp.scale;
-        if (chunk > 0) {
-          p.chunk_entries = chunk;
-          p.max_splits = std::min(128, (longest + chunk - 1) / chunk);
-          if (p.max_splits * chunk < longest) continue;  // beyond the kernel's 128 splits
+        if (min_chunk > 0) {
+          p.min_chunk_entries = min_chunk;
+          p.max_splits = max_splits;
           p.partial = partial.get();
           p.counters = counters.get();
         }
         ASSERT_EQ(cuda::PagedAttention(p, nullptr), cudaSuccess);
         EXPECT_TRUE(AllClose(testing::ToF32(out.Download()), ref_out, 1e-2f, 1e-2f))
-            << "sparse=" << sparse << " chunk=" << chunk << " rep=" << rep;
+            << "sparse=" << sparse << " min_chunk=" << min_chunk << " max_splits=" << max_splits << " rep=" << rep;
       }
     }
     for (int32_t n : counters.Download()) EXPECT_EQ(n, 0);
   }
 }
 
-TEST(AttentionSplit, ChoosesChunksThatFillTheGpu) {
-  // Batch 1, 8 KV heads, 32k context in 16-token pages, 132 SMs x 4: 66 splits wanted, so
-  // 32-page chunks (above the 8-page floor) and 64 splits cover the 2048 pages.
-  const cuda::SplitChoice a = cuda::ChooseSplit(8, 2048, 16, 528);
-  EXPECT_EQ(a.chunk_entries, 32);
-  EXPECT_EQ(a.max_splits, 64);
-  // Short rows: the 128-token floor.
-  const cuda::SplitChoice b = cuda::ChooseSplit(8, 10, 16, 528);
-  EXPECT_EQ(b.chunk_entries, 8);
-  EXPECT_EQ(b.max_splits, 2);
-  // Page size 1, a huge GPU: never more than 128 splits.
-  EXPECT_LE(cuda::ChooseSplit(1, 100000, 1, 100000).max_splits, 128);
-  // Enough rows: no split.
-  EXPECT_EQ(cuda::ChooseSplit(512, 2048, 16, 528).chunk_entries, 0);
-  EXPECT_EQ(cuda::ChooseSplit(8, 1, 16, 528).chunk_entries, 0);
+TEST(AttentionSplit, ChoosesSplitsThatFillWholeWaves) {
+  // 132 SMs x 3 resident CTAs = 396. Batch 1 (8 rows): 43 splits (344 CTAs, the first count
+  // within 85% of a full wave); batch 16 (128 rows): 3 splits (384 CTAs) rather than 4 (1.3
+  // waves); batch 32 (256 rows): 3 splits (768 CTAs, 1.94 waves); batch 128: no split.
+  const cuda::SplitChoice a = cuda::ChooseSplit(8, 16, 396);
+  EXPECT_EQ(a.min_chunk_entries, 8);
+  EXPECT_EQ(a.max_splits, 43);
+  EXPECT_EQ(cuda::ChooseSplit(128, 16, 396).max_splits, 3);
+  EXPECT_EQ(cuda::ChooseSplit(256, 16, 396).max_splits, 3);
+  EXPECT_EQ(cuda::ChooseSplit(1024, 16, 396).min_chunk_entries, 0);
+  // Page size 1: a 128-entry floor; never more than 128 splits.
+  EXPECT_EQ(cuda::ChooseSplit(8, 1, 396).min_chunk_entries, 128);
+  EXPECT_LE(cuda::ChooseSplit(1, 16, 100000).max_splits, 128);
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, AttentionParity,

@@ -42,7 +42,7 @@ def ours(model, ids, device):
     with tempfile.NamedTemporaryFile(suffix=".bin") as f:
         out = subprocess.run([LILCTL, "logits", "--model", model, "--device", device, "--ids", json.dumps(ids),
                               "--greedy", "16", "--out", f.name], check=True, capture_output=True, text=True)
-        meta = json.loads(out.stdout)
+        meta = json.loads([l for l in out.stdout.splitlines() if l.startswith("{")][-1])  # after log lines
         return np.fromfile(f.name, dtype=np.float32).reshape(len(ids), meta["vocab"]), meta["greedy"]
 
 

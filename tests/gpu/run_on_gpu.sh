@@ -76,10 +76,14 @@ if has decode; then
   { timeout 200 $d --context 1024 --batch 1,8,32,128 --kv-mib 40000
     timeout 150 $d --context 8192 --batch 1,8,32 --kv-mib 40000
     timeout 90 $d --context 4096 --batch 1 --kv-mib 8000
+    echo "A/B: no CUDA graphs (LILSERVE_CUDA_GRAPHS=0)"
+    LILSERVE_CUDA_GRAPHS=0 timeout 90 $d --context 1024 --batch 1,32 --kv-mib 8000
     echo "A/B: cuBLAS instead of the GEMV kernel (LILSERVE_GEMV=0)"
     LILSERVE_GEMV=0 timeout 90 $d --context 1024 --batch 1 --kv-mib 8000
     echo "A/B: no split-KV (LILSERVE_SPLIT_KV=0)"
     LILSERVE_SPLIT_KV=0 timeout 90 $d --context 8192 --batch 1 --kv-mib 8000
+    echo "End-to-end decode step, 16k context, batch 4: dense / Quest 2048 / sink+window 2048"
+    for m in dense quest sink; do timeout 100 $d --context 16384 --batch 4 --kv-mib 12000 --sparse $m --budget-tokens 2048; done
   } 2>&1 | tee "$out/decode_bench.log" | grep -vE "^\|---" | log
 fi
 if has prof && command -v nsys > /dev/null; then
