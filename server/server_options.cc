@@ -62,7 +62,13 @@ void ServerOptions::AddFlags(CLI::App& app) {
                  "prompt + generated tokens at most (capped at the model's context)")
       ->capture_default_str();
   app.add_option("--page-size", page_size, "KV page size in tokens")->capture_default_str();
-  app.add_option("--kv-mib", kv_mib, "KV cache memory in MiB")->capture_default_str();
+  app.add_option("--kv-mib", kv_mib, "KV cache memory in MiB (per rank with --tensor-parallel)")->capture_default_str();
+  app.add_option("--gpu-memory-utilization", gpu_memory_utilization,
+                 "CUDA: share of GPU memory for weights, activations and KV; the KV cache gets the rest after the "
+                 "weights (beats --kv-mib); 0: use --kv-mib")
+      ->capture_default_str();
+  app.add_option("--tensor-parallel", tensor_parallel, "tensor-parallel ranks (must divide the heads; CPU for now)")
+      ->capture_default_str();
   app.add_option("--prefix-caching", prefix_caching, "reuse KV pages of shared prompt prefixes")
       ->capture_default_str();
   app.add_option("--default-max-tokens", default_max_tokens,
@@ -122,6 +128,10 @@ absl::Status ServerOptions::Finalize() {
   LIL_RETURN_IF_ERROR(ParseMonitorMode(monitor_mode).status());
   if (page_size <= 0) return InvalidArgument("--page-size must be > 0, got ", page_size);
   if (kv_mib <= 0) return InvalidArgument("--kv-mib must be > 0, got ", kv_mib);
+  if (gpu_memory_utilization < 0.0 || gpu_memory_utilization > 1.0) {
+    return InvalidArgument("--gpu-memory-utilization must be in [0, 1], got ", gpu_memory_utilization);
+  }
+  if (tensor_parallel < 1) return InvalidArgument("--tensor-parallel must be >= 1, got ", tensor_parallel);
   if (max_running_seqs <= 0) {
     return InvalidArgument("--max-running-seqs must be > 0, got ", max_running_seqs);
   }
@@ -166,6 +176,8 @@ LoadOptions ServerOptions::ToLoadOptions() const {
                                 : DeviceKind::kCpu;
   o.kv.page_size = page_size;
   o.kv.kv_bytes = kv_mib << 20;
+  o.kv.memory_fraction = gpu_memory_utilization;
+  o.tensor_parallel = tensor_parallel;
   return o;
 }
 

@@ -33,6 +33,8 @@ struct ServerOptions {
   int32_t max_model_len = 8192;  // capped at the model's context
   int32_t page_size = 16;
   int64_t kv_mib = 256;
+  double gpu_memory_utilization = 0.0;  // CUDA: > 0 sizes the KV cache from a memory share
+  int32_t tensor_parallel = 1;
   bool prefix_caching = true;
   // Request defaults and limits.
   int32_t default_max_tokens = 256;

@@ -18,7 +18,7 @@ OVERLAYS = ["single-gpu", "tp2"]
 # Keys of an overlay's flags file that name a daemon flag still to come, with the issue that
 # brings it. The daemon ignores unknown keys today; once `lilserve --help` lists one, the
 # manifests test fails so that this entry (and the README's note) go.
-PENDING_FLAGS = {"tensor-parallel": "issue 7 (tensor parallelism)"}
+PENDING_FLAGS = {}
 
 
 def fail(msg):
