@@ -257,7 +257,7 @@ absl::Status CpuBackend::Sample(const StepPlan& plan, Batch& b, const std::vecto
       lg += static_cast<int64_t>(b.seq_len[s] - 1) * vocab;
     }
     if (!seq.sample) continue;
-    const SeqState& st = seqs_[seq.id];
+    const SamplerState& st = seqs_[seq.id];
     SampleOutput so = lil::Sample(absl::MakeConstSpan(lg, vocab), seq.sampling, st.history,
                                   st.seed, seq.num_generated);
     out.token = so.token;
@@ -300,13 +300,7 @@ absl::StatusOr<StepResult> CpuBackend::Execute(const StepPlan& plan) {
   for (int32_t s = 0; s < num_seqs; ++s) {
     const ScheduledSeq& seq = plan.seqs[s];
     if (shard_.rank == 0) {  // the sampler's state; other ranks never sample
-      SeqState& st = seqs_[seq.id];
-      if (st.history.empty() && st.seed == 0) {
-        st.seed = seq.sampling.seed.value_or(seed_base_ ^ (seq.id.value * 0x9E3779B97F4A7C15ull));
-      }
-      if (seq.sampling.seed) st.seed = *seq.sampling.seed;
-      st.history.resize(std::min<size_t>(st.history.size(), seq.start_pos));
-      st.history.insert(st.history.end(), seq.tokens.begin(), seq.tokens.end());
+      seqs_[seq.id].Update(seq, seed_base_);
     }
 
     const int32_t n = static_cast<int32_t>(seq.tokens.size());

@@ -16,6 +16,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "engine/backend.h"
+#include "engine/sampler_state.h"
 #include "engine/cpu_weights.h"
 #include "engine/host_weights.h"
 #include "engine/parallel/communicator.h"
@@ -51,10 +52,6 @@ class CpuBackend final : public Backend {
   absl::StatusOr<StepResult> Execute(const StepPlan& plan) override;
 
  private:
-  struct SeqState {
-    std::vector<TokenId> history;  // every input token so far (prompt + generated)
-    uint64_t seed = 0;
-  };
   struct Batch;  // flattened inputs of one step (cpu_backend.cc)
 
   CpuBackend(const ModelConfig& config, CpuWeights weights, int32_t num_pages, int32_t page_size,
@@ -76,7 +73,7 @@ class CpuBackend final : public Backend {
   int32_t page_size_;
   std::vector<float> inv_freq_;
   std::vector<std::vector<float>> k_pool_, v_pool_, quest_pool_;  // per layer
-  absl::flat_hash_map<RequestId, SeqState> seqs_;
+  absl::flat_hash_map<RequestId, SamplerState> seqs_;
   uint64_t seed_base_;
 };
 

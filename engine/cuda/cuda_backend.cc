@@ -293,7 +293,7 @@ absl::Status CudaBackend::FinishSampling(const StepPlan& plan, const StepInputs&
       out.logprob = logprobs[last];
       continue;
     }
-    const SeqState& st = seqs_[seq.id];
+    const SamplerState& st = seqs_[seq.id];
     SampleOutput so = lil::Sample(absl::MakeConstSpan(logits.data() + static_cast<int64_t>(last) * vocab, vocab),
                                   seq.sampling, st.history, st.seed, seq.num_generated);
     out.token = so.token;
@@ -344,13 +344,7 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
   result.seqs.resize(num_seqs);
   if (num_seqs == 0) return result;
   for (const ScheduledSeq& seq : plan.seqs) {
-    SeqState& st = seqs_[seq.id];
-    if (st.history.empty() && st.seed == 0) {
-      st.seed = seq.sampling.seed.value_or(seed_base_ ^ (seq.id.value * 0x9E3779B97F4A7C15ull));
-    }
-    if (seq.sampling.seed) st.seed = *seq.sampling.seed;
-    st.history.resize(std::min<size_t>(st.history.size(), seq.start_pos));
-    st.history.insert(st.history.end(), seq.tokens.begin(), seq.tokens.end());
+    seqs_[seq.id].Update(seq, seed_base_);
   }
   const StepInputs in = BuildStepInputs(plan, c, page_size_);
   for (const RowLayout& l : in.layouts) {

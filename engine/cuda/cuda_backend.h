@@ -11,6 +11,7 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/container/flat_hash_set.h"
 #include "engine/backend.h"
+#include "engine/sampler_state.h"
 #include "engine/cuda/cuda_step.h"
 #include "engine/cuda/cuda_util.h"
 #include "engine/cuda/device_weights.h"
@@ -41,10 +42,6 @@ class CudaBackend final : public Backend {
   int32_t graphs_captured() const { return static_cast<int32_t>(graphs_.size()); }
 
  private:
-  struct SeqState {
-    std::vector<TokenId> history;
-    uint64_t seed = 0;
-  };
   struct Work;  // device pointers of one step (cuda_backend.cc)
 
   CudaBackend(const ModelConfig& config, DeviceWeights weights, int32_t num_pages,
@@ -83,7 +80,7 @@ class CudaBackend final : public Backend {
   absl::flat_hash_map<int32_t, cudaGraphExec_t> graphs_;
   absl::flat_hash_set<int32_t> graph_failed_;
   int32_t split_target_ctas_ = 0;  // 0: split-KV off ($LILSERVE_SPLIT_KV=0)
-  absl::flat_hash_map<RequestId, SeqState> seqs_;
+  absl::flat_hash_map<RequestId, SamplerState> seqs_;
   uint64_t seed_base_;
 };
 

@@ -77,6 +77,30 @@ Case MakeCase(const Shape& s, bool sparse, uint64_t seed) {
   return c;
 }
 
+float Scale(const Case& c) { return 1.0f / std::sqrt(static_cast<float>(c.d)); }
+
+// kernels/cpu's paged attention on the case (fp32); fills *mass with the h2o page mass when
+// given.
+std::vector<float> CpuReference(const Case& c, std::vector<float>* mass) {
+  std::vector<float> out(c.q.size());
+  if (mass != nullptr) mass->assign(c.row_pages.size(), 0.0f);
+  cpu::PagedAttentionParams rp;
+  rp.q = c.q.data();
+  rp.out = out.data();
+  rp.kv = {const_cast<float*>(c.k.data()), const_cast<float*>(c.v.data()), nullptr, c.num_pages, c.hkv, c.ps, c.d};
+  rp.num_tokens = static_cast<int32_t>(c.token_pos.size());
+  rp.num_heads = c.heads;
+  rp.token_pos = c.token_pos.data();
+  rp.token_seq = c.token_seq.data();
+  rp.row_indptr = c.row_indptr.data();
+  rp.row_pages = c.row_pages.data();
+  rp.row_logical = c.row_logical.data();
+  rp.scale = Scale(c);
+  rp.page_mass = mass != nullptr ? mass->data() : nullptr;
+  cpu::PagedAttention(rp);
+  return out;
+}
+
 class AttentionParity : public ::testing::TestWithParam<Shape> {};
 
 TEST_P(AttentionParity, MatchesCpuReference) {
@@ -84,21 +108,8 @@ TEST_P(AttentionParity, MatchesCpuReference) {
   for (bool sparse : {false, true}) {
     const Case c = MakeCase(GetParam(), sparse, 7 + GetParam().page_size);
     const int32_t t = static_cast<int32_t>(c.token_pos.size());
-    std::vector<float> ref_out(c.q.size()), ref_mass(c.row_pages.size(), 0.0f);
-    cpu::PagedAttentionParams rp;
-    rp.q = c.q.data();
-    rp.out = ref_out.data();
-    rp.kv = {const_cast<float*>(c.k.data()), const_cast<float*>(c.v.data()), nullptr, c.num_pages, c.hkv, c.ps, c.d};
-    rp.num_tokens = t;
-    rp.num_heads = c.heads;
-    rp.token_pos = c.token_pos.data();
-    rp.token_seq = c.token_seq.data();
-    rp.row_indptr = c.row_indptr.data();
-    rp.row_pages = c.row_pages.data();
-    rp.row_logical = c.row_logical.data();
-    rp.scale = 1.0f / std::sqrt(static_cast<float>(c.d));
-    rp.page_mass = ref_mass.data();
-    cpu::PagedAttention(rp);
+    std::vector<float> ref_mass;
+    const std::vector<float> ref_out = CpuReference(c, &ref_mass);
 
     DeviceArray<float> q(c.q), mass(std::vector<float>(c.row_pages.size(), 0.0f));
     DeviceArray<cuda::bf16> k(testing::ToBf16(c.k)), v(testing::ToBf16(c.v));
@@ -116,7 +127,7 @@ TEST_P(AttentionParity, MatchesCpuReference) {
     p.row_indptr = indptr.get();
     p.row_pages = pages.get();
     p.row_logical = logical.get();
-    p.scale = rp.scale;
+    p.scale = Scale(c);
     p.page_mass = mass.get();
     ASSERT_EQ(cuda::PagedAttention(p, nullptr), cudaSuccess);
     EXPECT_TRUE(AllClose(testing::ToF32(out.Download()), ref_out, 1e-2f, 1e-2f)) << "sparse=" << sparse;
@@ -131,20 +142,7 @@ TEST_P(AttentionParity, SplitKvMatchesCpuReference) {
   for (bool sparse : {false, true}) {
     const Case c = MakeCase(GetParam(), sparse, 11 + GetParam().page_size);
     const int32_t t = static_cast<int32_t>(c.token_pos.size());
-    std::vector<float> ref_out(c.q.size());
-    cpu::PagedAttentionParams rp;
-    rp.q = c.q.data();
-    rp.out = ref_out.data();
-    rp.kv = {const_cast<float*>(c.k.data()), const_cast<float*>(c.v.data()), nullptr, c.num_pages, c.hkv, c.ps, c.d};
-    rp.num_tokens = t;
-    rp.num_heads = c.heads;
-    rp.token_pos = c.token_pos.data();
-    rp.token_seq = c.token_seq.data();
-    rp.row_indptr = c.row_indptr.data();
-    rp.row_pages = c.row_pages.data();
-    rp.row_logical = c.row_logical.data();
-    rp.scale = 1.0f / std::sqrt(static_cast<float>(c.d));
-    cpu::PagedAttention(rp);
+    const std::vector<float> ref_out = CpuReference(c, nullptr);
 
     int32_t longest = 0;
     for (size_t r = 0; r + 1 < c.row_indptr.size(); ++r) longest = std::max(longest, c.row_indptr[r + 1] - c.row_indptr[r]);
@@ -157,7 +155,7 @@ TEST_P(AttentionParity, SplitKvMatchesCpuReference) {
     std::vector<std::pair<int32_t, int32_t>> splits = {{0, 1}};
     for (int32_t ms = 1; ms <= std::min(longest, 128); ++ms) splits.push_back({1, ms});
     splits.push_back({2, 3});
-    for (const auto [min_chunk, max_splits] : splits) {
+    for (const auto& [min_chunk, max_splits] : splits) {
       for (int rep = 0; rep < 2; ++rep) {
         auto out = DeviceArray<cuda::bf16>::Poisoned(c.q.size());
         cuda::PagedAttentionParams p;
@@ -171,7 +169,7 @@ TEST_P(AttentionParity, SplitKvMatchesCpuReference) {
         p.row_indptr = indptr.get();
         p.row_pages = pages.get();
         p.row_logical = logical.get();
-        p.scale = rp.scale;
+        p.scale = Scale(c);
         if (min_chunk > 0) {
           p.min_chunk_entries = min_chunk;
           p.max_splits = max_splits;

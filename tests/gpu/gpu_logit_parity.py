@@ -22,15 +22,11 @@ from transformers import AutoModelForCausalLM
 LILCTL = os.environ["LILCTL"]
 REL_TOL = 5e-2  # bf16 weights + activations, fp32 accumulation and residual stream
 
-FAMILIES = {
-    "llama3-8b": ["--layers", "2", "--hidden-size", "128", "--intermediate-size", "256",
-                  "--heads", "4", "--kv-heads", "2", "--head-dim", "32", "--vocab-size", "4096"],
-    "qwen2.5-7b": ["--layers", "2", "--hidden-size", "128", "--intermediate-size", "320",
-                   "--heads", "4", "--kv-heads", "1", "--head-dim", "32", "--vocab-size", "4096"],
-    "qwen3-8b": ["--layers", "2", "--hidden-size", "96", "--intermediate-size", "256",
-                 "--heads", "4", "--kv-heads", "2", "--head-dim", "64", "--vocab-size", "4096"],
-    "smollm2-135m": [],  # full size: 30 layers, hidden 576, 9/3 heads, d 64, vocab 49152
-}
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "engine", "parity"))
+from logit_parity_test import FAMILIES as CPU_FAMILIES  # noqa: E402  (the CPU parity test's shapes)
+
+FAMILIES = {k: CPU_FAMILIES[k] for k in ("llama3-8b", "qwen2.5-7b", "qwen3-8b")}
+FAMILIES["smollm2-135m"] = []  # full size: 30 layers, hidden 576, 9/3 heads, d 64, vocab 49152
 PROMPTS = [
     [1, 17, 300, 42, 9, 1000, 7, 7, 7, 3, 255],
     list(range(5, 70, 3)),
