@@ -290,7 +290,8 @@ def main():
     model = lm.LilChainLM(cfg).to(dev)
     params = lm.num_params(model)
     log("model", params=params, bf16_mib=round(params * 2 / 2**20, 1))
-    step_model = torch.compile(model, dynamic=True) if a.compile else model
+    if a.compile:  # the training forward only; decoding later uses the plain module
+        model.hidden = torch.compile(model.hidden, dynamic=True)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
     no_decay = [p for n, p in model.named_parameters() if p.dim() < 2]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1},
@@ -330,7 +331,7 @@ def main():
         ids, labels = next(it)
         ids, labels = ids.to(dev, non_blocking=True), labels.to(dev, non_blocking=True)
         with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
-            loss = step_model.loss(ids, labels) if not a.compile else model.loss(ids, labels)
+            loss = model.loss(ids, labels)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -353,6 +354,8 @@ def main():
             lm.export_hf(model, tokenizer, hf_dir, data.CHAT_TEMPLATE, [im_end, eot], eot)
             last_export = True
     train_seconds = time.time() - t_start
+    if a.compile:
+        del model.hidden  # back to the class's method
     model.eval()
     final_acc = teacher_forced_accuracy(model, val_batch, dev)
     lm.export_hf(model, tokenizer, hf_dir, data.CHAT_TEMPLATE, [im_end, eot], eot)

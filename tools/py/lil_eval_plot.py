@@ -121,12 +121,17 @@ def main():
         if not os.path.exists(cells_path):
             sys.exit(f"lil_eval_plot: {cells_path} is missing (run lilctl eval --out {d} first)")
         with open(cells_path, newline="") as f:
-            raw += list(csv.DictReader(f))
-        rows += read_cells(cells_path)
+            new_raw = list(csv.DictReader(f))
+        seen = {(r["sparse_mode"], r["budget_tokens"], r["monitor_mode"]) for r in raw}
+        for w, r in zip(new_raw, read_cells(cells_path)):  # a cell run twice: the first wins
+            if (w["sparse_mode"], w["budget_tokens"], w["monitor_mode"]) not in seen:
+                raw.append(w)
+                rows.append(r)
         curves_path = os.path.join(d, "curves.json")
         if os.path.exists(curves_path):
             with open(curves_path) as f:
-                curves += json.load(f)["curves"]
+                have = {(c["cell"], c["id"]) for c in curves}
+                curves += [c for c in json.load(f)["curves"] if (c["cell"], c["id"]) not in have]
     out_dir = a.out or a.dirs[0]
     os.makedirs(out_dir, exist_ok=True)
     title = a.title or os.path.basename(os.path.abspath(out_dir))
