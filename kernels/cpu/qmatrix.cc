@@ -4,6 +4,7 @@
 #include "kernels/cpu/qmatrix.h"
 
 #include <cblas.h>
+#include <cpuid.h>
 
 #include <cmath>
 #include <cstring>
@@ -47,9 +48,15 @@ uint16_t Load16(const uint8_t* p) {
   return v;
 }
 
+bool HaveF16c() {
+  // CPUID leaf 1, ECX bit 29 (clang 14's __builtin_cpu_supports does not know "f16c").
+  unsigned eax = 0, ebx = 0, ecx = 0, edx = 0;
+  return __get_cpuid(1, &eax, &ebx, &ecx, &edx) && (ecx & (1u << 29)) != 0;
+}
+
 bool HaveAvx2() {
-  static const bool have = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
-                           __builtin_cpu_supports("f16c");
+  static const bool have =
+      __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && HaveF16c();
   return have;
 }
 
