@@ -143,8 +143,9 @@ def teacher_forced_accuracy(model, batch, dev):
     return float((pred == labels[keep]).float().mean())
 
 
-def hf_eval(hf_dir, problems, dev, batch_size, max_new_tokens):
-    """transformers greedy decoding of every problem; returns per-problem records."""
+def hf_eval(hf_dir, problems, dev, batch_size, max_new_tokens, on_batch=None):
+    """transformers greedy decoding of every problem; returns per-problem records.
+    `on_batch(records so far)` runs after each batch (partial results survive a time-out)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     tok = AutoTokenizer.from_pretrained(hf_dir)
     tok.padding_side = "left"
@@ -175,6 +176,8 @@ def hf_eval(hf_dir, problems, dev, batch_size, max_new_tokens):
                           "hit_max": n == len(ids) and n == max_new_tokens,
                           "exact_cot": text == problems[i]["cot"]}
         log("hf eval", done=min(s + batch_size, len(order)), of=len(order))
+        if on_batch:
+            on_batch([r for r in records if r is not None])
     return records
 
 
@@ -267,7 +270,8 @@ def main():
                                  chain_cfg.min_chains, a.max_chains or chain_cfg.max_chains)
     os.makedirs(a.out, exist_ok=True)
     hf_dir = os.path.join(a.out, "hf")
-    workers = a.workers or max(1, min(12, (os.cpu_count() or 2) - 2))
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 2)
+    workers = a.workers or max(1, min(14, cores - 2))
     log("start", device=dev, torch=torch.__version__, python=platform.python_version(),
         gpu=torch.cuda.get_device_name(0) if dev.type == "cuda" else "none", workers=workers)
     torch.manual_seed(a.seed)
@@ -381,7 +385,13 @@ def main():
             f.write(json.dumps(data.eval_record(i, p, a.eval_seed)) + "\n")
     longest = max(len(tokenizer.encode(p["cot"]).ids) for p in problems) + 64
     t = time.time()
-    records = hf_eval(hf_dir, problems, dev, a.eval_batch, longest)
+
+    def partial(recs):
+        metrics["eval_full_attention_partial"] = {
+            "problems": len(recs), "accuracy": sum(r["correct"] for r in recs) / len(recs)}
+        write_json(os.path.join(a.out, "metrics.json"), metrics)
+
+    records = hf_eval(hf_dir, problems, dev, a.eval_batch, longest, partial)
     acc = sum(r["correct"] for r in records) / len(records)
     metrics["eval_full_attention"] = {
         "problems": len(records), "seed": a.eval_seed, "decoder": "transformers generate, greedy",

@@ -103,8 +103,10 @@ v1::GenerateRequest BuildRequest(const EvalFlags& f, const EvalProblem& p, const
                                  const std::string& request_id) {
   static const std::map<std::string, v1::SparseMode> kSparse = {
       {"dense", v1::DENSE}, {"sink", v1::SINK}, {"quest", v1::QUEST}, {"h2o", v1::H2O}};
-  static const std::map<std::string, v1::MonitorMode> kMonitor = {
-      {"off", v1::OFF}, {"enforce", v1::ENFORCE}, {"shadow", v1::SHADOW}, {"conclude", v1::CONCLUDE}};
+  static const std::map<std::string, v1::MonitorMode> kMonitor = {{"off", v1::OFF},
+                                                                  {"enforce", v1::ENFORCE},
+                                                                  {"shadow", v1::SHADOW},
+                                                                  {"conclude", v1::CONCLUDE}};
   v1::GenerateRequest req;
   req.set_request_id(request_id);
   if (p.chat) {
@@ -180,7 +182,8 @@ EvalResult RunOne(const EvalFlags& f, v1::Inference::Stub& stub, const EvalProbl
   const grpc::Status status = reader->Finish();
   r.e2e_s = std::chrono::duration<double>(Clock::now() - start).count();
   if (!status.ok()) {
-    r.error = absl::StrCat("rpc ", static_cast<int>(status.error_code()), ": ", status.error_message());
+    r.error =
+        absl::StrCat("rpc ", static_cast<int>(status.error_code()), ": ", status.error_message());
   } else if (!finished && r.error.empty()) {
     r.error = "the stream ended without a finished message";
   }
@@ -232,7 +235,8 @@ double RunCell(const EvalFlags& f, v1::Inference::Stub& stub, EvalRun& run, int 
                   << static_cast<double>(progress.correct) / progress.scored;
       }
       std::cerr << std::setprecision(1) << ", " << t << " s (grid " << g << " s)   " << std::flush;
-      for (int i = 0; i < 5 && !finished; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      for (int i = 0; i < 5 && !finished; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   });
   for (auto& w : workers) w.join();
@@ -250,7 +254,8 @@ std::string CommandLine(const EvalFlags& f) {
     << " --max-tokens " << f.max_tokens << " -c " << f.concurrency << " --sink-tokens "
     << f.sink_tokens;
   if (f.limit > 0) s << " --limit " << f.limit;
-  if (f.monitor_interval_tokens > 0) s << " --monitor-interval-tokens " << f.monitor_interval_tokens;
+  if (f.monitor_interval_tokens > 0)
+    s << " --monitor-interval-tokens " << f.monitor_interval_tokens;
   if (f.monitor_min_gain_bytes >= 0) s << " --monitor-min-gain-bytes " << f.monitor_min_gain_bytes;
   if (f.has_conclusion_text) {
     std::string t = f.conclusion_text;
@@ -267,14 +272,16 @@ void Run(EvalFlags& f) {
   if (!problems.ok()) Fail(std::string(problems.status().message()), 1);
   EvalRun run;
   run.problems = std::move(*problems);
-  if (f.limit > 0 && static_cast<size_t>(f.limit) < run.problems.size()) run.problems.resize(f.limit);
+  if (f.limit > 0 && static_cast<size_t>(f.limit) < run.problems.size())
+    run.problems.resize(f.limit);
   auto channel = f.client.Connect();
   auto control = v1::Control::NewStub(channel);
   v1::ServerInfo info;
   {
     grpc::ClientContext ctx;
     f.client.Prepare(&ctx);
-    if (f.client.timeout_s <= 0) ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    if (f.client.timeout_s <= 0)
+      ctx.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     grpc::Status st = control->GetServerInfo(&ctx, v1::GetServerInfoRequest{}, &info);
     if (!st.ok()) FailRpc("GetServerInfo", st);
   }
@@ -288,9 +295,11 @@ void Run(EvalFlags& f) {
   settings << "- max_tokens " << f.max_tokens << ", temperature " << f.temperature
            << ", concurrency " << f.concurrency << ", sink tokens " << f.sink_tokens
            << ", monitor interval "
-           << (f.monitor_interval_tokens > 0 ? std::to_string(f.monitor_interval_tokens) : "server default")
+           << (f.monitor_interval_tokens > 0 ? std::to_string(f.monitor_interval_tokens)
+                                             : "server default")
            << ", min gain "
-           << (f.monitor_min_gain_bytes >= 0 ? std::to_string(f.monitor_min_gain_bytes) : "server default")
+           << (f.monitor_min_gain_bytes >= 0 ? std::to_string(f.monitor_min_gain_bytes)
+                                             : "server default")
            << ", conclusion text " << (f.has_conclusion_text ? "set" : "server default") << "\n";
   run.settings = settings.str();
   std::error_code ec;
@@ -298,8 +307,8 @@ void Run(EvalFlags& f) {
   if (ec) Fail(absl::StrCat("--out: cannot create \"", f.out_dir, "\": ", ec.message()), 1);
   std::filesystem::remove(f.out_dir + "/requests.jsonl", ec);
   auto stub = v1::Inference::NewStub(channel);
-  const std::string run_tag = absl::StrCat("eval", getpid(), "-",
-                                           Clock::now().time_since_epoch().count() % 1000000);
+  const std::string run_tag =
+      absl::StrCat("eval", getpid(), "-", Clock::now().time_since_epoch().count() % 1000000);
   const auto grid_start = Clock::now();
   int64_t errors = 0;
   for (size_t c = 0; c < run.cells.size(); ++c) {
@@ -319,11 +328,13 @@ void Run(EvalFlags& f) {
     if (st.ok()) st = AppendRequests(run, static_cast<int>(c), f.out_dir, !f.no_text);
     if (!st.ok()) Fail(std::string(st.message()), 1);
   }
-  if (absl::Status st = WriteCurves(run, f.curves, f.out_dir); !st.ok()) Fail(std::string(st.message()), 1);
+  if (absl::Status st = WriteCurves(run, f.curves, f.out_dir); !st.ok())
+    Fail(std::string(st.message()), 1);
   std::cout << MarkdownTable(run) << std::flush;
   std::cerr << "wrote " << f.out_dir << "/{cells.csv,report.md,requests.jsonl,curves.json}\n";
   if (f.plots) {
-    const std::string cmd = absl::StrCat("'", f.python, "' '", f.plot_script, "' '", f.out_dir, "'");
+    const std::string cmd =
+        absl::StrCat("'", f.python, "' '", f.plot_script, "' '", f.out_dir, "'");
     if (std::system(cmd.c_str()) != 0) Fail(absl::StrCat("plots failed: ", cmd), 1);
   } else {
     std::cerr << "plots: " << f.python << " " << f.plot_script << " " << f.out_dir << "\n";
@@ -334,8 +345,9 @@ void Run(EvalFlags& f) {
 CommandRegistrar reg([](CLI::App& app) {
   auto f = std::make_shared<EvalFlags>();
   CLI::App* cmd = app.add_subcommand(
-      "eval", "Run a JSONL problem set through a daemon under attention x budget x monitor modes; "
-              "report accuracy, tokens, savings, early stops, time (docs/LIL.md)");
+      "eval",
+      "Run a JSONL problem set through a daemon under attention x budget x monitor modes; "
+      "report accuracy, tokens, savings, early stops, time (docs/LIL.md)");
   cmd->add_option("file", f->file,
                   "JSON Lines: {\"id\", \"prompt\" | \"messages\", \"answer\", \"answer_regex\", "
                   "\"max_tokens\", \"stop\"}")
@@ -350,7 +362,8 @@ CommandRegistrar reg([](CLI::App& app) {
       ->delimiter(',')
       ->check(CLI::Range(1, 1 << 24))
       ->capture_default_str();
-  cmd->add_option("--monitor-modes", f->monitor_modes, "monitor modes: off, enforce, shadow, conclude")
+  cmd->add_option("--monitor-modes", f->monitor_modes,
+                  "monitor modes: off, enforce, shadow, conclude")
       ->delimiter(',')
       ->check(CLI::IsMember({"off", "enforce", "shadow", "conclude"}))
       ->capture_default_str();
@@ -368,8 +381,9 @@ CommandRegistrar reg([](CLI::App& app) {
                   "tokens between monitor checks (unset: the server's default)");
   cmd->add_option("--monitor-min-gain-bytes", f->monitor_min_gain_bytes,
                   "monitor threshold (unset: the server's default)");
-  auto* ct = cmd->add_option("--conclusion-text", f->conclusion_text,
-                             "conclude mode: text appended on a stall (unset: the server's default)");
+  auto* ct =
+      cmd->add_option("--conclusion-text", f->conclusion_text,
+                      "conclude mode: text appended on a stall (unset: the server's default)");
   cmd->add_option("--conclusion-max-tokens", f->conclusion_max_tokens,
                   "conclude mode: tokens allowed after the text (unset: the server's default)");
   cmd->add_option("--temperature", f->temperature, "0 is greedy")->capture_default_str();

@@ -2,7 +2,6 @@
 // `lilctl eval`: reading the problem file, extracting answers, summarizing a cell.
 #include <algorithm>
 #include <fstream>
-
 #include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
@@ -36,7 +35,8 @@ absl::StatusOr<EvalProblem> ParseProblem(const std::string& line, const std::str
                                          const std::string& default_regex, int64_t index) {
   json j = json::parse(line, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return InvalidArgument(where, ": not valid JSON");
-  if (!j.is_object()) return InvalidArgument(where, ": expected a JSON object, got ", j.type_name());
+  if (!j.is_object())
+    return InvalidArgument(where, ": expected a JSON object, got ", j.type_name());
   EvalProblem p;
   if (j.contains("id")) {
     LIL_ASSIGN_OR_RETURN(p.id, StringField(j, "id", where, /*number_ok=*/true));
@@ -77,15 +77,18 @@ absl::StatusOr<EvalProblem> ParseProblem(const std::string& line, const std::str
   if (j.contains("max_tokens")) {
     const json& v = j["max_tokens"];
     if (!v.is_number_integer() || v.get<int64_t>() < 1 || v.get<int64_t>() > (1 << 24)) {
-      return InvalidArgument(where, ": field \"max_tokens\" must be a positive integer, got ", v.dump());
+      return InvalidArgument(where, ": field \"max_tokens\" must be a positive integer, got ",
+                             v.dump());
     }
     p.max_tokens = v.get<int32_t>();
   }
   if (j.contains("stop")) {
     const json& v = j["stop"];
-    if (!v.is_array()) return InvalidArgument(where, ": field \"stop\" must be an array of strings");
+    if (!v.is_array())
+      return InvalidArgument(where, ": field \"stop\" must be an array of strings");
     for (const json& s : v) {
-      if (!s.is_string()) return InvalidArgument(where, ": field \"stop\" must be an array of strings");
+      if (!s.is_string())
+        return InvalidArgument(where, ": field \"stop\" must be an array of strings");
       p.stop.push_back(s.get<std::string>());
     }
   }
@@ -102,16 +105,16 @@ double Median(std::vector<double> v) {
 }  // namespace
 
 absl::StatusOr<std::vector<EvalProblem>> LoadEvalProblems(const std::string& path,
-                                                         const std::string& default_regex) {
+                                                          const std::string& default_regex) {
   std::ifstream in(path, std::ios::binary);
   if (!in) return absl::NotFoundError(absl::StrCat("cannot open problem file \"", path, "\""));
   std::vector<EvalProblem> problems;
   std::string line;
   for (int64_t number = 1; std::getline(in, line); ++number) {
     if (line.find_first_not_of(" \t\r") == std::string::npos) continue;
-    LIL_ASSIGN_OR_RETURN(EvalProblem p, ParseProblem(line, absl::StrCat(path, ":", number),
-                                                     default_regex,
-                                                     static_cast<int64_t>(problems.size())));
+    LIL_ASSIGN_OR_RETURN(EvalProblem p,
+                         ParseProblem(line, absl::StrCat(path, ":", number), default_regex,
+                                      static_cast<int64_t>(problems.size())));
     problems.push_back(std::move(p));
   }
   if (problems.empty()) return InvalidArgument(path, ": no problems");
@@ -120,8 +123,8 @@ absl::StatusOr<std::vector<EvalProblem>> LoadEvalProblems(const std::string& pat
 
 std::optional<std::string> ExtractAnswer(const std::regex& regex, const std::string& text) {
   std::optional<std::string> last;
-  for (auto it = std::sregex_iterator(text.begin(), text.end(), regex); it != std::sregex_iterator();
-       ++it) {
+  for (auto it = std::sregex_iterator(text.begin(), text.end(), regex);
+       it != std::sregex_iterator(); ++it) {
     const std::smatch& m = *it;
     last = m.size() > 1 && m[1].matched ? m[1].str() : m[0].str();
   }
@@ -129,8 +132,8 @@ std::optional<std::string> ExtractAnswer(const std::regex& regex, const std::str
 }
 
 std::string EvalCell::Name() const {
-  return absl::StrCat(sparse_mode, "/", budget_tokens > 0 ? std::to_string(budget_tokens) : "-", "/",
-                      monitor_mode);
+  return absl::StrCat(sparse_mode, "/", budget_tokens > 0 ? std::to_string(budget_tokens) : "-",
+                      "/", monitor_mode);
 }
 
 EvalCellStats SummarizeCell(const std::vector<EvalResult>& results, double wall_s) {

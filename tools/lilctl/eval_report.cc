@@ -2,14 +2,13 @@
 #include "tools/lilctl/eval_report.h"
 
 #include <algorithm>
+#include <climits>
 #include <cstdio>
 #include <fstream>
-#include <climits>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <sstream>
-
-#include <nlohmann/json.hpp>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -39,9 +38,7 @@ absl::Status WriteFile(const std::string& path, const std::string& body) {
   return absl::OkStatus();
 }
 
-std::string Dump(const ojson& j) {
-  return j.dump(-1, ' ', false, ojson::error_handler_t::replace);
-}
+std::string Dump(const ojson& j) { return j.dump(-1, ' ', false, ojson::error_handler_t::replace); }
 
 }  // namespace
 
@@ -53,7 +50,8 @@ void ComputeReductions(EvalRun& run) {
     const EvalCell& c = run.cells[i];
     if (run.stats[i].requests == 0) continue;
     if (c.monitor_mode == "off") off[{c.sparse_mode, c.budget_tokens}] = run.stats[i].mean_tokens;
-    if (c.monitor_mode == "shadow") shadow[{c.sparse_mode, c.budget_tokens}] = run.stats[i].mean_tokens;
+    if (c.monitor_mode == "shadow")
+      shadow[{c.sparse_mode, c.budget_tokens}] = run.stats[i].mean_tokens;
   }
   for (const auto& [key, mean] : shadow) off.emplace(key, mean);  // keeps an off cell's value
   for (size_t i = 0; i < run.stats.size(); ++i) {
@@ -74,16 +72,19 @@ std::string MarkdownTable(const EvalRun& run) {
     const EvalCell& c = run.cells[i];
     const EvalCellStats& s = run.stats[i];
     if (s.requests == 0) continue;
-    auto pct = [](double v) { return v < 0 ? std::string("") : absl::StrFormat("%.1f%%", 100 * v); };
-    md << "| " << c.sparse_mode << " | " << (c.budget_tokens > 0 ? std::to_string(c.budget_tokens) : "-")
-       << " | " << c.monitor_mode << " | " << s.requests << " | "
-       << (s.accuracy < 0 ? std::string("-") : Fixed(s.accuracy, 3)) << " | " << Fixed(s.mean_tokens, 1)
-       << " | " << Fixed(s.median_tokens, 1) << " | " << s.tokens_saved << " | "
+    auto pct = [](double v) {
+      return v < 0 ? std::string("") : absl::StrFormat("%.1f%%", 100 * v);
+    };
+    md << "| " << c.sparse_mode << " | "
+       << (c.budget_tokens > 0 ? std::to_string(c.budget_tokens) : "-") << " | " << c.monitor_mode
+       << " | " << s.requests << " | " << (s.accuracy < 0 ? std::string("-") : Fixed(s.accuracy, 3))
+       << " | " << Fixed(s.mean_tokens, 1) << " | " << Fixed(s.median_tokens, 1) << " | "
+       << s.tokens_saved << " | "
        << (c.monitor_mode == "off" || c.monitor_mode == "shadow" ? std::string("-")
                                                                  : pct(s.reduction_vs_off))
-       << " | "
-       << pct(s.early_stop_rate) << " | " << pct(s.stall_rate) << " | " << pct(s.length_rate) << " | "
-       << s.errors << " | " << Fixed(s.mean_e2e_s, 2) << " | " << Fixed(s.tokens_per_s, 1) << " |\n";
+       << " | " << pct(s.early_stop_rate) << " | " << pct(s.stall_rate) << " | "
+       << pct(s.length_rate) << " | " << s.errors << " | " << Fixed(s.mean_e2e_s, 2) << " | "
+       << Fixed(s.tokens_per_s, 1) << " |\n";
   }
   return md.str();
 }
@@ -100,12 +101,13 @@ absl::Status WriteTables(const EvalRun& run, const std::string& dir) {
     if (s.requests == 0) continue;
     csv << c.sparse_mode << "," << c.budget_tokens << "," << c.monitor_mode << "," << c.sink_tokens
         << "," << c.window_tokens << "," << s.requests << "," << s.scored << "," << s.correct << ","
-        << Maybe(s.accuracy, 6) << "," << Fixed(s.mean_tokens, 4) << "," << Fixed(s.median_tokens, 1)
-        << "," << s.total_tokens << "," << s.tokens_saved << "," << Fixed(s.mean_tokens_saved, 4)
-        << "," << Maybe(s.reduction_vs_off, 6) << "," << Fixed(s.early_stop_rate, 6) << ","
-        << Fixed(s.stall_rate, 6) << "," << Fixed(s.length_rate, 6) << "," << s.errors << ","
-        << Fixed(s.mean_e2e_s, 4) << "," << Fixed(s.p50_e2e_s, 4) << "," << Fixed(s.p50_ttft_s, 4)
-        << "," << Fixed(s.wall_s, 3) << "," << Fixed(s.tokens_per_s, 2) << "\n";
+        << Maybe(s.accuracy, 6) << "," << Fixed(s.mean_tokens, 4) << ","
+        << Fixed(s.median_tokens, 1) << "," << s.total_tokens << "," << s.tokens_saved << ","
+        << Fixed(s.mean_tokens_saved, 4) << "," << Maybe(s.reduction_vs_off, 6) << ","
+        << Fixed(s.early_stop_rate, 6) << "," << Fixed(s.stall_rate, 6) << ","
+        << Fixed(s.length_rate, 6) << "," << s.errors << "," << Fixed(s.mean_e2e_s, 4) << ","
+        << Fixed(s.p50_e2e_s, 4) << "," << Fixed(s.p50_ttft_s, 4) << "," << Fixed(s.wall_s, 3)
+        << "," << Fixed(s.tokens_per_s, 2) << "\n";
   }
   LIL_RETURN_IF_ERROR(WriteFile(dir + "/cells.csv", csv.str()));
   std::ostringstream md;
@@ -117,7 +119,8 @@ absl::Status WriteTables(const EvalRun& run, const std::string& dir) {
      << "Columns: accuracy over problems with a reference answer; tokens are generated tokens "
         "(`usage.completion_tokens`); tokens saved is the sum of `usage.tokens_saved` (shadow: "
         "what a stop would have saved); fewer tokens than off compares mean tokens with the same "
-        "attention and budget, monitor off (or shadow, which generates the same); early stop = finish EARLY_STOP; monitor stall = the "
+        "attention and budget, monitor off (or shadow, which generates the same); early stop = "
+        "finish EARLY_STOP; monitor stall = the "
         "monitor said stop (`monitor_stop_at` set, any mode); hit max_tokens = finish LENGTH; "
         "tokens/s = the cell's generated tokens / its wall time.\n\n"
      << MarkdownTable(run);
@@ -215,7 +218,8 @@ absl::Status WriteCurves(const EvalRun& run, int count, const std::string& dir) 
   for (size_t i = 0; i < healthy.size() && picks.size() < static_cast<size_t>(count); ++i) {
     picks.push_back(healthy[i]);
   }
-  for (size_t i = want_stalled; i < stalled.size() && picks.size() < static_cast<size_t>(count); ++i) {
+  for (size_t i = want_stalled; i < stalled.size() && picks.size() < static_cast<size_t>(count);
+       ++i) {
     picks.push_back(stalled[i]);
   }
   ojson curves = ojson::array();
@@ -230,7 +234,8 @@ absl::Status WriteCurves(const EvalRun& run, int count, const std::string& dir) 
     for (size_t b = 0; b < r.boundaries.size(); ++b) {
       const auto [tokens, bytes] = r.boundaries[b];
       if (bytes > done_bytes) {
-        LIL_RETURN_IF_ERROR(stream.Append(std::string_view(r.text).substr(done_bytes, bytes - done_bytes)));
+        LIL_RETURN_IF_ERROR(
+            stream.Append(std::string_view(r.text).substr(done_bytes, bytes - done_bytes)));
         done_bytes = bytes;
       }
       if (tokens - last_point < step && b + 1 < r.boundaries.size()) continue;

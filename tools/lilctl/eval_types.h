@@ -32,7 +32,7 @@ struct EvalProblem {
 // Reads problems: {"id"?, "prompt" | "messages": [{"role", "content"}], "answer"?,
 // "answer_regex"?, "max_tokens"?, "stop"?}. Errors name the line and the field.
 absl::StatusOr<std::vector<EvalProblem>> LoadEvalProblems(const std::string& path,
-                                                         const std::string& default_regex);
+                                                          const std::string& default_regex);
 
 // The last match of `regex` in `text`: its first capture group if it has one, else the
 // whole match; nullopt when nothing matches.
@@ -40,9 +40,9 @@ std::optional<std::string> ExtractAnswer(const std::regex& regex, const std::str
 
 // One cell of the grid: attention mode x budget x monitor mode.
 struct EvalCell {
-  std::string sparse_mode;   // dense, sink, quest, h2o
-  int32_t budget_tokens = 0; // 0 for dense
-  std::string monitor_mode;  // off, enforce, shadow, conclude
+  std::string sparse_mode;    // dense, sink, quest, h2o
+  int32_t budget_tokens = 0;  // 0 for dense
+  std::string monitor_mode;   // off, enforce, shadow, conclude
   // The sparse request fields derived from the budget (see eval_cmd.cc).
   int32_t sink_tokens = 0, window_tokens = 0;
   std::string Name() const;  // "sink/128/enforce", "dense/-/off"
@@ -51,9 +51,9 @@ struct EvalCell {
 // What one request returned, as streamed.
 struct EvalResult {
   int32_t problem = 0, cell = 0;
-  bool ok = false;              // a finished message arrived and the RPC ended OK
-  std::string error;            // RPC status or Error message when !ok
-  std::string finish_reason;    // STOP, LENGTH, EARLY_STOP, ...
+  bool ok = false;            // a finished message arrived and the RPC ended OK
+  std::string error;          // RPC status or Error message when !ok
+  std::string finish_reason;  // STOP, LENGTH, EARLY_STOP, ...
   int32_t prompt_tokens = 0, completion_tokens = 0, tokens_saved = 0;
   int32_t streamed_tokens = 0;  // token ids received in chunks
   int32_t monitor_stop_at = -1;
