@@ -7,5 +7,10 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 tools/setup.sh
 tools/build.sh
-cd build
-ctest --output-on-failure -j "${LILSERVE_TEST_JOBS:-2}" --timeout 1500 "$@"
+(cd build && ctest --output-on-failure -j "${LILSERVE_TEST_JOBS:-2}" --timeout 1500 "$@")
+# Reliability (docs/RELIABILITY.md): every libFuzzer target for a bounded time, then CI's
+# ASan+UBSan unit tests in the same clang build. LILSERVE_FUZZ_SECONDS=0 skips both.
+if [ "$#" -eq 0 ] && [ "${LILSERVE_FUZZ_SECONDS:-30}" != 0 ]; then
+  tools/fuzz.sh "${LILSERVE_FUZZ_SECONDS:-30}"
+  tools/sanitize.sh ci
+fi
