@@ -25,7 +25,9 @@ absl::Status Scheduler::ValidateResult(const StepPlan& plan, const StepResult& r
       return InvalidArgument("StepResult seqs[", i, "].id ", result.seqs[i].id.value,
                              " does not match plan id ", in_flight_[i]->id.value);
     }
-    if (plan.seqs[i].sample && result.seqs[i].token < 0) {
+    // A killed request's result is discarded by ApplySeq (the engine kills every request of a
+    // step the backend failed, and has no token to report for them).
+    if (plan.seqs[i].sample && result.seqs[i].token < 0 && in_flight_[i]->kill == KillFlag::kNone) {
       return InvalidArgument("StepResult seqs[", i, "] (request ", in_flight_[i]->id.value,
                              "): sampled token ", result.seqs[i].token, " is negative");
     }

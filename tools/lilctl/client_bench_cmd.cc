@@ -65,7 +65,9 @@ struct Result {
   bool ok = true;
 };
 
-std::vector<Spec> MakeSpecs(const BenchFlags& f) {
+// Prompt ids are drawn from [1000, min(20000, vocab)) — ordinary vocabulary, no specials —
+// where `vocab` is the model's when known (in-process), else the default model's.
+std::vector<Spec> MakeSpecs(const BenchFlags& f, int32_t vocab) {
   std::mt19937_64 rng(f.seed);
   auto uni = [&](int32_t lo, int32_t hi) {
     return std::uniform_int_distribution<int32_t>(lo, std::max(lo, hi))(rng);
@@ -73,7 +75,8 @@ std::vector<Spec> MakeSpecs(const BenchFlags& f) {
   std::vector<Spec> specs(f.requests);
   for (Spec& s : specs) {
     s.prompt.resize(uni(f.prompt_min, f.prompt_max));
-    for (int32_t& t : s.prompt) t = uni(1000, 20000);  // ordinary vocabulary, no specials
+    const int32_t hi = std::min(20000, vocab - 1), lo = std::min(1000, hi / 2);
+    for (int32_t& t : s.prompt) t = uni(lo, hi);
     s.max_tokens = uni(f.output_min, f.output_max);
   }
   return specs;
@@ -381,7 +384,8 @@ void Report(const BenchFlags& f, const std::vector<Result>& results, double wall
 }
 
 void Run(const BenchFlags& f) {
-  const std::vector<Spec> specs = MakeSpecs(f);
+  std::vector<Spec> specs;
+  int32_t vocab = 49152;  // the default model's (SmolLM2); the daemon rejects ids outside its own
   std::unique_ptr<Model> model;
   std::unique_ptr<EngineLoop> loop;
   std::unique_ptr<v1::Inference::Stub> stub;
@@ -402,6 +406,7 @@ void Run(const BenchFlags& f) {
     http_port = authority.substr(colon + 1);
   } else if (f.in_process) {
     model = f.model.LoadOrDie();
+    vocab = model->config().vocab_size;
     EngineLoopOptions o;
     o.scheduler.max_running_seqs = f.max_running_seqs;
     loop = std::make_unique<EngineLoop>(model.get(), o);
@@ -412,6 +417,7 @@ void Run(const BenchFlags& f) {
   } else {
     stub = v1::Inference::NewStub(f.client.Connect());
   }
+  specs = MakeSpecs(f, vocab);
   std::vector<Result> results(specs.size());
   std::atomic<int32_t> next{0}, done{0};
   std::atomic<int64_t> tokens{0};

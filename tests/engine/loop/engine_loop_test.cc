@@ -214,6 +214,29 @@ TEST_F(EngineLoopTest, CancelEndsOnceAndFreesPages) {
   EXPECT_EQ(loop.load().pages_used, 0);
 }
 
+// A step the backend rejects (here a token id outside the vocabulary, which the daemon would
+// have refused at the door) fails that step's requests once, with the backend's message, and
+// the loop keeps serving: the next request runs normally and no page stays used.
+TEST_F(EngineLoopTest, BackendErrorFailsItsStepAndTheLoopGoesOn) {
+  auto model = Load(256);
+  if (!model) GTEST_SKIP() << "default model missing (tools/setup.sh)";
+  EngineLoop loop(model.get(), {});
+  ASSERT_TRUE(loop.Start().ok());
+  std::vector<TokenId> bad = Prompts(*model, 1)[0];
+  bad.push_back(model->config().vocab_size + 7);
+  auto s = *loop.Submit(Greedy(bad, 8));
+  Finished f = Drain(*s);
+  EXPECT_EQ(f.last.finish_reason, FinishReason::kError);
+  EXPECT_FALSE(s->error().ok());
+  RequestOutput o;
+  EXPECT_FALSE(s->Next(&o, absl::Milliseconds(200))) << "exactly one finish";
+  auto good = *loop.Submit(Greedy(Prompts(*model, 2)[1], 8));
+  Finished g = Drain(*good);
+  EXPECT_EQ(g.last.finish_reason, FinishReason::kLength);
+  EXPECT_EQ(g.tokens.size(), 8u);
+  EXPECT_EQ(loop.load().pages_used, 0);
+}
+
 // min_gain_bytes far above any real gain makes the second check stop: exactly 2 x interval.
 TEST_F(EngineLoopTest, MonitorModesEndToEnd) {
   auto model = Load(256);
