@@ -41,6 +41,15 @@ F RealFn(const char* rest) {
   return reinterpret_cast<F>(Real(rest));
 }
 
+// The real functions call each other (CondVar::WaitWithTimeout calls WaitWithDeadline through
+// the PLT, so into this file again): only the outermost call is annotated.
+thread_local int depth = 0;
+struct Outer {
+  const bool outer = depth == 0;
+  Outer() { ++depth; }
+  ~Outer() { --depth; }
+};
+
 }  // namespace
 
 namespace absl {
@@ -48,6 +57,8 @@ ABSL_NAMESPACE_BEGIN
 
 void Mutex::Lock() {
   static auto real = RealFn<void (*)(Mutex*)>("5Mutex4LockEv");
+  Outer guard;
+  if (!guard.outer) return real(this);
   __tsan_mutex_pre_lock(this, 0);
   real(this);
   __tsan_mutex_post_lock(this, 0, 0);
@@ -55,6 +66,8 @@ void Mutex::Lock() {
 
 void Mutex::Unlock() {
   static auto real = RealFn<void (*)(Mutex*)>("5Mutex6UnlockEv");
+  Outer guard;
+  if (!guard.outer) return real(this);
   __tsan_mutex_pre_unlock(this, 0);
   real(this);
   __tsan_mutex_post_unlock(this, 0);
@@ -62,6 +75,8 @@ void Mutex::Unlock() {
 
 bool Mutex::TryLock() {
   static auto real = RealFn<bool (*)(Mutex*)>("5Mutex7TryLockEv");
+  Outer guard;
+  if (!guard.outer) return real(this);
   __tsan_mutex_pre_lock(this, __tsan_mutex_try_lock);
   const bool ok = real(this);
   __tsan_mutex_post_lock(this, __tsan_mutex_try_lock | (ok ? 0 : __tsan_mutex_try_lock_failed), 0);
@@ -70,6 +85,8 @@ bool Mutex::TryLock() {
 
 void Mutex::ReaderLock() {
   static auto real = RealFn<void (*)(Mutex*)>("5Mutex10ReaderLockEv");
+  Outer guard;
+  if (!guard.outer) return real(this);
   __tsan_mutex_pre_lock(this, __tsan_mutex_read_lock);
   real(this);
   __tsan_mutex_post_lock(this, __tsan_mutex_read_lock, 0);
@@ -77,6 +94,8 @@ void Mutex::ReaderLock() {
 
 void Mutex::ReaderUnlock() {
   static auto real = RealFn<void (*)(Mutex*)>("5Mutex12ReaderUnlockEv");
+  Outer guard;
+  if (!guard.outer) return real(this);
   __tsan_mutex_pre_unlock(this, __tsan_mutex_read_lock);
   real(this);
   __tsan_mutex_post_unlock(this, __tsan_mutex_read_lock);
@@ -84,6 +103,8 @@ void Mutex::ReaderUnlock() {
 
 bool Mutex::ReaderTryLock() {
   static auto real = RealFn<bool (*)(Mutex*)>("5Mutex13ReaderTryLockEv");
+  Outer guard;
+  if (!guard.outer) return real(this);
   __tsan_mutex_pre_lock(this, __tsan_mutex_try_read_lock);
   const bool ok = real(this);
   __tsan_mutex_post_lock(this, ok ? __tsan_mutex_try_read_lock : __tsan_mutex_try_read_lock_failed, 0);
@@ -92,6 +113,8 @@ bool Mutex::ReaderTryLock() {
 
 void Mutex::LockWhen(const Condition& cond) {
   static auto real = RealFn<void (*)(Mutex*, const Condition&)>("5Mutex8LockWhenERKNS0_9ConditionE");
+  Outer guard;
+  if (!guard.outer) return real(this, cond);
   __tsan_mutex_pre_lock(this, 0);
   real(this, cond);
   __tsan_mutex_post_lock(this, 0, 0);
@@ -100,6 +123,8 @@ void Mutex::LockWhen(const Condition& cond) {
 bool Mutex::LockWhenWithTimeout(const Condition& cond, Duration timeout) {
   static auto real = RealFn<bool (*)(Mutex*, const Condition&, Duration)>(
       "5Mutex19LockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE");
+  Outer guard;
+  if (!guard.outer) return real(this, cond, timeout);
   __tsan_mutex_pre_lock(this, 0);
   const bool r = real(this, cond, timeout);
   __tsan_mutex_post_lock(this, 0, 0);
@@ -108,6 +133,8 @@ bool Mutex::LockWhenWithTimeout(const Condition& cond, Duration timeout) {
 
 void Mutex::Await(const Condition& cond) {
   static auto real = RealFn<void (*)(Mutex*, const Condition&)>("5Mutex5AwaitERKNS0_9ConditionE");
+  Outer guard;
+  if (!guard.outer) return real(this, cond);
   __tsan_mutex_pre_unlock(this, 0);
   __tsan_mutex_post_unlock(this, 0);
   __tsan_mutex_pre_lock(this, 0);
@@ -118,6 +145,8 @@ void Mutex::Await(const Condition& cond) {
 bool Mutex::AwaitWithTimeout(const Condition& cond, Duration timeout) {
   static auto real = RealFn<bool (*)(Mutex*, const Condition&, Duration)>(
       "5Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE");
+  Outer guard;
+  if (!guard.outer) return real(this, cond, timeout);
   __tsan_mutex_pre_unlock(this, 0);
   __tsan_mutex_post_unlock(this, 0);
   __tsan_mutex_pre_lock(this, 0);
@@ -128,6 +157,8 @@ bool Mutex::AwaitWithTimeout(const Condition& cond, Duration timeout) {
 
 void CondVar::Wait(Mutex* mu) {
   static auto real = RealFn<void (*)(CondVar*, Mutex*)>("7CondVar4WaitEPNS0_5MutexE");
+  Outer guard;
+  if (!guard.outer) return real(this, mu);
   __tsan_mutex_pre_unlock(mu, 0);
   __tsan_mutex_post_unlock(mu, 0);
   __tsan_mutex_pre_lock(mu, 0);
@@ -138,6 +169,8 @@ void CondVar::Wait(Mutex* mu) {
 bool CondVar::WaitWithTimeout(Mutex* mu, Duration timeout) {
   static auto real = RealFn<bool (*)(CondVar*, Mutex*, Duration)>(
       "7CondVar15WaitWithTimeoutEPNS0_5MutexENS0_8DurationE");
+  Outer guard;
+  if (!guard.outer) return real(this, mu, timeout);
   __tsan_mutex_pre_unlock(mu, 0);
   __tsan_mutex_post_unlock(mu, 0);
   __tsan_mutex_pre_lock(mu, 0);
@@ -149,6 +182,8 @@ bool CondVar::WaitWithTimeout(Mutex* mu, Duration timeout) {
 bool CondVar::WaitWithDeadline(Mutex* mu, Time deadline) {
   static auto real = RealFn<bool (*)(CondVar*, Mutex*, Time)>(
       "7CondVar16WaitWithDeadlineEPNS0_5MutexENS0_4TimeE");
+  Outer guard;
+  if (!guard.outer) return real(this, mu, deadline);
   __tsan_mutex_pre_unlock(mu, 0);
   __tsan_mutex_post_unlock(mu, 0);
   __tsan_mutex_pre_lock(mu, 0);

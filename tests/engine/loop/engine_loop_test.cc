@@ -113,8 +113,8 @@ TEST_F(EngineLoopTest, PreemptedRequestsRecomputeToTheSameOutput) {
   for (const auto& p : prompts) alone.push_back(Alone(*model, p, 36));
   EngineLoopOptions opts;
   opts.scheduler.enable_prefix_caching = false;
+  std::atomic<int> preemptions{0};  // before the loop: see SinkAndH2oWithSmallBudgetsFreePages
   EngineLoop loop(model.get(), opts);
-  std::atomic<int> preemptions{0};
   loop.SetStepObserver([&](const StepReport& r) { preemptions += r.stats.preemptions; });
   ASSERT_TRUE(loop.Start().ok());
   std::vector<std::shared_ptr<RequestStream>> streams;
@@ -179,8 +179,10 @@ TEST_F(EngineLoopTest, SparsePoliciesAtFullBudgetEqualDense) {
 TEST_F(EngineLoopTest, SinkAndH2oWithSmallBudgetsFreePages) {
   auto model = Load(256);
   if (!model) GTEST_SKIP() << "default model missing (tools/setup.sh)";
-  EngineLoop loop(model.get(), {});
+  // Declared before the loop: the engine thread calls the observer until the loop's
+  // destructor stops it (ASan: stack-use-after-scope when `freed` died first).
   std::atomic<int> freed{0};
+  EngineLoop loop(model.get(), {});
   loop.SetStepObserver([&](const StepReport& r) { freed += r.stats.pages_freed_by_policy; });
   ASSERT_TRUE(loop.Start().ok());
   for (SparseMode mode : {SparseMode::kSink, SparseMode::kH2O}) {
