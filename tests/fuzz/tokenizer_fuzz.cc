@@ -96,7 +96,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     for (lil::TokenId id : ids) {
       FUZZ_CHECK(id >= 0 && id < t.vocab_size(), "id %d outside vocab %d", id, t.vocab_size());
     }
-    FUZZ_CHECK(text.empty() || !ids.empty() || (mode & 0x40), "non-empty text encodes to no ids");
+    // Non-empty text may encode to no ids: bytes the vocabulary has no byte token for are
+    // dropped, as HF tokenizers does (SmolLM2 lacks 21 of them; a run of 0x16 found this).
   } else {
     ids.resize((size - 1) / 4);
     if (!ids.empty()) std::memcpy(ids.data(), data + 1, ids.size() * 4);
