@@ -1,5 +1,5 @@
 // File: engine/tokenizer/nfc.cc
-// NFC over the generated tables in nfc_data.cc, with algorithmic Hangul (de)composition.
+// NFC over the generated tables (nfc_data.h), with algorithmic Hangul (de)composition.
 #include "engine/tokenizer/nfc.h"
 
 #include <algorithm>
