@@ -11,6 +11,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 
 namespace lil {
 namespace {
@@ -246,8 +247,8 @@ class Parser {
       return NotSupported(key, "only [\"text\"]");
     }
     // lilserve's own extensions, with the gRPC API's fields.
-    if (key == "sparse") return Sparse(v);
-    if (key == "monitor") return Monitor(v);
+    if (key == "sparse") return Extension("sparse", v, out_->generate.mutable_sparse());
+    if (key == "monitor") return Extension("monitor", v, out_->generate.mutable_monitor());
     if (key == "priority") return Int32(key, v, &i32) && (out_->generate.set_priority(i32), true);
     if (key == "return_token_ids") return Bool(key, v, &out_->return_token_ids);
     if (IgnoredFields().count(key) > 0) return true;
@@ -390,87 +391,54 @@ class Parser {
     return true;
   }
 
-  bool Sparse(const json& v) {
-    if (!v.is_object())
-      return Fail("sparse", absl::StrCat("sparse must be an object, got ", Describe(v)));
-    v1::SparseParams* p = out_->generate.mutable_sparse();
+  // Our `sparse` and `monitor` extensions: a JSON object with the fields of the .proto message
+  // (v1::SparseParams / v1::MonitorParams) by name, so both APIs accept the same fields. Enum
+  // fields take the value's lower-case name.
+  bool Extension(const std::string& name, const json& v, google::protobuf::Message* msg) {
+    if (!v.is_object()) return Fail(name, absl::StrCat(name, " must be an object, got ", Describe(v)));
+    const google::protobuf::Descriptor* d = msg->GetDescriptor();
+    const google::protobuf::Reflection* r = msg->GetReflection();
     for (const auto& [key, value] : v.items()) {
-      const std::string field = absl::StrCat("sparse.", key);
-      int32_t x = 0;
+      const std::string field = absl::StrCat(name, ".", key);
       if (value.is_null()) continue;
-      if (key == "mode") {
-        std::string m;
-        if (!String(field, value, &m)) return false;
-        m = absl::AsciiStrToLower(m);
-        if (m == "dense")
-          p->set_mode(v1::DENSE);
-        else if (m == "sink")
-          p->set_mode(v1::SINK);
-        else if (m == "quest")
-          p->set_mode(v1::QUEST);
-        else if (m == "h2o")
-          p->set_mode(v1::H2O);
-        else
-          return Fail(field, absl::StrCat(field, " must be dense, sink, quest or h2o, got ",
-                                          Describe(value)));
-      } else if (key == "budget_tokens") {
-        if (!Int32(field, value, &x)) return false;
-        p->set_budget_tokens(x);
-      } else if (key == "sink_tokens") {
-        if (!Int32(field, value, &x)) return false;
-        p->set_sink_tokens(x);
-      } else if (key == "window_tokens") {
-        if (!Int32(field, value, &x)) return false;
-        p->set_window_tokens(x);
-      } else {
-        return Fail(field,
-                    absl::StrCat("unrecognized field ", field,
-                                 " (sparse has mode, budget_tokens, sink_tokens, window_tokens)"));
+      const google::protobuf::FieldDescriptor* f = d->FindFieldByName(key);
+      if (f == nullptr) {
+        std::vector<std::string> keys;
+        for (int k = 0; k < d->field_count(); ++k) keys.push_back(d->field(k)->name());
+        return Fail(field, absl::StrCat("unrecognized field ", field, " (", name, " has ",
+                                        absl::StrJoin(keys, ", "), ")"));
       }
-    }
-    return true;
-  }
-
-  bool Monitor(const json& v) {
-    if (!v.is_object())
-      return Fail("monitor", absl::StrCat("monitor must be an object, got ", Describe(v)));
-    v1::MonitorParams* p = out_->generate.mutable_monitor();
-    for (const auto& [key, value] : v.items()) {
-      const std::string field = absl::StrCat("monitor.", key);
-      int32_t x = 0;
-      if (value.is_null()) continue;
-      if (key == "mode") {
-        std::string m;
-        if (!String(field, value, &m)) return false;
-        m = absl::AsciiStrToLower(m);
-        if (m == "off")
-          p->set_mode(v1::OFF);
-        else if (m == "enforce")
-          p->set_mode(v1::ENFORCE);
-        else if (m == "shadow")
-          p->set_mode(v1::SHADOW);
-        else if (m == "conclude")
-          p->set_mode(v1::CONCLUDE);
-        else
-          return Fail(field, absl::StrCat(field, " must be off, enforce, shadow or conclude, got ",
-                                          Describe(value)));
-      } else if (key == "interval_tokens") {
-        if (!Int32(field, value, &x)) return false;
-        p->set_interval_tokens(x);
-      } else if (key == "min_gain_bytes") {
-        if (!Int32(field, value, &x)) return false;
-        p->set_min_gain_bytes(x);
-      } else if (key == "conclusion_text") {
-        std::string t;
-        if (!String(field, value, &t)) return false;
-        p->set_conclusion_text(t);
-      } else if (key == "conclusion_max_tokens") {
-        if (!Int32(field, value, &x)) return false;
-        p->set_conclusion_max_tokens(x);
-      } else {
-        return Fail(field, absl::StrCat("unrecognized field ", field,
-                                        " (monitor has mode, interval_tokens, ",
-                                        "min_gain_bytes, conclusion_text, conclusion_max_tokens)"));
+      switch (f->cpp_type()) {
+        case google::protobuf::FieldDescriptor::CPPTYPE_ENUM: {
+          std::string m;
+          if (!String(field, value, &m)) return false;
+          const google::protobuf::EnumDescriptor* e = f->enum_type();
+          const google::protobuf::EnumValueDescriptor* ev = e->FindValueByName(absl::AsciiStrToUpper(m));
+          if (ev == nullptr || ev->number() == 0) {  // 0 is *_UNSPECIFIED: not a choice
+            std::vector<std::string> names;
+            for (int k = 1; k < e->value_count(); ++k) names.push_back(absl::AsciiStrToLower(e->value(k)->name()));
+            const std::string last = names.back();
+            names.pop_back();
+            return Fail(field, absl::StrCat(field, " must be ", absl::StrJoin(names, ", "), " or ", last,
+                                            ", got ", Describe(value)));
+          }
+          r->SetEnum(msg, f, ev);
+          break;
+        }
+        case google::protobuf::FieldDescriptor::CPPTYPE_INT32: {
+          int32_t x = 0;
+          if (!Int32(field, value, &x)) return false;
+          r->SetInt32(msg, f, x);
+          break;
+        }
+        case google::protobuf::FieldDescriptor::CPPTYPE_STRING: {
+          std::string t;
+          if (!String(field, value, &t)) return false;
+          r->SetString(msg, f, t);
+          break;
+        }
+        default:
+          return Fail(field, absl::StrCat(field, " is not settable over HTTP"));
       }
     }
     return true;
@@ -482,149 +450,11 @@ class Parser {
   bool top_logprobs_set_ = false;
 };
 
-// Leading field paths of request_convert's and the scheduler's messages, and their OpenAI
-// names (longest first where one is a prefix of another).
-std::vector<std::pair<std::string, std::string>> FieldNames(const OpenAiRequest* r) {
-  const bool chat = r != nullptr && r->endpoint == OpenAiEndpoint::kChat;
-  const std::string max_tokens = r != nullptr ? r->max_tokens_field : "max_tokens";
-  return {{"sampling.temperature", "temperature"},
-          {"sampling.top_k", "top_k"},
-          {"sampling.top_p", "top_p"},
-          {"sampling.min_p", "min_p"},
-          {"sampling.repetition_penalty", "repetition_penalty"},
-          {"sampling.logprobs", chat ? "top_logprobs" : "logprobs"},
-          {"logprobs", chat ? "top_logprobs" : "logprobs"},
-          {"stopping.max_tokens", max_tokens},
-          {"max_tokens", max_tokens},
-          {"stopping.min_tokens", "min_tokens"},
-          {"stopping.stop_token_ids", "stop_token_ids"},
-          {"stopping.stop", "stop"},
-          {"stopping.time_limit_ms", "time_limit_ms"},
-          {"token_ids.ids", "prompt"},
-          {"token_ids", "prompt"},
-          {"request_id", "X-Request-Id"},
-          {"monitor interval_tokens", "monitor.interval_tokens"},
-          {"monitor min_gain_bytes", "monitor.min_gain_bytes"},
-          {"monitor conclusion_max_tokens", "monitor.conclusion_max_tokens"}};
-}
-
-bool IsKnownParam(std::string_view base) {
-  static const auto* known = new std::set<std::string, std::less<>>{"model",
-                                                                    "prompt",
-                                                                    "messages",
-                                                                    "temperature",
-                                                                    "top_p",
-                                                                    "top_k",
-                                                                    "min_p",
-                                                                    "repetition_penalty",
-                                                                    "seed",
-                                                                    "logprobs",
-                                                                    "top_logprobs",
-                                                                    "max_tokens",
-                                                                    "max_completion_tokens",
-                                                                    "min_tokens",
-                                                                    "stop",
-                                                                    "stop_token_ids",
-                                                                    "ignore_eos",
-                                                                    "time_limit_ms",
-                                                                    "n",
-                                                                    "stream",
-                                                                    "stream_options",
-                                                                    "sparse",
-                                                                    "monitor",
-                                                                    "priority",
-                                                                    "X-Request-Id"};
-  return known->count(base) > 0;
-}
-
 }  // namespace
 
 bool ParseOpenAiRequest(OpenAiEndpoint endpoint, std::string_view body, OpenAiRequest* out,
                         OpenAiError* error) {
   return Parser(endpoint, out, error).Parse(body);
-}
-
-int HttpStatusFor(absl::StatusCode code) {
-  switch (code) {
-    case absl::StatusCode::kOk:
-      return 200;
-    case absl::StatusCode::kInvalidArgument:
-    case absl::StatusCode::kFailedPrecondition:
-    case absl::StatusCode::kOutOfRange:
-      return 400;
-    case absl::StatusCode::kUnauthenticated:
-      return 401;
-    case absl::StatusCode::kPermissionDenied:
-      return 403;
-    case absl::StatusCode::kNotFound:
-      return 404;
-    case absl::StatusCode::kAlreadyExists:
-    case absl::StatusCode::kAborted:
-      return 409;
-    case absl::StatusCode::kResourceExhausted:
-      return 429;
-    case absl::StatusCode::kCancelled:
-      return 499;
-    case absl::StatusCode::kUnimplemented:
-      return 501;
-    case absl::StatusCode::kUnavailable:
-      return 503;
-    case absl::StatusCode::kDeadlineExceeded:
-      return 504;
-    default:
-      return 500;
-  }
-}
-
-OpenAiError ToOpenAiError(const absl::Status& status, const OpenAiRequest* request) {
-  OpenAiError e;
-  e.http_status = HttpStatusFor(status.code());
-  e.message = std::string(status.message());
-  switch (e.http_status) {
-    case 401:
-      e.code = "invalid_api_key";
-      break;
-    case 404:
-      e.code = "not_found";
-      break;
-    case 409:
-      e.code = "conflict";
-      break;
-    case 429:
-      e.type = "rate_limit_error";
-      e.code = "rate_limit_exceeded";
-      break;
-    case 503:
-      e.type = "server_error";
-      e.code = "unavailable";
-      break;
-    default:
-      if (e.http_status >= 500) e.type = "server_error";
-  }
-  if (e.http_status != 400) return e;
-  // "request 12: prompt has ..." (the scheduler's own checks) reads as "prompt has ...".
-  if (absl::StartsWith(e.message, "request ")) {
-    const size_t colon = e.message.find(": ");
-    if (colon != std::string::npos) e.message = e.message.substr(colon + 2);
-  }
-  for (const auto& [grpc_name, openai_name] : FieldNames(request)) {
-    if (absl::StartsWith(e.message, grpc_name)) {
-      e.message = openai_name + e.message.substr(grpc_name.size());
-      break;
-    }
-  }
-  // Messages about the whole input keep their wording.
-  if (absl::StartsWith(e.message, "the prompt") || absl::StartsWith(e.message, "one of prompt")) {
-    e.param =
-        request != nullptr && request->endpoint == OpenAiEndpoint::kChat ? "messages" : "prompt";
-    return e;
-  }
-  // param: the leading field path, when it is one of ours ("stop[3]", "monitor.mode").
-  const size_t end = e.message.find_first_of(" :");
-  const std::string lead = e.message.substr(0, end);
-  const std::string base = lead.substr(0, lead.find_first_of(".["));
-  if (IsKnownParam(base)) e.param = lead;
-  return e;
 }
 
 }  // namespace lil
