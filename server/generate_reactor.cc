@@ -87,15 +87,7 @@ void GenerateReactor::Drain() {
       got_final = true;
     }
   }
-  if (new_tokens > 0) {
-    const int64_t now = NowMicros();
-    if (first_token_micros_ < 0) {
-      first_token_micros_ = now;
-    } else {
-      core_->metrics->OnTokens((now - last_token_micros_) * 1e-6, new_tokens);
-    }
-    last_token_micros_ = now;
-  }
+  if (new_tokens > 0) timing_.OnTokens(core_->metrics, new_tokens, NowMicros());
   if ((chunk->token_ids_size() > 0 || !chunk->text().empty()) && !broken_) {
     chunk_msg.set_request_id(name_);
     pending_.push_back(std::move(chunk_msg));
@@ -107,24 +99,13 @@ void GenerateReactor::OnFinal(const RequestOutput& out) {
   final_taken_ = true;
   const absl::Status error = stream_->error();
   const int64_t now = NowMicros();
-  RequestRecord rec;
-  rec.reason = out.finish_reason;
-  rec.monitor_mode = monitor_mode_;
-  rec.usage = out.usage;
-  rec.monitor_fired = out.monitor_stop_at.has_value();
-  // Arrival to the first step that ran it (the scheduler's measure); before that is known,
-  // arrival to the engine accepting it.
-  rec.queue_s = out.queue_micros >= 0 ? out.queue_micros * 1e-6 : queue_s_;
-  rec.ttft_s = first_token_micros_ >= 0 ? (first_token_micros_ - arrival_micros_) * 1e-6 : -1;
-  if (rec.ttft_s < 0 && out.usage.completion_tokens > 0) rec.ttft_s = (now - arrival_micros_) * 1e-6;
-  rec.e2e_s = (now - arrival_micros_) * 1e-6;
-  core_->metrics->OnRequest(rec);
+  core_->metrics->OnRequest(timing_.Record(out, monitor_mode_, arrival_micros_, queue_s_, now));
   if (reserved_) core_->registry.Release(name_);
   reserved_ = false;
   v1::GenerateResponse msg;
   msg.set_request_id(name_);
   if (!error.ok()) {
-    if (pending_.empty() && first_token_micros_ < 0) {
+    if (pending_.empty() && timing_.first_token_micros < 0) {
       final_status_ = ToGrpc(error);
       return;
     }

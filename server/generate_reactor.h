@@ -62,8 +62,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<lilserve::v1::Gene
   bool finished_ ABSL_GUARDED_BY(mu_) = false;      // Finish() was called
   bool broken_ ABSL_GUARDED_BY(mu_) = false;        // a write failed or the call was cancelled
   grpc::Status final_status_ ABSL_GUARDED_BY(mu_);
-  int64_t first_token_micros_ ABSL_GUARDED_BY(mu_) = -1;
-  int64_t last_token_micros_ ABSL_GUARDED_BY(mu_) = -1;
+  RequestTiming timing_ ABSL_GUARDED_BY(mu_);
   double queue_s_ = -1;
 };
 

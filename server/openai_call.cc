@@ -167,35 +167,17 @@ bool OpenAiCall::Next(RequestOutput* merged) {
   }
   // Each engine step's output is a moment to notice a client that hung up.
   if (!merged->finished && !cancelled_ && PeerClosed()) Cancel();
-  if (new_tokens > 0) {
-    const int64_t now = NowMicros();
-    if (first_token_micros_ < 0) {
-      first_token_micros_ = now;
-    } else {
-      core_->metrics->OnTokens((now - last_token_micros_) * 1e-6, new_tokens);
-    }
-    last_token_micros_ = now;
-  }
+  if (new_tokens > 0) timing_.OnTokens(core_->metrics, new_tokens, NowMicros());
   if (merged->finished) OnFinal(*merged);
   return true;
 }
 
-// As GenerateReactor::OnFinal: one RequestRecord per request, whatever its end.
+// As GenerateReactor::OnFinal: one RequestRecord per request, whatever its end (RequestTiming).
 void OpenAiCall::OnFinal(const RequestOutput& out) {
   final_taken_ = true;
   error_ = stream_->error();
   const int64_t now = NowMicros();
-  RequestRecord rec;
-  rec.reason = out.finish_reason;
-  rec.monitor_mode = monitor_mode_;
-  rec.usage = out.usage;
-  rec.monitor_fired = out.monitor_stop_at.has_value();
-  rec.queue_s = out.queue_micros >= 0 ? out.queue_micros * 1e-6 : queue_s_;
-  rec.ttft_s = first_token_micros_ >= 0 ? (first_token_micros_ - arrival_micros_) * 1e-6 : -1;
-  if (rec.ttft_s < 0 && out.usage.completion_tokens > 0)
-    rec.ttft_s = (now - arrival_micros_) * 1e-6;
-  rec.e2e_s = (now - arrival_micros_) * 1e-6;
-  core_->metrics->OnRequest(rec);
+  core_->metrics->OnRequest(timing_.Record(out, monitor_mode_, arrival_micros_, queue_s_, now));
   if (reserved_) core_->registry.Release(name_);
   reserved_ = false;
 }

@@ -64,8 +64,7 @@ class OpenAiCall {
   std::shared_ptr<RequestStream> stream_;
   std::shared_ptr<Wakeup> wakeup_;  // shared with the stream's notifier
   double queue_s_ = -1;
-  int64_t first_token_micros_ = -1;
-  int64_t last_token_micros_ = -1;
+  RequestTiming timing_;
   bool final_taken_ = false;
   bool cancelled_ = false;
   absl::Status error_;

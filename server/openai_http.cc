@@ -31,13 +31,6 @@ OpenAiError Error(int status, std::string message, std::string code = "") {
   return e;
 }
 
-// Compares every byte so the time does not reveal the length of a matching prefix.
-bool TokenMatches(const std::string& got, const std::string& want) {
-  unsigned diff = got.size() != want.size();
-  for (size_t i = 0; i < want.size(); ++i) diff |= (i < got.size() ? got[i] : 0) ^ want[i];
-  return diff == 0;
-}
-
 // The SSE text for one batch of outputs; an engine error after tokens went out becomes an
 // error event (the HTTP status is already 200).
 std::string Events(const OpenAiCall& call, const OpenAiRequest& request, OpenAiResponder& responder,
@@ -102,7 +95,7 @@ bool OpenAiHttpServer::Admit(const httplib::Request& req, OpenAiError* error) co
       *error = Error(401, "missing 'Authorization: Bearer <token>' header", "invalid_api_key");
       return false;
     }
-    if (!TokenMatches(req.get_header_value("Authorization"), "Bearer " + token)) {
+    if (!BearerMatches(req.get_header_value("Authorization"), token)) {
       *error = Error(401, "invalid bearer token", "invalid_api_key");
       return false;
     }
