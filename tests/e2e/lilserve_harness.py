@@ -134,6 +134,18 @@ class Daemon:
         with open(self.log.name, errors="replace") as f:
             return f.read()[-4000:]
 
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        """`with daemon:` prints the daemon's log when a check failed inside (SystemExit) and
+        kills it if the block left it running; the exception goes on."""
+        if exc_type is SystemExit:
+            print(self.logs())
+        if self.proc.poll() is None:
+            self.proc.kill()
+        return False
+
     def stop(self, sig=None, timeout=60):
         if self.proc.poll() is None:
             self.proc.send_signal(sig or 15)

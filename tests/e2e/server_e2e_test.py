@@ -234,14 +234,8 @@ def test_auth_and_drain():
         root = f.read()
     d = Daemon("--auth-token", "s3cret", "--drain-grace-s", "1", "--max-waiting", "2",
                "--tls-cert", cert, "--tls-key", key, tls_root=root)
-    try:
+    with d:
         auth_and_drain(d)
-    except SystemExit:
-        print(d.logs())
-        raise
-    finally:
-        if d.proc.poll() is None:
-            d.proc.kill()
 
 
 def auth_and_drain(d):

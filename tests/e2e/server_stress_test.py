@@ -65,7 +65,7 @@ def total_requests(d):
 def main():
     t0 = time.time()
     d = Daemon("--max-running-seqs", "64", "--max-waiting", "1000")
-    try:
+    with d:
         d.wait_ready()
         outcome = asyncio.run(run(d))
         check(sum(outcome.values()) == N, f"outcomes {outcome} do not add to {N}")
@@ -82,12 +82,6 @@ def main():
             d, prompt="After the storm", stopping=pb.StoppingParams(max_tokens=2))
         check(fin.usage.completion_tokens >= 1, "a request after the storm generated nothing")
         check(d.stop() == 0, "lilserve did not exit 0 on SIGTERM")
-    except SystemExit:
-        print(d.logs())
-        raise
-    finally:
-        if d.proc.poll() is None:
-            d.proc.kill()
     print(f"PASS server_stress_test: {outcome} in {time.time() - t0:.1f}s", flush=True)
 
 

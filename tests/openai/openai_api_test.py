@@ -400,14 +400,8 @@ def test_tls_auth_queue_drain():
     d = start("--auth-token", "s3cret", "--tls-cert", cert, "--tls-key", key, "--max-waiting", "1",
               "--max-running-seqs", "1", "--drain-grace-s", "1", tls_root=root)
     ctx = ssl.create_default_context(cafile=cert)
-    try:
+    with d:
         tls_auth_queue_drain(d, ctx)
-    except SystemExit:
-        print(d.logs())
-        raise
-    finally:
-        if d.proc.poll() is None:
-            d.proc.kill()
 
 
 def tls_auth_queue_drain(d, ctx):
@@ -497,7 +491,7 @@ def tls_auth_queue_drain(d, ctx):
 def main():
     t0 = time.time()
     d = start("--max-running-seqs", "8")
-    try:
+    with d:
         d.wait_ready()
         c = client(d)
         test_models(c)
@@ -512,12 +506,6 @@ def main():
         test_abort_by_request_id(d, c)
         test_lilctl_bench(d)
         check(d.stop() == 0, "lilserve did not exit 0 on SIGTERM")
-    except SystemExit:
-        print(d.logs())
-        raise
-    finally:
-        if d.proc.poll() is None:
-            d.proc.kill()
     test_tls_auth_queue_drain()
     print(f"PASS openai_api_test in {time.time() - t0:.1f}s", flush=True)
 

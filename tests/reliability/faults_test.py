@@ -173,7 +173,7 @@ def test_slow_client(d, refs):
 
 def test_sigterm_under_load(refs):
     d = Daemon("--kv-mib", "16", "--max-running-seqs", "8", "--drain-grace-s", "120")
-    try:
+    with d:
         d.wait_ready()
         reqs = [greedy(PROMPTS[i % len(PROMPTS)], 16) for i in range(24)]
         results = [None] * len(reqs)
@@ -210,12 +210,6 @@ def test_sigterm_under_load(refs):
             check(not isinstance(r, Exception) and r[1] is not None and r[1].reason == pb.LENGTH and
                   r[0] == refs[i % len(PROMPTS)], f"request {i} across SIGTERM: {r}")
         check(rc == 0, f"exit {rc} after SIGTERM")
-    except SystemExit:
-        print(d.logs())
-        raise
-    finally:
-        if d.proc.poll() is None:
-            d.proc.kill()
     print("ok SIGTERM under load: 24/24 in-flight requests finished with their alone tokens, "
           "new calls UNAVAILABLE, exit 0", flush=True)
 
@@ -270,7 +264,7 @@ def main():
     t0 = time.time()
     test_broken_model_files()
     d = Daemon("--kv-mib", "24", "--max-running-seqs", "32", "--max-model-len", "2048")
-    try:
+    with d:
         d.wait_ready()
         refs = [run(d, greedy(p, 24))[0] for p in PROMPTS]
         test_kv_exhaustion(d, refs)
@@ -279,12 +273,6 @@ def main():
         test_slow_client(d, [r[:24] for r in refs])
         check(d.health_status() == "SERVING", "not SERVING after the faults")
         check(d.stop() == 0, "lilserve did not exit 0 on SIGTERM")
-    except SystemExit:
-        print(d.logs())
-        raise
-    finally:
-        if d.proc.poll() is None:
-            d.proc.kill()
     test_sigterm_under_load([r[:16] for r in refs])
     print(f"PASS faults_test in {time.time() - t0:.1f}s", flush=True)
 

@@ -216,7 +216,7 @@ def main():
     t0 = time.time()
     d = Daemon("--kv-mib", str(args.kv_mib), "--max-running-seqs", "48", "--max-batched-tokens", "512",
                "--max-waiting", str(4 * args.streams), "--max-model-len", "1024", "--log-level", "warn")
-    try:
+    with d:
         d.wait_ready()
         pages_total = d.info().pages_total
         kinds = make_kinds(random.Random(args.seed), args.kinds, args.max_prompt_words)
@@ -297,12 +297,6 @@ def main():
             "cancelled_at_drain_end": load.left_at_drain_end,
         }
         check(d.stop() == 0, "lilserve did not exit 0 on SIGTERM")
-    except SystemExit:
-        print(d.logs())
-        raise
-    finally:
-        if d.proc.poll() is None:
-            d.proc.kill()
     out = os.path.join(BUILD, "reliability")
     os.makedirs(out, exist_ok=True)
     with open(os.path.join(out, "soak.json"), "w") as f:
