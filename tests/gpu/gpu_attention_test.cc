@@ -101,26 +101,17 @@ std::vector<float> CpuReference(const Case& c, std::vector<float>* mass) {
   return out;
 }
 
-class AttentionParity : public ::testing::TestWithParam<Shape> {};
-
-TEST_P(AttentionParity, MatchesCpuReference) {
-  LIL_SKIP_WITHOUT_GPU();
-  for (bool sparse : {false, true}) {
-    const Case c = MakeCase(GetParam(), sparse, 7 + GetParam().page_size);
-    const int32_t t = static_cast<int32_t>(c.token_pos.size());
-    std::vector<float> ref_mass;
-    const std::vector<float> ref_out = CpuReference(c, &ref_mass);
-
-    DeviceArray<float> q(c.q), mass(std::vector<float>(c.row_pages.size(), 0.0f));
-    DeviceArray<cuda::bf16> k(testing::ToBf16(c.k)), v(testing::ToBf16(c.v));
-    auto out = DeviceArray<cuda::bf16>::Poisoned(c.q.size());
-    DeviceArray<int32_t> pos(c.token_pos), seq(c.token_seq), indptr(c.row_indptr),
-        pages(c.row_pages), logical(c.row_logical);
+// A case's inputs on the device and the kernel parameters over them (no split, no mass).
+struct DeviceCase {
+  explicit DeviceCase(const Case& c)
+      : c(c), q(c.q), k(testing::ToBf16(c.k)), v(testing::ToBf16(c.v)), pos(c.token_pos), seq(c.token_seq),
+        indptr(c.row_indptr), pages(c.row_pages), logical(c.row_logical) {}
+  cuda::PagedAttentionParams Params(cuda::bf16* out) const {
     cuda::PagedAttentionParams p;
     p.q = q.get();
-    p.out = out.get();
+    p.out = out;
     p.kv = {k.get(), v.get(), nullptr, c.num_pages, c.hkv, c.ps, c.d};
-    p.num_tokens = t;
+    p.num_tokens = static_cast<int32_t>(c.token_pos.size());
     p.num_heads = c.heads;
     p.token_pos = pos.get();
     p.token_seq = seq.get();
@@ -128,6 +119,26 @@ TEST_P(AttentionParity, MatchesCpuReference) {
     p.row_pages = pages.get();
     p.row_logical = logical.get();
     p.scale = Scale(c);
+    return p;
+  }
+  const Case& c;
+  DeviceArray<float> q;
+  DeviceArray<cuda::bf16> k, v;
+  DeviceArray<int32_t> pos, seq, indptr, pages, logical;
+};
+
+class AttentionParity : public ::testing::TestWithParam<Shape> {};
+
+TEST_P(AttentionParity, MatchesCpuReference) {
+  LIL_SKIP_WITHOUT_GPU();
+  for (bool sparse : {false, true}) {
+    const Case c = MakeCase(GetParam(), sparse, 7 + GetParam().page_size);
+    std::vector<float> ref_mass;
+    const std::vector<float> ref_out = CpuReference(c, &ref_mass);
+    const DeviceCase dc(c);
+    DeviceArray<float> mass(std::vector<float>(c.row_pages.size(), 0.0f));
+    auto out = DeviceArray<cuda::bf16>::Poisoned(c.q.size());
+    cuda::PagedAttentionParams p = dc.Params(out.get());
     p.page_mass = mass.get();
     ASSERT_EQ(cuda::PagedAttention(p, nullptr), cudaSuccess);
     EXPECT_TRUE(AllClose(testing::ToF32(out.Download()), ref_out, 1e-2f, 1e-2f)) << "sparse=" << sparse;
@@ -135,8 +146,8 @@ TEST_P(AttentionParity, MatchesCpuReference) {
   }
 }
 
-// The vectorized kernel (no page mass), unsplit and split-KV at every chunk size from one
-// entry up, run twice per chunk so a merge counter left non-zero would show.
+// The vectorized kernel (no page mass), unsplit and split-KV at every split count up to one
+// entry per CTA, run twice each so a merge counter left non-zero would show.
 TEST_P(AttentionParity, SplitKvMatchesCpuReference) {
   LIL_SKIP_WITHOUT_GPU();
   for (bool sparse : {false, true}) {
@@ -146,10 +157,8 @@ TEST_P(AttentionParity, SplitKvMatchesCpuReference) {
 
     int32_t longest = 0;
     for (size_t r = 0; r + 1 < c.row_indptr.size(); ++r) longest = std::max(longest, c.row_indptr[r + 1] - c.row_indptr[r]);
-    DeviceArray<float> q(c.q);
-    DeviceArray<cuda::bf16> k(testing::ToBf16(c.k)), v(testing::ToBf16(c.v));
-    DeviceArray<int32_t> pos(c.token_pos), seq(c.token_seq), indptr(c.row_indptr), pages(c.row_pages),
-        logical(c.row_logical), counters(std::vector<int32_t>(t * c.hkv, 0));
+    const DeviceCase dc(c);
+    DeviceArray<int32_t> counters(std::vector<int32_t>(t * c.hkv, 0));
     DeviceArray<float> partial(std::vector<float>(cuda::SplitPartialFloats(t, c.hkv, c.d, std::max(3, std::min(longest, 128))), 0.0f));
     // (min_chunk, max_splits): unsplit, then every split count up to one entry per CTA.
     std::vector<std::pair<int32_t, int32_t>> splits = {{0, 1}};
@@ -158,18 +167,7 @@ TEST_P(AttentionParity, SplitKvMatchesCpuReference) {
     for (const auto& [min_chunk, max_splits] : splits) {
       for (int rep = 0; rep < 2; ++rep) {
         auto out = DeviceArray<cuda::bf16>::Poisoned(c.q.size());
-        cuda::PagedAttentionParams p;
-        p.q = q.get();
-        p.out = out.get();
-        p.kv = {k.get(), v.get(), nullptr, c.num_pages, c.hkv, c.ps, c.d};
-        p.num_tokens = t;
-        p.num_heads = c.heads;
-        p.token_pos = pos.get();
-        p.token_seq = seq.get();
-        p.row_indptr = indptr.get();
-        p.row_pages = pages.get();
-        p.row_logical = logical.get();
-        p.scale = Scale(c);
+        cuda::PagedAttentionParams p = dc.Params(out.get());
         if (min_chunk > 0) {
           p.min_chunk_entries = min_chunk;
           p.max_splits = max_splits;
