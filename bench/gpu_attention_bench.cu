@@ -129,7 +129,6 @@ Launch MakeLaunch(const std::vector<std::vector<int32_t>>& tables, const std::ve
                   int32_t context, int32_t target_ctas) {
   const int32_t batch = static_cast<int32_t>(tables.size());
   std::vector<int32_t> pos(batch, context - 1), seq(batch), indptr{0}, pages, logical;
-  int32_t longest = 0;
   for (int32_t s = 0; s < batch; ++s) {
     seq[s] = s;
     for (int32_t h = 0; h < kKvHeads; ++h) {
@@ -138,7 +137,6 @@ Launch MakeLaunch(const std::vector<std::vector<int32_t>>& tables, const std::ve
         logical.push_back(lp);
       }
       indptr.push_back(static_cast<int32_t>(pages.size()));
-      longest = std::max<int32_t>(longest, static_cast<int32_t>(rows[s].size()));
     }
   }
   Launch l;
@@ -149,7 +147,6 @@ Launch MakeLaunch(const std::vector<std::vector<int32_t>>& tables, const std::ve
   l.logical = Upload(logical);
   l.nnz = static_cast<int32_t>(pages.size());
   l.split = lil::cuda::ChooseSplit(batch * kKvHeads, kPage, target_ctas);
-  (void)longest;
   l.counters = Upload(std::vector<int32_t>(batch * kKvHeads, 0));
   CHECK(cudaMalloc(&l.partial, sizeof(float) * std::max<int64_t>(1, lil::cuda::SplitPartialFloats(batch, kKvHeads, kDim, l.split.max_splits))));
   return l;

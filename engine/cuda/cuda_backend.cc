@@ -69,7 +69,7 @@ CudaBackend::CudaBackend(const ModelConfig& config, DeviceWeights weights, int32
 }
 
 CudaBackend::~CudaBackend() {
-  (void)ResetGraphs();
+  ResetGraphs();
   if (stream_ != nullptr) cudaStreamDestroy(stream_);
 }
 
@@ -327,12 +327,11 @@ bool CudaBackend::Graphable(const StepPlan& plan, const StepInputs& in) const {
   return true;
 }
 
-absl::Status CudaBackend::ResetGraphs() {
+void CudaBackend::ResetGraphs() {
   for (auto& [b, exec] : graphs_) {
     if (exec != nullptr) cudaGraphExecDestroy(exec);
   }
   graphs_.clear();
-  return absl::OkStatus();
 }
 
 absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
@@ -365,7 +364,7 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
     const int64_t nnz = static_cast<int64_t>(in.layouts[0].pages.size());
     if (nnz > nnz_cap) {
       nnz_cap = std::max<int64_t>(2 * nnz, 4096);
-      LIL_RETURN_IF_ERROR(ResetGraphs());
+      ResetGraphs();
       graph_nnz_cap_ = nnz_cap;
     }
   }
@@ -450,7 +449,7 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
   carve_all();
   DeviceBuffer& work = graph ? graph_work_ : work_;
   if (carve.used > work.bytes()) {
-    if (graph) LIL_RETURN_IF_ERROR(ResetGraphs());
+    if (graph) ResetGraphs();
     LIL_RETURN_IF_ERROR(work.Reserve(carve.used));
     // The split counters must be zero at rest; a fresh buffer is zeroed once.
     LIL_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(work.get(), 0, work.bytes(), stream_));

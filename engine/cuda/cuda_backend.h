@@ -58,7 +58,7 @@ class CudaBackend final : public Backend {
                               StepResult& result);
   bool Graphable(const StepPlan& plan, const StepInputs& in) const;
   absl::Status CaptureGraph(const StepInputs& in, const Work& w, cudaGraphExec_t* exec);
-  absl::Status ResetGraphs();
+  void ResetGraphs();
 
   ModelConfig config_;
   DeviceWeights w_;
