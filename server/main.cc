@@ -2,6 +2,8 @@
 // lilserve: the daemon's entry point. Parses flags, listens (health NOT_SERVING), loads the
 // model, serves; SIGTERM or SIGINT drains and exits 0.
 #include <signal.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <iostream>
 
@@ -9,6 +11,18 @@
 
 #include "engine/runtime_env.h"
 #include "server/server.h"
+
+namespace {
+
+pid_t g_main_tid = 0;
+
+// Threads that exist before main blocks the signals (OpenBLAS starts its pool from a library
+// constructor) would take a process-directed SIGTERM with the default action and kill the
+// process without draining. Any thread that receives one hands it to the main thread, which
+// has it blocked and takes it with sigwait.
+void ForwardToMain(int sig) { syscall(SYS_tgkill, getpid(), g_main_tid, sig); }
+
+}  // namespace
 
 int main(int argc, char** argv) {
   lil::EnsurePassiveOpenMp(argv);
@@ -27,6 +41,12 @@ int main(int argc, char** argv) {
   sigaddset(&signals, SIGTERM);
   sigaddset(&signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+  g_main_tid = static_cast<pid_t>(syscall(SYS_gettid));
+  struct sigaction forward = {};
+  forward.sa_handler = ForwardToMain;
+  sigemptyset(&forward.sa_mask);
+  sigaction(SIGTERM, &forward, nullptr);
+  sigaction(SIGINT, &forward, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
   lil::Server server(options);
@@ -47,7 +67,7 @@ int main(int argc, char** argv) {
     if (absl::Status s = server.LoadAndServe(); !s.ok()) {
       std::cerr << "lilserve: " << s.message() << std::endl;
       load_failed = 1;
-      kill(getpid(), SIGTERM);
+      syscall(SYS_tgkill, getpid(), g_main_tid, SIGTERM);
       return;
     }
     std::cout << "lilserve: ready" << std::endl;
