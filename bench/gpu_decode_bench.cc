@@ -3,11 +3,16 @@
 // the prompts in one step, then time --steps decode steps. Prints ms/step beside the byte
 // floor (bf16 weights streamed once per step + the KV read) at --hbm-tbs (measure it in the
 // same run, e.g. bench/gpu_peer.py), the ratio and the share of the roofline reached, and the
-// prefill rate beside --gemm-tflops.
+// prefill rate beside --gemm-tflops. With --tensor-parallel 1,2 the model is loaded once per
+// rank count (GPUs 0..N-1 over NCCL) and the grid runs for each; a last table puts every
+// TP=N time beside TP=1's from the same run (the floor stays the one-GPU floor: the same bytes,
+// N times the bandwidth in the ideal case, so the ideal TP=N ratio is 1/N).
 #include <CLI/CLI.hpp>
 
 #include <chrono>
 #include <cstdio>
+#include <map>
+#include <tuple>
 #include <random>
 #include <string>
 #include <vector>
@@ -51,11 +56,16 @@ int main(int argc, char** argv) {
       ->check(CLI::IsMember({"dense", "quest", "sink"}));
   app.add_option("--budget-tokens", budget_tokens, "tokens attended per step by quest / sink");
   app.add_option("--memory-fraction", memory_fraction, "size the KV cache from this share of GPU memory (beats --kv-mib)");
+  std::string tp_list = "1";
+  app.add_option("--tensor-parallel", tp_list, "rank counts, comma-separated (each loads the model again)");
   CLI11_PARSE(app, argc, argv);
+  std::map<std::tuple<int32_t, int32_t, int32_t>, double> ms_of;  // (tp, batch, context) -> ms/step
+  for (int32_t tp : ParseList(tp_list)) {
   lil::LoadOptions o;
   o.device = device == "cuda" ? lil::DeviceKind::kCuda : device == "cpu" ? lil::DeviceKind::kCpu : lil::DeviceKind::kAuto;
   o.kv.kv_bytes = kv_mib << 20;
   o.kv.memory_fraction = memory_fraction;
+  o.tensor_parallel = tp;
   const auto t_load = std::chrono::steady_clock::now();
   auto model = lil::Model::Load(model_path, o);
   if (!model.ok()) {
@@ -139,10 +149,23 @@ int main(int argc, char** argv) {
                   gemm_tflops > 0 ? (std::to_string(static_cast<int>(100 * prefill_tflops / gemm_tflops)) + "%").c_str() : "-",
                   ms, floor_ms, ms / floor_ms, 100.0 * floor_ms / ms, batch * 1e3 / ms);
       std::fflush(stdout);
+      ms_of[{tp, batch, context}] = ms;
       // Free the sequences' backend state before the next configuration.
       lil::StepPlan release;
       for (const auto& sq : plan.seqs) release.released.push_back(sq.id);
       (void)b.Execute(release);
+    }
+  }
+  std::printf("\n");
+  }  // tensor-parallel sizes
+  if (ms_of.size() > 1 && tp_list != "1") {
+    std::printf("| TP | batch | context | ms/step | TP=1 ms/step | ratio to TP=1 | ideal |\n|---|---|---|---|---|---|---|\n");
+    for (const auto& [key, ms] : ms_of) {
+      const auto [tp, batch, context] = key;
+      auto one = ms_of.find({1, batch, context});
+      if (tp == 1 || one == ms_of.end()) continue;
+      std::printf("| %d | %d | %d | %.3f | %.3f | %.2fx | %.2fx |\n", tp, batch, context, ms, one->second,
+                  ms / one->second, 1.0 / tp);
     }
   }
   return 0;

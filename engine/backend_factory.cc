@@ -19,6 +19,7 @@ namespace {
 struct CudaModule {
   LilCudaDeviceCountFn device_count = nullptr;
   LilCudaCreateBackendFn create = nullptr;
+  int32_t devices = 0;  // set by the probe
 };
 
 std::string ExeDir() {
@@ -61,6 +62,7 @@ absl::StatusOr<CudaModule> ProbeCuda() {
     if (!result.ok()) return;
     char err[512] = {0};
     const int32_t n = result->device_count(err, sizeof(err));
+    result->devices = n;
     if (n <= 0) {
       result = absl::FailedPreconditionError(
           absl::StrCat("no usable CUDA device (", err[0] != 0 ? err : "device count is 0", ")"));
@@ -91,7 +93,8 @@ bool CudaAvailable(std::string* why) {
 
 absl::StatusOr<std::unique_ptr<Backend>> CreateDeviceBackend(DeviceKind device,
                                                              const std::string& path,
-                                                             const KvCacheOptions& kv) {
+                                                             const KvCacheOptions& kv,
+                                                             int32_t tensor_parallel) {
   if (device == DeviceKind::kCpu) return std::unique_ptr<Backend>();
   auto module = ProbeCuda();
   if (!module.ok()) {
@@ -102,6 +105,10 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateDeviceBackend(DeviceKind device,
     LIL_LOG_INFO("--device auto: using the CPU backend: {}", std::string(module.status().message()));
     return std::unique_ptr<Backend>();
   }
+  if (tensor_parallel > module->devices) {
+    return InvalidArgument("tensor_parallel ", tensor_parallel, " needs ", tensor_parallel, " GPUs, but ",
+                           module->devices, module->devices == 1 ? " is" : " are", " present");
+  }
   LilCudaCreateArgs args{};
   args.abi_version = LIL_CUDA_MODULE_ABI_VERSION;
   args.model_path = path.c_str();
@@ -110,6 +117,7 @@ absl::StatusOr<std::unique_ptr<Backend>> CreateDeviceBackend(DeviceKind device,
   args.num_pages = kv.num_pages;
   args.kv_bytes = kv.kv_bytes;
   args.memory_fraction = kv.memory_fraction;
+  args.tensor_parallel = tensor_parallel;
   char err[1024] = {0};
   Backend* backend = module->create(&args, err, sizeof(err));
   if (backend == nullptr) {

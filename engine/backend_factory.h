@@ -17,9 +17,12 @@ namespace lil {
 // The CUDA backend for kCuda / kAuto, loading the model at `path` (HuggingFace directory or
 // .gguf) straight to the GPU. Null (not an error) for kCpu, and for kAuto when no GPU is
 // usable: the caller then builds the CPU backend. FAILED_PRECONDITION for kCuda without one.
+// `tensor_parallel` > 1 runs ranks on GPUs 0..N-1 over NCCL (an error, not a CPU fallback,
+// when fewer GPUs are present).
 absl::StatusOr<std::unique_ptr<Backend>> CreateDeviceBackend(DeviceKind device,
                                                              const std::string& path,
-                                                             const KvCacheOptions& kv);
+                                                             const KvCacheOptions& kv,
+                                                             int32_t tensor_parallel = 1);
 
 // The module file that CreateBackend would open: $LILSERVE_CUDA_MODULE, else
 // lilserve_cuda.so beside the running binary (/proc/self/exe), else ../lib/ from it.

@@ -48,14 +48,10 @@ absl::StatusOr<std::unique_ptr<Model>> Model::Load(const std::string& path,
     if (absl::Status s = CheckTensorParallel(model->config_, tp); !s.ok()) {
       return absl::Status(s.code(), absl::StrCat(path, ": ", s.message()));
     }
-    if (options.device != DeviceKind::kCpu) {
-      return InvalidArgument("tensor_parallel ", tp,
-                             " needs device cpu for now: the CUDA tensor-parallel ",
-                             "backend (NCCL, issue 7) is not built yet");
-    }
   }
-  // kCuda / kAuto: the CUDA module; null means kAuto found no GPU and runs on the CPU.
-  LIL_ASSIGN_OR_RETURN(model->backend_, CreateDeviceBackend(options.device, path, options.kv));
+  // kCuda / kAuto: the CUDA module (N GPUs over NCCL when tp > 1); null means kAuto found no
+  // GPU and runs on the CPU (N CPU ranks when tp > 1).
+  LIL_ASSIGN_OR_RETURN(model->backend_, CreateDeviceBackend(options.device, path, options.kv, tp));
   if (model->backend_ != nullptr) return model;
   LIL_ASSIGN_OR_RETURN(CpuWeights weights, LoadCpuWeights(*files));
   if (tp != 1) {

@@ -67,7 +67,7 @@ void ServerOptions::AddFlags(CLI::App& app) {
                  "CUDA: share of GPU memory for weights, activations and KV; the KV cache gets the rest after the "
                  "weights (beats --kv-mib); 0: use --kv-mib")
       ->capture_default_str();
-  app.add_option("--tensor-parallel", tensor_parallel, "tensor-parallel ranks (must divide the heads; CPU for now)")
+  app.add_option("--tensor-parallel", tensor_parallel, "tensor-parallel ranks: GPUs 0..N-1 over NCCL on cuda, N CPU ranks on cpu (must divide the heads)")
       ->capture_default_str();
   app.add_option("--prefix-caching", prefix_caching, "reuse KV pages of shared prompt prefixes")
       ->capture_default_str();

@@ -54,6 +54,7 @@ struct CudaBackend::Work {
   };
   std::vector<Layout> layouts;
   float *x, *qkv, *q, *delta, *gate_up, *entry_mass, *seq_mass, *logits, *logprob, *split_partial;
+  float *logits_local, *logits_gather;  // world > 1: this rank's vocab slice, all ranks' slices
   bf16 *h, *attn, *act;
   int32_t* token_out;
   int32_t* split_counters;
@@ -61,32 +62,33 @@ struct CudaBackend::Work {
   const int32_t* I(int64_t off) const { return ints + off; }
 };
 
-CudaBackend::CudaBackend(const ModelConfig& config, DeviceWeights weights, int32_t num_pages,
-                         int32_t page_size, cudaStream_t stream, Gemm gemm)
-    : config_(config), w_(std::move(weights)), num_pages_(num_pages), page_size_(page_size),
-      stream_(stream), gemm_(std::move(gemm)) {
+CudaBackend::CudaBackend(const ModelConfig& config, const CudaBackendOptions& options,
+                         DeviceWeights weights, int32_t num_pages, int32_t page_size,
+                         cudaStream_t stream, bool own_stream, Gemm gemm)
+    : config_(config), device_(options.device), rank_(options.rank), world_(options.world),
+      comm_(options.world > 1 ? options.comm : nullptr), w_(std::move(weights)),
+      num_pages_(num_pages), page_size_(page_size), stream_(stream), own_stream_(own_stream),
+      gemm_(std::move(gemm)) {
+  for (int32_t r = 0; r < world_; ++r) shards_.push_back(MakeTpShard(config, r, world_));
+  local_ = ShardConfig(config, shards_[rank_]);
+  // Sampling is rank 0's; every rank draws the same seeds anyway.
   seed_base_ = std::random_device{}();
 }
 
 CudaBackend::~CudaBackend() {
   ResetGraphs();
-  if (stream_ != nullptr) cudaStreamDestroy(stream_);
+  if (stream_ != nullptr && own_stream_) cudaStreamDestroy(stream_);
 }
 
-absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConfig& c,
-                                                                 DeviceWeights weights,
-                                                                 const KvCacheOptions& kv,
-                                                                 const CudaBackendOptions& options) {
-  if (kv.page_size <= 0) return InvalidArgument("page_size must be positive, got ", kv.page_size);
-  if (c.num_heads % c.num_kv_heads != 0 || c.num_heads / c.num_kv_heads > 8 || c.head_dim > 128 ||
-      c.head_dim % 2 != 0) {
-    return absl::UnimplementedError(absl::StrCat(
-        "CUDA backend: attention supports head_dim <= 128 (even) and GQA groups <= 8; model has "
-        "head_dim ", c.head_dim, ", ", c.num_heads, " heads, ", c.num_kv_heads, " KV heads"));
-  }
+int64_t CudaBackend::BytesPerPage(const ModelConfig& local, int32_t page_size) {
   // Pages hold bf16 K and V plus bf16 Quest min/max per (page, KV head).
-  const int64_t meta_per_page = 2LL * c.num_layers * c.num_kv_heads * 2 * c.head_dim;
-  const int64_t per_page = KvBytesPerPage(c, kv.page_size, 2) + meta_per_page;
+  const int64_t meta_per_page = 2LL * local.num_layers * local.num_kv_heads * 2 * local.head_dim;
+  return KvBytesPerPage(local, page_size, 2) + meta_per_page;
+}
+
+absl::StatusOr<int64_t> CudaBackend::PagesFor(const ModelConfig& local, const KvCacheOptions& kv) {
+  if (kv.page_size <= 0) return InvalidArgument("page_size must be positive, got ", kv.page_size);
+  const int64_t per_page = BytesPerPage(local, kv.page_size);
   int64_t kv_bytes = kv.kv_bytes;
   if (kv.num_pages <= 0 && kv.memory_fraction > 0.0) {
     if (kv.memory_fraction > 1.0) {
@@ -104,36 +106,64 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
                              used >> 20, " MiB in use, ", reserve >> 20, " MiB working reserve)");
     }
   }
-  int64_t pages = kv.num_pages > 0 ? kv.num_pages : kv_bytes / per_page;
+  const int64_t pages = kv.num_pages > 0 ? kv.num_pages : kv_bytes / per_page;
   if (pages < 1) {
     return InvalidArgument("KV memory of ", kv_bytes, " bytes holds no page of ", kv.page_size,
                            " tokens (one page needs ", per_page, " bytes on the GPU)");
   }
-  LIL_LOG_INFO("CUDA KV cache: {} pages of {} tokens ({} MiB{})", pages, kv.page_size, (pages * per_page) >> 20,
-               kv.memory_fraction > 0.0 ? absl::StrCat(", from memory fraction ", kv.memory_fraction) : std::string());
-  cudaStream_t stream = nullptr;
-  LIL_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
+  return pages;
+}
+
+absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConfig& c,
+                                                                 DeviceWeights weights,
+                                                                 const KvCacheOptions& kv,
+                                                                 const CudaBackendOptions& options) {
+  if (kv.page_size <= 0) return InvalidArgument("page_size must be positive, got ", kv.page_size);
+  if (c.num_heads % c.num_kv_heads != 0 || c.num_heads / c.num_kv_heads > 8 || c.head_dim > 128 ||
+      c.head_dim % 2 != 0) {
+    return absl::UnimplementedError(absl::StrCat(
+        "CUDA backend: attention supports head_dim <= 128 (even) and GQA groups <= 8; model has "
+        "head_dim ", c.head_dim, ", ", c.num_heads, " heads, ", c.num_kv_heads, " KV heads"));
+  }
+  if (options.world > 1) {
+    LIL_RETURN_IF_ERROR(CheckTensorParallel(c, options.world));
+    if (options.comm == nullptr || options.comm->world_size() != options.world ||
+        options.comm->rank() != options.rank) {
+      return InvalidArgument("CUDA backend rank ", options.rank, " of ", options.world,
+                             " needs that rank's communicator");
+    }
+  }
+  const ModelConfig local = ShardConfig(c, MakeTpShard(c, options.rank, std::max(1, options.world)));
+  LIL_ASSIGN_OR_RETURN(const int64_t pages, PagesFor(local, kv));
+  const int64_t per_page = BytesPerPage(local, kv.page_size);
+  LIL_LOG_INFO("CUDA KV cache{}: {} pages of {} tokens ({} MiB{})",
+               options.world > 1 ? absl::StrCat(" (rank ", options.rank, " of ", options.world, ")") : std::string(),
+               pages, kv.page_size, (pages * per_page) >> 20,
+               kv.memory_fraction > 0.0 && kv.num_pages <= 0 ? absl::StrCat(", from memory fraction ", kv.memory_fraction) : std::string());
+  cudaStream_t stream = options.stream;
+  const bool own_stream = stream == nullptr;
+  if (own_stream) LIL_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&stream, cudaStreamNonBlocking));
   auto gemm = Gemm::Create(stream, options.force_fallback_gemm);
   if (!gemm.ok()) {
-    cudaStreamDestroy(stream);
+    if (own_stream) cudaStreamDestroy(stream);
     return gemm.status();
   }
-  std::unique_ptr<CudaBackend> b(new CudaBackend(c, std::move(weights), static_cast<int32_t>(pages),
-                                                 kv.page_size, stream, std::move(*gemm)));
+  std::unique_ptr<CudaBackend> b(new CudaBackend(c, options, std::move(weights), static_cast<int32_t>(pages),
+                                                 kv.page_size, stream, own_stream, std::move(*gemm)));
   LIL_RETURN_IF_ERROR(b->kv_pool_.Reserve(static_cast<size_t>(pages) * per_page));
   int sms = 0;
   LIL_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, options.device));
   const char* split_env = std::getenv("LILSERVE_SPLIT_KV");
   b->split_target_ctas_ = split_env != nullptr && std::string(split_env) == "0"
                               ? 0
-                              : SplitResidentCtas(c.head_dim, c.num_heads / c.num_kv_heads, sms);
+                              : SplitResidentCtas(local.head_dim, local.num_heads / local.num_kv_heads, sms);
   // Graph steps share one split workspace: the largest any graph batch size asks for.
   b->graph_partial_floats_ = 1;
   for (int32_t t = 1; t <= kMaxGraphBatch && b->split_target_ctas_ > 0; ++t) {
-    const SplitChoice sc = ChooseSplit(t * c.num_kv_heads, kv.page_size, b->split_target_ctas_);
+    const SplitChoice sc = ChooseSplit(t * local.num_kv_heads, kv.page_size, b->split_target_ctas_);
     if (sc.min_chunk_entries > 0) {
       b->graph_partial_floats_ = std::max(b->graph_partial_floats_,
-                                          SplitPartialFloats(t, c.num_kv_heads, c.head_dim, sc.max_splits));
+                                          SplitPartialFloats(t, local.num_kv_heads, local.head_dim, sc.max_splits));
     }
   }
   const char* graphs_env = std::getenv("LILSERVE_CUDA_GRAPHS");
@@ -146,9 +176,9 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
 PagedKvViewBf16 CudaBackend::LayerView(int32_t layer) const {
   PagedKvViewBf16 v;
   v.num_pages = num_pages_;
-  v.num_kv_heads = config_.num_kv_heads;
+  v.num_kv_heads = local_.num_kv_heads;
   v.page_size = page_size_;
-  v.head_dim = config_.head_dim;
+  v.head_dim = local_.head_dim;
   const size_t pool = v.ElementsPerPool();
   const size_t meta = static_cast<size_t>(num_pages_) * v.num_kv_heads * 2 * v.head_dim;
   bf16* base = kv_pool_.get<bf16>() + layer * (2 * pool + meta);
@@ -159,7 +189,7 @@ PagedKvViewBf16 CudaBackend::LayerView(int32_t layer) const {
 }
 
 absl::Status CudaBackend::Attention(int32_t layer, const StepInputs& in, const Work& w) {
-  const ModelConfig& c = config_;
+  const ModelConfig& c = local_;
   const Work::Layout& l = w.layouts[in.layer_layout[layer]];
   const PagedKvViewBf16 view = LayerView(layer);
   int32_t* pages = w.pages_rw + l.pages;
@@ -211,7 +241,7 @@ absl::Status CudaBackend::Attention(int32_t layer, const StepInputs& in, const W
 }
 
 absl::Status CudaBackend::RunLayer(int32_t layer, const StepInputs& in, const Work& w) {
-  const ModelConfig& c = config_;
+  const ModelConfig& c = local_;
   const DeviceLayerWeights& lw = w_.layers[layer];
   const int32_t t = in.num_tokens, hid = c.hidden_size, qd = c.q_dim(), kvd = c.kv_dim();
   const int32_t inter = c.intermediate_size;
@@ -238,10 +268,12 @@ absl::Status CudaBackend::RunLayer(int32_t layer, const StepInputs& in, const Wo
                                       static_cast<int32_t>(in.touched_pages.size())}, stream_));
   LIL_RETURN_IF_ERROR(Attention(layer, in, w));
   LIL_RETURN_IF_ERROR(gemm_.Run(w.attn, lw.o_proj, w.delta, t, qd, hid));
+  if (comm_ != nullptr) LIL_RETURN_IF_ERROR(comm_->AllReduceSum(w.delta, int64_t{t} * hid));
   LIL_CUDA_RETURN_IF_ERROR(AddRmsNorm({w.x, w.delta, lw.mlp_norm, w.h, t, hid, c.rms_norm_eps}, stream_));
   LIL_RETURN_IF_ERROR(gemm_.Run(w.h, lw.gate_up, w.gate_up, t, hid, 2 * inter));
   LIL_CUDA_RETURN_IF_ERROR(SiluMul({w.gate_up, w.act, t, inter}, stream_));
   LIL_RETURN_IF_ERROR(gemm_.Run(w.act, lw.down, w.delta, t, inter, hid));
+  if (comm_ != nullptr) LIL_RETURN_IF_ERROR(comm_->AllReduceSum(w.delta, int64_t{t} * hid));
   return absl::OkStatus();
 }
 
@@ -251,7 +283,22 @@ absl::Status CudaBackend::LaunchSampling(const StepInputs& in, const Work& w) {
   if (r == 0) return absl::OkStatus();
   LIL_CUDA_RETURN_IF_ERROR(AddRmsNorm({w.x, nullptr, w_.final_norm, w.h, r, c.hidden_size,
                                        c.rms_norm_eps, w.I(w.logit_rows)}, stream_));
-  LIL_RETURN_IF_ERROR(gemm_.Run(w.h, w_.lm_head, w.logits, r, c.hidden_size, vocab));
+  if (comm_ == nullptr) {
+    LIL_RETURN_IF_ERROR(gemm_.Run(w.h, w_.lm_head, w.logits, r, c.hidden_size, vocab));
+  } else {
+    // Vocab-parallel LM head: each rank's [r, its vocab] block, gathered (padded to the widest
+    // share), then laid out as [r, vocab] on rank 0, which alone samples.
+    const int64_t stride = shards_[0].vocab_stride;
+    LIL_RETURN_IF_ERROR(gemm_.Run(w.h, w_.lm_head, w.logits_local, r, c.hidden_size, local_.vocab_size));
+    LIL_RETURN_IF_ERROR(comm_->AllGather(w.logits_local, r * stride, w.logits_gather));
+    if (rank_ != 0) return absl::OkStatus();
+    for (const TpShard& s : shards_) {
+      if (s.vocab_size == 0) continue;
+      LIL_CUDA_RETURN_IF_ERROR(cudaMemcpy2DAsync(
+          w.logits + s.vocab_begin, sizeof(float) * vocab, w.logits_gather + s.rank * r * stride,
+          sizeof(float) * s.vocab_size, sizeof(float) * s.vocab_size, r, cudaMemcpyDeviceToDevice, stream_));
+    }
+  }
   LIL_CUDA_RETURN_IF_ERROR(Greedy({w.logits, r, vocab, w.token_out, w.logprob}, stream_));
   return absl::OkStatus();
 }
@@ -260,7 +307,7 @@ absl::Status CudaBackend::FinishSampling(const StepPlan& plan, const StepInputs&
                                          StepResult& result) {
   const ModelConfig& c = config_;
   const int32_t r = static_cast<int32_t>(in.logit_rows.size()), vocab = c.vocab_size;
-  if (r == 0) return absl::OkStatus();
+  if (r == 0 || rank_ != 0) return absl::OkStatus();
   bool need_host_logits = false;
   for (const ScheduledSeq& seq : plan.seqs) {
     need_host_logits |= seq.return_logits || (seq.sample && !GreedyOnGpu(seq.sampling));
@@ -312,6 +359,8 @@ absl::Status CudaBackend::LaunchForward(const StepInputs& in, const Work& w) {
   if (c.num_layers > 0) {
     LIL_CUDA_RETURN_IF_ERROR(AddInPlace(w.x, w.delta, t * c.hidden_size, stream_));
   }
+  // h2o: each rank summed its own heads' attention; the policy on rank 0 needs all of them.
+  if (comm_ != nullptr && in.mass_size > 0) LIL_RETURN_IF_ERROR(comm_->AllReduceSum(w.seq_mass, in.mass_size));
   return LaunchSampling(in, w);
 }
 
@@ -336,8 +385,9 @@ void CudaBackend::ResetGraphs() {
 
 absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
   LIL_RETURN_IF_ERROR(CheckPlan(plan, config_, num_pages_, page_size_));
+  if (world_ > 1) LIL_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_));
   for (RequestId id : plan.released) seqs_.erase(id);
-  const ModelConfig& c = config_;
+  const ModelConfig& c = local_;  // this rank's heads; the whole model's vocabulary is config_'s
   const int32_t num_seqs = static_cast<int32_t>(plan.seqs.size());
   StepResult result;
   result.seqs.resize(num_seqs);
@@ -437,7 +487,10 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
     w.gate_up = carve.Take<float>(t * 2 * c.intermediate_size);
     w.entry_mass = carve.Take<float>(max_nnz);
     w.seq_mass = carve.Take<float>(std::max(1, in.mass_size));
-    w.logits = carve.Take<float>(r * c.vocab_size);
+    w.logits = carve.Take<float>(r * config_.vocab_size);
+    const int64_t gathered = world_ > 1 ? r * shards_[0].vocab_stride : 0;
+    w.logits_local = carve.Take<float>(gathered);
+    w.logits_gather = carve.Take<float>(gathered * world_);
     w.logprob = carve.Take<float>(r);
     w.h = carve.Take<bf16>(std::max(t, r) * hmax);
     w.attn = carve.Take<bf16>(t * c.q_dim());
@@ -508,7 +561,7 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
     }
     if (in.mass_offset[s] >= 0) {
       const int32_t pages = (plan.seqs[s].start_pos + in.seq_len[s] + page_size_ - 1) / page_size_;
-      const float norm = 1.0f / (static_cast<float>(c.num_layers) * c.num_heads * in.seq_len[s]);
+      const float norm = 1.0f / (static_cast<float>(c.num_layers) * config_.num_heads * in.seq_len[s]);
       out.page_mass.assign(mass.begin() + in.mass_offset[s], mass.begin() + in.mass_offset[s] + pages);
       for (float& m : out.page_mass) m *= norm;
     }

@@ -16,12 +16,25 @@
 #include "engine/cuda/cuda_util.h"
 #include "engine/cuda/device_weights.h"
 #include "engine/cuda/gemm.h"
+#include "engine/parallel/communicator.h"
+#include "engine/parallel/tp_shard.h"
 
 namespace lil::cuda {
 
 struct CudaBackendOptions {
   int32_t device = 0;
   bool force_fallback_gemm = false;  // tests: the tiled kernel instead of cuBLAS
+  // Tensor parallelism (docs/PARALLEL.md): this backend is rank `rank` of `world`, holds the
+  // weights UploadWeights made for MakeTpShard(config, rank, world) and that shard's KV heads,
+  // and calls `comm` (an NcclCommunicator on this backend's stream: see stream below) after
+  // o_proj and down (all-reduce), for the vocab-parallel logits (all-gather) and the h2o page
+  // mass (all-reduce). Only rank 0 samples; the other ranks' results carry no tokens.
+  int32_t rank = 0;
+  int32_t world = 1;
+  Communicator* comm = nullptr;
+  // The stream the backend runs on (the communicator must enqueue on the same one); null:
+  // the backend makes its own.
+  cudaStream_t stream = nullptr;
 };
 
 class CudaBackend final : public Backend {
@@ -33,19 +46,26 @@ class CudaBackend final : public Backend {
   ~CudaBackend() override;
 
   std::string name() const override { return "cuda"; }
+  // The whole model's config (also at world > 1; local() is the rank's share).
   const ModelConfig& config() const override { return config_; }
+  const ModelConfig& local() const { return local_; }
   int32_t num_pages() const override { return num_pages_; }
   int32_t page_size() const override { return page_size_; }
   absl::StatusOr<StepResult> Execute(const StepPlan& plan) override;
   const Gemm& gemm() const { return gemm_; }
+  // KV pages `kv` asks for on the current device for a rank computing `local` (its shard's
+  // config): from num_pages, else kv_bytes, else memory_fraction of the device. The
+  // tensor-parallel driver gives every rank the smallest of the ranks' answers.
+  static absl::StatusOr<int64_t> PagesFor(const ModelConfig& local, const KvCacheOptions& kv);
+  static int64_t BytesPerPage(const ModelConfig& local, int32_t page_size);
   // Decode batch sizes with a captured CUDA graph (tests, logs).
   int32_t graphs_captured() const { return static_cast<int32_t>(graphs_.size()); }
 
  private:
   struct Work;  // device pointers of one step (cuda_backend.cc)
 
-  CudaBackend(const ModelConfig& config, DeviceWeights weights, int32_t num_pages,
-              int32_t page_size, cudaStream_t stream, Gemm gemm);
+  CudaBackend(const ModelConfig& config, const CudaBackendOptions& options, DeviceWeights weights,
+              int32_t num_pages, int32_t page_size, cudaStream_t stream, bool own_stream, Gemm gemm);
   PagedKvViewBf16 LayerView(int32_t layer) const;
   absl::Status RunLayer(int32_t layer, const StepInputs& in, const Work& w);
   absl::Status Attention(int32_t layer, const StepInputs& in, const Work& w);
@@ -60,11 +80,16 @@ class CudaBackend final : public Backend {
   absl::Status CaptureGraph(const StepInputs& in, const Work& w, cudaGraphExec_t* exec);
   void ResetGraphs();
 
-  ModelConfig config_;
+  ModelConfig config_;  // the whole model
+  ModelConfig local_;   // this rank's heads, KV heads, intermediate slice and vocabulary slice
+  int32_t device_, rank_, world_;
+  Communicator* comm_;  // null at world 1
+  std::vector<TpShard> shards_;  // every rank's share (where its logits go in the gather)
   DeviceWeights w_;
   int32_t num_pages_;
   int32_t page_size_;
   cudaStream_t stream_;
+  bool own_stream_;
   Gemm gemm_;
   DeviceBuffer kv_pool_;     // [layers][K | V | Quest] per layer, see LayerView
   DeviceBuffer ints_, work_;

@@ -11,6 +11,7 @@
 #include "engine/cuda/cuda_util.h"
 #include "engine/host_weights.h"
 #include "engine/model_files.h"
+#include "engine/parallel/tp_shard.h"
 #include "kernels/cuda/ops.h"
 
 namespace lil::cuda {
@@ -27,18 +28,25 @@ struct DeviceLayerWeights {
   const bf16* down = nullptr;        // [hidden, inter]
 };
 
+// With a tensor-parallel shard (engine/parallel/tp_shard.h) the matrices are the rank's
+// slices: qkv rows of its heads, o_proj columns of its query heads, gate/up rows and down
+// columns of its intermediate slice, lm_head rows of its vocabulary slice. The embedding is
+// whole on every rank (a GPU has room; it saves the CPU layout's embedding all-reduce), and a
+// tied lm_head points into it at the rank's first vocabulary row.
 struct DeviceWeights {
-  const bf16* embed = nullptr;       // [vocab, hidden]
+  const bf16* embed = nullptr;       // [vocab, hidden], the whole vocabulary
   std::vector<DeviceLayerWeights> layers;
   const float* final_norm = nullptr;
-  const bf16* lm_head = nullptr;     // embed when tied
+  const bf16* lm_head = nullptr;     // [shard vocab, hidden]; inside embed when tied
   const float* inv_freq = nullptr;   // [head_dim / 2] RoPE inverse frequencies
   DeviceBuffer storage;
   int64_t bytes = 0;
 };
 
-absl::StatusOr<DeviceWeights> UploadWeights(const ModelFiles& files);
+// `shard` null: the whole model.
+absl::StatusOr<DeviceWeights> UploadWeights(const ModelFiles& files, const TpShard* shard = nullptr);
 // From fp32 host weights (tests build these in memory).
-absl::StatusOr<DeviceWeights> UploadWeights(const ModelConfig& config, const HostWeights& w);
+absl::StatusOr<DeviceWeights> UploadWeights(const ModelConfig& config, const HostWeights& w,
+                                            const TpShard* shard = nullptr);
 
 }  // namespace lil::cuda

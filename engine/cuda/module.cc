@@ -7,6 +7,7 @@
 
 #include "engine/cuda/cuda_backend.h"
 #include "engine/cuda/module_abi.h"
+#include "engine/cuda/tp_cuda_backend.h"
 #include "engine/model_files.h"
 
 namespace {
@@ -51,6 +52,26 @@ extern "C" __attribute__((visibility("default"))) lil::Backend* lil_cuda_create_
   if (!files.ok()) {
     WriteError(err, len, std::string(files.status().message()));
     return nullptr;
+  }
+  if (args->tensor_parallel > 1) {
+    if (args->device != 0) {
+      WriteError(err, len, "tensor parallelism uses GPUs 0..N-1; device must be 0");
+      return nullptr;
+    }
+    lil::KvCacheOptions kv;
+    kv.page_size = args->page_size;
+    kv.num_pages = args->num_pages;
+    kv.kv_bytes = args->kv_bytes;
+    kv.memory_fraction = args->memory_fraction;
+    const lil::ModelFiles& f = **files;
+    auto tp = lil::cuda::TensorParallelCudaBackend::Create(
+        f.config(), [&](const lil::TpShard& shard) { return lil::cuda::UploadWeights(f, &shard); }, kv,
+        args->tensor_parallel);
+    if (!tp.ok()) {
+      WriteError(err, len, std::string(tp.status().message()));
+      return nullptr;
+    }
+    return tp->release();
   }
   auto weights = lil::cuda::UploadWeights(**files);
   if (!weights.ok()) {

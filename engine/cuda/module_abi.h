@@ -12,7 +12,7 @@ namespace lil {
 class Backend;
 }
 
-#define LIL_CUDA_MODULE_ABI_VERSION 2
+#define LIL_CUDA_MODULE_ABI_VERSION 3
 
 extern "C" {
 
@@ -24,6 +24,7 @@ struct LilCudaCreateArgs {
   int32_t num_pages;       // 0: derive from kv_bytes
   int64_t kv_bytes;        // KV pool size (keys + values + Quest metadata) when num_pages is 0
   double memory_fraction;  // > 0: size the pool from this share of device memory (backend.h)
+  int32_t tensor_parallel; // > 1: ranks on GPUs 0..N-1 over NCCL (device must be 0)
 };
 
 // Returns LIL_CUDA_MODULE_ABI_VERSION.

@@ -5,6 +5,7 @@
 // head_dim/32 elements of q, k, v (kPerLane), and all G query heads of the KV head, so every
 // key and value is read once per CTA.
 #include "kernels/cuda/attention.h"
+#include "kernels/cuda/pdl.h"
 
 #include <algorithm>
 #include <cfloat>
@@ -23,6 +24,8 @@ __device__ float WarpSum(float v) {
 
 template <int kPerLane>
 __global__ void __launch_bounds__(kWarps * 32) PagedAttentionKernel(PagedAttentionParams p) {
+  PdlWait();
+  PdlTrigger();
   __shared__ float s_max[kWarps][kMaxGroup], s_sum[kWarps][kMaxGroup];
   __shared__ float s_acc[kMaxGroup][kPerLane * 32];
   __shared__ float s_final_max[kMaxGroup], s_final_sum[kMaxGroup];
@@ -155,6 +158,8 @@ __device__ __forceinline__ void Bf16x8ToFloat(const uint4& u, float* f) {
 
 template <int D, int G>
 __global__ void __launch_bounds__(kWarps * 32) SplitAttentionKernel(PagedAttentionParams p) {
+  PdlWait();
+  PdlTrigger();
   constexpr int kLpt = D / 8, kTpi = 32 / kLpt;
   constexpr int kTileTokens = G >= 8 ? 8 : 16;
   constexpr int kU = kTileTokens / kTpi > 0 ? kTileTokens / kTpi : 1;
@@ -355,13 +360,13 @@ template <int D>
 cudaError_t LaunchSplit(const PagedAttentionParams& p, int group, cudaStream_t stream) {
   const dim3 grid(p.num_tokens * p.kv.num_kv_heads, p.min_chunk_entries > 0 ? p.max_splits : 1);
   if (group == 1) {
-    SplitAttentionKernel<D, 1><<<grid, kWarps * 32, 0, stream>>>(p);
+    if (cudaError_t e = LaunchPdl(SplitAttentionKernel<D, 1>, grid, kWarps * 32, 0, stream, p); e != cudaSuccess) return e;
   } else if (group == 2) {
-    SplitAttentionKernel<D, 2><<<grid, kWarps * 32, 0, stream>>>(p);
+    if (cudaError_t e = LaunchPdl(SplitAttentionKernel<D, 2>, grid, kWarps * 32, 0, stream, p); e != cudaSuccess) return e;
   } else if (group <= 4) {
-    SplitAttentionKernel<D, 4><<<grid, kWarps * 32, 0, stream>>>(p);
+    if (cudaError_t e = LaunchPdl(SplitAttentionKernel<D, 4>, grid, kWarps * 32, 0, stream, p); e != cudaSuccess) return e;
   } else {
-    SplitAttentionKernel<D, 8><<<grid, kWarps * 32, 0, stream>>>(p);
+    if (cudaError_t e = LaunchPdl(SplitAttentionKernel<D, 8>, grid, kWarps * 32, 0, stream, p); e != cudaSuccess) return e;
   }
   return cudaGetLastError();
 }

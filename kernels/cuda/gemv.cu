@@ -4,6 +4,7 @@
 // loads, four per row in flight per lane; the x slice it needs is loaded once per step and
 // used for both rows. fp32 accumulation, one warp reduction per output at the end.
 #include "kernels/cuda/ops.h"
+#include "kernels/cuda/pdl.h"
 
 namespace lil::cuda {
 namespace {
@@ -35,14 +36,28 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32) GemvKernel(GemmParams p) 
   float acc0[M], acc1[M];
 #pragma unroll
   for (int m = 0; m < M; ++m) acc0[m] = acc1[m] = 0.0f;
-  for (int32_t kb = lane * 8; kb < k_dim; kb += 32 * 8 * kUnroll) {
-    uint4 a[kUnroll], b[kUnroll];
+  // The first weight loads go out before the wait for the previous kernel (PDL): they depend
+  // on nothing it writes, so this kernel's stream starts while that one drains.
+  uint4 a[kUnroll], b[kUnroll];
 #pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int32_t k = kb + u * 256;
-      if (k < k_dim) {
-        a[u] = __ldcs(reinterpret_cast<const uint4*>(w0 + k));
-        b[u] = __ldcs(reinterpret_cast<const uint4*>(w1 + k));
+  for (int u = 0; u < kUnroll; ++u) {
+    const int32_t k = lane * 8 + u * 256;
+    if (k < k_dim) {
+      a[u] = __ldcs(reinterpret_cast<const uint4*>(w0 + k));
+      b[u] = __ldcs(reinterpret_cast<const uint4*>(w1 + k));
+    }
+  }
+  PdlWait();
+  PdlTrigger();
+  for (int32_t kb = lane * 8; kb < k_dim; kb += 32 * 8 * kUnroll) {
+    if (kb != lane * 8) {
+#pragma unroll
+      for (int u = 0; u < kUnroll; ++u) {
+        const int32_t k = kb + u * 256;
+        if (k < k_dim) {
+          a[u] = __ldcs(reinterpret_cast<const uint4*>(w0 + k));
+          b[u] = __ldcs(reinterpret_cast<const uint4*>(w1 + k));
+        }
       }
     }
 #pragma unroll
@@ -91,10 +106,10 @@ cudaError_t Gemv(const GemmParams& p, cudaStream_t stream) {
   const dim3 grid((p.out + rows_per_block - 1) / rows_per_block);
   const int threads = kWarpsPerBlock * 32;
   switch (p.rows) {
-    case 1: GemvKernel<1><<<grid, threads, 0, stream>>>(p); break;
-    case 2: GemvKernel<2><<<grid, threads, 0, stream>>>(p); break;
+    case 1: return LaunchPdl(GemvKernel<1>, grid, threads, 0, stream, p);
+    case 2: return LaunchPdl(GemvKernel<2>, grid, threads, 0, stream, p);
     case 3:
-    case 4: GemvKernel<4><<<grid, threads, 0, stream>>>(p); break;
+    case 4: return LaunchPdl(GemvKernel<4>, grid, threads, 0, stream, p);
     default: return cudaErrorInvalidValue;
   }
   return cudaGetLastError();

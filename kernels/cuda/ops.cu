@@ -1,8 +1,10 @@
 // File: kernels/cuda/ops.cu
 // Element-wise ops: one block per row (norms, embedding), one warp per head vector (RoPE).
 #include "kernels/cuda/ops.h"
+#include "kernels/cuda/pdl.h"
 
 #include <cmath>
+#include <cstdlib>
 
 namespace lil::cuda {
 namespace {
@@ -28,6 +30,8 @@ __device__ float BlockSum(float v) {
 }
 
 __global__ void EmbeddingKernel(EmbeddingParams p) {
+  PdlWait();
+  PdlTrigger();
   const int32_t r = blockIdx.x;
   const int32_t id = p.ids[r];
   float* out = p.out + static_cast<int64_t>(r) * p.dim;
@@ -37,6 +41,8 @@ __global__ void EmbeddingKernel(EmbeddingParams p) {
 }
 
 __global__ void AddRmsNormKernel(AddRmsNormParams p) {
+  PdlWait();
+  PdlTrigger();
   const int32_t r = blockIdx.x;
   const int64_t xr = p.row_index != nullptr ? p.row_index[r] : r;
   float* x = p.x + xr * p.dim;
@@ -58,6 +64,8 @@ __global__ void AddRmsNormKernel(AddRmsNormParams p) {
 // One warp per (token, head vector); head vectors are q heads, then k heads, then v heads.
 // The vector is staged in shared memory so RoPE pairs (i, i + d/2) work for any head_dim.
 __global__ void QkvRopeWriteKernel(QkvRopeWriteParams p) {
+  PdlWait();
+  PdlTrigger();
   extern __shared__ float stage[];  // [warps][head_dim]
   const int32_t t = blockIdx.x;
   const int32_t lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
@@ -107,6 +115,8 @@ __global__ void QkvRopeWriteKernel(QkvRopeWriteParams p) {
 }
 
 __global__ void QuestMetaKernel(QuestMetaParams p) {
+  PdlWait();
+  PdlTrigger();
   const int32_t page = p.pages[blockIdx.x], h = blockIdx.y, last = p.last_slot[blockIdx.x];
   const int32_t d = p.kv.head_dim;
   const bf16* k = p.kv.k + p.kv.Offset(page, h, 0);
@@ -124,6 +134,8 @@ __global__ void QuestMetaKernel(QuestMetaParams p) {
 }
 
 __global__ void SiluMulKernel(SiluMulParams p) {
+  PdlWait();
+  PdlTrigger();
   const int64_t n = static_cast<int64_t>(p.rows) * p.inter;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
@@ -134,6 +146,8 @@ __global__ void SiluMulKernel(SiluMulParams p) {
 }
 
 __global__ void AddKernel(float* x, const float* y, int64_t n) {
+  PdlWait();
+  PdlTrigger();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     x[i] += y[i];
@@ -141,6 +155,8 @@ __global__ void AddKernel(float* x, const float* y, int64_t n) {
 }
 
 __global__ void ScatterAddKernel(ScatterAddParams p) {
+  PdlWait();
+  PdlTrigger();
   const int32_t e = blockIdx.x * blockDim.x + threadIdx.x;
   if (e >= p.n) return;
   const int32_t off = p.seq_offset[p.entry_seq[e]];
@@ -148,6 +164,8 @@ __global__ void ScatterAddKernel(ScatterAddParams p) {
 }
 
 __global__ void ToBf16Kernel(const float* src, bf16* dst, int64_t n) {
+  PdlWait();
+  PdlTrigger();
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     dst[i] = __float2bfloat16(src[i]);
@@ -156,6 +174,8 @@ __global__ void ToBf16Kernel(const float* src, bf16* dst, int64_t n) {
 
 // 16x16 output tiles, K staged through shared memory in steps of 16.
 __global__ void GemmFallbackKernel(GemmParams p) {
+  PdlWait();
+  PdlTrigger();
   __shared__ float xs[16][17], ws[16][17];
   const int32_t r = blockIdx.y * 16 + threadIdx.y, o = blockIdx.x * 16 + threadIdx.x;
   float acc = 0.0f;
@@ -177,41 +197,35 @@ int Blocks(int64_t n) { return static_cast<int>(std::min<int64_t>((n + kThreads 
 
 cudaError_t Embedding(const EmbeddingParams& p, cudaStream_t stream) {
   if (p.rows == 0) return cudaSuccess;
-  EmbeddingKernel<<<p.rows, kThreads, 0, stream>>>(p);
-  return cudaGetLastError();
+  return LaunchPdl(EmbeddingKernel, p.rows, kThreads, 0, stream, p);
 }
 
 cudaError_t AddRmsNorm(const AddRmsNormParams& p, cudaStream_t stream) {
   if (p.rows == 0) return cudaSuccess;
-  AddRmsNormKernel<<<p.rows, p.dim >= 1024 ? 512 : 128, 0, stream>>>(p);
-  return cudaGetLastError();
+  return LaunchPdl(AddRmsNormKernel, p.rows, p.dim >= 1024 ? 512 : 128, 0, stream, p);
 }
 
 cudaError_t QkvRopeWrite(const QkvRopeWriteParams& p, cudaStream_t stream) {
   if (p.tokens == 0) return cudaSuccess;
   if (p.kv.head_dim % 2 != 0) return cudaErrorInvalidValue;
   const int warps = 8;
-  QkvRopeWriteKernel<<<p.tokens, warps * 32, warps * p.kv.head_dim * sizeof(float), stream>>>(p);
-  return cudaGetLastError();
+  return LaunchPdl(QkvRopeWriteKernel, p.tokens, warps * 32, warps * p.kv.head_dim * sizeof(float), stream, p);
 }
 
 cudaError_t QuestMeta(const QuestMetaParams& p, cudaStream_t stream) {
   if (p.num_pages == 0 || p.kv.quest == nullptr) return cudaSuccess;
-  QuestMetaKernel<<<dim3(p.num_pages, p.kv.num_kv_heads), 128, 0, stream>>>(p);
-  return cudaGetLastError();
+  return LaunchPdl(QuestMetaKernel, dim3(p.num_pages, p.kv.num_kv_heads), 128, 0, stream, p);
 }
 
 cudaError_t SiluMul(const SiluMulParams& p, cudaStream_t stream) {
   const int64_t n = static_cast<int64_t>(p.rows) * p.inter;
   if (n == 0) return cudaSuccess;
-  SiluMulKernel<<<Blocks(n), kThreads, 0, stream>>>(p);
-  return cudaGetLastError();
+  return LaunchPdl(SiluMulKernel, Blocks(n), kThreads, 0, stream, p);
 }
 
 cudaError_t AddInPlace(float* x, const float* y, int64_t n, cudaStream_t stream) {
   if (n == 0) return cudaSuccess;
-  AddKernel<<<Blocks(n), kThreads, 0, stream>>>(x, y, n);
-  return cudaGetLastError();
+  return LaunchPdl(AddKernel, Blocks(n), kThreads, 0, stream, x, y, n);
 }
 
 cudaError_t ScatterAdd(const ScatterAddParams& p, cudaStream_t stream) {
@@ -230,6 +244,18 @@ cudaError_t ToBf16(const float* src, bf16* dst, int64_t n, cudaStream_t stream) 
   if (n == 0) return cudaSuccess;
   ToBf16Kernel<<<Blocks(n), kThreads, 0, stream>>>(src, dst, n);
   return cudaGetLastError();
+}
+
+}  // namespace lil::cuda
+
+namespace lil::cuda {
+
+bool PdlEnabled() {
+  static const bool on = [] {
+    const char* env = std::getenv("LILSERVE_PDL");
+    return !(env != nullptr && env[0] == '0');
+  }();
+  return on;
 }
 
 }  // namespace lil::cuda

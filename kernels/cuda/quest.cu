@@ -8,6 +8,9 @@
 //     to it in index order (ties go to the lower index, as on the CPU) until keep-1, plus the
 //     newest page. The CPU reference is kernels/cpu/quest.h.
 #include "kernels/cuda/quest.h"
+#include "kernels/cuda/pdl.h"
+
+#include <atomic>
 
 #include <cub/block/block_scan.cuh>
 #include <type_traits>
@@ -102,6 +105,8 @@ __device__ void Score(const QuestSelectParams& p, int32_t s, int32_t h, int32_t 
 
 template <int kDpl>
 __global__ void __launch_bounds__(kThreads) QuestSelectKernel(QuestSelectParams p) {
+  PdlWait();
+  PdlTrigger();
   extern __shared__ uint32_t keys[];  // [n - 1]
   using Scan = cub::BlockScan<int, kThreads>;
   __shared__ typename Scan::TempStorage scan_storage;
@@ -171,12 +176,17 @@ __global__ void __launch_bounds__(kThreads) QuestSelectKernel(QuestSelectParams 
 template <int kDpl>
 cudaError_t Launch(const QuestSelectParams& p, cudaStream_t stream) {
   const size_t smem = sizeof(uint32_t) * kQuestMaxCandidates;
-  static bool configured = false;
-  if (!configured) {
+  // The shared-memory opt-in is a property of the function on each device: one bit per device
+  // (tensor-parallel ranks launch this from several threads on several GPUs).
+  static std::atomic<uint64_t> configured{0};
+  int device = 0;
+  if (const cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return e;
+  const uint64_t bit = uint64_t{1} << (device & 63);
+  if ((configured.load(std::memory_order_acquire) & bit) == 0) {
     const cudaError_t e = cudaFuncSetAttribute(QuestSelectKernel<kDpl>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                static_cast<int>(smem));
     if (e != cudaSuccess) return e;
-    configured = true;
+    configured.fetch_or(bit, std::memory_order_acq_rel);
   }
   QuestSelectKernel<kDpl><<<dim3(p.num_seqs, p.kv.num_kv_heads), kThreads, smem, stream>>>(p);
   return cudaGetLastError();

@@ -1,6 +1,7 @@
 // File: kernels/cuda/sample.cu
 // One CTA per row: a max/argmax reduction, then the log-sum-exp around that max.
 #include "kernels/cuda/sample.h"
+#include "kernels/cuda/pdl.h"
 
 #include <cfloat>
 
@@ -10,6 +11,8 @@ namespace {
 constexpr int kThreads = 512;
 
 __global__ void __launch_bounds__(kThreads) GreedyKernel(GreedyParams p) {
+  PdlWait();
+  PdlTrigger();
   __shared__ float s_val[kThreads / 32];
   __shared__ int s_idx[kThreads / 32];
   __shared__ float s_sum[kThreads / 32];
@@ -64,8 +67,7 @@ __global__ void __launch_bounds__(kThreads) GreedyKernel(GreedyParams p) {
 
 cudaError_t Greedy(const GreedyParams& p, cudaStream_t stream) {
   if (p.rows == 0) return cudaSuccess;
-  GreedyKernel<<<p.rows, kThreads, 0, stream>>>(p);
-  return cudaGetLastError();
+  return LaunchPdl(GreedyKernel, p.rows, kThreads, 0, stream, p);
 }
 
 }  // namespace lil::cuda

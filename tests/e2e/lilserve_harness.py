@@ -13,7 +13,9 @@ import urllib.request
 ROOT = os.environ.get("LILSERVE_ROOT", os.getcwd())
 BUILD = os.environ.get("LILSERVE_BUILD", os.path.join(ROOT, "build"))
 LILSERVE = os.path.join(BUILD, "server", "lilserve")
-MODEL = os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf")
+MODEL = os.environ.get("LILSERVE_E2E_MODEL", os.path.join(ROOT, "models", "SmolLM2-135M-Instruct.Q4_1.gguf"))
+# LILSERVE_DAEMON_FLAGS (e.g. "--device cuda --tensor-parallel 3") is appended to every
+# daemon's flags: the same client tests then run against the GPU or tensor-parallel daemon.
 
 _stub_dir = tempfile.mkdtemp(prefix="lilserve_stubs_")
 
@@ -21,7 +23,8 @@ _stub_dir = tempfile.mkdtemp(prefix="lilserve_stubs_")
 def _gen_stubs():
     from grpc_tools import protoc
     import shutil
-    shutil.copy("/usr/share/grpc-proto/grpc/health/v1/health.proto", _stub_dir)
+    shutil.copy(os.environ.get("LILSERVE_HEALTH_PROTO", "/usr/share/grpc-proto/grpc/health/v1/health.proto"),
+                _stub_dir)
     args = ["protoc", "-I" + os.path.join(ROOT, "proto"), "-I" + _stub_dir,
             "--python_out=" + _stub_dir, "--grpc_python_out=" + _stub_dir,
             os.path.join(ROOT, "proto", "lilserve", "v1", "lilserve.proto"),
@@ -66,7 +69,7 @@ class Daemon:
         self.log = tempfile.NamedTemporaryFile(prefix="lilserve_", suffix=".log", delete=False)
         cmd = [LILSERVE, "--model", MODEL, "--host", "127.0.0.1", "--port", str(self.port),
                "--metrics-host", "127.0.0.1", "--metrics-port", str(self.metrics_port),
-               *extra]
+               *extra, *os.environ.get("LILSERVE_DAEMON_FLAGS", "").split()]
         self.proc = subprocess.Popen(cmd, stdout=self.log, stderr=subprocess.STDOUT)
         # Reconnect fast: the first attempt may come before the daemon listens.
         opts = [("grpc.initial_reconnect_backoff_ms", 50), ("grpc.min_reconnect_backoff_ms", 50),

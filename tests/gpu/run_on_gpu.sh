@@ -9,6 +9,12 @@
 #   attn    bench/gpu_attention_bench (dense / Quest / sink+window decode attention)
 #   decode  bench/gpu_decode_bench on a random Llama-3-8B-shaped checkpoint (+ A/B switches)
 #   prof    nsys kernel summary of batch-1 decode (when nsys is installed)
+#   tp      tensor parallelism (needs >= 2 GPUs): gpu_tp_test, the NCCL all-reduce bench, the
+#           8B decode at TP=1/2(/4) in one run, greedy TP=N vs TP=1 through lilctl
+#   e2e     the gRPC client test (tests/e2e/server_e2e_test.py) against the daemon on the GPU
+#           ($E2E_FLAGS, default "--device cuda"; "--device cuda --tensor-parallel 3" on >= 3 GPUs:
+#           the default model's 9 / 3 heads split in 3, not 2) on the default model; needs the
+#           wheels in .whl (grpcio, grpcio-tools, protobuf; health.proto) and all three model parts
 # Logs and tables go to $OUT; summary.log collects the lines that matter.
 set -o pipefail
 root=$PWD
@@ -17,7 +23,7 @@ mkdir -p "$out"
 stages=" ${STAGES:-tests smol peer attn decode prof} "
 has() { [[ "$stages" == *" $1 "* ]]; }
 c=/tmp/carry
-if [ -f "$root/.carry/pack.tar.xz" ]; then
+if [ -f "$root/.carry/pack.tar.xz" ] && [ "${REUSE_PACK:-0}" != 1 -o ! -x "$c/bin/lilctl" ]; then
   rm -rf "$c" && mkdir -p "$c" && tar -C "$c" -xJf "$root/.carry/pack.tar.xz" || exit 1
 fi
 [ -x "$c/bin/lilctl" ] || { echo "no binaries: carry .carry/pack.tar.xz (tools/gpu_pack.sh)"; exit 1; }
@@ -91,5 +97,56 @@ if has prof && command -v nsys > /dev/null; then
   timeout 150 nsys profile -o /tmp/decode_prof --force-overwrite true "$c/bin/gpu_decode_bench" --model /tmp/l8 --context 1024 --batch 1 --steps 16 --kv-mib 4000 > "$out/nsys_run.log" 2>&1
   nsys stats --report cuda_gpu_kern_sum --format csv /tmp/decode_prof.nsys-rep 2>/dev/null | head -30 > "$out/nsys_kernels.csv"
   head -16 "$out/nsys_kernels.csv" | cut -c1-220 | log
+fi
+gpus=$(nvidia-smi -L | wc -l)
+if has tp && [ "$gpus" -ge 2 ]; then
+  timeout 300 "$c/bin/gpu_tp_test" > "$out/gpu_tp_test.log" 2>&1; echo "gpu_tp_test rc=$?" | log
+  grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|error|Expected|Which is|actual" "$out/gpu_tp_test.log" | head -40 | log
+  LILSERVE_ONESHOT_ALLREDUCE=0 timeout 300 "$c/bin/gpu_tp_test" > "$out/gpu_tp_test_nccl.log" 2>&1
+  echo "gpu_tp_test (NCCL only) rc=$?" | log
+  grep -E "^\[  (FAILED|PASSED) |Failure" "$out/gpu_tp_test_nccl.log" | head -20 | log
+  for n in 2 4 8; do
+    [ "$n" -le "$gpus" ] || continue
+    for os in 0 1; do
+      timeout 120 "$c/bin/nccl_allreduce_bench" --world $n --one-shot $os 2>&1 | tee -a "$out/allreduce_bench.log" | grep -vE "^\|---" | log
+    done
+  done
+  need8b
+  tps=1,2; [ "$gpus" -ge 4 ] && tps=1,2,4; [ "$gpus" -ge 8 ] && tps=1,2,4,8
+  timeout 420 "$c/bin/gpu_decode_bench" --model /tmp/l8 --hbm-tbs $hbm --steps 32 --context 1024 --batch 1,64 \
+    --kv-mib 12000 --tensor-parallel $tps 2>&1 | tee "$out/tp_decode_bench.log" | grep -vE "^\|---" | log
+  echo "A/B: no programmatic dependent launch (LILSERVE_PDL=0)" | log
+  LILSERVE_PDL=0 timeout 200 "$c/bin/gpu_decode_bench" --model /tmp/l8 --hbm-tbs $hbm --steps 32 --context 1024 \
+    --batch 1,64 --kv-mib 12000 --tensor-parallel 1,2 2>&1 | grep -E "^\| [0-9]" | log
+  echo "A/B: NCCL for every all-reduce (LILSERVE_ONESHOT_ALLREDUCE=0)" | log
+  LILSERVE_ONESHOT_ALLREDUCE=0 timeout 200 "$c/bin/gpu_decode_bench" --model /tmp/l8 --hbm-tbs $hbm --steps 32 --context 1024 \
+    --batch 1,64 --kv-mib 12000 --tensor-parallel 2 2>&1 | grep -E "^\| [0-9]" | log
+  # Greedy continuations: TP=N against TP=1 on a random model with even head counts.
+  "$c/bin/lilctl" make-random-model --like smollm2-135m --heads 8 --kv-heads 4 --head-dim 72 --out /tmp/smol8 > /dev/null 2>&1
+  for tp in 1 2 4; do
+    [ "$tp" -le "$gpus" ] || continue
+    timeout 120 "$c/bin/lilctl" generate --model /tmp/smol8 --device cuda --tensor-parallel $tp --max-tokens 48 \
+      --ignore-eos --temperature 0 --prompt "The history of the Roman Empire begins" > "$out/tp_greedy_$tp.txt" 2> "$out/tp_greedy_$tp.err"
+    echo "lilctl generate TP=$tp rc=$? text sha=$(grep -v '^\[20' "$out/tp_greedy_$tp.txt" | sha256sum | cut -c1-12)" | log
+  done
+  tail -3 "$out/tp_greedy_2.err" | log
+fi
+if has e2e; then
+  if [ -d "$root/.whl" ] && [ ! -d /tmp/site ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site "$root"/.whl/*.whl > "$out/pip.log" 2>&1
+    cp "$root/.whl/health.proto" /tmp/site/ 2>/dev/null
+  fi
+  mkdir -p /tmp/e2ebuild/server /tmp/e2ebuild/tools
+  cp "$c/bin/lilserve" "$c/bin/lilserve_cuda.so" /tmp/e2ebuild/server/; cp "$c/bin/lilctl" /tmp/e2ebuild/tools/
+  if [ -s /tmp/default.gguf ]; then
+    PYTHONPATH=/tmp/site LILSERVE_HEALTH_PROTO=/tmp/site/health.proto LILSERVE_BUILD=/tmp/e2ebuild \
+      LILSERVE_E2E_MODEL=/tmp/default.gguf LILSERVE_E2E_NO_PROMETHEUS=1 \
+      LILSERVE_DAEMON_FLAGS="${E2E_FLAGS:---device cuda}" PYTHONUNBUFFERED=1 \
+      timeout 400 python3 "$root/tests/e2e/server_e2e_test.py" > "$out/e2e.log" 2>&1
+    echo "server_e2e_test (${E2E_FLAGS:---device cuda}) rc=$?" | log
+    grep -E "^ok|PASS|FAIL|running on|tensor" "$out/e2e.log" | head -30 | log
+  else
+    echo "e2e: default model parts present: $(ls /tmp/parts | tr '\n' ' ')" | log
+  fi
 fi
 echo "done" | log

@@ -15,8 +15,8 @@ void ModelFlags::Add(CLI::App* cmd) {
   cmd->add_option("--kv-mib", kv_mib, "KV cache size in MiB (per rank with --tensor-parallel)")
       ->capture_default_str();
   cmd->add_option("--tensor-parallel", tensor_parallel,
-                  "tensor-parallel ranks (must divide the model's query and KV heads; device cpu "
-                  "runs them on threads)")
+                  "tensor-parallel ranks, dividing the model's query and KV heads: GPUs 0..N-1 "
+                  "over NCCL on cuda, threads on cpu")
       ->capture_default_str();
 }
 

@@ -370,10 +370,19 @@ TEST(TensorParallelTest, DefaultModelThroughModelLoad) {
                 "num_kv_heads 3)"),
             std::string::npos)
       << bad.status();
+  // On GPUs: N ranks over NCCL where 3 GPUs exist; else a clear error (no GPU: the CUDA
+  // module's FAILED_PRECONDITION; fewer GPUs: INVALID_ARGUMENT naming both counts), never a
+  // silent CPU or single-GPU fallback.
   o.tensor_parallel = 3;
   o.device = DeviceKind::kCuda;
   auto cuda = Model::Load(path, o);
-  EXPECT_EQ(cuda.status().code(), absl::StatusCode::kInvalidArgument) << cuda.status();
+  if (cuda.ok()) {
+    EXPECT_EQ((*cuda)->backend().name(), "cuda-tp3");
+  } else if (cuda.status().code() == absl::StatusCode::kInvalidArgument) {
+    EXPECT_NE(cuda.status().message().find("tensor_parallel 3 needs 3 GPUs"), std::string::npos) << cuda.status();
+  } else {
+    EXPECT_EQ(cuda.status().code(), absl::StatusCode::kFailedPrecondition) << cuda.status();
+  }
   o.device = DeviceKind::kCpu;
 
   std::vector<std::vector<TokenId>> tokens;

@@ -1,0 +1,269 @@
+// File: engine/cuda/nccl_comm.cc
+// The NCCL entry points we use, declared with their documented C signatures and enum values
+// (nccl.h: ncclResult_t ncclSuccess 0 / ncclInProgress 7, ncclFloat32 7, ncclInt8 0,
+// ncclSum 0, ncclUniqueId = 128 bytes), resolved with dlsym from libnccl.so.2.
+#include "engine/cuda/nccl_comm.h"
+
+#include <dlfcn.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <mutex>
+
+#include "common/log.h"
+#include "common/status.h"
+#include "engine/cuda/cuda_util.h"
+
+namespace lil::cuda {
+namespace {
+
+constexpr int kNcclSuccess = 0;
+constexpr int kNcclInProgress = 7;
+constexpr int kNcclInt8 = 0;
+constexpr int kNcclFloat32 = 7;
+constexpr int kNcclSum = 0;
+
+struct NcclIdBytes {
+  char internal[128];
+};
+
+using GetUniqueIdFn = int (*)(NcclIdBytes* id);
+using CommInitRankFn = int (*)(void** comm, int nranks, NcclIdBytes id, int rank);
+using CommDestroyFn = int (*)(void* comm);
+using CommAbortFn = int (*)(void* comm);
+using CommGetAsyncErrorFn = int (*)(void* comm, int* async_error);
+using GetErrorStringFn = const char* (*)(int result);
+using AllReduceFn = int (*)(const void* send, void* recv, size_t count, int dtype, int op,
+                            void* comm, cudaStream_t stream);
+using AllGatherFn = int (*)(const void* send, void* recv, size_t count, int dtype, void* comm,
+                            cudaStream_t stream);
+using BroadcastFn = int (*)(const void* send, void* recv, size_t count, int dtype, int root,
+                            void* comm, cudaStream_t stream);
+
+struct Nccl {
+  GetUniqueIdFn get_unique_id = nullptr;
+  CommInitRankFn comm_init_rank = nullptr;
+  CommDestroyFn comm_destroy = nullptr;
+  CommAbortFn comm_abort = nullptr;
+  CommGetAsyncErrorFn comm_get_async_error = nullptr;
+  GetErrorStringFn get_error_string = nullptr;
+  AllReduceFn all_reduce = nullptr;
+  AllGatherFn all_gather = nullptr;
+  BroadcastFn broadcast = nullptr;
+};
+
+absl::StatusOr<Nccl> OpenNccl() {
+  std::vector<std::string> names;
+  if (const char* env = std::getenv("LILSERVE_NCCL"); env != nullptr && env[0] != 0) names.push_back(env);
+  names.push_back("libnccl.so.2");
+  names.push_back("libnccl.so");
+  std::string errors;
+  for (const std::string& name : names) {
+    void* h = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
+    if (h == nullptr) {
+      const char* e = dlerror();
+      absl::StrAppend(&errors, e != nullptr ? e : name, "; ");
+      continue;
+    }
+    Nccl n;
+    n.get_unique_id = reinterpret_cast<GetUniqueIdFn>(dlsym(h, "ncclGetUniqueId"));
+    n.comm_init_rank = reinterpret_cast<CommInitRankFn>(dlsym(h, "ncclCommInitRank"));
+    n.comm_destroy = reinterpret_cast<CommDestroyFn>(dlsym(h, "ncclCommDestroy"));
+    n.comm_abort = reinterpret_cast<CommAbortFn>(dlsym(h, "ncclCommAbort"));
+    n.comm_get_async_error = reinterpret_cast<CommGetAsyncErrorFn>(dlsym(h, "ncclCommGetAsyncError"));
+    n.get_error_string = reinterpret_cast<GetErrorStringFn>(dlsym(h, "ncclGetErrorString"));
+    n.all_reduce = reinterpret_cast<AllReduceFn>(dlsym(h, "ncclAllReduce"));
+    n.all_gather = reinterpret_cast<AllGatherFn>(dlsym(h, "ncclAllGather"));
+    n.broadcast = reinterpret_cast<BroadcastFn>(dlsym(h, "ncclBroadcast"));
+    if (n.get_unique_id == nullptr || n.comm_init_rank == nullptr || n.comm_destroy == nullptr ||
+        n.comm_abort == nullptr || n.comm_get_async_error == nullptr || n.get_error_string == nullptr ||
+        n.all_reduce == nullptr || n.all_gather == nullptr || n.broadcast == nullptr) {
+      absl::StrAppend(&errors, name, " lacks an nccl* entry point; ");
+      continue;
+    }
+    return n;
+  }
+  return absl::FailedPreconditionError(
+      absl::StrCat("NCCL is needed for tensor parallelism on GPUs and does not load: ", errors,
+                   "set LILSERVE_NCCL to the library's path"));
+}
+
+const absl::StatusOr<Nccl>& GetNccl() {
+  static std::once_flag once;
+  static absl::StatusOr<Nccl>* nccl = nullptr;
+  std::call_once(once, [] {
+    // NVLink multicast (NVLS) off before NCCL reads its environment (docs/PARALLEL.md);
+    // an operator's explicit setting wins.
+    setenv("NCCL_NVLS_ENABLE", "0", 0);
+    nccl = new absl::StatusOr<Nccl>(OpenNccl());
+  });
+  return *nccl;
+}
+
+}  // namespace
+
+absl::StatusOr<NcclUniqueId> NcclNewUniqueId() {
+  const auto& nccl = GetNccl();
+  if (!nccl.ok()) return nccl.status();
+  NcclIdBytes id{};
+  if (int r = nccl->get_unique_id(&id); r != kNcclSuccess) {
+    return absl::InternalError(absl::StrCat("ncclGetUniqueId: ", nccl->get_error_string(r)));
+  }
+  NcclUniqueId out;
+  std::memcpy(out.data(), id.internal, out.size());
+  return out;
+}
+
+absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(const NcclUniqueId& id,
+                                                                         int32_t rank, int32_t world,
+                                                                         cudaStream_t stream) {
+  const auto& nccl = GetNccl();
+  if (!nccl.ok()) return nccl.status();
+  if (world < 1 || rank < 0 || rank >= world) {
+    return InvalidArgument("NCCL rank ", rank, " of world ", world);
+  }
+  NcclIdBytes raw;
+  std::memcpy(raw.internal, id.data(), id.size());
+  void* comm = nullptr;
+  if (int r = nccl->comm_init_rank(&comm, world, raw, rank); r != kNcclSuccess) {
+    return absl::InternalError(absl::StrCat("ncclCommInitRank(rank ", rank, " of ", world,
+                                            "): ", nccl->get_error_string(r)));
+  }
+  return std::unique_ptr<NcclCommunicator>(new NcclCommunicator(comm, rank, world, stream));
+}
+
+NcclCommunicator::~NcclCommunicator() {
+  if (comm_ == nullptr) return;
+  const auto& nccl = GetNccl();
+  if (aborted_.load()) return;  // ncclCommAbort freed it
+  nccl->comm_destroy(comm_);
+}
+
+void NcclCommunicator::Abort() {
+  if (aborted_.exchange(true)) return;
+  GetNccl()->comm_abort(comm_);
+}
+
+absl::Status NcclCommunicator::Check(int result, const char* what) const {
+  if (result == kNcclSuccess || result == kNcclInProgress) return absl::OkStatus();
+  return absl::InternalError(absl::StrCat(what, " (rank ", rank_, " of ", world_, "): ",
+                                          GetNccl()->get_error_string(result)));
+}
+
+absl::Status NcclCommunicator::AsyncError() const {
+  if (aborted_.load()) return absl::AbortedError("the NCCL communicator was aborted");
+  if (one_shot_.error != nullptr) {
+    const uint32_t peer = *reinterpret_cast<volatile uint32_t*>(one_shot_error_.get<uint32_t>());
+    if (peer != 0) {
+      return absl::DeadlineExceededError(absl::StrCat("one-shot all-reduce on rank ", rank_, " waited over ",
+                                                      kOneShotTimeoutNs / 1000000000, " s for rank ", peer - 1));
+    }
+  }
+  int async = kNcclSuccess;
+  LIL_RETURN_IF_ERROR(Check(GetNccl()->comm_get_async_error(comm_, &async), "ncclCommGetAsyncError"));
+  return Check(async, "NCCL asynchronous error");
+}
+
+absl::StatusOr<bool> NcclCommunicator::EnableOneShot(const std::vector<NcclCommunicator*>& comms,
+                                                     const std::vector<int32_t>& devices, int64_t cap_bytes) {
+  const int32_t world = static_cast<int32_t>(comms.size());
+  if (const char* env = std::getenv("LILSERVE_ONESHOT_ALLREDUCE"); env != nullptr && std::string(env) == "0") {
+    LIL_LOG_INFO("one-shot all-reduce off ($LILSERVE_ONESHOT_ALLREDUCE=0): NCCL for every size");
+    return false;
+  }
+  if (world < 2 || world > kOneShotMaxRanks || devices.size() != comms.size()) return false;
+  int previous = 0;
+  LIL_CUDA_RETURN_IF_ERROR(cudaGetDevice(&previous));
+  for (int32_t a = 0; a < world; ++a) {
+    for (int32_t b = 0; b < world; ++b) {
+      int can = 0;
+      if (a != b) LIL_CUDA_RETURN_IF_ERROR(cudaDeviceCanAccessPeer(&can, devices[a], devices[b]));
+      if (a != b && can == 0) {
+        LIL_LOG_INFO("one-shot all-reduce off: GPU {} cannot access GPU {}; NCCL for every size", devices[a], devices[b]);
+        return false;
+      }
+    }
+  }
+  const int64_t cap = std::max<int64_t>(4, cap_bytes / 4 / 4 * 4);
+  const int64_t slot_floats = 2 * world * cap;
+  const int64_t flag_words = 2 * world * kOneShotMaxBlocks;
+  OneShotParams shared;
+  shared.world = world;
+  shared.cap = cap;
+  for (int32_t r = 0; r < world; ++r) {
+    LIL_CUDA_RETURN_IF_ERROR(cudaSetDevice(devices[r]));
+    for (int32_t q = 0; q < world; ++q) {
+      if (q == r) continue;
+      const cudaError_t e = cudaDeviceEnablePeerAccess(devices[q], 0);
+      if (e == cudaErrorPeerAccessAlreadyEnabled) {
+        cudaGetLastError();
+      } else if (e != cudaSuccess) {
+        return CudaStatus(e, "cudaDeviceEnablePeerAccess");
+      }
+    }
+    NcclCommunicator& c = *comms[r];
+    const size_t bytes = sizeof(float) * slot_floats + sizeof(uint32_t) * (flag_words + kOneShotMaxBlocks);
+    LIL_RETURN_IF_ERROR(c.one_shot_memory_.Reserve(bytes));
+    LIL_CUDA_RETURN_IF_ERROR(cudaMemset(c.one_shot_memory_.get(), 0, bytes));
+    shared.slots[r] = c.one_shot_memory_.get<float>();
+    shared.flags[r] = reinterpret_cast<uint32_t*>(shared.slots[r] + slot_floats);
+  }
+  for (int32_t r = 0; r < world; ++r) {
+    NcclCommunicator& c = *comms[r];
+    c.one_shot_ = shared;
+    c.one_shot_.rank = r;
+    c.one_shot_.epoch = shared.flags[r] + flag_words;
+    // Pinned memory is mapped into every device's address space (unified addressing).
+    LIL_RETURN_IF_ERROR(c.one_shot_error_.Reserve(sizeof(uint32_t)));
+    *c.one_shot_error_.get<uint32_t>() = 0;
+    void* mapped = nullptr;
+    LIL_CUDA_RETURN_IF_ERROR(cudaHostGetDevicePointer(&mapped, c.one_shot_error_.get(), 0));
+    c.one_shot_.error = static_cast<uint32_t*>(mapped);
+  }
+  LIL_CUDA_RETURN_IF_ERROR(cudaSetDevice(previous));
+  LIL_LOG_INFO("one-shot all-reduce on for messages up to {} KiB ({} ranks); NCCL above", cap * 4 / 1024, world);
+  return true;
+}
+
+absl::Status NcclCommunicator::AllReduceSum(float* data, int64_t n) {
+  if (aborted_.load()) return absl::AbortedError("the NCCL communicator was aborted");
+  if (world_ == 1 || n == 0) return absl::OkStatus();
+  if (n <= one_shot_.cap && reinterpret_cast<uintptr_t>(data) % 16 == 0) {
+    OneShotParams p = one_shot_;
+    p.data = data;
+    p.n = n;
+    return CudaStatus(OneShotAllReduce(p, stream_), "OneShotAllReduce");
+  }
+  return Check(GetNccl()->all_reduce(data, data, static_cast<size_t>(n), kNcclFloat32, kNcclSum,
+                                     comm_, stream_), "ncclAllReduce");
+}
+
+absl::Status NcclCommunicator::AllGather(const float* in, int64_t n, float* out) {
+  if (aborted_.load()) return absl::AbortedError("the NCCL communicator was aborted");
+  if (world_ == 1) {
+    if (in != out && n > 0) {
+      LIL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(out, in, sizeof(float) * n, cudaMemcpyDeviceToDevice, stream_));
+    }
+    return absl::OkStatus();
+  }
+  return Check(GetNccl()->all_gather(in, out, static_cast<size_t>(n), kNcclFloat32, comm_, stream_),
+               "ncclAllGather");
+}
+
+absl::Status NcclCommunicator::Broadcast(void* data, int64_t bytes, int32_t root) {
+  if (aborted_.load()) return absl::AbortedError("the NCCL communicator was aborted");
+  if (root < 0 || root >= world_) return InvalidArgument("Broadcast root ", root, " of world ", world_);
+  if (world_ == 1 || bytes == 0) return absl::OkStatus();
+  return Check(GetNccl()->broadcast(data, data, static_cast<size_t>(bytes), kNcclInt8, root, comm_, stream_),
+               "ncclBroadcast");
+}
+
+absl::Status NcclCommunicator::Barrier() {
+  DeviceBuffer one;
+  LIL_RETURN_IF_ERROR(one.Reserve(sizeof(float)));
+  LIL_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(one.get(), 0, sizeof(float), stream_));
+  LIL_RETURN_IF_ERROR(AllReduceSum(one.get<float>(), 1));
+  return CudaStatus(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+}
+
+}  // namespace lil::cuda

@@ -1,0 +1,187 @@
+// File: engine/cuda/tp_cuda_backend.cc
+#include "engine/cuda/tp_cuda_backend.h"
+
+#include <algorithm>
+#include <latch>
+
+#include "common/log.h"
+#include "common/status.h"
+#include "engine/parallel/plan_codec.h"
+#include "engine/plan_check.h"
+
+namespace lil::cuda {
+
+namespace {
+constexpr int64_t kOneShotBytes = 2 << 20;
+}  // namespace
+
+struct TensorParallelCudaBackend::Header {
+  enum Command : int32_t { kStep = 1, kStop = 2 };
+  int32_t command = kStep;
+  int64_t payload_bytes = 0;
+};
+
+absl::StatusOr<std::unique_ptr<TensorParallelCudaBackend>> TensorParallelCudaBackend::Create(
+    const ModelConfig& config, const UploadFn& upload, const KvCacheOptions& kv, int32_t world) {
+  LIL_RETURN_IF_ERROR(CheckTensorParallel(config, world));
+  int devices = 0;
+  if (cudaError_t e = cudaGetDeviceCount(&devices); e != cudaSuccess) {
+    cudaGetLastError();
+    return CudaStatus(e, "cudaGetDeviceCount");
+  }
+  if (world > devices) {
+    return InvalidArgument("tensor_parallel ", world, " needs ", world, " GPUs, but ", devices,
+                           devices == 1 ? " is" : " are", " present");
+  }
+  LIL_ASSIGN_OR_RETURN(const NcclUniqueId id, NcclNewUniqueId());
+  auto tp = std::unique_ptr<TensorParallelCudaBackend>(new TensorParallelCudaBackend());
+  LIL_ASSIGN_OR_RETURN(tp->group_, InProcessGroup::Create(world));
+  for (int32_t r = 0; r < world; ++r) {
+    LIL_ASSIGN_OR_RETURN(std::unique_ptr<Communicator> c, tp->group_->ForRank(r));
+    tp->host_.push_back(std::move(c));
+  }
+  tp->ranks_.resize(world);
+
+  // One thread per rank: NCCL's init blocks until every rank has joined, and each rank's
+  // weights load in parallel. Every thread reaches the latch, failed or not, so a rank that
+  // fails after the NCCL init cannot leave the others waiting for its page count.
+  std::vector<absl::Status> status(world);
+  std::vector<int64_t> pages(world, -1);
+  std::latch counted(world);
+  std::vector<std::thread> loaders;
+  for (int32_t r = 0; r < world; ++r) {
+    loaders.emplace_back([&, r] {
+      Rank& rank = tp->ranks_[r];
+      rank.device = r;
+      DeviceWeights weights;
+      const TpShard shard = MakeTpShard(config, r, world);
+      status[r] = [&]() -> absl::Status {
+        LIL_CUDA_RETURN_IF_ERROR(cudaSetDevice(r));
+        LIL_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&rank.stream, cudaStreamNonBlocking));
+        LIL_ASSIGN_OR_RETURN(rank.nccl, NcclCommunicator::Create(id, r, world, rank.stream));
+        LIL_ASSIGN_OR_RETURN(weights, upload(shard));
+        LIL_ASSIGN_OR_RETURN(pages[r], CudaBackend::PagesFor(ShardConfig(config, shard), kv));
+        return absl::OkStatus();
+      }();
+      counted.arrive_and_wait();
+      if (!status[r].ok()) return;
+      int64_t fewest = pages[0];
+      for (int64_t p : pages) fewest = std::min(fewest, p);
+      if (fewest < 1) return;  // another rank failed; its status says why
+      KvCacheOptions rank_kv = kv;
+      rank_kv.num_pages = fewest;
+      CudaBackendOptions options;
+      options.device = r;
+      options.rank = r;
+      options.world = world;
+      options.comm = rank.nccl.get();
+      options.stream = rank.stream;
+      auto backend = CudaBackend::Create(config, std::move(weights), rank_kv, options);
+      if (!backend.ok()) {
+        status[r] = backend.status();
+        return;
+      }
+      rank.backend = std::move(*backend);
+    });
+  }
+  for (std::thread& t : loaders) t.join();
+  for (int32_t r = 0; r < world; ++r) {
+    if (!status[r].ok()) {
+      return absl::Status(status[r].code(), absl::StrCat("tensor-parallel rank ", r, " (GPU ", r, "): ",
+                                                         status[r].message()));
+    }
+  }
+  // Decode-sized all-reduces (up to batch 128 x hidden 4096 fp32) through the one-shot kernel.
+  std::vector<NcclCommunicator*> comms;
+  std::vector<int32_t> rank_devices;
+  for (Rank& rank : tp->ranks_) {
+    comms.push_back(rank.nccl.get());
+    rank_devices.push_back(rank.device);
+  }
+  LIL_ASSIGN_OR_RETURN(const bool one_shot, NcclCommunicator::EnableOneShot(comms, rank_devices, kOneShotBytes));
+  LIL_CUDA_RETURN_IF_ERROR(cudaSetDevice(0));
+  LIL_LOG_INFO("CUDA tensor parallelism: {} ranks on GPUs 0-{}, {} KV pages per GPU, all-reduce {}", world,
+               world - 1, tp->ranks_[0].backend->num_pages(),
+               one_shot ? absl::StrCat("one-shot up to ", kOneShotBytes >> 10, " KiB, NCCL above") : "NCCL");
+  for (int32_t r = 1; r < world; ++r) tp->workers_.emplace_back([p = tp.get(), r] { p->WorkerLoop(r); });
+  return tp;
+}
+
+TensorParallelCudaBackend::~TensorParallelCudaBackend() {
+  if (!workers_.empty()) {
+    Header stop;
+    stop.command = Header::kStop;
+    const absl::Status s = Broadcast(stop, "");
+    if (!s.ok()) group_->Abort(s);
+  }
+  for (std::thread& t : workers_) t.join();
+  for (Rank& rank : ranks_) {
+    cudaSetDevice(rank.device);
+    rank.backend.reset();
+    rank.nccl.reset();
+    if (rank.stream != nullptr) cudaStreamDestroy(rank.stream);
+  }
+}
+
+std::string TensorParallelCudaBackend::name() const { return absl::StrCat("cuda-tp", world_size()); }
+
+absl::Status TensorParallelCudaBackend::Broadcast(const Header& header, const std::string& payload) {
+  Header h = header;
+  LIL_RETURN_IF_ERROR(host_[0]->Broadcast(&h, sizeof(h), 0));
+  if (payload.empty()) return absl::OkStatus();
+  return host_[0]->Broadcast(const_cast<char*>(payload.data()), static_cast<int64_t>(payload.size()), 0);
+}
+
+void TensorParallelCudaBackend::AbortAll(const absl::Status& why) {
+  std::call_once(abort_once_, [&] {
+    LIL_LOG_ERROR("tensor-parallel CUDA backend stops: {}", std::string(why.message()));
+    group_->Abort(why);
+    for (Rank& rank : ranks_) {
+      if (rank.nccl != nullptr) rank.nccl->Abort();
+    }
+  });
+}
+
+absl::StatusOr<StepResult> TensorParallelCudaBackend::Execute(const StepPlan& plan) {
+  if (absl::Status aborted = group_->aborted(); !aborted.ok()) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "the tensor-parallel CUDA backend stopped after an earlier error: ", aborted.message()));
+  }
+  // A malformed plan is answered here, before any rank sees it (no state changes).
+  LIL_RETURN_IF_ERROR(CheckPlan(plan, config(), num_pages(), page_size()));
+  const std::string bytes = EncodePlanForRanks(plan);
+  Header h;
+  h.payload_bytes = static_cast<int64_t>(bytes.size());
+  if (absl::Status s = Broadcast(h, bytes); !s.ok()) {
+    AbortAll(s);
+    return s;
+  }
+  absl::StatusOr<StepResult> result = ranks_[0].backend->Execute(plan);
+  if (result.ok()) {
+    if (absl::Status s = ranks_[0].nccl->AsyncError(); !s.ok()) result = s;
+  }
+  if (!result.ok()) AbortAll(absl::Status(result.status().code(), absl::StrCat("rank 0: ", result.status().message())));
+  return result;
+}
+
+void TensorParallelCudaBackend::WorkerLoop(int32_t rank) {
+  cudaSetDevice(ranks_[rank].device);
+  Communicator& comm = *host_[rank];
+  while (true) {
+    Header h;
+    if (!comm.Broadcast(&h, sizeof(h), 0).ok()) return;  // aborted
+    if (h.command == Header::kStop) return;
+    std::string bytes(static_cast<size_t>(h.payload_bytes), '\0');
+    if (!comm.Broadcast(bytes.data(), h.payload_bytes, 0).ok()) return;
+    absl::StatusOr<StepPlan> plan = DecodePlanForRanks(bytes);
+    absl::Status s = plan.status();
+    if (plan.ok()) s = ranks_[rank].backend->Execute(*plan).status();
+    if (s.ok()) s = ranks_[rank].nccl->AsyncError();
+    if (!s.ok()) {
+      AbortAll(absl::Status(s.code(), absl::StrCat("rank ", rank, ": ", s.message())));
+      return;
+    }
+  }
+}
+
+}  // namespace lil::cuda

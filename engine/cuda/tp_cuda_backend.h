@@ -1,0 +1,78 @@
+// File: engine/cuda/tp_cuda_backend.h
+// Tensor parallelism on GPUs: one rank per GPU, one host thread per rank, NCCL for the
+// activations and a host broadcast for the plan (docs/PARALLEL.md). The same shape as the CPU
+// driver (engine/parallel/tp_cpu_backend.h): the forward is CudaBackend's own, made
+// rank-aware by CudaBackendOptions {rank, world, comm}; this class owns the group.
+//
+//   engine thread (rank 0, GPU 0)            worker thread r (GPU r)
+//   Execute(plan):                           loop:
+//     CheckPlan (a bad plan stops here)        host Broadcast(header) <- rank 0
+//     host Broadcast(header, plan bytes) --->  host Broadcast(plan bytes); decode
+//     rank 0 step <- ncclAllReduce / AllGather ->  rank r step (same collectives, same order)
+//     sample on the gathered logits; return    (result dropped)
+//
+// Rank 0 owns every decision (scheduling, sampling, aborts, deadlines, early stops); the other
+// ranks execute what it broadcast, so they make the same NCCL calls in the same order. An
+// error on any rank aborts the host group AND every NCCL communicator (ncclCommAbort), so a
+// rank waiting in a collective returns instead of hanging; every later Execute is then
+// FAILED_PRECONDITION naming the first error (the daemon keeps running and reports it).
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "engine/backend.h"
+#include "engine/cuda/cuda_backend.h"
+#include "engine/cuda/nccl_comm.h"
+#include "engine/parallel/communicator.h"
+
+namespace lil::cuda {
+
+class TensorParallelCudaBackend final : public Backend {
+ public:
+  // Builds rank r's weights on GPU r (called on that rank's thread, device current).
+  using UploadFn = std::function<absl::StatusOr<DeviceWeights>(const TpShard& shard)>;
+
+  // GPUs 0..world-1. INVALID_ARGUMENT when world does not divide the heads or exceeds the
+  // GPUs present (naming both). kv.kv_bytes / memory_fraction are per GPU; every rank gets
+  // the smallest page count any rank can hold.
+  static absl::StatusOr<std::unique_ptr<TensorParallelCudaBackend>> Create(
+      const ModelConfig& config, const UploadFn& upload, const KvCacheOptions& kv, int32_t world);
+  ~TensorParallelCudaBackend() override;  // stops the workers, then frees each GPU's state
+
+  std::string name() const override;
+  const ModelConfig& config() const override { return ranks_[0].backend->config(); }
+  int32_t num_pages() const override { return ranks_[0].backend->num_pages(); }
+  int32_t page_size() const override { return ranks_[0].backend->page_size(); }
+  int32_t world_size() const { return static_cast<int32_t>(ranks_.size()); }
+  absl::StatusOr<StepResult> Execute(const StepPlan& plan) override;
+  // Tests and benchmarks: rank r's backend and its NCCL communicator.
+  CudaBackend& rank_backend(int32_t r) { return *ranks_[r].backend; }
+  NcclCommunicator& rank_comm(int32_t r) { return *ranks_[r].nccl; }
+
+ private:
+  struct Header;  // what rank 0 broadcasts before each plan (tp_cuda_backend.cc)
+  struct Rank {
+    int32_t device = 0;
+    cudaStream_t stream = nullptr;
+    std::unique_ptr<NcclCommunicator> nccl;
+    std::unique_ptr<CudaBackend> backend;
+  };
+
+  TensorParallelCudaBackend() = default;
+  void WorkerLoop(int32_t rank);
+  absl::Status Broadcast(const Header& header, const std::string& payload);
+  // First error wins: the host group and every NCCL communicator are aborted.
+  void AbortAll(const absl::Status& why);
+
+  std::shared_ptr<InProcessGroup> group_;          // host control plane (plans)
+  std::vector<std::unique_ptr<Communicator>> host_;  // [rank]
+  std::vector<Rank> ranks_;                          // [rank]
+  std::vector<std::thread> workers_;                 // ranks 1..N-1
+  std::once_flag abort_once_;
+};
+
+}  // namespace lil::cuda

@@ -1,0 +1,104 @@
+// File: kernels/cuda/allreduce.cu
+// Block b owns the slice [b * chunk, (b + 1) * chunk) of the message on every rank, so each
+// block synchronizes only with the same block of the other ranks: no grid-wide barrier.
+// Call k uses parity k & 1 of the slots and flags (every call runs all kOneShotMaxBlocks
+// blocks, so all epochs agree). A rank writes call k + 2's data into a
+// peer's parity slot only after that peer raised its flag for call k + 1, which it does only
+// after finishing call k (stream order), so no slot is overwritten while still being read.
+#include "kernels/cuda/allreduce.h"
+#include "kernels/cuda/pdl.h"
+
+namespace lil::cuda {
+namespace {
+
+constexpr int kThreads = 512;
+
+__device__ __forceinline__ void StoreRelease(uint32_t* p, uint32_t v) {
+  asm volatile("st.release.sys.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
+}
+
+__device__ __forceinline__ uint64_t GlobalTimerNs() {
+  uint64_t t;
+  asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
+  return t;
+}
+
+__device__ __forceinline__ uint32_t LoadAcquire(const uint32_t* p) {
+  uint32_t v;
+  asm volatile("ld.acquire.sys.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+  return v;
+}
+
+__global__ void __launch_bounds__(kThreads) OneShotKernel(OneShotParams p) {
+  PdlWait();
+  PdlTrigger();
+  const int b = blockIdx.x;
+  __shared__ uint32_t s_epoch;
+  if (threadIdx.x == 0) s_epoch = p.epoch[b] + 1;
+  __syncthreads();
+  const uint32_t e = s_epoch;
+  const int par = e & 1;
+  const int64_t chunk = ((p.n + gridDim.x - 1) / gridDim.x + 3) / 4 * 4;
+  const int64_t lo = b * chunk, hi = lo + chunk < p.n ? lo + chunk : p.n;
+  const int64_t len = hi > lo ? hi - lo : 0;
+  const int64_t vec_hi = lo + (len / 4) * 4;
+  const int64_t slot_off = (static_cast<int64_t>(par) * p.world + p.rank) * p.cap;
+  // Push this rank's slice into slot [par][rank] of every rank (its own included).
+  for (int64_t i = lo + 4 * threadIdx.x; i < vec_hi; i += 4 * kThreads) {
+    const float4 v = *reinterpret_cast<const float4*>(p.data + i);
+    for (int q = 0; q < p.world; ++q) *reinterpret_cast<float4*>(p.slots[q] + slot_off + i) = v;
+  }
+  for (int64_t i = vec_hi + threadIdx.x; i < hi; i += kThreads) {
+    const float v = p.data[i];
+    for (int q = 0; q < p.world; ++q) p.slots[q][slot_off + i] = v;
+  }
+  __threadfence_system();
+  __syncthreads();
+  const int64_t flag_row = static_cast<int64_t>(par) * p.world;
+  if (threadIdx.x < p.world) {
+    StoreRelease(p.flags[threadIdx.x] + (flag_row + p.rank) * kOneShotMaxBlocks + b, e);
+    const uint32_t* mine = p.flags[p.rank] + (flag_row + threadIdx.x) * kOneShotMaxBlocks + b;
+    const uint64_t start = GlobalTimerNs();
+    while (LoadAcquire(mine) != e) {
+      if (GlobalTimerNs() - start > kOneShotTimeoutNs) {
+        if (p.error != nullptr) atomicExch(p.error, 1u + threadIdx.x);
+        break;
+      }
+    }
+  }
+  __syncthreads();
+  // Sum the slots in rank order (L2 loads: the data arrived from other GPUs).
+  const float* own = p.slots[p.rank] + static_cast<int64_t>(par) * p.world * p.cap;
+  for (int64_t i = lo + 4 * threadIdx.x; i < vec_hi; i += 4 * kThreads) {
+    float4 acc = __ldcg(reinterpret_cast<const float4*>(own + i));
+    for (int q = 1; q < p.world; ++q) {
+      const float4 v = __ldcg(reinterpret_cast<const float4*>(own + q * p.cap + i));
+      acc.x += v.x;
+      acc.y += v.y;
+      acc.z += v.z;
+      acc.w += v.w;
+    }
+    *reinterpret_cast<float4*>(p.data + i) = acc;
+  }
+  for (int64_t i = vec_hi + threadIdx.x; i < hi; i += kThreads) {
+    float acc = __ldcg(own + i);
+    for (int q = 1; q < p.world; ++q) acc += __ldcg(own + q * p.cap + i);
+    p.data[i] = acc;
+  }
+  if (threadIdx.x == 0) p.epoch[b] = e;
+}
+
+}  // namespace
+
+cudaError_t OneShotAllReduce(const OneShotParams& p, cudaStream_t stream) {
+  if (p.n == 0) return cudaSuccess;
+  if (p.n < 0 || p.n > p.cap || p.world < 1 || p.world > kOneShotMaxRanks || p.cap % 4 != 0 ||
+      reinterpret_cast<uintptr_t>(p.data) % 16 != 0) {
+    return cudaErrorInvalidValue;
+  }
+  // Always the full grid: every block's epoch then moves with every call, so the parity
+  // (and the slot-reuse argument above) holds for the whole message whatever its size.
+  return LaunchPdl(OneShotKernel, kOneShotMaxBlocks, kThreads, 0, stream, p);
+}
+
+}  // namespace lil::cuda

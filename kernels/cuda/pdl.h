@@ -1,0 +1,48 @@
+// File: kernels/cuda/pdl.h
+// Programmatic dependent launch (PDL, sm_90): a kernel launched with LaunchPdl may start
+// while the kernel before it on the stream is still finishing. Every kernel of the decode
+// step therefore begins with PdlWait() before it reads anything an earlier kernel wrote (a
+// GEMV first issues its weight loads, which depend on nothing, so the weight stream
+// overlaps the previous kernel's tail), then PdlTrigger() so the kernel after it may launch
+// in turn. Both are no-ops for a kernel launched without the attribute. CUDA graphs keep the
+// overlap as programmatic edges. $LILSERVE_PDL=0 launches everything plainly (A/B).
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <utility>
+
+namespace lil::cuda {
+
+__device__ __forceinline__ void PdlWait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+
+__device__ __forceinline__ void PdlTrigger() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+// Whether kernels go out with the PDL attribute ($LILSERVE_PDL, read once; default on).
+bool PdlEnabled();
+
+template <typename... Params, typename... Args>
+cudaError_t LaunchPdl(void (*kernel)(Params...), dim3 grid, dim3 block, size_t smem, cudaStream_t stream,
+                      Args&&... args) {
+  cudaLaunchAttribute attr[1];
+  attr[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[0].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t config = {};
+  config.gridDim = grid;
+  config.blockDim = block;
+  config.dynamicSmemBytes = smem;
+  config.stream = stream;
+  config.attrs = attr;
+  config.numAttrs = PdlEnabled() ? 1 : 0;
+  return cudaLaunchKernelEx(&config, kernel, std::forward<Args>(args)...);
+}
+
+}  // namespace lil::cuda
