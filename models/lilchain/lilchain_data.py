@@ -6,18 +6,22 @@
 #
 # A problem (lengths are defaults):
 #   user:      Links:
-#              kemo -> tali          <- 1.5-2x L lines in random order: the main chain of L
-#              vora = 417               links from the start, 1-4 distractor chains, each
-#              ...                      chain ending in a line "name = number"
+#              kemo tali             <- 1.5-2x L lines "from to" in random order: the main
+#              vora = 417               chain of L links from the start, 1-4 distractor
+#              ...                      chains, each chain ending in a line "name = number"
 #              Start at kemo. Follow the links to the end and give the number there.
-#   assistant: kemo -> tali           <- one line per link, each copied from the prompt line
-#              tali -> roba              whose left side is the current name
+#   assistant: kemo tali              <- one line per link, each copied from the prompt line
+#              tali roba                 whose first name is the current one
 #              ...
 #              vora = 417
 #              Answer: 417
 # Every step needs one fact from anywhere in the prompt (hundreds of tokens back), so
 # attention that keeps only a sink and a recent window loses the facts, and a model that
 # guesses a name it has already visited repeats the same lines: the output loops.
+# A link line is "from to" with nothing between the names (not "from -> to"): the token
+# before the fact is then the name being looked up, a one-token-offset induction lookup that
+# a small transformer learns early; with an arrow between them the lookup needs a two-token
+# offset, which the 12M model had not learned after 270 s on an H200 (docs/LIL.md, run 1).
 #
 #   python models/lilchain/lilchain_data.py --seed 2 -n 500 --out eval.jsonl   # a problem set
 #   python models/lilchain/lilchain_data.py --show 1                             # one example
@@ -61,13 +65,18 @@ NAMES = name_pool()
 class ChainConfig:
     """Problem size distribution. The defaults are what LilChain is trained and evaluated on."""
 
-    def __init__(self, min_links=16, max_links=160, min_chains=2, max_chains=5):
+    def __init__(self, min_links=16, max_links=192, min_chains=2, max_chains=5):
         self.min_links, self.max_links = min_links, max_links
         self.min_chains, self.max_chains = min_chains, max_chains
 
     def as_dict(self):
         return dict(min_links=self.min_links, max_links=self.max_links,
                     min_chains=self.min_chains, max_chains=self.max_chains)
+
+
+def link_line(a, b):
+    """One link: the two names, one space apart (each name one token in either position)."""
+    return f"{a} {b}"
 
 
 def make_problem(rng, cfg=ChainConfig()):
@@ -88,13 +97,13 @@ def make_problem(rng, cfg=ChainConfig()):
     for c, n in enumerate(lengths):
         path = names[i:i + n + 1]
         i += n + 1
-        lines += [f"{a} -> {b}" for a, b in zip(path, path[1:])]
+        lines += [link_line(a, b) for a, b in zip(path, path[1:])]
         lines.append(f"{path[-1]} = {values[c]}")
         paths.append(path)
     rng.shuffle(lines)
     main = paths[0]
     prompt = "Links:\n" + "\n".join(lines) + "\n" + QUESTION.format(start=main[0])
-    cot = "".join(f"{a} -> {b}\n" for a, b in zip(main, main[1:]))
+    cot = "".join(link_line(a, b) + "\n" for a, b in zip(main, main[1:]))
     cot += f"{main[-1]} = {values[0]}\nAnswer: {values[0]}"
     return {"prompt": prompt, "cot": cot, "answer": str(values[0]), "links": links,
             "lines": len(lines)}

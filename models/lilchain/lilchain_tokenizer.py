@@ -3,7 +3,7 @@
 # corpus plus generated problems. The pre-tokenizer is Qwen2's regex, which splits every
 # digit on its own (numbers are read digit by digit) and keeps "\n" apart from the words
 # after it; the node names become single tokens in both forms ("kemo" at a line start,
-# " kemo" after "-> "), which the build checks.
+# " kemo" after the first name of a link line), which the build checks.
 import random
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -52,7 +52,7 @@ def check(tok):
     digits = tok.encode("Answer: 417").tokens
     if digits[-3:] != ["4", "1", "7"]:
         raise RuntimeError(f"numbers are not split into digits: {digits}")
-    text = data.render_chat([{"role": "user", "content": "kemo -> tali\nvora = 417"}]) + "x"
+    text = data.render_chat([{"role": "user", "content": "kemo tali\nvora = 417"}]) + "x"
     if tok.decode(tok.encode(text).ids, skip_special_tokens=False) != text:
         raise RuntimeError("the tokenizer does not round-trip a chat prompt")
     return {"vocab_size": tok.get_vocab_size(), "names": len(data.NAMES),

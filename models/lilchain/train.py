@@ -9,6 +9,7 @@
 import argparse
 import json
 import math
+import multiprocessing
 import os
 import platform
 import random
@@ -44,15 +45,30 @@ class RowStream(torch.utils.data.IterableDataset):
     One document per row, right-padded (causal attention never sees the padding), so a
     problem never attends to another problem's facts."""
 
-    def __init__(self, tok_json, paragraphs, cfg, batch_tokens, max_len, seed, mix, pool=768):
+    def __init__(self, tok_json, paragraphs, cfg, batch_tokens, max_len, seed, mix, pool=768,
+                 curriculum=None):
         self.tok_json, self.paragraphs, self.cfg = tok_json, paragraphs, cfg
         self.batch_tokens, self.max_len, self.seed, self.mix, self.pool = (
             batch_tokens, max_len, seed, mix, pool)
+        # (shared start time [multiprocessing.Value, 0 = not started], seconds, first max_links):
+        # the longest chain grows linearly from `first` to cfg.max_links over `seconds` of
+        # training, then stays at the full range (the evaluation's).
+        self.curriculum = curriculum
 
-    def _sample(self, rng):
+    def _task(self):
+        if not self.curriculum:
+            return self.cfg
+        start, seconds, first = self.curriculum
+        t0 = start.value
+        frac = 0.0 if t0 == 0 else min(1.0, max(0.0, (time.time() - t0) / seconds))
+        top = round(first + (self.cfg.max_links - first) * frac)
+        return data.ChainConfig(min(self.cfg.min_links, top), top, self.cfg.min_chains,
+                                self.cfg.max_chains)
+
+    def _sample(self, rng, task):
         r = rng.random()
         if r < self.mix["problem"]:
-            p = data.make_problem(rng, self.cfg)
+            p = data.make_problem(rng, task)
             return data.render_chat([{"role": "user", "content": p["prompt"]}]), p["cot"], True
         if r < self.mix["problem"] + self.mix["english_chat"]:
             p = data.make_english_chat(rng, self.paragraphs)
@@ -67,7 +83,8 @@ class RowStream(torch.utils.data.IterableDataset):
         tok = Tokenizer.from_str(self.tok_json)
         im_end, eot = tok.token_to_id(data.IM_END), tok.token_to_id(data.EOT)
         while True:
-            samples = [self._sample(rng) for _ in range(self.pool)]
+            task = self._task()
+            samples = [self._sample(rng, task) for _ in range(self.pool)]
             heads = tok.encode_batch([s[0] for s in samples], add_special_tokens=False)
             tails = tok.encode_batch([s[1] for s in samples], add_special_tokens=False)
             rows = []
@@ -133,14 +150,21 @@ def monitor_stop(tok, ids, interval=250, min_gain=20):
     return None
 
 
-def teacher_forced_accuracy(model, batch, dev):
-    """Share of answer tokens predicted exactly (a cheap signal while training)."""
+def teacher_forced_accuracy(model, batch, dev, lookup_ids=None):
+    """Share of answer tokens predicted exactly (a cheap signal while training); with
+    `lookup_ids` (a bool tensor over the vocabulary) also the share among those labels: the
+    facts looked up in the prompt (a second name of a line), which need the induction lookup."""
     ids, labels = (t.to(dev) for t in batch)
     with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
         h = model.hidden(ids)
         keep = labels != -100
         pred = model.logits(h[keep]).argmax(-1)
-    return float((pred == labels[keep]).float().mean())
+    ok = pred == labels[keep]
+    acc = float(ok.float().mean())
+    if lookup_ids is None:
+        return acc
+    is_lookup = lookup_ids.to(dev)[labels[keep]]
+    return acc, float(ok[is_lookup].float().mean()) if bool(is_lookup.any()) else float("nan")
 
 
 def hf_eval(hf_dir, problems, dev, batch_size, max_new_tokens, on_batch=None):
@@ -171,10 +195,10 @@ def hf_eval(hf_dir, problems, dev, batch_size, max_new_tokens, on_batch=None):
             n = next((k for k, t in enumerate(ids) if t in eos), len(ids))
             text = tok.decode(ids[:n], skip_special_tokens=True)
             got = extract(text)
-            records[i] = {"answer": problems[i]["answer"], "predicted": got,
-                          "correct": got == problems[i]["answer"], "tokens": n,
+            records[i] = {"index": i, "links": problems[i]["links"], "answer": problems[i]["answer"],
+                          "predicted": got, "correct": got == problems[i]["answer"], "tokens": n,
                           "hit_max": n == len(ids) and n == max_new_tokens,
-                          "exact_cot": text == problems[i]["cot"]}
+                          "exact_cot": text == problems[i]["cot"], "text": text}
         log("hf eval", done=min(s + batch_size, len(order)), of=len(order))
         if on_batch:
             on_batch([r for r in records if r is not None])
@@ -186,9 +210,9 @@ def sparse_preview(model, tok, problems, dev, windows, sink, max_new_tokens, dea
     stops = [tok.token_to_id(data.IM_END), tok.token_to_id(data.EOT)]
     prompts = [tok.encode(data.render_chat([{"role": "user", "content": p["prompt"]}]),
                           add_special_tokens=False).ids for p in problems]
-    rows = []
+    rows, last = [], 0.0
     for window in [None] + list(windows):
-        if time.time() > deadline:
+        if time.time() + last > deadline:  # a pass takes about as long as the one before
             log("sparse preview: out of time, skipping", window=window)
             continue
         t = time.time()
@@ -216,6 +240,7 @@ def sparse_preview(model, tok, problems, dev, windows, sink, max_new_tokens, dea
                "monitor_enforce_accuracy": mon_correct / len(problems),
                "monitor_enforce_mean_tokens": statistics.mean(mon_tokens),
                "seconds": round(time.time() - t, 1)}
+        last = time.time() - t
         rows.append(row)
         log("sparse preview", **{k: (round(v, 3) if isinstance(v, float) else v) for k, v in row.items()})
     return rows
@@ -229,20 +254,29 @@ def parse_args():
     ap = argparse.ArgumentParser(description="Train LilChain (see models/lilchain/README.md)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--english", required=True, help="english.txt.gz from prepare_english.py")
-    ap.add_argument("--train-seconds", type=float, default=330)
-    ap.add_argument("--deadline-seconds", type=float, default=460,
+    ap.add_argument("--train-seconds", type=float, default=400)
+    ap.add_argument("--deadline-seconds", type=float, default=555,
                     help="optional steps (the sparse preview) are skipped past this point")
     ap.add_argument("--tiny", action="store_true", help="CPU smoke run: tiny model, tiny data")
     ap.add_argument("--seed", type=int, default=1, help="training data seed")
     ap.add_argument("--eval-seed", type=int, default=2)
     ap.add_argument("--eval-problems", type=int, default=512)
     ap.add_argument("--eval-batch", type=int, default=256)
-    ap.add_argument("--preview-problems", type=int, default=192)
-    ap.add_argument("--preview-windows", default="64,128,256,512")
-    ap.add_argument("--preview-max-tokens", type=int, default=1536)
+    ap.add_argument("--preview-problems", type=int, default=96)
+    ap.add_argument("--preview-windows", default="64,256")
+    ap.add_argument("--preview-max-tokens", type=int, default=1024)
     ap.add_argument("--batch-tokens", type=int, default=131072)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--warmup-steps", type=int, default=150)
+    ap.add_argument("--schedule", choices=["wsd", "cosine"], default="wsd",
+                    help="wsd: constant after warm-up, linear decay over the last --decay-fraction")
+    ap.add_argument("--decay-fraction", type=float, default=0.2)
+    ap.add_argument("--curriculum-seconds", type=float, default=None,
+                    help="the longest chain grows from --curriculum-start-links to --max-links over "
+                         "this many seconds of training (default: 40%% of --train-seconds; 0: off)")
+    ap.add_argument("--curriculum-start-links", type=int, default=32)
+    ap.add_argument("--eval-texts", type=int, default=24,
+                    help="eval_outputs.jsonl keeps the text of this many wrong answers (the file stays small)")
     ap.add_argument("--workers", type=int, default=0, help="data workers (0: cores - 2)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the model")
     ap.add_argument("--layers", type=int, default=6)
@@ -264,6 +298,7 @@ def main():
         chain_cfg = data.ChainConfig(min_links=4, max_links=12, min_chains=2, max_chains=3)
         a.layers, a.hidden, a.heads, a.intermediate = 2, 64, 2, 128
         a.batch_tokens, a.warmup_steps = 4096, 5
+        a.curriculum_start_links = min(a.curriculum_start_links, 6)
         a.eval_problems, a.eval_batch = min(a.eval_problems, 8), 4
         a.preview_problems, a.preview_windows, a.preview_max_tokens = 4, "32", 64
     chain_cfg = data.ChainConfig(a.min_links or chain_cfg.min_links, a.max_links or chain_cfg.max_links,
@@ -286,6 +321,11 @@ def main():
     log("tokenizer", **tok_check)
     tok_json = tokenizer.to_str()
     im_end, eot = tokenizer.token_to_id(data.IM_END), tokenizer.token_to_id(data.EOT)
+    lookup_ids = torch.zeros(tokenizer.get_vocab_size(), dtype=torch.bool)  # " name": a looked-up fact
+    for n in data.NAMES:
+        ids = tokenizer.encode(" " + n).ids
+        if len(ids) == 1:
+            lookup_ids[ids[0]] = True
 
     # Model.
     cfg = lm.Config(vocab_size=tokenizer.get_vocab_size(), hidden_size=a.hidden,
@@ -305,8 +345,13 @@ def main():
     # Data.
     mix = {"problem": 0.8, "english_chat": 0.1}
     max_len = 2 * chain_cfg.max_links * 6 + 800  # longer than any problem
+    if a.curriculum_seconds is None:
+        a.curriculum_seconds = 0.4 * a.train_seconds
+    curriculum = None
+    if a.curriculum_seconds > 0 and a.curriculum_start_links < chain_cfg.max_links:
+        curriculum = (multiprocessing.Value("d", 0.0), a.curriculum_seconds, a.curriculum_start_links)
     stream = RowStream(tok_json, paragraphs, chain_cfg, a.batch_tokens, max_len, a.seed, mix,
-                       pool=768 if not a.tiny else 32)
+                       pool=768 if not a.tiny else 32, curriculum=curriculum)
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers,
                                          pin_memory=dev.type == "cuda", prefetch_factor=4,
                                          persistent_workers=True)
@@ -323,13 +368,15 @@ def main():
     last_log, last_export = time.time(), False
     it = iter(loader)
     t_start = time.time()
+    if curriculum:
+        curriculum[0].value = t_start  # the workers read it (shared memory)
     model.train()
     while True:
         elapsed = time.time() - t_start
         if elapsed >= a.train_seconds:
             break
         progress = elapsed / a.train_seconds
-        lr = a.lr * min(1.0, (step + 1) / a.warmup_steps) * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress)))
+        lr = a.lr * min(1.0, (step + 1) / a.warmup_steps) * lr_factor(a.schedule, progress, a.decay_fraction)
         for g in opt.param_groups:
             g["lr"] = lr
         ids, labels = next(it)
@@ -344,12 +391,14 @@ def main():
         tokens_seen += ids.numel()
         if time.time() - last_log > (10 if not a.tiny else 2) or step == 1:
             model.eval()
-            acc = teacher_forced_accuracy(model, val_batch, dev)
+            acc, lookup_acc = teacher_forced_accuracy(model, val_batch, dev, lookup_ids)
             model.train()
             rec = {"step": step, "seconds": round(time.time() - t_start, 1), "loss": round(loss.item(), 4),
                    "grad_norm": round(float(gnorm), 3), "lr": round(lr, 6), "tokens": tokens_seen,
                    "tokens_per_s": round(tokens_seen / (time.time() - t_start)),
-                   "val_answer_token_acc": round(acc, 5), "batch_rows": ids.shape[0],
+                   "val_answer_token_acc": round(acc, 5), "val_lookup_acc": round(lookup_acc, 5),
+                   "max_links_now": stream._task().max_links,
+                   "batch_rows": ids.shape[0],
                    "batch_width": ids.shape[1]}
             history.append(rec)
             log("train", **rec)
@@ -361,9 +410,10 @@ def main():
     if a.compile:
         del model.hidden  # back to the class's method
     model.eval()
-    final_acc = teacher_forced_accuracy(model, val_batch, dev)
+    final_acc, final_lookup = teacher_forced_accuracy(model, val_batch, dev, lookup_ids)
     lm.export_hf(model, tokenizer, hf_dir, data.CHAT_TEMPLATE, [im_end, eot], eot)
-    log("exported", dir=hf_dir, steps=step, tokens=tokens_seen, val_answer_token_acc=round(final_acc, 5))
+    log("exported", dir=hf_dir, steps=step, tokens=tokens_seen, val_answer_token_acc=round(final_acc, 5),
+        val_lookup_acc=round(final_lookup, 5))
     del loader, it
     metrics = {
         "model": {"architecture": "LlamaForCausalLM", "params": params, "layers": cfg.num_layers,
@@ -372,9 +422,12 @@ def main():
                   "weights_bytes": os.path.getsize(os.path.join(hf_dir, "model.safetensors"))},
         "tokenizer": tok_check, "task": chain_cfg.as_dict(), "mix": mix,
         "train": {"seconds": round(train_seconds, 1), "steps": step, "tokens": tokens_seen,
-                  "batch_tokens": a.batch_tokens, "lr": a.lr, "seed": a.seed,
+                  "batch_tokens": a.batch_tokens, "lr": a.lr, "schedule": a.schedule,
+                  "decay_fraction": a.decay_fraction, "warmup_steps": a.warmup_steps,
+                  "curriculum": ({"seconds": a.curriculum_seconds, "start_max_links": a.curriculum_start_links}
+                                 if curriculum else None), "seed": a.seed,
                   "device": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu",
-                  "val_answer_token_acc": final_acc, "history": history},
+                  "val_answer_token_acc": final_acc, "val_lookup_acc": final_lookup, "history": history},
     }
     write_json(os.path.join(a.out, "metrics.json"), metrics)
 
@@ -402,7 +455,12 @@ def main():
         "accuracy_by_links": accuracy_by_links(problems, records)}
     log("full attention accuracy", accuracy=round(acc, 4), problems=len(records))
     with open(os.path.join(a.out, "eval_outputs.jsonl"), "w") as f:
-        for r in records:
+        wrong = 0
+        for r in records:  # the text only of the first --eval-texts wrong answers, cut to 3,000 chars
+            text = r.pop("text")
+            if not r["correct"] and wrong < a.eval_texts:
+                r["text"] = text[:3000]
+                wrong += 1
             f.write(json.dumps(r) + "\n")
     write_json(os.path.join(a.out, "metrics.json"), metrics)
 
@@ -415,6 +473,18 @@ def main():
     write_json(os.path.join(a.out, "metrics.json"), metrics)
     write_card(os.path.join(hf_dir, "MODEL_CARD.md"), metrics)
     log("done", total_seconds=round(time.time() - T0, 1))
+
+
+def lr_factor(schedule, progress, decay_fraction):
+    """Multiplier of the peak learning rate at `progress` (0..1) of the wall-clock budget.
+    wsd: constant, then a linear decay to 5% over the last `decay_fraction` (the lookups form
+    at full learning rate; run 1's cosine had halved it before they did); cosine: to 5%."""
+    if schedule == "cosine":
+        return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * progress))
+    decay_start = 1.0 - decay_fraction
+    if progress <= decay_start:
+        return 1.0
+    return 1.0 - 0.95 * min(1.0, (progress - decay_start) / max(decay_fraction, 1e-9))
 
 
 def accuracy_by_links(problems, records):
@@ -440,6 +510,11 @@ def write_card(path, m):
                      f"{r['hit_max_tokens_rate']:.2f} | {r['monitor_stop_rate']:.2f} | "
                      f"{r['monitor_enforce_accuracy']:.3f} | {r['monitor_enforce_mean_tokens']:.0f} |"
                      for r in m.get("sparse_preview", []))
+    schedule = ("cosine over the wall-clock budget" if t.get("schedule") == "cosine" else
+                f"constant, linear decay over the last {t.get('decay_fraction', 0.2):.0%} of the budget")
+    cur = t.get("curriculum")
+    curriculum = (f"longest chain growing from {cur['start_max_links']} links to the full range over the "
+                  f"first {cur['seconds']:.0f} s, " if cur else "")
     by_links = ", ".join(f"{k}: {v['accuracy']:.3f} (n={v['problems']})"
                          for k, v in e.get("accuracy_by_links", {}).items())
     with open(path, "w") as f:
@@ -452,10 +527,10 @@ lilserve's information monitor saves. Not a general-purpose model.
 
 ## Task
 
-"Follow the links": the prompt lists 1.5-2x L lines `name -> name` (the main chain of L links
-from the start, plus 1-4 distractor chains; every chain ends in `name = number`) in random
-order; the answer walks the chain one line per link, each line copied from the prompt line
-whose left side is the current name, then `Answer: N`. L is uniform in
+"Follow the links": the prompt lists 1.5-2x L lines `from to` (two names; the main chain of
+L links from the start, plus 1-4 distractor chains; every chain ends in `name = number`) in
+random order; the answer walks the chain one line per link, each line copied from the prompt
+line whose first name is the current one, then `Answer: N`. L is uniform in
 [{m['task']['min_links']}, {m['task']['max_links']}]. Every step looks a fact up anywhere in the
 prompt, hundreds of tokens back. Generator: `models/lilchain/lilchain_data.py` (the
 held-out set is seed {e.get('seed', '?')}; training uses seed {t['seed']} in worker streams).
@@ -468,7 +543,7 @@ Brown corpus, `prepare_english.py`). Own byte-level BPE tokenizer (HF tokenizers
 pre-tokenizer regex: digits one by one), vocabulary {mo['vocab']}; all {m['tokenizer']['names']} node
 names are single tokens ({m['tokenizer']['names_not_single_token']} are not). {mo['layers']} layers, hidden
 {mo['hidden']}, {mo['heads']} heads of {mo['head_dim']}, MLP {mo['intermediate']}, tied embeddings, RoPE theta
-10000. AdamW (lr {t['lr']}, cosine over the wall-clock budget), bf16 autocast, batches of
+10000. AdamW (lr {t['lr']}, {schedule}), {curriculum}bf16 autocast, batches of
 ~{t['batch_tokens']} tokens, one document per row. Trained {t['seconds']:.0f} s on {t['device']}:
 {t['steps']} steps, {t['tokens'] / 1e6:.0f} M tokens (padding included).
 

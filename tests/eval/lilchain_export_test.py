@@ -94,13 +94,17 @@ def check_tiny_training(tmp):
     english = os.path.join(tmp, "english.txt.gz")  # a slice of what prepare_english.py writes
     with gzip.open(english, "wt", encoding="utf-8") as f:
         f.write("\n".join(prepare_english.brown_paragraphs()[:600]) + "\n")
-    out = os.path.join(tmp, "run")
-    env = dict(os.environ, OUT=out, PYTHON=sys.executable, LILCHAIN_ENGLISH=english, OMP_NUM_THREADS="1")
+    out, pack = os.path.join(tmp, "run"), os.path.join(tmp, "pack")
+    # Small parts, so that the weights (~0.6 MB) are split in several as on the GPU (15 MiB).
+    env = dict(os.environ, OUT=out, PYTHON=sys.executable, LILCHAIN_ENGLISH=english, OMP_NUM_THREADS="1",
+               LILCHAIN_PART_SIZE="200K")
+    run = os.path.join(out, "lilchain")
     p = subprocess.run([os.path.join(ROOT, "models", "lilchain", "train_on_gpu.sh"), "--tiny",
-                        "--train-seconds", "4", "--workers", "1", "--eval-problems", "4"],
+                        "--train-seconds", "4", "--workers", "1", "--eval-problems", "4",
+                        "--out", run, "--pack", pack],
                        capture_output=True, text=True, timeout=600, env=env)
     check(p.returncode == 0, f"train_on_gpu.sh --tiny failed:\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
-    run = os.path.join(out, "lilchain")
+    check_pack(run, pack, tmp)
     for name in ("hf/config.json", "hf/model.safetensors", "hf/tokenizer.json", "hf/tokenizer_config.json",
                  "hf/generation_config.json", "hf/MODEL_CARD.md", "metrics.json", "train.log",
                  "eval_problems.jsonl", "eval_outputs.jsonl"):
@@ -111,6 +115,31 @@ def check_tiny_training(tmp):
           f"metrics.json: {json.dumps(m)[:600]}")
     print(f"ok train_on_gpu.sh --tiny: {m['train']['steps']} steps", flush=True)
     return run
+
+
+def check_pack(run, pack, tmp):
+    """--pack: few files, each small, that join_parts.sh turns back into the same hf/ directory."""
+    names = sorted(os.listdir(pack))
+    parts = [n for n in names if n.startswith("model.safetensors.part-")]
+    check(len(names) <= 8 and len(parts) >= 2 and {"metrics.json", "train.log", "lilchain-small.tar.gz"} <= set(names),
+          f"pack holds {names}")
+    check(all(os.path.getsize(os.path.join(pack, n)) <= 200 * 1024 for n in parts), "a part is over the size limit")
+    dest = os.path.join(tmp, "joined")
+    p = subprocess.run([os.path.join(ROOT, "models", "lilchain", "join_parts.sh"), pack, dest],
+                       capture_output=True, text=True, timeout=60, env=dict(os.environ, PYTHON=sys.executable))
+    check(p.returncode == 0, f"join_parts.sh failed:\n{p.stdout}\n{p.stderr}")
+    for name in ("model.safetensors", "config.json", "tokenizer.json", "tokenizer_config.json",
+                 "generation_config.json", "MODEL_CARD.md"):
+        with open(os.path.join(run, "hf", name), "rb") as a, open(os.path.join(dest, "hf", name), "rb") as b:
+            check(a.read() == b.read(), f"joined hf/{name} differs from the run's")
+    with open(os.path.join(run, "eval_problems.jsonl"), "rb") as a, \
+            open(os.path.join(dest, "eval_problems.jsonl"), "rb") as b:
+        check(a.read() == b.read(), "join_parts.sh regenerated other held-out problems than the run's")
+    with open(os.path.join(dest, "eval_outputs.jsonl")) as f:
+        outs = [json.loads(line) for line in f]
+    check(len(outs) == 4 and all("text" in r for r in outs if not r["correct"]),
+          f"eval_outputs.jsonl: {outs[:2]}")
+    print(f"ok --pack: {len(names)} files, {len(parts)} weight parts, joined = the run's hf/", flush=True)
 
 
 def check_eval_on_export(run, tmp):
