@@ -12,7 +12,9 @@
 namespace lil::cuda {
 
 namespace {
-constexpr int64_t kOneShotBytes = 2 << 20;
+// Where the one-shot all-reduce stops and NCCL takes over (nccl_allreduce_bench, docs/PERF.md):
+// at TP=2 one-shot wins up to 4 MiB; at TP=4 it pushes 3 copies and loses from 1 MiB on.
+int64_t OneShotBytes(int32_t world) { return world <= 2 ? (2 << 20) : (512 << 10); }
 }  // namespace
 
 struct TensorParallelCudaBackend::Header {
@@ -98,11 +100,11 @@ absl::StatusOr<std::unique_ptr<TensorParallelCudaBackend>> TensorParallelCudaBac
     comms.push_back(rank.nccl.get());
     rank_devices.push_back(rank.device);
   }
-  LIL_ASSIGN_OR_RETURN(const bool one_shot, NcclCommunicator::EnableOneShot(comms, rank_devices, kOneShotBytes));
+  LIL_ASSIGN_OR_RETURN(const bool one_shot, NcclCommunicator::EnableOneShot(comms, rank_devices, OneShotBytes(world)));
   LIL_CUDA_RETURN_IF_ERROR(cudaSetDevice(0));
   LIL_LOG_INFO("CUDA tensor parallelism: {} ranks on GPUs 0-{}, {} KV pages per GPU, all-reduce {}", world,
                world - 1, tp->ranks_[0].backend->num_pages(),
-               one_shot ? absl::StrCat("one-shot up to ", kOneShotBytes >> 10, " KiB, NCCL above") : "NCCL");
+               one_shot ? absl::StrCat("one-shot up to ", OneShotBytes(world) >> 10, " KiB, NCCL above") : "NCCL");
   for (int32_t r = 1; r < world; ++r) tp->workers_.emplace_back([p = tp.get(), r] { p->WorkerLoop(r); });
   return tp;
 }
