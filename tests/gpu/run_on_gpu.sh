@@ -11,6 +11,8 @@
 #   prof    nsys kernel summary of batch-1 decode (when nsys is installed)
 #   tp      tensor parallelism (needs >= 2 GPUs): gpu_tp_test, the NCCL all-reduce bench, the
 #           8B decode at TP=1/2(/4) in one run, greedy TP=N vs TP=1 through lilctl
+#   scale   (>= 4 GPUs) 8B decode at TP=1/2/4(/8), TP=4(/8) logits vs TP=1, 70B decode at TP=4(/8)
+#   tpnum   8B logits: CUDA TP=1/2(/4) against the fp32 CPU engine and against each other
 #   e2e     the gRPC client test (tests/e2e/server_e2e_test.py) against the daemon on the GPU
 #           ($E2E_FLAGS, default "--device cuda"; "--device cuda --tensor-parallel 3" on >= 3 GPUs:
 #           the default model's 9 / 3 heads split in 3, not 2) on the default model; needs the
@@ -130,6 +132,62 @@ if has tp && [ "$gpus" -ge 2 ]; then
     echo "lilctl generate TP=$tp rc=$? text sha=$(grep -v '^\[20' "$out/tp_greedy_$tp.txt" | sha256sum | cut -c1-12)" | log
   done
   tail -3 "$out/tp_greedy_2.err" | log
+fi
+if has scale && [ "$gpus" -ge 4 ]; then
+  # Issue 8: Llama-3-8B at TP=1/2/4(/8) and Llama-3-70B at TP=4(/8), one run; TP=N logits vs TP=1.
+  need8b
+  tps=1,2,4; [ "$gpus" -ge 8 ] && tps=1,2,4,8
+  has tp || timeout 300 "$c/bin/gpu_decode_bench" --model /tmp/l8 --hbm-tbs $hbm --steps 32 --context 1024 --batch 1,64 \
+    --kv-mib 12000 --tensor-parallel $tps 2>&1 | tee "$out/scale_8b.log" | grep -vE "^\|---" | log
+  ids=$(python3 -c 'import random; r=random.Random(3); print([r.randrange(128000) for _ in range(200)])')
+  big=4; [ "$gpus" -ge 8 ] && big=8
+  for tp in 1 $big; do
+    timeout 200 "$c/bin/lilctl" logits --model /tmp/l8 --device cuda --kv-mib 4000 --tensor-parallel $tp \
+      --ids "$ids" --greedy 32 --out /tmp/logits_$tp.f32 > "$out/logits_$tp.txt" 2>&1
+    echo "lilctl logits TP=$tp rc=$? greedy: $(grep -v '^\[20' "$out/logits_$tp.txt" | tail -1 | cut -c1-150)" | log
+  done
+  python3 - "$big" <<'PY' 2>&1 | log
+import sys, numpy as np
+big = sys.argv[1]
+a = np.fromfile("/tmp/logits_1.f32", dtype=np.float32).reshape(-1, 128256)
+b = np.fromfile(f"/tmp/logits_{big}.f32", dtype=np.float32).reshape(-1, 128256)
+rel = np.linalg.norm(a - b, axis=1) / np.linalg.norm(a, axis=1)
+print(f"8B logits TP={big} vs TP=1 over {a.shape[0]} prompt positions: relative L2 max {rel.max():.2e} mean {rel.mean():.2e}; "
+      f"argmax equal {np.mean(a.argmax(1) == b.argmax(1)) * 100:.1f}%")
+PY
+  if [ ! -d /tmp/l70 ]; then
+    (time timeout 300 "$c/bin/lilctl" make-random-model --like llama3-8b --layers 80 --hidden-size 8192 \
+      --intermediate-size 28672 --heads 64 --kv-heads 8 --head-dim 128 --out /tmp/l70) > "$out/make70b.log" 2>&1
+    echo "make 70B rc=$? $(grep -E 'real|GB/s' "$out/make70b.log" | tr '\n' ' ')" | log
+  fi
+  timeout 400 "$c/bin/gpu_decode_bench" --model /tmp/l70 --hbm-tbs $hbm --steps 16 --context 1024 --batch 1,64 \
+    --kv-mib 20000 --tensor-parallel $big 2>&1 | tee "$out/scale_70b.log" | grep -vE "^\|---" | log
+fi
+if has tpnum && [ "$gpus" -ge 2 ]; then
+  # TP=N logits against the fp32 CPU engine and against TP=1 on the 8B shape: does splitting
+  # add error beyond bf16's own?
+  need8b
+  ids=$(python3 -c 'import random; r=random.Random(3); print([r.randrange(128000) for _ in range(64)])')
+  tps="cpu 1 2"; [ "$gpus" -ge 4 ] && tps="cpu 1 2 4"
+  for tp in $tps; do
+    if [ "$tp" = cpu ]; then dev="--device cpu"; else dev="--device cuda --tensor-parallel $tp"; fi
+    timeout 240 "$c/bin/lilctl" logits --model /tmp/l8 $dev --kv-mib 2000 --ids "$ids" --greedy 8 \
+      --out /tmp/nlogits_$tp.f32 > "$out/nlogits_$tp.txt" 2>&1
+    echo "lilctl logits $tp rc=$?" | log
+  done
+  python3 - $tps <<'PY' 2>&1 | log
+import sys, numpy as np
+names = sys.argv[1:]
+L = {n: np.fromfile(f"/tmp/nlogits_{n}.f32", dtype=np.float32).reshape(-1, 128256) for n in names}
+ref = L["cpu"]
+def rel(a, b):
+    r = np.linalg.norm(a - b, axis=1) / np.linalg.norm(b, axis=1)
+    return f"rel L2 max {r.max():.2e} mean {r.mean():.2e}, argmax equal {np.mean(a.argmax(1) == b.argmax(1)) * 100:.1f}%"
+for n in names[1:]:
+    print(f"8B logits, 64 positions: CUDA TP={n} vs CPU fp32: {rel(L[n], ref)}")
+for n in names[2:]:
+    print(f"8B logits, 64 positions: CUDA TP={n} vs CUDA TP=1: {rel(L[n], L['1'])}")
+PY
 fi
 if has e2e; then
   if [ -d "$root/.whl" ] && [ ! -d /tmp/site ]; then
