@@ -2,6 +2,7 @@
 #include "server/generate_reactor.h"
 
 #include <chrono>
+#include <cstdlib>
 
 #include "common/clock.h"
 #include "common/log.h"
@@ -12,11 +13,19 @@ namespace v1 = ::lilserve::v1;
 
 int64_t NowMicros() { return SystemClock::Get()->NowMicros(); }
 
-// Appends `out`'s tokens, text and logprobs to `chunk` (several engine steps, one message).
-void Append(const RequestOutput& out, bool logprobs, v1::Chunk* chunk) {
-  v1::Chunk part;
-  if (FillChunk(out, logprobs, &part)) chunk->MergeFrom(part);
+// ThreadSanitizer builds only (tools/sanitize.sh tsan-planted): with LILSERVE_TSAN_PLANTED_RACE
+// set, the engine thread's notifier and gRPC's write completion both touch one unguarded
+// counter, a race that TSan must still report with gRPC's start-batch/completion edge annotated
+// (tests/reliability/tsan_grpc_batch.cc) and the suppressions on. Nothing outside TSan builds.
+#if defined(__SANITIZE_THREAD__)
+const bool kPlantRace = std::getenv("LILSERVE_TSAN_PLANTED_RACE") != nullptr;
+int64_t planted_race_counter = 0;
+void PlantedRace() {
+  if (kPlantRace) ++planted_race_counter;
 }
+#else
+void PlantedRace() {}
+#endif
 
 }  // namespace
 
@@ -66,6 +75,7 @@ grpc::Status GenerateReactor::Start(const v1::GenerateRequest& request) {
   queue_s_ = (NowMicros() - arrival_micros_) * 1e-6;
   core_->registry.Bind(name_, stream_->id());
   stream_->SetNotifier([link = link_] {
+    PlantedRace();
     absl::MutexLock lock(&link->mu);
     if (link->reactor != nullptr) link->reactor->Pump();
   });
@@ -74,24 +84,31 @@ grpc::Status GenerateReactor::Start(const v1::GenerateRequest& request) {
 
 void GenerateReactor::Drain() {
   if (final_taken_ || !stream_) return;
-  v1::GenerateResponse chunk_msg;
-  v1::Chunk* chunk = chunk_msg.mutable_chunk();
+  // Deltas are appended to the chunk that waits for the write in flight (one is opened when
+  // none waits), so a client that stops reading costs one queued message holding the tokens it
+  // has not read, never a message per engine step. FillChunk appends (text included: a
+  // Chunk::MergeFrom would replace the text).
+  v1::Chunk* chunk = nullptr;
   RequestOutput out, final_out;
   bool got_final = false;
   int32_t new_tokens = 0;
   while (!got_final && stream_->TryNext(&out)) {
     new_tokens += static_cast<int32_t>(out.new_tokens.size());
-    Append(out, logprobs_, chunk);
+    if (!broken_ && (!out.new_tokens.empty() || !out.text.empty())) {
+      if (chunk == nullptr) {
+        if (pending_.empty() || !pending_.back().has_chunk()) {
+          pending_.emplace_back().set_request_id(name_);
+        }
+        chunk = pending_.back().mutable_chunk();
+      }
+      FillChunk(out, logprobs_, chunk);
+    }
     if (out.finished) {
       final_out = std::move(out);
       got_final = true;
     }
   }
   if (new_tokens > 0) timing_.OnTokens(core_->metrics, new_tokens, NowMicros());
-  if ((chunk->token_ids_size() > 0 || !chunk->text().empty()) && !broken_) {
-    chunk_msg.set_request_id(name_);
-    pending_.push_back(std::move(chunk_msg));
-  }
   if (got_final) OnFinal(final_out);
 }
 
@@ -166,6 +183,7 @@ void GenerateReactor::OnWriteDone(bool ok) {
     }
   }
   Pump();
+  PlantedRace();
 }
 
 void GenerateReactor::OnCancel() {

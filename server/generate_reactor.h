@@ -5,6 +5,9 @@
 //
 //   engine thread --Push--> RequestStream --notify--> Pump --StartWrite--> client
 //                                                      ^-- OnWriteDone ----'
+// A client that reads slowly never holds up the engine: while a write is in flight, new
+// deltas are appended to one waiting chunk, so the buffer per stream is at most the message
+// being written, one chunk of unsent tokens and the final message (memory O(max_tokens)).
 // Client cancellation and gRPC deadlines reach the engine (Cancel / deadline_micros); the
 // reactor then waits for the engine's own finish so pages are freed and metrics recorded.
 #pragma once
@@ -39,7 +42,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<lilserve::v1::Gene
   grpc::Status Start(const lilserve::v1::GenerateRequest& request);
   int64_t DeadlineMicros() const;
   void Pump();
-  // Takes queued outputs into pending_ messages; mu_ held.
+  // Takes queued outputs into pending_ (at most one chunk, then the final message); mu_ held.
   void Drain() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void OnFinal(const RequestOutput& out) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void FinishOnce(const grpc::Status& s) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
@@ -55,7 +58,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<lilserve::v1::Gene
   std::shared_ptr<Link> link_;
 
   absl::Mutex mu_;
-  std::deque<lilserve::v1::GenerateResponse> pending_ ABSL_GUARDED_BY(mu_);
+  std::deque<lilserve::v1::GenerateResponse> pending_ ABSL_GUARDED_BY(mu_);  // <= 2 messages
   lilserve::v1::GenerateResponse in_flight_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool final_taken_ ABSL_GUARDED_BY(mu_) = false;   // the engine's last output was taken

@@ -21,7 +21,7 @@ import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "e2e"))
-from lilserve_harness import LILSERVE, MODEL, Daemon, check, fail, free_port, grpc, pb  # noqa: E402
+from lilserve_harness import LILSERVE, MODEL, Daemon, check, fail, free_port, grpc, pb, rpc  # noqa: E402
 from soak_test import metric_sum, rss_kib  # noqa: E402
 
 PROMPTS = ["In the beginning God created the heaven and the earth. And the earth was without form",
@@ -139,13 +139,30 @@ def test_client_vanishes(d):
     print("ok client killed mid-stream: cancelled once, pages back", flush=True)
 
 
+def read_all(stream):
+    ids, text, fin, msgs = [], "", None, 0
+    for r in stream:
+        msgs += 1
+        if r.WhichOneof("kind") == "chunk":
+            ids += list(r.chunk.token_ids)
+            text += r.chunk.text
+        else:
+            fin = r.finished
+    return ids, text, fin, msgs
+
+
 def test_slow_client(d, refs):
     # Alone: the normal requests' time without a slow client.
     t = time.time()
     run_concurrently(d, [greedy(PROMPTS[i], 24) for i in range(len(PROMPTS))])
     alone_s = time.time() - t
+    slow_req = greedy(PROMPTS[0], 250, rid="slow", logprobs=20)
+    ref_ids, ref_text, _, ref_msgs = read_all(d.inference.Generate(slow_req, timeout=600))
     rss0 = rss_kib(d.proc.pid)
-    slow = d.inference.Generate(greedy(PROMPTS[0], 250, rid="slow", logprobs=20), timeout=600)
+    # The slow stream's own channel without BDP probing keeps gRPC's flow-control window at
+    # 64 KiB, so the daemon's writes stall and its outbox (server/generate_reactor.h) fills.
+    ch = grpc.insecure_channel(f"127.0.0.1:{d.port}", options=[("grpc.http2.bdp_probe", 0)])
+    slow = rpc.InferenceStub(ch).Generate(slow_req, timeout=600)
     first = next(slow)
     check(first.WhichOneof("kind") == "chunk", "slow stream started without a chunk")
     t = time.time()
@@ -155,20 +172,26 @@ def test_slow_client(d, refs):
         check(not isinstance(r, Exception) and r[1].reason == pb.LENGTH and r[0] == refs[i],
               f"request {i} beside a slow client: {r}")
     check(busy_s < 3 * alone_s + 5, f"other streams took {busy_s:.1f}s beside a slow client, {alone_s:.1f}s alone")
-    ids, fin = list(first.chunk.token_ids), None
+    ids, text, fin, msgs = list(first.chunk.token_ids), first.chunk.text, None, 1
     for r in slow:
-        time.sleep(0.2 if fin is None and len(ids) < 60 else 0)
+        msgs += 1
+        time.sleep(0.2 if fin is None and msgs < 60 else 0)
         if r.WhichOneof("kind") == "chunk":
             check(len(r.chunk.logprobs) == len(r.chunk.token_ids), "logprobs missing")
             ids += list(r.chunk.token_ids)
+            text += r.chunk.text
         else:
             fin = r.finished
+    ch.close()
     check(fin is not None and fin.reason == pb.LENGTH and len(ids) == 250, f"slow stream: {len(ids)} {fin}")
+    # Coalesced chunks carry every token and all of the text, in order.
+    check(ids == ref_ids and text == ref_text,
+          f"slow stream differs from the same request read at once: {ids} {text!r} vs {ref_ids} {ref_text!r}")
     growth = (rss_kib(d.proc.pid) - rss0) / 1024
     check(growth < 64, f"RSS grew {growth:.1f} MiB with one slow client")
     d.wait_idle()
-    print(f"ok slow client: others {busy_s:.1f}s (alone {alone_s:.1f}s), slow stream got 250 tokens, "
-          f"RSS +{growth:.1f} MiB", flush=True)
+    print(f"ok slow client: others {busy_s:.1f}s (alone {alone_s:.1f}s), slow stream got 250 tokens "
+          f"in {msgs} messages ({ref_msgs} read at once), text equal, RSS +{growth:.1f} MiB", flush=True)
 
 
 def test_sigterm_under_load(refs):
