@@ -12,6 +12,7 @@
 #include "common/log.h"
 #include "common/status.h"
 #include "engine/cuda/cuda_util.h"
+#include "engine/cuda/dl_open.h"
 
 namespace lil::cuda {
 namespace {
@@ -40,31 +41,17 @@ struct Cublas {
 };
 
 absl::StatusOr<Cublas> OpenCublas() {
-  std::vector<std::string> names;
-  if (const char* env = std::getenv("LILSERVE_CUBLAS"); env != nullptr && env[0] != 0) names.push_back(env);
-  names.push_back("libcublas.so.13");
-  names.push_back("libcublas.so");
-  std::string errors;
-  for (const std::string& name : names) {
-    void* h = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (h == nullptr) {
-      const char* e = dlerror();
-      absl::StrAppend(&errors, e != nullptr ? e : name, "; ");
-      continue;
-    }
-    Cublas c;
+  Cublas c;
+  const absl::Status s = OpenLibrary("LILSERVE_CUBLAS", {"libcublas.so.13", "libcublas.so"}, [&](void* h) {
     c.create = reinterpret_cast<CreateFn>(dlsym(h, "cublasCreate_v2"));
     c.destroy = reinterpret_cast<DestroyFn>(dlsym(h, "cublasDestroy_v2"));
     c.set_stream = reinterpret_cast<SetStreamFn>(dlsym(h, "cublasSetStream_v2"));
     c.gemm_ex = reinterpret_cast<GemmExFn>(dlsym(h, "cublasGemmEx"));
     c.set_workspace = reinterpret_cast<SetWorkspaceFn>(dlsym(h, "cublasSetWorkspace_v2"));
-    if (c.create && c.destroy && c.set_stream && c.gemm_ex) {
-      c.path = name;
-      return c;
-    }
-    absl::StrAppend(&errors, name, ": missing cublas symbols; ");
-  }
-  return absl::NotFoundError(absl::StrCat("cuBLAS not found (", errors, ")"));
+    return c.create && c.destroy && c.set_stream && c.gemm_ex;
+  }, &c.path);
+  if (!s.ok()) return absl::NotFoundError(absl::StrCat("cuBLAS not found (", s.message(), ")"));
+  return c;
 }
 
 const absl::StatusOr<Cublas>& GetCublas() {

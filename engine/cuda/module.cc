@@ -53,16 +53,16 @@ extern "C" __attribute__((visibility("default"))) lil::Backend* lil_cuda_create_
     WriteError(err, len, std::string(files.status().message()));
     return nullptr;
   }
+  lil::KvCacheOptions kv;
+  kv.page_size = args->page_size;
+  kv.num_pages = args->num_pages;
+  kv.kv_bytes = args->kv_bytes;
+  kv.memory_fraction = args->memory_fraction;
   if (args->tensor_parallel > 1) {
     if (args->device != 0) {
       WriteError(err, len, "tensor parallelism uses GPUs 0..N-1; device must be 0");
       return nullptr;
     }
-    lil::KvCacheOptions kv;
-    kv.page_size = args->page_size;
-    kv.num_pages = args->num_pages;
-    kv.kv_bytes = args->kv_bytes;
-    kv.memory_fraction = args->memory_fraction;
     const lil::ModelFiles& f = **files;
     auto tp = lil::cuda::TensorParallelCudaBackend::Create(
         f.config(), [&](const lil::TpShard& shard) { return lil::cuda::UploadWeights(f, &shard); }, kv,
@@ -78,11 +78,6 @@ extern "C" __attribute__((visibility("default"))) lil::Backend* lil_cuda_create_
     WriteError(err, len, std::string(weights.status().message()));
     return nullptr;
   }
-  lil::KvCacheOptions kv;
-  kv.page_size = args->page_size;
-  kv.num_pages = args->num_pages;
-  kv.kv_bytes = args->kv_bytes;
-  kv.memory_fraction = args->memory_fraction;
   lil::cuda::CudaBackendOptions options;
   options.device = args->device;
   auto backend = lil::cuda::CudaBackend::Create((*files)->config(), std::move(*weights), kv, options);

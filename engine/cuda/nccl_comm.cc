@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "common/status.h"
 #include "engine/cuda/cuda_util.h"
+#include "engine/cuda/dl_open.h"
 
 namespace lil::cuda {
 namespace {
@@ -53,19 +54,8 @@ struct Nccl {
 };
 
 absl::StatusOr<Nccl> OpenNccl() {
-  std::vector<std::string> names;
-  if (const char* env = std::getenv("LILSERVE_NCCL"); env != nullptr && env[0] != 0) names.push_back(env);
-  names.push_back("libnccl.so.2");
-  names.push_back("libnccl.so");
-  std::string errors;
-  for (const std::string& name : names) {
-    void* h = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
-    if (h == nullptr) {
-      const char* e = dlerror();
-      absl::StrAppend(&errors, e != nullptr ? e : name, "; ");
-      continue;
-    }
-    Nccl n;
+  Nccl n;
+  const absl::Status s = OpenLibrary("LILSERVE_NCCL", {"libnccl.so.2", "libnccl.so"}, [&](void* h) {
     n.get_unique_id = reinterpret_cast<GetUniqueIdFn>(dlsym(h, "ncclGetUniqueId"));
     n.comm_init_rank = reinterpret_cast<CommInitRankFn>(dlsym(h, "ncclCommInitRank"));
     n.comm_destroy = reinterpret_cast<CommDestroyFn>(dlsym(h, "ncclCommDestroy"));
@@ -75,17 +65,14 @@ absl::StatusOr<Nccl> OpenNccl() {
     n.all_reduce = reinterpret_cast<AllReduceFn>(dlsym(h, "ncclAllReduce"));
     n.all_gather = reinterpret_cast<AllGatherFn>(dlsym(h, "ncclAllGather"));
     n.broadcast = reinterpret_cast<BroadcastFn>(dlsym(h, "ncclBroadcast"));
-    if (n.get_unique_id == nullptr || n.comm_init_rank == nullptr || n.comm_destroy == nullptr ||
-        n.comm_abort == nullptr || n.comm_get_async_error == nullptr || n.get_error_string == nullptr ||
-        n.all_reduce == nullptr || n.all_gather == nullptr || n.broadcast == nullptr) {
-      absl::StrAppend(&errors, name, " lacks an nccl* entry point; ");
-      continue;
-    }
-    return n;
+    return n.get_unique_id && n.comm_init_rank && n.comm_destroy && n.comm_abort && n.comm_get_async_error &&
+           n.get_error_string && n.all_reduce && n.all_gather && n.broadcast;
+  }, nullptr);
+  if (!s.ok()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat("NCCL is needed for tensor parallelism on GPUs and does not load: ", s.message()));
   }
-  return absl::FailedPreconditionError(
-      absl::StrCat("NCCL is needed for tensor parallelism on GPUs and does not load: ", errors,
-                   "set LILSERVE_NCCL to the library's path"));
+  return n;
 }
 
 const absl::StatusOr<Nccl>& GetNccl() {

@@ -17,12 +17,6 @@ namespace {
 int64_t OneShotBytes(int32_t world) { return world <= 2 ? (2 << 20) : (512 << 10); }
 }  // namespace
 
-struct TensorParallelCudaBackend::Header {
-  enum Command : int32_t { kStep = 1, kStop = 2 };
-  int32_t command = kStep;
-  int64_t payload_bytes = 0;
-};
-
 absl::StatusOr<std::unique_ptr<TensorParallelCudaBackend>> TensorParallelCudaBackend::Create(
     const ModelConfig& config, const UploadFn& upload, const KvCacheOptions& kv, int32_t world) {
   LIL_RETURN_IF_ERROR(CheckTensorParallel(config, world));
@@ -111,9 +105,7 @@ absl::StatusOr<std::unique_ptr<TensorParallelCudaBackend>> TensorParallelCudaBac
 
 TensorParallelCudaBackend::~TensorParallelCudaBackend() {
   if (!workers_.empty()) {
-    Header stop;
-    stop.command = Header::kStop;
-    const absl::Status s = Broadcast(stop, "");
+    const absl::Status s = BroadcastStop(*host_[0]);
     if (!s.ok()) group_->Abort(s);
   }
   for (std::thread& t : workers_) t.join();
@@ -126,13 +118,6 @@ TensorParallelCudaBackend::~TensorParallelCudaBackend() {
 }
 
 std::string TensorParallelCudaBackend::name() const { return absl::StrCat("cuda-tp", world_size()); }
-
-absl::Status TensorParallelCudaBackend::Broadcast(const Header& header, const std::string& payload) {
-  Header h = header;
-  LIL_RETURN_IF_ERROR(host_[0]->Broadcast(&h, sizeof(h), 0));
-  if (payload.empty()) return absl::OkStatus();
-  return host_[0]->Broadcast(const_cast<char*>(payload.data()), static_cast<int64_t>(payload.size()), 0);
-}
 
 void TensorParallelCudaBackend::AbortAll(const absl::Status& why) {
   std::call_once(abort_once_, [&] {
@@ -151,10 +136,7 @@ absl::StatusOr<StepResult> TensorParallelCudaBackend::Execute(const StepPlan& pl
   }
   // A malformed plan is answered here, before any rank sees it (no state changes).
   LIL_RETURN_IF_ERROR(CheckPlan(plan, config(), num_pages(), page_size()));
-  const std::string bytes = EncodePlanForRanks(plan);
-  Header h;
-  h.payload_bytes = static_cast<int64_t>(bytes.size());
-  if (absl::Status s = Broadcast(h, bytes); !s.ok()) {
+  if (absl::Status s = BroadcastPlan(*host_[0], plan); !s.ok()) {
     AbortAll(s);
     return s;
   }
@@ -168,16 +150,12 @@ absl::StatusOr<StepResult> TensorParallelCudaBackend::Execute(const StepPlan& pl
 
 void TensorParallelCudaBackend::WorkerLoop(int32_t rank) {
   cudaSetDevice(ranks_[rank].device);
-  Communicator& comm = *host_[rank];
   while (true) {
-    Header h;
-    if (!comm.Broadcast(&h, sizeof(h), 0).ok()) return;  // aborted
-    if (h.command == Header::kStop) return;
-    std::string bytes(static_cast<size_t>(h.payload_bytes), '\0');
-    if (!comm.Broadcast(bytes.data(), h.payload_bytes, 0).ok()) return;
-    absl::StatusOr<StepPlan> plan = DecodePlanForRanks(bytes);
+    absl::StatusOr<std::optional<StepPlan>> plan = ReceivePlan(*host_[rank]);
+    if (plan.ok() && !plan->has_value()) return;  // stop
+    if (!plan.ok() && !group_->aborted().ok()) return;  // the group was aborted
     absl::Status s = plan.status();
-    if (plan.ok()) s = ranks_[rank].backend->Execute(*plan).status();
+    if (plan.ok()) s = ranks_[rank].backend->Execute(**plan).status();
     if (s.ok()) s = ranks_[rank].nccl->AsyncError();
     if (!s.ok()) {
       AbortAll(absl::Status(s.code(), absl::StrCat("rank ", rank, ": ", s.message())));

@@ -54,7 +54,6 @@ class TensorParallelCudaBackend final : public Backend {
   NcclCommunicator& rank_comm(int32_t r) { return *ranks_[r].nccl; }
 
  private:
-  struct Header;  // what rank 0 broadcasts before each plan (tp_cuda_backend.cc)
   struct Rank {
     int32_t device = 0;
     cudaStream_t stream = nullptr;
@@ -64,7 +63,6 @@ class TensorParallelCudaBackend final : public Backend {
 
   TensorParallelCudaBackend() = default;
   void WorkerLoop(int32_t rank);
-  absl::Status Broadcast(const Header& header, const std::string& payload);
   // First error wins: the host group and every NCCL communicator are aborted.
   void AbortAll(const absl::Status& why);
 

@@ -128,4 +128,38 @@ absl::StatusOr<StepPlan> DecodePlanForRanks(const std::string& bytes) {
   return plan;
 }
 
+namespace {
+
+struct PlanHeader {
+  enum Command : int32_t { kStep = 1, kStop = 2 };
+  int32_t command = kStep;
+  int64_t payload_bytes = 0;
+};
+
+}  // namespace
+
+absl::Status BroadcastPlan(Communicator& rank0, const StepPlan& plan) {
+  std::string bytes = EncodePlanForRanks(plan);
+  PlanHeader h;
+  h.payload_bytes = static_cast<int64_t>(bytes.size());
+  LIL_RETURN_IF_ERROR(rank0.Broadcast(&h, sizeof(h), 0));
+  return h.payload_bytes == 0 ? absl::OkStatus() : rank0.Broadcast(bytes.data(), h.payload_bytes, 0);
+}
+
+absl::Status BroadcastStop(Communicator& rank0) {
+  PlanHeader h;
+  h.command = PlanHeader::kStop;
+  return rank0.Broadcast(&h, sizeof(h), 0);
+}
+
+absl::StatusOr<std::optional<StepPlan>> ReceivePlan(Communicator& worker) {
+  PlanHeader h;
+  LIL_RETURN_IF_ERROR(worker.Broadcast(&h, sizeof(h), 0));
+  if (h.command == PlanHeader::kStop) return std::optional<StepPlan>();
+  std::string bytes(static_cast<size_t>(h.payload_bytes), '\0');
+  if (h.payload_bytes > 0) LIL_RETURN_IF_ERROR(worker.Broadcast(bytes.data(), h.payload_bytes, 0));
+  LIL_ASSIGN_OR_RETURN(StepPlan plan, DecodePlanForRanks(bytes));
+  return std::optional<StepPlan>(std::move(plan));
+}
+
 }  // namespace lil

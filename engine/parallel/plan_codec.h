@@ -9,7 +9,10 @@
 #include <cstdint>
 #include <string>
 
+#include <optional>
+
 #include "absl/status/statusor.h"
+#include "engine/parallel/communicator.h"
 #include "scheduler/step_plan.h"
 
 namespace lil {
@@ -17,5 +20,14 @@ namespace lil {
 std::string EncodePlanForRanks(const StepPlan& plan);
 // DATA_LOSS when the bytes are truncated or malformed.
 absl::StatusOr<StepPlan> DecodePlanForRanks(const std::string& bytes);
+
+// The host control plane of a tensor-parallel driver (the CPU and the CUDA one): rank 0
+// broadcasts a fixed header (step or stop, payload size), then the encoded plan; the other
+// ranks receive them in the same two Broadcasts. BroadcastStop ends the workers' loops.
+absl::Status BroadcastPlan(Communicator& rank0, const StepPlan& plan);
+absl::Status BroadcastStop(Communicator& rank0);
+// A worker's side: the next plan, nullopt on stop; an error when the group was aborted or
+// the bytes do not decode.
+absl::StatusOr<std::optional<StepPlan>> ReceivePlan(Communicator& worker);
 
 }  // namespace lil

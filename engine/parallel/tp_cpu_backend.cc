@@ -9,12 +9,6 @@
 
 namespace lil {
 
-struct TensorParallelCpuBackend::Header {
-  enum Command : int32_t { kStep = 1, kStop = 2 };
-  int32_t command = kStep;
-  int64_t payload_bytes = 0;
-};
-
 absl::StatusOr<std::unique_ptr<TensorParallelCpuBackend>> TensorParallelCpuBackend::Create(
     const ModelConfig& config, const HostWeights& weights, const KvCacheOptions& kv,
     int32_t world) {
@@ -46,10 +40,8 @@ absl::StatusOr<std::unique_ptr<TensorParallelCpuBackend>> TensorParallelCpuBacke
 
 TensorParallelCpuBackend::~TensorParallelCpuBackend() {
   if (!workers_.empty()) {
-    Header stop;
-    stop.command = Header::kStop;
     // Fails at once when the group is aborted; the workers have then left their loops.
-    const absl::Status s = Broadcast(stop, "");
+    const absl::Status s = BroadcastStop(*comms_[0]);
     if (!s.ok()) group_->Abort(s);
   }
   for (std::thread& t : workers_) t.join();
@@ -57,15 +49,6 @@ TensorParallelCpuBackend::~TensorParallelCpuBackend() {
 
 std::string TensorParallelCpuBackend::name() const {
   return world_size() == 1 ? "cpu" : absl::StrCat("cpu-tp", world_size());
-}
-
-absl::Status TensorParallelCpuBackend::Broadcast(const Header& header, const std::string& payload) {
-  Header h = header;
-  LIL_RETURN_IF_ERROR(comms_[0]->Broadcast(&h, sizeof(h), 0));
-  if (payload.empty()) return absl::OkStatus();
-  // The root's buffer is only read.
-  return comms_[0]->Broadcast(const_cast<char*>(payload.data()),
-                              static_cast<int64_t>(payload.size()), 0);
 }
 
 absl::StatusOr<StepResult> TensorParallelCpuBackend::Execute(const StepPlan& plan) {
@@ -76,10 +59,7 @@ absl::StatusOr<StepResult> TensorParallelCpuBackend::Execute(const StepPlan& pla
   // A malformed plan is answered here, before any rank sees it (no state changes).
   LIL_RETURN_IF_ERROR(CheckPlan(plan, config(), num_pages(), page_size()));
   if (world_size() > 1) {
-    const std::string bytes = EncodePlanForRanks(plan);
-    Header h;
-    h.payload_bytes = static_cast<int64_t>(bytes.size());
-    if (absl::Status s = Broadcast(h, bytes); !s.ok()) {
+    if (absl::Status s = BroadcastPlan(*comms_[0], plan); !s.ok()) {
       group_->Abort(s);
       return s;
     }
@@ -92,14 +72,12 @@ absl::StatusOr<StepResult> TensorParallelCpuBackend::Execute(const StepPlan& pla
 void TensorParallelCpuBackend::WorkerLoop(int32_t rank) {
   Communicator& comm = *comms_[rank];
   while (true) {
-    Header h;
-    if (!comm.Broadcast(&h, sizeof(h), 0).ok()) return;  // aborted
-    if (h.command == Header::kStop) return;
-    std::string bytes(static_cast<size_t>(h.payload_bytes), '\0');
-    if (absl::Status s = comm.Broadcast(bytes.data(), h.payload_bytes, 0); !s.ok()) return;
-    absl::StatusOr<StepPlan> plan = DecodePlanForRanks(bytes);
+    absl::StatusOr<std::optional<StepPlan>> plan = ReceivePlan(comm);
+    if (plan.ok() && !plan->has_value()) return;  // stop
+    // A failed broadcast means the group was aborted: nothing more to report.
+    if (!plan.ok() && !group_->aborted().ok()) return;
     absl::Status s = plan.status();
-    if (plan.ok()) s = ranks_[rank]->Execute(*plan).status();
+    if (plan.ok()) s = ranks_[rank]->Execute(**plan).status();
     if (!s.ok()) {
       LIL_LOG_ERROR("tensor-parallel rank {}: {}", rank, std::string(s.message()));
       group_->Abort(absl::Status(s.code(), absl::StrCat("rank ", rank, ": ", s.message())));

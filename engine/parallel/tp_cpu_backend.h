@@ -58,11 +58,8 @@ class TensorParallelCpuBackend final : public Backend {
   absl::StatusOr<StepResult> Execute(const StepPlan& plan) override;
 
  private:
-  struct Header;  // what rank 0 broadcasts before each plan (tp_cpu_backend.cc)
-
   TensorParallelCpuBackend() = default;
   void WorkerLoop(int32_t rank);
-  absl::Status Broadcast(const Header& header, const std::string& payload);
 
   std::shared_ptr<InProcessGroup> group_;
   std::vector<std::unique_ptr<Communicator>> comms_;  // [rank]; comms_[r] used by rank r's thread

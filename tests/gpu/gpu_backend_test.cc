@@ -11,19 +11,11 @@
 
 #include "engine/cpu_backend.h"
 #include "engine/cuda/cuda_backend.h"
-#include "tests/gpu/gpu_test_util.h"
+#include "tests/gpu/backend_test_util.h"
 #include "tests/testing/tiny_model.h"
 
 namespace lil {
 namespace {
-
-// Scaled, then rounded to bf16 so both backends hold identical weights. TinyWeights'
-// N(0, 0.3^2) makes q.k scores of ~10 at hidden 128, where bf16 keys alone move the
-// softmax by several percent; real checkpoints are conditioned (scores of a few units), and
-// so is the model after this scale.
-void ScaleRoundToBf16(std::vector<float>& v, float scale) {
-  for (float& x : v) x = testing::RoundBf16(x * scale);
-}
 
 struct Pair {
   std::unique_ptr<CpuBackend> cpu;
@@ -40,12 +32,7 @@ Pair MakePair(ModelFamily family, int32_t head_dim, int32_t page_size, bool fall
   o.kv_heads = 2;
   o.layers = 3;
   const ModelConfig c = testing::TinyConfig(o);
-  HostWeights w = testing::TinyWeights(c, 42);
-  ScaleRoundToBf16(w.embed, 1.0f);
-  ScaleRoundToBf16(w.lm_head, 1.0f);
-  for (auto& l : w.layers) {
-    for (auto* v : {&l.qkv, &l.o_proj, &l.gate_up, &l.down}) ScaleRoundToBf16(*v, 0.25f);
-  }
+  HostWeights w = testing::ConditionedBf16Weights(c, 42);
   KvCacheOptions kv;
   kv.page_size = page_size;
   kv.num_pages = 96;
@@ -63,28 +50,9 @@ Pair MakePair(ModelFamily family, int32_t head_dim, int32_t page_size, bool fall
   return p;
 }
 
+using testing::RelL2;
 ScheduledSeq Seq(uint64_t id, int32_t start, int32_t n, const std::vector<int32_t>& pages, int vocab) {
-  ScheduledSeq s;
-  s.id = RequestId{id};
-  std::mt19937 rng(static_cast<uint32_t>(id * 1000 + start));
-  for (int32_t i = 0; i < n; ++i) s.tokens.push_back(static_cast<TokenId>(rng() % vocab));
-  s.start_pos = start;
-  for (int32_t p : pages) s.page_table.push_back(PageId{p});
-  s.return_logits = true;
-  s.sample = true;
-  s.sampling.temperature = 0.0f;
-  return s;
-}
-
-// ||a - b|| / ||b|| over the whole vector.
-double RelL2(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < b.size(); ++i) {
-    if (!std::isfinite(a[i])) return INFINITY;
-    num += (a[i] - b[i]) * (a[i] - b[i]);
-    den += b[i] * b[i];
-  }
-  return std::sqrt(num / den);
+  return testing::RandomSeq(id, start, n, pages, vocab);
 }
 
 void ExpectSame(const StepResult& gpu, const StepResult& cpu, double tol, const std::string& what) {

@@ -13,7 +13,7 @@
 
 #include "engine/cuda/cuda_backend.h"
 #include "engine/cuda/tp_cuda_backend.h"
-#include "tests/gpu/gpu_test_util.h"
+#include "tests/gpu/backend_test_util.h"
 #include "tests/testing/tiny_model.h"
 
 namespace lil {
@@ -33,7 +33,6 @@ struct TinyModel {
   HostWeights weights;
 };
 
-// bf16-exact weights (both sides hold identical values), conditioned like gpu_backend_test.
 TinyModel MakeModel(ModelFamily family, int32_t head_dim) {
   testing::TinyModelOptions o;
   o.family = family;
@@ -45,39 +44,13 @@ TinyModel MakeModel(ModelFamily family, int32_t head_dim) {
   o.layers = 3;
   TinyModel s;
   s.config = testing::TinyConfig(o);
-  s.weights = testing::TinyWeights(s.config, 42);
-  auto round = [](std::vector<float>& v, float scale) {
-    for (float& x : v) x = testing::RoundBf16(x * scale);
-  };
-  round(s.weights.embed, 1.0f);
-  round(s.weights.lm_head, 1.0f);
-  for (auto& l : s.weights.layers) {
-    for (auto* v : {&l.qkv, &l.o_proj, &l.gate_up, &l.down}) round(*v, 0.25f);
-  }
+  s.weights = testing::ConditionedBf16Weights(s.config, 42);
   return s;
 }
 
+using testing::RelL2;
 ScheduledSeq Seq(uint64_t id, int32_t start, int32_t n, const std::vector<int32_t>& pages, int vocab) {
-  ScheduledSeq s;
-  s.id = RequestId{id};
-  std::mt19937 rng(static_cast<uint32_t>(id * 1000 + start));
-  for (int32_t i = 0; i < n; ++i) s.tokens.push_back(static_cast<TokenId>(rng() % vocab));
-  s.start_pos = start;
-  for (int32_t p : pages) s.page_table.push_back(PageId{p});
-  s.return_logits = true;
-  s.sample = true;
-  s.sampling.temperature = 0.0f;
-  return s;
-}
-
-double RelL2(const std::vector<float>& a, const std::vector<float>& b) {
-  double num = 0, den = 0;
-  for (size_t i = 0; i < b.size(); ++i) {
-    if (!std::isfinite(a[i])) return INFINITY;
-    num += (a[i] - b[i]) * (a[i] - b[i]);
-    den += b[i] * b[i];
-  }
-  return std::sqrt(num / den);
+  return testing::RandomSeq(id, start, n, pages, vocab);
 }
 
 struct TpCase {
