@@ -100,7 +100,9 @@ extern "C" grpc_call_error grpc_call_start_batch(grpc_call* call, const grpc_op*
       g_pending = new std::unordered_map<grpc_completion_queue_functor*, RunFn>;
     }
     const auto run = reinterpret_cast<uintptr_t>(f->functor_run);
-    if (f->functor_run != &Completed && IsCode(run) && g_pending->count(f) == 0) {
+    // gRPC allows one batch per tag at a time, so an entry still here is stale (a call whose
+    // memory was reused): replaced.
+    if (f->functor_run != &Completed && IsCode(run)) {
       (*g_pending)[f] = f->functor_run;
       f->functor_run = &Completed;
       wrapped = true;
