@@ -61,7 +61,7 @@ TEST_P(WorldTest, AllReduceSumIsTheRankOrderedSumBitwiseOnEveryRank) {
         out[r] = in[r];
         absl::Status s = c.AllReduceSum(out[r].data(), n);
         if (!s.ok()) return s;
-        if (std::memcmp(out[r].data(), ref.data(), sizeof(float) * n) != 0) {
+        if (n > 0 && std::memcmp(out[r].data(), ref.data(), sizeof(float) * n) != 0) {
           return absl::InternalError(
               absl::StrCat("rank ", r, " differs from the rank-ordered sum"));
         }
