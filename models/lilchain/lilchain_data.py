@@ -109,6 +109,44 @@ def make_problem(rng, cfg=ChainConfig()):
             "lines": len(lines)}
 
 
+RECALL_QUESTION = "Give the link of each name."
+
+
+def make_recall(rng, min_facts, max_facts):
+    """The recall drill (training only): n random facts "a b" in random order, then the
+    assistant copies every fact again in another random order. The first name of each answer
+    line is not predictable (no loss there); the second is the fact, looked up exactly as in a
+    problem (the same tokens, the same one-offset induction lookup), so the lookup gets a
+    direct gradient without the chain's other patterns. {"prompt", "cot"} like a problem."""
+    n = rng.randint(max(1, min_facts), max(min_facts, max_facts))
+    n = min(n, len(NAMES) // 2)
+    names = rng.sample(NAMES, 2 * n)
+    facts = list(zip(names[:n], names[n:]))
+    prompt = "Links:\n" + "\n".join(link_line(a, b) for a, b in facts) + "\n" + RECALL_QUESTION
+    rng.shuffle(facts)
+    return {"prompt": prompt, "cot": "".join(link_line(a, b) + "\n" for a, b in facts), "facts": n}
+
+
+def curriculum_stages(full):
+    """Training stages of the gated curriculum, easiest first, ending with `full` (the
+    evaluation's distribution): one chain of 4-8 links (a handful of candidate facts, where
+    the lookup forms), then longer chains and more distractors. Stages are clipped to `full`
+    and duplicates dropped, so a small task (--tiny) gets fewer stages."""
+    grid = [(4, 8, 1, 1), (4, 16, 1, 2), (8, 32, 2, 3), (16, 64, 2, 5), (16, 128, 2, 5)]
+    stages, seen = [], set()
+    for lo, hi, clo, chi in grid:
+        hi = min(hi, full.max_links)
+        lo = min(lo, hi, full.min_links) if lo > full.min_links else lo
+        chi = min(chi, full.max_chains)
+        clo = min(clo, chi)
+        key = (lo, hi, clo, chi)
+        if key == (full.min_links, full.max_links, full.min_chains, full.max_chains) or key in seen:
+            continue
+        seen.add(key)
+        stages.append(ChainConfig(lo, hi, clo, chi))
+    return stages + [full]
+
+
 def problem_set(seed, n, cfg=ChainConfig()):
     rng = random.Random(seed)
     return [make_problem(rng, cfg) for _ in range(n)]

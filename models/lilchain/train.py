@@ -46,34 +46,51 @@ class RowStream(torch.utils.data.IterableDataset):
     problem never attends to another problem's facts."""
 
     def __init__(self, tok_json, paragraphs, cfg, batch_tokens, max_len, seed, mix, pool=768,
-                 curriculum=None):
+                 stages=None, stage=None):
         self.tok_json, self.paragraphs, self.cfg = tok_json, paragraphs, cfg
         self.batch_tokens, self.max_len, self.seed, self.mix, self.pool = (
             batch_tokens, max_len, seed, mix, pool)
-        # (shared start time [multiprocessing.Value, 0 = not started], seconds, first max_links):
-        # the longest chain grows linearly from `first` to cfg.max_links over `seconds` of
-        # training, then stays at the full range (the evaluation's).
-        self.curriculum = curriculum
+        # The gated curriculum: `stages` (ChainConfigs, the last = cfg) and `stage`, a
+        # multiprocessing.Value the training loop advances (shared memory; the workers read
+        # it before each pool of samples, so a change reaches the batches within a few steps).
+        self.stages, self.stage = stages, stage
 
     def _task(self):
-        if not self.curriculum:
+        if not self.stages or self.stage is None:
             return self.cfg
-        start, seconds, first = self.curriculum
-        t0 = start.value
-        frac = 0.0 if t0 == 0 else min(1.0, max(0.0, (time.time() - t0) / seconds))
-        top = round(first + (self.cfg.max_links - first) * frac)
-        return data.ChainConfig(min(self.cfg.min_links, top), top, self.cfg.min_chains,
-                                self.cfg.max_chains)
+        return self.stages[min(self.stage.value, len(self.stages) - 1)]
 
-    def _sample(self, rng, task):
+    def _mix(self):
+        """No English in the first stage and a quarter of its share in the later ones before
+        the last: an early stage's problems are ~60 tokens and an English row ~400-600, so at
+        the full share English would be two thirds of the early stages' tokens (and steps),
+        which are there to form the lookup. The last stage has the full mix."""
+        if not self.stages or self.stage is None or self.stage.value >= len(self.stages) - 1:
+            return self.mix
+        keep = 0.0 if self.stage.value == 0 else 0.25
+        english = self.mix["english_chat"] + (1.0 - sum(self.mix.values()))  # chats + raw
+        mix = dict(self.mix, english_chat=self.mix["english_chat"] * keep)
+        mix["problem"] += english * (1.0 - keep)  # raw English is what is left over
+        return mix
+
+    def _sample(self, rng, task, mix):
+        """(head, tail, kind): kind "chat" (loss on the tail and <|im_end|>), "recall" (loss
+        on the looked-up names of the tail only) or "raw" (English, loss everywhere)."""
         r = rng.random()
-        if r < self.mix["problem"]:
+        chat = lambda p: data.render_chat([{"role": "user", "content": p["prompt"]}])  # noqa: E731
+        if r < mix["problem"]:
             p = data.make_problem(rng, task)
-            return data.render_chat([{"role": "user", "content": p["prompt"]}]), p["cot"], True
-        if r < self.mix["problem"] + self.mix["english_chat"]:
+            return chat(p), p["cot"], "chat"
+        r -= mix["problem"]
+        if r < mix.get("recall", 0.0):
+            # As many facts as the stage's prompts hold lines (so the drill grows with it).
+            p = data.make_recall(rng, task.min_links, task.max_links * (2 if task.max_chains > 1 else 1))
+            return chat(p), p["cot"], "recall"
+        r -= mix.get("recall", 0.0)
+        if r < mix["english_chat"]:
             p = data.make_english_chat(rng, self.paragraphs)
-            return data.render_chat([{"role": "user", "content": p["prompt"]}]), p["cot"], True
-        return "", data.english_span(rng, self.paragraphs, 800, 4000), False
+            return chat(p), p["cot"], "chat"
+        return "", data.english_span(rng, self.paragraphs, 800, 4000), "raw"
 
     def __iter__(self):
         from tokenizers import Tokenizer
@@ -82,17 +99,21 @@ class RowStream(torch.utils.data.IterableDataset):
         rng = random.Random(self.seed * 1000 + wid)
         tok = Tokenizer.from_str(self.tok_json)
         im_end, eot = tok.token_to_id(data.IM_END), tok.token_to_id(data.EOT)
+        facts = set(name_token_ids(tok))  # " name": the looked-up fact of a line
         while True:
-            task = self._task()
-            samples = [self._sample(rng, task) for _ in range(self.pool)]
+            task, mix = self._task(), self._mix()
+            samples = [self._sample(rng, task, mix) for _ in range(self.pool)]
             heads = tok.encode_batch([s[0] for s in samples], add_special_tokens=False)
             tails = tok.encode_batch([s[1] for s in samples], add_special_tokens=False)
             rows = []
-            for (_, _, chat), h, t in zip(samples, heads, tails):
-                if chat:  # loss on the answer and its end token only
+            for (_, _, kind), h, t in zip(samples, heads, tails):
+                if kind == "chat":  # loss on the answer and its end token only
                     ids = h.ids + t.ids + [im_end]
                     learn = [0] * len(h.ids) + [1] * (len(t.ids) + 1)
-                else:     # raw English: loss everywhere
+                elif kind == "recall":  # loss on the facts only (the first names are queries)
+                    ids = h.ids + t.ids + [im_end]
+                    learn = [0] * len(h.ids) + [int(x in facts) for x in t.ids] + [0]
+                else:  # raw English: loss everywhere
                     ids = [eot] + t.ids
                     learn = [0] + [1] * len(t.ids)
                 rows.append((ids[:self.max_len], learn[:self.max_len]))
@@ -127,6 +148,17 @@ class RowStream(torch.utils.data.IterableDataset):
 # ----------------------------------------------------------------------------------------
 # Evaluation helpers
 # ----------------------------------------------------------------------------------------
+
+def name_token_ids(tok):
+    """Token ids of " name" (a node name after a space: the second name of a line, the fact
+    a lookup copies)."""
+    out = []
+    for n in data.NAMES:
+        ids = tok.encode(" " + n).ids
+        if len(ids) == 1:
+            out.append(ids[0])
+    return out
+
 
 def extract(text):
     m = re.search(data.ANSWER_REGEX, text)
@@ -265,16 +297,26 @@ def parse_args():
     ap.add_argument("--preview-problems", type=int, default=96)
     ap.add_argument("--preview-windows", default="64,256")
     ap.add_argument("--preview-max-tokens", type=int, default=1024)
-    ap.add_argument("--batch-tokens", type=int, default=131072)
+    ap.add_argument("--batch-tokens", type=int, default=65536)
     ap.add_argument("--lr", type=float, default=2e-3)
     ap.add_argument("--warmup-steps", type=int, default=150)
     ap.add_argument("--schedule", choices=["wsd", "cosine"], default="wsd",
                     help="wsd: constant after warm-up, linear decay over the last --decay-fraction")
     ap.add_argument("--decay-fraction", type=float, default=0.2)
-    ap.add_argument("--curriculum-seconds", type=float, default=None,
-                    help="the longest chain grows from --curriculum-start-links to --max-links over "
-                         "this many seconds of training (default: 40%% of --train-seconds; 0: off)")
-    ap.add_argument("--curriculum-start-links", type=int, default=32)
+    ap.add_argument("--curriculum", choices=["gated", "off"], default="gated",
+                    help="gated: stages from one chain of 4-8 links up to the full task, each "
+                         "widened only when its lookup accuracy passes --gate-threshold; off: the full task")
+    ap.add_argument("--gate-threshold", type=float, default=0.9,
+                    help="a stage ends when its held-out val_lookup_acc reaches this on --gate-checks checks in a row")
+    ap.add_argument("--gate-checks", type=int, default=2)
+    ap.add_argument("--gate-every", type=int, default=20, help="steps between two gate checks")
+    ap.add_argument("--min-stage-steps", type=int, default=40, help="steps a stage trains at least")
+    ap.add_argument("--full-range-at", type=float, default=0.6,
+                    help="clock fallback: from this fraction of --train-seconds on, the full task "
+                         "(the evaluation's range) whatever the gates say")
+    ap.add_argument("--recall-fraction", type=float, default=0.15,
+                    help="share of rows that are the recall drill (a fact list, then every fact again; "
+                         "loss on the looked-up names only); taken from the problems' 80%%")
     ap.add_argument("--eval-texts", type=int, default=24,
                     help="eval_outputs.jsonl keeps the text of this many wrong answers (the file stays small)")
     ap.add_argument("--workers", type=int, default=0, help="data workers (0: cores - 2)")
@@ -298,7 +340,7 @@ def main():
         chain_cfg = data.ChainConfig(min_links=4, max_links=12, min_chains=2, max_chains=3)
         a.layers, a.hidden, a.heads, a.intermediate = 2, 64, 2, 128
         a.batch_tokens, a.warmup_steps = 4096, 5
-        a.curriculum_start_links = min(a.curriculum_start_links, 6)
+        a.gate_every, a.min_stage_steps = min(a.gate_every, 10), min(a.min_stage_steps, 10)
         a.eval_problems, a.eval_batch = min(a.eval_problems, 8), 4
         a.preview_problems, a.preview_windows, a.preview_max_tokens = 4, "32", 64
     chain_cfg = data.ChainConfig(a.min_links or chain_cfg.min_links, a.max_links or chain_cfg.max_links,
@@ -322,10 +364,7 @@ def main():
     tok_json = tokenizer.to_str()
     im_end, eot = tokenizer.token_to_id(data.IM_END), tokenizer.token_to_id(data.EOT)
     lookup_ids = torch.zeros(tokenizer.get_vocab_size(), dtype=torch.bool)  # " name": a looked-up fact
-    for n in data.NAMES:
-        ids = tokenizer.encode(" " + n).ids
-        if len(ids) == 1:
-            lookup_ids[ids[0]] = True
+    lookup_ids[name_token_ids(tokenizer)] = True
 
     # Model.
     cfg = lm.Config(vocab_size=tokenizer.get_vocab_size(), hidden_size=a.hidden,
@@ -343,22 +382,25 @@ def main():
                             lr=a.lr, betas=(0.9, 0.95), eps=1e-8, fused=dev.type == "cuda")
 
     # Data.
-    mix = {"problem": 0.8, "english_chat": 0.1}
+    if not 0.0 <= a.recall_fraction <= 0.8:
+        raise SystemExit(f"train.py: --recall-fraction {a.recall_fraction} must be in [0, 0.8]")
+    mix = {"problem": 0.8 - a.recall_fraction, "recall": a.recall_fraction, "english_chat": 0.1}
     max_len = 2 * chain_cfg.max_links * 6 + 800  # longer than any problem
-    if a.curriculum_seconds is None:
-        a.curriculum_seconds = 0.4 * a.train_seconds
-    curriculum = None
-    if a.curriculum_seconds > 0 and a.curriculum_start_links < chain_cfg.max_links:
-        curriculum = (multiprocessing.Value("d", 0.0), a.curriculum_seconds, a.curriculum_start_links)
+    stages = data.curriculum_stages(chain_cfg) if a.curriculum == "gated" else [chain_cfg]
+    stage = multiprocessing.Value("i", 0)  # the workers read it (shared memory)
     stream = RowStream(tok_json, paragraphs, chain_cfg, a.batch_tokens, max_len, a.seed, mix,
-                       pool=768 if not a.tiny else 32, curriculum=curriculum)
+                       pool=768 if not a.tiny else 32, stages=stages, stage=stage)
     loader = torch.utils.data.DataLoader(stream, batch_size=None, num_workers=workers,
-                                         pin_memory=dev.type == "cuda", prefetch_factor=4,
+                                         pin_memory=dev.type == "cuda", prefetch_factor=2,
                                          persistent_workers=True)
+    val_mix = {"problem": 1.0, "english_chat": 0.0}
     val_stream = RowStream(tok_json, paragraphs, chain_cfg, min(a.batch_tokens, 32768), max_len,
-                           a.eval_seed + 100, {"problem": 1.0, "english_chat": 0.0},
-                           pool=64 if not a.tiny else 8)
+                           a.eval_seed + 100, val_mix, pool=64 if not a.tiny else 8)
     val_batch = next(iter(val_stream))
+    # One held-out batch per stage for its gate (other seeds than training and evaluation).
+    stage_val = [next(iter(RowStream(tok_json, paragraphs, c, min(a.batch_tokens, 16384), max_len,
+                                     a.eval_seed + 200 + i, val_mix, pool=96 if not a.tiny else 32)))
+                 for i, c in enumerate(stages[:-1])] + [val_batch]
     # Workers are forked next: a child must not use the tokenizers thread pool the parent
     # has started (it deadlocks), so they encode on one thread each.
     os.environ["TOKENIZERS_PARALLELISM"] = "false"
@@ -366,15 +408,35 @@ def main():
     # Train.
     history, step, tokens_seen = [], 0, 0
     last_log, last_export = time.time(), False
+    transitions, streak, stage_start, stage_acc = [], 0, 0, float("nan")
     it = iter(loader)
     t_start = time.time()
-    if curriculum:
-        curriculum[0].value = t_start  # the workers read it (shared memory)
+
+    def advance(to, reason):
+        nonlocal streak, stage_start
+        transitions.append({"stage": to, "step": step, "seconds": round(time.time() - t_start, 1),
+                            "reason": reason, "from_stage_lookup_acc": round(stage_acc, 4),
+                            "task": stages[to].as_dict()})
+        log("curriculum stage", **{k: v for k, v in transitions[-1].items() if k != "task"},
+            **stages[to].as_dict())
+        stage.value, streak, stage_start = to, 0, step
+
+    log("curriculum stage", stage=0, of=len(stages), **stages[0].as_dict())
     model.train()
     while True:
         elapsed = time.time() - t_start
         if elapsed >= a.train_seconds:
             break
+        last = len(stages) - 1
+        if stage.value < last and elapsed >= a.full_range_at * a.train_seconds:
+            advance(last, "clock")  # the rest of the budget trains on the evaluation's range
+        elif stage.value < last and step > 0 and step % a.gate_every == 0:
+            model.eval()
+            _, stage_acc = teacher_forced_accuracy(model, stage_val[stage.value], dev, lookup_ids)
+            model.train()
+            streak = streak + 1 if stage_acc >= a.gate_threshold else 0
+            if streak >= a.gate_checks and step - stage_start >= a.min_stage_steps:
+                advance(stage.value + 1, "gate")
         progress = elapsed / a.train_seconds
         lr = a.lr * min(1.0, (step + 1) / a.warmup_steps) * lr_factor(a.schedule, progress, a.decay_fraction)
         for g in opt.param_groups:
@@ -397,6 +459,7 @@ def main():
                    "grad_norm": round(float(gnorm), 3), "lr": round(lr, 6), "tokens": tokens_seen,
                    "tokens_per_s": round(tokens_seen / (time.time() - t_start)),
                    "val_answer_token_acc": round(acc, 5), "val_lookup_acc": round(lookup_acc, 5),
+                   "stage": stage.value, "stage_lookup_acc": round(stage_acc, 4),
                    "max_links_now": stream._task().max_links,
                    "batch_rows": ids.shape[0],
                    "batch_width": ids.shape[1]}
@@ -424,8 +487,11 @@ def main():
         "train": {"seconds": round(train_seconds, 1), "steps": step, "tokens": tokens_seen,
                   "batch_tokens": a.batch_tokens, "lr": a.lr, "schedule": a.schedule,
                   "decay_fraction": a.decay_fraction, "warmup_steps": a.warmup_steps,
-                  "curriculum": ({"seconds": a.curriculum_seconds, "start_max_links": a.curriculum_start_links}
-                                 if curriculum else None), "seed": a.seed,
+                  "curriculum": ({"kind": "gated", "stages": [c.as_dict() for c in stages],
+                                  "gate_threshold": a.gate_threshold, "gate_checks": a.gate_checks,
+                                  "gate_every": a.gate_every, "full_range_at": a.full_range_at,
+                                  "transitions": transitions}
+                                 if len(stages) > 1 else None), "seed": a.seed,
                   "device": torch.cuda.get_device_name(0) if dev.type == "cuda" else "cpu",
                   "val_answer_token_acc": final_acc, "val_lookup_acc": final_lookup, "history": history},
     }
@@ -513,8 +579,15 @@ def write_card(path, m):
     schedule = ("cosine over the wall-clock budget" if t.get("schedule") == "cosine" else
                 f"constant, linear decay over the last {t.get('decay_fraction', 0.2):.0%} of the budget")
     cur = t.get("curriculum")
-    curriculum = (f"longest chain growing from {cur['start_max_links']} links to the full range over the "
-                  f"first {cur['seconds']:.0f} s, " if cur else "")
+    curriculum = ""
+    if cur:
+        moves = "; ".join(f"stage {x['stage']} ({x['task']['min_links']}-{x['task']['max_links']} links, "
+                          f"{x['task']['min_chains']}-{x['task']['max_chains']} chains) at {x['seconds']:.0f} s "
+                          f"by {x['reason']}" for x in cur["transitions"]) or "none"
+        first = cur["stages"][0]
+        curriculum = (f"a gated curriculum (from one chain of {first['min_links']}-{first['max_links']} links, "
+                      f"wider when the stage's lookup accuracy reached {cur['gate_threshold']}, the full task "
+                      f"from {cur['full_range_at']:.0%} of the budget at the latest; moves: {moves}), ")
     by_links = ", ".join(f"{k}: {v['accuracy']:.3f} (n={v['problems']})"
                          for k, v in e.get("accuracy_by_links", {}).items())
     with open(path, "w") as f:
@@ -538,7 +611,8 @@ Chat template: `<|im_start|>role\\ncontent<|im_end|>\\n`, end of answer `<|im_en
 
 ## Data and training
 
-80% problems, 10% English continuation chats, 10% raw English (King James Bible and the
+{m['mix']['problem']:.0%} problems, {m['mix'].get('recall', 0):.0%} recall drill (a fact list, then every fact again),
+10% English continuation chats, 10% raw English (King James Bible and the
 Brown corpus, `prepare_english.py`). Own byte-level BPE tokenizer (HF tokenizers, Qwen2
 pre-tokenizer regex: digits one by one), vocabulary {mo['vocab']}; all {m['tokenizer']['names']} node
 names are single tokens ({m['tokenizer']['names_not_single_token']} are not). {mo['layers']} layers, hidden
