@@ -61,16 +61,17 @@ class RowStream(torch.utils.data.IterableDataset):
         return self.stages[min(self.stage.value, len(self.stages) - 1)]
 
     def _mix(self):
-        """No English in the first stage and a quarter of its share in the later ones before
-        the last: an early stage's problems are ~60 tokens and an English row ~400-600, so at
-        the full share English would be two thirds of the early stages' tokens (and steps),
-        which are there to form the lookup. The last stage has the full mix."""
+        """No English in the first stage (its share goes to the recall drill, whose every
+        scored token is a lookup) and a quarter of its share in the later ones before the last
+        (the rest to the problems): an early stage's problems are ~60 tokens and an English
+        row ~400-600, so at the full share English would be two thirds of the early stages'
+        tokens (and steps), which are there to form the lookup. The last stage has the full mix."""
         if not self.stages or self.stage is None or self.stage.value >= len(self.stages) - 1:
             return self.mix
         keep = 0.0 if self.stage.value == 0 else 0.25
         english = self.mix["english_chat"] + (1.0 - sum(self.mix.values()))  # chats + raw
         mix = dict(self.mix, english_chat=self.mix["english_chat"] * keep)
-        mix["problem"] += english * (1.0 - keep)  # raw English is what is left over
+        mix["recall" if self.stage.value == 0 else "problem"] += english * (1.0 - keep)
         return mix
 
     def _sample(self, rng, task, mix):
@@ -83,8 +84,11 @@ class RowStream(torch.utils.data.IterableDataset):
             return chat(p), p["cot"], "chat"
         r -= mix["problem"]
         if r < mix.get("recall", 0.0):
-            # As many facts as the stage's prompts hold lines (so the drill grows with it).
-            p = data.make_recall(rng, task.min_links, task.max_links * (2 if task.max_chains > 1 else 1))
+            # As many facts as the stage's prompts hold lines (so the drill grows with it), and
+            # up to 16 in the first stages: more scored lookups per row (the CPU probes formed
+            # an induction head only where most answer tokens were lookups; docs/LIL.md).
+            p = data.make_recall(rng, task.min_links,
+                                 max(16, task.max_links * (2 if task.max_chains > 1 else 1)))
             return chat(p), p["cot"], "recall"
         r -= mix.get("recall", 0.0)
         if r < mix["english_chat"]:
