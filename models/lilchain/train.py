@@ -84,11 +84,10 @@ class RowStream(torch.utils.data.IterableDataset):
             return chat(p), p["cot"], "chat"
         r -= mix["problem"]
         if r < mix.get("recall", 0.0):
-            # As many facts as the stage's prompts hold lines (so the drill grows with it), and
-            # up to 16 in the first stages: more scored lookups per row (the CPU probes formed
-            # an induction head only where most answer tokens were lookups; docs/LIL.md).
-            p = data.make_recall(rng, task.min_links,
-                                 max(16, task.max_links * (2 if task.max_chains > 1 else 1)))
+            # As many facts as the stage's prompts hold lines (so the drill grows with it; 4-8
+            # in stage 0: a 24-fact drill did not even learn "one of the prompt's names" in 600
+            # CPU steps, a 4-fact one did in 200; docs/LIL.md).
+            p = data.make_recall(rng, task.min_links, task.max_links * (2 if task.max_chains > 1 else 1))
             return chat(p), p["cot"], "recall"
         r -= mix.get("recall", 0.0)
         if r < mix["english_chat"]:
