@@ -247,7 +247,11 @@ async def traffic_b(port):
             check(time.time() < end, "daemon B: 40 requests did not queue within 30 s")
             await asyncio.sleep(0.05)
         overflow = [asyncio.ensure_future(stream(stub, gen(f"overflow-{i}", f"o{i}", 1))) for i in range(30)]
-        await asyncio.wait(overflow, timeout=3)  # the refusals come back at once
+        # The refusals come back at once once sent; on a loaded machine sending 30 streams can
+        # itself take seconds, so wait for them (the blocker must still be running then).
+        end = time.time() + 30
+        while sum(f.done() for f in overflow) < 10 and time.time() < end:
+            await asyncio.sleep(0.05)
         await asyncio.sleep(3)
         check((await control.Abort(pb.AbortRequest(request_id="blocker"))).found, "daemon B: blocker not live")
         return [await hold] + list(await asyncio.gather(*queued, *overflow))
