@@ -14,6 +14,20 @@
 
 namespace lil::testing {
 
+// The tiny model shape the GPU backend tests use: 8 query heads, 3 layers, hidden 4 x head_dim
+// and an intermediate size (3 x head_dim + 5) that splits unevenly over ranks.
+inline TinyModelOptions GpuTinyOptions(ModelFamily family, int32_t head_dim, int32_t kv_heads) {
+  TinyModelOptions o;
+  o.family = family;
+  o.head_dim = head_dim;
+  o.hidden = 4 * head_dim;
+  o.inter = 3 * head_dim + 5;
+  o.heads = 8;
+  o.kv_heads = kv_heads;
+  o.layers = 3;
+  return o;
+}
+
 // TinyWeights, rounded to bf16; the matrices scaled by 0.25. TinyWeights' N(0, 0.3^2) makes
 // q.k scores of ~10 at hidden 128, where bf16 keys alone move the softmax by several percent;
 // real checkpoints are conditioned (scores of a few units), and so is the model after this.

@@ -23,14 +23,7 @@ struct Pair {
 };
 
 Pair MakePair(ModelFamily family, int32_t head_dim, int32_t page_size, bool fallback_gemm) {
-  testing::TinyModelOptions o;
-  o.family = family;
-  o.head_dim = head_dim;
-  o.hidden = 4 * head_dim;
-  o.inter = 3 * head_dim + 5;
-  o.heads = 8;
-  o.kv_heads = 2;
-  o.layers = 3;
+  const testing::TinyModelOptions o = testing::GpuTinyOptions(family, head_dim, 2);
   const ModelConfig c = testing::TinyConfig(o);
   HostWeights w = testing::ConditionedBf16Weights(c, 42);
   KvCacheOptions kv;

@@ -34,14 +34,7 @@ struct TinyModel {
 };
 
 TinyModel MakeModel(ModelFamily family, int32_t head_dim) {
-  testing::TinyModelOptions o;
-  o.family = family;
-  o.head_dim = head_dim;
-  o.hidden = 4 * head_dim;
-  o.inter = 3 * head_dim + 5;
-  o.heads = 8;
-  o.kv_heads = 4;
-  o.layers = 3;
+  const testing::TinyModelOptions o = testing::GpuTinyOptions(family, head_dim, 4);
   TinyModel s;
   s.config = testing::TinyConfig(o);
   s.weights = testing::ConditionedBf16Weights(s.config, 42);
