@@ -70,7 +70,6 @@ class NcclCommunicator final : public Communicator {
   // than kOneShotMaxRanks ranks. $LILSERVE_ONESHOT_ALLREDUCE=0 keeps NCCL for everything.
   static absl::StatusOr<bool> EnableOneShot(const std::vector<NcclCommunicator*>& comms,
                                             const std::vector<int32_t>& devices, int64_t cap_bytes);
-  bool one_shot() const { return one_shot_.cap > 0; }
 
  private:
   NcclCommunicator(void* comm, int32_t rank, int32_t world, cudaStream_t stream)

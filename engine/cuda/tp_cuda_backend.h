@@ -49,9 +49,8 @@ class TensorParallelCudaBackend final : public Backend {
   int32_t page_size() const override { return ranks_[0].backend->page_size(); }
   int32_t world_size() const { return static_cast<int32_t>(ranks_.size()); }
   absl::StatusOr<StepResult> Execute(const StepPlan& plan) override;
-  // Tests and benchmarks: rank r's backend and its NCCL communicator.
+  // Tests: rank r's backend.
   CudaBackend& rank_backend(int32_t r) { return *ranks_[r].backend; }
-  NcclCommunicator& rank_comm(int32_t r) { return *ranks_[r].nccl; }
 
  private:
   struct Rank {
