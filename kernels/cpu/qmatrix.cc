@@ -6,6 +6,7 @@
 #include <cblas.h>
 #include <cpuid.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
@@ -126,6 +127,11 @@ void QDequantRows(const QMatrix& w, int64_t row0, int64_t n, float* out) {
   for (int64_t r = 0; r < n; ++r) DequantRowScalar(w.type, w.data + (row0 + r) * rb, w.cols, out + r * w.cols);
 }
 
+int64_t QDequantBandRows(int64_t cols) {
+  const int64_t rows = kQDequantBandFloats / std::max<int64_t>(cols, 1);
+  return std::max<int64_t>(16, rows / 16 * 16);
+}
+
 void QLinear(const QLinearParams& p) {
   const QMatrix& w = p.w;
   bool done = false;
@@ -143,15 +149,22 @@ void QLinear(const QLinearParams& p) {
     if (done) return;
   }
   if (!done) {
-    std::vector<float> local;
-    float* dense = p.scratch;
-    if (dense == nullptr) {
-      local.resize(static_cast<size_t>(w.rows) * w.cols);
-      dense = local.data();
+    // Expand the matrix a band of output rows at a time into a per-thread buffer and let
+    // sgemm write that band's columns of y (ldc = w.rows). Expanding all of it at once cost
+    // a fresh rows x cols fp32 allocation per call: 108 MiB for SmolLM2's LM head on every
+    // step that sampled more than kQGemvMaxRows sequences, page-faulted in and returned.
+    const int64_t band = QDequantBandRows(w.cols);
+    thread_local std::vector<float> buffer;
+    const size_t need = static_cast<size_t>(std::min(band, w.rows) * w.cols);
+    if (buffer.size() < need) buffer.resize(need);
+    float* dense = buffer.data();
+    for (int64_t row0 = 0; row0 < w.rows; row0 += band) {
+      const int64_t n = std::min(band, w.rows - row0);
+      QDequantRows(w, row0, n, dense);
+      cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, p.m, static_cast<int>(n), static_cast<int>(w.cols),
+                  1.0f, p.x, static_cast<int>(w.cols), dense, static_cast<int>(w.cols), 0.0f, p.y + row0,
+                  static_cast<int>(w.rows));
     }
-    QDequantRows(w, 0, w.rows, dense);
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, p.m, w.rows, w.cols, 1.0f, p.x, w.cols,
-                dense, w.cols, 0.0f, p.y, w.rows);
   }
   if (p.bias != nullptr) {
     for (int32_t r = 0; r < p.m; ++r) {

@@ -37,15 +37,21 @@ struct QLinearParams {
   const float* bias = nullptr;  // [w.rows] or null
   float* y;                     // [m, w.rows]
   int32_t m = 0;
-  // For m > kQGemvMaxRows: a buffer of at least w.rows * w.cols floats (the matrix is
-  // expanded once and multiplied with BLAS sgemm). Unused for fp32 matrices.
-  float* scratch = nullptr;
 };
 
 // Up to this many input rows go through the fused dequantize-and-dot kernel.
 inline constexpr int32_t kQGemvMaxRows = 8;
 
-// y = x W^T (+ bias).
+// Size of one expanded band: 512 Ki floats (2 MiB), about an L2's worth, so the band is
+// still cached when sgemm reads it.
+inline constexpr int64_t kQDequantBandFloats = 512 * 1024;
+
+// Output rows per band for a matrix of `cols` inputs (a multiple of 16, at least 16).
+int64_t QDequantBandRows(int64_t cols);
+
+// y = x W^T (+ bias). Up to kQGemvMaxRows rows of x: a fused dequantize-and-dot kernel.
+// More: the matrix is expanded to fp32 one band of QDequantBandRows(w.cols) output rows at
+// a time into a per-thread buffer kept between calls, and each band multiplied with sgemm.
 void QLinear(const QLinearParams& p);
 
 }  // namespace lil::cpu

@@ -276,8 +276,9 @@ def main():
         late = [s[1] for s in samples if s[0] >= 0.7 * load_s]
         peak = max(s[1] for s in samples)
         growth_mib = (max(late) - max(mid)) / 1024 if mid and late else 0
+        trace = [(round(t), round(r / 1024), n) for t, r, n in samples[::5]]
         check(growth_mib <= 32, f"RSS grew {growth_mib:.1f} MiB after warm-up (mid max {max(mid)} KiB, "
-              f"late max {max(late)} KiB)")
+              f"late max {max(late)} KiB); (s, RSS MiB, in flight) every 5 samples: {trace}")
         check(d.health_status() == "SERVING", "the daemon is not SERVING after the soak")
         ids = []
         for r in d.inference.Generate(greedy_request(kinds[0], "after"), timeout=60):
@@ -295,6 +296,7 @@ def main():
             "completed_per_s": round(sum(v for k, v in load.count.items() if k.startswith("finish_")) /
                                      (time.time() - t_load), 2),
             "cancelled_at_drain_end": load.left_at_drain_end,
+            "rss_trace_s_mib_inflight": trace,
         }
         check(d.stop() == 0, "lilserve did not exit 0 on SIGTERM")
     out = os.path.join(BUILD, "reliability")
