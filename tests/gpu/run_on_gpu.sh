@@ -16,7 +16,9 @@
 #   e2e     the gRPC client test (tests/e2e/server_e2e_test.py) against the daemon on the GPU
 #           ($E2E_FLAGS, default "--device cuda"; "--device cuda --tensor-parallel 3" on >= 3 GPUs:
 #           the default model's 9 / 3 heads split in 3, not 2) on the default model; needs the
-#           wheels in .whl (grpcio, grpcio-tools, protobuf; health.proto) and all three model parts
+#           wheels in .whl (grpcio, grpcio-tools, protobuf, gguf; health.proto) and all three model
+#           parts. E2E_TP=2 (or 4) then runs it again with --tensor-parallel $E2E_TP on the default
+#           model padded to 12 / 4 heads (tools/py/pad_heads.py; same logits, splits in 2 and 4)
 # Logs and tables go to $OUT; summary.log collects the lines that matter.
 set -o pipefail
 root=$PWD
@@ -203,6 +205,19 @@ if has e2e; then
       timeout 400 python3 "$root/tests/e2e/server_e2e_test.py" > "$out/e2e.log" 2>&1
     echo "server_e2e_test (${E2E_FLAGS:---device cuda}) rc=$?" | log
     grep -E "^ok|PASS|FAIL|running on|tensor" "$out/e2e.log" | head -30 | log
+    # $E2E_TP (2 or 4): the same test on the default model padded to 12 / 4 heads
+    # (tools/py/pad_heads.py: the added heads contribute exactly 0, pad_heads_test checks it)
+    # with --tensor-parallel $E2E_TP on as many GPUs.
+    if [ -n "${E2E_TP:-}" ]; then
+      [ -s /tmp/pad.gguf ] || PYTHONPATH=/tmp/site python3 "$root/tools/py/pad_heads.py" /tmp/default.gguf \
+        /tmp/pad.gguf --heads 12 --kv-heads 4 2>&1 | log
+      PYTHONPATH=/tmp/site LILSERVE_HEALTH_PROTO=/tmp/site/health.proto LILSERVE_BUILD=/tmp/e2ebuild \
+        LILSERVE_E2E_MODEL=/tmp/pad.gguf LILSERVE_E2E_NO_PROMETHEUS=1 \
+        LILSERVE_DAEMON_FLAGS="--device cuda --tensor-parallel $E2E_TP" PYTHONUNBUFFERED=1 \
+        timeout 400 python3 "$root/tests/e2e/server_e2e_test.py" > "$out/e2e_tp$E2E_TP.log" 2>&1
+      echo "server_e2e_test (padded 12/4, --device cuda --tensor-parallel $E2E_TP) rc=$?" | log
+      grep -E "^ok|PASS|FAIL|running on|tensor" "$out/e2e_tp$E2E_TP.log" | head -30 | log
+    fi
   else
     echo "e2e: default model parts present: $(ls /tmp/parts | tr '\n' ' ')" | log
   fi
