@@ -8,7 +8,8 @@
 #   peer    PyTorch ceilings (HBM read, bf16 GEMM), SDPA decode attention, HF transformers decode
 #   attn    bench/gpu_attention_bench (dense / Quest / sink+window decode attention)
 #   decode  bench/gpu_decode_bench on a random Llama-3-8B-shaped checkpoint (+ A/B switches)
-#   prof    nsys kernel summary of batch-1 decode (when nsys is installed)
+#   prof    per-kernel GPU time of 8B decode (batch 1, 64; TP=2) through CUPTI when the pack has
+#           libkernel_profiler.so (bench/kernel_profiler.cc), else nsys when installed
 #   tp      tensor parallelism (needs >= 2 GPUs): gpu_tp_test, the NCCL all-reduce bench, the
 #           8B decode at TP=1/2(/4) in one run, greedy TP=N vs TP=1 through lilctl
 #   scale   (>= 4 GPUs) 8B decode at TP=1/2/4(/8), TP=4(/8) logits vs TP=1, 70B decode at TP=4(/8)
@@ -96,7 +97,24 @@ if has decode; then
     for m in dense quest sink; do timeout 100 $d --context 16384 --batch 4 --kv-mib 12000 --sparse $m --budget-tokens 2048; done
   } 2>&1 | tee "$out/decode_bench.log" | grep -vE "^\|---" | log
 fi
-if has prof && command -v nsys > /dev/null; then
+if has prof && [ -f "$c/bin/libkernel_profiler.so" ]; then
+  # Per-kernel GPU time through CUPTI (bench/kernel_profiler.cc; nsys is not on the image):
+  # 8B decode at batch 1 and 64, context 1k, 64 graph-replayed steps each (plus the prefill
+  # and warm-up kernels, which have their own names); at TP=2 too when there are 2 GPUs.
+  need8b
+  for b in 1 64; do
+    CUDA_INJECTION64_PATH=$c/bin/libkernel_profiler.so LILSERVE_KPROF_OUT=$out/kprof_b$b.md \
+      timeout 200 "$c/bin/gpu_decode_bench" --model /tmp/l8 --context 1024 --batch $b --steps 64 --kv-mib 8000 \
+      > "$out/kprof_b${b}_run.log" 2>&1
+    echo "kernel profile, 8B batch $b (64 steps) rc=$?" | log; head -16 "$out/kprof_b$b.md" | cut -c1-200 | log
+  done
+  if [ "$(nvidia-smi -L | wc -l)" -ge 2 ]; then
+    CUDA_INJECTION64_PATH=$c/bin/libkernel_profiler.so LILSERVE_KPROF_OUT=$out/kprof_tp2_b1.md \
+      timeout 200 "$c/bin/gpu_decode_bench" --model /tmp/l8 --context 1024 --batch 1 --steps 64 --kv-mib 8000 \
+      --tensor-parallel 2 > "$out/kprof_tp2_run.log" 2>&1
+    echo "kernel profile, 8B TP=2 batch 1 (both GPUs) rc=$?" | log; head -16 "$out/kprof_tp2_b1.md" | cut -c1-200 | log
+  fi
+elif has prof && command -v nsys > /dev/null; then
   need8b
   timeout 150 nsys profile -o /tmp/decode_prof --force-overwrite true "$c/bin/gpu_decode_bench" --model /tmp/l8 --context 1024 --batch 1 --steps 16 --kv-mib 4000 > "$out/nsys_run.log" 2>&1
   nsys stats --report cuda_gpu_kern_sum --format csv /tmp/decode_prof.nsys-rep 2>/dev/null | head -30 > "$out/nsys_kernels.csv"
