@@ -226,6 +226,9 @@ async def traffic_a(port):
         return first + list(await asyncio.gather(*jobs))
 
 
+TRAFFIC_B_TRACE = []
+
+
 async def traffic_b(port):
     """Daemon B (one running slot, --max-waiting 48): 40 one-token requests queue behind a
     long request, 30 more overflow the queue (~22 refused), and after 3 s the long request is
@@ -249,9 +252,15 @@ async def traffic_b(port):
         overflow = [asyncio.ensure_future(stream(stub, gen(f"overflow-{i}", f"o{i}", 1))) for i in range(30)]
         # The refusals come back at once once sent; on a loaded machine sending 30 streams can
         # itself take seconds, so wait for them (the blocker must still be running then).
-        end = time.time() + 30
+        t0 = time.time()
+        end = t0 + 30
+        trace = []  # (s after the overflow was sent, waiting on B, overflow calls ended): for a failure
         while sum(f.done() for f in overflow) < 10 and time.time() < end:
             await asyncio.sleep(0.05)
+            if not trace or time.time() - t0 >= trace[-1][0] + 2:
+                info = await control.GetServerInfo(pb.GetServerInfoRequest())
+                trace.append((round(time.time() - t0, 1), info.waiting, sum(f.done() for f in overflow)))
+        TRAFFIC_B_TRACE.extend(trace)
         await asyncio.sleep(3)
         check((await control.Abort(pb.AbortRequest(request_id="blocker"))).found, "daemon B: blocker not live")
         return [await hold] + list(await asyncio.gather(*queued, *overflow))
@@ -393,7 +402,10 @@ def main():
     model = find(render_overlay("single-gpu"), "Deployment")["spec"]["template"]["metadata"]["labels"]["model"]
     common = ("--config", BASE_FLAGS, "--metrics-compat", "vllm")
     a = Daemon(*common, "--kv-mib", "16", "--max-running-seqs", "16", "--max-waiting", "256")
-    b = Daemon(*common, "--kv-mib", "64", "--max-running-seqs", "1", "--max-waiting", "48", "--drain-grace-s", "3")
+    # B's pool holds the blocker's whole 4,000 tokens (46 KB of fp32 KV a token: 186 MB). With 64
+    # MiB it ran out at ~1,440 tokens and was preempted, the queue drained behind it and the
+    # overflow got in: on a loaded machine the queueing took long enough for that to happen.
+    b = Daemon(*common, "--kv-mib", "256", "--max-running-seqs", "1", "--max-waiting", "48", "--drain-grace-s", "3")
     prom = None
     try:
         a.wait_ready()
@@ -433,7 +445,9 @@ def main():
         # 70 calls for 48 queue places: about 22 refused (admission compares with the queue
         # length the engine last published, so a few more may get in).
         check(outcome_b[0] == "ABORTED" and outcome_b.count("LENGTH") + outcome_b.count("RESOURCE_EXHAUSTED") == 70
-              and outcome_b.count("RESOURCE_EXHAUSTED") >= 10, f"daemon B: {count(outcome_b)}")
+              and outcome_b.count("RESOURCE_EXHAUSTED") >= 10,
+              f"daemon B: {count(outcome_b)}; (s, waiting, overflow calls ended) while waiting for the "
+              f"refusals: {TRAFFIC_B_TRACE}")
         c = counters(prom, stop)
         print("scraped at the end: " + ", ".join(f"{k} {v:g}" for k, v in c.items()), flush=True)
         zero = [k for k, v in c.items() if v <= 0]
