@@ -76,8 +76,13 @@ EngineLoop::Load EngineLoop::load() const {
 void EngineLoop::DrainInbox() {
   Inbox in;
   {
+    // Admission counts load_.waiting + inbox_size_. The requests leave the inbox here but
+    // reach the published waiting count only at the end of the step, so count them now:
+    // without this, every step reopened the whole --max-waiting allowance for the time it
+    // ran and the queue grew by that much per step (seen: 62 queued with --max-waiting 48).
     absl::MutexLock lock(&mu_);
     std::swap(in, inbox_);
+    load_.waiting += inbox_size_;
     inbox_size_ = 0;
   }
   for (auto& [req, stream] : in.requests) {

@@ -402,9 +402,8 @@ def main():
     model = find(render_overlay("single-gpu"), "Deployment")["spec"]["template"]["metadata"]["labels"]["model"]
     common = ("--config", BASE_FLAGS, "--metrics-compat", "vllm")
     a = Daemon(*common, "--kv-mib", "16", "--max-running-seqs", "16", "--max-waiting", "256")
-    # B's pool holds the blocker's whole 4,000 tokens (46 KB of fp32 KV a token: 186 MB). With 64
-    # MiB it ran out at ~1,440 tokens and was preempted, the queue drained behind it and the
-    # overflow got in: on a loaded machine the queueing took long enough for that to happen.
+    # B's pool holds the blocker's whole 4,000 tokens (46 KB of fp32 KV a token: 186 MB); with 64
+    # MiB it would run out at ~1,440 tokens, be preempted and let the queue drain behind it.
     b = Daemon(*common, "--kv-mib", "256", "--max-running-seqs", "1", "--max-waiting", "48", "--drain-grace-s", "3")
     prom = None
     try:
@@ -442,8 +441,9 @@ def main():
         count = lambda xs: {k: xs.count(k) for k in sorted(set(xs))}  # noqa: E731
         print(f"traffic A ({t_a - start:.1f} s): {count(outcome_a)}", flush=True)
         print(f"traffic B ({t_b - t_a:.1f} s): {count(outcome_b)}", flush=True)
-        # 70 calls for 48 queue places: about 22 refused (admission compares with the queue
-        # length the engine last published, so a few more may get in).
+        # 70 calls for 48 queue places: 22 refused while the blocker holds the only slot. (Before
+        # the engine counted the requests it had just taken from its inbox, a step could let
+        # another 48 in: 62 queued, 8 refused in one fresh-clone run.)
         check(outcome_b[0] == "ABORTED" and outcome_b.count("LENGTH") + outcome_b.count("RESOURCE_EXHAUSTED") == 70
               and outcome_b.count("RESOURCE_EXHAUSTED") >= 10,
               f"daemon B: {count(outcome_b)}; (s, waiting, overflow calls ended) while waiting for the "

@@ -216,6 +216,43 @@ TEST_F(EngineLoopTest, CancelEndsOnceAndFreesPages) {
   EXPECT_EQ(loop.load().pages_used, 0);
 }
 
+// --max-waiting bounds the queue while the engine steps: one running slot held by a long
+// request, then a Submit every millisecond for ~10 decode steps. Requests leaving the inbox at
+// the start of a step must still count until the step publishes the queue length; they did
+// not, and each step let another max_waiting in (the deploy test saw 62 queued for 48).
+TEST_F(EngineLoopTest, WaitingQueueNeverExceedsMaxWaitingWhileSteps) {
+  auto model = Load(256);
+  if (!model) GTEST_SKIP() << "default model missing (tools/setup.sh)";
+  EngineLoopOptions options;
+  options.scheduler.max_running_seqs = 1;
+  options.max_waiting = 8;
+  EngineLoop loop(model.get(), options);
+  ASSERT_TRUE(loop.Start().ok());
+  std::vector<std::vector<TokenId>> prompts = Prompts(*model, 2);
+  auto blocker = *loop.Submit(Greedy(prompts[0], 2000));
+  RequestOutput o;
+  ASSERT_TRUE(blocker->Next(&o, absl::Seconds(120)));  // it holds the only slot
+  std::vector<std::shared_ptr<RequestStream>> accepted;
+  int refused = 0;
+  const absl::Time end = absl::Now() + absl::Milliseconds(400);
+  while (absl::Now() < end) {
+    auto s = loop.Submit(Greedy(prompts[1], 1));
+    if (s.ok()) {
+      accepted.push_back(*s);
+    } else {
+      EXPECT_EQ(s.status().code(), absl::StatusCode::kResourceExhausted) << s.status();
+      ++refused;
+    }
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  EXPECT_EQ(accepted.size(), 8u) << refused << " refused";
+  EXPECT_LE(loop.load().waiting, 8);
+  loop.Abort(blocker->id());
+  EXPECT_EQ(Drain(*blocker).last.finish_reason, FinishReason::kAborted);
+  for (auto& s : accepted) EXPECT_EQ(Drain(*s).last.finish_reason, FinishReason::kLength);
+  EXPECT_EQ(loop.load().pages_used, 0);
+}
+
 // A step the backend rejects (here a token id outside the vocabulary, which the daemon would
 // have refused at the door) fails that step's requests once, with the backend's message, and
 // the loop keeps serving: the next request runs normally and no page stays used.
