@@ -3,8 +3,10 @@
 // injection library. The driver loads it when CUDA_INJECTION64_PATH names it, calls
 // InitializeInjection(), and from then on CUPTI's activity API records every kernel's start and
 // end on the GPU, including kernels replayed from CUDA graphs and launched with PDL. At exit
-// the records are grouped by kernel name and printed as a Markdown table, heaviest first:
-// launches, total and mean time, share of the summed kernel time, grid and block. Also printed:
+// the records are grouped by kernel name and grid and printed as a Markdown table, heaviest
+// first: launches, total and mean time, share of the summed kernel time, the exposed time (the
+// part of each launch after every earlier kernel ended: with PDL a kernel starts early and its
+// first microseconds are the previous kernel's) and its share of the busy time, block. Also printed:
 // the span from the first kernel start to the last kernel end and the GPU time not covered by
 // any kernel inside it (launch gaps, host waits, memcpys).
 //
@@ -109,15 +111,17 @@ void Report() {
   const size_t skip = std::min(all.size(), static_cast<size_t>(skip_env ? std::strtoull(skip_env, nullptr, 10) : 0));
   struct Row {
     uint64_t count = 0;
-    double total_ns = 0;
+    double total_ns = 0, exposed_ns = 0;
     int32_t grid[3], block[3];
   };
+  // One row per kernel and launch shape (a GEMV on the LM head is not one on the O matrix).
   std::map<std::string, Row> rows;
   double sum_ns = 0, covered_ns = 0;
   uint64_t cover_end = 0;
   for (size_t i = skip; i < all.size(); ++i) {
     const KernelRecord& k = all[i];
-    Row& r = rows[ShortName(k.name)];
+    Row& r = rows[ShortName(k.name) + " " + std::to_string(k.grid[0]) + "x" + std::to_string(k.grid[1]) + "x" +
+                  std::to_string(k.grid[2])];
     if (r.count == 0) {
       std::copy(k.grid, k.grid + 3, r.grid);
       std::copy(k.block, k.block + 3, r.block);
@@ -126,8 +130,13 @@ void Report() {
     r.total_ns += static_cast<double>(k.end - k.start);
     sum_ns += static_cast<double>(k.end - k.start);
     // Union of the kernel intervals (sorted by start): what the GPU spent inside some kernel.
+    // The part after every earlier kernel ended is this kernel's "exposed" time: with PDL a
+    // kernel starts early and waits, and that wait is the previous kernel's time, not its own.
     const uint64_t from = std::max(k.start, cover_end);
-    if (k.end > from) covered_ns += static_cast<double>(k.end - from);
+    if (k.end > from) {
+      covered_ns += static_cast<double>(k.end - from);
+      r.exposed_ns += static_cast<double>(k.end - from);
+    }
     cover_end = std::max(cover_end, k.end);
   }
   const char* path = std::getenv("LILSERVE_KPROF_OUT");
@@ -142,12 +151,13 @@ void Report() {
   std::vector<std::pair<std::string, Row>> sorted(rows.begin(), rows.end());
   std::sort(sorted.begin(), sorted.end(),
             [](const auto& a, const auto& b) { return a.second.total_ns > b.second.total_ns; });
-  std::fprintf(f, "| kernel | launches | total ms | mean us | share | grid | block |\n|---|---|---|---|---|---|---|\n");
+  std::fprintf(f, "| kernel grid | launches | total ms | mean us | share | exposed mean us | exposed share | block |\n"
+                 "|---|---|---|---|---|---|---|---|\n");
   for (const auto& [name, r] : sorted) {
-    std::fprintf(f, "| %s | %llu | %.3f | %.2f | %.1f%% | %dx%dx%d | %dx%dx%d |\n", name.c_str(),
+    std::fprintf(f, "| %s | %llu | %.3f | %.2f | %.1f%% | %.2f | %.1f%% | %dx%dx%d |\n", name.c_str(),
                  static_cast<unsigned long long>(r.count), r.total_ns / 1e6, r.total_ns / 1e3 / r.count,
-                 sum_ns > 0 ? 100.0 * r.total_ns / sum_ns : 0.0, r.grid[0], r.grid[1], r.grid[2], r.block[0],
-                 r.block[1], r.block[2]);
+                 sum_ns > 0 ? 100.0 * r.total_ns / sum_ns : 0.0, r.exposed_ns / 1e3 / r.count,
+                 covered_ns > 0 ? 100.0 * r.exposed_ns / covered_ns : 0.0, r.block[0], r.block[1], r.block[2]);
   }
   if (f != stderr) std::fclose(f);
 }

@@ -1,8 +1,17 @@
 // File: kernels/cuda/gemv.cu
 // y[rows, out] = x[rows, in] * w[out, in]^T for rows <= kGemvMaxRows (decode): a
-// memory-bound weight stream. Each warp owns two output rows and walks `in` with 16-byte
-// loads, four per row in flight per lane; the x slice it needs is loaded once per step and
-// used for both rows. fp32 accumulation, one warp reduction per output at the end.
+// memory-bound weight stream. Each warp owns R consecutive output rows and walks `in` with
+// 16-byte loads, U per row in flight per lane; the x slice it needs is loaded once per step
+// and used for all R rows. fp32 accumulation, one warp reduction per output at the end.
+//
+// Variants (GemvVariant, $LILSERVE_GEMV_VARIANT picks the one Gemv uses; gpu_gemv_bench
+// times them all on the Llama-3-8B shapes beside the HBM read ceiling):
+//   0  R=2, U=4, load then compute (each warp idles one memory latency per step)
+//   1  R=2, U=4, pipelined: the next step's loads go out before this step's math
+//   2  R=4, U=2, pipelined (the same bytes in flight, x read half as often)
+//   3  R=2, U=8, load then compute (twice the bytes in flight per warp)
+#include <cstdlib>
+
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/pdl.h"
 
@@ -10,8 +19,6 @@ namespace lil::cuda {
 namespace {
 
 constexpr int kWarpsPerBlock = 8;
-constexpr int kRowsPerWarp = 2;
-constexpr int kUnroll = 4;
 
 __device__ __forceinline__ float Dot8(const uint4& a, const uint4& b) {
   const uint32_t wa[4] = {a.x, a.y, a.z, a.w}, wb[4] = {b.x, b.y, b.z, b.w};
@@ -24,72 +31,113 @@ __device__ __forceinline__ float Dot8(const uint4& a, const uint4& b) {
   return s;
 }
 
-template <int M>
+// Loads the U 16-byte chunks of each of the R rows that this lane reads at step kb.
+template <int R, int U>
+__device__ __forceinline__ void LoadStep(const bf16* const (&w)[R], int32_t kb, int32_t k_dim, uint4 (&v)[R][U]) {
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
+    const int32_t k = kb + u * 256;
+    if (k < k_dim) {
+#pragma unroll
+      for (int r = 0; r < R; ++r) v[r][u] = __ldcs(reinterpret_cast<const uint4*>(w[r] + k));
+    }
+  }
+}
+
+template <int M, int R, int U>
+__device__ __forceinline__ void MathStep(const GemmParams& p, int32_t kb, const uint4 (&v)[R][U], float (&acc)[R][M]) {
+#pragma unroll
+  for (int u = 0; u < U; ++u) {
+    const int32_t k = kb + u * 256;
+    if (k < p.in) {
+#pragma unroll
+      for (int m = 0; m < M; ++m) {
+        if (m >= p.rows) break;  // rows 3 of the M = 4 kernel
+        const uint4 xv = __ldg(reinterpret_cast<const uint4*>(p.x + static_cast<int64_t>(m) * p.in + k));
+#pragma unroll
+        for (int r = 0; r < R; ++r) acc[r][m] += Dot8(v[r][u], xv);
+      }
+    }
+  }
+}
+
+template <int M, int R, int U, bool kPipelined>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32) GemvKernel(GemmParams p) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int32_t n0 = (blockIdx.x * kWarpsPerBlock + warp) * kRowsPerWarp;
+  const int32_t n0 = (blockIdx.x * kWarpsPerBlock + warp) * R;
   if (n0 >= p.out) return;
-  const bool has1 = n0 + 1 < p.out;
-  const int32_t k_dim = p.in;
-  const bf16* w0 = p.w + static_cast<int64_t>(n0) * k_dim;
-  const bf16* w1 = has1 ? w0 + k_dim : w0;
-  float acc0[M], acc1[M];
+  const int32_t k_dim = p.in, step = 32 * 8 * U;
+  const bf16* w[R];
 #pragma unroll
-  for (int m = 0; m < M; ++m) acc0[m] = acc1[m] = 0.0f;
+  for (int r = 0; r < R; ++r) w[r] = p.w + static_cast<int64_t>(n0 + r < p.out ? n0 + r : n0) * k_dim;
+  float acc[R][M];
+#pragma unroll
+  for (int r = 0; r < R; ++r) {
+#pragma unroll
+    for (int m = 0; m < M; ++m) acc[r][m] = 0.0f;
+  }
   // The first weight loads go out before the wait for the previous kernel (PDL): they depend
   // on nothing it writes, so this kernel's stream starts while that one drains.
-  uint4 a[kUnroll], b[kUnroll];
-#pragma unroll
-  for (int u = 0; u < kUnroll; ++u) {
-    const int32_t k = lane * 8 + u * 256;
-    if (k < k_dim) {
-      a[u] = __ldcs(reinterpret_cast<const uint4*>(w0 + k));
-      b[u] = __ldcs(reinterpret_cast<const uint4*>(w1 + k));
-    }
-  }
+  uint4 cur[R][U];
+  LoadStep<R, U>(w, lane * 8, k_dim, cur);
   PdlWait();
   PdlTrigger();
-  for (int32_t kb = lane * 8; kb < k_dim; kb += 32 * 8 * kUnroll) {
-    if (kb != lane * 8) {
+  for (int32_t kb = lane * 8; kb < k_dim; kb += step) {
+    if constexpr (kPipelined) {
+      uint4 next[R][U];
+      if (kb + step < k_dim) LoadStep<R, U>(w, kb + step, k_dim, next);
+      MathStep<M, R, U>(p, kb, cur, acc);
 #pragma unroll
-      for (int u = 0; u < kUnroll; ++u) {
-        const int32_t k = kb + u * 256;
-        if (k < k_dim) {
-          a[u] = __ldcs(reinterpret_cast<const uint4*>(w0 + k));
-          b[u] = __ldcs(reinterpret_cast<const uint4*>(w1 + k));
-        }
+      for (int r = 0; r < R; ++r) {
+#pragma unroll
+        for (int u = 0; u < U; ++u) cur[r][u] = next[r][u];
       }
-    }
-#pragma unroll
-    for (int u = 0; u < kUnroll; ++u) {
-      const int32_t k = kb + u * 256;
-      if (k < k_dim) {
-#pragma unroll
-        for (int m = 0; m < M; ++m) {
-          if (m >= p.rows) break;  // rows 3 of the M = 4 kernel
-          const uint4 xv = __ldg(reinterpret_cast<const uint4*>(p.x + static_cast<int64_t>(m) * k_dim + k));
-          acc0[m] += Dot8(a[u], xv);
-          acc1[m] += Dot8(b[u], xv);
-        }
-      }
+    } else {
+      if (kb != lane * 8) LoadStep<R, U>(w, kb, k_dim, cur);
+      MathStep<M, R, U>(p, kb, cur, acc);
     }
   }
 #pragma unroll
-  for (int m = 0; m < M; ++m) {
+  for (int r = 0; r < R; ++r) {
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) {
-      acc0[m] += __shfl_xor_sync(0xffffffffu, acc0[m], o);
-      acc1[m] += __shfl_xor_sync(0xffffffffu, acc1[m], o);
+    for (int m = 0; m < M; ++m) {
+#pragma unroll
+      for (int o = 16; o > 0; o >>= 1) acc[r][m] += __shfl_xor_sync(0xffffffffu, acc[r][m], o);
     }
   }
   if (lane == 0) {
 #pragma unroll
     for (int m = 0; m < M; ++m) {
       if (m >= p.rows) break;
-      p.y[static_cast<int64_t>(m) * p.out + n0] = acc0[m];
-      if (has1) p.y[static_cast<int64_t>(m) * p.out + n0 + 1] = acc1[m];
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+        if (n0 + r < p.out) p.y[static_cast<int64_t>(m) * p.out + n0 + r] = acc[r][m];
+      }
     }
   }
+}
+
+template <int R, int U, bool kPipelined>
+cudaError_t LaunchGemv(const GemmParams& p, cudaStream_t stream) {
+  const int rows_per_block = kWarpsPerBlock * R;
+  const dim3 grid((p.out + rows_per_block - 1) / rows_per_block);
+  const int threads = kWarpsPerBlock * 32;
+  switch (p.rows) {
+    case 1: return LaunchPdl(GemvKernel<1, R, U, kPipelined>, grid, threads, 0, stream, p);
+    case 2: return LaunchPdl(GemvKernel<2, R, U, kPipelined>, grid, threads, 0, stream, p);
+    case 3:
+    case 4: return LaunchPdl(GemvKernel<4, R, U, kPipelined>, grid, threads, 0, stream, p);
+    default: return cudaErrorInvalidValue;
+  }
+}
+
+int DefaultVariant() {
+  static const int v = [] {
+    const char* e = std::getenv("LILSERVE_GEMV_VARIANT");
+    const int x = e != nullptr ? std::atoi(e) : 0;
+    return x >= 0 && x < kGemvVariants ? x : 0;
+  }();
+  return v;
 }
 
 }  // namespace
@@ -99,20 +147,18 @@ bool GemvSupported(const GemmParams& p) {
          reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && reinterpret_cast<uintptr_t>(p.w) % 16 == 0;
 }
 
-cudaError_t Gemv(const GemmParams& p, cudaStream_t stream) {
+cudaError_t GemvVariant(const GemmParams& p, int variant, cudaStream_t stream) {
   if (p.rows == 0 || p.out == 0) return cudaSuccess;
   if (!GemvSupported(p)) return cudaErrorInvalidValue;
-  const int rows_per_block = kWarpsPerBlock * kRowsPerWarp;
-  const dim3 grid((p.out + rows_per_block - 1) / rows_per_block);
-  const int threads = kWarpsPerBlock * 32;
-  switch (p.rows) {
-    case 1: return LaunchPdl(GemvKernel<1>, grid, threads, 0, stream, p);
-    case 2: return LaunchPdl(GemvKernel<2>, grid, threads, 0, stream, p);
-    case 3:
-    case 4: return LaunchPdl(GemvKernel<4>, grid, threads, 0, stream, p);
+  switch (variant) {
+    case 0: return LaunchGemv<2, 4, false>(p, stream);
+    case 1: return LaunchGemv<2, 4, true>(p, stream);
+    case 2: return LaunchGemv<4, 2, true>(p, stream);
+    case 3: return LaunchGemv<2, 8, false>(p, stream);
     default: return cudaErrorInvalidValue;
   }
-  return cudaGetLastError();
 }
+
+cudaError_t Gemv(const GemmParams& p, cudaStream_t stream) { return GemvVariant(p, DefaultVariant(), stream); }
 
 }  // namespace lil::cuda

@@ -171,8 +171,8 @@ TEST(GpuOps, GemmMatchesCpuWithCublasAndFallback) {
   }
 }
 
-// The decode GEMV on 1..4 rows, odd output counts (the last warp owns one row), `in` a
-// multiple of 8 that is not a multiple of the 1024-element unrolled step.
+// The decode GEMV on 1..4 rows, odd output counts (the last warp owns fewer rows), `in` a
+// multiple of 8 that is not a multiple of the unrolled step; every work-split variant.
 TEST(GpuOps, GemvMatchesCpu) {
   LIL_SKIP_WITHOUT_GPU();
   for (const auto [in, out] : {std::pair{1176, 129}, std::pair{64, 17}, std::pair{4096, 33}}) {
@@ -186,6 +186,13 @@ TEST(GpuOps, GemvMatchesCpu) {
       ASSERT_TRUE(cuda::GemvSupported(p));
       ASSERT_EQ(cuda::Gemv(p, nullptr), cudaSuccess);
       EXPECT_TRUE(AllClose(y.Download(), ref, 1e-3f, 1e-3f)) << "rows " << rows << " in " << in << " out " << out;
+      for (int v = 0; v < cuda::kGemvVariants; ++v) {
+        auto yv = DeviceArray<float>::Poisoned(ref.size());
+        const cuda::GemmParams pv{dx.get(), dw.get(), yv.get(), rows, in, out};
+        ASSERT_EQ(cuda::GemvVariant(pv, v, nullptr), cudaSuccess);
+        EXPECT_TRUE(AllClose(yv.Download(), ref, 1e-3f, 1e-3f))
+            << "variant " << v << " rows " << rows << " in " << in << " out " << out;
+      }
     }
   }
   EXPECT_FALSE(cuda::GemvSupported({nullptr, nullptr, nullptr, 1, 12, 8}));  // in % 8 != 0

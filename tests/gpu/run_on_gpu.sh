@@ -7,6 +7,8 @@
 #   parity  full-model logits: CUDA vs CPU engine vs transformers (tests/gpu/gpu_logit_parity.py)
 #   peer    PyTorch ceilings (HBM read, bf16 GEMM), SDPA decode attention, HF transformers decode
 #   attn    bench/gpu_attention_bench (dense / Quest / sink+window decode attention)
+#   gemv    bench/gpu_gemv_bench (every GEMV variant and cuBLAS on the 8B matrices and on one
+#           step's 128 GEMVs), then the 8B batch-1 decode with each variant ($LILSERVE_GEMV_VARIANT)
 #   decode  bench/gpu_decode_bench on a random Llama-3-8B-shaped checkpoint (+ A/B switches)
 #   prof    per-kernel GPU time of 8B decode (batch 1, 64; TP=2) through CUPTI when the pack has
 #           libkernel_profiler.so (bench/kernel_profiler.cc), else nsys when installed
@@ -97,6 +99,15 @@ if has decode; then
     for m in dense quest sink; do timeout 100 $d --context 16384 --batch 4 --kv-mib 12000 --sparse $m --budget-tokens 2048; done
   } 2>&1 | tee "$out/decode_bench.log" | grep -vE "^\|---" | log
 fi
+if has gemv && [ -x "$c/bin/gpu_gemv_bench" ]; then
+  timeout 200 "$c/bin/gpu_gemv_bench" 2>&1 | tee "$out/gemv_bench.log" | grep -vE "^\|---" | log
+  need8b
+  for v in 0 1 2 3; do
+    echo "LILSERVE_GEMV_VARIANT=$v" | log
+    LILSERVE_GEMV_VARIANT=$v timeout 100 "$c/bin/gpu_decode_bench" --model /tmp/l8 --hbm-tbs $hbm --context 1024 \
+      --batch 1,4 --steps 32 --kv-mib 4000 2>&1 | grep -E "^\| [0-9]" | log
+  done
+fi
 if has prof && [ -f "$c/bin/libkernel_profiler.so" ]; then
   # Per-kernel GPU time through CUPTI (bench/kernel_profiler.cc; nsys is not on the image):
   # 8B decode at batch 1 and 64, context 1k, 64 graph-replayed steps each (plus the prefill
@@ -104,7 +115,7 @@ if has prof && [ -f "$c/bin/libkernel_profiler.so" ]; then
   need8b
   for b in 1 64; do
     CUDA_INJECTION64_PATH=$c/bin/libkernel_profiler.so LILSERVE_KPROF_OUT=$out/kprof_b$b.md \
-      timeout 200 "$c/bin/gpu_decode_bench" --model /tmp/l8 --context 1024 --batch $b --steps 64 --kv-mib 8000 \
+      timeout 200 "$c/bin/gpu_decode_bench" --model /tmp/l8 --context 1024 --batch $b --steps 64 --kv-mib 12000 \
       > "$out/kprof_b${b}_run.log" 2>&1
     echo "kernel profile, 8B batch $b (64 steps) rc=$?" | log; head -16 "$out/kprof_b$b.md" | cut -c1-200 | log
   done

@@ -1,0 +1,137 @@
+// File: bench/gpu_gemv_bench.cu
+// The decode GEMV alone (kernels/cuda/gemv.cu), every work-split variant, on the Llama-3-8B
+// matrices at 1 and 4 rows, beside the HBM read ceiling measured in the same run and cuBLAS
+// (cublasGemmEx through engine/cuda/gemm.h) on the same data:
+//   1. each matrix alone, launched back to back (PDL on, as in a decode step) over enough
+//      weight copies that no launch finds its weights in the L2;
+//   2. one decode step's worth: the 4 GEMVs of each of 32 layers in order (QKV, O, gate_up,
+//      down; 14 GB of distinct weights), the part of a batch-1 step that the byte floor is
+//      made of.
+// Prints Markdown tables. Usage: gpu_gemv_bench [--quick]
+#include <cuda_runtime.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "bench/gpu_bench_util.cuh"
+#include "engine/cuda/gemm.h"
+#include "kernels/cuda/ops.h"
+
+namespace {
+
+using lil::bench::FillKernel;
+using lil::bench::MedianMs;
+using lil::cuda::bf16;
+
+struct Shape {
+  const char* name;
+  int32_t out, in;
+};
+
+constexpr Shape kShapes[] = {{"qkv", 6144, 4096}, {"o", 4096, 4096}, {"gate_up", 28672, 4096},
+                             {"down", 4096, 14336}, {"lm_head", 128256, 4096}};
+
+bf16* Random(size_t n, uint32_t seed, int sms) {
+  bf16* p = nullptr;
+  CHECK(cudaMalloc(&p, n * sizeof(bf16)));
+  FillKernel<<<sms * 8, 256>>>(p, n, seed);
+  CHECK(cudaGetLastError());
+  return p;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
+  int sms = 0;
+  CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  const double read_tbs = lil::bench::ReadTbs();
+  std::printf("HBM read bandwidth (streaming sum over 4 GiB, this run): %.3f TB/s\n\n", read_tbs);
+  cudaStream_t stream = nullptr;  // the legacy default stream, as MedianMs records on it
+  setenv("LILSERVE_GEMV", "0", 1);  // this Gemm is the cuBLAS peer
+  auto cublas = lil::cuda::Gemm::Create(stream);
+  if (!cublas.ok() || !cublas->uses_cublas()) {
+    std::printf("cuBLAS not available (%s): no peer column\n\n", cublas.ok() ? cublas->library().c_str() : "error");
+  }
+  const bool peer = cublas.ok() && cublas->uses_cublas();
+  bf16* x = Random(size_t{4} * 14336, 7, sms);
+  float* y = nullptr;
+  CHECK(cudaMalloc(&y, sizeof(float) * 4 * 128256));
+  const int reps = quick ? 10 : 50, samples = quick ? 3 : 7;
+
+  std::printf("1. Each matrix alone (median us per launch; TB/s = weight bytes / time; ceiling %.3f TB/s)\n\n", read_tbs);
+  std::printf("| matrix | out x in | MB | rows |");
+  for (int v = 0; v < lil::cuda::kGemvVariants; ++v) std::printf(" v%d us | v%d of ceiling |", v, v);
+  std::printf(" cuBLAS us | cuBLAS of ceiling |\n|---|---|---|---|");
+  for (int v = 0; v < lil::cuda::kGemvVariants; ++v) std::printf("---|---|");
+  std::printf("---|---|\n");
+  for (const Shape& s : kShapes) {
+    const size_t elems = static_cast<size_t>(s.out) * s.in, bytes = elems * sizeof(bf16);
+    const int copies = static_cast<int>(std::max<size_t>(2, (size_t{1} << 30) / bytes + 1));  // >= 1 GiB rotated
+    std::vector<bf16*> w;
+    for (int c = 0; c < copies; ++c) w.push_back(Random(elems, 11 + c, sms));
+    CHECK(cudaDeviceSynchronize());
+    for (int32_t rows : {1, 4}) {
+      std::printf("| %s | %d x %d | %.1f | %d |", s.name, s.out, s.in, bytes / 1e6, rows);
+      for (int v = 0; v < lil::cuda::kGemvVariants; ++v) {
+        const double ms = MedianMs([&](int it) {
+          const lil::cuda::GemmParams p{x, w[it % copies], y, rows, s.in, s.out};
+          CHECK(lil::cuda::GemvVariant(p, v, stream));
+        }, reps, samples);
+        std::printf(" %.2f | %.0f%% |", ms * 1e3, 100.0 * bytes / (ms * 1e-3) / 1e12 / read_tbs);
+      }
+      if (peer) {
+        const double ms = MedianMs([&](int it) {
+          if (!cublas->Run(x, w[it % copies], y, rows, s.in, s.out).ok()) std::exit(1);
+        }, reps, samples);
+        std::printf(" %.2f | %.0f%% |\n", ms * 1e3, 100.0 * bytes / (ms * 1e-3) / 1e12 / read_tbs);
+      } else {
+        std::printf(" - | - |\n");
+      }
+    }
+    for (bf16* p : w) CHECK(cudaFree(p));
+  }
+
+  // 2. A decode step's GEMVs: 32 layers x (QKV, O, gate_up, down), distinct weights.
+  const int layers = quick ? 8 : 32;
+  std::vector<bf16*> lw;
+  size_t step_bytes = 0;
+  for (int l = 0; l < layers; ++l) {
+    for (int i = 0; i < 4; ++i) {
+      const size_t elems = static_cast<size_t>(kShapes[i].out) * kShapes[i].in;
+      lw.push_back(Random(elems, 100 + l * 4 + i, sms));
+      step_bytes += elems * sizeof(bf16);
+    }
+  }
+  CHECK(cudaDeviceSynchronize());
+  const double floor_ms = step_bytes / (read_tbs * 1e12) * 1e3;
+  std::printf("\n2. One decode step's GEMVs, %d layers x (qkv, o, gate_up, down), %.2f GB of weights: floor %.3f ms at %.3f TB/s\n\n",
+              layers, step_bytes / 1e9, floor_ms, read_tbs);
+  std::printf("| kernel | rows | ms | of ceiling | ratio to floor |\n|---|---|---|---|---|\n");
+  for (int32_t rows : {1, 4}) {
+    for (int v = 0; v <= lil::cuda::kGemvVariants; ++v) {
+      if (v == lil::cuda::kGemvVariants && !peer) continue;
+      const double ms = MedianMs([&](int) {
+        for (int l = 0; l < layers; ++l) {
+          for (int i = 0; i < 4; ++i) {
+            const Shape& s = kShapes[i];
+            if (v < lil::cuda::kGemvVariants) {
+              CHECK(lil::cuda::GemvVariant({x, lw[l * 4 + i], y, rows, s.in, s.out}, v, stream));
+            } else if (!cublas->Run(x, lw[l * 4 + i], y, rows, s.in, s.out).ok()) {
+              std::exit(1);
+            }
+          }
+        }
+      }, quick ? 2 : 5, samples);
+      std::printf("| %s | %d | %.3f | %.0f%% | %.2fx |\n",
+                  v < lil::cuda::kGemvVariants ? ("GEMV v" + std::to_string(v)).c_str() : "cuBLAS", rows, ms,
+                  100.0 * step_bytes / (ms * 1e-3) / 1e12 / read_tbs, ms / floor_ms);
+    }
+  }
+  for (bf16* p : lw) CHECK(cudaFree(p));
+  CHECK(cudaFree(x));
+  CHECK(cudaFree(y));
+  return 0;
+}
