@@ -64,9 +64,12 @@ TEST(BackendFactory, MissingModuleFallsBackOrErrors) {
   EXPECT_EQ(Load(DeviceKind::kAuto)->backend().name(), "cpu");
 }
 
-// Greedy 64-token continuations of the default model, CUDA vs CPU engine: bf16 vs fp32 math
-// may flip a near-tie and diverge from there, so count matching tokens before divergence
-// over all prompts and require >= 95% of them.
+// Greedy 64-token continuations of the default model, CUDA vs CPU engine. bf16 and fp32
+// math may flip a near-tie and diverge from there, so a continuation passes when it agrees
+// exactly or diverges only at a near-tie: at the first differing position each side's token
+// is among the other side's top 5 log-probabilities (the rule of vLLM's
+// check_logprobs_close). The test requires >= 95% of continuations to pass and prints the
+// exact agreement (continuations, and tokens before the first divergence) beside it.
 TEST(BackendFactory, GreedyContinuationsAgreeWithCpu) {
   std::string why;
   if (!CudaAvailable(&why)) GTEST_SKIP() << why;
@@ -78,10 +81,12 @@ TEST(BackendFactory, GreedyContinuationsAgreeWithCpu) {
       "The capital of France is", "In the beginning God created", "def fibonacci(n):",
       "Water boils at a temperature of", "The three primary colors are", "Once upon a time, there",
       "To make a cup of tea, first", "The largest planet in the solar system"};
-  int32_t total = 0, agree = 0;
+  constexpr int32_t kSteps = 64, kTop = 5;
+  int32_t total = 0, agree = 0, exact = 0, close = 0;
   for (size_t i = 0; i < prompts.size(); ++i) {
     const std::vector<TokenId> ids = cpu->tokenizer().Encode(prompts[i], /*add_special_tokens=*/true);
     std::vector<std::vector<TokenId>> outs(2);
+    std::vector<std::vector<std::vector<TokenLogprob>>> tops(2);
     for (int which = 0; which < 2; ++which) {
       Backend& b = which == 0 ? cpu->backend() : gpu->backend();
       ScheduledSeq s;
@@ -89,8 +94,9 @@ TEST(BackendFactory, GreedyContinuationsAgreeWithCpu) {
       s.tokens = ids;
       s.sample = true;
       s.sampling.temperature = 0.0f;
+      s.sampling.logprobs = kTop;
       const int32_t ps = b.page_size();
-      for (int32_t step = 0; step < 64; ++step) {
+      for (int32_t step = 0; step < kSteps; ++step) {
         const int32_t end = s.start_pos + static_cast<int32_t>(s.tokens.size());
         while (static_cast<int32_t>(s.page_table.size()) * ps < end) {
           s.page_table.push_back(PageId{static_cast<int32_t>(s.page_table.size())});
@@ -100,6 +106,7 @@ TEST(BackendFactory, GreedyContinuationsAgreeWithCpu) {
         auto r = b.Execute(plan);
         ASSERT_TRUE(r.ok()) << r.status();
         outs[which].push_back(r->seqs[0].token);
+        tops[which].push_back(r->seqs[0].top_logprobs);
         s.start_pos = end;
         s.tokens = {r->seqs[0].token};
         s.num_generated++;
@@ -109,17 +116,40 @@ TEST(BackendFactory, GreedyContinuationsAgreeWithCpu) {
       ASSERT_TRUE(b.Execute(release).ok());
     }
     int32_t same = 0;
-    while (same < 64 && outs[0][same] == outs[1][same]) ++same;
-    std::cout << "prompt " << i << ": " << same << "/64 tokens before divergence\n";
-    total += 64;
+    while (same < kSteps && outs[0][same] == outs[1][same]) ++same;
+    const auto in_top = [&](int which, TokenId t) {
+      for (const TokenLogprob& e : tops[which][same]) {
+        if (e.token == t) return true;
+      }
+      return false;
+    };
+    const bool near_tie = same < kSteps && in_top(0, outs[1][same]) && in_top(1, outs[0][same]);
+    std::cout << "prompt " << i << ": " << same << "/" << kSteps << " tokens before divergence";
+    if (same < kSteps) {
+      const auto lp = [&](int which, TokenId t) {
+        for (const TokenLogprob& e : tops[which][same]) {
+          if (e.token == t) return std::to_string(e.logprob);
+        }
+        return std::string("not in top ") + std::to_string(kTop);
+      };
+      std::cout << "; there CPU picks " << outs[0][same] << " (" << lp(0, outs[0][same]) << ", GPU's token "
+                << lp(0, outs[1][same]) << "), GPU picks " << outs[1][same] << " (" << lp(1, outs[1][same])
+                << ", CPU's token " << lp(1, outs[0][same]) << ")" << (near_tie ? ": near-tie" : ": NOT a near-tie");
+    }
+    std::cout << "\n";
+    total += kSteps;
     agree += same;
+    exact += same == kSteps;
+    close += same == kSteps || near_tie;
   }
   // $LILSERVE_GREEDY_MIN_PERCENT lowers the bar for random-weight checkpoints, whose nearly
   // flat logits make near-ties common (the GPU run records their agreement, see docs/GPU.md).
   const char* env = std::getenv("LILSERVE_GREEDY_MIN_PERCENT");
   const int32_t min_percent = env != nullptr ? std::atoi(env) : 95;
-  std::cout << "greedy agreement: " << agree << " of " << total << " tokens\n";
-  EXPECT_GE(agree * 100, total * min_percent) << agree << " of " << total;
+  const int32_t n = static_cast<int32_t>(prompts.size());
+  std::cout << "greedy agreement: " << agree << " of " << total << " tokens before the first divergence; " << exact
+            << " of " << n << " continuations exact, " << close << " of " << n << " exact or split at a near-tie\n";
+  EXPECT_GE(close * 100, n * min_percent) << close << " of " << n << " continuations exact or split at a near-tie";
 }
 
 }  // namespace

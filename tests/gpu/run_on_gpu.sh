@@ -62,7 +62,7 @@ if has smol; then
     echo "default model: $(sha256sum /tmp/default.gguf | cut -c1-16) (expect ${GGUF_SHA:-?})" | log
     LILSERVE_TEST_MODEL=/tmp/default.gguf LILSERVE_GREEDY_MIN_PERCENT=95 timeout 300 "$c/bin/backend_factory_test" > "$out/backend_factory_default.log" 2>&1
     echo "backend_factory_test (default model, >= 95% greedy) rc=$?" | log
-    grep -E "^\[  (FAILED|PASSED) |Failure|greedy|agree" "$out/backend_factory_default.log" | head -20 | log
+    grep -E "^\[  (FAILED|PASSED) |Failure|greedy|agree|^prompt" "$out/backend_factory_default.log" | head -24 | log
   else
     echo "smol: model parts present: $(ls /tmp/parts | tr '\n' ' ')" | log
   fi
