@@ -1,22 +1,28 @@
 # File: models/lilchain/lilchain_tokenizer.py
 # LilChain's own byte-level BPE tokenizer (HuggingFace tokenizers), trained on the English
-# corpus plus generated problems. The pre-tokenizer is Qwen2's regex, which splits every
-# digit on its own (numbers are read digit by digit) and keeps "\n" apart from the words
-# after it; the node names become single tokens in both forms ("kemo" at a line start,
-# " kemo" after the first name of a link line), which the build checks.
+# corpus plus generated problems. The pre-tokenizer is Qwen2's regex with one change: digits
+# go in groups of up to two with one optional space before them (Qwen2: one digit alone), so
+# a chain's number " 47" is one token, looked up like a name (lilchain_data.py); the corpus
+# holds every such number often enough that BPE merges each one. "\n" stays apart from the
+# words after it; every node name becomes the single token " kemo" (the task writes a name
+# after a space everywhere, line starts included). The build checks all three.
 import random
 
 from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 
 import lilchain_data as data
 
-# Qwen2's pre-tokenizer pattern (single digits, letters with one optional leading non-letter).
-SPLIT_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}"
+# Qwen2's pre-tokenizer pattern (letters with one optional leading non-letter), digits in
+# groups of up to two with one optional leading space (Qwen2: "\p{N}", one digit).
+VALUE_REPEATS = 200
+SPLIT_PATTERN = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+| ?\p{N}{1,2}"
                  r"| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+")
 
 
 def _corpus(paragraphs, problems, seed):
     rng = random.Random(seed)
+    for _ in range(VALUE_REPEATS):  # every chain number, so that BPE makes each one token
+        yield "".join(f" {v}" for v in data.VALUES)
     for p in problems:
         yield data.render_chat([{"role": "user", "content": p["prompt"]}]) + p["cot"] + data.IM_END
     order = list(range(len(paragraphs)))
@@ -47,12 +53,20 @@ def build(paragraphs, vocab_size=6144, num_problems=3000, seed=7):
 
 def check(tok):
     """Facts the task relies on; returns a dict for the log (raises on a broken tokenizer)."""
-    multi = [n for n in data.NAMES
-             if len(tok.encode(n).ids) != 1 or len(tok.encode(" " + n).ids) != 1]
-    digits = tok.encode("Answer: 417").tokens
-    if digits[-3:] != ["4", "1", "7"]:
-        raise RuntimeError(f"numbers are not split into digits: {digits}")
-    text = data.render_chat([{"role": "user", "content": "kemo tali\nvora = 417"}]) + "x"
+    multi = [n for n in data.NAMES if len(tok.encode(" " + n).ids) != 1]
+    a, b = data.NAMES[0], data.NAMES[1]
+    line = tok.encode("\n" + data.link_line(a, b) + "\n").ids
+    want = [tok.token_to_id("\u010a"), tok.token_to_id("\u0120" + a), tok.token_to_id("\u0120" + b),
+            tok.token_to_id("\u010a")]  # byte-level "\n", " a", " b", "\n"
+    if line != want:
+        raise RuntimeError(f"a link line is not newline, name, name, newline: {tok.encode(data.link_line(a, b)).tokens}")
+    split = [v for v in data.VALUES if len(tok.encode(f" {v}").ids) != 1]
+    if split:
+        raise RuntimeError(f"values that are not one token \" NN\": {split[:10]}")
+    value = tok.encode(data.value_line(a, 47)).ids
+    if value != [tok.token_to_id("\u0120" + a), tok.token_to_id("\u012047")]:
+        raise RuntimeError(f"a value line is not name, number: {tok.encode(data.value_line(a, 47)).tokens}")
+    text = data.render_chat([{"role": "user", "content": " kemo tali\n vora 47"}]) + "x"
     if tok.decode(tok.encode(text).ids, skip_special_tokens=False) != text:
         raise RuntimeError("the tokenizer does not round-trip a chat prompt")
     return {"vocab_size": tok.get_vocab_size(), "names": len(data.NAMES),

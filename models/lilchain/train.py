@@ -61,22 +61,28 @@ class RowStream(torch.utils.data.IterableDataset):
         return self.stages[min(self.stage.value, len(self.stages) - 1)]
 
     def _mix(self):
-        """No English in the first stage (its share goes to the recall drill, whose every
-        scored token is a lookup) and a quarter of its share in the later ones before the last
-        (the rest to the problems): an early stage's problems are ~60 tokens and an English
-        row ~400-600, so at the full share English would be two thirds of the early stages'
-        tokens (and steps), which are there to form the lookup. The last stage has the full mix."""
+        """No English in the first stage (its share goes half to the copy drill, which forms
+        the induction head, and half to the recall drill, which puts it to the task's lookup)
+        and a quarter of its share in the later ones before the last (the rest to the
+        problems): an early stage's problems are ~60 tokens and an English row ~400-600, so at
+        the full share English would be two thirds of the early stages' tokens (and steps),
+        which are there to form the lookup. The last stage has the full mix."""
         if not self.stages or self.stage is None or self.stage.value >= len(self.stages) - 1:
             return self.mix
         keep = 0.0 if self.stage.value == 0 else 0.25
         english = self.mix["english_chat"] + (1.0 - sum(self.mix.values()))  # chats + raw
         mix = dict(self.mix, english_chat=self.mix["english_chat"] * keep)
-        mix["recall" if self.stage.value == 0 else "problem"] += english * (1.0 - keep)
+        if self.stage.value == 0:
+            mix["copy"] = mix.get("copy", 0.0) + english / 2
+            mix["recall"] = mix.get("recall", 0.0) + english / 2
+        else:
+            mix["problem"] += english * (1.0 - keep)
         return mix
 
     def _sample(self, rng, task, mix):
         """(head, tail, kind): kind "chat" (loss on the tail and <|im_end|>), "recall" (loss
-        on the looked-up names of the tail only) or "raw" (English, loss everywhere)."""
+        on the looked-up names of the tail only), "copy" (loss on the tail but its first
+        token, a free pick; not on <|im_end|>) or "raw" (English, loss everywhere)."""
         r = rng.random()
         chat = lambda p: data.render_chat([{"role": "user", "content": p["prompt"]}])  # noqa: E731
         if r < mix["problem"]:
@@ -90,6 +96,10 @@ class RowStream(torch.utils.data.IterableDataset):
             p = data.make_recall(rng, task.min_links, task.max_links * (2 if task.max_chains > 1 else 1))
             return chat(p), p["cot"], "recall"
         r -= mix.get("recall", 0.0)
+        if r < mix.get("copy", 0.0):
+            p = data.make_copy(rng)
+            return chat(p), p["cot"], "copy"
+        r -= mix.get("copy", 0.0)
         if r < mix["english_chat"]:
             p = data.make_english_chat(rng, self.paragraphs)
             return chat(p), p["cot"], "chat"
@@ -102,7 +112,8 @@ class RowStream(torch.utils.data.IterableDataset):
         rng = random.Random(self.seed * 1000 + wid)
         tok = Tokenizer.from_str(self.tok_json)
         im_end, eot = tok.token_to_id(data.IM_END), tok.token_to_id(data.EOT)
-        facts = set(name_token_ids(tok))  # " name": the looked-up fact of a line
+        names = set(name_token_ids(tok))  # " name", the one token of a node name
+        digits = set(number_token_ids(tok))
         while True:
             task, mix = self._task(), self._mix()
             samples = [self._sample(rng, task, mix) for _ in range(self.pool)]
@@ -113,9 +124,14 @@ class RowStream(torch.utils.data.IterableDataset):
                 if kind == "chat":  # loss on the answer and its end token only
                     ids = h.ids + t.ids + [im_end]
                     learn = [0] * len(h.ids) + [1] * (len(t.ids) + 1)
+                elif kind == "copy":  # loss on the copied names but the first (the model's
+                    # pick) and not on <|im_end|>: with the end scored too, no CPU probe formed
+                    # the copy in 1,500 steps; without it, at ~400 (docs/LIL.md, v4)
+                    ids = h.ids + t.ids + [im_end]
+                    learn = [0] * (len(h.ids) + 1) + [1] * (len(t.ids) - 1) + [0]
                 elif kind == "recall":  # loss on the facts only (the first names are queries)
                     ids = h.ids + t.ids + [im_end]
-                    learn = [0] * len(h.ids) + [int(x in facts) for x in t.ids] + [0]
+                    learn = [0] * len(h.ids) + lookup_targets(t.ids, names, digits, h.ids[-1]) + [0]
                 else:  # raw English: loss everywhere
                     ids = [eot] + t.ids
                     learn = [0] + [1] * len(t.ids)
@@ -153,14 +169,35 @@ class RowStream(torch.utils.data.IterableDataset):
 # ----------------------------------------------------------------------------------------
 
 def name_token_ids(tok):
-    """Token ids of " name" (a node name after a space: the second name of a line, the fact
-    a lookup copies)."""
+    """Token ids of " name", the one token of each node name (the task writes every name after
+    a space)."""
     out = []
     for n in data.NAMES:
         ids = tok.encode(" " + n).ids
         if len(ids) == 1:
             out.append(ids[0])
     return out
+
+
+def number_token_ids(tok):
+    """Token ids made of digits, with or without one leading space ("7", " 47": a chain's
+    number is one such token)."""
+    return [i for t, i in tok.get_vocab().items() if re.fullmatch("\u0120?[0-9]+", t)]
+
+
+def is_fact(x, p, names, digits):
+    """Whether token x, after token p, is a looked-up fact: a name right after a name (the
+    second name of a line " from to"; the first is the query, a copy of the previous line's
+    fact or of the question), or a number right after a name or a number (a value line
+    " name 47")."""
+    return (x in names and p in names) or (x in digits and (p in names or p in digits))
+
+
+def lookup_targets(ids, names, digits, before):
+    """1 for each token of `ids` that is a looked-up fact (is_fact). `before` is the token
+    preceding ids[0]."""
+    prev = [before] + list(ids[:-1])
+    return [int(is_fact(x, p, names, digits)) for x, p in zip(ids, prev)]
 
 
 def extract(text):
@@ -187,8 +224,11 @@ def monitor_stop(tok, ids, interval=250, min_gain=20):
 
 def teacher_forced_accuracy(model, batch, dev, lookup_ids=None):
     """Share of answer tokens predicted exactly (a cheap signal while training); with
-    `lookup_ids` (a bool tensor over the vocabulary) also the share among those labels: the
-    facts looked up in the prompt (a second name of a line), which need the induction lookup."""
+    `lookup_ids` (two bool tensors over the vocabulary: the name tokens, the number tokens)
+    also the share among the looked-up facts (is_fact): names at positions whose input is a
+    name (the second name of a line, predicted from the first) and numbers after a name (a
+    chain's number), which need the induction lookup. The first name of a line (input: the
+    line end) is a copy of the previous line's fact, not a lookup."""
     ids, labels = (t.to(dev) for t in batch)
     with torch.no_grad(), torch.autocast(dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
         h = model.hidden(ids)
@@ -198,7 +238,9 @@ def teacher_forced_accuracy(model, batch, dev, lookup_ids=None):
     acc = float(ok.float().mean())
     if lookup_ids is None:
         return acc
-    is_lookup = lookup_ids.to(dev)[labels[keep]]
+    names, digits = (t.to(dev) for t in lookup_ids)
+    label, given = labels[keep], ids[keep]
+    is_lookup = (names[label] & names[given]) | (digits[label] & (names[given] | digits[given]))
     return acc, float(ok[is_lookup].float().mean()) if bool(is_lookup.any()) else float("nan")
 
 
@@ -320,6 +362,10 @@ def parse_args():
     ap.add_argument("--recall-fraction", type=float, default=0.15,
                     help="share of rows that are the recall drill (a fact list, then every fact again; "
                          "loss on the looked-up names only); taken from the problems' 80%%")
+    ap.add_argument("--copy-fraction", type=float, default=0.05,
+                    help="share of rows that are the copy drill (a list of names, then the list again "
+                         "from a named point on: forms the induction head the lookup uses); taken from "
+                         "the problems' share; stage 0 adds half of English's 20%%")
     ap.add_argument("--eval-texts", type=int, default=24,
                     help="eval_outputs.jsonl keeps the text of this many wrong answers (the file stays small)")
     ap.add_argument("--workers", type=int, default=0, help="data workers (0: cores - 2)")
@@ -366,8 +412,11 @@ def main():
     log("tokenizer", **tok_check)
     tok_json = tokenizer.to_str()
     im_end, eot = tokenizer.token_to_id(data.IM_END), tokenizer.token_to_id(data.EOT)
-    lookup_ids = torch.zeros(tokenizer.get_vocab_size(), dtype=torch.bool)  # " name": a looked-up fact
-    lookup_ids[name_token_ids(tokenizer)] = True
+    name_ids = torch.zeros(tokenizer.get_vocab_size(), dtype=torch.bool)  # " name"
+    name_ids[name_token_ids(tokenizer)] = True
+    digit_ids = torch.zeros(tokenizer.get_vocab_size(), dtype=torch.bool)  # "4", " 47"
+    digit_ids[number_token_ids(tokenizer)] = True
+    lookup_ids = (name_ids, digit_ids)  # a looked-up fact: is_fact
 
     # Model.
     cfg = lm.Config(vocab_size=tokenizer.get_vocab_size(), hidden_size=a.hidden,
@@ -387,7 +436,10 @@ def main():
     # Data.
     if not 0.0 <= a.recall_fraction <= 0.8:
         raise SystemExit(f"train.py: --recall-fraction {a.recall_fraction} must be in [0, 0.8]")
-    mix = {"problem": 0.8 - a.recall_fraction, "recall": a.recall_fraction, "english_chat": 0.1}
+    if not 0.0 <= a.copy_fraction <= 0.8 - a.recall_fraction:
+        raise SystemExit(f"train.py: --copy-fraction {a.copy_fraction} must be in [0, 0.8 - --recall-fraction]")
+    mix = {"problem": 0.8 - a.recall_fraction - a.copy_fraction, "recall": a.recall_fraction,
+           "copy": a.copy_fraction, "english_chat": 0.1}
     max_len = 2 * chain_cfg.max_links * 6 + 800  # longer than any problem
     stages = data.curriculum_stages(chain_cfg) if a.curriculum == "gated" else [chain_cfg]
     stage = multiprocessing.Value("i", 0)  # the workers read it (shared memory)
