@@ -22,6 +22,11 @@
 #           wheels in .whl (grpcio, grpcio-tools, protobuf, gguf; health.proto) and all three model
 #           parts. E2E_TP=2 (or 4) then runs it again with --tensor-parallel $E2E_TP on the default
 #           model padded to 12 / 4 heads (tools/py/pad_heads.py; same logits, splits in 2 and 4)
+#   lilgrid the LilChain evaluation grid (models/lilchain/eval_grid.sh, docs/LIL.md) on the GPU
+#           daemon: the model in $LILCHAIN_HF (default /tmp/lilchain-work/lilchain/hf, where a
+#           train_on_gpu.sh --pack call just before on the same warm machine leaves it), 256
+#           held-out problems, dense / sink / quest / h2o x budgets 64-512 x shadow / enforce /
+#           conclude; results under $OUT/lilgrid (each mode's directory as soon as it is done)
 # Logs and tables go to $OUT; summary.log collects the lines that matter.
 set -o pipefail
 root=$PWD
@@ -130,6 +135,18 @@ elif has prof && command -v nsys > /dev/null; then
   timeout 150 nsys profile -o /tmp/decode_prof --force-overwrite true "$c/bin/gpu_decode_bench" --model /tmp/l8 --context 1024 --batch 1 --steps 16 --kv-mib 4000 > "$out/nsys_run.log" 2>&1
   nsys stats --report cuda_gpu_kern_sum --format csv /tmp/decode_prof.nsys-rep 2>/dev/null | head -30 > "$out/nsys_kernels.csv"
   head -16 "$out/nsys_kernels.csv" | cut -c1-220 | log
+fi
+if has lilgrid; then
+  hf=${LILCHAIN_HF:-/tmp/lilchain-work/lilchain/hf}
+  if [ -f "$hf/config.json" ]; then
+    python3 "$root/models/lilchain/lilchain_data.py" --seed 2 -n 512 --out /tmp/lil_eval.jsonl
+    timeout ${LILGRID_SECONDS:-540} "$root/models/lilchain/eval_grid.sh" --model "$hf" --problems /tmp/lil_eval.jsonl \
+      --out "$out/lilgrid" --device cuda --limit 256 --max-tokens 2048 --concurrency 256 \
+      --lilserve "$c/bin/lilserve" --lilctl "$c/bin/lilctl" > "$out/lilgrid.log" 2>&1
+    echo "lilgrid rc=$?" | log; tail -45 "$out/lilgrid.log" | log
+  else
+    echo "lilgrid: no LilChain model at $hf (train it in the call before, or carry it and set LILCHAIN_HF)" | log
+  fi
 fi
 gpus=$(nvidia-smi -L | wc -l)
 if has tp && [ "$gpus" -ge 2 ]; then
