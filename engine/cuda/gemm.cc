@@ -6,9 +6,12 @@
 #include <dlfcn.h>
 #include <library_types.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <mutex>
+#include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "engine/cuda/cuda_util.h"
@@ -68,6 +71,8 @@ absl::StatusOr<Gemm> Gemm::Create(cudaStream_t stream, bool force_fallback) {
   if (force_fallback) return g;
   const char* gemv = std::getenv("LILSERVE_GEMV");
   g.use_gemv_ = gemv == nullptr || std::string(gemv) != "0";
+  const char* variant = std::getenv("LILSERVE_GEMV_VARIANT");
+  g.tune_gemv_ = variant != nullptr && std::string(variant) == "auto";
   const auto& cublas = GetCublas();
   if (!cublas.ok()) {
     static std::once_flag warned;
@@ -104,7 +109,8 @@ absl::StatusOr<Gemm> Gemm::Create(cudaStream_t stream, bool force_fallback) {
 
 Gemm::Gemm(Gemm&& o) noexcept
     : stream_(o.stream_), handle_(std::exchange(o.handle_, nullptr)), library_(std::move(o.library_)),
-      use_gemv_(o.use_gemv_), workspace_(std::exchange(o.workspace_, nullptr)) {}
+      use_gemv_(o.use_gemv_), tune_gemv_(o.tune_gemv_), gemv_choice_(std::move(o.gemv_choice_)),
+      workspace_(std::exchange(o.workspace_, nullptr)) {}
 
 Gemm& Gemm::operator=(Gemm&& o) noexcept {
   if (this != &o) {
@@ -115,6 +121,8 @@ Gemm& Gemm::operator=(Gemm&& o) noexcept {
     handle_ = std::exchange(o.handle_, nullptr);
     library_ = std::move(o.library_);
     use_gemv_ = o.use_gemv_;
+    tune_gemv_ = o.tune_gemv_;
+    gemv_choice_ = std::move(o.gemv_choice_);
   }
   return *this;
 }
@@ -124,13 +132,73 @@ Gemm::~Gemm() {
   if (workspace_ != nullptr) cudaFree(workspace_);
 }
 
+int Gemm::TunedGemv(const GemmParams& p) const {
+  const auto key = std::make_tuple(p.rows, p.in, p.out);
+  if (auto it = gemv_choice_.find(key); it != gemv_choice_.end()) return it->second;
+  cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+  if (cudaStreamIsCapturing(stream_, &capture) != cudaSuccess || capture != cudaStreamCaptureStatusNone) return 0;
+  // Candidates: every GEMV variant, then cuBLAS (-1) when it is loaded. Each is timed 5 times,
+  // each launch after a 64 MiB write that evicts the weights (a decode step reads them from
+  // HBM); the median decides.
+  constexpr size_t kFlushBytes = size_t{64} << 20;
+  void* flush = nullptr;
+  cudaEvent_t a = nullptr, b = nullptr;
+  if (cudaMalloc(&flush, kFlushBytes) != cudaSuccess || cudaEventCreate(&a) != cudaSuccess ||
+      cudaEventCreate(&b) != cudaSuccess) {
+    cudaFree(flush);
+    cudaGetLastError();
+    return gemv_choice_[key] = 0;
+  }
+  int best = 0;
+  float best_us = 0.0f;
+  std::string table;
+  const float alpha = 1.0f, beta = 0.0f;
+  for (int v = handle_ != nullptr ? -1 : 0; v < kGemvVariants; ++v) {
+    std::vector<float> us;
+    for (int rep = 0; rep < 6; ++rep) {
+      cudaMemsetAsync(flush, rep, kFlushBytes, stream_);
+      cudaEventRecord(a, stream_);
+      if (v >= 0) {
+        GemvVariant(p, v, stream_);
+      } else {
+        GetCublas()->gemm_ex(handle_, kCublasOpT, kCublasOpN, p.out, p.rows, p.in, &alpha, p.w, CUDA_R_16BF, p.in,
+                             p.x, CUDA_R_16BF, p.in, &beta, p.y, CUDA_R_32F, p.out, kCublasCompute32F,
+                             kCublasGemmDefault);
+      }
+      cudaEventRecord(b, stream_);
+      cudaEventSynchronize(b);
+      float ms = 0.0f;
+      cudaEventElapsedTime(&ms, a, b);
+      if (rep > 0) us.push_back(ms * 1e3f);  // the first launch of each is a warm-up
+    }
+    std::sort(us.begin(), us.end());
+    const float med = us[us.size() / 2];
+    absl::StrAppend(&table, table.empty() ? "" : ", ", v >= 0 ? absl::StrCat("v", v) : "cuBLAS", " ",
+                    absl::SixDigits(med), " us");
+    if (v == (handle_ != nullptr ? -1 : 0) || med < best_us) {
+      best = v;
+      best_us = med;
+    }
+  }
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  cudaFree(flush);
+  if (cudaGetLastError() != cudaSuccess) best = 0;
+  LIL_LOG_INFO("GEMV autotune rows={} in={} out={}: {} ({})", p.rows, p.in, p.out,
+               best >= 0 ? absl::StrCat("variant ", best) : std::string("cuBLAS"), table);
+  return gemv_choice_[key] = best;
+}
+
 absl::Status Gemm::Run(const bf16* x, const bf16* w, float* y, int32_t rows, int32_t in,
                        int32_t out) const {
   if (rows == 0) return absl::OkStatus();
   const GemmParams gp{x, w, y, rows, in, out};
   if (use_gemv_ && GemvSupported(gp)) {
-    LIL_CUDA_RETURN_IF_ERROR(Gemv(gp, stream_));
-    return absl::OkStatus();
+    const int v = tune_gemv_ ? TunedGemv(gp) : -2;
+    if (v != -1) {
+      LIL_CUDA_RETURN_IF_ERROR(v >= 0 ? GemvVariant(gp, v, stream_) : Gemv(gp, stream_));
+      return absl::OkStatus();
+    }
   }
   if (handle_ == nullptr) {
     LIL_CUDA_RETURN_IF_ERROR(GemmFallback({x, w, y, rows, in, out}, stream_));

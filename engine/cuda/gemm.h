@@ -3,12 +3,18 @@
 // cuBLAS (cublasGemmEx). cuBLAS is opened with dlopen (libcublas.so.13, or $LILSERVE_CUBLAS)
 // so building the module needs no cuBLAS; without it the simple tiled kernel of
 // kernels/cuda/ops.h runs instead, with a warning (correct, much slower). Decode-sized
-// products (rows <= kGemvMaxRows) run our GEMV kernel unless $LILSERVE_GEMV=0.
+// products (rows <= kGemvMaxRows) run our GEMV kernel unless $LILSERVE_GEMV=0, in the work
+// split $LILSERVE_GEMV_VARIANT names (default 0). $LILSERVE_GEMV_VARIANT=auto times every
+// variant and cuBLAS the first time a (rows, in, out) shape runs outside a graph capture,
+// each launch after a 64 MiB write that evicts the weights from the L2, keeps the fastest
+// for that shape and logs the choice (captures before that use variant 0).
 #pragma once
 
 #include <cuda_runtime.h>
 
+#include <map>
 #include <string>
+#include <tuple>
 
 #include "absl/status/statusor.h"
 #include "kernels/cuda/ops.h"
@@ -33,7 +39,11 @@ class Gemm {
   cudaStream_t stream_ = nullptr;
   void* handle_ = nullptr;  // cublasHandle_t
   std::string library_;
+  // The GEMV variant (0..kGemvVariants-1) or -1 (cuBLAS) for a decode shape, timed once.
+  int TunedGemv(const GemmParams& p) const;
   bool use_gemv_ = false;
+  bool tune_gemv_ = false;
+  mutable std::map<std::tuple<int32_t, int32_t, int32_t>, int> gemv_choice_;
   static constexpr size_t kWorkspaceBytes = 32u << 20;
   void* workspace_ = nullptr;  // cuBLAS workspace (cublasSetWorkspace), capture-safe  // rows <= kGemvMaxRows through kernels/cuda/gemv.cu ($LILSERVE_GEMV=0: off)
 };

@@ -8,7 +8,8 @@
 #   peer    PyTorch ceilings (HBM read, bf16 GEMM), SDPA decode attention, HF transformers decode
 #   attn    bench/gpu_attention_bench (dense / Quest / sink+window decode attention)
 #   gemv    bench/gpu_gemv_bench (every GEMV variant and cuBLAS on the 8B matrices and on one
-#           step's 128 GEMVs), then the 8B batch-1 decode with each variant ($LILSERVE_GEMV_VARIANT)
+#           step's 128 GEMVs), then the 8B batch-1 decode with each variant ($LILSERVE_GEMV_VARIANT,
+#           and "auto": timed per shape at the first step, the choices logged)
 #   decode  bench/gpu_decode_bench on a random Llama-3-8B-shaped checkpoint (+ A/B switches)
 #   prof    per-kernel GPU time of 8B decode (batch 1, 64; TP=2) through CUPTI when the pack has
 #           libkernel_profiler.so (bench/kernel_profiler.cc), else nsys when installed
@@ -107,10 +108,10 @@ fi
 if has gemv && [ -x "$c/bin/gpu_gemv_bench" ]; then
   timeout 200 "$c/bin/gpu_gemv_bench" 2>&1 | tee "$out/gemv_bench.log" | grep -vE "^\|---" | log
   need8b
-  for v in 0 1 2 3; do
+  for v in 0 1 2 3 auto; do
     echo "LILSERVE_GEMV_VARIANT=$v" | log
     LILSERVE_GEMV_VARIANT=$v timeout 100 "$c/bin/gpu_decode_bench" --model /tmp/l8 --hbm-tbs $hbm --context 1024 \
-      --batch 1,4 --steps 32 --kv-mib 4000 2>&1 | grep -E "^\| [0-9]" | log
+      --batch 1,4 --steps 32 --kv-mib 4000 2>&1 | grep -E "^\| [0-9]|GEMV autotune" | cut -c1-240 | log
   done
 fi
 if has prof && [ -f "$c/bin/libkernel_profiler.so" ]; then
