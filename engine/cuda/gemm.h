@@ -32,6 +32,9 @@ class Gemm {
   absl::Status Run(const bf16* x, const bf16* w, float* y, int32_t rows, int32_t in,
                    int32_t out) const;
   bool uses_cublas() const { return handle_ != nullptr; }
+  // Whether decode shapes are timed at first use ($LILSERVE_GEMV_VARIANT=auto): a caller about
+  // to capture a graph runs the step once outside the capture first.
+  bool tunes_gemv() const { return tune_gemv_; }
   const std::string& library() const { return library_; }
 
  private:
