@@ -655,10 +655,10 @@ lilserve's information monitor saves. Not a general-purpose model.
 
 ## Task
 
-"Follow the links": the prompt lists 1.5-2x L lines `from to` (two names; the main chain of
-L links from the start, plus 1-4 distractor chains; every chain ends in `name = number`) in
-random order; the answer walks the chain one line per link, each line copied from the prompt
-line whose first name is the current one, then `Answer: N`. L is uniform in
+"Follow the links": the prompt lists 1.5-2x L lines ` from to` (two names; the main chain of
+L links from the start, plus 1-4 distractor chains; every chain ends in ` name NN`, a
+two-digit number) in random order; the answer walks the chain one line per link, each line
+copied from the prompt line whose first name is the current one, then `Answer: NN`. L is uniform in
 [{m['task']['min_links']}, {m['task']['max_links']}]. Every step looks a fact up anywhere in the
 prompt, hundreds of tokens back. Generator: `models/lilchain/lilchain_data.py` (the
 held-out set is seed {e.get('seed', '?')}; training uses seed {t['seed']} in worker streams).
@@ -667,10 +667,12 @@ Chat template: `<|im_start|>role\\ncontent<|im_end|>\\n`, end of answer `<|im_en
 ## Data and training
 
 {m['mix']['problem']:.0%} problems, {m['mix'].get('recall', 0):.0%} recall drill (a fact list, then every fact again),
+{m['mix'].get('copy', 0):.0%} copy drill (a name list, then the list again from a random name on),
 10% English continuation chats, 10% raw English (King James Bible and the
 Brown corpus, `prepare_english.py`). Own byte-level BPE tokenizer (HF tokenizers, Qwen2
-pre-tokenizer regex: digits one by one), vocabulary {mo['vocab']}; all {m['tokenizer']['names']} node
-names are single tokens ({m['tokenizer']['names_not_single_token']} are not). {mo['layers']} layers, hidden
+pre-tokenizer regex but digits in groups of up to two with one optional space), vocabulary
+{mo['vocab']}; all {m['tokenizer']['names']} node names ({m['tokenizer']['names_not_single_token']} are not) and
+all chain numbers are single tokens. {mo['layers']} layers, hidden
 {mo['hidden']}, {mo['heads']} heads of {mo['head_dim']}, MLP {mo['intermediate']}, tied embeddings, RoPE theta
 10000. AdamW (lr {t['lr']}, {schedule}), {curriculum}bf16 autocast, batches of
 ~{t['batch_tokens']} tokens, one document per row. Trained {t['seconds']:.0f} s on {t['device']}:
