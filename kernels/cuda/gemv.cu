@@ -10,6 +10,10 @@
 //   1  R=2, U=4, pipelined: the next step's loads go out before this step's math
 //   2  R=4, U=2, pipelined (the same bytes in flight, x read half as often)
 //   3  R=2, U=8, load then compute (twice the bytes in flight per warp)
+//   4  R=2, U=4, K split over S=4 warps per row pair (partial sums added in shared memory):
+//      4x the warps on a matrix, each with a quarter of the row, so small matrices (O, QKV)
+//      fill every SM and each warp's loads go out in about one round
+//   5  R=2, U=4, K split over S=2 warps, pipelined
 #include <cstdlib>
 
 #include "kernels/cuda/ops.h"
@@ -61,15 +65,18 @@ __device__ __forceinline__ void MathStep(const GemmParams& p, int32_t kb, const 
   }
 }
 
-template <int M, int R, int U, bool kPipelined>
+template <int M, int R, int U, bool kPipelined, int S>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32) GemvKernel(GemmParams p) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int32_t n0 = (blockIdx.x * kWarpsPerBlock + warp) * R;
-  if (n0 >= p.out) return;
-  const int32_t k_dim = p.in, step = 32 * 8 * U;
+  static_assert(kWarpsPerBlock % S == 0, "a block holds whole row groups");
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, slice = warp % S;
+  const int32_t n0 = (blockIdx.x * (kWarpsPerBlock / S) + warp / S) * R;
+  // With S > 1 every warp reaches the barrier below, so none returns early.
+  const bool active = n0 < p.out;
+  if (S == 1 && !active) return;
+  const int32_t k_dim = p.in, step = 32 * 8 * U, stride = step * S, k0 = lane * 8 + slice * step;
   const bf16* w[R];
 #pragma unroll
-  for (int r = 0; r < R; ++r) w[r] = p.w + static_cast<int64_t>(n0 + r < p.out ? n0 + r : n0) * k_dim;
+  for (int r = 0; r < R; ++r) w[r] = p.w + static_cast<int64_t>(active && n0 + r < p.out ? n0 + r : 0) * k_dim;
   float acc[R][M];
 #pragma unroll
   for (int r = 0; r < R; ++r) {
@@ -79,13 +86,13 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32) GemvKernel(GemmParams p) 
   // The first weight loads go out before the wait for the previous kernel (PDL): they depend
   // on nothing it writes, so this kernel's stream starts while that one drains.
   uint4 cur[R][U];
-  LoadStep<R, U>(w, lane * 8, k_dim, cur);
+  if (active) LoadStep<R, U>(w, k0, k_dim, cur);
   PdlWait();
   PdlTrigger();
-  for (int32_t kb = lane * 8; kb < k_dim; kb += step) {
+  for (int32_t kb = k0; active && kb < k_dim; kb += stride) {
     if constexpr (kPipelined) {
       uint4 next[R][U];
-      if (kb + step < k_dim) LoadStep<R, U>(w, kb + step, k_dim, next);
+      if (kb + stride < k_dim) LoadStep<R, U>(w, kb + stride, k_dim, next);
       MathStep<M, R, U>(p, kb, cur, acc);
 #pragma unroll
       for (int r = 0; r < R; ++r) {
@@ -93,7 +100,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32) GemvKernel(GemmParams p) 
         for (int u = 0; u < U; ++u) cur[r][u] = next[r][u];
       }
     } else {
-      if (kb != lane * 8) LoadStep<R, U>(w, kb, k_dim, cur);
+      if (kb != k0) LoadStep<R, U>(w, kb, k_dim, cur);
       MathStep<M, R, U>(p, kb, cur, acc);
     }
   }
@@ -105,7 +112,29 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32) GemvKernel(GemmParams p) 
       for (int o = 16; o > 0; o >>= 1) acc[r][m] += __shfl_xor_sync(0xffffffffu, acc[r][m], o);
     }
   }
-  if (lane == 0) {
+  if constexpr (S > 1) {  // the S warps of a row group add their slices' sums
+    __shared__ float partial[kWarpsPerBlock][R][M];
+    if (lane == 0) {
+#pragma unroll
+      for (int r = 0; r < R; ++r) {
+#pragma unroll
+        for (int m = 0; m < M; ++m) partial[warp][r][m] = acc[r][m];
+      }
+    }
+    __syncthreads();
+    if (slice != 0) return;
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+#pragma unroll
+      for (int m = 0; m < M; ++m) {
+        float sum = 0.0f;
+#pragma unroll
+        for (int j = 0; j < S; ++j) sum += partial[warp + j][r][m];
+        acc[r][m] = sum;
+      }
+    }
+  }
+  if (lane == 0 && active) {
 #pragma unroll
     for (int m = 0; m < M; ++m) {
       if (m >= p.rows) break;
@@ -117,16 +146,16 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32) GemvKernel(GemmParams p) 
   }
 }
 
-template <int R, int U, bool kPipelined>
+template <int R, int U, bool kPipelined, int S = 1>
 cudaError_t LaunchGemv(const GemmParams& p, cudaStream_t stream) {
-  const int rows_per_block = kWarpsPerBlock * R;
+  const int rows_per_block = kWarpsPerBlock / S * R;
   const dim3 grid((p.out + rows_per_block - 1) / rows_per_block);
   const int threads = kWarpsPerBlock * 32;
   switch (p.rows) {
-    case 1: return LaunchPdl(GemvKernel<1, R, U, kPipelined>, grid, threads, 0, stream, p);
-    case 2: return LaunchPdl(GemvKernel<2, R, U, kPipelined>, grid, threads, 0, stream, p);
+    case 1: return LaunchPdl(GemvKernel<1, R, U, kPipelined, S>, grid, threads, 0, stream, p);
+    case 2: return LaunchPdl(GemvKernel<2, R, U, kPipelined, S>, grid, threads, 0, stream, p);
     case 3:
-    case 4: return LaunchPdl(GemvKernel<4, R, U, kPipelined>, grid, threads, 0, stream, p);
+    case 4: return LaunchPdl(GemvKernel<4, R, U, kPipelined, S>, grid, threads, 0, stream, p);
     default: return cudaErrorInvalidValue;
   }
 }
@@ -155,6 +184,8 @@ cudaError_t GemvVariant(const GemmParams& p, int variant, cudaStream_t stream) {
     case 1: return LaunchGemv<2, 4, true>(p, stream);
     case 2: return LaunchGemv<4, 2, true>(p, stream);
     case 3: return LaunchGemv<2, 8, false>(p, stream);
+    case 4: return LaunchGemv<2, 4, false, 4>(p, stream);
+    case 5: return LaunchGemv<2, 4, true, 2>(p, stream);
     default: return cudaErrorInvalidValue;
   }
 }

@@ -112,9 +112,9 @@ cudaError_t GemmFallback(const GemmParams& p, cudaStream_t stream);
 inline constexpr int32_t kGemvMaxRows = 4;
 bool GemvSupported(const GemmParams& p);
 cudaError_t Gemv(const GemmParams& p, cudaStream_t stream);
-// One of the GEMV's kGemvVariants work splits (rows per warp, loads in flight, pipelining;
-// listed in gemv.cu). Gemv uses $LILSERVE_GEMV_VARIANT, default 0. For tests and benchmarks.
-inline constexpr int kGemvVariants = 4;
+// One of the GEMV's kGemvVariants work splits (rows per warp, loads in flight, pipelining,
+// warps per row; listed in gemv.cu). Gemv uses $LILSERVE_GEMV_VARIANT, default 0. For tests and benchmarks.
+inline constexpr int kGemvVariants = 6;
 cudaError_t GemvVariant(const GemmParams& p, int variant, cudaStream_t stream);
 
 // fp32 -> bf16 conversion of n elements (device to device).
