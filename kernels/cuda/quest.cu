@@ -2,8 +2,10 @@
 // One CTA per (sequence, KV head), three phases:
 //  1. scores: warps take candidate pages in turn; each lane reads a contiguous slice of the
 //     page's bf16 min and max rows (coalesced) and the warp sums the group's bounds;
-//  2. threshold: the (keep-1)-th largest score by a 32-step bisection over order-preserving
-//     integer keys (each step one pass over the scores in shared memory and one block count);
+//  2. threshold: the (keep-1)-th largest score by a radix select over order-preserving
+//     integer keys, 8 bits a pass (four passes, each a 256-bin shared-memory histogram of the
+//     keys that match the digits chosen so far; until session 5 a 32-step bisection, one
+//     pass and three barriers per bit);
 //  3. compaction in logical order with block scans: keys above the threshold, then keys equal
 //     to it in index order (ties go to the lower index, as on the CPU) until keep-1, plus the
 //     newest page. The CPU reference is kernels/cpu/quest.h.
@@ -18,7 +20,7 @@
 namespace lil::cuda {
 namespace {
 
-constexpr int kThreads = 256;
+constexpr int kThreads = 512;  // 16 warps: twice the metadata loads in flight of 256 (one CTA per SM at batch 16)
 constexpr int kWarps = kThreads / 32;
 
 // Float order as unsigned order (larger score, larger key).
@@ -125,15 +127,37 @@ __global__ void __launch_bounds__(kThreads) QuestSelectKernel(QuestSelectParams 
   }
   Score<kDpl>(p, s, h, n, keys);
   __syncthreads();
-  // The need-th largest key T: the largest T with count(key >= T) >= need.
+  // The need-th largest key T (the largest T with count(key >= T) >= need), a digit at a
+  // time from the top: count the keys that match the digits chosen so far by their next 8
+  // bits, walk the bins from 255 down to the one where the running count reaches what is
+  // still needed, keep that digit and subtract the keys above it.
   const int32_t need = keep - 1;
   uint32_t threshold = 0;
   if (need > 0) {
-    for (int bit = 31; bit >= 0; --bit) {
-      const uint32_t cand = threshold | (1u << bit);
-      int local = 0;
-      for (int32_t c = threadIdx.x; c < n - 1; c += blockDim.x) local += keys[c] >= cand ? 1 : 0;
-      if (BlockCount(local, &s_count) >= need) threshold = cand;
+    __shared__ int hist[256];
+    __shared__ uint32_t s_digit;
+    __shared__ int s_above;
+    uint32_t mask = 0;
+    int remaining = need;
+    for (int shift = 24; shift >= 0; shift -= 8) {
+      for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[i] = 0;
+      __syncthreads();
+      for (int32_t c = threadIdx.x; c < n - 1; c += blockDim.x) {
+        const uint32_t k = keys[c];
+        if ((k & mask) == threshold) atomicAdd(&hist[(k >> shift) & 255u], 1);
+      }
+      __syncthreads();
+      if (threadIdx.x == 0) {
+        int above = 0, d = 255;
+        for (; d > 0 && above + hist[d] < remaining; --d) above += hist[d];
+        s_digit = static_cast<uint32_t>(d);
+        s_above = above;
+      }
+      __syncthreads();
+      threshold |= s_digit << shift;
+      mask |= 255u << shift;
+      remaining -= s_above;
+      __syncthreads();  // hist and s_digit are rewritten by the next pass
     }
   }
   int local_gt = 0;
