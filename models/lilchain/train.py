@@ -370,6 +370,10 @@ def parse_args():
                     help="eval_outputs.jsonl keeps the text of this many wrong answers (the file stays small)")
     ap.add_argument("--workers", type=int, default=0, help="data workers (0: cores - 2)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the model")
+    ap.add_argument("--init-from", default="",
+                    help="continue from an exported hf/ directory (its weights, shape and tokenizer; a new "
+                         "optimizer and schedule): a second device call after a first that ran out of time; "
+                         "use with --curriculum off")
     ap.add_argument("--layers", type=int, default=6)
     ap.add_argument("--hidden", type=int, default=384)
     ap.add_argument("--heads", type=int, default=6)
@@ -404,10 +408,14 @@ def main():
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
 
-    # Tokenizer.
+    # Tokenizer (with --init-from: the exported model's own).
     paragraphs = data.load_english(a.english)
-    tokenizer = ltok.build(paragraphs if not a.tiny else paragraphs[:400], vocab_size=a.vocab,
-                           num_problems=3000 if not a.tiny else 300)
+    if a.init_from:
+        from tokenizers import Tokenizer
+        tokenizer = Tokenizer.from_file(os.path.join(a.init_from, "tokenizer.json"))
+    else:
+        tokenizer = ltok.build(paragraphs if not a.tiny else paragraphs[:400], vocab_size=a.vocab,
+                               num_problems=3000 if not a.tiny else 300)
     tok_check = ltok.check(tokenizer)
     log("tokenizer", **tok_check)
     tok_json = tokenizer.to_str()
@@ -418,13 +426,18 @@ def main():
     digit_ids[number_token_ids(tokenizer)] = True
     lookup_ids = (name_ids, digit_ids)  # a looked-up fact: is_fact
 
-    # Model.
-    cfg = lm.Config(vocab_size=tokenizer.get_vocab_size(), hidden_size=a.hidden,
-                    num_layers=a.layers, num_heads=a.heads, num_kv_heads=a.heads,
-                    intermediate_size=a.intermediate)
-    model = lm.LilChainLM(cfg).to(dev)
+    # Model (with --init-from: the exported model's shape and weights, trained further).
+    if a.init_from:
+        model = lm.load_exported(a.init_from, dev).train()
+        cfg = model.cfg
+        a.layers, a.hidden, a.heads, a.intermediate = cfg.num_layers, cfg.hidden_size, cfg.num_heads, cfg.intermediate_size
+    else:
+        cfg = lm.Config(vocab_size=tokenizer.get_vocab_size(), hidden_size=a.hidden,
+                        num_layers=a.layers, num_heads=a.heads, num_kv_heads=a.heads,
+                        intermediate_size=a.intermediate)
+        model = lm.LilChainLM(cfg).to(dev)
     params = lm.num_params(model)
-    log("model", params=params, bf16_mib=round(params * 2 / 2**20, 1))
+    log("model", params=params, bf16_mib=round(params * 2 / 2**20, 1), init_from=a.init_from or "random")
     if a.compile:  # the training forward only; decoding later uses the plain module
         model.hidden = torch.compile(model.hidden, dynamic=True)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
@@ -540,7 +553,7 @@ def main():
                   "weights_bytes": os.path.getsize(os.path.join(hf_dir, "model.safetensors"))},
         "tokenizer": tok_check, "task": chain_cfg.as_dict(), "mix": mix,
         "train": {"seconds": round(train_seconds, 1), "steps": step, "tokens": tokens_seen,
-                  "batch_tokens": a.batch_tokens, "lr": a.lr, "schedule": a.schedule,
+                  "batch_tokens": a.batch_tokens, "lr": a.lr, "schedule": a.schedule, "init_from": a.init_from or None,
                   "decay_fraction": a.decay_fraction, "warmup_steps": a.warmup_steps,
                   "curriculum": ({"kind": "gated", "stages": [c.as_dict() for c in stages],
                                   "gate_threshold": a.gate_threshold, "gate_checks": a.gate_checks,
