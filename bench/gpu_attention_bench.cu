@@ -25,7 +25,6 @@ namespace {
 using lil::cuda::bf16;
 using lil::bench::FillKernel;
 using lil::bench::MedianMs;
-using lil::bench::ReadTbs;
 
 constexpr int kHeads = 32, kKvHeads = 8, kDim = 128, kPage = 16;
 
@@ -115,12 +114,10 @@ lil::cuda::PagedAttentionParams Params(const Pool& pool, const Launch& l, int32_
 
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
-  int sms = 0;
-  CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  const int sms = lil::bench::SmCount();
   const int32_t target = lil::cuda::SplitResidentCtas(kDim, kHeads / kKvHeads, sms);
   std::printf("split-KV: %d resident CTAs (%d SMs)\n", target, sms);
-  const double read_tbs = ReadTbs();
-  std::printf("HBM read bandwidth (streaming sum over 4 GiB, this run): %.3f TB/s\n\n", read_tbs);
+  const double read_tbs = lil::bench::PrintReadTbs();
 
   // One pool of pages, big enough that each timed launch reads pages no other recent launch
   // touched: >= 1 GiB of KV per rotation set, the L2 is ~50-60 MB.

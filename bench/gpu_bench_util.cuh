@@ -66,6 +66,13 @@ double MedianMs(F&& launch, int reps, int samples) {
   return ms[ms.size() / 2];
 }
 
+// The device's SM count.
+inline int SmCount() {
+  int sms = 0;
+  CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  return sms;
+}
+
 inline double ReadTbs() {
   const size_t bytes = size_t{4} << 30;
   void* p = nullptr;
@@ -73,12 +80,18 @@ inline double ReadTbs() {
   CHECK(cudaMalloc(&p, bytes));
   CHECK(cudaMalloc(&out, 4));
   CHECK(cudaMemset(p, 0, bytes));
-  int sms = 0;
-  CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
+  const int sms = SmCount();
   const double ms = MedianMs([&](int) { SumKernel<<<sms * 8, 512>>>(static_cast<const uint4*>(p), bytes / 16, out); }, 5, 7);
   CHECK(cudaFree(p));
   CHECK(cudaFree(out));
   return bytes / (ms * 1e-3) / 1e12;
+}
+
+// ReadTbs(), printed as the run's ceiling line.
+inline double PrintReadTbs() {
+  const double tbs = ReadTbs();
+  std::printf("HBM read bandwidth (streaming sum over 4 GiB, this run): %.3f TB/s\n\n", tbs);
+  return tbs;
 }
 
 }  // namespace lil::bench

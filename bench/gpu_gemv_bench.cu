@@ -45,10 +45,8 @@ bf16* Random(size_t n, uint32_t seed, int sms) {
 
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
-  int sms = 0;
-  CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0));
-  const double read_tbs = lil::bench::ReadTbs();
-  std::printf("HBM read bandwidth (streaming sum over 4 GiB, this run): %.3f TB/s\n\n", read_tbs);
+  const int sms = lil::bench::SmCount();
+  const double read_tbs = lil::bench::PrintReadTbs();
   cudaStream_t stream = nullptr;  // the legacy default stream, as MedianMs records on it
   setenv("LILSERVE_GEMV", "0", 1);  // this Gemm is the cuBLAS peer
   auto cublas = lil::cuda::Gemm::Create(stream);

@@ -112,7 +112,7 @@ void Report() {
   struct Row {
     uint64_t count = 0;
     double total_ns = 0, exposed_ns = 0;
-    int32_t grid[3], block[3];
+    int32_t block[3];  // the grid is part of the row's key
   };
   // One row per kernel and launch shape (a GEMV on the LM head is not one on the O matrix).
   std::map<std::string, Row> rows;
@@ -122,10 +122,7 @@ void Report() {
     const KernelRecord& k = all[i];
     Row& r = rows[ShortName(k.name) + " " + std::to_string(k.grid[0]) + "x" + std::to_string(k.grid[1]) + "x" +
                   std::to_string(k.grid[2])];
-    if (r.count == 0) {
-      std::copy(k.grid, k.grid + 3, r.grid);
-      std::copy(k.block, k.block + 3, r.block);
-    }
+    if (r.count == 0) std::copy(k.block, k.block + 3, r.block);
     ++r.count;
     r.total_ns += static_cast<double>(k.end - k.start);
     sum_ns += static_cast<double>(k.end - k.start);

@@ -132,6 +132,14 @@ Gemm::~Gemm() {
   if (workspace_ != nullptr) cudaFree(workspace_);
 }
 
+int Gemm::CublasGemm(const GemmParams& p) const {
+  // Column-major view: Y^T[out, rows] = W[out, in] (stored as W^T col-major) * X^T[in, rows].
+  const float alpha = 1.0f, beta = 0.0f;
+  return GetCublas()->gemm_ex(handle_, kCublasOpT, kCublasOpN, p.out, p.rows, p.in, &alpha, p.w, CUDA_R_16BF, p.in,
+                              p.x, CUDA_R_16BF, p.in, &beta, p.y, CUDA_R_32F, p.out, kCublasCompute32F,
+                              kCublasGemmDefault);
+}
+
 int Gemm::TunedGemv(const GemmParams& p) const {
   const auto key = std::make_tuple(p.rows, p.in, p.out);
   if (auto it = gemv_choice_.find(key); it != gemv_choice_.end()) return it->second;
@@ -152,8 +160,8 @@ int Gemm::TunedGemv(const GemmParams& p) const {
   int best = 0;
   float best_us = 0.0f;
   std::string table;
-  const float alpha = 1.0f, beta = 0.0f;
-  for (int v = handle_ != nullptr ? -1 : 0; v < kGemvVariants; ++v) {
+  const int first = handle_ != nullptr ? -1 : 0;
+  for (int v = first; v < kGemvVariants; ++v) {
     std::vector<float> us;
     for (int rep = 0; rep < 6; ++rep) {
       cudaMemsetAsync(flush, rep, kFlushBytes, stream_);
@@ -161,9 +169,7 @@ int Gemm::TunedGemv(const GemmParams& p) const {
       if (v >= 0) {
         GemvVariant(p, v, stream_);
       } else {
-        GetCublas()->gemm_ex(handle_, kCublasOpT, kCublasOpN, p.out, p.rows, p.in, &alpha, p.w, CUDA_R_16BF, p.in,
-                             p.x, CUDA_R_16BF, p.in, &beta, p.y, CUDA_R_32F, p.out, kCublasCompute32F,
-                             kCublasGemmDefault);
+        CublasGemm(p);
       }
       cudaEventRecord(b, stream_);
       cudaEventSynchronize(b);
@@ -175,7 +181,7 @@ int Gemm::TunedGemv(const GemmParams& p) const {
     const float med = us[us.size() / 2];
     absl::StrAppend(&table, table.empty() ? "" : ", ", v >= 0 ? absl::StrCat("v", v) : "cuBLAS", " ",
                     absl::SixDigits(med), " us");
-    if (v == (handle_ != nullptr ? -1 : 0) || med < best_us) {
+    if (v == first || med < best_us) {
       best = v;
       best_us = med;
     }
@@ -204,11 +210,7 @@ absl::Status Gemm::Run(const bf16* x, const bf16* w, float* y, int32_t rows, int
     LIL_CUDA_RETURN_IF_ERROR(GemmFallback({x, w, y, rows, in, out}, stream_));
     return absl::OkStatus();
   }
-  // Column-major view: Y^T[out, rows] = W[out, in] (stored as W^T col-major) * X^T[in, rows].
-  const float alpha = 1.0f, beta = 0.0f;
-  const int rc = GetCublas()->gemm_ex(handle_, kCublasOpT, kCublasOpN, out, rows, in, &alpha, w,
-                                      CUDA_R_16BF, in, x, CUDA_R_16BF, in, &beta, y, CUDA_R_32F,
-                                      out, kCublasCompute32F, kCublasGemmDefault);
+  const int rc = CublasGemm(gp);
   if (rc != 0) {
     return absl::InternalError(absl::StrCat("cublasGemmEx(rows=", rows, ", in=", in, ", out=", out,
                                             ") failed with status ", rc));

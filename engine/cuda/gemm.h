@@ -42,6 +42,8 @@ class Gemm {
   cudaStream_t stream_ = nullptr;
   void* handle_ = nullptr;  // cublasHandle_t
   std::string library_;
+  // cublasGemmEx on p (handle_ must be set); its status.
+  int CublasGemm(const GemmParams& p) const;
   // The GEMV variant (0..kGemvVariants-1) or -1 (cuBLAS) for a decode shape, timed once.
   int TunedGemv(const GemmParams& p) const;
   bool use_gemv_ = false;

@@ -113,7 +113,7 @@ class RowStream(torch.utils.data.IterableDataset):
         tok = Tokenizer.from_str(self.tok_json)
         im_end, eot = tok.token_to_id(data.IM_END), tok.token_to_id(data.EOT)
         names = set(name_token_ids(tok))  # " name", the one token of a node name
-        digits = set(number_token_ids(tok))
+        numbers = set(number_token_ids(tok))
         while True:
             task, mix = self._task(), self._mix()
             samples = [self._sample(rng, task, mix) for _ in range(self.pool)]
@@ -131,7 +131,7 @@ class RowStream(torch.utils.data.IterableDataset):
                     learn = [0] * (len(h.ids) + 1) + [1] * (len(t.ids) - 1) + [0]
                 elif kind == "recall":  # loss on the facts only (the first names are queries)
                     ids = h.ids + t.ids + [im_end]
-                    learn = [0] * len(h.ids) + lookup_targets(t.ids, names, digits, h.ids[-1]) + [0]
+                    learn = [0] * len(h.ids) + lookup_targets(t.ids, names, numbers, h.ids[-1]) + [0]
                 else:  # raw English: loss everywhere
                     ids = [eot] + t.ids
                     learn = [0] + [1] * len(t.ids)
@@ -185,19 +185,18 @@ def number_token_ids(tok):
     return [i for t, i in tok.get_vocab().items() if re.fullmatch("\u0120?[0-9]+", t)]
 
 
-def is_fact(x, p, names, digits):
+def is_fact(x, p, names, numbers):
     """Whether token x, after token p, is a looked-up fact: a name right after a name (the
     second name of a line " from to"; the first is the query, a copy of the previous line's
-    fact or of the question), or a number right after a name or a number (a value line
-    " name 47")."""
-    return (x in names and p in names) or (x in digits and (p in names or p in digits))
+    fact or of the question), or a number right after a name (a value line " name 47")."""
+    return p in names and (x in names or x in numbers)
 
 
-def lookup_targets(ids, names, digits, before):
+def lookup_targets(ids, names, numbers, before):
     """1 for each token of `ids` that is a looked-up fact (is_fact). `before` is the token
     preceding ids[0]."""
     prev = [before] + list(ids[:-1])
-    return [int(is_fact(x, p, names, digits)) for x, p in zip(ids, prev)]
+    return [int(is_fact(x, p, names, numbers)) for x, p in zip(ids, prev)]
 
 
 def extract(text):
@@ -238,9 +237,9 @@ def teacher_forced_accuracy(model, batch, dev, lookup_ids=None):
     acc = float(ok.float().mean())
     if lookup_ids is None:
         return acc
-    names, digits = (t.to(dev) for t in lookup_ids)
+    names, numbers = (t.to(dev) for t in lookup_ids)
     label, given = labels[keep], ids[keep]
-    is_lookup = (names[label] & names[given]) | (digits[label] & (names[given] | digits[given]))
+    is_lookup = names[given] & (names[label] | numbers[label])  # is_fact
     return acc, float(ok[is_lookup].float().mean()) if bool(is_lookup.any()) else float("nan")
 
 
@@ -422,9 +421,9 @@ def main():
     im_end, eot = tokenizer.token_to_id(data.IM_END), tokenizer.token_to_id(data.EOT)
     name_ids = torch.zeros(tokenizer.get_vocab_size(), dtype=torch.bool)  # " name"
     name_ids[name_token_ids(tokenizer)] = True
-    digit_ids = torch.zeros(tokenizer.get_vocab_size(), dtype=torch.bool)  # "4", " 47"
-    digit_ids[number_token_ids(tokenizer)] = True
-    lookup_ids = (name_ids, digit_ids)  # a looked-up fact: is_fact
+    number_ids = torch.zeros(tokenizer.get_vocab_size(), dtype=torch.bool)  # "4", " 47"
+    number_ids[number_token_ids(tokenizer)] = True
+    lookup_ids = (name_ids, number_ids)  # a looked-up fact: is_fact
 
     # Model (with --init-from: the exported model's shape and weights, trained further).
     if a.init_from:

@@ -117,20 +117,19 @@ TEST(BackendFactory, GreedyContinuationsAgreeWithCpu) {
     }
     int32_t same = 0;
     while (same < kSteps && outs[0][same] == outs[1][same]) ++same;
-    const auto in_top = [&](int which, TokenId t) {
+    // Token t among side `which`'s top log-probs at the split, or null.
+    const auto find = [&](int which, TokenId t) -> const TokenLogprob* {
       for (const TokenLogprob& e : tops[which][same]) {
-        if (e.token == t) return true;
+        if (e.token == t) return &e;
       }
-      return false;
+      return nullptr;
     };
-    const bool near_tie = same < kSteps && in_top(0, outs[1][same]) && in_top(1, outs[0][same]);
+    const bool near_tie = same < kSteps && find(0, outs[1][same]) != nullptr && find(1, outs[0][same]) != nullptr;
     std::cout << "prompt " << i << ": " << same << "/" << kSteps << " tokens before divergence";
     if (same < kSteps) {
       const auto lp = [&](int which, TokenId t) {
-        for (const TokenLogprob& e : tops[which][same]) {
-          if (e.token == t) return std::to_string(e.logprob);
-        }
-        return std::string("not in top ") + std::to_string(kTop);
+        const TokenLogprob* e = find(which, t);
+        return e != nullptr ? std::to_string(e->logprob) : "not in top " + std::to_string(kTop);
       };
       std::cout << "; there CPU picks " << outs[0][same] << " (" << lp(0, outs[0][same]) << ", GPU's token "
                 << lp(0, outs[1][same]) << "), GPU picks " << outs[1][same] << " (" << lp(1, outs[1][same])
