@@ -168,6 +168,40 @@ class RowStream(torch.utils.data.IterableDataset):
 # Evaluation helpers
 # ----------------------------------------------------------------------------------------
 
+def transplant_embeddings(model_dir, tokenizer, dev):
+    """The exported model in `model_dir` with its (tied) embedding re-indexed to `tokenizer`:
+    a token whose string the old vocabulary also holds keeps its row; any other token gets
+    the mean of the old rows of its text's pieces under the old tokenizer (" 47" from " 4"
+    and "7"), so new tokens start distinct and near what the layers already read; a text
+    the old tokenizer cannot encode gets the mean row. The layers are unchanged.
+    Returns (model, counts)."""
+    from tokenizers import Tokenizer
+    old_tok = Tokenizer.from_file(os.path.join(model_dir, "tokenizer.json"))
+    old_model = lm.load_exported(model_dir, "cpu")
+    old = old_model.model.embed_tokens.weight.data
+    old_vocab = old_tok.get_vocab()
+    rows = torch.empty(tokenizer.get_vocab_size(), old.shape[1])
+    kept = pieced = 0
+    for text_id, i in tokenizer.get_vocab().items():
+        j = old_vocab.get(text_id)
+        if j is not None:
+            rows[i], kept = old[j], kept + 1
+            continue
+        pieces = old_tok.encode(tokenizer.decode([i], skip_special_tokens=False),
+                                add_special_tokens=False).ids
+        rows[i] = old[pieces].mean(0) if pieces else old.mean(0)
+        pieced += 1
+    c = old_model.cfg
+    cfg = lm.Config(tokenizer.get_vocab_size(), c.hidden_size, c.num_layers, c.num_heads,
+                    c.num_kv_heads, c.intermediate_size, c.rope_theta,
+                    c.max_position_embeddings, c.rms_norm_eps)
+    model = lm.LilChainLM(cfg)
+    state = dict(old_model.state_dict())
+    state["model.embed_tokens.weight"] = rows
+    model.load_state_dict(state)
+    return model.to(dev), {"rows_kept": kept, "rows_from_pieces": pieced}
+
+
 def name_token_ids(tok):
     """Token ids of " name", the one token of each node name (the task writes every name after
     a space)."""
@@ -373,6 +407,12 @@ def parse_args():
                     help="continue from an exported hf/ directory (its weights, shape and tokenizer; a new "
                          "optimizer and schedule): a second device call after a first that ran out of time; "
                          "use with --curriculum off")
+    ap.add_argument("--init-weights", default="",
+                    help="start from an exported hf/ directory's weights and shape but with this version's "
+                         "own tokenizer (built as without it): embedding rows of tokens both vocabularies "
+                         "hold are copied by token string, a new token's row is the mean of the rows of "
+                         "the old tokenizer's pieces of its text (transplant_embeddings); use with "
+                         "--curriculum off to carry an earlier run's lookup circuit to a changed task")
     ap.add_argument("--layers", type=int, default=6)
     ap.add_argument("--hidden", type=int, default=384)
     ap.add_argument("--heads", type=int, default=6)
@@ -409,6 +449,8 @@ def main():
 
     # Tokenizer (with --init-from: the exported model's own).
     paragraphs = data.load_english(a.english)
+    if a.init_from and a.init_weights:
+        raise SystemExit("train.py: give --init-from or --init-weights, not both")
     if a.init_from:
         from tokenizers import Tokenizer
         tokenizer = Tokenizer.from_file(os.path.join(a.init_from, "tokenizer.json"))
@@ -430,13 +472,19 @@ def main():
         model = lm.load_exported(a.init_from, dev).train()
         cfg = model.cfg
         a.layers, a.hidden, a.heads, a.intermediate = cfg.num_layers, cfg.hidden_size, cfg.num_heads, cfg.intermediate_size
+    elif a.init_weights:
+        model, moved = transplant_embeddings(a.init_weights, tokenizer, dev)
+        model.train()
+        cfg = model.cfg
+        a.layers, a.hidden, a.heads, a.intermediate = cfg.num_layers, cfg.hidden_size, cfg.num_heads, cfg.intermediate_size
+        log("transplant", source=a.init_weights, **moved)
     else:
         cfg = lm.Config(vocab_size=tokenizer.get_vocab_size(), hidden_size=a.hidden,
                         num_layers=a.layers, num_heads=a.heads, num_kv_heads=a.heads,
                         intermediate_size=a.intermediate)
         model = lm.LilChainLM(cfg).to(dev)
     params = lm.num_params(model)
-    log("model", params=params, bf16_mib=round(params * 2 / 2**20, 1), init_from=a.init_from or "random")
+    log("model", params=params, bf16_mib=round(params * 2 / 2**20, 1), init_from=a.init_from or a.init_weights or "random")
     if a.compile:  # the training forward only; decoding later uses the plain module
         model.hidden = torch.compile(model.hidden, dynamic=True)
     decay = [p for n, p in model.named_parameters() if p.dim() >= 2]
@@ -553,6 +601,7 @@ def main():
         "tokenizer": tok_check, "task": chain_cfg.as_dict(), "mix": mix,
         "train": {"seconds": round(train_seconds, 1), "steps": step, "tokens": tokens_seen,
                   "batch_tokens": a.batch_tokens, "lr": a.lr, "schedule": a.schedule, "init_from": a.init_from or None,
+                  "init_weights": a.init_weights or None,
                   "decay_fraction": a.decay_fraction, "warmup_steps": a.warmup_steps,
                   "curriculum": ({"kind": "gated", "stages": [c.as_dict() for c in stages],
                                   "gate_threshold": a.gate_threshold, "gate_checks": a.gate_checks,
