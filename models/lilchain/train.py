@@ -706,11 +706,18 @@ def write_card(path, m):
                       f"from {cur['full_range_at']:.0%} of the budget at the latest; moves: {moves}), ")
     by_links = ", ".join(f"{k}: {v['accuracy']:.3f} (n={v['problems']})"
                          for k, v in e.get("accuracy_by_links", {}).items())
+    start = "from scratch"
+    if t.get("init_weights"):
+        start = (f"from the layers of an earlier LilChain export (`--init-weights {t['init_weights']}`: its "
+                 f"embedding rows moved to this version's tokenizer by token string, new tokens from the mean "
+                 f"of their old pieces; that export's own training is in its card and docs/LIL.md)")
+    elif t.get("init_from"):
+        start = f"further from an earlier export (`--init-from {t['init_from']}`, same tokenizer)"
     with open(path, "w") as f:
         f.write(f"""# LilChain
 
 A {mo['params'] / 1e6:.1f}M-parameter Llama-architecture model (weights {mo['weights_bytes'] / 2**20:.1f} MiB,
-bf16) trained from scratch by `models/lilchain/train_on_gpu.sh` in the lilserve repository, to
+bf16) trained {start} by `models/lilchain/train_on_gpu.sh` in the lilserve repository, to
 show the "Less is Less" effect of sparse attention on long chains of thought and what
 lilserve's information monitor saves. Not a general-purpose model.
 
