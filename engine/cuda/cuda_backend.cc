@@ -56,6 +56,7 @@ struct CudaBackend::Work {
   float *x, *qkv, *q, *delta, *gate_up, *entry_mass, *seq_mass, *logits, *logprob, *split_partial;
   float *logits_local, *logits_gather;  // world > 1: this rank's vocab slice, all ranks' slices
   bf16 *h, *attn, *act;
+  bf16* xb;  // fused_norm_: x rounded to bf16, written by the o and down GEMVs
   int32_t* token_out;
   int32_t* split_counters;
   int32_t* pages_rw;  // device copies of the layouts' pages/logical (Quest writes them)
@@ -166,6 +167,27 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
                                           SplitPartialFloats(t, local.num_kv_heads, local.head_dim, sc.max_splits));
     }
   }
+  const char* fused_env = std::getenv("LILSERVE_FUSED_NORM");
+  if (fused_env != nullptr && std::string(fused_env) == "1") {
+    if (options.world > 1) {
+      LIL_LOG_WARN("LILSERVE_FUSED_NORM=1 ignored: not with tensor parallelism");
+    } else if (!b->gemm_.GemvAvailable(1, local.hidden_size) || local.q_dim() % 8 != 0 ||
+               local.intermediate_size % 8 != 0 || local.rms_norm_eps <= 0.0f) {
+      LIL_LOG_WARN("LILSERVE_FUSED_NORM=1 ignored: the GEMV is off or the model's shapes do not fit it");
+    } else {
+      // DeviceWeights owns these device buffers; nothing has read them yet.
+      for (const DeviceLayerWeights& lw : b->w_.layers) {
+        LIL_CUDA_RETURN_IF_ERROR(ScaleColumns(const_cast<bf16*>(lw.qkv), lw.attn_norm,
+                                              local.q_dim() + 2 * local.kv_dim(), local.hidden_size, stream));
+        LIL_CUDA_RETURN_IF_ERROR(ScaleColumns(const_cast<bf16*>(lw.gate_up), lw.mlp_norm,
+                                              2 * local.intermediate_size, local.hidden_size, stream));
+      }
+      LIL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+      b->fused_norm_ = true;
+      LIL_LOG_INFO("CUDA backend: RMSNorm weights folded into qkv and gate_up; one-token steps fuse the norms "
+                   "and residual adds into the GEMVs");
+    }
+  }
   const char* graphs_env = std::getenv("LILSERVE_CUDA_GRAPHS");
   b->graphs_enabled_ = !(graphs_env != nullptr && std::string(graphs_env) == "0");
   // Zeroed so a page read before it is written (never in a valid plan) holds no NaNs.
@@ -245,10 +267,20 @@ absl::Status CudaBackend::RunLayer(int32_t layer, const StepInputs& in, const Wo
   const DeviceLayerWeights& lw = w_.layers[layer];
   const int32_t t = in.num_tokens, hid = c.hidden_size, qd = c.q_dim(), kvd = c.kv_dim();
   const int32_t inter = c.intermediate_size;
-  // The previous layer's down projection is still in delta: fused into this norm.
-  LIL_CUDA_RETURN_IF_ERROR(AddRmsNorm({w.x, layer == 0 ? nullptr : w.delta, lw.attn_norm, w.h, t, hid,
-                                       c.rms_norm_eps}, stream_));
-  LIL_RETURN_IF_ERROR(gemm_.Run(w.h, lw.qkv, w.qkv, t, hid, qd + 2 * kvd));
+  // Fused one-token step (fused_norm_): x is already current and w.xb is its bf16 copy.
+  const bool fuse = fused_norm_ && t == 1;
+  const float* attn_norm = fused_norm_ ? nullptr : lw.attn_norm;  // folded into qkv
+  const float* mlp_norm = fused_norm_ ? nullptr : lw.mlp_norm;    // folded into gate_up
+  if (fuse && layer > 0) {
+    GemmParams qkv{w.xb, lw.qkv, w.qkv, t, hid, qd + 2 * kvd};
+    qkv.norm_eps = c.rms_norm_eps;
+    LIL_RETURN_IF_ERROR(gemm_.RunGemv(qkv));
+  } else {
+    // The previous layer's down projection is still in delta: fused into this norm.
+    LIL_CUDA_RETURN_IF_ERROR(AddRmsNorm({w.x, layer == 0 || fuse ? nullptr : w.delta, attn_norm, w.h, t, hid,
+                                         c.rms_norm_eps}, stream_));
+    LIL_RETURN_IF_ERROR(gemm_.Run(w.h, lw.qkv, w.qkv, t, hid, qd + 2 * kvd));
+  }
   QkvRopeWriteParams rp;
   rp.qkv = w.qkv;
   rp.bias = lw.qkv_bias;
@@ -267,9 +299,23 @@ absl::Status CudaBackend::RunLayer(int32_t layer, const StepInputs& in, const Wo
   LIL_CUDA_RETURN_IF_ERROR(QuestMeta({LayerView(layer), w.I(w.touched_pages), w.I(w.touched_last),
                                       static_cast<int32_t>(in.touched_pages.size())}, stream_));
   LIL_RETURN_IF_ERROR(Attention(layer, in, w));
+  if (fuse) {
+    GemmParams o{w.attn, lw.o_proj, w.x, t, qd, hid};
+    o.add_to_y = true;
+    o.y_bf16 = w.xb;
+    LIL_RETURN_IF_ERROR(gemm_.RunGemv(o));
+    GemmParams gate_up{w.xb, lw.gate_up, w.gate_up, t, hid, 2 * inter};
+    gate_up.norm_eps = c.rms_norm_eps;
+    LIL_RETURN_IF_ERROR(gemm_.RunGemv(gate_up));
+    LIL_CUDA_RETURN_IF_ERROR(SiluMul({w.gate_up, w.act, t, inter}, stream_));
+    GemmParams down{w.act, lw.down, w.x, t, inter, hid};
+    down.add_to_y = true;
+    down.y_bf16 = w.xb;
+    return gemm_.RunGemv(down);
+  }
   LIL_RETURN_IF_ERROR(gemm_.Run(w.attn, lw.o_proj, w.delta, t, qd, hid));
   if (comm_ != nullptr) LIL_RETURN_IF_ERROR(comm_->AllReduceSum(w.delta, int64_t{t} * hid));
-  LIL_CUDA_RETURN_IF_ERROR(AddRmsNorm({w.x, w.delta, lw.mlp_norm, w.h, t, hid, c.rms_norm_eps}, stream_));
+  LIL_CUDA_RETURN_IF_ERROR(AddRmsNorm({w.x, w.delta, mlp_norm, w.h, t, hid, c.rms_norm_eps}, stream_));
   LIL_RETURN_IF_ERROR(gemm_.Run(w.h, lw.gate_up, w.gate_up, t, hid, 2 * inter));
   LIL_CUDA_RETURN_IF_ERROR(SiluMul({w.gate_up, w.act, t, inter}, stream_));
   LIL_RETURN_IF_ERROR(gemm_.Run(w.act, lw.down, w.delta, t, inter, hid));
@@ -356,7 +402,7 @@ absl::Status CudaBackend::LaunchForward(const StepInputs& in, const Work& w) {
   LIL_CUDA_RETURN_IF_ERROR(Embedding({w_.embed, w.I(w.tokens), w.x, in.num_tokens, c.hidden_size,
                                       c.vocab_size}, stream_));
   for (int32_t layer = 0; layer < c.num_layers; ++layer) LIL_RETURN_IF_ERROR(RunLayer(layer, in, w));
-  if (c.num_layers > 0) {
+  if (c.num_layers > 0 && !(fused_norm_ && t == 1)) {  // fused: the down GEMVs added already
     LIL_CUDA_RETURN_IF_ERROR(AddInPlace(w.x, w.delta, t * c.hidden_size, stream_));
   }
   // h2o: each rank summed its own heads' attention; the policy on rank 0 needs all of them.
@@ -495,6 +541,7 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
     w.h = carve.Take<bf16>(std::max(t, r) * hmax);
     w.attn = carve.Take<bf16>(t * c.q_dim());
     w.act = carve.Take<bf16>(t * c.intermediate_size);
+    w.xb = carve.Take<bf16>(t * c.hidden_size);
     w.token_out = carve.Take<int32_t>(r);
     w.split_partial = carve.Take<float>(partial_floats);
     w.split_counters = carve.Take<int32_t>(t * c.num_kv_heads);

@@ -60,6 +60,8 @@ class CudaBackend final : public Backend {
   static int64_t BytesPerPage(const ModelConfig& local, int32_t page_size);
   // Decode batch sizes with a captured CUDA graph (tests, logs).
   int32_t graphs_captured() const { return static_cast<int32_t>(graphs_.size()); }
+  // Whether $LILSERVE_FUSED_NORM=1 took effect (fused_norm_ below).
+  bool fused_norm() const { return fused_norm_; }
 
  private:
   struct Work;  // device pointers of one step (cuda_backend.cc)
@@ -105,6 +107,13 @@ class CudaBackend final : public Backend {
   absl::flat_hash_map<int32_t, cudaGraphExec_t> graphs_;
   absl::flat_hash_set<int32_t> graph_failed_;
   int32_t split_target_ctas_ = 0;  // 0: split-KV off ($LILSERVE_SPLIT_KV=0)
+  // $LILSERVE_FUSED_NORM=1 (one GPU only): the attention and MLP RMSNorm weights are folded
+  // into the qkv and gate_up columns at load, so every norm runs with a unit weight; and a
+  // one-token step (batch-1 decode) runs no norm kernel after layer 0: the o and down GEMVs
+  // add into the residual stream and write its bf16 copy (GemmParams::add_to_y, y_bf16),
+  // and the qkv and gate_up GEMVs normalize that copy themselves (norm_eps). Off by default
+  // until the GPU tests and the decode benchmark have run it (docs/GPU.md).
+  bool fused_norm_ = false;
   absl::flat_hash_map<RequestId, SamplerState> seqs_;
   uint64_t seed_base_;
 };

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 #include <cstdlib>
+#include <cstring>
 #include <mutex>
 #include <vector>
 
@@ -73,6 +74,11 @@ absl::StatusOr<Gemm> Gemm::Create(cudaStream_t stream, bool force_fallback) {
   g.use_gemv_ = gemv == nullptr || std::string(gemv) != "0";
   const char* variant = std::getenv("LILSERVE_GEMV_VARIANT");
   g.tune_gemv_ = variant != nullptr && std::string(variant) == "auto";
+  // A variant named explicitly (or auto) covers every row count the GEMV takes.
+  if (variant != nullptr && (g.tune_gemv_ || (std::strlen(variant) == 1 && variant[0] >= '0' &&
+                                               variant[0] < '0' + kGemvVariants))) {
+    g.gemv_max_rows_ = kGemvMaxRows;
+  }
   const auto& cublas = GetCublas();
   if (!cublas.ok()) {
     static std::once_flag warned;
@@ -109,7 +115,7 @@ absl::StatusOr<Gemm> Gemm::Create(cudaStream_t stream, bool force_fallback) {
 
 Gemm::Gemm(Gemm&& o) noexcept
     : stream_(o.stream_), handle_(std::exchange(o.handle_, nullptr)), library_(std::move(o.library_)),
-      use_gemv_(o.use_gemv_), tune_gemv_(o.tune_gemv_), gemv_choice_(std::move(o.gemv_choice_)),
+      use_gemv_(o.use_gemv_), tune_gemv_(o.tune_gemv_), gemv_max_rows_(o.gemv_max_rows_), gemv_choice_(std::move(o.gemv_choice_)),
       workspace_(std::exchange(o.workspace_, nullptr)) {}
 
 Gemm& Gemm::operator=(Gemm&& o) noexcept {
@@ -122,6 +128,7 @@ Gemm& Gemm::operator=(Gemm&& o) noexcept {
     library_ = std::move(o.library_);
     use_gemv_ = o.use_gemv_;
     tune_gemv_ = o.tune_gemv_;
+    gemv_max_rows_ = o.gemv_max_rows_;
     gemv_choice_ = std::move(o.gemv_choice_);
   }
   return *this;
@@ -144,7 +151,9 @@ int Gemm::TunedGemv(const GemmParams& p) const {
   const auto key = std::make_tuple(p.rows, p.in, p.out);
   if (auto it = gemv_choice_.find(key); it != gemv_choice_.end()) return it->second;
   cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
-  if (cudaStreamIsCapturing(stream_, &capture) != cudaSuccess || capture != cudaStreamCaptureStatusNone) return 0;
+  if (cudaStreamIsCapturing(stream_, &capture) != cudaSuccess || capture != cudaStreamCaptureStatusNone) {
+    return kGemvDefaultVariant;
+  }
   // Candidates: every GEMV variant, then cuBLAS (-1) when it is loaded. Each is timed 5 times,
   // each launch after a 64 MiB write that evicts the weights (a decode step reads them from
   // HBM); the median decides.
@@ -155,9 +164,9 @@ int Gemm::TunedGemv(const GemmParams& p) const {
       cudaEventCreate(&b) != cudaSuccess) {
     cudaFree(flush);
     cudaGetLastError();
-    return gemv_choice_[key] = 0;
+    return gemv_choice_[key] = kGemvDefaultVariant;
   }
-  int best = 0;
+  int best = kGemvDefaultVariant;
   float best_us = 0.0f;
   std::string table;
   const int first = handle_ != nullptr ? -1 : 0;
@@ -189,17 +198,29 @@ int Gemm::TunedGemv(const GemmParams& p) const {
   cudaEventDestroy(a);
   cudaEventDestroy(b);
   cudaFree(flush);
-  if (cudaGetLastError() != cudaSuccess) best = 0;
+  if (cudaGetLastError() != cudaSuccess) best = kGemvDefaultVariant;
   LIL_LOG_INFO("GEMV autotune rows={} in={} out={}: {} ({})", p.rows, p.in, p.out,
                best >= 0 ? absl::StrCat("variant ", best) : std::string("cuBLAS"), table);
   return gemv_choice_[key] = best;
+}
+
+absl::Status Gemm::RunGemv(const GemmParams& p) const {
+  if (!GemvAvailable(p.rows, p.in) || !GemvSupported(p)) {
+    return absl::FailedPreconditionError(absl::StrCat("GEMV cannot run rows=", p.rows, " in=", p.in, " out=", p.out,
+                                                      use_gemv_ ? "" : " ($LILSERVE_GEMV=0 or no GEMV)"));
+  }
+  // The default (or numbered) variant, never `auto`'s timing: timing writes y, which
+  // add_to_y reads.
+  LIL_CUDA_RETURN_IF_ERROR(Gemv(p, stream_));
+  return absl::OkStatus();
 }
 
 absl::Status Gemm::Run(const bf16* x, const bf16* w, float* y, int32_t rows, int32_t in,
                        int32_t out) const {
   if (rows == 0) return absl::OkStatus();
   const GemmParams gp{x, w, y, rows, in, out};
-  if (use_gemv_ && GemvSupported(gp)) {
+  // Without cuBLAS the GEMV beats the fallback kernel at any row count it takes.
+  if (use_gemv_ && (rows <= gemv_max_rows_ || handle_ == nullptr) && GemvSupported(gp)) {
     const int v = tune_gemv_ ? TunedGemv(gp) : -2;
     if (v != -1) {
       LIL_CUDA_RETURN_IF_ERROR(v >= 0 ? GemvVariant(gp, v, stream_) : Gemv(gp, stream_));

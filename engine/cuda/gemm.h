@@ -2,12 +2,19 @@
 // y[rows, out] (fp32) = x[rows, in] (bf16) * w[out, in]^T (bf16), fp32 accumulation, through
 // cuBLAS (cublasGemmEx). cuBLAS is opened with dlopen (libcublas.so.13, or $LILSERVE_CUBLAS)
 // so building the module needs no cuBLAS; without it the simple tiled kernel of
-// kernels/cuda/ops.h runs instead, with a warning (correct, much slower). Decode-sized
-// products (rows <= kGemvMaxRows) run our GEMV kernel unless $LILSERVE_GEMV=0, in the work
-// split $LILSERVE_GEMV_VARIANT names (default 0). $LILSERVE_GEMV_VARIANT=auto times every
-// variant and cuBLAS the first time a (rows, in, out) shape runs outside a graph capture,
-// each launch after a 64 MiB write that evicts the weights from the L2, keeps the fastest
-// for that shape and logs the choice (captures before that use variant 0).
+// kernels/cuda/ops.h runs instead, with a warning (correct, much slower). Which decode-sized
+// products run our GEMV kernel (kernels/cuda/gemv.cu) instead of cuBLAS:
+//   default                        one row, in variant kGemvDefaultVariant; 2-4 rows go to
+//                                  cuBLAS (on H200 cuBLAS beat every variant on every 8B
+//                                  matrix at 4 rows, and every variant beat cuBLAS at one:
+//                                  the choices `auto` made, docs/PERF.md)
+//   $LILSERVE_GEMV_VARIANT=0..5    rows <= kGemvMaxRows in that variant
+//   $LILSERVE_GEMV_VARIANT=auto    every variant and cuBLAS are timed the first time a
+//                                  (rows, in, out) shape runs outside a graph capture, each
+//                                  launch after a 64 MiB write that evicts the weights from
+//                                  the L2; the fastest is kept for that shape and logged
+//                                  (captures before that use the default variant)
+//   $LILSERVE_GEMV=0               never (cuBLAS for every product)
 #pragma once
 
 #include <cuda_runtime.h>
@@ -31,6 +38,14 @@ class Gemm {
 
   absl::Status Run(const bf16* x, const bf16* w, float* y, int32_t rows, int32_t in,
                    int32_t out) const;
+  // A decode product through our GEMV only, in the default (or numbered) variant whatever
+  // the row count and never `auto`'s timing (it writes y, which add_to_y reads): the way to
+  // GemmParams' fusions (norm_eps, add_to_y, y_bf16), which cuBLAS cannot do.
+  // FailedPrecondition when GemvAvailable is false for it.
+  absl::Status RunGemv(const GemmParams& p) const;
+  bool GemvAvailable(int32_t rows, int32_t in) const {
+    return use_gemv_ && rows >= 1 && rows <= kGemvMaxRows && in % 8 == 0;
+  }
   bool uses_cublas() const { return handle_ != nullptr; }
   // Whether decode shapes are timed at first use ($LILSERVE_GEMV_VARIANT=auto): a caller about
   // to capture a graph runs the step once outside the capture first.
@@ -48,9 +63,10 @@ class Gemm {
   int TunedGemv(const GemmParams& p) const;
   bool use_gemv_ = false;
   bool tune_gemv_ = false;
+  int32_t gemv_max_rows_ = 1;  // products with more rows go to cuBLAS (when loaded)
   mutable std::map<std::tuple<int32_t, int32_t, int32_t>, int> gemv_choice_;
   static constexpr size_t kWorkspaceBytes = 32u << 20;
-  void* workspace_ = nullptr;  // cuBLAS workspace (cublasSetWorkspace), capture-safe  // rows <= kGemvMaxRows through kernels/cuda/gemv.cu ($LILSERVE_GEMV=0: off)
+  void* workspace_ = nullptr;  // cuBLAS workspace (cublasSetWorkspace), capture-safe
 };
 
 }  // namespace lil::cuda

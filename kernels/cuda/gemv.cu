@@ -4,7 +4,7 @@
 // 16-byte loads, U per row in flight per lane; the x slice it needs is loaded once per step
 // and used for all R rows. fp32 accumulation, one warp reduction per output at the end.
 //
-// Variants (GemvVariant, $LILSERVE_GEMV_VARIANT picks the one Gemv uses; gpu_gemv_bench
+// Variants (GemvVariant, $LILSERVE_GEMV_VARIANT picks the one Gemv uses, default 4; gpu_gemv_bench
 // times them all on the Llama-3-8B shapes beside the HBM read ceiling):
 //   0  R=2, U=4, load then compute (each warp idles one memory latency per step)
 //   1  R=2, U=4, pipelined: the next step's loads go out before this step's math
@@ -48,8 +48,12 @@ __device__ __forceinline__ void LoadStep(const bf16* const (&w)[R], int32_t kb, 
   }
 }
 
+// ss[m] (norm mode) collects sum(x[m]^2) over the x chunks this warp reads: the S warps of a
+// row group read every chunk of x exactly once between them, so their sum is the norm's.
 template <int M, int R, int U>
-__device__ __forceinline__ void MathStep(const GemmParams& p, int32_t kb, const uint4 (&v)[R][U], float (&acc)[R][M]) {
+__device__ __forceinline__ void MathStep(const GemmParams& p, int32_t kb, const uint4 (&v)[R][U], float (&acc)[R][M],
+                                         float (&ss)[M]) {
+  const bool norm = p.norm_eps > 0.0f;
 #pragma unroll
   for (int u = 0; u < U; ++u) {
     const int32_t k = kb + u * 256;
@@ -58,6 +62,7 @@ __device__ __forceinline__ void MathStep(const GemmParams& p, int32_t kb, const 
       for (int m = 0; m < M; ++m) {
         if (m >= p.rows) break;  // rows 3 of the M = 4 kernel
         const uint4 xv = __ldg(reinterpret_cast<const uint4*>(p.x + static_cast<int64_t>(m) * p.in + k));
+        if (norm) ss[m] += Dot8(xv, xv);
 #pragma unroll
         for (int r = 0; r < R; ++r) acc[r][m] += Dot8(v[r][u], xv);
       }
@@ -77,11 +82,12 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32) GemvKernel(GemmParams p) 
   const bf16* w[R];
 #pragma unroll
   for (int r = 0; r < R; ++r) w[r] = p.w + static_cast<int64_t>(active && n0 + r < p.out ? n0 + r : 0) * k_dim;
-  float acc[R][M];
+  float acc[R][M], ss[M];
 #pragma unroll
-  for (int r = 0; r < R; ++r) {
+  for (int m = 0; m < M; ++m) {
+    ss[m] = 0.0f;
 #pragma unroll
-    for (int m = 0; m < M; ++m) acc[r][m] = 0.0f;
+    for (int r = 0; r < R; ++r) acc[r][m] = 0.0f;
   }
   // The first weight loads go out before the wait for the previous kernel (PDL): they depend
   // on nothing it writes, so this kernel's stream starts while that one drains.
@@ -93,7 +99,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32) GemvKernel(GemmParams p) 
     if constexpr (kPipelined) {
       uint4 next[R][U];
       if (kb + stride < k_dim) LoadStep<R, U>(w, kb + stride, k_dim, next);
-      MathStep<M, R, U>(p, kb, cur, acc);
+      MathStep<M, R, U>(p, kb, cur, acc, ss);
 #pragma unroll
       for (int r = 0; r < R; ++r) {
 #pragma unroll
@@ -101,36 +107,42 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32) GemvKernel(GemmParams p) 
       }
     } else {
       if (kb != k0) LoadStep<R, U>(w, kb, k_dim, cur);
-      MathStep<M, R, U>(p, kb, cur, acc);
+      MathStep<M, R, U>(p, kb, cur, acc, ss);
     }
   }
 #pragma unroll
-  for (int r = 0; r < R; ++r) {
+  for (int m = 0; m < M; ++m) {
 #pragma unroll
-    for (int m = 0; m < M; ++m) {
+    for (int o = 16; o > 0; o >>= 1) {
+      ss[m] += __shfl_xor_sync(0xffffffffu, ss[m], o);
 #pragma unroll
-      for (int o = 16; o > 0; o >>= 1) acc[r][m] += __shfl_xor_sync(0xffffffffu, acc[r][m], o);
+      for (int r = 0; r < R; ++r) acc[r][m] += __shfl_xor_sync(0xffffffffu, acc[r][m], o);
     }
   }
   if constexpr (S > 1) {  // the S warps of a row group add their slices' sums
-    __shared__ float partial[kWarpsPerBlock][R][M];
+    __shared__ float partial[kWarpsPerBlock][R + 1][M];  // [R] holds ss
     if (lane == 0) {
 #pragma unroll
-      for (int r = 0; r < R; ++r) {
+      for (int m = 0; m < M; ++m) {
+        partial[warp][R][m] = ss[m];
 #pragma unroll
-        for (int m = 0; m < M; ++m) partial[warp][r][m] = acc[r][m];
+        for (int r = 0; r < R; ++r) partial[warp][r][m] = acc[r][m];
       }
     }
     __syncthreads();
     if (slice != 0) return;
 #pragma unroll
-    for (int r = 0; r < R; ++r) {
+    for (int m = 0; m < M; ++m) {
 #pragma unroll
-      for (int m = 0; m < M; ++m) {
+      for (int r = 0; r <= R; ++r) {
         float sum = 0.0f;
 #pragma unroll
         for (int j = 0; j < S; ++j) sum += partial[warp + j][r][m];
-        acc[r][m] = sum;
+        if (r < R) {
+          acc[r][m] = sum;
+        } else {
+          ss[m] = sum;
+        }
       }
     }
   }
@@ -138,9 +150,14 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32) GemvKernel(GemmParams p) 
 #pragma unroll
     for (int m = 0; m < M; ++m) {
       if (m >= p.rows) break;
+      const float scale = p.norm_eps > 0.0f ? rsqrtf(ss[m] / static_cast<float>(p.in) + p.norm_eps) : 1.0f;
 #pragma unroll
       for (int r = 0; r < R; ++r) {
-        if (n0 + r < p.out) p.y[static_cast<int64_t>(m) * p.out + n0 + r] = acc[r][m];
+        if (n0 + r >= p.out) continue;
+        const int64_t i = static_cast<int64_t>(m) * p.out + n0 + r;
+        const float y = acc[r][m] * scale + (p.add_to_y ? p.y[i] : 0.0f);
+        p.y[i] = y;
+        if (p.y_bf16 != nullptr) p.y_bf16[i] = __float2bfloat16(y);
       }
     }
   }
@@ -162,9 +179,13 @@ cudaError_t LaunchGemv(const GemmParams& p, cudaStream_t stream) {
 
 int DefaultVariant() {
   static const int v = [] {
+    // A number 0..kGemvVariants-1 picks that variant; unset, `auto` (Gemm times the
+    // variants itself) or anything else: the default.
     const char* e = std::getenv("LILSERVE_GEMV_VARIANT");
-    const int x = e != nullptr ? std::atoi(e) : 0;
-    return x >= 0 && x < kGemvVariants ? x : 0;
+    char* end = nullptr;
+    const long x = e != nullptr ? std::strtol(e, &end, 10) : -1;
+    return e != nullptr && end != e && *end == '\0' && x >= 0 && x < kGemvVariants ? static_cast<int>(x)
+                                                                                  : kGemvDefaultVariant;
   }();
   return v;
 }

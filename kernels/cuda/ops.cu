@@ -58,7 +58,16 @@ __global__ void AddRmsNormKernel(AddRmsNormParams p) {
   }
   const float inv = rsqrtf(BlockSum(ss) / p.dim + p.eps);
   bf16* out = p.out + static_cast<int64_t>(r) * p.dim;
-  for (int32_t i = threadIdx.x; i < p.dim; i += blockDim.x) out[i] = __float2bfloat16(x[i] * inv * p.weight[i]);
+  for (int32_t i = threadIdx.x; i < p.dim; i += blockDim.x) {
+    out[i] = __float2bfloat16(x[i] * inv * (p.weight != nullptr ? p.weight[i] : 1.0f));
+  }
+}
+
+__global__ void ScaleColumnsKernel(bf16* w, const float* g, int64_t n, int32_t cols) {
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    w[i] = __float2bfloat16(__bfloat162float(w[i]) * g[i % cols]);
+  }
 }
 
 // One warp per (token, head vector); head vectors are q heads, then k heads, then v heads.
@@ -205,6 +214,13 @@ cudaError_t AddRmsNorm(const AddRmsNormParams& p, cudaStream_t stream) {
   return LaunchPdl(AddRmsNormKernel, p.rows, p.dim >= 1024 ? 512 : 128, 0, stream, p);
 }
 
+cudaError_t ScaleColumns(bf16* w, const float* g, int64_t rows, int32_t cols, cudaStream_t stream) {
+  const int64_t n = rows * cols;
+  if (n == 0) return cudaSuccess;
+  ScaleColumnsKernel<<<Blocks(n), kThreads, 0, stream>>>(w, g, n, cols);
+  return cudaGetLastError();
+}
+
 cudaError_t QkvRopeWrite(const QkvRopeWriteParams& p, cudaStream_t stream) {
   if (p.tokens == 0) return cudaSuccess;
   if (p.kv.head_dim % 2 != 0) return cudaErrorInvalidValue;
@@ -235,6 +251,7 @@ cudaError_t ScatterAdd(const ScatterAddParams& p, cudaStream_t stream) {
 }
 
 cudaError_t GemmFallback(const GemmParams& p, cudaStream_t stream) {
+  if (p.fused()) return cudaErrorInvalidValue;  // the decode fusions are the GEMV's
   if (p.rows == 0 || p.out == 0) return cudaSuccess;
   GemmFallbackKernel<<<dim3((p.out + 15) / 16, (p.rows + 15) / 16), dim3(16, 16), 0, stream>>>(p);
   return cudaGetLastError();

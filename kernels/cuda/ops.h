@@ -33,7 +33,7 @@ cudaError_t Embedding(const EmbeddingParams& p, cudaStream_t stream);
 struct AddRmsNormParams {
   float* x;                 // [rows, dim] residual stream, updated in place
   const float* residual;    // [rows, dim] or null
-  const float* weight;      // [dim]
+  const float* weight;      // [dim], or null: 1 (the weight folded into the next GEMM)
   bf16* out;                // [rows, dim]
   int32_t rows = 0;
   int32_t dim = 0;
@@ -41,6 +41,10 @@ struct AddRmsNormParams {
   const int32_t* row_index = nullptr;  // optional [rows]: x row of output row r (gather)
 };
 cudaError_t AddRmsNorm(const AddRmsNormParams& p, cudaStream_t stream);
+
+// w[r, c] = bf16(w[r, c] * g[c]) for a [rows, cols] bf16 matrix: folds an RMSNorm weight g
+// into the matrix that reads the norm's output (then the norm runs with weight null).
+cudaError_t ScaleColumns(bf16* w, const float* g, int64_t rows, int32_t cols, cudaStream_t stream);
 
 // Splits the fused QKV GEMM output, adds the bias (Qwen2), applies per-head q/k RMSNorm
 // (Qwen3) and RoPE (rotate_half), writes q (fp32) and writes k/v into the paged pools.
@@ -104,6 +108,15 @@ struct GemmParams {
   int32_t rows = 0;
   int32_t in = 0;
   int32_t out = 0;
+  // Decode fusions, GEMV only (GemvVariant; GemmFallback and cuBLAS reject them):
+  // norm_eps > 0: output row m is scaled by rsqrt(mean(x[m]^2) + norm_eps), the RMSNorm of x
+  //   whose weight was folded into w's columns (ScaleColumns), computed from the x this
+  //   kernel reads anyway; add_to_y: y += x w^T (a residual add) instead of y = x w^T;
+  // y_bf16: also receives the new y rounded to bf16 (the next fused GEMV's x).
+  float norm_eps = 0.0f;
+  bool add_to_y = false;
+  bf16* y_bf16 = nullptr;
+  bool fused() const { return norm_eps > 0.0f || add_to_y || y_bf16 != nullptr; }
 };
 cudaError_t GemmFallback(const GemmParams& p, cudaStream_t stream);
 
@@ -113,8 +126,13 @@ inline constexpr int32_t kGemvMaxRows = 4;
 bool GemvSupported(const GemmParams& p);
 cudaError_t Gemv(const GemmParams& p, cudaStream_t stream);
 // One of the GEMV's kGemvVariants work splits (rows per warp, loads in flight, pipelining,
-// warps per row; listed in gemv.cu). Gemv uses $LILSERVE_GEMV_VARIANT, default 0. For tests and benchmarks.
+// warps per row; listed in gemv.cu). Gemv uses $LILSERVE_GEMV_VARIANT, default
+// kGemvDefaultVariant. For tests and benchmarks.
 inline constexpr int kGemvVariants = 6;
+// Variant 4 (K split over 4 warps): the fastest of the six at one row on every Llama-3-8B
+// matrix and over a step's 128 GEMVs (3.44 ms, 91% of the read ceiling, against 3.88 ms for
+// variant 0 and 3.95 ms for cuBLAS; docs/PERF.md, gpu_gemv_bench, session 6).
+inline constexpr int kGemvDefaultVariant = 4;
 cudaError_t GemvVariant(const GemmParams& p, int variant, cudaStream_t stream);
 
 // fp32 -> bf16 conversion of n elements (device to device).

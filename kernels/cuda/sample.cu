@@ -1,5 +1,9 @@
 // File: kernels/cuda/sample.cu
-// One CTA per row: a max/argmax reduction, then the log-sum-exp around that max.
+// One CTA per row, one pass over the logits: each thread keeps a running (max, argmax,
+// sum of exp(logit - max)) and rescales its sum when the max moves (the online softmax),
+// with 8 loads in flight per step; the threads' triples are then merged. The profile had
+// the two-pass version at 102 us a step over Llama-3's 128,256 logits: 500 dependent
+// load round trips per thread (docs/PERF.md, session 6).
 #include "kernels/cuda/sample.h"
 #include "kernels/cuda/pdl.h"
 
@@ -9,57 +13,65 @@ namespace lil::cuda {
 namespace {
 
 constexpr int kThreads = 512;
+constexpr int kInFlight = 8;
+constexpr int kNoId = 0x7fffffff;
+
+struct Best {
+  float max = -FLT_MAX;
+  float sum = 0.0f;  // sum of exp(v - max) over the values seen
+  int id = kNoId;    // the lowest id holding max
+};
+
+// Values must come in increasing id order per thread (a tie keeps the earlier, lower id).
+// A NaN never becomes the max and turns the sum into NaN, like the host sampler's log-softmax.
+__device__ __forceinline__ void Add(Best& b, float v, int id) {
+  if (v > b.max) {
+    b.sum = b.sum * expf(b.max - v) + 1.0f;
+    b.max = v;
+    b.id = id;
+  } else {
+    b.sum += expf(v - b.max);
+  }
+}
+
+__device__ __forceinline__ Best Merge(const Best& a, const Best& b) {
+  Best r;
+  r.max = fmaxf(a.max, b.max);
+  r.sum = a.sum * expf(a.max - r.max) + b.sum * expf(b.max - r.max);
+  r.id = a.max > b.max || (a.max == b.max && a.id < b.id) ? a.id : b.id;
+  return r;
+}
 
 __global__ void __launch_bounds__(kThreads) GreedyKernel(GreedyParams p) {
   PdlWait();
   PdlTrigger();
-  __shared__ float s_val[kThreads / 32];
-  __shared__ int s_idx[kThreads / 32];
-  __shared__ float s_sum[kThreads / 32];
+  __shared__ Best s_best[kThreads / 32];
   const float* row = p.logits + static_cast<int64_t>(blockIdx.x) * p.vocab;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  float best = -FLT_MAX;
-  int idx = 0x7fffffff;
-  for (int i = threadIdx.x; i < p.vocab; i += blockDim.x) {
-    const float v = row[i];
-    if (v > best) {  // i grows, so a tie keeps the lower id
-      best = v;
-      idx = i;
-    }
+  Best b;
+  int i = threadIdx.x;
+  for (; i + (kInFlight - 1) * kThreads < p.vocab; i += kInFlight * kThreads) {
+    float v[kInFlight];
+#pragma unroll
+    for (int j = 0; j < kInFlight; ++j) v[j] = row[i + j * kThreads];
+#pragma unroll
+    for (int j = 0; j < kInFlight; ++j) Add(b, v[j], i + j * kThreads);
   }
+  for (; i < p.vocab; i += kThreads) Add(b, row[i], i);
   for (int o = 16; o > 0; o >>= 1) {
-    const float ov = __shfl_xor_sync(0xffffffffu, best, o);
-    const int oi = __shfl_xor_sync(0xffffffffu, idx, o);
-    if (ov > best || (ov == best && oi < idx)) {
-      best = ov;
-      idx = oi;
-    }
+    Best other;
+    other.max = __shfl_xor_sync(0xffffffffu, b.max, o);
+    other.sum = __shfl_xor_sync(0xffffffffu, b.sum, o);
+    other.id = __shfl_xor_sync(0xffffffffu, b.id, o);
+    b = Merge(b, other);
   }
-  if (lane == 0) {
-    s_val[warp] = best;
-    s_idx[warp] = idx;
-  }
+  if (lane == 0) s_best[warp] = b;
   __syncthreads();
   if (threadIdx.x == 0) {
-    for (int w = 1; w < kThreads / 32; ++w) {
-      if (s_val[w] > s_val[0] || (s_val[w] == s_val[0] && s_idx[w] < s_idx[0])) {
-        s_val[0] = s_val[w];
-        s_idx[0] = s_idx[w];
-      }
-    }
-  }
-  __syncthreads();
-  const float mx = s_val[0];
-  float sum = 0.0f;
-  for (int i = threadIdx.x; i < p.vocab; i += blockDim.x) sum += expf(row[i] - mx);
-  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-  if (lane == 0) s_sum[warp] = sum;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    float total = 0.0f;
-    for (int w = 0; w < kThreads / 32; ++w) total += s_sum[w];
-    p.token[blockIdx.x] = s_idx[0] == 0x7fffffff ? 0 : s_idx[0];  // all-NaN row: id 0
-    p.logprob[blockIdx.x] = -logf(total);  // logit[token] - max is 0
+    Best total = s_best[0];
+    for (int w = 1; w < kThreads / 32; ++w) total = Merge(total, s_best[w]);
+    p.token[blockIdx.x] = total.id == kNoId ? 0 : total.id;  // all-NaN row: id 0
+    p.logprob[blockIdx.x] = -logf(total.sum);              // logit[token] - max is 0
   }
 }
 

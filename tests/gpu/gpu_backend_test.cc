@@ -22,8 +22,11 @@ struct Pair {
   std::unique_ptr<cuda::CudaBackend> gpu;
 };
 
-Pair MakePair(ModelFamily family, int32_t head_dim, int32_t page_size, bool fallback_gemm) {
-  const testing::TinyModelOptions o = testing::GpuTinyOptions(family, head_dim, 2);
+// `inter` > 0 replaces the tiny model's MLP width (its default, 3 x head_dim + 5, is odd on
+// purpose; the GEMV fusions need a multiple of 8).
+Pair MakePair(ModelFamily family, int32_t head_dim, int32_t page_size, bool fallback_gemm, int32_t inter = 0) {
+  testing::TinyModelOptions o = testing::GpuTinyOptions(family, head_dim, 2);
+  if (inter > 0) o.inter = inter;
   const ModelConfig c = testing::TinyConfig(o);
   HostWeights w = testing::ConditionedBf16Weights(c, 42);
   KvCacheOptions kv;
@@ -167,6 +170,39 @@ TEST(CudaBackend, GraphReplayMatchesEagerLaunches) {
   }
   EXPECT_EQ(graphs.gpu->graphs_captured(), 2);  // batch 3 and batch 2
   EXPECT_EQ(eager.gpu->graphs_captured(), 0);
+}
+
+// $LILSERVE_FUSED_NORM=1: the norm weights folded into qkv / gate_up (every path) and
+// one-token steps with the norms and residual adds inside the GEMVs, against the CPU backend:
+// a prompt (the unfused path on folded weights), then one-token decode steps (eager: the
+// test reads logits, which graph steps do not return), on Llama, Qwen2 (qkv bias) and Qwen3
+// (q/k norm). The GPU tests' decode benchmark stage measures the graph path.
+TEST(CudaBackend, FusedNormMatchesCpuOnOneTokenSteps) {
+  LIL_SKIP_WITHOUT_GPU();
+  for (const ModelFamily family : {ModelFamily::kLlama, ModelFamily::kQwen2, ModelFamily::kQwen3}) {
+    SCOPED_TRACE("family " + std::to_string(static_cast<int>(family)));
+    setenv("LILSERVE_FUSED_NORM", "1", 1);
+    Pair b = MakePair(family, 64, 16, false, 200);
+    unsetenv("LILSERVE_FUSED_NORM");
+    ASSERT_TRUE(b.cpu && b.gpu);
+    ASSERT_TRUE(b.gpu->fused_norm()) << "the fused path did not switch on for this model";
+    const int32_t ps = 16, vocab = b.cpu->config().vocab_size;
+    std::vector<int32_t> table(8);
+    std::iota(table.begin(), table.end(), 5);
+    ScheduledSeq seq = Seq(1, 0, 21, table, vocab);
+    for (int step = 0; step < 10; ++step) {
+      StepPlan plan;
+      plan.seqs = {seq};
+      auto& q = plan.seqs.back();
+      q.page_table.resize((q.start_pos + q.tokens.size() + ps - 1) / ps);
+      auto g = b.gpu->Execute(plan);
+      auto c = b.cpu->Execute(plan);
+      ASSERT_TRUE(g.ok() && c.ok()) << g.status() << c.status();
+      ExpectSame(*g, *c, 2e-2, "step " + std::to_string(step));
+      seq.start_pos += static_cast<int32_t>(seq.tokens.size());
+      seq.tokens = {c->seqs[0].token};  // the CPU's token, so a near-tie cannot fork the runs
+    }
+  }
 }
 
 TEST(CudaBackend, MalformedPlanIsAnErrorAndChangesNothing) {

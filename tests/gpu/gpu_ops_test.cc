@@ -4,6 +4,8 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cmath>
+#include <string>
 
 #include "absl/types/span.h"
 #include "engine/cuda/gemm.h"
@@ -175,7 +177,7 @@ TEST(GpuOps, GemmMatchesCpuWithCublasAndFallback) {
 // multiple of 8 that is not a multiple of the unrolled step; every work-split variant.
 TEST(GpuOps, GemvMatchesCpu) {
   LIL_SKIP_WITHOUT_GPU();
-  for (const auto [in, out] : {std::pair{1176, 129}, std::pair{64, 17}, std::pair{4096, 33}}) {
+  for (const auto& [in, out] : {std::pair{1176, 129}, std::pair{64, 17}, std::pair{4096, 33}}) {
     for (int32_t rows = 1; rows <= cuda::kGemvMaxRows; ++rows) {
       const auto x = testing::RandomBf16Values(rows * in, 3 + rows), w = testing::RandomBf16Values(out * in, 4);
       std::vector<float> ref(rows * out);
@@ -197,6 +199,79 @@ TEST(GpuOps, GemvMatchesCpu) {
   }
   EXPECT_FALSE(cuda::GemvSupported({nullptr, nullptr, nullptr, 1, 12, 8}));  // in % 8 != 0
   EXPECT_FALSE(cuda::GemvSupported({nullptr, nullptr, nullptr, cuda::kGemvMaxRows + 1, 16, 8}));
+}
+
+// The GEMV's decode fusions in every variant, on the same awkward shapes: norm_eps (each row
+// scaled by rsqrt(mean(x^2) + eps), x as the bf16 the kernel reads), add_to_y (y += x w^T)
+// with y_bf16 (the new y rounded to bf16), and the fallback GEMM refusing them.
+TEST(GpuOps, GemvFusionsMatchCpu) {
+  LIL_SKIP_WITHOUT_GPU();
+  const float eps = 1e-5f;
+  for (const auto& [in, out] : {std::pair{1176, 129}, std::pair{64, 17}, std::pair{4096, 33}}) {
+    for (int32_t rows = 1; rows <= cuda::kGemvMaxRows; ++rows) {
+      const auto x = testing::RandomBf16Values(rows * in, 11 + rows), w = testing::RandomBf16Values(out * in, 12);
+      const auto y0 = testing::RandomBf16Values(rows * out, 13, 4.0f);
+      std::vector<float> prod(rows * out), normed(rows * out), added(rows * out);
+      cpu::Linear({x.data(), w.data(), nullptr, prod.data(), rows, in, out});
+      for (int32_t m = 0; m < rows; ++m) {
+        double ss = 0.0;
+        for (int32_t k = 0; k < in; ++k) ss += static_cast<double>(x[m * in + k]) * x[m * in + k];
+        const float inv = 1.0f / std::sqrt(static_cast<float>(ss / in) + eps);
+        for (int32_t o = 0; o < out; ++o) {
+          normed[m * out + o] = prod[m * out + o] * inv;
+          added[m * out + o] = y0[m * out + o] + prod[m * out + o];
+        }
+      }
+      DeviceArray<bf16> dx(testing::ToBf16(x)), dw(testing::ToBf16(w));
+      for (int v = 0; v < cuda::kGemvVariants; ++v) {
+        const std::string where = "variant " + std::to_string(v) + " rows " + std::to_string(rows) + " in " +
+                                  std::to_string(in) + " out " + std::to_string(out);
+        auto yn = DeviceArray<float>::Poisoned(prod.size());
+        cuda::GemmParams pn{dx.get(), dw.get(), yn.get(), rows, in, out};
+        pn.norm_eps = eps;
+        ASSERT_EQ(cuda::GemvVariant(pn, v, nullptr), cudaSuccess) << where;
+        EXPECT_TRUE(AllClose(yn.Download(), normed, 1e-3f, 1e-3f)) << "norm_eps, " << where;
+        DeviceArray<float> ya(y0);
+        auto yb = DeviceArray<bf16>::Poisoned(prod.size());
+        cuda::GemmParams pa{dx.get(), dw.get(), ya.get(), rows, in, out};
+        pa.add_to_y = true;
+        pa.y_bf16 = yb.get();
+        ASSERT_EQ(cuda::GemvVariant(pa, v, nullptr), cudaSuccess) << where;
+        const auto got = ya.Download();
+        EXPECT_TRUE(AllClose(got, added, 1e-3f, 1e-3f)) << "add_to_y, " << where;
+        EXPECT_TRUE(AllClose(testing::ToF32(yb.Download()), testing::ToF32(testing::ToBf16(got)), 0.0f, 0.0f))
+            << "y_bf16 is not the new y rounded, " << where;
+      }
+      auto yf = DeviceArray<float>::Poisoned(prod.size());
+      cuda::GemmParams pf{dx.get(), dw.get(), yf.get(), rows, in, out};
+      pf.add_to_y = true;
+      EXPECT_EQ(cuda::GemmFallback(pf, nullptr), cudaErrorInvalidValue);
+    }
+  }
+}
+
+// ScaleColumns folds a norm weight into a matrix: w[r, c] * g[c], rounded to bf16; and
+// AddRmsNorm with a null weight is the norm with weight 1 (what then runs before it).
+TEST(GpuOps, ScaleColumnsAndUnitNorm) {
+  LIL_SKIP_WITHOUT_GPU();
+  const int32_t rows = 37, cols = 577;
+  const auto w = testing::RandomBf16Values(rows * cols, 21), g = testing::RandomBf16Values(cols, 22, 2.0f);
+  DeviceArray<bf16> dw(testing::ToBf16(w));
+  DeviceArray<float> dg(g);
+  ASSERT_EQ(cuda::ScaleColumns(dw.get(), dg.get(), rows, cols, nullptr), cudaSuccess);
+  std::vector<float> ref(w.size());
+  for (size_t i = 0; i < w.size(); ++i) ref[i] = w[i] * g[i % cols];
+  EXPECT_TRUE(AllClose(testing::ToF32(dw.Download()), testing::ToF32(testing::ToBf16(ref)), 0.0f, 0.0f));
+
+  const int32_t n = 3;
+  const auto x = testing::RandomBf16Values(n * cols, 23);
+  const std::vector<float> ones(cols, 1.0f);
+  DeviceArray<float> dx(x);
+  auto out = DeviceArray<bf16>::Poisoned(n * cols);
+  ASSERT_EQ(cuda::AddRmsNorm({dx.get(), nullptr, nullptr, out.get(), n, cols, 1e-5f}, nullptr), cudaSuccess);
+  std::vector<float> unit(x.size());
+  cpu::RmsNorm({x.data(), ones.data(), unit.data(), n, cols, 1e-5f});
+  EXPECT_TRUE(AllClose(testing::ToF32(out.Download()), unit, 1e-3f, 8e-3f));
 }
 
 TEST(GpuOps, GreedyMatchesHostSampler) {

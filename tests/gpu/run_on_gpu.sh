@@ -11,6 +11,9 @@
 #           step's 128 GEMVs), then the 8B batch-1 decode with each variant ($LILSERVE_GEMV_VARIANT,
 #           and "auto": timed per shape at the first step, the choices logged)
 #   decode  bench/gpu_decode_bench on a random Llama-3-8B-shaped checkpoint (+ A/B switches)
+#   fused   the 8B decode at batch 1 and 4 (contexts 1k, 8k) without and with
+#           LILSERVE_FUSED_NORM=1 (RMSNorm and residual add inside the GEMVs), in one run, and the
+#           batch-1 kernel profile with it when the pack has libkernel_profiler.so
 #   prof    per-kernel GPU time of 8B decode (batch 1, 64; TP=2) through CUPTI when the pack has
 #           libkernel_profiler.so (bench/kernel_profiler.cc), else nsys when installed
 #   tp      tensor parallelism (needs >= 2 GPUs): gpu_tp_test, the NCCL all-reduce bench, the
@@ -113,6 +116,22 @@ if has gemv && [ -x "$c/bin/gpu_gemv_bench" ]; then
     LILSERVE_GEMV_VARIANT=$v timeout 100 "$c/bin/gpu_decode_bench" --model /tmp/l8 --hbm-tbs $hbm --context 1024 \
       --batch 1,4 --steps 32 --kv-mib 4000 2>&1 | grep -E "^\| [0-9]|GEMV autotune" | cut -c1-240 | log
   done
+fi
+if has fused; then
+  need8b
+  for f in 0 1; do
+    echo "LILSERVE_FUSED_NORM=$f" | log
+    for ctx in 1024 8192; do
+      LILSERVE_FUSED_NORM=$f timeout 100 "$c/bin/gpu_decode_bench" --model /tmp/l8 --hbm-tbs $hbm --context $ctx \
+        --batch 1,4 --steps 32 --kv-mib 8000 2>&1 | grep -E "^\| [0-9]|FUSED|fuse|error" | cut -c1-240 | log
+    done
+  done
+  if [ -f "$c/bin/libkernel_profiler.so" ]; then
+    LILSERVE_FUSED_NORM=1 CUDA_INJECTION64_PATH=$c/bin/libkernel_profiler.so LILSERVE_KPROF_OUT=$out/kprof_fused_b1.md \
+      timeout 200 "$c/bin/gpu_decode_bench" --model /tmp/l8 --context 1024 --batch 1 --steps 64 --kv-mib 8000 \
+      > "$out/kprof_fused_run.log" 2>&1
+    echo "kernel profile, 8B batch 1, LILSERVE_FUSED_NORM=1 rc=$?" | log; head -16 "$out/kprof_fused_b1.md" | cut -c1-200 | log
+  fi
 fi
 if has prof && [ -f "$c/bin/libkernel_profiler.so" ]; then
   # Per-kernel GPU time through CUPTI (bench/kernel_profiler.cc; nsys is not on the image):
