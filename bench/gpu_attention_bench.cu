@@ -4,7 +4,8 @@
 // (2,048-token budget) and sink+window page lists at 32k, each beside the HBM read
 // bandwidth measured by this program in the same run (a streaming sum over 4 GiB). Every
 // timed launch reads a different set of pages (rotated past 4x the L2), and page tables are
-// shuffled as a long-running server's would be. Prints Markdown tables.
+// shuffled as a long-running server's would be. Then prefill attention of one 1k-8k prompt:
+// the tensor-core flash kernel against the per-token kernel. Prints Markdown tables.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -274,6 +275,54 @@ int main(int argc, char** argv) {
                 dense_ms / sw_ms, floor_sw, sw_ms * 1e3 / floor_sw);
     std::printf("| %d | quest (score+select+attend) | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n", batch, quest_ms * 1e3,
                 dense_ms * 1e3, dense_ms / quest_ms, floor_q, quest_ms * 1e3 / floor_q);
+  }
+
+  // Prefill attention of one prompt from position 0: the tensor-core flash kernel against the
+  // per-token kernel the backend runs today, same inputs. FLOPs: QK and PV over the causal
+  // triangle, 4 x heads x head_dim x n(n+1)/2.
+  std::printf("\n## Prefill attention, one prompt from position 0 (32/8 heads, d 128)\n\n");
+  std::printf("| prompt | per-token kernel ms | flash (tensor cores) ms | speedup | flash TFLOP/s |\n|---|---|---|---|---|\n");
+  for (int32_t n : quick ? std::vector<int32_t>{1024} : std::vector<int32_t>{1024, 4096, 8192}) {
+    const int32_t npages = n / kPage;
+    std::vector<int32_t> pos(n), seq(n, 0), indptr{0}, pages, logical;
+    std::iota(pos.begin(), pos.end(), 0);
+    for (int32_t h = 0; h < kKvHeads; ++h) {
+      for (int32_t lp = 0; lp < npages; ++lp) {
+        pages.push_back(perm[lp]);
+        logical.push_back(lp);
+      }
+      indptr.push_back(static_cast<int32_t>(pages.size()));
+    }
+    float* pq = nullptr;
+    bf16* pout = nullptr;
+    CHECK(cudaMalloc(&pq, sizeof(float) * n * kHeads * kDim));
+    CHECK(cudaMalloc(&pout, sizeof(bf16) * n * kHeads * kDim));
+    {
+      std::vector<float> hq(static_cast<size_t>(n) * kHeads * kDim);
+      for (float& x : hq) x = std::uniform_real_distribution<float>(-1, 1)(rng);
+      CHECK(cudaMemcpy(pq, hq.data(), hq.size() * 4, cudaMemcpyHostToDevice));
+    }
+    Launch l;
+    l.pos = Upload(pos);
+    l.seq = Upload(seq);
+    l.indptr = Upload(indptr);
+    l.pages = Upload(pages);
+    l.logical = Upload(logical);
+    l.split = lil::cuda::ChooseSplit(n * kKvHeads, kPage, target);
+    l.counters = Upload(std::vector<int32_t>(n * kKvHeads, 0));
+    CHECK(cudaMalloc(&l.partial, sizeof(float) * std::max<int64_t>(1, lil::cuda::SplitPartialFloats(n, kKvHeads, kDim, l.split.max_splits))));
+    const lil::cuda::PagedAttentionParams ap = Params(pool, l, n, pq, pout);
+    const std::vector<int32_t> tiles = lil::cuda::FlashPrefillTiles(seq, kHeads / kKvHeads);
+    lil::cuda::FlashPrefillParams fp;
+    fp.attn = ap;
+    fp.tiles = Upload(tiles);
+    fp.num_tiles = static_cast<int32_t>(tiles.size() / 3);
+    const double old_ms = MedianMs([&](int) { CHECK(lil::cuda::PagedAttention(ap, nullptr)); }, 3, 5);
+    const double flash_ms = MedianMs([&](int) { CHECK(lil::cuda::FlashPrefill(fp, nullptr)); }, 3, 5);
+    const double flops = 4.0 * kHeads * kDim * (static_cast<double>(n) * (n + 1) / 2);
+    std::printf("| %d | %.3f | %.3f | %.1fx | %.1f |\n", n, old_ms, flash_ms, old_ms / flash_ms, flops / (flash_ms * 1e-3) / 1e12);
+    CHECK(cudaFree(pq));
+    CHECK(cudaFree(pout));
   }
   return 0;
 }

@@ -7,6 +7,7 @@
 #include <cuda_runtime.h>
 
 #include <cstdint>
+#include <vector>
 
 #include "kernels/cuda/ops.h"
 
@@ -64,5 +65,24 @@ int64_t SplitPartialFloats(int32_t num_tokens, int32_t num_kv_heads, int32_t hea
 // and the h2o page-mass pass run the scalar kernel (no split). group <= 8; other shapes
 // return cudaErrorInvalidValue.
 cudaError_t PagedAttention(const PagedAttentionParams& p, cudaStream_t stream);
+
+// Prefill attention on tensor cores (kernels/cuda/flash_prefill.cu): one CTA per (tile,
+// KV head), a tile being up to 64 / group consecutive tokens of one sequence (their 64 (token,
+// query head) rows share every K/V tile read). Uses attn's q, out, kv, num_heads,
+// token_pos, row_indptr / row_pages / row_logical (entries in ascending logical order, as
+// dense prefill rows are) and scale; no page mass, no split. head_dim 64 or 128, group 1, 2,
+// 4 or 8 (FlashPrefillSupported); otherwise cudaErrorInvalidValue. Written in session 6 and
+// not yet run on a GPU: the backend does not call it until gpu_attention_test's
+// FlashPrefill cases have passed (docs/GPU.md).
+struct FlashPrefillParams {
+  PagedAttentionParams attn;
+  const int32_t* tiles = nullptr;  // [num_tiles][3]: sequence, first token, token count
+  int32_t num_tiles = 0;
+};
+bool FlashPrefillSupported(int32_t head_dim, int32_t group);
+// The tiles of a step on the host: each run of consecutive tokens of one sequence, cut every
+// 64 / group tokens.
+std::vector<int32_t> FlashPrefillTiles(const std::vector<int32_t>& token_seq, int32_t group);
+cudaError_t FlashPrefill(const FlashPrefillParams& p, cudaStream_t stream);
 
 }  // namespace lil::cuda

@@ -34,15 +34,18 @@ struct Case {
 // Three sequences: a 5-token chunk at position 2*ps+1 (after cached pages), a decode token
 // at 3*ps+2 whose logical page 1 was freed, and a 4-token prefill from 0. `sparse` drops
 // every other page (the newest kept) from the decode sequence's rows, per head differently.
-Case MakeCase(const Shape& s, bool sparse, uint64_t seed) {
+// `spans` ((start position, tokens) per sequence) replaces the three sequences when given.
+Case MakeCase(const Shape& s, bool sparse, uint64_t seed, std::vector<std::pair<int32_t, int32_t>> spans = {}) {
   Case c;
   c.ps = s.page_size;
   c.d = s.head_dim;
   c.heads = c.hkv * s.group;
-  const std::vector<std::pair<int32_t, int32_t>> seqs = {{2 * c.ps + 1, 5}, {3 * c.ps + 2, 1}, {0, 4}};
+  const std::vector<std::pair<int32_t, int32_t>> seqs =
+      spans.empty() ? std::vector<std::pair<int32_t, int32_t>>{{2 * c.ps + 1, 5}, {3 * c.ps + 2, 1}, {0, 4}} : spans;
   std::vector<std::vector<int32_t>> tables;
-  int32_t next_page = 0;
-  std::vector<int32_t> perm(64 + 8 * c.ps);
+  int32_t next_page = 0, pages_needed = 0;
+  for (const auto& [start, n] : seqs) pages_needed += (start + n + c.ps - 1) / c.ps;
+  std::vector<int32_t> perm(std::max(64 + 8 * c.ps, pages_needed + 8));
   std::iota(perm.begin(), perm.end(), 0);
   std::shuffle(perm.begin(), perm.end(), std::mt19937(seed));
   for (size_t i = 0; i < seqs.size(); ++i) {
@@ -181,6 +184,42 @@ TEST_P(AttentionParity, SplitKvMatchesCpuReference) {
     }
     for (int32_t n : counters.Download()) EXPECT_EQ(n, 0);
   }
+}
+
+// The tensor-core prefill kernel against the CPU reference: the three-sequence case (a chunk
+// after cached pages, a decode token over a page list with holes, a short prompt) and a long
+// one (a 200-token prompt and a 70-token chunk after 130 cached tokens: several query tiles and
+// 64-key tiles, the causal edge inside a tile). Tolerance as above plus P rounded to bf16.
+TEST_P(AttentionParity, FlashPrefillMatchesCpuReference) {
+  LIL_SKIP_WITHOUT_GPU();
+  const Shape shape = GetParam();
+  ASSERT_TRUE(cuda::FlashPrefillSupported(shape.head_dim, shape.group));
+  const std::vector<std::pair<int32_t, int32_t>> long_spans = {{0, 200}, {130, 70}};
+  for (int variant = 0; variant < 3; ++variant) {
+    const Case c = variant < 2 ? MakeCase(shape, variant == 1, 17 + shape.page_size)
+                               : MakeCase(shape, false, 19 + shape.page_size, long_spans);
+    const std::vector<float> ref_out = CpuReference(c, nullptr);
+    const DeviceCase dc(c);
+    const std::vector<int32_t> tiles = cuda::FlashPrefillTiles(c.token_seq, shape.group);
+    DeviceArray<int32_t> dtiles(tiles);
+    auto out = DeviceArray<cuda::bf16>::Poisoned(c.q.size());
+    cuda::FlashPrefillParams fp;
+    fp.attn = dc.Params(out.get());
+    fp.tiles = dtiles.get();
+    fp.num_tiles = static_cast<int32_t>(tiles.size() / 3);
+    ASSERT_EQ(cuda::FlashPrefill(fp, nullptr), cudaSuccess);
+    EXPECT_TRUE(AllClose(testing::ToF32(out.Download()), ref_out, 1.5e-2f, 1.5e-2f)) << "case " << variant;
+  }
+}
+
+TEST(AttentionSplit, FlashPrefillTilesCutEachSequenceRun) {
+  // Tokens of sequences 4, 4, 4, 9, 2 x 70: group 4 -> 16 tokens a tile.
+  std::vector<int32_t> seq = {4, 4, 4, 9};
+  seq.insert(seq.end(), 70, 2);
+  const std::vector<int32_t> want = {4, 0, 3, 9, 3, 1, 2, 4, 16, 2, 20, 16, 2, 36, 16, 2, 52, 16, 2, 68, 6};
+  EXPECT_EQ(cuda::FlashPrefillTiles(seq, 4), want);
+  EXPECT_FALSE(cuda::FlashPrefillSupported(32, 4));
+  EXPECT_FALSE(cuda::FlashPrefillSupported(128, 3));
 }
 
 TEST(AttentionSplit, ChoosesSplitsThatFillWholeWaves) {
