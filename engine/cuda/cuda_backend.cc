@@ -47,6 +47,8 @@ struct CudaBackend::Work {
   const int32_t* ints = nullptr;  // the uploaded IntPack
   int64_t tokens, pos, seq, dst_page, dst_slot, touched_pages, touched_last, mass_offset,
       logit_rows, cand_pages, cand_logical;
+  int64_t flash_tiles = 0;
+  int32_t num_flash_tiles = 0;  // > 0: prefill attention through FlashPrefill
   struct Layout {
     int64_t indptr, pages, logical, entry_seq, q_row, cand_begin, cand_count, budget, out_begin;
     int32_t nnz, num_quest;
@@ -188,6 +190,14 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
                    "and residual adds into the GEMVs");
     }
   }
+  const char* flash_env = std::getenv("LILSERVE_FLASH_PREFILL");
+  if (flash_env != nullptr && std::string(flash_env) == "1") {
+    b->flash_prefill_ = FlashPrefillSupported(local.head_dim, local.num_heads / local.num_kv_heads);
+    if (!b->flash_prefill_) {
+      LIL_LOG_WARN("LILSERVE_FLASH_PREFILL=1 ignored: head_dim {} / GQA group {} not served (64 or 128; 1, 2, 4, 8)",
+                   local.head_dim, local.num_heads / local.num_kv_heads);
+    }
+  }
   const char* graphs_env = std::getenv("LILSERVE_CUDA_GRAPHS");
   b->graphs_enabled_ = !(graphs_env != nullptr && std::string(graphs_env) == "0");
   // Zeroed so a page read before it is written (never in a valid plan) holds no NaNs.
@@ -254,7 +264,15 @@ absl::Status CudaBackend::Attention(int32_t layer, const StepInputs& in, const W
     ap.partial = w.split_partial;
     ap.counters = w.split_counters;
   }
-  LIL_CUDA_RETURN_IF_ERROR(PagedAttention(ap, stream_));
+  if (w.num_flash_tiles > 0 && l.num_quest == 0 && !mass) {
+    FlashPrefillParams fp;
+    fp.attn = ap;
+    fp.tiles = w.I(w.flash_tiles);
+    fp.num_tiles = w.num_flash_tiles;
+    LIL_CUDA_RETURN_IF_ERROR(FlashPrefill(fp, stream_));
+  } else {
+    LIL_CUDA_RETURN_IF_ERROR(PagedAttention(ap, stream_));
+  }
   if (mass) {
     LIL_CUDA_RETURN_IF_ERROR(ScatterAdd({w.entry_mass, w.I(l.entry_seq), logical, w.I(w.mass_offset),
                                          w.seq_mass, l.nnz}, stream_));
@@ -511,6 +529,14 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
       max_splits = std::max(max_splits, d.split.min_chunk_entries > 0 ? d.split.max_splits : 0);
     }
     w.layouts.push_back(d);
+  }
+  // Tensor-core prefill ($LILSERVE_FLASH_PREFILL=1): for eager steps with a multi-token
+  // sequence and no h2o mass, the tiles of every sequence's tokens (last in the pack, so the
+  // offsets before it are the same with or without them).
+  if (flash_prefill_ && !graph && in.mass_size == 0 && in.num_tokens > static_cast<int32_t>(in.seq_len.size())) {
+    const std::vector<int32_t> tiles = FlashPrefillTiles(in.seq, local_.num_heads / local_.num_kv_heads);
+    w.flash_tiles = pack.Add(tiles);
+    w.num_flash_tiles = static_cast<int32_t>(tiles.size() / 3);
   }
 
   // Work buffers: sized for this step, or for the largest graph batch in graph mode.

@@ -114,6 +114,10 @@ class CudaBackend final : public Backend {
   // and the qkv and gate_up GEMVs normalize that copy themselves (norm_eps). Off by default
   // until the GPU tests and the decode benchmark have run it (docs/GPU.md).
   bool fused_norm_ = false;
+  // $LILSERVE_FLASH_PREFILL=1: eager steps with a multi-token sequence run their attention
+  // through the tensor-core FlashPrefill kernel (kernels/cuda/flash_prefill.cu) instead of
+  // the per-token kernel. Off by default until its tests have run on a GPU.
+  bool flash_prefill_ = false;
   absl::flat_hash_map<RequestId, SamplerState> seqs_;
   uint64_t seed_base_;
 };

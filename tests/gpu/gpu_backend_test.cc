@@ -8,6 +8,7 @@
 #include <cmath>
 #include <numeric>
 #include <random>
+#include <tuple>
 
 #include "engine/cpu_backend.h"
 #include "engine/cuda/cuda_backend.h"
@@ -202,6 +203,40 @@ TEST(CudaBackend, FusedNormMatchesCpuOnOneTokenSteps) {
       seq.start_pos += static_cast<int32_t>(seq.tokens.size());
       seq.tokens = {c->seqs[0].token};  // the CPU's token, so a near-tie cannot fork the runs
     }
+  }
+}
+
+// $LILSERVE_FLASH_PREFILL=1: prefill attention through the tensor-core kernel, against the
+// CPU backend: two prompts (one long enough for several query tiles and 64-key tiles), then a
+// chunk after cached pages beside a decode token (one tile of one token), on head dims 64 and
+// 128 and page sizes 16 and 3.
+TEST(CudaBackend, FlashPrefillMatchesCpu) {
+  LIL_SKIP_WITHOUT_GPU();
+  for (const auto& [family, head_dim, ps] : {std::tuple{ModelFamily::kLlama, 64, 16},
+                                             std::tuple{ModelFamily::kQwen3, 128, 3}}) {
+    SCOPED_TRACE("head_dim " + std::to_string(head_dim) + " page size " + std::to_string(ps));
+    setenv("LILSERVE_FLASH_PREFILL", "1", 1);
+    Pair b = MakePair(family, head_dim, ps, false);
+    unsetenv("LILSERVE_FLASH_PREFILL");
+    ASSERT_TRUE(b.cpu && b.gpu);
+    const int32_t vocab = b.cpu->config().vocab_size;
+    std::vector<int32_t> a_pages(96 / 2), b_pages(96 / 2);
+    std::iota(a_pages.begin(), a_pages.end(), 0);
+    std::iota(b_pages.begin(), b_pages.end(), 96 / 2);
+    const int32_t a_len = std::min(130, (96 / 2 - 4) * ps), b_len = 2 * ps + 1;
+    auto run = [&](StepPlan plan, const std::string& what) {
+      for (auto& q : plan.seqs) q.page_table.resize((q.start_pos + q.tokens.size() + ps - 1) / ps);
+      auto g = b.gpu->Execute(plan);
+      auto c = b.cpu->Execute(plan);
+      ASSERT_TRUE(g.ok() && c.ok()) << g.status() << c.status();
+      ExpectSame(*g, *c, 3e-2, what);
+    };
+    StepPlan p1;
+    p1.seqs = {Seq(1, 0, a_len, a_pages, vocab), Seq(2, 0, b_len, b_pages, vocab)};
+    run(p1, "two prompts");
+    StepPlan p2;
+    p2.seqs = {Seq(1, a_len, 3, a_pages, vocab), Seq(2, b_len, 1, b_pages, vocab)};
+    run(p2, "chunk + decode");
   }
 }
 

@@ -11,6 +11,8 @@
 #           step's 128 GEMVs), then the 8B batch-1 decode with each variant ($LILSERVE_GEMV_VARIANT,
 #           and "auto": timed per shape at the first step, the choices logged)
 #   decode  bench/gpu_decode_bench on a random Llama-3-8B-shaped checkpoint (+ A/B switches)
+#   flash   the 8B prefill (1k x 8, 4k x 1, 8k x 1 prompts: gpu_decode_bench's prefill column)
+#           without and with LILSERVE_FLASH_PREFILL=1 (the tensor-core prefill attention)
 #   fused   the 8B decode at batch 1 and 4 (contexts 1k, 8k) without and with
 #           LILSERVE_FUSED_NORM=1 (RMSNorm and residual add inside the GEMVs), in one run, and the
 #           batch-1 kernel profile with it when the pack has libkernel_profiler.so
@@ -115,6 +117,17 @@ if has gemv && [ -x "$c/bin/gpu_gemv_bench" ]; then
     echo "LILSERVE_GEMV_VARIANT=$v" | log
     LILSERVE_GEMV_VARIANT=$v timeout 100 "$c/bin/gpu_decode_bench" --model /tmp/l8 --hbm-tbs $hbm --context 1024 \
       --batch 1,4 --steps 32 --kv-mib 4000 2>&1 | grep -E "^\| [0-9]|GEMV autotune" | cut -c1-240 | log
+  done
+fi
+if has flash; then
+  need8b
+  for f in 0 1; do
+    echo "LILSERVE_FLASH_PREFILL=$f" | log
+    for cb in "1024 8" "4096 1" "8192 1"; do
+      read -r ctx bs <<< "$cb"
+      LILSERVE_FLASH_PREFILL=$f timeout 120 "$c/bin/gpu_decode_bench" --model /tmp/l8 --hbm-tbs $hbm --context $ctx \
+        --batch $bs --steps 4 --kv-mib 20000 2>&1 | grep -E "^\| [0-9]|error" | cut -c1-240 | log
+    done
   done
 fi
 if has fused; then
