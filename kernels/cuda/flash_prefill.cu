@@ -7,8 +7,9 @@
 // session 6: 42 ms a layer for 64 x 1,024 tokens). Four warps own 16 rows each. Per 64-key
 // tile: S = Q K^T (scaled, causal mask by logical position), an online softmax per row in
 // registers, O += P V with P rounded to bf16 as the A operand straight from the S
-// accumulators (their layouts line up). K is kept as [key][dim] and V transposed as
-// [dim][key] in shared memory, both padded so the fragment loads hit 32 different banks.
+// accumulators (their layouts line up). K is kept as [key][dim] (rows padded) and V
+// transposed as [dim][key] (key pairs swizzled, VtIndex) in shared memory, so the fragment
+// loads and the transposing stores avoid bank conflicts.
 //
 // Fragment layouts of mma.m16n8k16 (lane = 4 * gid + tig): A 16x16 row-major, registers
 // {row gid, cols 2tig..+1}, {row gid+8, same}, {row gid, cols 2tig+8..+9}, {row gid+8, same};
@@ -36,6 +37,14 @@ __device__ __forceinline__ uint32_t PackBf16x2(float lo, float hi) {
   return *reinterpret_cast<const uint32_t*>(&v);
 }
 
+// Element index of V[key][d] in the transposed tile vt_s ([d][key], kFlashKeys + 8 per row),
+// its 32-bit words (key pairs) XOR-swizzled by d / 8: a warp storing 16 chunks of one key
+// (d = 8c + j) then hits 16 banks instead of one, and the B-fragment reads (8 rows d, 4 key
+// pairs) stay conflict-free; a pair stays in one word.
+__device__ __forceinline__ int VtIndex(int d, int key) {
+  return d * (kFlashKeys + 8) + 2 * ((key >> 1) ^ ((d >> 3) & 15)) + (key & 1);
+}
+
 __device__ __forceinline__ void MmaBf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
   asm volatile(
       "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
@@ -49,6 +58,7 @@ __global__ void __launch_bounds__(kFlashWarps * 32) FlashPrefillKernel(FlashPref
   PdlWait();
   PdlTrigger();
   constexpr int kKStride = D + 8, kVStride = kFlashKeys + 8;  // bf16 elements per smem row
+  static_assert(D / 8 <= 16 && kFlashKeys / 2 <= 32, "VtIndex's swizzle stays inside a row");
   __shared__ __align__(16) bf16 k_s[kFlashKeys * kKStride];
   __shared__ __align__(16) bf16 vt_s[D * kVStride];
   __shared__ int32_t kpos_s[kFlashKeys];  // logical position of each key, INT_MAX past the list
@@ -123,7 +133,7 @@ __global__ void __launch_bounds__(kFlashWarps * 32) FlashPrefillKernel(FlashPref
       *reinterpret_cast<uint4*>(k_s + key * kKStride + d0) = kv4;
       const bf16* vh = reinterpret_cast<const bf16*>(&vv4);
 #pragma unroll
-      for (int j = 0; j < 8; ++j) vt_s[(d0 + j) * kVStride + key] = vh[j];
+      for (int j = 0; j < 8; ++j) vt_s[VtIndex(d0 + j, key)] = vh[j];
       if (d0 == 0) kpos_s[key] = kp;
     }
     __syncthreads();
@@ -188,9 +198,8 @@ __global__ void __launch_bounds__(kFlashWarps * 32) FlashPrefillKernel(FlashPref
                               PackBf16x2(sc[2 * s + 1][2], sc[2 * s + 1][3])};
 #pragma unroll
       for (int n = 0; n < D / 8; ++n) {
-        const bf16* vrow = vt_s + (8 * n + gid) * kVStride + 16 * s + 2 * tig;
-        const uint32_t b0 = *reinterpret_cast<const uint32_t*>(vrow);
-        const uint32_t b1 = *reinterpret_cast<const uint32_t*>(vrow + 8);
+        const uint32_t b0 = *reinterpret_cast<const uint32_t*>(vt_s + VtIndex(8 * n + gid, 16 * s + 2 * tig));
+        const uint32_t b1 = *reinterpret_cast<const uint32_t*>(vt_s + VtIndex(8 * n + gid, 16 * s + 8 + 2 * tig));
         MmaBf16(o[n], pa, b0, b1);
       }
     }
