@@ -1,11 +1,9 @@
 // File: engine/cuda/cuda_backend.cc
-// One Execute: flatten the plan on the host (cuda_step.h), one upload of the int arrays,
-// then per layer: norm -> QKV GEMM -> q/k norm + RoPE + paged KV write -> Quest metadata ->
-// (Quest selection) -> paged attention -> O GEMM -> residual + norm -> gate/up GEMM ->
-// SwiGLU -> down GEMM; final norm of the logits rows, LM head, greedy on the GPU.
+// Creation, KV sizing and one Execute: flatten the plan on the host (cuda_step.h), one
+// upload of the int arrays, the step's kernels (cuda_forward.cc) eagerly or from a CUDA
+// graph, then the sampled tokens back (FinishSampling).
 #include "engine/cuda/cuda_backend.h"
 
-#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <random>
@@ -13,11 +11,11 @@
 
 #include "common/log.h"
 #include "common/status.h"
+#include "engine/cuda/cuda_work.h"
 #include "engine/plan_check.h"
 #include "engine/sampler.h"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/quest.h"
-#include "kernels/cuda/sample.h"
 
 namespace lil::cuda {
 namespace {
@@ -43,27 +41,6 @@ bool GreedyOnGpu(const SamplingParams& s) {
 
 }  // namespace
 
-struct CudaBackend::Work {
-  const int32_t* ints = nullptr;  // the uploaded IntPack
-  int64_t tokens, pos, seq, dst_page, dst_slot, touched_pages, touched_last, mass_offset,
-      logit_rows, cand_pages, cand_logical;
-  int64_t flash_tiles = 0;
-  int32_t num_flash_tiles = 0;  // > 0: prefill attention through FlashPrefill
-  struct Layout {
-    int64_t indptr, pages, logical, entry_seq, q_row, cand_begin, cand_count, budget, out_begin;
-    int32_t nnz, num_quest;
-    SplitChoice split;
-  };
-  std::vector<Layout> layouts;
-  float *x, *qkv, *q, *delta, *gate_up, *entry_mass, *seq_mass, *logits, *logprob, *split_partial;
-  float *logits_local, *logits_gather;  // world > 1: this rank's vocab slice, all ranks' slices
-  bf16 *h, *attn, *act;
-  bf16* xb;  // fused_norm_: x rounded to bf16, written by the o and down GEMVs
-  int32_t* token_out;
-  int32_t* split_counters;
-  int32_t* pages_rw;  // device copies of the layouts' pages/logical (Quest writes them)
-  const int32_t* I(int64_t off) const { return ints + off; }
-};
 
 CudaBackend::CudaBackend(const ModelConfig& config, const CudaBackendOptions& options,
                          DeviceWeights weights, int32_t num_pages, int32_t page_size,
@@ -220,153 +197,6 @@ PagedKvViewBf16 CudaBackend::LayerView(int32_t layer) const {
   return v;
 }
 
-absl::Status CudaBackend::Attention(int32_t layer, const StepInputs& in, const Work& w) {
-  const ModelConfig& c = local_;
-  const Work::Layout& l = w.layouts[in.layer_layout[layer]];
-  const PagedKvViewBf16 view = LayerView(layer);
-  int32_t* pages = w.pages_rw + l.pages;
-  int32_t* logical = w.pages_rw + l.logical;
-  if (l.num_quest > 0) {
-    QuestSelectParams qp;
-    qp.q = w.q;
-    qp.kv = view;
-    qp.num_seqs = l.num_quest;
-    qp.num_heads = c.num_heads;
-    qp.q_row = w.I(l.q_row);
-    qp.cand_begin = w.I(l.cand_begin);
-    qp.cand_count = w.I(l.cand_count);
-    qp.cand_pages = w.I(w.cand_pages);
-    qp.cand_logical = w.I(w.cand_logical);
-    qp.budget_pages = w.I(l.budget);
-    qp.out_begin = w.I(l.out_begin);
-    qp.out_pages = pages;
-    qp.out_logical = logical;
-    LIL_CUDA_RETURN_IF_ERROR(QuestSelect(qp, stream_));
-  }
-  const bool mass = in.mass_size > 0;
-  if (mass) LIL_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(w.entry_mass, 0, sizeof(float) * std::max(1, l.nnz), stream_));
-  PagedAttentionParams ap;
-  ap.q = w.q;
-  ap.out = w.attn;
-  ap.kv = view;
-  ap.num_tokens = in.num_tokens;
-  ap.num_heads = c.num_heads;
-  ap.token_pos = w.I(w.pos);
-  ap.token_seq = w.I(w.seq);
-  ap.row_indptr = w.I(l.indptr);
-  ap.row_pages = pages;
-  ap.row_logical = logical;
-  ap.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-  ap.page_mass = mass ? w.entry_mass : nullptr;
-  if (!mass && l.split.min_chunk_entries > 0) {
-    ap.min_chunk_entries = l.split.min_chunk_entries;
-    ap.max_splits = l.split.max_splits;
-    ap.partial = w.split_partial;
-    ap.counters = w.split_counters;
-  }
-  if (w.num_flash_tiles > 0 && l.num_quest == 0 && !mass) {
-    FlashPrefillParams fp;
-    fp.attn = ap;
-    fp.tiles = w.I(w.flash_tiles);
-    fp.num_tiles = w.num_flash_tiles;
-    LIL_CUDA_RETURN_IF_ERROR(FlashPrefill(fp, stream_));
-  } else {
-    LIL_CUDA_RETURN_IF_ERROR(PagedAttention(ap, stream_));
-  }
-  if (mass) {
-    LIL_CUDA_RETURN_IF_ERROR(ScatterAdd({w.entry_mass, w.I(l.entry_seq), logical, w.I(w.mass_offset),
-                                         w.seq_mass, l.nnz}, stream_));
-  }
-  return absl::OkStatus();
-}
-
-absl::Status CudaBackend::RunLayer(int32_t layer, const StepInputs& in, const Work& w) {
-  const ModelConfig& c = local_;
-  const DeviceLayerWeights& lw = w_.layers[layer];
-  const int32_t t = in.num_tokens, hid = c.hidden_size, qd = c.q_dim(), kvd = c.kv_dim();
-  const int32_t inter = c.intermediate_size;
-  // Fused one-token step (fused_norm_): x is already current and w.xb is its bf16 copy.
-  const bool fuse = fused_norm_ && t == 1;
-  const float* attn_norm = fused_norm_ ? nullptr : lw.attn_norm;  // folded into qkv
-  const float* mlp_norm = fused_norm_ ? nullptr : lw.mlp_norm;    // folded into gate_up
-  if (fuse && layer > 0) {
-    GemmParams qkv{w.xb, lw.qkv, w.qkv, t, hid, qd + 2 * kvd};
-    qkv.norm_eps = c.rms_norm_eps;
-    LIL_RETURN_IF_ERROR(gemm_.RunGemv(qkv));
-  } else {
-    // The previous layer's down projection is still in delta: fused into this norm.
-    LIL_CUDA_RETURN_IF_ERROR(AddRmsNorm({w.x, layer == 0 || fuse ? nullptr : w.delta, attn_norm, w.h, t, hid,
-                                         c.rms_norm_eps}, stream_));
-    LIL_RETURN_IF_ERROR(gemm_.Run(w.h, lw.qkv, w.qkv, t, hid, qd + 2 * kvd));
-  }
-  QkvRopeWriteParams rp;
-  rp.qkv = w.qkv;
-  rp.bias = lw.qkv_bias;
-  rp.q_norm = lw.q_norm;
-  rp.k_norm = lw.k_norm;
-  rp.eps = c.rms_norm_eps;
-  rp.pos = w.I(w.pos);
-  rp.inv_freq = w_.inv_freq;
-  rp.q_out = w.q;
-  rp.kv = LayerView(layer);
-  rp.dst_page = w.I(w.dst_page);
-  rp.dst_slot = w.I(w.dst_slot);
-  rp.tokens = t;
-  rp.num_heads = c.num_heads;
-  LIL_CUDA_RETURN_IF_ERROR(QkvRopeWrite(rp, stream_));
-  LIL_CUDA_RETURN_IF_ERROR(QuestMeta({LayerView(layer), w.I(w.touched_pages), w.I(w.touched_last),
-                                      static_cast<int32_t>(in.touched_pages.size())}, stream_));
-  LIL_RETURN_IF_ERROR(Attention(layer, in, w));
-  if (fuse) {
-    GemmParams o{w.attn, lw.o_proj, w.x, t, qd, hid};
-    o.add_to_y = true;
-    o.y_bf16 = w.xb;
-    LIL_RETURN_IF_ERROR(gemm_.RunGemv(o));
-    GemmParams gate_up{w.xb, lw.gate_up, w.gate_up, t, hid, 2 * inter};
-    gate_up.norm_eps = c.rms_norm_eps;
-    LIL_RETURN_IF_ERROR(gemm_.RunGemv(gate_up));
-    LIL_CUDA_RETURN_IF_ERROR(SiluMul({w.gate_up, w.act, t, inter}, stream_));
-    GemmParams down{w.act, lw.down, w.x, t, inter, hid};
-    down.add_to_y = true;
-    down.y_bf16 = w.xb;
-    return gemm_.RunGemv(down);
-  }
-  LIL_RETURN_IF_ERROR(gemm_.Run(w.attn, lw.o_proj, w.delta, t, qd, hid));
-  if (comm_ != nullptr) LIL_RETURN_IF_ERROR(comm_->AllReduceSum(w.delta, int64_t{t} * hid));
-  LIL_CUDA_RETURN_IF_ERROR(AddRmsNorm({w.x, w.delta, mlp_norm, w.h, t, hid, c.rms_norm_eps}, stream_));
-  LIL_RETURN_IF_ERROR(gemm_.Run(w.h, lw.gate_up, w.gate_up, t, hid, 2 * inter));
-  LIL_CUDA_RETURN_IF_ERROR(SiluMul({w.gate_up, w.act, t, inter}, stream_));
-  LIL_RETURN_IF_ERROR(gemm_.Run(w.act, lw.down, w.delta, t, inter, hid));
-  if (comm_ != nullptr) LIL_RETURN_IF_ERROR(comm_->AllReduceSum(w.delta, int64_t{t} * hid));
-  return absl::OkStatus();
-}
-
-absl::Status CudaBackend::LaunchSampling(const StepInputs& in, const Work& w) {
-  const ModelConfig& c = config_;
-  const int32_t r = static_cast<int32_t>(in.logit_rows.size()), vocab = c.vocab_size;
-  if (r == 0) return absl::OkStatus();
-  LIL_CUDA_RETURN_IF_ERROR(AddRmsNorm({w.x, nullptr, w_.final_norm, w.h, r, c.hidden_size,
-                                       c.rms_norm_eps, w.I(w.logit_rows)}, stream_));
-  if (comm_ == nullptr) {
-    LIL_RETURN_IF_ERROR(gemm_.Run(w.h, w_.lm_head, w.logits, r, c.hidden_size, vocab));
-  } else {
-    // Vocab-parallel LM head: each rank's [r, its vocab] block, gathered (padded to the widest
-    // share), then laid out as [r, vocab] on rank 0, which alone samples.
-    const int64_t stride = shards_[0].vocab_stride;
-    LIL_RETURN_IF_ERROR(gemm_.Run(w.h, w_.lm_head, w.logits_local, r, c.hidden_size, local_.vocab_size));
-    LIL_RETURN_IF_ERROR(comm_->AllGather(w.logits_local, r * stride, w.logits_gather));
-    if (rank_ != 0) return absl::OkStatus();
-    for (const TpShard& s : shards_) {
-      if (s.vocab_size == 0) continue;
-      LIL_CUDA_RETURN_IF_ERROR(cudaMemcpy2DAsync(
-          w.logits + s.vocab_begin, sizeof(float) * vocab, w.logits_gather + s.rank * r * stride,
-          sizeof(float) * s.vocab_size, sizeof(float) * s.vocab_size, r, cudaMemcpyDeviceToDevice, stream_));
-    }
-  }
-  LIL_CUDA_RETURN_IF_ERROR(Greedy({w.logits, r, vocab, w.token_out, w.logprob}, stream_));
-  return absl::OkStatus();
-}
-
 absl::Status CudaBackend::FinishSampling(const StepPlan& plan, const StepInputs& in, const Work& w,
                                          StepResult& result) {
   const ModelConfig& c = config_;
@@ -412,20 +242,6 @@ absl::Status CudaBackend::FinishSampling(const StepPlan& plan, const StepInputs&
     out.top_logprobs = std::move(so.top_logprobs);
   }
   return absl::OkStatus();
-}
-
-absl::Status CudaBackend::LaunchForward(const StepInputs& in, const Work& w) {
-  const ModelConfig& c = config_;
-  const int64_t t = in.num_tokens;
-  LIL_CUDA_RETURN_IF_ERROR(Embedding({w_.embed, w.I(w.tokens), w.x, in.num_tokens, c.hidden_size,
-                                      c.vocab_size}, stream_));
-  for (int32_t layer = 0; layer < c.num_layers; ++layer) LIL_RETURN_IF_ERROR(RunLayer(layer, in, w));
-  if (c.num_layers > 0 && !(fused_norm_ && t == 1)) {  // fused: the down GEMVs added already
-    LIL_CUDA_RETURN_IF_ERROR(AddInPlace(w.x, w.delta, t * c.hidden_size, stream_));
-  }
-  // h2o: each rank summed its own heads' attention; the policy on rank 0 needs all of them.
-  if (comm_ != nullptr && in.mass_size > 0) LIL_RETURN_IF_ERROR(comm_->AllReduceSum(w.seq_mass, in.mass_size));
-  return LaunchSampling(in, w);
 }
 
 bool CudaBackend::Graphable(const StepPlan& plan, const StepInputs& in) const {

@@ -64,7 +64,7 @@ class CudaBackend final : public Backend {
   bool fused_norm() const { return fused_norm_; }
 
  private:
-  struct Work;  // device pointers of one step (cuda_backend.cc)
+  struct Work;  // device pointers of one step (cuda_work.h)
 
   CudaBackend(const ModelConfig& config, const CudaBackendOptions& options, DeviceWeights weights,
               int32_t num_pages, int32_t page_size, cudaStream_t stream, bool own_stream, Gemm gemm);
