@@ -62,14 +62,14 @@ int32_t* Upload(const std::vector<int32_t>& v) {
   return d;
 }
 
-// rows[s] = the logical pages sequence s attends (same for every KV head); tables[s] its
-// physical pages.
-Launch MakeLaunch(const std::vector<std::vector<int32_t>>& tables, const std::vector<std::vector<int32_t>>& rows,
-                  int32_t context, int32_t target_ctas) {
-  const int32_t batch = static_cast<int32_t>(tables.size());
-  std::vector<int32_t> pos(batch, context - 1), seq(batch), indptr{0}, pages, logical;
-  for (int32_t s = 0; s < batch; ++s) {
-    seq[s] = s;
+// A launch of tokens at positions `pos` of sequences `seq`: rows[s] = the logical pages
+// sequence s attends (same for every KV head), tables[s] its physical pages.
+Launch UploadLaunch(const std::vector<int32_t>& pos, const std::vector<int32_t>& seq,
+                    const std::vector<std::vector<int32_t>>& tables, const std::vector<std::vector<int32_t>>& rows,
+                    int32_t target_ctas) {
+  const int32_t tokens = static_cast<int32_t>(pos.size());
+  std::vector<int32_t> indptr{0}, pages, logical;
+  for (size_t s = 0; s < tables.size(); ++s) {
     for (int32_t h = 0; h < kKvHeads; ++h) {
       for (int32_t lp : rows[s]) {
         pages.push_back(tables[s][lp]);
@@ -85,10 +85,19 @@ Launch MakeLaunch(const std::vector<std::vector<int32_t>>& tables, const std::ve
   l.pages = Upload(pages);
   l.logical = Upload(logical);
   l.nnz = static_cast<int32_t>(pages.size());
-  l.split = lil::cuda::ChooseSplit(batch * kKvHeads, kPage, target_ctas);
-  l.counters = Upload(std::vector<int32_t>(batch * kKvHeads, 0));
-  CHECK(cudaMalloc(&l.partial, sizeof(float) * std::max<int64_t>(1, lil::cuda::SplitPartialFloats(batch, kKvHeads, kDim, l.split.max_splits))));
+  l.split = lil::cuda::ChooseSplit(tokens * kKvHeads, kPage, target_ctas);
+  l.counters = Upload(std::vector<int32_t>(tokens * kKvHeads, 0));
+  CHECK(cudaMalloc(&l.partial, sizeof(float) * std::max<int64_t>(1, lil::cuda::SplitPartialFloats(tokens, kKvHeads, kDim, l.split.max_splits))));
   return l;
+}
+
+// One decode token per sequence, at position context - 1.
+Launch MakeLaunch(const std::vector<std::vector<int32_t>>& tables, const std::vector<std::vector<int32_t>>& rows,
+                  int32_t context, int32_t target_ctas) {
+  const int32_t batch = static_cast<int32_t>(tables.size());
+  std::vector<int32_t> pos(batch, context - 1), seq(batch);
+  std::iota(seq.begin(), seq.end(), 0);
+  return UploadLaunch(pos, seq, tables, rows, target_ctas);
 }
 
 lil::cuda::PagedAttentionParams Params(const Pool& pool, const Launch& l, int32_t batch, const float* q, bf16* out) {
@@ -284,15 +293,10 @@ int main(int argc, char** argv) {
   std::printf("| prompt | per-token kernel ms | flash (tensor cores) ms | speedup | flash TFLOP/s |\n|---|---|---|---|---|\n");
   for (int32_t n : quick ? std::vector<int32_t>{1024} : std::vector<int32_t>{1024, 4096, 8192}) {
     const int32_t npages = n / kPage;
-    std::vector<int32_t> pos(n), seq(n, 0), indptr{0}, pages, logical;
+    std::vector<int32_t> pos(n), seq(n, 0), all(npages);
     std::iota(pos.begin(), pos.end(), 0);
-    for (int32_t h = 0; h < kKvHeads; ++h) {
-      for (int32_t lp = 0; lp < npages; ++lp) {
-        pages.push_back(perm[lp]);
-        logical.push_back(lp);
-      }
-      indptr.push_back(static_cast<int32_t>(pages.size()));
-    }
+    std::iota(all.begin(), all.end(), 0);
+    const Launch l = UploadLaunch(pos, seq, {std::vector<int32_t>(perm.begin(), perm.begin() + npages)}, {all}, target);
     float* pq = nullptr;
     bf16* pout = nullptr;
     CHECK(cudaMalloc(&pq, sizeof(float) * n * kHeads * kDim));
@@ -302,15 +306,6 @@ int main(int argc, char** argv) {
       for (float& x : hq) x = std::uniform_real_distribution<float>(-1, 1)(rng);
       CHECK(cudaMemcpy(pq, hq.data(), hq.size() * 4, cudaMemcpyHostToDevice));
     }
-    Launch l;
-    l.pos = Upload(pos);
-    l.seq = Upload(seq);
-    l.indptr = Upload(indptr);
-    l.pages = Upload(pages);
-    l.logical = Upload(logical);
-    l.split = lil::cuda::ChooseSplit(n * kKvHeads, kPage, target);
-    l.counters = Upload(std::vector<int32_t>(n * kKvHeads, 0));
-    CHECK(cudaMalloc(&l.partial, sizeof(float) * std::max<int64_t>(1, lil::cuda::SplitPartialFloats(n, kKvHeads, kDim, l.split.max_splits))));
     const lil::cuda::PagedAttentionParams ap = Params(pool, l, n, pq, pout);
     const std::vector<int32_t> tiles = lil::cuda::FlashPrefillTiles(seq, kHeads / kKvHeads);
     lil::cuda::FlashPrefillParams fp;

@@ -8,7 +8,6 @@
 
 #include <algorithm>
 #include <cstdlib>
-#include <cstring>
 #include <mutex>
 #include <vector>
 
@@ -75,10 +74,7 @@ absl::StatusOr<Gemm> Gemm::Create(cudaStream_t stream, bool force_fallback) {
   const char* variant = std::getenv("LILSERVE_GEMV_VARIANT");
   g.tune_gemv_ = variant != nullptr && std::string(variant) == "auto";
   // A variant named explicitly (or auto) covers every row count the GEMV takes.
-  if (variant != nullptr && (g.tune_gemv_ || (std::strlen(variant) == 1 && variant[0] >= '0' &&
-                                               variant[0] < '0' + kGemvVariants))) {
-    g.gemv_max_rows_ = kGemvMaxRows;
-  }
+  if (g.tune_gemv_ || GemvVariantFromEnv() >= 0) g.gemv_max_rows_ = kGemvMaxRows;
   const auto& cublas = GetCublas();
   if (!cublas.ok()) {
     static std::once_flag warned;

@@ -179,18 +179,21 @@ cudaError_t LaunchGemv(const GemmParams& p, cudaStream_t stream) {
 
 int DefaultVariant() {
   static const int v = [] {
-    // A number 0..kGemvVariants-1 picks that variant; unset, `auto` (Gemm times the
-    // variants itself) or anything else: the default.
-    const char* e = std::getenv("LILSERVE_GEMV_VARIANT");
-    char* end = nullptr;
-    const long x = e != nullptr ? std::strtol(e, &end, 10) : -1;
-    return e != nullptr && end != e && *end == '\0' && x >= 0 && x < kGemvVariants ? static_cast<int>(x)
-                                                                                  : kGemvDefaultVariant;
+    const int e = GemvVariantFromEnv();
+    return e >= 0 ? e : kGemvDefaultVariant;
   }();
   return v;
 }
 
 }  // namespace
+
+int GemvVariantFromEnv() {
+  const char* e = std::getenv("LILSERVE_GEMV_VARIANT");
+  if (e == nullptr) return -1;
+  char* end = nullptr;
+  const long x = std::strtol(e, &end, 10);
+  return end != e && *end == '\0' && x >= 0 && x < kGemvVariants ? static_cast<int>(x) : -1;
+}
 
 bool GemvSupported(const GemmParams& p) {
   return p.rows >= 1 && p.rows <= kGemvMaxRows && p.in % 8 == 0 &&

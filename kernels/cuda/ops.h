@@ -134,6 +134,9 @@ inline constexpr int kGemvVariants = 6;
 // variant 0 and 3.95 ms for cuBLAS; docs/PERF.md, gpu_gemv_bench, session 6).
 inline constexpr int kGemvDefaultVariant = 4;
 cudaError_t GemvVariant(const GemmParams& p, int variant, cudaStream_t stream);
+// $LILSERVE_GEMV_VARIANT when it is a variant number (0..kGemvVariants-1), else -1 (unset,
+// `auto`, or anything else).
+int GemvVariantFromEnv();
 
 // fp32 -> bf16 conversion of n elements (device to device).
 cudaError_t ToBf16(const float* src, bf16* dst, int64_t n, cudaStream_t stream);
