@@ -164,10 +164,6 @@ class RowStream(torch.utils.data.IterableDataset):
         return ids[:, :-1].contiguous(), labels[:, 1:].contiguous()
 
 
-# ----------------------------------------------------------------------------------------
-# Evaluation helpers
-# ----------------------------------------------------------------------------------------
-
 def transplant_embeddings(model_dir, tokenizer, dev):
     """The exported model in `model_dir` with its (tied) embedding re-indexed to `tokenizer`:
     a token whose string the old vocabulary also holds keeps its row; any other token gets
@@ -201,6 +197,10 @@ def transplant_embeddings(model_dir, tokenizer, dev):
     model.load_state_dict(state)
     return model.to(dev), {"rows_kept": kept, "rows_from_pieces": pieced}
 
+
+# ----------------------------------------------------------------------------------------
+# Evaluation helpers
+# ----------------------------------------------------------------------------------------
 
 def name_token_ids(tok):
     """Token ids of " name", the one token of each node name (the task writes every name after
@@ -467,22 +467,19 @@ def main():
     number_ids[number_token_ids(tokenizer)] = True
     lookup_ids = (name_ids, number_ids)  # a looked-up fact: is_fact
 
-    # Model (with --init-from: the exported model's shape and weights, trained further).
+    # Model (with --init-from / --init-weights: the exported model's shape and weights).
     if a.init_from:
         model = lm.load_exported(a.init_from, dev).train()
-        cfg = model.cfg
-        a.layers, a.hidden, a.heads, a.intermediate = cfg.num_layers, cfg.hidden_size, cfg.num_heads, cfg.intermediate_size
     elif a.init_weights:
         model, moved = transplant_embeddings(a.init_weights, tokenizer, dev)
         model.train()
-        cfg = model.cfg
-        a.layers, a.hidden, a.heads, a.intermediate = cfg.num_layers, cfg.hidden_size, cfg.num_heads, cfg.intermediate_size
         log("transplant", source=a.init_weights, **moved)
     else:
-        cfg = lm.Config(vocab_size=tokenizer.get_vocab_size(), hidden_size=a.hidden,
-                        num_layers=a.layers, num_heads=a.heads, num_kv_heads=a.heads,
-                        intermediate_size=a.intermediate)
-        model = lm.LilChainLM(cfg).to(dev)
+        model = lm.LilChainLM(lm.Config(vocab_size=tokenizer.get_vocab_size(), hidden_size=a.hidden,
+                                        num_layers=a.layers, num_heads=a.heads, num_kv_heads=a.heads,
+                                        intermediate_size=a.intermediate)).to(dev)
+    cfg = model.cfg
+    a.layers, a.hidden, a.heads, a.intermediate = cfg.num_layers, cfg.hidden_size, cfg.num_heads, cfg.intermediate_size
     params = lm.num_params(model)
     log("model", params=params, bf16_mib=round(params * 2 / 2**20, 1), init_from=a.init_from or a.init_weights or "random")
     if a.compile:  # the training forward only; decoding later uses the plain module
