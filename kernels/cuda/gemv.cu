@@ -151,6 +151,15 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32) GemvKernel(GemmParams p) 
     for (int m = 0; m < M; ++m) {
       if (m >= p.rows) break;
       const float scale = p.norm_eps > 0.0f ? rsqrtf(ss[m] / static_cast<float>(p.in) + p.norm_eps) : 1.0f;
+      if (p.swiglu_out != nullptr) {  // rows (n0 + r, n0 + r + 1) are (gate, up) of one unit
+#pragma unroll
+        for (int r = 0; r + 1 < R; r += 2) {
+          if (n0 + r + 1 >= p.out) continue;
+          const float g = acc[r][m] * scale, u = acc[r + 1][m] * scale;
+          p.swiglu_out[static_cast<int64_t>(m) * (p.out / 2) + (n0 + r) / 2] = __float2bfloat16(g / (1.0f + __expf(-g)) * u);
+        }
+        continue;
+      }
 #pragma unroll
       for (int r = 0; r < R; ++r) {
         if (n0 + r >= p.out) continue;
@@ -196,7 +205,7 @@ int GemvVariantFromEnv() {
 }
 
 bool GemvSupported(const GemmParams& p) {
-  return p.rows >= 1 && p.rows <= kGemvMaxRows && p.in % 8 == 0 &&
+  return p.rows >= 1 && p.rows <= kGemvMaxRows && p.in % 8 == 0 && (p.swiglu_out == nullptr || p.out % 2 == 0) &&
          reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && reinterpret_cast<uintptr_t>(p.w) % 16 == 0;
 }
 

@@ -82,7 +82,9 @@ __global__ void QkvRopeWriteKernel(QkvRopeWriteParams p) {
   const int32_t width = (hq + 2 * hkv) * d;
   float* v = stage + warp * d;
   const int32_t half = d / 2;
-  for (int32_t hv = warp; hv < hq + 2 * hkv; hv += nw) {
+  // blockIdx.y picks this CTA's share of the head vectors: a one-token step runs on
+  // (hq + 2 hkv) / warps SMs instead of one.
+  for (int32_t hv = blockIdx.y * nw + warp; hv < hq + 2 * hkv; hv += nw * gridDim.y) {
     const int32_t col0 = hv * d;
     for (int32_t i = lane; i < d; i += 32) {
       float x = p.qkv[static_cast<int64_t>(t) * width + col0 + i];
@@ -115,9 +117,19 @@ __global__ void QkvRopeWriteKernel(QkvRopeWriteParams p) {
       float* q = p.q_out + (static_cast<int64_t>(t) * hq + hv) * d;
       for (int32_t i = lane; i < d; i += 32) q[i] = v[i];
     } else {
-      const int32_t h = is_k ? hv - hq : hv - hq - hkv;
-      bf16* dst = (is_k ? p.kv.k : p.kv.v) + p.kv.Offset(p.dst_page[t], h, p.dst_slot[t]);
-      for (int32_t i = lane; i < d; i += 32) dst[i] = __float2bfloat16(v[i]);
+      const int32_t h = is_k ? hv - hq : hv - hq - hkv, slot = p.dst_slot[t];
+      bf16* dst = (is_k ? p.kv.k : p.kv.v) + p.kv.Offset(p.dst_page[t], h, slot);
+      const bool meta = is_k && p.quest_update && p.kv.quest != nullptr;
+      bf16* mm = meta ? p.kv.quest + p.kv.QuestOffset(p.dst_page[t], h) : nullptr;
+      for (int32_t i = lane; i < d; i += 32) {
+        const bf16 b = __float2bfloat16(v[i]);
+        dst[i] = b;
+        if (meta) {  // min/max of bf16 values are exact: equal to QuestMeta's recomputation
+          const float x = __bfloat162float(b);
+          mm[i] = __float2bfloat16(slot == 0 ? x : fminf(__bfloat162float(mm[i]), x));
+          mm[d + i] = __float2bfloat16(slot == 0 ? x : fmaxf(__bfloat162float(mm[d + i]), x));
+        }
+      }
     }
     __syncwarp();
   }
@@ -149,8 +161,19 @@ __global__ void SiluMulKernel(SiluMulParams p) {
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
     const int64_t r = i / p.inter, c = i % p.inter;
-    const float g = p.gate_up[r * 2 * p.inter + c], u = p.gate_up[r * 2 * p.inter + p.inter + c];
+    const float* row = p.gate_up + r * 2 * p.inter;
+    const float g = p.interleaved ? row[2 * c] : row[c], u = p.interleaved ? row[2 * c + 1] : row[p.inter + c];
     p.out[i] = __float2bfloat16(g / (1.0f + expf(-g)) * u);
+  }
+}
+
+__global__ void InterleaveRowsKernel(const bf16* src, bf16* dst, int64_t half_rows, int32_t cols) {
+  const int64_t n = 2 * half_rows * cols;
+  for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+       i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    const int64_t r = i / cols, c = i % cols;  // destination row r holds source row s
+    const int64_t s = (r % 2 == 0 ? 0 : half_rows) + r / 2;
+    dst[i] = src[s * cols + c];
   }
 }
 
@@ -224,8 +247,24 @@ cudaError_t ScaleColumns(bf16* w, const float* g, int64_t rows, int32_t cols, cu
 cudaError_t QkvRopeWrite(const QkvRopeWriteParams& p, cudaStream_t stream) {
   if (p.tokens == 0) return cudaSuccess;
   if (p.kv.head_dim % 2 != 0) return cudaErrorInvalidValue;
-  const int warps = 8;
-  return LaunchPdl(QkvRopeWriteKernel, p.tokens, warps * 32, warps * p.kv.head_dim * sizeof(float), stream, p);
+  const int warps = 4, vectors = p.num_heads + 2 * p.kv.num_kv_heads;
+  const dim3 grid(p.tokens, (vectors + warps - 1) / warps);
+  return LaunchPdl(QkvRopeWriteKernel, grid, warps * 32, warps * p.kv.head_dim * sizeof(float), stream, p);
+}
+
+cudaError_t InterleaveRowHalves(bf16* w, int64_t half_rows, int32_t cols, cudaStream_t stream) {
+  const int64_t n = 2 * half_rows * cols;
+  if (n == 0) return cudaSuccess;
+  bf16* copy = nullptr;
+  if (cudaError_t e = cudaMallocAsync(&copy, n * sizeof(bf16), stream); e != cudaSuccess) return e;
+  if (cudaError_t e = cudaMemcpyAsync(copy, w, n * sizeof(bf16), cudaMemcpyDeviceToDevice, stream); e != cudaSuccess) {
+    cudaFreeAsync(copy, stream);
+    return e;
+  }
+  InterleaveRowsKernel<<<Blocks(n), kThreads, 0, stream>>>(copy, w, half_rows, cols);
+  const cudaError_t launch = cudaGetLastError();
+  const cudaError_t freed = cudaFreeAsync(copy, stream);
+  return launch != cudaSuccess ? launch : freed;
 }
 
 cudaError_t QuestMeta(const QuestMetaParams& p, cudaStream_t stream) {

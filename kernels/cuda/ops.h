@@ -45,14 +45,17 @@ cudaError_t AddRmsNorm(const AddRmsNormParams& p, cudaStream_t stream);
 // w[r, c] = bf16(w[r, c] * g[c]) for a [rows, cols] bf16 matrix: folds an RMSNorm weight g
 // into the matrix that reads the norm's output (then the norm runs with weight null).
 cudaError_t ScaleColumns(bf16* w, const float* g, int64_t rows, int32_t cols, cudaStream_t stream);
+// Reorders the rows of w [2 * half_rows, cols] in place so row 2j is old row j and row 2j + 1
+// old row half_rows + j (gate j beside up j); uses a temporary copy of w. Load time only.
+cudaError_t InterleaveRowHalves(bf16* w, int64_t half_rows, int32_t cols, cudaStream_t stream);
 
 // Splits the fused QKV GEMM output, adds the bias (Qwen2), applies per-head q/k RMSNorm
 // (Qwen3) and RoPE (rotate_half), writes q (fp32) and writes k/v into the paged pools.
 struct QkvRopeWriteParams {
   const float* qkv;          // [tokens, (num_heads + 2 num_kv_heads) * head_dim]
-  const float* bias;         // [(num_heads + 2 num_kv_heads) * head_dim] or null
-  const float* q_norm;       // [head_dim] or null
-  const float* k_norm;       // [head_dim] or null
+  const float* bias = nullptr;    // [(num_heads + 2 num_kv_heads) * head_dim] or null
+  const float* q_norm = nullptr;  // [head_dim] or null
+  const float* k_norm = nullptr;  // [head_dim] or null
   float eps = 1e-6f;
   const int32_t* pos;        // [tokens]
   const float* inv_freq;     // [head_dim / 2]
@@ -62,6 +65,10 @@ struct QkvRopeWriteParams {
   const int32_t* dst_slot;   // [tokens]
   int32_t tokens = 0;
   int32_t num_heads = 0;
+  // Every token writes a page no other token of the step writes (a decode step): each K
+  // head also updates its page's Quest min/max in kv.quest (slot 0 resets), which is what
+  // QuestMeta would compute, so the step skips QuestMeta.
+  bool quest_update = false;
 };
 cudaError_t QkvRopeWrite(const QkvRopeWriteParams& p, cudaStream_t stream);
 
@@ -76,12 +83,14 @@ struct QuestMetaParams {
 };
 cudaError_t QuestMeta(const QuestMetaParams& p, cudaStream_t stream);
 
-// out = bf16(silu(gate) * up); gate_up is [rows, 2 * inter] (gate first).
+// out = bf16(silu(gate) * up); gate_up is [rows, 2 * inter]: gate first, or with
+// `interleaved` (gate, up) pairs, as the GEMM over InterleaveRowHalves' weight writes it.
 struct SiluMulParams {
   const float* gate_up;
   bf16* out;            // [rows, inter]
   int32_t rows = 0;
   int32_t inter = 0;
+  bool interleaved = false;
 };
 cudaError_t SiluMul(const SiluMulParams& p, cudaStream_t stream);
 
@@ -113,10 +122,14 @@ struct GemmParams {
   //   whose weight was folded into w's columns (ScaleColumns), computed from the x this
   //   kernel reads anyway; add_to_y: y += x w^T (a residual add) instead of y = x w^T;
   // y_bf16: also receives the new y rounded to bf16 (the next fused GEMV's x).
+  // swiglu_out: w's rows come in (gate, up) pairs (row 2j gate j, row 2j + 1 up j:
+  //   InterleaveRowHalves at load), and instead of y the kernel writes
+  //   swiglu_out[m, j] = bf16(silu(gate) * up), [rows, out / 2]; out must be even.
   float norm_eps = 0.0f;
   bool add_to_y = false;
   bf16* y_bf16 = nullptr;
-  bool fused() const { return norm_eps > 0.0f || add_to_y || y_bf16 != nullptr; }
+  bf16* swiglu_out = nullptr;
+  bool fused() const { return norm_eps > 0.0f || add_to_y || y_bf16 != nullptr || swiglu_out != nullptr; }
 };
 cudaError_t GemmFallback(const GemmParams& p, cudaStream_t stream);
 

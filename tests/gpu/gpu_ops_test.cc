@@ -130,6 +130,60 @@ TEST(GpuOps, QkvRopeWriteMatchesCpu) {
   }
 }
 
+// A decode step's KV write with quest_update (each token on its own page) keeps the Quest
+// min/max itself: bit-identical to QkvRopeWrite + QuestMeta, over 40 positions of one
+// sequence written one token per step (slot 0 resets, later slots widen), then a step of two
+// tokens on two pages.
+TEST(GpuOps, QkvRopeWriteKeepsQuestMetaOnDecodeSteps) {
+  LIL_SKIP_WITHOUT_GPU();
+  for (int32_t d : {64, 128}) {
+    for (int32_t ps : {1, 3, 16, 17}) {
+      SCOPED_TRACE("d=" + std::to_string(d) + " ps=" + std::to_string(ps));
+      const int32_t hq = 4, hkv = 2, width = (hq + 2 * hkv) * d, steps = 40, num_pages = 48;
+      const auto qkv = testing::RandomBf16Values((steps + 2) * width, 31 + d + ps);
+      std::vector<float> inv_freq(d / 2);
+      for (int32_t i = 0; i < d / 2; ++i) inv_freq[i] = std::pow(10000.0f, -2.0f * i / d);
+      const size_t pool = static_cast<size_t>(num_pages) * hkv * ps * d, metas = static_cast<size_t>(num_pages) * hkv * 2 * d;
+      DeviceArray<float> dqkv(qkv), dinv(inv_freq);
+      auto dq = DeviceArray<float>::Poisoned(static_cast<size_t>(2) * hq * d);
+      const std::vector<bf16> zeros(pool, __float2bfloat16(0.0f));
+      DeviceArray<bf16> k_a(zeros), v_a(zeros), k_b(zeros), v_b(zeros);
+      auto meta_a = DeviceArray<bf16>::Poisoned(metas), meta_b = DeviceArray<bf16>::Poisoned(metas);
+      // One step: tokens at (pos, page, slot); a fused (quest_update) and a reference pool.
+      auto step = [&](int32_t first_row, const std::vector<int32_t>& pos, const std::vector<int32_t>& page) {
+        std::vector<int32_t> slot(pos.size());
+        for (size_t i = 0; i < pos.size(); ++i) slot[i] = pos[i] % ps;
+        DeviceArray<int32_t> dpos(pos), dpage(page), dslot(slot);
+        cuda::QkvRopeWriteParams p;
+        p.qkv = dqkv.get() + static_cast<int64_t>(first_row) * width;
+        p.pos = dpos.get();
+        p.inv_freq = dinv.get();
+        p.q_out = dq.get();
+        p.dst_page = dpage.get();
+        p.dst_slot = dslot.get();
+        p.tokens = static_cast<int32_t>(pos.size());
+        p.num_heads = hq;
+        p.kv = {k_a.get(), v_a.get(), meta_a.get(), num_pages, hkv, ps, d};
+        p.quest_update = true;
+        ASSERT_EQ(cuda::QkvRopeWrite(p, nullptr), cudaSuccess);
+        p.kv = {k_b.get(), v_b.get(), meta_b.get(), num_pages, hkv, ps, d};
+        p.quest_update = false;
+        ASSERT_EQ(cuda::QkvRopeWrite(p, nullptr), cudaSuccess);
+        ASSERT_EQ(cuda::QuestMeta({p.kv, dpage.get(), dslot.get(), p.tokens}, nullptr), cudaSuccess);
+      };
+      for (int32_t t = 0; t < steps; ++t) step(t, {t}, {3 + t / ps});
+      step(steps, {steps, 0}, {3 + steps / ps, 1});  // a second sequence's first token on page 1
+      const auto a = testing::ToF32(meta_a.Download()), b = testing::ToF32(meta_b.Download());
+      for (int32_t pg : {1, 3, 3 + steps / ps, 3 + (steps - 1) / ps}) {
+        const size_t o = static_cast<size_t>(pg) * hkv * 2 * d;
+        const std::vector<float> ga(a.begin() + o, a.begin() + o + hkv * 2 * d), gb(b.begin() + o, b.begin() + o + hkv * 2 * d);
+        EXPECT_TRUE(AllClose(ga, gb, 0.0f, 0.0f)) << "page " << pg;
+      }
+      EXPECT_TRUE(AllClose(testing::ToF32(k_a.Download()), testing::ToF32(k_b.Download()), 0.0f, 0.0f));
+    }
+  }
+}
+
 TEST(GpuOps, SiluMulAndEmbeddingMatchCpu) {
   LIL_SKIP_WITHOUT_GPU();
   const int32_t rows = 3, inter = 1001, vocab = 50, dim = 97;
@@ -140,6 +194,18 @@ TEST(GpuOps, SiluMulAndEmbeddingMatchCpu) {
   auto out = DeviceArray<bf16>::Poisoned(ref.size());
   ASSERT_EQ(cuda::SiluMul({dgu.get(), out.get(), rows, inter}, nullptr), cudaSuccess);
   EXPECT_TRUE(AllClose(testing::ToF32(out.Download()), ref, 1e-3f, 8e-3f));
+  // The same values with gate and up interleaved per unit, as the GEMM over interleaved rows writes them.
+  std::vector<float> gu_pairs(gu.size());
+  for (int32_t r = 0; r < rows; ++r) {
+    for (int32_t c = 0; c < inter; ++c) {
+      gu_pairs[r * 2 * inter + 2 * c] = gu[r * 2 * inter + c];
+      gu_pairs[r * 2 * inter + 2 * c + 1] = gu[r * 2 * inter + inter + c];
+    }
+  }
+  DeviceArray<float> dpairs(gu_pairs);
+  auto out_pairs = DeviceArray<bf16>::Poisoned(ref.size());
+  ASSERT_EQ(cuda::SiluMul({dpairs.get(), out_pairs.get(), rows, inter, true}, nullptr), cudaSuccess);
+  EXPECT_TRUE(AllClose(testing::ToF32(out_pairs.Download()), testing::ToF32(out.Download()), 0.0f, 0.0f));
 
   const auto table = testing::RandomBf16Values(vocab * dim, 2);
   const std::vector<int32_t> ids = {0, 49, 7, 7, 13};
@@ -177,7 +243,7 @@ TEST(GpuOps, GemmMatchesCpuWithCublasAndFallback) {
 // multiple of 8 that is not a multiple of the unrolled step; every work-split variant.
 TEST(GpuOps, GemvMatchesCpu) {
   LIL_SKIP_WITHOUT_GPU();
-  for (const auto& [in, out] : {std::pair{1176, 129}, std::pair{64, 17}, std::pair{4096, 33}}) {
+  for (const auto& [in, out] : {std::pair{1176, 129}, std::pair{64, 17}, std::pair{4096, 33}, std::pair{520, 46}}) {
     for (int32_t rows = 1; rows <= cuda::kGemvMaxRows; ++rows) {
       const auto x = testing::RandomBf16Values(rows * in, 3 + rows), w = testing::RandomBf16Values(out * in, 4);
       std::vector<float> ref(rows * out);
@@ -207,7 +273,7 @@ TEST(GpuOps, GemvMatchesCpu) {
 TEST(GpuOps, GemvFusionsMatchCpu) {
   LIL_SKIP_WITHOUT_GPU();
   const float eps = 1e-5f;
-  for (const auto& [in, out] : {std::pair{1176, 129}, std::pair{64, 17}, std::pair{4096, 33}}) {
+  for (const auto& [in, out] : {std::pair{1176, 129}, std::pair{64, 17}, std::pair{4096, 33}, std::pair{520, 46}}) {
     for (int32_t rows = 1; rows <= cuda::kGemvMaxRows; ++rows) {
       const auto x = testing::RandomBf16Values(rows * in, 11 + rows), w = testing::RandomBf16Values(out * in, 12);
       const auto y0 = testing::RandomBf16Values(rows * out, 13, 4.0f);
@@ -241,6 +307,21 @@ TEST(GpuOps, GemvFusionsMatchCpu) {
         EXPECT_TRUE(AllClose(got, added, 1e-3f, 1e-3f)) << "add_to_y, " << where;
         EXPECT_TRUE(AllClose(testing::ToF32(yb.Download()), testing::ToF32(testing::ToBf16(got)), 0.0f, 0.0f))
             << "y_bf16 is not the new y rounded, " << where;
+        if (out % 2 == 0) {  // swiglu_out: rows (2j, 2j + 1) are (gate j, up j), on the normed product
+          auto ys = DeviceArray<bf16>::Poisoned(rows * out / 2);
+          cuda::GemmParams ps{dx.get(), dw.get(), yn.get(), rows, in, out};
+          ps.norm_eps = eps;
+          ps.swiglu_out = ys.get();
+          ASSERT_EQ(cuda::GemvVariant(ps, v, nullptr), cudaSuccess) << where;
+          std::vector<float> ref(rows * out / 2);
+          for (int32_t m = 0; m < rows; ++m) {
+            for (int32_t j = 0; j < out / 2; ++j) {
+              const float g = normed[m * out + 2 * j], u = normed[m * out + 2 * j + 1];
+              ref[m * out / 2 + j] = g / (1.0f + std::exp(-g)) * u;
+            }
+          }
+          EXPECT_TRUE(AllClose(testing::ToF32(ys.Download()), ref, 1e-2f, 1e-2f)) << "swiglu_out, " << where;
+        }
       }
       auto yf = DeviceArray<float>::Poisoned(prod.size());
       cuda::GemmParams pf{dx.get(), dw.get(), yf.get(), rows, in, out};
@@ -262,6 +343,17 @@ TEST(GpuOps, ScaleColumnsAndUnitNorm) {
   std::vector<float> ref(w.size());
   for (size_t i = 0; i < w.size(); ++i) ref[i] = w[i] * g[i % cols];
   EXPECT_TRUE(AllClose(testing::ToF32(dw.Download()), testing::ToF32(testing::ToBf16(ref)), 0.0f, 0.0f));
+  // InterleaveRowHalves: rows [0, h) and [h, 2h) of a [2h, cols] matrix become pairs (j, h + j).
+  const int32_t h = 19;
+  const auto gu = testing::RandomBf16Values(2 * h * cols, 24);
+  DeviceArray<bf16> dgu(testing::ToBf16(gu));
+  ASSERT_EQ(cuda::InterleaveRowHalves(dgu.get(), h, cols, nullptr), cudaSuccess);
+  std::vector<float> pairs(gu.size());
+  for (int32_t r = 0; r < 2 * h; ++r) {
+    const int32_t src = (r % 2 == 0 ? 0 : h) + r / 2;
+    std::copy(gu.begin() + src * cols, gu.begin() + (src + 1) * cols, pairs.begin() + r * cols);
+  }
+  EXPECT_TRUE(AllClose(testing::ToF32(dgu.Download()), pairs, 0.0f, 0.0f));
 
   const int32_t n = 3;
   const auto x = testing::RandomBf16Values(n * cols, 23);
