@@ -28,6 +28,12 @@ using lil::bench::FillKernel;
 using lil::bench::MedianMs;
 
 constexpr int kHeads = 32, kKvHeads = 8, kDim = 128, kPage = 16;
+// The kernel the backend runs: tensor cores unless $LILSERVE_TC_DECODE=0 (the dense table
+// times the CUDA-core kernel beside it either way).
+const bool kTensorCores = [] {
+  const char* e = std::getenv("LILSERVE_TC_DECODE");
+  return !(e != nullptr && e[0] == '0');
+}();
 
 struct Pool {
   int32_t num_pages = 0;
@@ -112,6 +118,8 @@ lil::cuda::PagedAttentionParams Params(const Pool& pool, const Launch& l, int32_
   p.row_indptr = l.indptr;
   p.row_pages = l.pages;
   p.row_logical = l.logical;
+  p.rows_static = true;  // uploaded by the host
+  p.tensor_cores = kTensorCores;
   p.scale = 0.08838834764f;
   p.min_chunk_entries = l.split.min_chunk_entries;
   p.max_splits = l.split.max_splits;
@@ -125,7 +133,7 @@ lil::cuda::PagedAttentionParams Params(const Pool& pool, const Launch& l, int32_
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
   const int sms = lil::bench::SmCount();
-  const int32_t target = lil::cuda::SplitResidentCtas(kDim, kHeads / kKvHeads, sms);
+  const int32_t target = lil::cuda::SplitResidentCtas(kDim, kHeads / kKvHeads, sms, kTensorCores);
   std::printf("split-KV: %d resident CTAs (%d SMs)\n", target, sms);
   const double read_tbs = lil::bench::PrintReadTbs();
 
@@ -182,7 +190,8 @@ int main(int argc, char** argv) {
   };
 
   std::printf("## Dense paged decode attention (32/8 heads, d 128, 16-token pages)\n\n");
-  std::printf("| batch | context | KV MiB | time us | achieved TB/s | read TB/s | ratio | splits |\n|---|---|---|---|---|---|---|---|\n");
+  std::printf("| batch | context | KV MiB | time us | achieved TB/s | read TB/s | ratio | splits | CUDA-core kernel us | ratio |\n"
+              "|---|---|---|---|---|---|---|---|---|---|\n");
   std::vector<int32_t> contexts = quick ? std::vector<int32_t>{4096} : std::vector<int32_t>{4096, 8192, 16384, 32768};
   for (int32_t batch : {1, 16}) {
     for (int32_t context : contexts) {
@@ -196,14 +205,20 @@ int main(int argc, char** argv) {
         }
         launches.push_back(MakeLaunch(tables, rows, context, target));
       }
-      const double ms = MedianMs([&](int i) {
-        const Launch& l = launches[i % launches.size()];
-        CHECK(lil::cuda::PagedAttention(Params(pool, l, batch, q, out), nullptr));
-      }, 20, 9);
+      auto time_kernel = [&](bool tensor_cores) {
+        return MedianMs([&](int i) {
+          lil::cuda::PagedAttentionParams ap = Params(pool, launches[i % launches.size()], batch, q, out);
+          ap.tensor_cores = tensor_cores;
+          CHECK(lil::cuda::PagedAttention(ap, nullptr));
+        }, 20, 9);
+      };
+      const double ms = time_kernel(kTensorCores), cuda_core_ms = time_kernel(false);
       const double bytes = static_cast<double>(batch) * context * kKvHeads * kDim * 2 * 2;
-      const double tbs = bytes / (ms * 1e-3) / 1e12;
-      std::printf("| %d | %d | %.0f | %.1f | %.3f | %.3f | %.2f | %d |\n", batch, context, bytes / (1 << 20), ms * 1e3, tbs,
-                  read_tbs, tbs / read_tbs, launches[0].split.min_chunk_entries > 0 ? launches[0].split.max_splits : 1);
+      const double tbs = bytes / (ms * 1e-3) / 1e12, cuda_core_tbs = bytes / (cuda_core_ms * 1e-3) / 1e12;
+      std::printf("| %d | %d | %.0f | %.1f | %.3f | %.3f | %.2f | %d | %.1f | %.2f |\n", batch, context, bytes / (1 << 20),
+                  ms * 1e3, tbs, read_tbs, tbs / read_tbs,
+                  launches[0].split.min_chunk_entries > 0 ? launches[0].split.max_splits : 1, cuda_core_ms * 1e3,
+                  cuda_core_tbs / read_tbs);
     }
   }
 
@@ -268,7 +283,9 @@ int main(int argc, char** argv) {
           qp.out_logical = ls[k].logical;
           CHECK(lil::cuda::QuestSelect(qp, nullptr));
         }
-        CHECK(lil::cuda::PagedAttention(Params(pool, ls[k], batch, q, out), nullptr));
+        lil::cuda::PagedAttentionParams ap = Params(pool, ls[k], batch, q, out);
+        ap.rows_static = !select;  // Quest's rows come from the selection kernel
+        CHECK(lil::cuda::PagedAttention(ap, nullptr));
       }, 10, 7);
     };
     const double dense_ms = run(dense, false);

@@ -6,6 +6,7 @@
 // key and value is read once per CTA.
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/pdl.h"
+#include "kernels/cuda/split_merge.cuh"
 
 #include <algorithm>
 #include <cfloat>
@@ -14,7 +15,7 @@
 namespace lil::cuda {
 namespace {
 
-constexpr int kWarps = 4;
+constexpr int kWarps = kSplitWarps;
 constexpr int kMaxGroup = 8;
 
 __device__ float WarpSum(float v) {
@@ -141,11 +142,10 @@ __global__ void __launch_bounds__(kWarps * 32) PagedAttentionKernel(PagedAttenti
 // reduced over the kLpt lanes of a token, the softmax state is kept per warp (all lanes hold
 // the same m and l; acc is per lane: its token lane's share of its 8 dims). Scores are in the
 // log2 domain (q pre-scaled by scale * log2 e) so exp2f is the only transcendental.
-constexpr float kLog2e = 1.4426950408889634f;
-constexpr int kSlotGroup = kMaxGroup;  // partial slots are laid out for the largest group
-constexpr int kMaxSplits = 128;        // ChooseSplit never asks for more
-
-__host__ __device__ constexpr int64_t SlotFloats(int d) { return static_cast<int64_t>(kSlotGroup) * d + 2 * kSlotGroup; }
+// Chunks hold at least 64 tokens (four 16-token pages: one per warp). FlashInfer's floor is
+// 128; with the L2 prefetch a warp's second page costs little, but at 1k context a 64-token
+// floor still halves each CTA's serial work (session 7 measured both: docs/PERF.md).
+constexpr int kMinChunkTokens = 64;
 
 __device__ __forceinline__ void Bf16x8ToFloat(const uint4& u, float* f) {
   const uint32_t w[4] = {u.x, u.y, u.z, u.w};
@@ -158,16 +158,19 @@ __device__ __forceinline__ void Bf16x8ToFloat(const uint4& u, float* f) {
 
 template <int D, int G>
 __global__ void __launch_bounds__(kWarps * 32) SplitAttentionKernel(PagedAttentionParams p) {
-  PdlWait();
-  PdlTrigger();
+  // With rows_static the row lists came from the host before the previous kernel began, so
+  // this CTA reads them and starts its first pages' L2 prefetches before the wait (PDL): at
+  // short contexts those round trips are most of the kernel's time.
+  if (!p.rows_static) {
+    PdlWait();
+    PdlTrigger();
+  }
   constexpr int kLpt = D / 8, kTpi = 32 / kLpt;
   constexpr int kTileTokens = G >= 8 ? 8 : 16;
   constexpr int kU = kTileTokens / kTpi > 0 ? kTileTokens / kTpi : 1;
   constexpr int kTile = kTpi * kU;
   __shared__ float s_m[kWarps][G], s_l[kWarps][G];
   __shared__ float s_acc[kWarps][G][D];
-  __shared__ float s_scale[kMaxSplits][G], s_total[G];
-  __shared__ int s_last;
 
   const int32_t hkv = p.kv.num_kv_heads, ps = p.kv.page_size;
   const int32_t x = blockIdx.x, split = blockIdx.y;
@@ -179,11 +182,20 @@ __global__ void __launch_bounds__(kWarps * 32) SplitAttentionKernel(PagedAttenti
   const int32_t chunk = p.min_chunk_entries > 0 ? max(p.min_chunk_entries, (nent + p.max_splits - 1) / p.max_splits)
                                                  : max(nent, 1);
   const int32_t nsplit = max(1, (nent + chunk - 1) / chunk);
-  if (split >= nsplit) return;
+  if (split >= nsplit) return;  // an exited CTA counts as waited and triggered
   const int32_t cb = begin + split * chunk, ce = min(end, cb + chunk);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int sub = lane % kLpt, tl = lane / kLpt;
   const int32_t pos = p.token_pos[t];
+  // With rows_static each warp's first two pages go to the L2 before the wait, while the
+  // previous kernel still runs. (Prefetching further pages inside the loop, and keeping the
+  // next page id in registers, were measured slower at batch 16: more registers, and the L2
+  // holding too many pages in flight; session 7, docs/PERF.md.)
+  if (p.rows_static) PrefetchFirstPages<D>(p, cb, ce, kvh, pos);
+  if (p.rows_static) {
+    PdlWait();
+    PdlTrigger();
+  }
 
   float q[G][8], acc[G][8], m[G], l[G];
   const float qs = p.scale * kLog2e;
@@ -289,71 +301,7 @@ __global__ void __launch_bounds__(kWarps * 32) SplitAttentionKernel(PagedAttenti
     }
   }
   __syncthreads();
-  const bool single = nsplit == 1;
-  float* slot = single ? nullptr : p.partial + (static_cast<int64_t>(x) * p.max_splits + split) * SlotFloats(D);
-  for (int idx = threadIdx.x; idx < group * D; idx += blockDim.x) {
-    const int g = idx / D, i = idx % D;
-    float mx = -INFINITY;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, s_m[w][g]);
-    float sum = 0.0f, a = 0.0f;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) {
-      const float f = s_m[w][g] == -INFINITY ? 0.0f : exp2f(s_m[w][g] - mx);
-      sum += s_l[w][g] * f;
-      a += s_acc[w][g][i] * f;
-    }
-    if (single) {
-      bf16* out = p.out + (static_cast<int64_t>(t) * p.num_heads + kvh * group + g) * D;
-      out[i] = __float2bfloat16(sum > 0.0f ? a / sum : 0.0f);  // nothing visible: zeros
-    } else {
-      slot[g * D + i] = a;
-      if (i == 0) {
-        slot[kSlotGroup * D + g] = mx;
-        slot[kSlotGroup * D + kSlotGroup + g] = sum;
-      }
-    }
-  }
-  if (single) return;
-  // Last CTA of the row merges the splits (XQA's multi-block pattern: no second launch).
-  __threadfence();
-  __syncthreads();
-  if (threadIdx.x == 0) s_last = atomicAdd(p.counters + x, 1) == nsplit - 1;
-  __syncthreads();
-  if (!s_last) return;
-  __threadfence();
-  // Per head: the global max over the splits (one warp per head, lanes over splits), then each
-  // split's weight 2^(m_s - M) into shared memory and the total sum; then every output element
-  // sums its splits with independent (pipelined) loads.
-  const float* parts = p.partial + static_cast<int64_t>(x) * p.max_splits * SlotFloats(D);
-  for (int g = warp; g < group; g += kWarps) {
-    float mx = -INFINITY;
-    for (int sp = lane; sp < nsplit; sp += 32) mx = fmaxf(mx, __ldcg(parts + sp * SlotFloats(D) + kSlotGroup * D + g));
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-    float sum = 0.0f;
-    for (int sp = lane; sp < nsplit; sp += 32) {
-      const float* ps_ = parts + sp * SlotFloats(D);
-      const float ms = __ldcg(ps_ + kSlotGroup * D + g);
-      const float f = ms == -INFINITY ? 0.0f : exp2f(ms - mx);
-      s_scale[sp][g] = f;
-      sum += __ldcg(ps_ + kSlotGroup * D + kSlotGroup + g) * f;
-    }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    if (lane == 0) s_total[g] = sum;
-  }
-  __syncthreads();
-  for (int idx = threadIdx.x; idx < group * D; idx += blockDim.x) {
-    const int g = idx / D, i = idx % D;
-    float a = 0.0f;
-#pragma unroll 8
-    for (int sp = 0; sp < nsplit; ++sp) a += s_scale[sp][g] * __ldcg(parts + sp * SlotFloats(D) + g * D + i);
-    const float sum = s_total[g];
-    bf16* out = p.out + (static_cast<int64_t>(t) * p.num_heads + kvh * group + g) * D;
-    out[i] = __float2bfloat16(sum > 0.0f ? a / sum : 0.0f);
-  }
-  if (threadIdx.x == 0) p.counters[x] = 0;
+  MergeSplits<D, G>(p, x, split, nsplit, t, kvh, group, &s_acc[0][0][0], s_m, s_l);
 }
 
 template <int D>
@@ -385,12 +333,16 @@ SplitChoice ChooseSplit(int32_t rows, int32_t page_size, int32_t resident_ctas) 
   int32_t splits = 1;
   while (splits < kMaxSplits && efficiency(splits) < 0.85 * best) ++splits;
   if (splits == 1) return c;
-  c.min_chunk_entries = std::max(1, (128 + page_size - 1) / page_size);
+  c.min_chunk_entries = std::max(1, (kMinChunkTokens + page_size - 1) / page_size);
   c.max_splits = splits;
   return c;
 }
 
-int32_t SplitResidentCtas(int32_t head_dim, int32_t group, int32_t sms) {
+int32_t SplitResidentCtas(int32_t head_dim, int32_t group, int32_t sms, bool tensor_cores) {
+  if (tensor_cores && TcDecodeSupported(head_dim, group)) {
+    const int32_t per_sm = TcResidentPerSm(head_dim);
+    return (per_sm > 0 ? per_sm : 2) * sms;
+  }
   int per_sm = 0;
   const void* fn = nullptr;
   const int g = group <= 1 ? 1 : group == 2 ? 2 : group <= 4 ? 4 : 8;
@@ -427,6 +379,7 @@ cudaError_t PagedAttention(const PagedAttentionParams& p, cudaStream_t stream) {
   if (split && (p.partial == nullptr || p.counters == nullptr || p.max_splits < 1 || p.max_splits > kMaxSplits)) {
     return cudaErrorInvalidValue;
   }
+  if (p.page_mass == nullptr && p.tensor_cores && TcDecodeSupported(d, group)) return TcSplitAttention(p, stream);
   if (p.page_mass == nullptr) {
     switch (d) {
       case 8: return LaunchSplit<8>(p, group, stream);

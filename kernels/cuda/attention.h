@@ -36,12 +36,19 @@ struct PagedAttentionParams {
   int32_t max_splits = 1;      // grid size along the split axis, <= 128
   float* partial = nullptr;
   int32_t* counters = nullptr;
+  // True when token_pos, token_seq and the row lists were written before the previous kernel
+  // on the stream began (host uploads; not Quest selection's output): the split kernel then
+  // reads them, and prefetches its first pages into the L2, before waiting on that kernel.
+  bool rows_static = false;
+  // Run the split-KV decode on tensor cores where TcDecodeSupported (kernels/cuda/
+  // attention_tc.cu; q and P rounded to bf16); else the CUDA-core kernel.
+  bool tensor_cores = false;
 };
 
 // The split chosen for a step: rows = num_tokens * num_kv_heads CTAs before splitting, and
 // `resident_ctas` of the kernel fit on the GPU at once (SplitResidentCtas). The split count is
 // the smallest whose last wave is at least 85% full relative to the best count up to 128
-// (FlashAttention-2's wave rule); chunks hold at least 128 tokens (FlashInfer's floor), so
+// (FlashAttention-2's wave rule); chunks hold at least 64 tokens (kMinChunkTokens), so
 // short rows use fewer CTAs than the grid offers.
 struct SplitChoice {
   int32_t min_chunk_entries = 0;
@@ -52,9 +59,12 @@ inline bool SplitSupported(int32_t head_dim) {
   return head_dim == 8 || head_dim == 16 || head_dim == 32 || head_dim == 64 || head_dim == 128;
 }
 SplitChoice ChooseSplit(int32_t rows, int32_t page_size, int32_t resident_ctas);
-// CTAs of the vectorized kernel for (head_dim, group) resident at once on `sms` SMs (its
-// occupancy times the SM count); 4 * sms for head dims it does not serve.
-int32_t SplitResidentCtas(int32_t head_dim, int32_t group, int32_t sms);
+// CTAs of the vectorized kernel (or, with tensor_cores and a TcDecodeSupported shape, of the
+// tensor-core one) for (head_dim, group) resident at once on `sms` SMs (its occupancy times
+// the SM count); 4 * sms for head dims it does not serve.
+int32_t SplitResidentCtas(int32_t head_dim, int32_t group, int32_t sms, bool tensor_cores = false);
+// Shapes the tensor-core split-KV decode kernel serves: head_dim 64 or 128, group 1..8.
+bool TcDecodeSupported(int32_t head_dim, int32_t group);
 // fp32 workspace of the split partial states.
 int64_t SplitPartialFloats(int32_t num_tokens, int32_t num_kv_heads, int32_t head_dim, int32_t max_splits);
 

@@ -1,0 +1,304 @@
+// File: kernels/cuda/attention_tc.cu
+// Split-KV decode attention on tensor cores (head_dim 64 or 128, GQA group 1..8). The grid,
+// the split and the merge are those of the CUDA-core kernel in attention.cu (one CTA per
+// (token, KV head, split), four warps striding over the split's pages, MergeSplits at the
+// end); what changes is the inner loop. The CUDA-core kernel spends about 1,100 warp
+// instructions per 16-key tile (dot products and their shuffle reductions for each head),
+// which at batch 16 leaves it at 0.79 of the read bandwidth (docs/PERF.md, session 6). Here a
+// warp's tile is 16 keys of one page: S = Q K^T is 2 x D/16 mma.sync m16n8k16 (the group's
+// query heads are the A rows, padded to 16 with zeros), O += P V another D/8, about 150
+// instructions in all. K and V tiles reach shared memory through cp.async, two stages per
+// warp, so the next tile is in flight while this one is multiplied; each warp owns its
+// stages, so only __syncwarp orders them. q and P are rounded to bf16 (as in FlashInfer's
+// and flash_prefill.cu's tensor-core paths); fp32 accumulation.
+//
+// Fragment layouts (mma.m16n8k16, lane = 4 * gid + tig): A rows gid / gid + 8, cols 2tig..+1
+// and 2tig+8..+9; B {k 2tig..+1, n gid}, {k 2tig+8..+9, n gid}; C rows gid / gid + 8, cols
+// 2tig..+1. K tiles stay [key][dim] (B of Q K^T reads a key row); V tiles are [key][dim] too
+// and ldmatrix.trans hands out V^T fragments. Rows are padded by 16 bytes, which makes both
+// the 32-bit K reads and the ldmatrix row reads free of bank conflicts.
+#include "kernels/cuda/attention.h"
+#include "kernels/cuda/pdl.h"
+#include "kernels/cuda/split_merge.cuh"
+
+#include <cuda_bf16.h>
+
+namespace lil::cuda {
+namespace {
+
+constexpr int kWarps = kSplitWarps;
+constexpr int kTileKeys = 16;  // keys per warp tile (one m16n8k16 k-slice of P V)
+constexpr int kStages = 2;
+
+template <int D>
+__host__ __device__ constexpr int RowStride() { return D + 8; }  // bf16 per smem row: 16 bytes of padding
+template <int D>
+__host__ __device__ constexpr int TileElems() { return kTileKeys * RowStride<D>(); }
+template <int D>
+__host__ __device__ constexpr size_t DynamicSmem() { return sizeof(bf16) * kWarps * kStages * 2 * TileElems<D>(); }
+
+__device__ __forceinline__ uint32_t PackBf16x2(float lo, float hi) {
+  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<const uint32_t*>(&v);
+}
+
+__device__ __forceinline__ void Mma(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+      "{%0, %1, %2, %3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// 16 bytes global -> shared, asynchronously; `valid` false writes zeros (src-size 0).
+__device__ __forceinline__ void CpAsync16(bf16* dst, const bf16* src, bool valid) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 16 : 0) : "memory");
+}
+__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+__device__ __forceinline__ void CpAsyncWaitOne() { asm volatile("cp.async.wait_group 1;\n" ::: "memory"); }
+__device__ __forceinline__ void CpAsyncWaitAll() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+
+__device__ __forceinline__ void LdMatrixX4Trans(uint32_t (&r)[4], const bf16* row) {
+  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(row));
+  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+               : "r"(s));
+}
+
+template <int D>
+__global__ void __launch_bounds__(kWarps * 32) TcSplitAttentionKernel(PagedAttentionParams p) {
+  if (!p.rows_static) {
+    PdlWait();
+    PdlTrigger();
+  }
+  constexpr int G = kSlotGroup;  // state arrays sized for the largest group
+  constexpr int kStride = RowStride<D>(), kTile = TileElems<D>(), kChunks = D / 8;
+  extern __shared__ __align__(16) unsigned char tc_smem[];
+  __shared__ float s_m[kWarps][G], s_l[kWarps][G];
+
+  const int32_t hkv = p.kv.num_kv_heads, ps = p.kv.page_size;
+  const int32_t x = blockIdx.x, split = blockIdx.y;
+  const int32_t t = x / hkv, kvh = x % hkv;
+  const int32_t group = p.num_heads / hkv;
+  const int32_t row = p.token_seq[t] * hkv + kvh;
+  const int32_t begin = p.row_indptr[row], end = p.row_indptr[row + 1];
+  const int32_t nent = end - begin;
+  const int32_t chunk = p.min_chunk_entries > 0 ? max(p.min_chunk_entries, (nent + p.max_splits - 1) / p.max_splits)
+                                                 : max(nent, 1);
+  const int32_t nsplit = max(1, (nent + chunk - 1) / chunk);
+  if (split >= nsplit) return;  // an exited CTA counts as waited and triggered
+  const int32_t cb = begin + split * chunk, ce = min(end, cb + chunk);
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gid = lane >> 2, tig = lane & 3;
+  const int32_t pos = p.token_pos[t];
+
+  // The tile iterator: (ie, it0) is the next tile to issue, ipage / in_ its entry's page and
+  // visible keys (min(page size, pos - first position + 1); <= 0: none), fpage / fn those of
+  // the warp's entry after it, loaded one entry ahead.
+  auto load_entry = [&](int32_t e, int32_t& page, int32_t& n) {
+    page = 0;
+    n = 0;
+    if (e < ce) {
+      page = p.row_pages[e];
+      n = min(ps, pos - p.row_logical[e] * ps + 1);
+    }
+  };
+  int32_t ie = cb + warp, it0 = 0, ipage, in_, fpage, fn;
+  load_entry(ie, ipage, in_);
+  load_entry(ie + kWarps, fpage, fn);
+  if (p.rows_static) {
+    PrefetchFirstPages<D>(p, cb, ce, kvh, pos);
+    PdlWait();
+    PdlTrigger();
+  }
+
+  bf16* stages = reinterpret_cast<bf16*>(tc_smem) + warp * kStages * 2 * kTile;
+  // Issues the next tile into `stage` (K then V, zero-filled past the visible keys) and
+  // returns its visible key count, or -1 when the warp has no tile left; commits a group
+  // either way, so "all but the newest group" is always the tile about to be used.
+  auto issue = [&](int stage) -> int32_t {
+    int32_t visible = -1;
+    if (ie < ce) {
+      bf16* ks = stages + stage * 2 * kTile;
+      bf16* vs = ks + kTile;
+      const size_t base = p.kv.Offset(ipage, kvh, 0);
+      visible = max(0, min(kTileKeys, in_ - it0));
+#pragma unroll
+      for (int c = lane; c < kTileKeys * kChunks; c += 32) {
+        const int key = c / kChunks, ch = c % kChunks;
+        const bool valid = key < visible;
+        const size_t off = valid ? base + static_cast<size_t>(it0 + key) * D + ch * 8 : base;
+        CpAsync16(ks + key * kStride + ch * 8, p.kv.k + off, valid);
+        CpAsync16(vs + key * kStride + ch * 8, p.kv.v + off, valid);
+      }
+      it0 += kTileKeys;
+      if (it0 >= in_) {
+        ie += kWarps;
+        it0 = 0;
+        ipage = fpage;
+        in_ = fn;
+        load_entry(ie + kWarps, fpage, fn);
+      }
+    }
+    CpAsyncCommit();
+    return visible;
+  };
+
+  // Q (pre-scaled to log2 units) as A fragments: row gid is query head gid of the group
+  // (rows >= group and all rows gid + 8 are zero padding).
+  uint32_t qa[D / 16][4];
+  {
+    const float qs = p.scale * kLog2e;
+    const bool live = gid < group;
+    const float* qrow = p.q + (static_cast<int64_t>(t) * p.num_heads + kvh * group + (live ? gid : 0)) * D;
+#pragma unroll
+    for (int s = 0; s < D / 16; ++s) {
+#pragma unroll
+      for (int half = 0; half < 2; ++half) {
+        float2 v = make_float2(0.0f, 0.0f);
+        if (live) v = *reinterpret_cast<const float2*>(qrow + 16 * s + 8 * half + 2 * tig);
+        qa[s][2 * half] = PackBf16x2(v.x * qs, v.y * qs);
+        qa[s][2 * half + 1] = 0u;
+      }
+    }
+  }
+  float o[D / 8][4];
+#pragma unroll
+  for (int n = 0; n < D / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
+  float m = -INFINITY, l = 0.0f;  // row gid's running max (log2 units) and this lane's share of the sum
+
+  int32_t vis[kStages];
+  vis[0] = issue(0);
+  for (int k = 0;; ++k) {
+    const int st = k & 1;
+    const int32_t v = st == 0 ? vis[0] : vis[1];
+    if (v < 0) break;
+    __syncwarp();  // every lane is done reading the stage the next issue overwrites
+    const int32_t nv = issue(st ^ 1);
+    if (st == 0) {
+      vis[1] = nv;
+    } else {
+      vis[0] = nv;
+    }
+    CpAsyncWaitOne();
+    __syncwarp();  // the tile's 16-byte pieces were copied by every lane of the warp
+    if (v == 0) continue;
+    const bf16* ks = stages + st * 2 * kTile;
+    const bf16* vs = ks + kTile;
+    float sc[2][4];
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+      sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.0f;
+      const bf16* krow = ks + (8 * j + gid) * kStride + 2 * tig;
+#pragma unroll
+      for (int s = 0; s < D / 16; ++s) {
+        Mma(sc[j], qa[s], *reinterpret_cast<const uint32_t*>(krow + 16 * s),
+            *reinterpret_cast<const uint32_t*>(krow + 16 * s + 8));
+      }
+    }
+    float tmax = -INFINITY;
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        if (8 * j + 2 * tig + c >= v) sc[j][c] = -INFINITY;
+        tmax = fmaxf(tmax, sc[j][c]);
+      }
+    }
+    tmax = fmaxf(tmax, __shfl_xor_sync(0xffffffffu, tmax, 1));
+    tmax = fmaxf(tmax, __shfl_xor_sync(0xffffffffu, tmax, 2));
+    const float mn = fmaxf(m, tmax);  // finite: key 0 of the tile is visible
+    const float corr = exp2f(m - mn);
+    m = mn;
+    l *= corr;
+#pragma unroll
+    for (int j = 0; j < 2; ++j) {
+#pragma unroll
+      for (int c = 0; c < 2; ++c) {
+        sc[j][c] = exp2f(sc[j][c] - mn);
+        l += sc[j][c];
+      }
+    }
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+      o[n][0] *= corr;
+      o[n][1] *= corr;
+    }
+    // P (row gid; rows gid + 8 zero) as the A fragment of the tile's one 16-key slice.
+    const uint32_t pa[4] = {PackBf16x2(sc[0][0], sc[0][1]), 0u, PackBf16x2(sc[1][0], sc[1][1]), 0u};
+    // V^T fragments: lane supplies row (key) lane % 8 + 8 ((lane / 8) & 1) at dims 16u + 8 (lane / 16).
+    const bf16* vrow = vs + ((lane & 7) + 8 * ((lane >> 3) & 1)) * kStride + 8 * (lane >> 4);
+#pragma unroll
+    for (int u = 0; u < D / 16; ++u) {
+      uint32_t b[4];
+      LdMatrixX4Trans(b, vrow + 16 * u);
+      Mma(o[2 * u], pa, b[0], b[1]);
+      Mma(o[2 * u + 1], pa, b[2], b[3]);
+    }
+  }
+  CpAsyncWaitAll();  // only empty groups can remain; nothing may land after the aliasing below
+
+  l += __shfl_xor_sync(0xffffffffu, l, 1);
+  l += __shfl_xor_sync(0xffffffffu, l, 2);
+  __syncthreads();  // every warp is out of its stages: s_acc below reuses them
+  float* s_acc = reinterpret_cast<float*>(tc_smem);  // [kWarps][G][D]
+  if (gid < group) {
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+      s_acc[(warp * G + gid) * D + 8 * n + 2 * tig] = o[n][0];
+      s_acc[(warp * G + gid) * D + 8 * n + 2 * tig + 1] = o[n][1];
+    }
+    if (tig == 0) {
+      s_m[warp][gid] = m;
+      s_l[warp][gid] = l;
+    }
+  }
+  __syncthreads();
+  MergeSplits<D, G>(p, x, split, nsplit, t, kvh, group, s_acc, s_m, s_l);
+}
+
+static_assert(sizeof(float) * kWarps * kSlotGroup * 128 <= DynamicSmem<128>(), "s_acc fits in the stages");
+static_assert(sizeof(float) * kWarps * kSlotGroup * 64 <= DynamicSmem<64>(), "s_acc fits in the stages");
+
+template <int D>
+const void* Kernel() {
+  return reinterpret_cast<const void*>(TcSplitAttentionKernel<D>);
+}
+
+// Above 48 KB of dynamic shared memory a kernel must opt in; done once per head_dim.
+template <int D>
+cudaError_t AllowSmem() {
+  static const cudaError_t e = cudaFuncSetAttribute(TcSplitAttentionKernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                    static_cast<int>(DynamicSmem<D>()));
+  return e;
+}
+
+}  // namespace
+
+bool TcDecodeSupported(int32_t head_dim, int32_t group) {
+  return (head_dim == 64 || head_dim == 128) && group >= 1 && group <= kSlotGroup;
+}
+
+int32_t TcResidentPerSm(int32_t head_dim) {
+  int per_sm = 0;
+  const bool d128 = head_dim == 128;
+  if ((d128 ? AllowSmem<128>() : AllowSmem<64>()) != cudaSuccess ||
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, d128 ? Kernel<128>() : Kernel<64>(), kWarps * 32,
+                                                    d128 ? DynamicSmem<128>() : DynamicSmem<64>()) != cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return per_sm;
+}
+
+cudaError_t TcSplitAttention(const PagedAttentionParams& p, cudaStream_t stream) {
+  const dim3 grid(p.num_tokens * p.kv.num_kv_heads, p.min_chunk_entries > 0 ? p.max_splits : 1);
+  if (p.kv.head_dim == 128) {
+    if (cudaError_t e = AllowSmem<128>(); e != cudaSuccess) return e;
+    return LaunchPdl(TcSplitAttentionKernel<128>, grid, kWarps * 32, DynamicSmem<128>(), stream, p);
+  }
+  if (cudaError_t e = AllowSmem<64>(); e != cudaSuccess) return e;
+  return LaunchPdl(TcSplitAttentionKernel<64>, grid, kWarps * 32, DynamicSmem<64>(), stream, p);
+}
+
+}  // namespace lil::cuda

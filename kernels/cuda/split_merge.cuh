@@ -1,0 +1,129 @@
+// File: kernels/cuda/split_merge.cuh
+// Pieces shared by the two split-KV decode kernels (attention.cu: CUDA cores;
+// attention_tc.cu: tensor cores): the partial-state slot layout and the end of a CTA, which
+// merges its warps' online-softmax states and, when the row is split, writes its partial and
+// lets the last CTA of the row merge every split (XQA's multi-block pattern: no second launch).
+#pragma once
+
+#include <cmath>
+
+#include "kernels/cuda/attention.h"
+
+namespace lil::cuda {
+
+inline constexpr int kSplitWarps = 4;            // warps per CTA of both kernels
+inline constexpr int kSlotGroup = 8;             // partial slots are laid out for the largest group
+inline constexpr int kMaxSplits = 128;           // ChooseSplit never asks for more
+inline constexpr float kLog2e = 1.4426950408889634f;
+
+__host__ __device__ constexpr int64_t SlotFloats(int d) { return static_cast<int64_t>(kSlotGroup) * d + 2 * kSlotGroup; }
+
+// Asks the L2 to fetch [ptr, ptr + bytes) (TMA bulk prefetch, sm_90; bytes a multiple of 16).
+// Nothing comes back to registers, so it is safe on data another kernel is still writing: the
+// L2 is where those writes land.
+__device__ __forceinline__ void PrefetchL2(const void* ptr, uint32_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(ptr), "r"(bytes) : "memory");
+#endif
+}
+
+// Lanes 0 and 1 of each warp send the warp's first two pages of [cb, ce) (entries
+// cb + warp + i * kSplitWarps) to the L2. Called before PdlWait when the row lists are the
+// host's (rows_static): the fetch then overlaps the previous kernel.
+template <int D>
+__device__ __forceinline__ void PrefetchFirstPages(const PagedAttentionParams& p, int32_t cb, int32_t ce, int32_t kvh,
+                                                   int32_t pos) {
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int32_t e = cb + warp + lane * kSplitWarps;
+  if (lane >= 2 || e >= ce) return;
+  const int32_t n = min(p.kv.page_size, pos - p.row_logical[e] * p.kv.page_size + 1);
+  if (n <= 0) return;
+  const size_t off = p.kv.Offset(p.row_pages[e], kvh, 0);
+  PrefetchL2(p.kv.k + off, static_cast<uint32_t>(n) * D * sizeof(bf16));
+  PrefetchL2(p.kv.v + off, static_cast<uint32_t>(n) * D * sizeof(bf16));
+}
+
+// Called by every thread of the CTA after __syncthreads(), with its warps' states in shared
+// memory: s_m / s_l [kSplitWarps][G] (log2-domain max and sum; -inf max: no key), s_acc
+// [kSplitWarps][G][D] (unnormalized outputs). Rows g < group are live.
+template <int D, int G>
+__device__ __forceinline__ void MergeSplits(const PagedAttentionParams& p, int32_t x, int32_t split, int32_t nsplit,
+                                            int32_t t, int32_t kvh, int32_t group, const float* s_acc,
+                                            const float (*s_m)[G], const float (*s_l)[G]) {
+  constexpr int kWarps = kSplitWarps;
+  __shared__ float s_scale[kMaxSplits][G], s_total[G];
+  __shared__ int s_last;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const bool single = nsplit == 1;
+  float* slot = single ? nullptr : p.partial + (static_cast<int64_t>(x) * p.max_splits + split) * SlotFloats(D);
+  for (int idx = threadIdx.x; idx < group * D; idx += blockDim.x) {
+    const int g = idx / D, i = idx % D;
+    float mx = -INFINITY;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, s_m[w][g]);
+    float sum = 0.0f, a = 0.0f;
+#pragma unroll
+    for (int w = 0; w < kWarps; ++w) {
+      const float f = s_m[w][g] == -INFINITY ? 0.0f : exp2f(s_m[w][g] - mx);
+      sum += s_l[w][g] * f;
+      a += s_acc[(w * G + g) * D + i] * f;
+    }
+    if (single) {
+      bf16* out = p.out + (static_cast<int64_t>(t) * p.num_heads + kvh * group + g) * D;
+      out[i] = __float2bfloat16(sum > 0.0f ? a / sum : 0.0f);  // nothing visible: zeros
+    } else {
+      slot[g * D + i] = a;
+      if (i == 0) {
+        slot[kSlotGroup * D + g] = mx;
+        slot[kSlotGroup * D + kSlotGroup + g] = sum;
+      }
+    }
+  }
+  if (single) return;
+  // Last CTA of the row merges the splits (XQA's multi-block pattern: no second launch).
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) s_last = atomicAdd(p.counters + x, 1) == nsplit - 1;
+  __syncthreads();
+  if (!s_last) return;
+  __threadfence();
+  // Per head: the global max over the splits (one warp per head, lanes over splits), then each
+  // split's weight 2^(m_s - M) into shared memory and the total sum; then every output element
+  // sums its splits with independent (pipelined) loads.
+  const float* parts = p.partial + static_cast<int64_t>(x) * p.max_splits * SlotFloats(D);
+  for (int g = warp; g < group; g += kWarps) {
+    float mx = -INFINITY;
+    for (int sp = lane; sp < nsplit; sp += 32) mx = fmaxf(mx, __ldcg(parts + sp * SlotFloats(D) + kSlotGroup * D + g));
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
+    float sum = 0.0f;
+    for (int sp = lane; sp < nsplit; sp += 32) {
+      const float* ps_ = parts + sp * SlotFloats(D);
+      const float ms = __ldcg(ps_ + kSlotGroup * D + g);
+      const float f = ms == -INFINITY ? 0.0f : exp2f(ms - mx);
+      s_scale[sp][g] = f;
+      sum += __ldcg(ps_ + kSlotGroup * D + kSlotGroup + g) * f;
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+    if (lane == 0) s_total[g] = sum;
+  }
+  __syncthreads();
+  for (int idx = threadIdx.x; idx < group * D; idx += blockDim.x) {
+    const int g = idx / D, i = idx % D;
+    float a = 0.0f;
+#pragma unroll 8
+    for (int sp = 0; sp < nsplit; ++sp) a += s_scale[sp][g] * __ldcg(parts + sp * SlotFloats(D) + g * D + i);
+    const float sum = s_total[g];
+    bf16* out = p.out + (static_cast<int64_t>(t) * p.num_heads + kvh * group + g) * D;
+    out[i] = __float2bfloat16(sum > 0.0f ? a / sum : 0.0f);
+  }
+  if (threadIdx.x == 0) p.counters[x] = 0;
+}
+
+// attention_tc.cu: the tensor-core kernel's CTAs per SM (its occupancy; 0 on error), and its
+// launch (the same grid and contract as the CUDA-core split kernel; TcDecodeSupported shapes).
+int32_t TcResidentPerSm(int32_t head_dim);
+cudaError_t TcSplitAttention(const PagedAttentionParams& p, cudaStream_t stream);
+
+}  // namespace lil::cuda
