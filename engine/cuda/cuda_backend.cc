@@ -133,10 +133,18 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
   LIL_RETURN_IF_ERROR(b->kv_pool_.Reserve(static_cast<size_t>(pages) * per_page));
   int sms = 0;
   LIL_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, options.device));
+  // Decode attention on tensor cores where the shape allows, unless $LILSERVE_TC_DECODE=0.
+  const char* tc_env = std::getenv("LILSERVE_TC_DECODE");
+  b->tc_decode_ = !(tc_env != nullptr && std::string(tc_env) == "0") &&
+                  TcDecodeSupported(local.head_dim, local.num_heads / local.num_kv_heads);
+  if (const char* e = std::getenv("LILSERVE_TC_MIN_TOKENS"); e != nullptr && std::atoi(e) > 0) {
+    b->tc_min_tokens_ = std::atoi(e);
+  }
   const char* split_env = std::getenv("LILSERVE_SPLIT_KV");
   b->split_target_ctas_ = split_env != nullptr && std::string(split_env) == "0"
                               ? 0
-                              : SplitResidentCtas(local.head_dim, local.num_heads / local.num_kv_heads, sms);
+                              : SplitResidentCtas(local.head_dim, local.num_heads / local.num_kv_heads, sms,
+                                                  b->tc_decode_);
   // Graph steps share one split workspace: the largest any graph batch size asks for.
   b->graph_partial_floats_ = 1;
   for (int32_t t = 1; t <= kMaxGraphBatch && b->split_target_ctas_ > 0; ++t) {
@@ -146,32 +154,37 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
                                           SplitPartialFloats(t, local.num_kv_heads, local.head_dim, sc.max_splits));
     }
   }
+  // Both default on since session 7 (docs/PERF.md: batch-1 decode 5.05 -> 4.67 ms, 4k prefill
+  // 10.4k -> 22.3k tokens/s); "0" turns each off (A/B, or to rule it out).
   const char* fused_env = std::getenv("LILSERVE_FUSED_NORM");
-  if (fused_env != nullptr && std::string(fused_env) == "1") {
-    if (options.world > 1) {
-      LIL_LOG_WARN("LILSERVE_FUSED_NORM=1 ignored: not with tensor parallelism");
-    } else if (!b->gemm_.GemvAvailable(1, local.hidden_size) || local.q_dim() % 8 != 0 ||
-               local.intermediate_size % 8 != 0 || local.rms_norm_eps <= 0.0f) {
-      LIL_LOG_WARN("LILSERVE_FUSED_NORM=1 ignored: the GEMV is off or the model's shapes do not fit it");
-    } else {
-      // DeviceWeights owns these device buffers; nothing has read them yet.
-      for (const DeviceLayerWeights& lw : b->w_.layers) {
-        LIL_CUDA_RETURN_IF_ERROR(ScaleColumns(const_cast<bf16*>(lw.qkv), lw.attn_norm,
-                                              local.q_dim() + 2 * local.kv_dim(), local.hidden_size, stream));
-        LIL_CUDA_RETURN_IF_ERROR(ScaleColumns(const_cast<bf16*>(lw.gate_up), lw.mlp_norm,
-                                              2 * local.intermediate_size, local.hidden_size, stream));
-      }
-      LIL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
-      b->fused_norm_ = true;
-      LIL_LOG_INFO("CUDA backend: RMSNorm weights folded into qkv and gate_up; one-token steps fuse the norms "
-                   "and residual adds into the GEMVs");
+  const bool fused_off = fused_env != nullptr && std::string(fused_env) == "0";
+  const bool fused_fits = b->gemm_.GemvAvailable(1, local.hidden_size) && local.q_dim() % 8 == 0 &&
+                          local.intermediate_size % 8 == 0 && local.rms_norm_eps > 0.0f;
+  if (!fused_off && options.world > 1) {
+    LIL_LOG_INFO("CUDA backend: norms not fused into the GEMVs under tensor parallelism");
+  } else if (!fused_off && !fused_fits) {
+    LIL_LOG_INFO("CUDA backend: norms not fused into the GEMVs (the GEMV is off or the model's shapes do not fit it)");
+  } else if (!fused_off) {
+    // DeviceWeights owns these device buffers; nothing has read them yet.
+    for (const DeviceLayerWeights& lw : b->w_.layers) {
+      LIL_CUDA_RETURN_IF_ERROR(ScaleColumns(const_cast<bf16*>(lw.qkv), lw.attn_norm,
+                                            local.q_dim() + 2 * local.kv_dim(), local.hidden_size, stream));
+      LIL_CUDA_RETURN_IF_ERROR(ScaleColumns(const_cast<bf16*>(lw.gate_up), lw.mlp_norm,
+                                            2 * local.intermediate_size, local.hidden_size, stream));
+      LIL_CUDA_RETURN_IF_ERROR(InterleaveRowHalves(const_cast<bf16*>(lw.gate_up), local.intermediate_size,
+                                                   local.hidden_size, stream));
     }
+    LIL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
+    b->fused_norm_ = true;
+    LIL_LOG_INFO("CUDA backend: RMSNorm weights folded into qkv and gate_up (gate and up rows interleaved); "
+                 "one-token steps run the norms, residual adds and SwiGLU inside the GEMVs");
   }
   const char* flash_env = std::getenv("LILSERVE_FLASH_PREFILL");
-  if (flash_env != nullptr && std::string(flash_env) == "1") {
+  if (!(flash_env != nullptr && std::string(flash_env) == "0")) {
     b->flash_prefill_ = FlashPrefillSupported(local.head_dim, local.num_heads / local.num_kv_heads);
     if (!b->flash_prefill_) {
-      LIL_LOG_WARN("LILSERVE_FLASH_PREFILL=1 ignored: head_dim {} / GQA group {} not served (64 or 128; 1, 2, 4, 8)",
+      LIL_LOG_INFO("CUDA backend: prefill attention on the per-token kernel (the tensor-core kernel serves "
+                   "head_dim 64 or 128 and GQA groups 1, 2, 4, 8; this model: {} / {})",
                    local.head_dim, local.num_heads / local.num_kv_heads);
     }
   }
@@ -346,7 +359,7 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
     }
     w.layouts.push_back(d);
   }
-  // Tensor-core prefill ($LILSERVE_FLASH_PREFILL=1): for eager steps with a multi-token
+  // Tensor-core prefill (unless $LILSERVE_FLASH_PREFILL=0): for eager steps with a multi-token
   // sequence and no h2o mass, the tiles of every sequence's tokens (last in the pack, so the
   // offsets before it are the same with or without them).
   if (flash_prefill_ && !graph && in.mass_size == 0 && in.num_tokens > static_cast<int32_t>(in.seq_len.size())) {

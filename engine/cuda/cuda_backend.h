@@ -60,7 +60,7 @@ class CudaBackend final : public Backend {
   static int64_t BytesPerPage(const ModelConfig& local, int32_t page_size);
   // Decode batch sizes with a captured CUDA graph (tests, logs).
   int32_t graphs_captured() const { return static_cast<int32_t>(graphs_.size()); }
-  // Whether $LILSERVE_FUSED_NORM=1 took effect (fused_norm_ below).
+  // Whether the fused decode path is on (fused_norm_ below).
   bool fused_norm() const { return fused_norm_; }
 
  private:
@@ -107,16 +107,23 @@ class CudaBackend final : public Backend {
   absl::flat_hash_map<int32_t, cudaGraphExec_t> graphs_;
   absl::flat_hash_set<int32_t> graph_failed_;
   int32_t split_target_ctas_ = 0;  // 0: split-KV off ($LILSERVE_SPLIT_KV=0)
-  // $LILSERVE_FUSED_NORM=1 (one GPU only): the attention and MLP RMSNorm weights are folded
-  // into the qkv and gate_up columns at load, so every norm runs with a unit weight; and a
-  // one-token step (batch-1 decode) runs no norm kernel after layer 0: the o and down GEMVs
-  // add into the residual stream and write its bf16 copy (GemmParams::add_to_y, y_bf16),
-  // and the qkv and gate_up GEMVs normalize that copy themselves (norm_eps). Off by default
-  // until the GPU tests and the decode benchmark have run it (docs/GPU.md).
+  // Decode attention on tensor cores ($LILSERVE_TC_DECODE=0: off) for steps of at least
+  // tc_min_tokens_ tokens ($LILSERVE_TC_MIN_TOKENS, default 2): at one token the CUDA-core
+  // kernel was faster inside the step (session 7: 8B at 8k, 5.17 against 5.36 ms a step),
+  // at batch 32 / 8k the tensor cores are (16.6 against 18.9 ms).
+  bool tc_decode_ = false;
+  int32_t tc_min_tokens_ = 2;
+  // One GPU, unless $LILSERVE_FUSED_NORM=0: the attention and MLP RMSNorm weights are folded
+  // into the qkv and gate_up columns at load (every norm then runs with a unit weight) and
+  // gate_up's rows are interleaved (gate j, up j); a one-token step (batch-1 decode) runs no
+  // norm, add or SwiGLU kernel after layer 0: the o and down GEMVs add into the residual
+  // stream and write its bf16 copy (GemmParams::add_to_y, y_bf16), the qkv and gate_up GEMVs
+  // normalize that copy themselves (norm_eps) and gate_up writes silu(gate) * up (swiglu_out).
+  // Default since session 7's GPU run (docs/GPU.md, PERF.md).
   bool fused_norm_ = false;
-  // $LILSERVE_FLASH_PREFILL=1: eager steps with a multi-token sequence run their attention
-  // through the tensor-core FlashPrefill kernel (kernels/cuda/flash_prefill.cu) instead of
-  // the per-token kernel. Off by default until its tests have run on a GPU.
+  // Unless $LILSERVE_FLASH_PREFILL=0: eager steps with a multi-token sequence run their
+  // attention through the tensor-core FlashPrefill kernel (kernels/cuda/flash_prefill.cu)
+  // instead of the per-token kernel, where it serves the head_dim and GQA group.
   bool flash_prefill_ = false;
   absl::flat_hash_map<RequestId, SamplerState> seqs_;
   uint64_t seed_base_;

@@ -2,9 +2,10 @@
 // The kernels of one step (capturable: no host synchronization, no allocation): embedding,
 // then per layer norm -> QKV GEMM -> q/k norm + RoPE + paged KV write -> Quest metadata ->
 // (Quest selection) -> paged attention (split-KV, or the tensor-core prefill kernel) -> O GEMM
-// -> residual + norm -> gate/up GEMM -> SwiGLU -> down GEMM (with LILSERVE_FUSED_NORM the norms
-// and residual adds of one-token steps inside the GEMVs); final norm of the logits rows, LM
-// head (vocab-parallel under TP), greedy on the GPU.
+// -> residual + norm -> gate/up GEMM -> SwiGLU -> down GEMM (on one GPU, unless
+// LILSERVE_FUSED_NORM=0, one-token steps run the norms, residual adds and SwiGLU inside the
+// GEMVs, and the KV write keeps the Quest metadata); final norm of the logits rows, LM head
+// (vocab-parallel under TP), greedy on the GPU.
 #include <cmath>
 
 #include "common/status.h"
@@ -54,6 +55,8 @@ absl::Status CudaBackend::Attention(int32_t layer, const StepInputs& in, const W
   ap.row_logical = logical;
   ap.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
   ap.page_mass = mass ? w.entry_mass : nullptr;
+  ap.rows_static = l.num_quest == 0;  // else QuestSelect (the kernel just before) wrote the rows
+  ap.tensor_cores = tc_decode_ && in.num_tokens >= tc_min_tokens_;
   if (!mass && l.split.min_chunk_entries > 0) {
     ap.min_chunk_entries = l.split.min_chunk_entries;
     ap.max_splits = l.split.max_splits;
@@ -109,9 +112,13 @@ absl::Status CudaBackend::RunLayer(int32_t layer, const StepInputs& in, const Wo
   rp.dst_slot = w.I(w.dst_slot);
   rp.tokens = t;
   rp.num_heads = c.num_heads;
+  // Each token on its own page (decode): the KV write keeps the Quest min/max current itself.
+  rp.quest_update = static_cast<int32_t>(in.touched_pages.size()) == t;
   LIL_CUDA_RETURN_IF_ERROR(QkvRopeWrite(rp, stream_));
-  LIL_CUDA_RETURN_IF_ERROR(QuestMeta({LayerView(layer), w.I(w.touched_pages), w.I(w.touched_last),
-                                      static_cast<int32_t>(in.touched_pages.size())}, stream_));
+  if (!rp.quest_update) {
+    LIL_CUDA_RETURN_IF_ERROR(QuestMeta({LayerView(layer), w.I(w.touched_pages), w.I(w.touched_last),
+                                        static_cast<int32_t>(in.touched_pages.size())}, stream_));
+  }
   LIL_RETURN_IF_ERROR(Attention(layer, in, w));
   if (fuse) {
     GemmParams o{w.attn, lw.o_proj, w.x, t, qd, hid};
@@ -120,8 +127,8 @@ absl::Status CudaBackend::RunLayer(int32_t layer, const StepInputs& in, const Wo
     LIL_RETURN_IF_ERROR(gemm_.RunGemv(o));
     GemmParams gate_up{w.xb, lw.gate_up, w.gate_up, t, hid, 2 * inter};
     gate_up.norm_eps = c.rms_norm_eps;
+    gate_up.swiglu_out = w.act;  // rows interleaved at load: (gate j, up j) side by side
     LIL_RETURN_IF_ERROR(gemm_.RunGemv(gate_up));
-    LIL_CUDA_RETURN_IF_ERROR(SiluMul({w.gate_up, w.act, t, inter}, stream_));
     GemmParams down{w.act, lw.down, w.x, t, inter, hid};
     down.add_to_y = true;
     down.y_bf16 = w.xb;
@@ -131,7 +138,7 @@ absl::Status CudaBackend::RunLayer(int32_t layer, const StepInputs& in, const Wo
   if (comm_ != nullptr) LIL_RETURN_IF_ERROR(comm_->AllReduceSum(w.delta, int64_t{t} * hid));
   LIL_CUDA_RETURN_IF_ERROR(AddRmsNorm({w.x, w.delta, mlp_norm, w.h, t, hid, c.rms_norm_eps}, stream_));
   LIL_RETURN_IF_ERROR(gemm_.Run(w.h, lw.gate_up, w.gate_up, t, hid, 2 * inter));
-  LIL_CUDA_RETURN_IF_ERROR(SiluMul({w.gate_up, w.act, t, inter}, stream_));
+  LIL_CUDA_RETURN_IF_ERROR(SiluMul({w.gate_up, w.act, t, inter, /*interleaved=*/fused_norm_}, stream_));
   LIL_RETURN_IF_ERROR(gemm_.Run(w.act, lw.down, w.delta, t, inter, hid));
   if (comm_ != nullptr) LIL_RETURN_IF_ERROR(comm_->AllReduceSum(w.delta, int64_t{t} * hid));
   return absl::OkStatus();

@@ -173,40 +173,44 @@ TEST(CudaBackend, GraphReplayMatchesEagerLaunches) {
   EXPECT_EQ(eager.gpu->graphs_captured(), 0);
 }
 
-// $LILSERVE_FUSED_NORM=1: the norm weights folded into qkv / gate_up (every path) and
-// one-token steps with the norms and residual adds inside the GEMVs, against the CPU backend:
-// a prompt (the unfused path on folded weights), then one-token decode steps (eager: the
-// test reads logits, which graph steps do not return), on Llama, Qwen2 (qkv bias) and Qwen3
-// (q/k norm). The GPU tests' decode benchmark stage measures the graph path.
+// The fused decode path (default; $LILSERVE_FUSED_NORM=0 turns it off): the norm weights
+// folded into qkv / gate_up and gate_up's rows interleaved (every path), one-token steps with
+// the norms, residual adds and SwiGLU inside the GEMVs and the Quest metadata kept by the KV
+// write, against the CPU backend, on and off: a prompt (the unfused kernels on folded
+// weights), then one-token decode steps (eager: the test reads logits, which graph steps do
+// not return), on Llama, Qwen2 (qkv bias) and Qwen3 (q/k norm). The GPU tests' decode
+// benchmark stage measures the graph path.
 TEST(CudaBackend, FusedNormMatchesCpuOnOneTokenSteps) {
   LIL_SKIP_WITHOUT_GPU();
   for (const ModelFamily family : {ModelFamily::kLlama, ModelFamily::kQwen2, ModelFamily::kQwen3}) {
-    SCOPED_TRACE("family " + std::to_string(static_cast<int>(family)));
-    setenv("LILSERVE_FUSED_NORM", "1", 1);
-    Pair b = MakePair(family, 64, 16, false, 200);
-    unsetenv("LILSERVE_FUSED_NORM");
-    ASSERT_TRUE(b.cpu && b.gpu);
-    ASSERT_TRUE(b.gpu->fused_norm()) << "the fused path did not switch on for this model";
-    const int32_t ps = 16, vocab = b.cpu->config().vocab_size;
-    std::vector<int32_t> table(8);
-    std::iota(table.begin(), table.end(), 5);
-    ScheduledSeq seq = Seq(1, 0, 21, table, vocab);
-    for (int step = 0; step < 10; ++step) {
-      StepPlan plan;
-      plan.seqs = {seq};
-      auto& q = plan.seqs.back();
-      q.page_table.resize((q.start_pos + q.tokens.size() + ps - 1) / ps);
-      auto g = b.gpu->Execute(plan);
-      auto c = b.cpu->Execute(plan);
-      ASSERT_TRUE(g.ok() && c.ok()) << g.status() << c.status();
-      ExpectSame(*g, *c, 2e-2, "step " + std::to_string(step));
-      seq.start_pos += static_cast<int32_t>(seq.tokens.size());
-      seq.tokens = {c->seqs[0].token};  // the CPU's token, so a near-tie cannot fork the runs
+    for (const bool on : {true, false}) {
+      SCOPED_TRACE("family " + std::to_string(static_cast<int>(family)) + (on ? " fused" : " unfused"));
+      setenv("LILSERVE_FUSED_NORM", on ? "1" : "0", 1);
+      Pair b = MakePair(family, 64, 16, false, 200);
+      unsetenv("LILSERVE_FUSED_NORM");
+      ASSERT_TRUE(b.cpu && b.gpu);
+      ASSERT_EQ(b.gpu->fused_norm(), on) << "the fused path did not follow $LILSERVE_FUSED_NORM for this model";
+      const int32_t ps = 16, vocab = b.cpu->config().vocab_size;
+      std::vector<int32_t> table(8);
+      std::iota(table.begin(), table.end(), 5);
+      ScheduledSeq seq = Seq(1, 0, 21, table, vocab);
+      for (int step = 0; step < 10; ++step) {
+        StepPlan plan;
+        plan.seqs = {seq};
+        auto& q = plan.seqs.back();
+        q.page_table.resize((q.start_pos + q.tokens.size() + ps - 1) / ps);
+        auto g = b.gpu->Execute(plan);
+        auto c = b.cpu->Execute(plan);
+        ASSERT_TRUE(g.ok() && c.ok()) << g.status() << c.status();
+        ExpectSame(*g, *c, 2e-2, "step " + std::to_string(step));
+        seq.start_pos += static_cast<int32_t>(seq.tokens.size());
+        seq.tokens = {c->seqs[0].token};  // the CPU's token, so a near-tie cannot fork the runs
+      }
     }
   }
 }
 
-// $LILSERVE_FLASH_PREFILL=1: prefill attention through the tensor-core kernel, against the
+// The tensor-core prefill (default; $LILSERVE_FLASH_PREFILL=0 turns it off), against the
 // CPU backend: two prompts (one long enough for several query tiles and 64-key tiles), then a
 // chunk after cached pages beside a decode token (one tile of one token), on head dims 64 and
 // 128 and page sizes 16 and 3.
