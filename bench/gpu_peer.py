@@ -53,6 +53,8 @@ def main():
     ap.add_argument("--attention", action="store_true",
                     help="also time SDPA decode attention (the peer of bench/gpu_attention_bench)")
     ap.add_argument("--no-hf", action="store_true", help="skip the transformers decode loop")
+    ap.add_argument("--compile", action="store_true",
+                    help="also time transformers generate with a static cache and torch.compile")
     a = ap.parse_args()
     x = torch.empty(2 << 30, dtype=torch.bfloat16, device="cuda").uniform_()
     s = timed(lambda: x.sum(dtype=torch.float32), 10)
@@ -88,6 +90,26 @@ def main():
             past, tok = out.past_key_values, out.logits[:, -1:].argmax(-1)
         torch.cuda.synchronize()
     print(f"HF_DECODE_MS={(time.perf_counter() - t0) / a.steps * 1e3:.3f}  (transformers eager, batch 1, context {a.context})")
+    if not a.compile:
+        return
+    # HF's fast decode: a static KV cache, with which generate() compiles the one-token forward
+    # itself (torch.compile, CUDA graphs; wrapping m.forward by hand as older docs say fails
+    # here with overwritten CUDA-graph outputs). generate(1 token) and generate(steps + 1) both
+    # prefill the same prompt, so their difference over `steps` is the decode time per token.
+    m.generation_config.cache_implementation = "static"
+
+    def gen(n):
+        with torch.no_grad():
+            return m.generate(ids, max_new_tokens=n, min_new_tokens=n, do_sample=False)
+
+    t0 = time.perf_counter()
+    for _ in range(2):
+        gen(a.steps + 1)
+        gen(1)
+    print(f"HF compile + warm-up {time.perf_counter() - t0:.1f} s")
+    one, many = timed(lambda: gen(1), 3), timed(lambda: gen(a.steps + 1), 3)
+    print(f"HF_COMPILE_MS={(many - one) / a.steps * 1e3:.3f}  (transformers static cache + torch.compile, "
+          f"batch 1, context {a.context})")
 
 
 if __name__ == "__main__":

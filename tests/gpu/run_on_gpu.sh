@@ -28,6 +28,7 @@
 #           wheels in .whl (grpcio, grpcio-tools, protobuf, gguf; health.proto) and all three model
 #           parts. E2E_TP=2 (or 4) then runs it again with --tensor-parallel $E2E_TP on the default
 #           model padded to 12 / 4 heads (tools/py/pad_heads.py; same logits, splits in 2 and 4)
+#   hfcompile  (last) HF transformers decode at batch 1 / 1k: eager, and static cache + torch.compile
 #   lilgrid the LilChain evaluation grid (models/lilchain/eval_grid.sh, docs/LIL.md) on the GPU
 #           daemon: the model in $LILCHAIN_HF (default /tmp/lilchain-work/lilchain/hf, where a
 #           train_on_gpu.sh --pack call just before on the same warm machine leaves it), 256
@@ -104,6 +105,10 @@ if has decode; then
     LILSERVE_CUDA_GRAPHS=0 timeout 90 $d --context 1024 --batch 1,32 --kv-mib 8000
     echo "A/B: cuBLAS instead of the GEMV kernel (LILSERVE_GEMV=0)"
     LILSERVE_GEMV=0 timeout 90 $d --context 1024 --batch 1 --kv-mib 8000
+    echo "A/B: decode attention on CUDA cores (LILSERVE_TC_DECODE=0)"
+    LILSERVE_TC_DECODE=0 timeout 90 $d --context 8192 --batch 1,32 --kv-mib 40000
+    echo "A/B: tensor cores at one-token steps too (LILSERVE_TC_MIN_TOKENS=1)"
+    LILSERVE_TC_MIN_TOKENS=1 timeout 90 $d --context 8192 --batch 1 --kv-mib 40000
     echo "A/B: no split-KV (LILSERVE_SPLIT_KV=0)"
     LILSERVE_SPLIT_KV=0 timeout 90 $d --context 8192 --batch 1 --kv-mib 8000
     echo "End-to-end decode step, 16k context, batch 4: dense / Quest 2048 / sink+window 2048"
@@ -300,5 +305,10 @@ if has e2e; then
   else
     echo "e2e: default model parts present: $(ls /tmp/parts | tr '\n' ' ')" | log
   fi
+fi
+if has hfcompile; then  # last: torch.compile's first run takes minutes
+  need8b
+  PYTHONUNBUFFERED=1 timeout ${HFCOMPILE_TIMEOUT:-300} python3 "$root/bench/gpu_peer.py" --model /tmp/l8 --context 1024 \
+    --steps 32 --compile 2>&1 | tee "$out/peer_compile.log" | grep -E "HBM_TBS|GEMM_TFLOPS|HF_|HF compile" | log
 fi
 echo "done" | log
