@@ -263,6 +263,10 @@ int main(int argc, char** argv) {
       }
       qins.push_back({Upload(q_row), Upload(cb), Upload(cn), Upload(cp), Upload(cl), Upload(bud), Upload(ob)});
     }
+    // Score keys for the split scoring (QuestSelectParams::keys), one row per (sequence, KV head).
+    uint32_t* score_keys = nullptr;
+    CHECK(cudaMalloc(&score_keys, sizeof(uint32_t) * batch * kKvHeads * pages_per_seq));
+    bool split_scoring = false;
     auto run = [&](std::vector<Launch>& ls, bool select) {
       return MedianMs([&](int i) {
         const size_t k = i % ls.size();
@@ -281,6 +285,10 @@ int main(int argc, char** argv) {
           qp.out_begin = qins[k].out_begin;
           qp.out_pages = ls[k].pages;
           qp.out_logical = ls[k].logical;
+          if (split_scoring) {
+            qp.keys = score_keys;
+            qp.key_stride = pages_per_seq;
+          }
           CHECK(lil::cuda::QuestSelect(qp, nullptr));
         }
         lil::cuda::PagedAttentionParams ap = Params(pool, ls[k], batch, q, out);
@@ -291,6 +299,9 @@ int main(int argc, char** argv) {
     const double dense_ms = run(dense, false);
     const double sw_ms = run(window, false);
     const double quest_ms = run(quest, true);
+    split_scoring = true;
+    const double quest_split_ms = run(quest, true);
+    CHECK(cudaFree(score_keys));
     const double kv_sel = static_cast<double>(batch) * budget_pages * kPage * kKvHeads * kDim * 2 * 2;
     const double meta = static_cast<double>(batch) * pages_per_seq * kKvHeads * 2 * kDim * 2;
     const double floor_sw = kv_sel / (read_tbs * 1e12) * 1e6, floor_q = (kv_sel + meta) / (read_tbs * 1e12) * 1e6;
@@ -301,6 +312,8 @@ int main(int argc, char** argv) {
                 dense_ms / sw_ms, floor_sw, sw_ms * 1e3 / floor_sw);
     std::printf("| %d | quest (score+select+attend) | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n", batch, quest_ms * 1e3,
                 dense_ms * 1e3, dense_ms / quest_ms, floor_q, quest_ms * 1e3 / floor_q);
+    std::printf("| %d | quest, scoring split over CTAs | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n", batch,
+                quest_split_ms * 1e3, dense_ms * 1e3, dense_ms / quest_split_ms, floor_q, quest_split_ms * 1e3 / floor_q);
   }
 
   // Prefill attention of one prompt from position 0: the tensor-core flash kernel against the

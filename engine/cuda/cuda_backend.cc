@@ -4,6 +4,7 @@
 // graph, then the sampled tokens back (FinishSampling).
 #include "engine/cuda/cuda_backend.h"
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <random>
@@ -140,6 +141,8 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
   if (const char* e = std::getenv("LILSERVE_TC_MIN_TOKENS"); e != nullptr && std::atoi(e) > 0) {
     b->tc_min_tokens_ = std::atoi(e);
   }
+  const char* quest_split_env = std::getenv("LILSERVE_QUEST_SPLIT");
+  b->quest_split_ = quest_split_env != nullptr && std::string(quest_split_env) == "1";
   const char* split_env = std::getenv("LILSERVE_SPLIT_KV");
   b->split_target_ctas_ = split_env != nullptr && std::string(split_env) == "0"
                               ? 0
@@ -331,6 +334,7 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
   w.cand_pages = pack.Add(in.cand_pages, nnz_cap);
   w.cand_logical = pack.Add(in.cand_logical, nnz_cap);
   int32_t max_nnz = 1, max_splits = 0;
+  int64_t quest_keys = 0;  // quest_split_: the largest layout's score keys
   for (const RowLayout& l : in.layouts) {
     Work::Layout d;
     d.indptr = pack.Add(l.indptr, row_cap);
@@ -352,6 +356,8 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
     d.out_begin = pack.Add(out_begin);
     d.nnz = static_cast<int32_t>(l.pages.size());
     d.num_quest = static_cast<int32_t>(l.quest_seqs.size());
+    d.max_cand = cn.empty() ? 0 : *std::max_element(cn.begin(), cn.end());
+    if (quest_split_) quest_keys = std::max<int64_t>(quest_keys, int64_t{d.num_quest} * c.num_kv_heads * d.max_cand);
     max_nnz = std::max(max_nnz, d.nnz);
     if (split_target_ctas_ > 0 && in.mass_size == 0 && SplitSupported(c.head_dim)) {
       d.split = ChooseSplit(in.num_tokens * c.num_kv_heads, page_size_, split_target_ctas_);
@@ -400,6 +406,7 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
     w.token_out = carve.Take<int32_t>(r);
     w.split_partial = carve.Take<float>(partial_floats);
     w.split_counters = carve.Take<int32_t>(t * c.num_kv_heads);
+    w.quest_keys = carve.Take<uint32_t>(quest_keys);
   };
   carve_all();
   DeviceBuffer& work = graph ? graph_work_ : work_;

@@ -111,6 +111,10 @@ class CudaBackend final : public Backend {
   // tc_min_tokens_ tokens ($LILSERVE_TC_MIN_TOKENS, default 2): at one token the CUDA-core
   // kernel was faster inside the step (session 7: 8B at 8k, 5.17 against 5.36 ms a step),
   // at batch 32 / 8k the tensor cores are (16.6 against 18.9 ms).
+  // $LILSERVE_QUEST_SPLIT=1: Quest scoring in its own kernel over (sequence, KV head, 256
+  // candidates) CTAs (QuestSelectParams::keys). Off: written in session 7 without device time
+  // to measure it.
+  bool quest_split_ = false;
   bool tc_decode_ = false;
   int32_t tc_min_tokens_ = 2;
   // One GPU, unless $LILSERVE_FUSED_NORM=0: the attention and MLP RMSNorm weights are folded

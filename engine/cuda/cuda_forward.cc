@@ -38,6 +38,10 @@ absl::Status CudaBackend::Attention(int32_t layer, const StepInputs& in, const W
     qp.out_begin = w.I(l.out_begin);
     qp.out_pages = pages;
     qp.out_logical = logical;
+    if (quest_split_ && l.max_cand > 0) {
+      qp.keys = w.quest_keys;
+      qp.key_stride = l.max_cand;
+    }
     LIL_CUDA_RETURN_IF_ERROR(QuestSelect(qp, stream_));
   }
   const bool mass = in.mass_size > 0;

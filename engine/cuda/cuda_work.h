@@ -19,7 +19,7 @@ struct CudaBackend::Work {
   int32_t num_flash_tiles = 0;  // > 0: prefill attention through FlashPrefill
   struct Layout {
     int64_t indptr, pages, logical, entry_seq, q_row, cand_begin, cand_count, budget, out_begin;
-    int32_t nnz, num_quest;
+    int32_t nnz, num_quest, max_cand;
     SplitChoice split;
   };
   std::vector<Layout> layouts;
@@ -30,6 +30,7 @@ struct CudaBackend::Work {
   int32_t* token_out;
   int32_t* split_counters;
   int32_t* pages_rw;  // device copies of the layouts' pages/logical (Quest writes them)
+  uint32_t* quest_keys;  // quest_split_: Quest score keys (QuestSelectParams::keys)
   const int32_t* I(int64_t off) const { return ints + off; }
 };
 

@@ -12,6 +12,7 @@
 #include "kernels/cuda/quest.h"
 #include "kernels/cuda/pdl.h"
 
+#include <algorithm>
 #include <atomic>
 
 #include <cub/block/block_scan.cuh>
@@ -40,10 +41,12 @@ __device__ __forceinline__ int BlockCount(int local, int* s_count) {
   return total;
 }
 
-// Scores of candidates [0, n - 1) into keys[]. kDpl = head_dim / 32 contiguous dims per lane
-// (head_dim 32, 64, 128), or 0 for any other head_dim (strided scalar reads).
-template <int kDpl>
-__device__ void Score(const QuestSelectParams& p, int32_t s, int32_t h, int32_t n, uint32_t* keys) {
+// Scores of candidates [first, end) into keys[c] (c indexes the sequence's candidates), by
+// the kW warps of the CTA. kDpl = head_dim / 32 contiguous dims per lane (head_dim 32, 64,
+// 128), or 0 for any other head_dim (strided scalar reads). A candidate's score is one warp's
+// sum in a fixed lane order, so it is the same whichever CTA computes it.
+template <int kDpl, int kW>
+__device__ void Score(const QuestSelectParams& p, int32_t s, int32_t h, int32_t first, int32_t end, uint32_t* keys) {
   const int32_t hkv = p.kv.num_kv_heads, d = p.kv.head_dim, group = p.num_heads / hkv, c0 = p.cand_begin[s];
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const float* q = p.q + (static_cast<int64_t>(p.q_row[s]) * p.num_heads + h * group) * d;
@@ -58,12 +61,12 @@ __device__ void Score(const QuestSelectParams& p, int32_t s, int32_t h, int32_t 
     // used (the metadata stream is latency-bound otherwise).
     constexpr int kBatch = 8;
     using Vec = typename std::conditional<kDpl == 4, uint2, typename std::conditional<kDpl == 2, uint32_t, uint16_t>::type>::type;
-    for (int32_t cb = warp; cb < n - 1; cb += kWarps * kBatch) {
+    for (int32_t cb = first + warp; cb < end; cb += kW * kBatch) {
       Vec lo_v[kBatch], hi_v[kBatch];
 #pragma unroll
       for (int k = 0; k < kBatch; ++k) {
-        const int32_t c = cb + k * kWarps;
-        if (c < n - 1) {
+        const int32_t c = cb + k * kW;
+        if (c < end) {
           const bf16* mn = p.kv.quest + p.kv.QuestOffset(p.cand_pages[c0 + c], h) + lane * kDpl;
           lo_v[k] = *reinterpret_cast<const Vec*>(mn);
           hi_v[k] = *reinterpret_cast<const Vec*>(mn + d);
@@ -71,7 +74,7 @@ __device__ void Score(const QuestSelectParams& p, int32_t s, int32_t h, int32_t 
       }
 #pragma unroll
       for (int k = 0; k < kBatch; ++k) {
-        const int32_t c = cb + k * kWarps;
+        const int32_t c = cb + k * kW;
         const bf16* lo_h = reinterpret_cast<const bf16*>(&lo_v[k]);
         const bf16* hi_h = reinterpret_cast<const bf16*>(&hi_v[k]);
         float total = 0.0f;
@@ -86,11 +89,11 @@ __device__ void Score(const QuestSelectParams& p, int32_t s, int32_t h, int32_t 
         }
 #pragma unroll
         for (int o = 16; o > 0; o >>= 1) total += __shfl_xor_sync(0xffffffffu, total, o);
-        if (lane == 0 && c < n - 1) keys[c] = OrderKey(total);
+        if (lane == 0 && c < end) keys[c] = OrderKey(total);
       }
     }
   } else {
-    for (int32_t c = warp; c < n - 1; c += kWarps) {
+    for (int32_t c = first + warp; c < end; c += kW) {
       const bf16* mn = p.kv.quest + p.kv.QuestOffset(p.cand_pages[c0 + c], h);
       const bf16* mx = mn + d;
       float total = 0.0f;
@@ -114,6 +117,7 @@ __global__ void __launch_bounds__(kThreads) QuestSelectKernel(QuestSelectParams 
   __shared__ typename Scan::TempStorage scan_storage;
   __shared__ int s_count, s_base, s_eq_base;
   const int32_t s = blockIdx.x, h = blockIdx.y;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int32_t hkv = p.kv.num_kv_heads;
   const int32_t n = p.cand_count[s], c0 = p.cand_begin[s];
   const int32_t keep = min(n, max(1, p.budget_pages[s]));
@@ -125,7 +129,12 @@ __global__ void __launch_bounds__(kThreads) QuestSelectKernel(QuestSelectParams 
     }
     return;
   }
-  Score<kDpl>(p, s, h, n, keys);
+  if (p.keys != nullptr) {  // QuestScoreKernel scored them
+    const uint32_t* row_keys = p.keys + static_cast<int64_t>(s * hkv + h) * p.key_stride;
+    for (int32_t c = threadIdx.x; c < n - 1; c += blockDim.x) keys[c] = row_keys[c];
+  } else {
+    Score<kDpl, kWarps>(p, s, h, 0, n - 1, keys);
+  }
   __syncthreads();
   // The need-th largest key T (the largest T with count(key >= T) >= need), a digit at a
   // time from the top: count the keys that match the digits chosen so far by their next 8
@@ -147,11 +156,36 @@ __global__ void __launch_bounds__(kThreads) QuestSelectKernel(QuestSelectParams 
         if ((k & mask) == threshold) atomicAdd(&hist[(k >> shift) & 255u], 1);
       }
       __syncthreads();
-      if (threadIdx.x == 0) {
-        int above = 0, d = 255;
-        for (; d > 0 && above + hist[d] < remaining; --d) above += hist[d];
-        s_digit = static_cast<uint32_t>(d);
-        s_above = above;
+      // The digit: walking the bins from 255 down, the first where the running count reaches
+      // `remaining` (digit 0 if none does). Warp 0, lane i holding bins 255 - 8i .. 248 - 8i:
+      // a prefix sum over the lanes finds the lane, which walks its eight bins (the serial
+      // 256-bin walk of one thread cost ~4 us a pass).
+      if (warp == 0) {
+        int cnt[8], mine = 0;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+          cnt[j] = hist[255 - 8 * lane - j];
+          mine += cnt[j];
+        }
+        int incl = mine;
+#pragma unroll
+        for (int o = 1; o < 32; o <<= 1) {
+          const int v = __shfl_up_sync(0xffffffffu, incl, o);
+          if (lane >= o) incl += v;
+        }
+        const uint32_t reach = __ballot_sync(0xffffffffu, incl >= remaining);
+        const int owner = reach != 0 ? __ffs(reach) - 1 : 31;
+        if (lane == owner) {
+          int above = incl - mine, d = 255 - 8 * lane;
+#pragma unroll
+          for (int j = 0; j < 8; ++j) {
+            if (d == 0 || above + cnt[j] >= remaining) break;
+            above += cnt[j];
+            --d;
+          }
+          s_digit = static_cast<uint32_t>(d);
+          s_above = above;
+        }
       }
       __syncthreads();
       threshold |= s_digit << shift;
@@ -197,6 +231,25 @@ __global__ void __launch_bounds__(kThreads) QuestSelectKernel(QuestSelectParams 
   }
 }
 
+// The scoring pass spread over CTAs (QuestSelectParams::keys): one per (sequence, KV head,
+// kScoreChunk candidates), eight warps, keys to global memory for QuestSelectKernel. At batch
+// 16 / 32k that is 1,024 CTAs streaming the metadata instead of 128.
+constexpr int kScoreWarps = 8;
+constexpr int32_t kScoreChunk = 256;
+
+template <int kDpl>
+__global__ void __launch_bounds__(kScoreWarps * 32) QuestScoreKernel(QuestSelectParams p) {
+  PdlWait();
+  PdlTrigger();
+  const int32_t s = blockIdx.x, h = blockIdx.y;
+  const int32_t n = p.cand_count[s];
+  const int32_t keep = min(n, max(1, p.budget_pages[s]));
+  const int32_t first = blockIdx.z * kScoreChunk, end = min(n - 1, first + kScoreChunk);
+  if (keep >= n || first >= end) return;  // the selection copies every candidate, or no work here
+  uint32_t* row_keys = p.keys + static_cast<int64_t>(s * p.kv.num_kv_heads + h) * p.key_stride;
+  Score<kDpl, kScoreWarps>(p, s, h, first, end, row_keys);
+}
+
 template <int kDpl>
 cudaError_t Launch(const QuestSelectParams& p, cudaStream_t stream) {
   const size_t smem = sizeof(uint32_t) * kQuestMaxCandidates;
@@ -211,6 +264,11 @@ cudaError_t Launch(const QuestSelectParams& p, cudaStream_t stream) {
                                                static_cast<int>(smem));
     if (e != cudaSuccess) return e;
     configured.fetch_or(bit, std::memory_order_acq_rel);
+  }
+  if (p.keys != nullptr) {
+    const int32_t chunks = std::max<int32_t>(1, (p.key_stride + kScoreChunk - 1) / kScoreChunk);
+    QuestScoreKernel<kDpl><<<dim3(p.num_seqs, p.kv.num_kv_heads, chunks), kScoreWarps * 32, 0, stream>>>(p);
+    if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
   }
   QuestSelectKernel<kDpl><<<dim3(p.num_seqs, p.kv.num_kv_heads), kThreads, smem, stream>>>(p);
   return cudaGetLastError();

@@ -28,6 +28,12 @@ struct QuestSelectParams {
   const int32_t* out_begin;     // [num_seqs * num_kv_heads] first output entry of each row
   int32_t* out_pages;           // row r gets min(budget, count) entries from out_begin[r]
   int32_t* out_logical;
+  // Optional: scoring in its own kernel over (sequence, KV head, 256 candidates) CTAs, the
+  // keys of row (i, h) at keys[(i * num_kv_heads + h) * key_stride + c]; key_stride >= every
+  // cand_count. Null: each selection CTA scores its own row. ($LILSERVE_QUEST_SPLIT=1 in the
+  // backend; not yet measured: session 7 wrote it without device time left.)
+  uint32_t* keys = nullptr;
+  int32_t key_stride = 0;
 };
 
 // Candidates per sequence are limited to kQuestMaxCandidates (scores live in shared memory:

@@ -269,9 +269,9 @@ class QuestParity : public ::testing::TestWithParam<Shape> {};
 TEST_P(QuestParity, MatchesCpuReference) {
   LIL_SKIP_WITHOUT_GPU();
   const Shape s = GetParam();
-  const int32_t hkv = 2, heads = hkv * s.group, d = s.head_dim, num_pages = 300;
-  const std::vector<int32_t> counts = {37, 5, 250};
-  const std::vector<int32_t> budget = {6, 9, 64};
+  const int32_t hkv = 2, heads = hkv * s.group, d = s.head_dim, num_pages = 700;
+  const std::vector<int32_t> counts = {37, 5, 250, 600};  // 600: three chunks of the split scoring
+  const std::vector<int32_t> budget = {6, 9, 64, 100};
   std::vector<int32_t> cand_indptr{0}, cand_pages, cand_logical;
   std::mt19937 rng(s.page_size * 31 + s.group);
   for (int32_t n : counts) {
@@ -341,6 +341,17 @@ TEST_P(QuestParity, MatchesCpuReference) {
   // must be identical unless two pages score within rounding of each other.
   EXPECT_EQ(out_pages.Download(), ref_pages);
   EXPECT_EQ(out_logical.Download(), ref_logical);
+  // The scoring in its own kernel (keys through global memory): the same selection.
+  const int32_t stride = *std::max_element(counts.begin(), counts.end());
+  auto keys = DeviceArray<uint32_t>::Poisoned(static_cast<size_t>(num_seqs) * hkv * stride);
+  auto split_pages = DeviceArray<int32_t>::Poisoned(cap), split_logical = DeviceArray<int32_t>::Poisoned(cap);
+  p.keys = keys.get();
+  p.key_stride = stride;
+  p.out_pages = split_pages.get();
+  p.out_logical = split_logical.get();
+  ASSERT_EQ(cuda::QuestSelect(p, nullptr), cudaSuccess);
+  EXPECT_EQ(split_pages.Download(), ref_pages) << "split scoring";
+  EXPECT_EQ(split_logical.Download(), ref_logical) << "split scoring";
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, QuestParity,

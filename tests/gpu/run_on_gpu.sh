@@ -113,6 +113,8 @@ if has decode; then
     LILSERVE_SPLIT_KV=0 timeout 90 $d --context 8192 --batch 1 --kv-mib 8000
     echo "End-to-end decode step, 16k context, batch 4: dense / Quest 2048 / sink+window 2048"
     for m in dense quest sink; do timeout 100 $d --context 16384 --batch 4 --kv-mib 12000 --sparse $m --budget-tokens 2048; done
+    echo "A/B: Quest scoring split over CTAs (LILSERVE_QUEST_SPLIT=1)"
+    LILSERVE_QUEST_SPLIT=1 timeout 100 $d --context 16384 --batch 4 --kv-mib 12000 --sparse quest --budget-tokens 2048
   } 2>&1 | tee "$out/decode_bench.log" | grep -vE "^\|---" | log
 fi
 if has gemv && [ -x "$c/bin/gpu_gemv_bench" ]; then
