@@ -172,18 +172,11 @@ __global__ void __launch_bounds__(kWarps * 32) SplitAttentionKernel(PagedAttenti
   __shared__ float s_m[kWarps][G], s_l[kWarps][G];
   __shared__ float s_acc[kWarps][G][D];
 
-  const int32_t hkv = p.kv.num_kv_heads, ps = p.kv.page_size;
-  const int32_t x = blockIdx.x, split = blockIdx.y;
-  const int32_t t = x / hkv, kvh = x % hkv;
-  const int32_t group = p.num_heads / hkv;
-  const int32_t row = p.token_seq[t] * hkv + kvh;
-  const int32_t begin = p.row_indptr[row], end = p.row_indptr[row + 1];
-  const int32_t nent = end - begin;
-  const int32_t chunk = p.min_chunk_entries > 0 ? max(p.min_chunk_entries, (nent + p.max_splits - 1) / p.max_splits)
-                                                 : max(nent, 1);
-  const int32_t nsplit = max(1, (nent + chunk - 1) / chunk);
-  if (split >= nsplit) return;  // an exited CTA counts as waited and triggered
-  const int32_t cb = begin + split * chunk, ce = min(end, cb + chunk);
+  const int32_t ps = p.kv.page_size;
+  SplitRow r;
+  if (!LocateSplit(p, r)) return;  // an exited CTA counts as waited and triggered
+  const int32_t x = r.x, split = r.split, t = r.t, kvh = r.kvh, group = r.group, nsplit = r.nsplit, cb = r.cb,
+                ce = r.ce;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int sub = lane % kLpt, tl = lane / kLpt;
   const int32_t pos = p.token_pos[t];

@@ -11,11 +11,9 @@
 // transposed as [dim][key] (key pairs swizzled, VtIndex) in shared memory, so the fragment
 // loads and the transposing stores avoid bank conflicts.
 //
-// Fragment layouts of mma.m16n8k16 (lane = 4 * gid + tig): A 16x16 row-major, registers
-// {row gid, cols 2tig..+1}, {row gid+8, same}, {row gid, cols 2tig+8..+9}, {row gid+8, same};
-// B 16x8 (k x n): {k 2tig..+1, n gid}, {k 2tig+8..+9, n gid}; C 16x8: {row gid, cols
-// 2tig..+1}, {row gid+8, same}.
+// Fragment layouts of mma.m16n8k16: kernels/cuda/mma.cuh.
 #include "kernels/cuda/attention.h"
+#include "kernels/cuda/mma.cuh"
 #include "kernels/cuda/pdl.h"
 
 #include <cuda_bf16.h>
@@ -32,25 +30,12 @@ constexpr int kFlashRows = 16 * kFlashWarps;  // query rows per CTA
 constexpr int kFlashKeys = 64;                // keys per K/V tile
 constexpr float kLog2eFlash = 1.4426950408889634f;
 
-__device__ __forceinline__ uint32_t PackBf16x2(float lo, float hi) {
-  const __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);  // .x (lo) in the low half
-  return *reinterpret_cast<const uint32_t*>(&v);
-}
-
 // Element index of V[key][d] in the transposed tile vt_s ([d][key], kFlashKeys + 8 per row),
 // its 32-bit words (key pairs) XOR-swizzled by d / 8: a warp storing 16 chunks of one key
 // (d = 8c + j) then hits 16 banks instead of one, and the B-fragment reads (8 rows d, 4 key
 // pairs) stay conflict-free; a pair stays in one word.
 __device__ __forceinline__ int VtIndex(int d, int key) {
   return d * (kFlashKeys + 8) + 2 * ((key >> 1) ^ ((d >> 3) & 15)) + (key & 1);
-}
-
-__device__ __forceinline__ void MmaBf16(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
-  asm volatile(
-      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-      "{%0, %1, %2, %3};\n"
-      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
-      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
 
 template <int D>

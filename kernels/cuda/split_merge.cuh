@@ -18,6 +18,30 @@ inline constexpr float kLog2e = 1.4426950408889634f;
 
 __host__ __device__ constexpr int64_t SlotFloats(int d) { return static_cast<int64_t>(kSlotGroup) * d + 2 * kSlotGroup; }
 
+// A split CTA's place: blockIdx.x = token * num_kv_heads + KV head (x), blockIdx.y = split.
+// The row's entries are cut into chunks of max(min_chunk_entries, ceil(n / max_splits)), from
+// device data, so a captured graph serves any page-list lengths; this CTA reads [cb, ce).
+struct SplitRow {
+  int32_t x, split, t, kvh, group, nsplit, cb, ce;
+};
+// False when the row has fewer chunks than blockIdx.y: the CTA has nothing to do.
+__device__ __forceinline__ bool LocateSplit(const PagedAttentionParams& p, SplitRow& r) {
+  const int32_t hkv = p.kv.num_kv_heads;
+  r.x = blockIdx.x;
+  r.split = blockIdx.y;
+  r.t = r.x / hkv;
+  r.kvh = r.x % hkv;
+  r.group = p.num_heads / hkv;
+  const int32_t row = p.token_seq[r.t] * hkv + r.kvh;
+  const int32_t begin = p.row_indptr[row], end = p.row_indptr[row + 1], nent = end - begin;
+  const int32_t chunk = p.min_chunk_entries > 0 ? max(p.min_chunk_entries, (nent + p.max_splits - 1) / p.max_splits)
+                                                 : max(nent, 1);
+  r.nsplit = max(1, (nent + chunk - 1) / chunk);
+  r.cb = begin + r.split * chunk;
+  r.ce = min(end, r.cb + chunk);
+  return r.split < r.nsplit;
+}
+
 // Asks the L2 to fetch [ptr, ptr + bytes) (TMA bulk prefetch, sm_90; bytes a multiple of 16).
 // Nothing comes back to registers, so it is safe on data another kernel is still writing: the
 // L2 is where those writes land.
