@@ -107,14 +107,14 @@ class CudaBackend final : public Backend {
   absl::flat_hash_map<int32_t, cudaGraphExec_t> graphs_;
   absl::flat_hash_set<int32_t> graph_failed_;
   int32_t split_target_ctas_ = 0;  // 0: split-KV off ($LILSERVE_SPLIT_KV=0)
-  // Decode attention on tensor cores ($LILSERVE_TC_DECODE=0: off) for steps of at least
-  // tc_min_tokens_ tokens ($LILSERVE_TC_MIN_TOKENS, default 2): at one token the CUDA-core
-  // kernel was faster inside the step (session 7: 8B at 8k, 5.17 against 5.36 ms a step),
-  // at batch 32 / 8k the tensor cores are (16.6 against 18.9 ms).
   // $LILSERVE_QUEST_SPLIT=1: Quest scoring in its own kernel over (sequence, KV head, 256
   // candidates) CTAs (QuestSelectParams::keys). Off: written in session 7 without device time
   // to measure it.
   bool quest_split_ = false;
+  // Decode attention on tensor cores ($LILSERVE_TC_DECODE=0: off) for steps of at least
+  // tc_min_tokens_ tokens ($LILSERVE_TC_MIN_TOKENS, default 2): at one token the CUDA-core
+  // kernel was faster inside the step (session 7: 8B at 8k, 5.08 against 5.43 ms a step),
+  // at batch 32 / 8k the tensor cores are (16.3 against 18.8 ms).
   bool tc_decode_ = false;
   int32_t tc_min_tokens_ = 2;
   // One GPU, unless $LILSERVE_FUSED_NORM=0: the attention and MLP RMSNorm weights are folded

@@ -184,8 +184,8 @@ __global__ void __launch_bounds__(kWarps * 32) SplitAttentionKernel(PagedAttenti
   // previous kernel still runs. (Prefetching further pages inside the loop, and keeping the
   // next page id in registers, were measured slower at batch 16: more registers, and the L2
   // holding too many pages in flight; session 7, docs/PERF.md.)
-  if (p.rows_static) PrefetchFirstPages<D>(p, cb, ce, kvh, pos);
   if (p.rows_static) {
+    PrefetchFirstPages<D>(p, cb, ce, kvh, pos);
     PdlWait();
     PdlTrigger();
   }
