@@ -23,6 +23,9 @@
 
 #include <cuda_bf16.h>
 
+#include <atomic>
+#include <cstdint>
+
 namespace lil::cuda {
 namespace {
 
@@ -245,11 +248,19 @@ const void* Kernel() {
   return reinterpret_cast<const void*>(TcSplitAttentionKernel<D>);
 }
 
-// Above 48 KB of dynamic shared memory a kernel must opt in; done once per head_dim.
+// Above 48 KB of dynamic shared memory a kernel must opt in, and the opt-in is a property of
+// the function on each device (tensor-parallel ranks launch from several threads on several
+// GPUs): one bit per device and head_dim, as quest.cu does.
 template <int D>
 cudaError_t AllowSmem() {
-  static const cudaError_t e = cudaFuncSetAttribute(TcSplitAttentionKernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                    static_cast<int>(DynamicSmem<D>()));
+  static std::atomic<uint64_t> configured{0};
+  int device = 0;
+  if (const cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return e;
+  const uint64_t bit = uint64_t{1} << (device & 63);
+  if ((configured.load(std::memory_order_acquire) & bit) != 0) return cudaSuccess;
+  const cudaError_t e = cudaFuncSetAttribute(TcSplitAttentionKernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                             static_cast<int>(DynamicSmem<D>()));
+  if (e == cudaSuccess) configured.fetch_or(bit, std::memory_order_acq_rel);
   return e;
 }
 
