@@ -3,11 +3,16 @@
 # Packs what a device-machine run needs (the GPU image has CUDA, cuBLAS, PyTorch, but no gRPC
 # or Debian's shared libraries) into .carry/pack.tar.xz: the named binaries of a CUDA build
 # dir plus every non-system shared library `ldd` shows for them. tests/gpu/run_on_gpu.sh
-# unpacks it. Usage: tools/gpu_pack.sh BUILD_DIR target...
+# unpacks it. Usage: tools/gpu_pack.sh BUILD_DIR [target...]; without targets, everything the
+# stages of run_on_gpu.sh use.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build=$1
 shift
+if [ $# -eq 0 ]; then
+  set -- lilctl lilserve lilserve_cuda.so gpu_ops_test gpu_attention_test gpu_backend_test gpu_tp_test \
+    backend_factory_test gpu_attention_bench gpu_decode_bench gpu_gemv_bench nccl_allreduce_bench libkernel_profiler.so
+fi
 stage=$(mktemp -d)
 mkdir -p "$stage/bin" "$stage/lib" "$root/.carry"
 for t in "$@"; do
