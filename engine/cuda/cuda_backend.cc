@@ -135,16 +135,13 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
   int sms = 0;
   LIL_CUDA_RETURN_IF_ERROR(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, options.device));
   // Decode attention on tensor cores where the shape allows, unless $LILSERVE_TC_DECODE=0.
-  const char* tc_env = std::getenv("LILSERVE_TC_DECODE");
-  b->tc_decode_ = !(tc_env != nullptr && std::string(tc_env) == "0") &&
+  b->tc_decode_ = !EnvIs("LILSERVE_TC_DECODE", "0") &&
                   TcDecodeSupported(local.head_dim, local.num_heads / local.num_kv_heads);
   if (const char* e = std::getenv("LILSERVE_TC_MIN_TOKENS"); e != nullptr && std::atoi(e) > 0) {
     b->tc_min_tokens_ = std::atoi(e);
   }
-  const char* quest_split_env = std::getenv("LILSERVE_QUEST_SPLIT");
-  b->quest_split_ = quest_split_env != nullptr && std::string(quest_split_env) == "1";
-  const char* split_env = std::getenv("LILSERVE_SPLIT_KV");
-  b->split_target_ctas_ = split_env != nullptr && std::string(split_env) == "0"
+  b->quest_split_ = EnvIs("LILSERVE_QUEST_SPLIT", "1");
+  b->split_target_ctas_ = EnvIs("LILSERVE_SPLIT_KV", "0")
                               ? 0
                               : SplitResidentCtas(local.head_dim, local.num_heads / local.num_kv_heads, sms,
                                                   b->tc_decode_);
@@ -157,10 +154,9 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
                                           SplitPartialFloats(t, local.num_kv_heads, local.head_dim, sc.max_splits));
     }
   }
-  // Both default on since session 7 (docs/PERF.md: batch-1 decode 5.05 -> 4.67 ms, 4k prefill
-  // 10.4k -> 22.3k tokens/s); "0" turns each off (A/B, or to rule it out).
-  const char* fused_env = std::getenv("LILSERVE_FUSED_NORM");
-  const bool fused_off = fused_env != nullptr && std::string(fused_env) == "0";
+  // Both default on since session 7 (docs/PERF.md: 8B batch-1 decode 4.85 -> 4.44 ms with the
+  // fused path, 4k prefill 10.4k -> 22.3k tokens/s with the flash kernel); "0" turns each off.
+  const bool fused_off = EnvIs("LILSERVE_FUSED_NORM", "0");
   const bool fused_fits = b->gemm_.GemvAvailable(1, local.hidden_size) && local.q_dim() % 8 == 0 &&
                           local.intermediate_size % 8 == 0 && local.rms_norm_eps > 0.0f;
   if (!fused_off && options.world > 1) {
@@ -182,8 +178,7 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
     LIL_LOG_INFO("CUDA backend: RMSNorm weights folded into qkv and gate_up (gate and up rows interleaved); "
                  "one-token steps run the norms, residual adds and SwiGLU inside the GEMVs");
   }
-  const char* flash_env = std::getenv("LILSERVE_FLASH_PREFILL");
-  if (!(flash_env != nullptr && std::string(flash_env) == "0")) {
+  if (!EnvIs("LILSERVE_FLASH_PREFILL", "0")) {
     b->flash_prefill_ = FlashPrefillSupported(local.head_dim, local.num_heads / local.num_kv_heads);
     if (!b->flash_prefill_) {
       LIL_LOG_INFO("CUDA backend: prefill attention on the per-token kernel (the tensor-core kernel serves "
@@ -191,8 +186,7 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
                    local.head_dim, local.num_heads / local.num_kv_heads);
     }
   }
-  const char* graphs_env = std::getenv("LILSERVE_CUDA_GRAPHS");
-  b->graphs_enabled_ = !(graphs_env != nullptr && std::string(graphs_env) == "0");
+  b->graphs_enabled_ = !EnvIs("LILSERVE_CUDA_GRAPHS", "0");
   // Zeroed so a page read before it is written (never in a valid plan) holds no NaNs.
   LIL_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(b->kv_pool_.get(), 0, b->kv_pool_.bytes(), stream));
   return b;

@@ -69,10 +69,8 @@ absl::StatusOr<Gemm> Gemm::Create(cudaStream_t stream, bool force_fallback) {
   g.stream_ = stream;
   g.library_ = "fallback kernel";
   if (force_fallback) return g;
-  const char* gemv = std::getenv("LILSERVE_GEMV");
-  g.use_gemv_ = gemv == nullptr || std::string(gemv) != "0";
-  const char* variant = std::getenv("LILSERVE_GEMV_VARIANT");
-  g.tune_gemv_ = variant != nullptr && std::string(variant) == "auto";
+  g.use_gemv_ = !EnvIs("LILSERVE_GEMV", "0");
+  g.tune_gemv_ = EnvIs("LILSERVE_GEMV_VARIANT", "auto");
   // A variant named explicitly (or auto) covers every row count the GEMV takes.
   if (g.tune_gemv_ || GemvVariantFromEnv() >= 0) g.gemv_max_rows_ = kGemvMaxRows;
   const auto& cublas = GetCublas();

@@ -154,7 +154,7 @@ absl::Status NcclCommunicator::AsyncError() const {
 absl::StatusOr<bool> NcclCommunicator::EnableOneShot(const std::vector<NcclCommunicator*>& comms,
                                                      const std::vector<int32_t>& devices, int64_t cap_bytes) {
   const int32_t world = static_cast<int32_t>(comms.size());
-  if (const char* env = std::getenv("LILSERVE_ONESHOT_ALLREDUCE"); env != nullptr && std::string(env) == "0") {
+  if (EnvIs("LILSERVE_ONESHOT_ALLREDUCE", "0")) {
     LIL_LOG_INFO("one-shot all-reduce off ($LILSERVE_ONESHOT_ALLREDUCE=0): NCCL for every size");
     return false;
   }

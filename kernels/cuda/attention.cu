@@ -175,8 +175,7 @@ __global__ void __launch_bounds__(kWarps * 32) SplitAttentionKernel(PagedAttenti
   const int32_t ps = p.kv.page_size;
   SplitRow r;
   if (!LocateSplit(p, r)) return;  // an exited CTA counts as waited and triggered
-  const int32_t x = r.x, split = r.split, t = r.t, kvh = r.kvh, group = r.group, nsplit = r.nsplit, cb = r.cb,
-                ce = r.ce;
+  const int32_t t = r.t, kvh = r.kvh, group = r.group, cb = r.cb, ce = r.ce;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int sub = lane % kLpt, tl = lane / kLpt;
   const int32_t pos = p.token_pos[t];
@@ -294,7 +293,7 @@ __global__ void __launch_bounds__(kWarps * 32) SplitAttentionKernel(PagedAttenti
     }
   }
   __syncthreads();
-  MergeSplits<D, G>(p, x, split, nsplit, t, kvh, group, &s_acc[0][0][0], s_m, s_l);
+  MergeSplits<D, G>(p, r, &s_acc[0][0][0], s_m, s_l);
 }
 
 template <int D>

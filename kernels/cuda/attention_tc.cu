@@ -19,6 +19,7 @@
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/mma.cuh"
 #include "kernels/cuda/pdl.h"
+#include "kernels/cuda/smem_opt_in.h"
 #include "kernels/cuda/split_merge.cuh"
 
 #include <cuda_bf16.h>
@@ -70,8 +71,7 @@ __global__ void __launch_bounds__(kWarps * 32) TcSplitAttentionKernel(PagedAtten
   const int32_t ps = p.kv.page_size;
   SplitRow r;
   if (!LocateSplit(p, r)) return;  // an exited CTA counts as waited and triggered
-  const int32_t x = r.x, split = r.split, t = r.t, kvh = r.kvh, group = r.group, nsplit = r.nsplit, cb = r.cb,
-                ce = r.ce;
+  const int32_t t = r.t, kvh = r.kvh, group = r.group, cb = r.cb, ce = r.ce;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gid = lane >> 2, tig = lane & 3;
   const int32_t pos = p.token_pos[t];
 
@@ -150,19 +150,13 @@ __global__ void __launch_bounds__(kWarps * 32) TcSplitAttentionKernel(PagedAtten
   for (int n = 0; n < D / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
   float m = -INFINITY, l = 0.0f;  // row gid's running max (log2 units) and this lane's share of the sum
 
-  int32_t vis[kStages];
-  vis[0] = issue(0);
-  for (int k = 0;; ++k) {
+  // v: visible keys of tile k (in stage k & 1), the next tile's count coming from its issue.
+  int32_t next = issue(0);
+  for (int k = 0; next >= 0; ++k) {
     const int st = k & 1;
-    const int32_t v = st == 0 ? vis[0] : vis[1];
-    if (v < 0) break;
+    const int32_t v = next;
     __syncwarp();  // every lane is done reading the stage the next issue overwrites
-    const int32_t nv = issue(st ^ 1);
-    if (st == 0) {
-      vis[1] = nv;
-    } else {
-      vis[0] = nv;
-    }
+    next = issue(st ^ 1);
     CpAsyncWaitOne();
     __syncwarp();  // the tile's 16-byte pieces were copied by every lane of the warp
     if (v == 0) continue;
@@ -237,7 +231,7 @@ __global__ void __launch_bounds__(kWarps * 32) TcSplitAttentionKernel(PagedAtten
     }
   }
   __syncthreads();
-  MergeSplits<D, G>(p, x, split, nsplit, t, kvh, group, s_acc, s_m, s_l);
+  MergeSplits<D, G>(p, r, s_acc, s_m, s_l);
 }
 
 static_assert(sizeof(float) * kWarps * kSlotGroup * 128 <= DynamicSmem<128>(), "s_acc fits in the stages");
@@ -248,20 +242,11 @@ const void* Kernel() {
   return reinterpret_cast<const void*>(TcSplitAttentionKernel<D>);
 }
 
-// Above 48 KB of dynamic shared memory a kernel must opt in, and the opt-in is a property of
-// the function on each device (tensor-parallel ranks launch from several threads on several
-// GPUs): one bit per device and head_dim, as quest.cu does.
+// The >48 KB opt-in, once per device and head_dim (smem_opt_in.h).
 template <int D>
 cudaError_t AllowSmem() {
   static std::atomic<uint64_t> configured{0};
-  int device = 0;
-  if (const cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return e;
-  const uint64_t bit = uint64_t{1} << (device & 63);
-  if ((configured.load(std::memory_order_acquire) & bit) != 0) return cudaSuccess;
-  const cudaError_t e = cudaFuncSetAttribute(TcSplitAttentionKernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                             static_cast<int>(DynamicSmem<D>()));
-  if (e == cudaSuccess) configured.fetch_or(bit, std::memory_order_acq_rel);
-  return e;
+  return OptInDynamicSmem(Kernel<D>(), DynamicSmem<D>(), configured);
 }
 
 }  // namespace

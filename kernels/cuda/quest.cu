@@ -11,6 +11,7 @@
 //     newest page. The CPU reference is kernels/cpu/quest.h.
 #include "kernels/cuda/quest.h"
 #include "kernels/cuda/pdl.h"
+#include "kernels/cuda/smem_opt_in.h"
 
 #include <algorithm>
 #include <atomic>
@@ -253,17 +254,10 @@ __global__ void __launch_bounds__(kScoreWarps * 32) QuestScoreKernel(QuestSelect
 template <int kDpl>
 cudaError_t Launch(const QuestSelectParams& p, cudaStream_t stream) {
   const size_t smem = sizeof(uint32_t) * kQuestMaxCandidates;
-  // The shared-memory opt-in is a property of the function on each device: one bit per device
-  // (tensor-parallel ranks launch this from several threads on several GPUs).
   static std::atomic<uint64_t> configured{0};
-  int device = 0;
-  if (const cudaError_t e = cudaGetDevice(&device); e != cudaSuccess) return e;
-  const uint64_t bit = uint64_t{1} << (device & 63);
-  if ((configured.load(std::memory_order_acquire) & bit) == 0) {
-    const cudaError_t e = cudaFuncSetAttribute(QuestSelectKernel<kDpl>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                               static_cast<int>(smem));
-    if (e != cudaSuccess) return e;
-    configured.fetch_or(bit, std::memory_order_acq_rel);
+  if (const cudaError_t e = OptInDynamicSmem(reinterpret_cast<const void*>(QuestSelectKernel<kDpl>), smem, configured);
+      e != cudaSuccess) {
+    return e;
   }
   if (p.keys != nullptr) {
     const int32_t chunks = std::max<int32_t>(1, (p.key_stride + kScoreChunk - 1) / kScoreChunk);

@@ -71,10 +71,10 @@ __device__ __forceinline__ void PrefetchFirstPages(const PagedAttentionParams& p
 // memory: s_m / s_l [kSplitWarps][G] (log2-domain max and sum; -inf max: no key), s_acc
 // [kSplitWarps][G][D] (unnormalized outputs). Rows g < group are live.
 template <int D, int G>
-__device__ __forceinline__ void MergeSplits(const PagedAttentionParams& p, int32_t x, int32_t split, int32_t nsplit,
-                                            int32_t t, int32_t kvh, int32_t group, const float* s_acc,
+__device__ __forceinline__ void MergeSplits(const PagedAttentionParams& p, const SplitRow& r, const float* s_acc,
                                             const float (*s_m)[G], const float (*s_l)[G]) {
   constexpr int kWarps = kSplitWarps;
+  const int32_t x = r.x, split = r.split, nsplit = r.nsplit, t = r.t, kvh = r.kvh, group = r.group;
   __shared__ float s_scale[kMaxSplits][G], s_total[G];
   __shared__ int s_last;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
