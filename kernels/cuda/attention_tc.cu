@@ -2,15 +2,16 @@
 // Split-KV decode attention on tensor cores (head_dim 64 or 128, GQA group 1..8). The grid,
 // the split and the merge are those of the CUDA-core kernel in attention.cu (one CTA per
 // (token, KV head, split), four warps striding over the split's pages, MergeSplits at the
-// end); what changes is the inner loop. The CUDA-core kernel spends about 1,100 warp
-// instructions per 16-key tile (dot products and their shuffle reductions for each head),
-// which at batch 16 leaves it at 0.79 of the read bandwidth (docs/PERF.md, session 6). Here a
-// warp's tile is 16 keys of one page: S = Q K^T is 2 x D/16 mma.sync m16n8k16 (the group's
-// query heads are the A rows, padded to 16 with zeros), O += P V another D/8, about 150
-// instructions in all. K and V tiles reach shared memory through cp.async, two stages per
-// warp, so the next tile is in flight while this one is multiplied; each warp owns its
-// stages, so only __syncwarp orders them. q and P are rounded to bf16 (as in FlashInfer's
-// and flash_prefill.cu's tensor-core paths); fp32 accumulation.
+// end); what changes is the inner loop. The CUDA-core kernel issues about 1,100 warp
+// instructions per 16-key tile (counted from its code, not profiled: dot products and their
+// shuffle reductions for each head), which at batch 16 left it at 0.79 of the read bandwidth
+// (docs/PERF.md, session 6). Here a warp's tile is 16 keys of one page: S = Q K^T is
+// 2 x D/16 mma.sync m16n8k16 (the group's query heads are the A rows, padded to 16 with
+// zeros), O += P V another D/8, about 150 instructions in all (counted the same way). K and V
+// tiles reach shared memory through cp.async, two stages per warp, so the next tile is in
+// flight while this one is multiplied; each warp owns its stages, so only __syncwarp orders
+// them. q and P are rounded to bf16 (as in FlashInfer's and flash_prefill.cu's tensor-core
+// paths); fp32 accumulation.
 //
 // Fragment layouts: kernels/cuda/mma.cuh. K tiles stay [key][dim] (B of Q K^T reads a key
 // row); V tiles are [key][dim] too and ldmatrix.trans hands out V^T fragments. Rows are padded
