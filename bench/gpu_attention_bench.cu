@@ -266,7 +266,7 @@ int main(int argc, char** argv) {
     // Score keys for the split scoring (QuestSelectParams::keys), one row per (sequence, KV head).
     uint32_t* score_keys = nullptr;
     CHECK(cudaMalloc(&score_keys, sizeof(uint32_t) * batch * kKvHeads * pages_per_seq));
-    bool split_scoring = false;
+    bool split_scoring = true, attend = true;
     auto run = [&](std::vector<Launch>& ls, bool select) {
       return MedianMs([&](int i) {
         const size_t k = i % ls.size();
@@ -291,6 +291,7 @@ int main(int argc, char** argv) {
           }
           CHECK(lil::cuda::QuestSelect(qp, nullptr));
         }
+        if (!attend) return;
         lil::cuda::PagedAttentionParams ap = Params(pool, ls[k], batch, q, out);
         ap.rows_static = !select;  // Quest's rows come from the selection kernel
         CHECK(lil::cuda::PagedAttention(ap, nullptr));
@@ -298,9 +299,16 @@ int main(int argc, char** argv) {
     };
     const double dense_ms = run(dense, false);
     const double sw_ms = run(window, false);
-    const double quest_ms = run(quest, true);
-    split_scoring = true;
-    const double quest_split_ms = run(quest, true);
+    const double quest_ms = run(quest, true);  // the backend's default: scoring split over CTAs
+    // The parts: the selected rows are left in `quest` by the runs above, so the attention
+    // over them alone is the attend part.
+    const double quest_attend_ms = run(quest, false);
+    attend = false;
+    const double quest_select_ms = run(quest, true);
+    split_scoring = false;
+    const double quest_select_one_ms = run(quest, true);
+    attend = true;
+    const double quest_one_ms = run(quest, true);
     CHECK(cudaFree(score_keys));
     const double kv_sel = static_cast<double>(batch) * budget_pages * kPage * kKvHeads * kDim * 2 * 2;
     const double meta = static_cast<double>(batch) * pages_per_seq * kKvHeads * 2 * kDim * 2;
@@ -312,8 +320,15 @@ int main(int argc, char** argv) {
                 dense_ms / sw_ms, floor_sw, sw_ms * 1e3 / floor_sw);
     std::printf("| %d | quest (score+select+attend) | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n", batch, quest_ms * 1e3,
                 dense_ms * 1e3, dense_ms / quest_ms, floor_q, quest_ms * 1e3 / floor_q);
-    std::printf("| %d | quest, scoring split over CTAs | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n", batch,
-                quest_split_ms * 1e3, dense_ms * 1e3, dense_ms / quest_split_ms, floor_q, quest_split_ms * 1e3 / floor_q);
+    const double floor_meta = meta / (read_tbs * 1e12) * 1e6;
+    std::printf("| %d | quest: score+select alone | %.1f | | | %.1f (metadata) | %.2fx |\n", batch,
+                quest_select_ms * 1e3, floor_meta, quest_select_ms * 1e3 / floor_meta);
+    std::printf("| %d | quest: attend alone (selected pages) | %.1f | | | %.1f | %.2fx |\n", batch,
+                quest_attend_ms * 1e3, floor_sw, quest_attend_ms * 1e3 / floor_sw);
+    std::printf("| %d | quest, scoring in the selection CTA (LILSERVE_QUEST_SPLIT=0) | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n",
+                batch, quest_one_ms * 1e3, dense_ms * 1e3, dense_ms / quest_one_ms, floor_q, quest_one_ms * 1e3 / floor_q);
+    std::printf("| %d | quest, LILSERVE_QUEST_SPLIT=0: score+select alone | %.1f | | | %.1f (metadata) | %.2fx |\n", batch,
+                quest_select_one_ms * 1e3, floor_meta, quest_select_one_ms * 1e3 / floor_meta);
   }
 
   // Prefill attention of one prompt from position 0: the tensor-core flash kernel against the

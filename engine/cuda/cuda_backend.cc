@@ -140,7 +140,7 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
   if (const char* e = std::getenv("LILSERVE_TC_MIN_TOKENS"); e != nullptr && std::atoi(e) > 0) {
     b->tc_min_tokens_ = std::atoi(e);
   }
-  b->quest_split_ = EnvIs("LILSERVE_QUEST_SPLIT", "1");
+  b->quest_split_ = !EnvIs("LILSERVE_QUEST_SPLIT", "0");
   b->split_target_ctas_ = EnvIs("LILSERVE_SPLIT_KV", "0")
                               ? 0
                               : SplitResidentCtas(local.head_dim, local.num_heads / local.num_kv_heads, sms,
@@ -173,10 +173,27 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
       LIL_CUDA_RETURN_IF_ERROR(InterleaveRowHalves(const_cast<bf16*>(lw.gate_up), local.intermediate_size,
                                                    local.hidden_size, stream));
     }
+    // RoPE + KV write in the qkv GEMV's epilogue: each q / k head's RoPE pairs side by side
+    // (QkvRopeWriteParams::pairs_adjacent). Not with q / k norm (Qwen3), which needs the whole head.
+    const bool rope_fits = !b->w_.layers.empty() && local.head_dim % 2 == 0 &&
+                           b->w_.layers.front().q_norm == nullptr && b->w_.layers.front().k_norm == nullptr;
+    if (rope_fits && !EnvIs("LILSERVE_FUSED_ROPE", "0")) {
+      const int32_t heads = local.num_heads + local.num_kv_heads;  // the q and k row blocks
+      for (const DeviceLayerWeights& lw : b->w_.layers) {
+        LIL_CUDA_RETURN_IF_ERROR(InterleaveRowHalves(const_cast<bf16*>(lw.qkv), local.head_dim / 2, local.hidden_size,
+                                                     stream, heads));
+        if (lw.qkv_bias != nullptr) {
+          LIL_CUDA_RETURN_IF_ERROR(InterleaveRowHalves(const_cast<float*>(lw.qkv_bias), local.head_dim / 2, 1, stream,
+                                                       heads));
+        }
+      }
+      b->rope_pairs_ = true;
+    }
     LIL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
     b->fused_norm_ = true;
     LIL_LOG_INFO("CUDA backend: RMSNorm weights folded into qkv and gate_up (gate and up rows interleaved); "
-                 "one-token steps run the norms, residual adds and SwiGLU inside the GEMVs");
+                 "one-token steps run the norms, residual adds and SwiGLU inside the GEMVs{}",
+                 b->rope_pairs_ ? ", and RoPE + the KV write in the qkv GEMV (q / k RoPE pairs side by side)" : "");
   }
   if (!EnvIs("LILSERVE_FLASH_PREFILL", "0")) {
     b->flash_prefill_ = FlashPrefillSupported(local.head_dim, local.num_heads / local.num_kv_heads);

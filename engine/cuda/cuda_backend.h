@@ -107,10 +107,11 @@ class CudaBackend final : public Backend {
   absl::flat_hash_map<int32_t, cudaGraphExec_t> graphs_;
   absl::flat_hash_set<int32_t> graph_failed_;
   int32_t split_target_ctas_ = 0;  // 0: split-KV off ($LILSERVE_SPLIT_KV=0)
-  // $LILSERVE_QUEST_SPLIT=1: Quest scoring in its own kernel over (sequence, KV head, 256
-  // candidates) CTAs (QuestSelectParams::keys). Off: written in session 7 without device time
-  // to measure it.
-  bool quest_split_ = false;
+  // Quest scoring in its own kernel over (sequence, KV head, 256 candidates) CTAs
+  // (QuestSelectParams::keys) unless $LILSERVE_QUEST_SPLIT=0. Default since session 8: at
+  // 32k, batch 1 scoring + selection + attention 97.8 -> 47.4 us, batch 16 129.9 / 132.2 us
+  // (equal); the 8B decode step at 16k, batch 4, 7.27 -> 6.79 ms (docs/PERF.md).
+  bool quest_split_ = true;
   // Decode attention on tensor cores ($LILSERVE_TC_DECODE=0: off) for steps of at least
   // tc_min_tokens_ tokens ($LILSERVE_TC_MIN_TOKENS, default 2): at one token the CUDA-core
   // kernel was faster inside the step (session 7: 8B at 8k, 5.08 against 5.43 ms a step),
@@ -125,6 +126,11 @@ class CudaBackend final : public Backend {
   // normalize that copy themselves (norm_eps) and gate_up writes silu(gate) * up (swiglu_out).
   // Default since session 7's GPU run (docs/GPU.md, PERF.md).
   bool fused_norm_ = false;
+  // With fused_norm_, unless $LILSERVE_FUSED_ROPE=0 or the model has q / k norm: the qkv
+  // weight's q and k rows hold each head's RoPE pairs side by side (InterleaveRowHalves per
+  // head at load; QkvRopeWriteParams::pairs_adjacent for every step), and a one-token step's
+  // qkv GEMV applies RoPE and writes q and the KV page slots itself (GemmParams::rope_epilogue).
+  bool rope_pairs_ = false;
   // Unless $LILSERVE_FLASH_PREFILL=0: eager steps with a multi-token sequence run their
   // attention through the tensor-core FlashPrefill kernel (kernels/cuda/flash_prefill.cu)
   // instead of the per-token kernel, where it serves the head_dim and GQA group.

@@ -4,7 +4,8 @@
 // (Quest selection) -> paged attention (split-KV, or the tensor-core prefill kernel) -> O GEMM
 // -> residual + norm -> gate/up GEMM -> SwiGLU -> down GEMM (on one GPU, unless
 // LILSERVE_FUSED_NORM=0, one-token steps run the norms, residual adds and SwiGLU inside the
-// GEMVs, and the KV write keeps the Quest metadata); final norm of the logits rows, LM head
+// GEMVs, the KV write keeps the Quest metadata, and the qkv GEMV applies RoPE and writes the
+// KV slots itself); final norm of the logits rows, LM head
 // (vocab-parallel under TP), greedy on the GPU.
 #include <cmath>
 
@@ -92,15 +93,13 @@ absl::Status CudaBackend::RunLayer(int32_t layer, const StepInputs& in, const Wo
   const bool fuse = fused_norm_ && t == 1;
   const float* attn_norm = fused_norm_ ? nullptr : lw.attn_norm;  // folded into qkv
   const float* mlp_norm = fused_norm_ ? nullptr : lw.mlp_norm;    // folded into gate_up
+  GemmParams qkv{fuse && layer > 0 ? w.xb : w.h, lw.qkv, w.qkv, t, hid, qd + 2 * kvd};
   if (fuse && layer > 0) {
-    GemmParams qkv{w.xb, lw.qkv, w.qkv, t, hid, qd + 2 * kvd};
     qkv.norm_eps = c.rms_norm_eps;
-    LIL_RETURN_IF_ERROR(gemm_.RunGemv(qkv));
   } else {
     // The previous layer's down projection is still in delta: fused into this norm.
     LIL_CUDA_RETURN_IF_ERROR(AddRmsNorm({w.x, layer == 0 || fuse ? nullptr : w.delta, attn_norm, w.h, t, hid,
                                          c.rms_norm_eps}, stream_));
-    LIL_RETURN_IF_ERROR(gemm_.Run(w.h, lw.qkv, w.qkv, t, hid, qd + 2 * kvd));
   }
   QkvRopeWriteParams rp;
   rp.qkv = w.qkv;
@@ -116,9 +115,21 @@ absl::Status CudaBackend::RunLayer(int32_t layer, const StepInputs& in, const Wo
   rp.dst_slot = w.I(w.dst_slot);
   rp.tokens = t;
   rp.num_heads = c.num_heads;
+  rp.pairs_adjacent = rope_pairs_;
   // Each token on its own page (decode): the KV write keeps the Quest min/max current itself.
   rp.quest_update = static_cast<int32_t>(in.touched_pages.size()) == t;
-  LIL_CUDA_RETURN_IF_ERROR(QkvRopeWrite(rp, stream_));
+  if (fuse && rope_pairs_) {  // the qkv GEMV applies RoPE and writes q and the KV slots
+    qkv.rope_epilogue = true;
+    qkv.rope = rp;
+    LIL_RETURN_IF_ERROR(gemm_.RunGemv(qkv));
+  } else {
+    if (fuse && layer > 0) {
+      LIL_RETURN_IF_ERROR(gemm_.RunGemv(qkv));
+    } else {
+      LIL_RETURN_IF_ERROR(gemm_.Run(w.h, lw.qkv, w.qkv, t, hid, qd + 2 * kvd));
+    }
+    LIL_CUDA_RETURN_IF_ERROR(QkvRopeWrite(rp, stream_));
+  }
   if (!rp.quest_update) {
     LIL_CUDA_RETURN_IF_ERROR(QuestMeta({LayerView(layer), w.I(w.touched_pages), w.I(w.touched_last),
                                         static_cast<int32_t>(in.touched_pages.size())}, stream_));

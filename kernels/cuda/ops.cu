@@ -86,9 +86,11 @@ __global__ void QkvRopeWriteKernel(QkvRopeWriteParams p) {
   // (hq + 2 hkv) / warps SMs instead of one.
   for (int32_t hv = blockIdx.y * nw + warp; hv < hq + 2 * hkv; hv += nw * gridDim.y) {
     const int32_t col0 = hv * d;
+    const bool pairs = p.pairs_adjacent && hv < hq + hkv;
     for (int32_t i = lane; i < d; i += 32) {
-      float x = p.qkv[static_cast<int64_t>(t) * width + col0 + i];
-      if (p.bias != nullptr) x += p.bias[col0 + i];
+      const int32_t col = col0 + (pairs ? (i < half ? 2 * i : 2 * (i - half) + 1) : i);
+      float x = p.qkv[static_cast<int64_t>(t) * width + col];
+      if (p.bias != nullptr) x += p.bias[col];
       v[i] = x;
     }
     __syncwarp();
@@ -167,13 +169,14 @@ __global__ void SiluMulKernel(SiluMulParams p) {
   }
 }
 
-__global__ void InterleaveRowsKernel(const bf16* src, bf16* dst, int64_t half_rows, int32_t cols) {
-  const int64_t n = 2 * half_rows * cols;
+template <typename T>
+__global__ void InterleaveRowsKernel(const T* src, T* dst, int64_t half_rows, int32_t cols, int32_t blocks) {
+  const int64_t block = 2 * half_rows * cols, n = block * blocks;
   for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
        i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-    const int64_t r = i / cols, c = i % cols;  // destination row r holds source row s
+    const int64_t b = i / block, r = i % block / cols, c = i % cols;  // destination row r of block b holds source row s
     const int64_t s = (r % 2 == 0 ? 0 : half_rows) + r / 2;
-    dst[i] = src[s * cols + c];
+    dst[i] = src[b * block + s * cols + c];
   }
 }
 
@@ -252,19 +255,28 @@ cudaError_t QkvRopeWrite(const QkvRopeWriteParams& p, cudaStream_t stream) {
   return LaunchPdl(QkvRopeWriteKernel, grid, warps * 32, warps * p.kv.head_dim * sizeof(float), stream, p);
 }
 
-cudaError_t InterleaveRowHalves(bf16* w, int64_t half_rows, int32_t cols, cudaStream_t stream) {
-  const int64_t n = 2 * half_rows * cols;
+template <typename T>
+cudaError_t InterleaveRows(T* w, int64_t half_rows, int32_t cols, cudaStream_t stream, int32_t blocks) {
+  const int64_t n = 2 * half_rows * cols * blocks;
   if (n == 0) return cudaSuccess;
-  bf16* copy = nullptr;
-  if (cudaError_t e = cudaMallocAsync(&copy, n * sizeof(bf16), stream); e != cudaSuccess) return e;
-  if (cudaError_t e = cudaMemcpyAsync(copy, w, n * sizeof(bf16), cudaMemcpyDeviceToDevice, stream); e != cudaSuccess) {
+  T* copy = nullptr;
+  if (cudaError_t e = cudaMallocAsync(&copy, n * sizeof(T), stream); e != cudaSuccess) return e;
+  if (cudaError_t e = cudaMemcpyAsync(copy, w, n * sizeof(T), cudaMemcpyDeviceToDevice, stream); e != cudaSuccess) {
     cudaFreeAsync(copy, stream);
     return e;
   }
-  InterleaveRowsKernel<<<Blocks(n), kThreads, 0, stream>>>(copy, w, half_rows, cols);
+  InterleaveRowsKernel<<<Blocks(n), kThreads, 0, stream>>>(copy, w, half_rows, cols, blocks);
   const cudaError_t launch = cudaGetLastError();
   const cudaError_t freed = cudaFreeAsync(copy, stream);
   return launch != cudaSuccess ? launch : freed;
+}
+
+cudaError_t InterleaveRowHalves(bf16* w, int64_t half_rows, int32_t cols, cudaStream_t stream, int32_t blocks) {
+  return InterleaveRows(w, half_rows, cols, stream, blocks);
+}
+
+cudaError_t InterleaveRowHalves(float* w, int64_t half_rows, int32_t cols, cudaStream_t stream, int32_t blocks) {
+  return InterleaveRows(w, half_rows, cols, stream, blocks);
 }
 
 cudaError_t QuestMeta(const QuestMetaParams& p, cudaStream_t stream) {

@@ -45,9 +45,12 @@ cudaError_t AddRmsNorm(const AddRmsNormParams& p, cudaStream_t stream);
 // w[r, c] = bf16(w[r, c] * g[c]) for a [rows, cols] bf16 matrix: folds an RMSNorm weight g
 // into the matrix that reads the norm's output (then the norm runs with weight null).
 cudaError_t ScaleColumns(bf16* w, const float* g, int64_t rows, int32_t cols, cudaStream_t stream);
-// Reorders the rows of w [2 * half_rows, cols] in place so row 2j is old row j and row 2j + 1
-// old row half_rows + j (gate j beside up j); uses a temporary copy of w. Load time only.
-cudaError_t InterleaveRowHalves(bf16* w, int64_t half_rows, int32_t cols, cudaStream_t stream);
+// Reorders the rows of w [blocks][2 * half_rows, cols] in place so that in each block row 2j
+// is old row j and row 2j + 1 old row half_rows + j (gate j beside up j; with blocks = heads
+// and half_rows = head_dim / 2, each head's RoPE pairs side by side); uses a temporary copy
+// of w. Load time only. The float overload reorders a bias the same way (cols 1).
+cudaError_t InterleaveRowHalves(bf16* w, int64_t half_rows, int32_t cols, cudaStream_t stream, int32_t blocks = 1);
+cudaError_t InterleaveRowHalves(float* w, int64_t half_rows, int32_t cols, cudaStream_t stream, int32_t blocks = 1);
 
 // Splits the fused QKV GEMM output, adds the bias (Qwen2), applies per-head q/k RMSNorm
 // (Qwen3) and RoPE (rotate_half), writes q (fp32) and writes k/v into the paged pools.
@@ -69,6 +72,11 @@ struct QkvRopeWriteParams {
   // head also updates its page's Quest min/max in kv.quest (slot 0 resets), which is what
   // QuestMeta would compute, so the step skips QuestMeta.
   bool quest_update = false;
+  // The q and k heads' columns of qkv (and bias) hold each RoPE pair side by side: column 2j
+  // of a head is dimension j, column 2j + 1 dimension j + head_dim / 2 (the qkv weight's rows
+  // reordered by InterleaveRowHalves at load, so the GEMV's rope epilogue finds both halves
+  // of a pair in one warp). v columns keep their order.
+  bool pairs_adjacent = false;
 };
 cudaError_t QkvRopeWrite(const QkvRopeWriteParams& p, cudaStream_t stream);
 
@@ -125,11 +133,20 @@ struct GemmParams {
   // swiglu_out: w's rows come in (gate, up) pairs (row 2j gate j, row 2j + 1 up j:
   //   InterleaveRowHalves at load), and instead of y the kernel writes
   //   swiglu_out[m, j] = bf16(silu(gate) * up), [rows, out / 2]; out must be even.
+  // rope_epilogue: w is a qkv weight with rope.pairs_adjacent rows and output row m is the
+  //   token rope.pos[m] etc.; instead of y the kernel does QkvRopeWrite's work for its rows
+  //   (bias, RoPE, q to rope.q_out, K / V into their page slots, the Quest min / max with
+  //   rope.quest_update), so a decode step needs no QkvRopeWrite kernel. No q / k norm
+  //   (those need the whole head); rope.qkv is unused.
   float norm_eps = 0.0f;
   bool add_to_y = false;
   bf16* y_bf16 = nullptr;
   bf16* swiglu_out = nullptr;
-  bool fused() const { return norm_eps > 0.0f || add_to_y || y_bf16 != nullptr || swiglu_out != nullptr; }
+  bool rope_epilogue = false;
+  QkvRopeWriteParams rope{};
+  bool fused() const {
+    return norm_eps > 0.0f || add_to_y || y_bf16 != nullptr || swiglu_out != nullptr || rope_epilogue;
+  }
 };
 cudaError_t GemmFallback(const GemmParams& p, cudaStream_t stream);
 

@@ -331,6 +331,103 @@ TEST(GpuOps, GemvFusionsMatchCpu) {
   }
 }
 
+// GemmParams::rope_epilogue in every GEMV variant: the qkv GEMV over a weight whose q / k head
+// rows were reordered into RoPE pairs (InterleaveRowHalves per head) writes the same q, K, V
+// and Quest min / max as the plain GEMV + QkvRopeWrite on the original weight, and as the plain
+// GEMV + QkvRopeWrite(pairs_adjacent) on the reordered one (prefill's path). Tokens on their
+// own pages at slot 0 (reset) and later slots (widening metadata already there), with and
+// without a bias, GQA 4 and 1, head_dim 64 and 128, page sizes 1 and 17.
+TEST(GpuOps, GemvRopeEpilogueMatchesQkvRopeWrite) {
+  LIL_SKIP_WITHOUT_GPU();
+  const int32_t in = 264, num_pages = 11;
+  for (int32_t d : {64, 128}) {
+    for (const auto& [hq, hkv] : {std::pair{8, 2}, std::pair{4, 4}}) {
+      for (int32_t ps : {1, 17}) {
+        for (bool with_bias : {false, true}) {
+          const int32_t width = (hq + 2 * hkv) * d, rows = 3;
+          const auto x = testing::RandomBf16Values(rows * in, 41 + d), w = testing::RandomBf16Values(width * in, 42 + hq);
+          const auto bias = testing::RandomBf16Values(width, 43, 0.1f);
+          std::vector<float> inv_freq(d / 2);
+          for (int32_t i = 0; i < d / 2; ++i) inv_freq[i] = std::pow(10000.0f, -2.0f * i / d);
+          const std::vector<int32_t> pos = {700, 16 * ps + 3, 9 * ps}, page = {2, 5, 9};
+          std::vector<int32_t> slot(rows);
+          for (int32_t t = 0; t < rows; ++t) slot[t] = pos[t] % ps;
+          const size_t pool = static_cast<size_t>(num_pages) * hkv * ps * d, metas = static_cast<size_t>(num_pages) * hkv * 2 * d;
+          const auto meta0 = testing::ToBf16(testing::RandomBf16Values(metas, 44));
+          DeviceArray<bf16> dx(testing::ToBf16(x)), dw(testing::ToBf16(w)), dwp(testing::ToBf16(w));
+          DeviceArray<float> dbias(bias), dbiasp(bias), dinv(inv_freq);
+          DeviceArray<int32_t> dpos(pos), dpage(page), dslot(slot);
+          ASSERT_EQ(cuda::InterleaveRowHalves(dwp.get(), d / 2, in, nullptr, hq + hkv), cudaSuccess);
+          ASSERT_EQ(cuda::InterleaveRowHalves(dbiasp.get(), d / 2, 1, nullptr, hq + hkv), cudaSuccess);
+          struct Out {
+            DeviceArray<float> q;
+            DeviceArray<bf16> k, v, meta;
+          };
+          auto fresh = [&] {
+            const std::vector<bf16> zeros(pool, __float2bfloat16(0.0f));
+            return Out{DeviceArray<float>::Poisoned(static_cast<size_t>(rows) * hq * d), DeviceArray<bf16>(zeros),
+                       DeviceArray<bf16>(zeros), DeviceArray<bf16>(meta0)};
+          };
+          auto rope = [&](Out& o, bool pairs) {
+            cuda::QkvRopeWriteParams rp;
+            rp.bias = with_bias ? (pairs ? dbiasp.get() : dbias.get()) : nullptr;
+            rp.pos = dpos.get();
+            rp.inv_freq = dinv.get();
+            rp.q_out = o.q.get();
+            rp.kv = {o.k.get(), o.v.get(), o.meta.get(), num_pages, hkv, ps, d};
+            rp.dst_page = dpage.get();
+            rp.dst_slot = dslot.get();
+            rp.tokens = rows;
+            rp.num_heads = hq;
+            rp.quest_update = true;
+            rp.pairs_adjacent = pairs;
+            return rp;
+          };
+          // Reference: plain GEMV + QkvRopeWrite on the original weight.
+          Out ref = fresh();
+          auto y = DeviceArray<float>::Poisoned(static_cast<size_t>(rows) * width);
+          ASSERT_EQ(cuda::Gemv({dx.get(), dw.get(), y.get(), rows, in, width}, nullptr), cudaSuccess);
+          cuda::QkvRopeWriteParams rp = rope(ref, false);
+          rp.qkv = y.get();
+          ASSERT_EQ(cuda::QkvRopeWrite(rp, nullptr), cudaSuccess);
+          const auto rq = ref.q.Download();
+          const auto rk = testing::ToF32(ref.k.Download()), rv = testing::ToF32(ref.v.Download());
+          const auto rm = testing::ToF32(ref.meta.Download());
+          auto check = [&](Out& o, const std::string& where) {
+            EXPECT_TRUE(AllClose(o.q.Download(), rq, 1e-5f, 1e-5f)) << "q, " << where;
+            EXPECT_TRUE(AllClose(testing::ToF32(o.k.Download()), rk, 1e-6f, 8e-3f)) << "k, " << where;
+            EXPECT_TRUE(AllClose(testing::ToF32(o.v.Download()), rv, 0.0f, 0.0f)) << "v, " << where;
+            EXPECT_TRUE(AllClose(testing::ToF32(o.meta.Download()), rm, 1e-6f, 8e-3f)) << "Quest min/max, " << where;
+          };
+          const std::string shape = "d=" + std::to_string(d) + " hq=" + std::to_string(hq) + " hkv=" +
+                                    std::to_string(hkv) + " ps=" + std::to_string(ps) + (with_bias ? " bias" : "");
+          {  // prefill's path: the reordered weight through the plain GEMV, QkvRopeWrite reading pairs
+            Out o = fresh();
+            auto yp = DeviceArray<float>::Poisoned(static_cast<size_t>(rows) * width);
+            ASSERT_EQ(cuda::Gemv({dx.get(), dwp.get(), yp.get(), rows, in, width}, nullptr), cudaSuccess);
+            cuda::QkvRopeWriteParams pp = rope(o, true);
+            pp.qkv = yp.get();
+            ASSERT_EQ(cuda::QkvRopeWrite(pp, nullptr), cudaSuccess);
+            check(o, "pairs_adjacent QkvRopeWrite, " + shape);
+          }
+          for (int v = 0; v < cuda::kGemvVariants; ++v) {
+            Out o = fresh();
+            cuda::GemmParams gp{dx.get(), dwp.get(), nullptr, rows, in, width};
+            gp.rope_epilogue = true;
+            gp.rope = rope(o, true);
+            ASSERT_TRUE(cuda::GemvSupported(gp));
+            ASSERT_EQ(cuda::GemvVariant(gp, v, nullptr), cudaSuccess);
+            check(o, "epilogue, variant " + std::to_string(v) + ", " + shape);
+          }
+        }
+      }
+    }
+  }
+  cuda::GemmParams bad{nullptr, nullptr, nullptr, 1, 16, 24};
+  bad.rope_epilogue = true;
+  EXPECT_FALSE(cuda::GemvSupported(bad));  // rope.pairs_adjacent not set
+}
+
 // ScaleColumns folds a norm weight into a matrix: w[r, c] * g[c], rounded to bf16; and
 // AddRmsNorm with a null weight is the norm with weight 1 (what then runs before it).
 TEST(GpuOps, ScaleColumnsAndUnitNorm) {

@@ -13,9 +13,10 @@
 #   decode  bench/gpu_decode_bench on a random Llama-3-8B-shaped checkpoint (+ A/B switches)
 #   flash   the 8B prefill (1k x 8, 4k x 1, 8k x 1 prompts: gpu_decode_bench's prefill column)
 #           without and with LILSERVE_FLASH_PREFILL=1 (the tensor-core prefill attention)
-#   fused   the 8B decode at batch 1 and 4 (contexts 1k, 8k) without and with
-#           LILSERVE_FUSED_NORM=1 (RMSNorm and residual add inside the GEMVs), in one run, and the
-#           batch-1 kernel profile with it when the pack has libkernel_profiler.so
+#   fused   the 8B decode at batch 1 and 4 (contexts 1k, 8k): LILSERVE_FUSED_NORM=0 (no fused
+#           one-token path), LILSERVE_FUSED_ROPE=0 (no RoPE epilogue) and the defaults, in one
+#           run; then the batch-1 kernel profile at the defaults when the pack has
+#           libkernel_profiler.so
 #   prof    per-kernel GPU time of 8B decode (batch 1, 64; TP=2) through CUPTI when the pack has
 #           libkernel_profiler.so (bench/kernel_profiler.cc), else nsys when installed
 #   tp      tensor parallelism (needs >= 2 GPUs): gpu_tp_test, the NCCL all-reduce bench, the
@@ -113,8 +114,8 @@ if has decode; then
     LILSERVE_SPLIT_KV=0 timeout 90 $d --context 8192 --batch 1 --kv-mib 8000
     echo "End-to-end decode step, 16k context, batch 4: dense / Quest 2048 / sink+window 2048"
     for m in dense quest sink; do timeout 100 $d --context 16384 --batch 4 --kv-mib 12000 --sparse $m --budget-tokens 2048; done
-    echo "A/B: Quest scoring split over CTAs (LILSERVE_QUEST_SPLIT=1)"
-    LILSERVE_QUEST_SPLIT=1 timeout 100 $d --context 16384 --batch 4 --kv-mib 12000 --sparse quest --budget-tokens 2048
+    echo "A/B: Quest scoring inside the selection CTA (LILSERVE_QUEST_SPLIT=0)"
+    LILSERVE_QUEST_SPLIT=0 timeout 100 $d --context 16384 --batch 4 --kv-mib 12000 --sparse quest --budget-tokens 2048
   } 2>&1 | tee "$out/decode_bench.log" | grep -vE "^\|---" | log
 fi
 if has gemv && [ -x "$c/bin/gpu_gemv_bench" ]; then
@@ -138,19 +139,20 @@ if has flash; then
   done
 fi
 if has fused; then
+  # The one-token decode path's switches in one run (see the stage list above).
   need8b
-  for f in 0 1; do
-    echo "LILSERVE_FUSED_NORM=$f" | log
+  for cfg in "LILSERVE_FUSED_NORM=0" "LILSERVE_FUSED_ROPE=0" "DEFAULT=1"; do
+    echo "$cfg" | log
     for ctx in 1024 8192; do
-      LILSERVE_FUSED_NORM=$f timeout 100 "$c/bin/gpu_decode_bench" --model /tmp/l8 --hbm-tbs $hbm --context $ctx \
-        --batch 1,4 --steps 32 --kv-mib 8000 2>&1 | grep -E "^\| [0-9]|FUSED|fuse|error" | cut -c1-240 | log
+      env $cfg timeout 100 "$c/bin/gpu_decode_bench" --model /tmp/l8 --hbm-tbs $hbm --context $ctx \
+        --batch 1,4 --steps 32 --kv-mib 8000 2>&1 | grep -E "^\| [0-9]|error" | cut -c1-240 | log
     done
   done
   if [ -f "$c/bin/libkernel_profiler.so" ]; then
-    LILSERVE_FUSED_NORM=1 CUDA_INJECTION64_PATH=$c/bin/libkernel_profiler.so LILSERVE_KPROF_OUT=$out/kprof_fused_b1.md \
+    CUDA_INJECTION64_PATH=$c/bin/libkernel_profiler.so LILSERVE_KPROF_OUT=$out/kprof_fused_b1.md \
       timeout 200 "$c/bin/gpu_decode_bench" --model /tmp/l8 --context 1024 --batch 1 --steps 64 --kv-mib 8000 \
       > "$out/kprof_fused_run.log" 2>&1
-    echo "kernel profile, 8B batch 1, LILSERVE_FUSED_NORM=1 rc=$?" | log; head -16 "$out/kprof_fused_b1.md" | cut -c1-200 | log
+    echo "kernel profile, 8B batch 1, defaults rc=$?" | log; head -16 "$out/kprof_fused_b1.md" | cut -c1-200 | log
   fi
 fi
 if has prof && [ -f "$c/bin/libkernel_profiler.so" ]; then
