@@ -267,6 +267,7 @@ int main(int argc, char** argv) {
     uint32_t* score_keys = nullptr;
     CHECK(cudaMalloc(&score_keys, sizeof(uint32_t) * batch * kKvHeads * pages_per_seq));
     bool split_scoring = true, attend = true;
+    bool score_staged = true;
     auto run = [&](std::vector<Launch>& ls, bool select) {
       return MedianMs([&](int i) {
         const size_t k = i % ls.size();
@@ -288,6 +289,7 @@ int main(int argc, char** argv) {
           if (split_scoring) {
             qp.keys = score_keys;
             qp.key_stride = pages_per_seq;
+            qp.score_staged = score_staged;
           }
           CHECK(lil::cuda::QuestSelect(qp, nullptr));
         }
@@ -305,6 +307,9 @@ int main(int argc, char** argv) {
     const double quest_attend_ms = run(quest, false);
     attend = false;
     const double quest_select_ms = run(quest, true);
+    score_staged = false;
+    const double quest_select_regs_ms = run(quest, true);
+    score_staged = true;
     split_scoring = false;
     const double quest_select_one_ms = run(quest, true);
     attend = true;
@@ -323,6 +328,8 @@ int main(int argc, char** argv) {
     const double floor_meta = meta / (read_tbs * 1e12) * 1e6;
     std::printf("| %d | quest: score+select alone | %.1f | | | %.1f (metadata) | %.2fx |\n", batch,
                 quest_select_ms * 1e3, floor_meta, quest_select_ms * 1e3 / floor_meta);
+    std::printf("| %d | quest: score+select alone, metadata through registers (not staged) | %.1f | | | %.1f (metadata) | %.2fx |\n",
+                batch, quest_select_regs_ms * 1e3, floor_meta, quest_select_regs_ms * 1e3 / floor_meta);
     std::printf("| %d | quest: attend alone (selected pages) | %.1f | | | %.1f | %.2fx |\n", batch,
                 quest_attend_ms * 1e3, floor_sw, quest_attend_ms * 1e3 / floor_sw);
     std::printf("| %d | quest, scoring in the selection CTA (LILSERVE_QUEST_SPLIT=0) | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n",

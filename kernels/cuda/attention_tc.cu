@@ -18,6 +18,7 @@
 // by 16 bytes, which makes both the 32-bit K reads and the ldmatrix row reads free of bank
 // conflicts. Measured (session 7): 0.87 / 0.89 of the read ceiling at batch 16, 16k / 32k.
 #include "kernels/cuda/attention.h"
+#include "kernels/cuda/cp_async.cuh"
 #include "kernels/cuda/mma.cuh"
 #include "kernels/cuda/pdl.h"
 #include "kernels/cuda/smem_opt_in.h"
@@ -42,14 +43,6 @@ __host__ __device__ constexpr int TileElems() { return kTileKeys * RowStride<D>(
 template <int D>
 __host__ __device__ constexpr size_t DynamicSmem() { return sizeof(bf16) * kWarps * kStages * 2 * TileElems<D>(); }
 
-// 16 bytes global -> shared, asynchronously; `valid` false writes zeros (src-size 0).
-__device__ __forceinline__ void CpAsync16(bf16* dst, const bf16* src, bool valid) {
-  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 16 : 0) : "memory");
-}
-__device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
-__device__ __forceinline__ void CpAsyncWaitOne() { asm volatile("cp.async.wait_group 1;\n" ::: "memory"); }
-__device__ __forceinline__ void CpAsyncWaitAll() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
 
 __device__ __forceinline__ void LdMatrixX4Trans(uint32_t (&r)[4], const bf16* row) {
   const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(row));

@@ -10,6 +10,7 @@
 //     to it in index order (ties go to the lower index, as on the CPU) until keep-1, plus the
 //     newest page. The CPU reference is kernels/cpu/quest.h.
 #include "kernels/cuda/quest.h"
+#include "kernels/cuda/cp_async.cuh"
 #include "kernels/cuda/pdl.h"
 #include "kernels/cuda/smem_opt_in.h"
 
@@ -42,58 +43,84 @@ __device__ __forceinline__ int BlockCount(int local, int* s_count) {
   return total;
 }
 
-// Scores of candidates [first, end) into keys[c] (c indexes the sequence's candidates), by
-// the kW warps of the CTA. kDpl = head_dim / 32 contiguous dims per lane (head_dim 32, 64,
-// 128), or 0 for any other head_dim (strided scalar reads). A candidate's score is one warp's
-// sum in a fixed lane order, so it is the same whichever CTA computes it.
-template <int kDpl, int kW>
-__device__ void Score(const QuestSelectParams& p, int32_t s, int32_t h, int32_t first, int32_t end, uint32_t* keys) {
-  const int32_t hkv = p.kv.num_kv_heads, d = p.kv.head_dim, group = p.num_heads / hkv, c0 = p.cand_begin[s];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+// This lane's slice of the GQA group's query rows: kDpl contiguous dims of each (zeros for
+// g >= group).
+template <int kDpl>
+__device__ __forceinline__ void LoadQ(const QuestSelectParams& p, int32_t s, int32_t h, float (&qr)[kMaxQuestGroup][kDpl]) {
+  const int32_t d = p.kv.head_dim, group = p.num_heads / p.kv.num_kv_heads, lane = threadIdx.x & 31;
   const float* q = p.q + (static_cast<int64_t>(p.q_row[s]) * p.num_heads + h * group) * d;
-  if constexpr (kDpl > 0) {
-    float qr[kMaxQuestGroup][kDpl];
+#pragma unroll
+  for (int g = 0; g < kMaxQuestGroup; ++g) {
+#pragma unroll
+    for (int j = 0; j < kDpl; ++j) qr[g][j] = g < group ? q[g * d + lane * kDpl + j] : 0.0f;
+  }
+}
+
+// One candidate's score: sum over the group and this lane's dims of max(q lo, q hi), then
+// over the warp in a fixed lane order, so a candidate scores the same in any kernel.
+template <int kDpl>
+__device__ __forceinline__ float BoundSum(const float (&qr)[kMaxQuestGroup][kDpl], int32_t group, const bf16* lo_h,
+                                          const bf16* hi_h) {
+  float total = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kDpl; ++j) {
+    const float lo = __bfloat162float(lo_h[j]), hi = __bfloat162float(hi_h[j]);
 #pragma unroll
     for (int g = 0; g < kMaxQuestGroup; ++g) {
-#pragma unroll
-      for (int j = 0; j < kDpl; ++j) qr[g][j] = g < group ? q[g * d + lane * kDpl + j] : 0.0f;
+      if (g >= group) break;
+      // max(q lo, q hi) is q hi for q >= 0 (lo <= hi) and q lo otherwise: a select and an FMA
+      // instead of two products, a max and an add.
+      total = fmaf(qr[g][j], qr[g][j] >= 0.0f ? hi : lo, total);
     }
+  }
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1) total += __shfl_xor_sync(0xffffffffu, total, o);
+  return total;
+}
+
+// Scores of candidates [first, end) into keys[c] (c indexes the sequence's candidates), by
+// the kW warps of the CTA. kDpl = head_dim / 32 contiguous dims per lane (head_dim 32, 64,
+// 128), or 0 for any other head_dim (strided scalar reads).
+template <int kDpl, int kW, int kBatch = 8>
+__device__ void Score(const QuestSelectParams& p, int32_t s, int32_t h, int32_t first, int32_t end, uint32_t* keys) {
+  const int32_t d = p.kv.head_dim, group = p.num_heads / p.kv.num_kv_heads, c0 = p.cand_begin[s];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if constexpr (kDpl > 0) {
+    float qr[kMaxQuestGroup][kDpl];
+    LoadQ<kDpl>(p, s, h, qr);
     // kBatch candidates per warp in flight: their min/max loads are all issued before any is
-    // used (the metadata stream is latency-bound otherwise).
-    constexpr int kBatch = 8;
+    // used (the metadata stream is latency-bound otherwise). The page ids of 32 candidates
+    // come in one load, a lane each, and reach the batches by shuffles: each batch then waits
+    // on one round trip (the metadata), not two (page id, then metadata).
     using Vec = typename std::conditional<kDpl == 4, uint2, typename std::conditional<kDpl == 2, uint32_t, uint16_t>::type>::type;
-    for (int32_t cb = first + warp; cb < end; cb += kW * kBatch) {
-      Vec lo_v[kBatch], hi_v[kBatch];
+    for (int32_t base = first + warp; base < end; base += kW * 32) {
+      const int32_t my_c = base + lane * kW;
+      const int32_t my_page = my_c < end ? p.cand_pages[c0 + my_c] : 0;
+#pragma unroll 1
+      for (int b = 0; b < 32 / kBatch; ++b) {
+        const int32_t cb = base + b * kBatch * kW;
+        if (cb >= end) break;
+        Vec lo_v[kBatch], hi_v[kBatch];
 #pragma unroll
-      for (int k = 0; k < kBatch; ++k) {
-        const int32_t c = cb + k * kW;
-        if (c < end) {
-          const bf16* mn = p.kv.quest + p.kv.QuestOffset(p.cand_pages[c0 + c], h) + lane * kDpl;
-          lo_v[k] = *reinterpret_cast<const Vec*>(mn);
-          hi_v[k] = *reinterpret_cast<const Vec*>(mn + d);
-        }
-      }
-#pragma unroll
-      for (int k = 0; k < kBatch; ++k) {
-        const int32_t c = cb + k * kW;
-        const bf16* lo_h = reinterpret_cast<const bf16*>(&lo_v[k]);
-        const bf16* hi_h = reinterpret_cast<const bf16*>(&hi_v[k]);
-        float total = 0.0f;
-#pragma unroll
-        for (int g = 0; g < kMaxQuestGroup; ++g) {
-          if (g >= group) break;
-#pragma unroll
-          for (int j = 0; j < kDpl; ++j) {
-            const float lo = __bfloat162float(lo_h[j]), hi = __bfloat162float(hi_h[j]);
-            total += fmaxf(qr[g][j] * lo, qr[g][j] * hi);
+        for (int k = 0; k < kBatch; ++k) {
+          const int32_t c = cb + k * kW;
+          const int32_t page = __shfl_sync(0xffffffffu, my_page, b * kBatch + k);
+          if (c < end) {
+            const bf16* mn = p.kv.quest + p.kv.QuestOffset(page, h) + lane * kDpl;
+            lo_v[k] = *reinterpret_cast<const Vec*>(mn);
+            hi_v[k] = *reinterpret_cast<const Vec*>(mn + d);
           }
         }
 #pragma unroll
-        for (int o = 16; o > 0; o >>= 1) total += __shfl_xor_sync(0xffffffffu, total, o);
-        if (lane == 0 && c < end) keys[c] = OrderKey(total);
+        for (int k = 0; k < kBatch; ++k) {
+          const float total = BoundSum<kDpl>(qr, group, reinterpret_cast<const bf16*>(&lo_v[k]),
+                                             reinterpret_cast<const bf16*>(&hi_v[k]));
+          if (lane == 0 && cb + k * kW < end) keys[cb + k * kW] = OrderKey(total);
+        }
       }
     }
   } else {
+    const float* q = p.q + (static_cast<int64_t>(p.q_row[s]) * p.num_heads + h * group) * d;
     for (int32_t c = first + warp; c < end; c += kW) {
       const bf16* mn = p.kv.quest + p.kv.QuestOffset(p.cand_pages[c0 + c], h);
       const bf16* mx = mn + d;
@@ -106,6 +133,64 @@ __device__ void Score(const QuestSelectParams& p, int32_t s, int32_t h, int32_t 
       for (int o = 16; o > 0; o >>= 1) total += __shfl_xor_sync(0xffffffffu, total, o);
       if (lane == 0) keys[c] = OrderKey(total);
     }
+  }
+}
+
+// Score for head_dim 128 with the metadata staged in shared memory: a candidate's (min, max)
+// block is 512 bytes, one 16-byte cp.async a lane, and each warp keeps kStagedStages - 1
+// batches of kStagedBatch candidates in flight while it scores another, holding no registers
+// for them (the register path's loads cap it at 2-3 CTAs an SM with 4-8 candidates a warp).
+// Same BoundSum, so the same keys as Score.
+constexpr int kStagedBatch = 4, kStagedStages = 4;
+constexpr int kStagedBlock = 256;  // bf16 per candidate block: min[128], max[128]
+
+template <int kW>
+__device__ void ScoreStaged(const QuestSelectParams& p, int32_t s, int32_t h, int32_t first, int32_t end, uint32_t* keys,
+                            bf16* smem) {
+  constexpr int kDpl = 4;
+  const int32_t group = p.num_heads / p.kv.num_kv_heads, c0 = p.cand_begin[s];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  float qr[kMaxQuestGroup][kDpl];
+  LoadQ<kDpl>(p, s, h, qr);
+  bf16* ws = smem + warp * kStagedStages * kStagedBatch * kStagedBlock;
+  for (int32_t base = first + warp; base < end; base += kW * 32) {
+    const int32_t my_c = base + lane * kW;
+    const int32_t my_page = my_c < end ? p.cand_pages[c0 + my_c] : 0;
+    const int32_t count = min(32, (end - base + kW - 1) / kW);  // this warp's candidates here
+    const int batches = (count + kStagedBatch - 1) / kStagedBatch;
+    auto issue = [&](int b) {  // batch b into stage b % kStagedStages (an empty group past the end)
+      if (b < batches) {
+        bf16* st = ws + (b % kStagedStages) * kStagedBatch * kStagedBlock;
+#pragma unroll
+        for (int k = 0; k < kStagedBatch; ++k) {
+          const int idx = b * kStagedBatch + k;
+          const int32_t page = __shfl_sync(0xffffffffu, my_page, idx);
+          CpAsync16(st + k * kStagedBlock + lane * 8, p.kv.quest + p.kv.QuestOffset(page, h) + lane * 8, idx < count);
+        }
+      }
+      CpAsyncCommit();
+    };
+#pragma unroll
+    for (int b = 0; b < kStagedStages - 1; ++b) issue(b);
+#pragma unroll 1
+    for (int b = 0; b < batches; ++b) {
+      issue(b + kStagedStages - 1);  // into the stage batch b - 1 used
+      CpAsyncWait<kStagedStages - 1>();
+      __syncwarp();
+      const bf16* st = ws + (b % kStagedStages) * kStagedBatch * kStagedBlock;
+#pragma unroll
+      for (int k = 0; k < kStagedBatch; ++k) {
+        const bf16* blk = st + k * kStagedBlock;
+        const uint2 lo_v = *reinterpret_cast<const uint2*>(blk + lane * kDpl);
+        const uint2 hi_v = *reinterpret_cast<const uint2*>(blk + 128 + lane * kDpl);
+        const float total = BoundSum<kDpl>(qr, group, reinterpret_cast<const bf16*>(&lo_v),
+                                           reinterpret_cast<const bf16*>(&hi_v));
+        const int idx = b * kStagedBatch + k;
+        if (lane == 0 && idx < count) keys[base + idx * kW] = OrderKey(total);
+      }
+      __syncwarp();  // the stage is free for the issue two iterations on
+    }
+    CpAsyncWaitAll();
   }
 }
 
@@ -152,9 +237,15 @@ __global__ void __launch_bounds__(kThreads) QuestSelectKernel(QuestSelectParams 
     for (int shift = 24; shift >= 0; shift -= 8) {
       for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[i] = 0;
       __syncthreads();
-      for (int32_t c = threadIdx.x; c < n - 1; c += blockDim.x) {
-        const uint32_t k = keys[c];
-        if ((k & mask) == threshold) atomicAdd(&hist[(k >> shift) & 255u], 1);
+      // Lanes with the same bin add once, their count (__match_any_sync): scores of similar
+      // size share their top bits, so the first passes would otherwise send most of the 2,047
+      // keys' atomics to one or two bins, one lane at a time.
+      for (int32_t cb = 0; cb < n - 1; cb += blockDim.x) {
+        const int32_t c = cb + threadIdx.x;
+        const uint32_t k = c < n - 1 ? keys[c] : 0u;
+        const int bin = c < n - 1 && (k & mask) == threshold ? static_cast<int>((k >> shift) & 255u) : -1;
+        const uint32_t peers = __match_any_sync(0xffffffffu, bin);
+        if (bin >= 0 && lane == __ffs(peers) - 1) atomicAdd(&hist[bin], __popc(peers));
       }
       __syncthreads();
       // The digit: walking the bins from 255 down, the first where the running count reaches
@@ -238,17 +329,27 @@ __global__ void __launch_bounds__(kThreads) QuestSelectKernel(QuestSelectParams 
 constexpr int kScoreWarps = 8;
 constexpr int32_t kScoreChunk = 256;
 
-template <int kDpl>
-__global__ void __launch_bounds__(kScoreWarps * 32) QuestScoreKernel(QuestSelectParams p) {
+constexpr size_t kStagedSmem = sizeof(bf16) * kScoreWarps * kStagedStages * kStagedBatch * kStagedBlock;  // 64 KiB
+
+template <int kDpl, bool kStaged>
+__global__ void __launch_bounds__(kScoreWarps * 32, 3) QuestScoreKernel(QuestSelectParams p) {
   PdlWait();
   PdlTrigger();
-  const int32_t s = blockIdx.x, h = blockIdx.y;
+  extern __shared__ __align__(16) bf16 staged[];  // kStaged: kStagedSmem bytes
+  // The KV head is the fastest grid index: CTAs launched together score one page's heads,
+  // whose metadata lie side by side ([page][head][min, max]), so the DRAM sees 4 KiB runs
+  // rather than scattered 512-byte blocks.
+  const int32_t h = blockIdx.x, s = blockIdx.y;
   const int32_t n = p.cand_count[s];
   const int32_t keep = min(n, max(1, p.budget_pages[s]));
   const int32_t first = blockIdx.z * kScoreChunk, end = min(n - 1, first + kScoreChunk);
   if (keep >= n || first >= end) return;  // the selection copies every candidate, or no work here
   uint32_t* row_keys = p.keys + static_cast<int64_t>(s * p.kv.num_kv_heads + h) * p.key_stride;
-  Score<kDpl, kScoreWarps>(p, s, h, first, end, row_keys);
+  if constexpr (kStaged) {
+    ScoreStaged<kScoreWarps>(p, s, h, first, end, row_keys, staged);
+  } else {
+    Score<kDpl, kScoreWarps, 4>(p, s, h, first, end, row_keys);  // 4 in flight: 80 registers, 3 CTAs an SM
+  }
 }
 
 template <int kDpl>
@@ -261,11 +362,31 @@ cudaError_t Launch(const QuestSelectParams& p, cudaStream_t stream) {
   }
   if (p.keys != nullptr) {
     const int32_t chunks = std::max<int32_t>(1, (p.key_stride + kScoreChunk - 1) / kScoreChunk);
-    QuestScoreKernel<kDpl><<<dim3(p.num_seqs, p.kv.num_kv_heads, chunks), kScoreWarps * 32, 0, stream>>>(p);
-    if (const cudaError_t e = cudaGetLastError(); e != cudaSuccess) return e;
+    const dim3 grid(p.kv.num_kv_heads, p.num_seqs, chunks);
+    bool staged = false;
+    if constexpr (kDpl == 4) {  // head_dim 128
+      staged = p.score_staged;
+      static std::atomic<uint64_t> staged_configured{0};
+      if (staged) {
+        if (const cudaError_t e = OptInDynamicSmem(reinterpret_cast<const void*>(QuestScoreKernel<kDpl, true>),
+                                                   kStagedSmem, staged_configured);
+            e != cudaSuccess) {
+          return e;
+        }
+        if (const cudaError_t e = LaunchPdl(QuestScoreKernel<kDpl, true>, grid, kScoreWarps * 32, kStagedSmem, stream, p);
+            e != cudaSuccess) {
+          return e;
+        }
+      }
+    }
+    if (!staged) {
+      if (const cudaError_t e = LaunchPdl(QuestScoreKernel<kDpl, false>, grid, kScoreWarps * 32, 0, stream, p);
+          e != cudaSuccess) {
+        return e;
+      }
+    }
   }
-  QuestSelectKernel<kDpl><<<dim3(p.num_seqs, p.kv.num_kv_heads), kThreads, smem, stream>>>(p);
-  return cudaGetLastError();
+  return LaunchPdl(QuestSelectKernel<kDpl>, dim3(p.num_seqs, p.kv.num_kv_heads), kThreads, smem, stream, p);
 }
 
 }  // namespace

@@ -30,10 +30,14 @@ struct QuestSelectParams {
   int32_t* out_logical;
   // Optional: scoring in its own kernel over (sequence, KV head, 256 candidates) CTAs, the
   // keys of row (i, h) at keys[(i * num_kv_heads + h) * key_stride + c]; key_stride >= every
-  // cand_count. Null: each selection CTA scores its own row. ($LILSERVE_QUEST_SPLIT=1 in the
-  // backend; not yet measured: session 7 wrote it without device time left.)
+  // cand_count. Null: each selection CTA scores its own row. (The backend's default since
+  // session 8; $LILSERVE_QUEST_SPLIT=0 turns it off.)
   uint32_t* keys = nullptr;
   int32_t key_stride = 0;
+  // head_dim 128: the scoring kernel stages the metadata through shared memory (cp.async,
+  // several batches of candidates a warp in flight, no registers held); false: register
+  // loads, 4 candidates a warp in flight. gpu_attention_bench times both.
+  bool score_staged = true;
 };
 
 // Candidates per sequence are limited to kQuestMaxCandidates (scores live in shared memory:

@@ -344,14 +344,17 @@ TEST_P(QuestParity, MatchesCpuReference) {
   // The scoring in its own kernel (keys through global memory): the same selection.
   const int32_t stride = *std::max_element(counts.begin(), counts.end());
   auto keys = DeviceArray<uint32_t>::Poisoned(static_cast<size_t>(num_seqs) * hkv * stride);
-  auto split_pages = DeviceArray<int32_t>::Poisoned(cap), split_logical = DeviceArray<int32_t>::Poisoned(cap);
   p.keys = keys.get();
   p.key_stride = stride;
-  p.out_pages = split_pages.get();
-  p.out_logical = split_logical.get();
-  ASSERT_EQ(cuda::QuestSelect(p, nullptr), cudaSuccess);
-  EXPECT_EQ(split_pages.Download(), ref_pages) << "split scoring";
-  EXPECT_EQ(split_logical.Download(), ref_logical) << "split scoring";
+  for (bool staged : {true, false}) {  // head_dim 128: metadata through shared memory, or registers
+    auto split_pages = DeviceArray<int32_t>::Poisoned(cap), split_logical = DeviceArray<int32_t>::Poisoned(cap);
+    p.out_pages = split_pages.get();
+    p.out_logical = split_logical.get();
+    p.score_staged = staged;
+    ASSERT_EQ(cuda::QuestSelect(p, nullptr), cudaSuccess);
+    EXPECT_EQ(split_pages.Download(), ref_pages) << "split scoring, staged " << staged;
+    EXPECT_EQ(split_logical.Download(), ref_logical) << "split scoring, staged " << staged;
+  }
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, QuestParity,
