@@ -1,7 +1,10 @@
 // File: kernels/cuda/quest.cu
-// One CTA per (sequence, KV head), three phases:
+// Three phases; the first runs in its own kernel when QuestSelectParams::keys is set (the
+// backend's default: QuestScoreKernel over (KV head, sequence, 256 candidates) CTAs), the
+// rest in one CTA per (sequence, KV head) (QuestSelectKernel):
 //  1. scores: warps take candidate pages in turn; each lane reads a contiguous slice of the
-//     page's bf16 min and max rows (coalesced) and the warp sums the group's bounds;
+//     page's bf16 min and max rows (coalesced; for head_dim 128 staged through shared memory
+//     by cp.async) and the warp sums the group's bounds;
 //  2. threshold: the (keep-1)-th largest score by a radix select over order-preserving
 //     integer keys, 8 bits a pass (four passes, each a 256-bin shared-memory histogram of the
 //     keys that match the digits chosen so far; until session 5 a 32-step bisection, one

@@ -383,13 +383,17 @@ TEST(GpuOps, GemvRopeEpilogueMatchesQkvRopeWrite) {
             rp.pairs_adjacent = pairs;
             return rp;
           };
-          // Reference: plain GEMV + QkvRopeWrite on the original weight.
+          // The plain GEMV then QkvRopeWrite, on the original weight (pairs false: the
+          // reference) or on the reordered one (pairs true: prefill's path).
+          auto unfused = [&](Out& o, const bf16* weight, bool pairs) {
+            auto y = DeviceArray<float>::Poisoned(static_cast<size_t>(rows) * width);
+            ASSERT_EQ(cuda::Gemv({dx.get(), weight, y.get(), rows, in, width}, nullptr), cudaSuccess);
+            cuda::QkvRopeWriteParams rp = rope(o, pairs);
+            rp.qkv = y.get();
+            ASSERT_EQ(cuda::QkvRopeWrite(rp, nullptr), cudaSuccess);
+          };
           Out ref = fresh();
-          auto y = DeviceArray<float>::Poisoned(static_cast<size_t>(rows) * width);
-          ASSERT_EQ(cuda::Gemv({dx.get(), dw.get(), y.get(), rows, in, width}, nullptr), cudaSuccess);
-          cuda::QkvRopeWriteParams rp = rope(ref, false);
-          rp.qkv = y.get();
-          ASSERT_EQ(cuda::QkvRopeWrite(rp, nullptr), cudaSuccess);
+          unfused(ref, dw.get(), false);
           const auto rq = ref.q.Download();
           const auto rk = testing::ToF32(ref.k.Download()), rv = testing::ToF32(ref.v.Download());
           const auto rm = testing::ToF32(ref.meta.Download());
@@ -401,13 +405,9 @@ TEST(GpuOps, GemvRopeEpilogueMatchesQkvRopeWrite) {
           };
           const std::string shape = "d=" + std::to_string(d) + " hq=" + std::to_string(hq) + " hkv=" +
                                     std::to_string(hkv) + " ps=" + std::to_string(ps) + (with_bias ? " bias" : "");
-          {  // prefill's path: the reordered weight through the plain GEMV, QkvRopeWrite reading pairs
+          {
             Out o = fresh();
-            auto yp = DeviceArray<float>::Poisoned(static_cast<size_t>(rows) * width);
-            ASSERT_EQ(cuda::Gemv({dx.get(), dwp.get(), yp.get(), rows, in, width}, nullptr), cudaSuccess);
-            cuda::QkvRopeWriteParams pp = rope(o, true);
-            pp.qkv = yp.get();
-            ASSERT_EQ(cuda::QkvRopeWrite(pp, nullptr), cudaSuccess);
+            unfused(o, dwp.get(), true);
             check(o, "pairs_adjacent QkvRopeWrite, " + shape);
           }
           for (int v = 0; v < cuda::kGemvVariants; ++v) {
