@@ -118,18 +118,14 @@ absl::Status CudaBackend::RunLayer(int32_t layer, const StepInputs& in, const Wo
   rp.pairs_adjacent = rope_pairs_;
   // Each token on its own page (decode): the KV write keeps the Quest min/max current itself.
   rp.quest_update = static_cast<int32_t>(in.touched_pages.size()) == t;
-  if (fuse && rope_pairs_) {  // the qkv GEMV applies RoPE and writes q and the KV slots
-    qkv.rope_epilogue = true;
-    qkv.rope = rp;
+  qkv.rope_epilogue = fuse && rope_pairs_;  // the qkv GEMV applies RoPE and writes q and the KV slots
+  if (qkv.rope_epilogue) qkv.rope = rp;
+  if (fuse) {
     LIL_RETURN_IF_ERROR(gemm_.RunGemv(qkv));
   } else {
-    if (fuse && layer > 0) {
-      LIL_RETURN_IF_ERROR(gemm_.RunGemv(qkv));
-    } else {
-      LIL_RETURN_IF_ERROR(gemm_.Run(w.h, lw.qkv, w.qkv, t, hid, qd + 2 * kvd));
-    }
-    LIL_CUDA_RETURN_IF_ERROR(QkvRopeWrite(rp, stream_));
+    LIL_RETURN_IF_ERROR(gemm_.Run(qkv.x, qkv.w, qkv.y, t, hid, qkv.out));
   }
+  if (!qkv.rope_epilogue) LIL_CUDA_RETURN_IF_ERROR(QkvRopeWrite(rp, stream_));
   if (!rp.quest_update) {
     LIL_CUDA_RETURN_IF_ERROR(QuestMeta({LayerView(layer), w.I(w.touched_pages), w.I(w.touched_last),
                                         static_cast<int32_t>(in.touched_pages.size())}, stream_));

@@ -18,6 +18,7 @@
 
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/pdl.h"
+#include "kernels/cuda/rope_kv.cuh"
 
 namespace lil::cuda {
 namespace {
@@ -70,9 +71,10 @@ __device__ __forceinline__ void MathStep(const GemmParams& p, int32_t kb, const 
   }
 }
 
-// GemmParams::rope_epilogue for one (gate-free) row pair: columns (col, col + 1) of token t's
-// qkv product, a RoPE pair of a q or k head (pairs_adjacent) or two neighbouring v dims. The
-// same arithmetic as QkvRopeWriteKernel, so a decode step's q / K / V match the unfused path.
+// GemmParams::rope_epilogue for one row pair: columns (col, col + 1) of token t's qkv
+// product, a RoPE pair of a q or k head (pairs_adjacent) or two neighbouring v dims, through
+// QkvRopeWriteKernel's own steps (rope_kv.cuh), so a decode step's q / K / V and Quest
+// metadata are those of the unfused path.
 __device__ __forceinline__ void RopeStorePair(const QkvRopeWriteParams& rp, int32_t t, int32_t col, float a, float b) {
   const int32_t d = rp.kv.head_dim, hq = rp.num_heads, hkv = rp.kv.num_kv_heads;
   if (rp.bias != nullptr) {
@@ -82,14 +84,9 @@ __device__ __forceinline__ void RopeStorePair(const QkvRopeWriteParams& rp, int3
   const int32_t hv = col / d, i = col - hv * d;
   int32_t d0 = i, d1 = i + 1;
   if (hv < hq + hkv) {  // q or k: dims (j, j + d / 2), rotated
-    const int32_t j = i / 2;
-    d0 = j;
-    d1 = j + d / 2;
-    const float angle = static_cast<float>(rp.pos[t]) * rp.inv_freq[j];
-    const float c = cosf(angle), s = sinf(angle);
-    const float ra = a * c - b * s, rb = b * c + a * s;
-    a = ra;
-    b = rb;
+    d0 = i / 2;
+    d1 = d0 + d / 2;
+    RotatePair(a, b, rp.pos[t], rp.inv_freq[d0]);
   }
   if (hv < hq) {
     float* q = rp.q_out + (static_cast<int64_t>(t) * hq + hv) * d;
@@ -97,20 +94,9 @@ __device__ __forceinline__ void RopeStorePair(const QkvRopeWriteParams& rp, int3
     q[d1] = b;
     return;
   }
-  const bool is_k = hv < hq + hkv;
-  const int32_t h = is_k ? hv - hq : hv - hq - hkv, slot = rp.dst_slot[t];
-  bf16* dst = (is_k ? rp.kv.k : rp.kv.v) + rp.kv.Offset(rp.dst_page[t], h, slot);
-  const bf16 ba = __float2bfloat16(a), bb = __float2bfloat16(b);
-  dst[d0] = ba;
-  dst[d1] = bb;
-  if (is_k && rp.quest_update && rp.kv.quest != nullptr) {  // as QkvRopeWriteKernel: slot 0 resets
-    bf16* mm = rp.kv.quest + rp.kv.QuestOffset(rp.dst_page[t], h);
-    const float xa = __bfloat162float(ba), xb = __bfloat162float(bb);
-    mm[d0] = __float2bfloat16(slot == 0 ? xa : fminf(__bfloat162float(mm[d0]), xa));
-    mm[d + d0] = __float2bfloat16(slot == 0 ? xa : fmaxf(__bfloat162float(mm[d + d0]), xa));
-    mm[d1] = __float2bfloat16(slot == 0 ? xb : fminf(__bfloat162float(mm[d1]), xb));
-    mm[d + d1] = __float2bfloat16(slot == 0 ? xb : fmaxf(__bfloat162float(mm[d + d1]), xb));
-  }
+  const KvSlot slot = LocateKvSlot(rp, t, hv);
+  StoreKv(slot, d, d0, a);
+  StoreKv(slot, d, d1, b);
 }
 
 template <int M, int R, int U, bool kPipelined, int S>
@@ -255,9 +241,14 @@ int GemvVariantFromEnv() {
 }
 
 bool GemvSupported(const GemmParams& p) {
-  const bool pairs_ok = p.out % 2 == 0 && (!p.rope_epilogue || (p.rope.kv.head_dim % 2 == 0 && p.rope.q_norm == nullptr &&
-                                                                   p.rope.k_norm == nullptr && p.rope.pairs_adjacent));
-  return p.rows >= 1 && p.rows <= kGemvMaxRows && p.in % 8 == 0 && ((p.swiglu_out == nullptr && !p.rope_epilogue) || pairs_ok) &&
+  // swiglu_out and rope_epilogue read rows in pairs; the epilogue also needs RoPE pairs side
+  // by side and no q / k norm.
+  if ((p.swiglu_out != nullptr || p.rope_epilogue) && p.out % 2 != 0) return false;
+  if (p.rope_epilogue && (p.rope.kv.head_dim % 2 != 0 || p.rope.q_norm != nullptr || p.rope.k_norm != nullptr ||
+                          !p.rope.pairs_adjacent)) {
+    return false;
+  }
+  return p.rows >= 1 && p.rows <= kGemvMaxRows && p.in % 8 == 0 &&
          reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && reinterpret_cast<uintptr_t>(p.w) % 16 == 0;
 }
 

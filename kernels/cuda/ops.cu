@@ -2,6 +2,7 @@
 // Element-wise ops: one block per row (norms, embedding), one warp per head vector (RoPE).
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/pdl.h"
+#include "kernels/cuda/rope_kv.cuh"
 
 #include <cmath>
 #include <cstdlib>
@@ -105,33 +106,15 @@ __global__ void QkvRopeWriteKernel(QkvRopeWriteParams p) {
       __syncwarp();
     }
     if (is_q || is_k) {
-      const float pos = static_cast<float>(p.pos[t]);
-      for (int32_t i = lane; i < half; i += 32) {
-        const float angle = pos * p.inv_freq[i];
-        const float c = cosf(angle), s = sinf(angle);
-        const float a = v[i], b = v[i + half];
-        v[i] = a * c - b * s;
-        v[i + half] = b * c + a * s;
-      }
+      for (int32_t i = lane; i < half; i += 32) RotatePair(v[i], v[i + half], p.pos[t], p.inv_freq[i]);
       __syncwarp();
     }
     if (is_q) {
       float* q = p.q_out + (static_cast<int64_t>(t) * hq + hv) * d;
       for (int32_t i = lane; i < d; i += 32) q[i] = v[i];
     } else {
-      const int32_t h = is_k ? hv - hq : hv - hq - hkv, slot = p.dst_slot[t];
-      bf16* dst = (is_k ? p.kv.k : p.kv.v) + p.kv.Offset(p.dst_page[t], h, slot);
-      const bool meta = is_k && p.quest_update && p.kv.quest != nullptr;
-      bf16* mm = meta ? p.kv.quest + p.kv.QuestOffset(p.dst_page[t], h) : nullptr;
-      for (int32_t i = lane; i < d; i += 32) {
-        const bf16 b = __float2bfloat16(v[i]);
-        dst[i] = b;
-        if (meta) {  // min/max of bf16 values are exact: equal to QuestMeta's recomputation
-          const float x = __bfloat162float(b);
-          mm[i] = __float2bfloat16(slot == 0 ? x : fminf(__bfloat162float(mm[i]), x));
-          mm[d + i] = __float2bfloat16(slot == 0 ? x : fmaxf(__bfloat162float(mm[d + i]), x));
-        }
-      }
+      const KvSlot slot = LocateKvSlot(p, t, hv);
+      for (int32_t i = lane; i < d; i += 32) StoreKv(slot, d, i, v[i]);
     }
     __syncwarp();
   }
@@ -255,6 +238,8 @@ cudaError_t QkvRopeWrite(const QkvRopeWriteParams& p, cudaStream_t stream) {
   return LaunchPdl(QkvRopeWriteKernel, grid, warps * 32, warps * p.kv.head_dim * sizeof(float), stream, p);
 }
 
+namespace {
+
 template <typename T>
 cudaError_t InterleaveRows(T* w, int64_t half_rows, int32_t cols, cudaStream_t stream, int32_t blocks) {
   const int64_t n = 2 * half_rows * cols * blocks;
@@ -270,6 +255,8 @@ cudaError_t InterleaveRows(T* w, int64_t half_rows, int32_t cols, cudaStream_t s
   const cudaError_t freed = cudaFreeAsync(copy, stream);
   return launch != cudaSuccess ? launch : freed;
 }
+
+}  // namespace
 
 cudaError_t InterleaveRowHalves(bf16* w, int64_t half_rows, int32_t cols, cudaStream_t stream, int32_t blocks) {
   return InterleaveRows(w, half_rows, cols, stream, blocks);

@@ -176,9 +176,10 @@ TEST(CudaBackend, GraphReplayMatchesEagerLaunches) {
 // The fused decode path (default; $LILSERVE_FUSED_NORM=0 turns it off): the norm weights
 // folded into qkv / gate_up and gate_up's rows interleaved (every path), one-token steps with
 // the norms, residual adds and SwiGLU inside the GEMVs and the Quest metadata kept by the KV
-// write, against the CPU backend, on and off: a prompt (the unfused kernels on folded
-// weights), then one-token decode steps (eager: the test reads logits, which graph steps do
-// not return), on Llama, Qwen2 (qkv bias) and Qwen3 (q/k norm). The GPU tests' decode
+// write (on Llama and Qwen2 also RoPE + the KV write in the qkv GEMV's epilogue; Qwen3's q/k
+// norm keeps the QkvRopeWrite kernel), against the CPU backend, on and off: a prompt (the
+// unfused kernels on folded weights), then one-token decode steps (eager: the test reads
+// logits, which graph steps do not return), on Llama, Qwen2 (qkv bias) and Qwen3 (q/k norm). The GPU tests' decode
 // benchmark stage measures the graph path.
 TEST(CudaBackend, FusedNormMatchesCpuOnOneTokenSteps) {
   LIL_SKIP_WITHOUT_GPU();

@@ -1,0 +1,55 @@
+// File: kernels/cuda/rope_kv.cuh
+// The per-element steps of QkvRopeWrite shared by its kernel (ops.cu) and the qkv GEMV's rope
+// epilogue (gemv.cu), so both write bit-identical q, K, V and Quest metadata: the RoPE
+// rotation of one pair and the store of one K / V element into its page slot.
+#pragma once
+
+#include <cuda_bf16.h>
+
+#include <cstdint>
+
+#include "kernels/cuda/ops.h"
+
+namespace lil::cuda {
+
+// (a, b) = dims (j, j + head_dim / 2) of a q or k head, rotated by pos * inv_freq_j
+// (rotate_half).
+__device__ __forceinline__ void RotatePair(float& a, float& b, int32_t pos, float inv_freq_j) {
+  const float angle = static_cast<float>(pos) * inv_freq_j;
+  const float c = cosf(angle), s = sinf(angle);
+  const float ra = a * c - b * s, rb = b * c + a * s;
+  a = ra;
+  b = rb;
+}
+
+// Where head vector hv (a k or v head: hv >= num_heads) of token t goes: its page slot, and
+// for a k head of a decode step (quest_update) its page's Quest (min, max) block, else null.
+struct KvSlot {
+  bf16* dst;
+  bf16* meta;
+  int32_t slot;
+};
+__device__ __forceinline__ KvSlot LocateKvSlot(const QkvRopeWriteParams& p, int32_t t, int32_t hv) {
+  const int32_t hq = p.num_heads, hkv = p.kv.num_kv_heads;
+  const bool is_k = hv < hq + hkv;
+  const int32_t h = is_k ? hv - hq : hv - hq - hkv, page = p.dst_page[t];
+  KvSlot s;
+  s.slot = p.dst_slot[t];
+  s.dst = (is_k ? p.kv.k : p.kv.v) + p.kv.Offset(page, h, s.slot);
+  s.meta = is_k && p.quest_update && p.kv.quest != nullptr ? p.kv.quest + p.kv.QuestOffset(page, h) : nullptr;
+  return s;
+}
+
+// Stores dim i (of head_dim d) as bf16 and widens the Quest min / max with the stored value
+// (slot 0 resets): min / max of bf16 values are exact, so this equals QuestMeta's recomputation.
+__device__ __forceinline__ void StoreKv(const KvSlot& s, int32_t d, int32_t i, float x) {
+  const bf16 b = __float2bfloat16(x);
+  s.dst[i] = b;
+  if (s.meta != nullptr) {
+    const float y = __bfloat162float(b);
+    s.meta[i] = __float2bfloat16(s.slot == 0 ? y : fminf(__bfloat162float(s.meta[i]), y));
+    s.meta[d + i] = __float2bfloat16(s.slot == 0 ? y : fmaxf(__bfloat162float(s.meta[d + i]), y));
+  }
+}
+
+}  // namespace lil::cuda
