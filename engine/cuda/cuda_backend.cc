@@ -61,9 +61,13 @@ CudaBackend::~CudaBackend() {
   if (stream_ != nullptr && own_stream_) cudaStreamDestroy(stream_);
 }
 
+bool CudaBackend::QuestFp8(const ModelConfig& local) {
+  return EnvIs("LILSERVE_QUEST_FP8", "1") && local.head_dim % 8 == 0;
+}
+
 int64_t CudaBackend::BytesPerPage(const ModelConfig& local, int32_t page_size) {
-  // Pages hold bf16 K and V plus bf16 Quest min/max per (page, KV head).
-  const int64_t meta_per_page = 2LL * local.num_layers * local.num_kv_heads * 2 * local.head_dim;
+  // Pages hold bf16 K and V plus the Quest min/max per (page, KV head), bf16 or e4m3.
+  const int64_t meta_per_page = (QuestFp8(local) ? 1LL : 2LL) * local.num_layers * local.num_kv_heads * 2 * local.head_dim;
   return KvBytesPerPage(local, page_size, 2) + meta_per_page;
 }
 
@@ -141,10 +145,13 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
     b->tc_min_tokens_ = std::atoi(e);
   }
   b->quest_split_ = !EnvIs("LILSERVE_QUEST_SPLIT", "0");
+  b->quest_fp8_ = QuestFp8(local);
+  if (b->quest_fp8_) LIL_LOG_INFO("CUDA backend: Quest metadata in e4m3, rounded outward (LILSERVE_QUEST_FP8=1)");
+  b->tc_stages_ = EnvIs("LILSERVE_TC_STAGES", "2") ? 2 : 3;
   b->split_target_ctas_ = EnvIs("LILSERVE_SPLIT_KV", "0")
                               ? 0
                               : SplitResidentCtas(local.head_dim, local.num_heads / local.num_kv_heads, sms,
-                                                  b->tc_decode_);
+                                                  b->tc_decode_, b->tc_stages_);
   // Graph steps share one split workspace: the largest any graph batch size asks for.
   b->graph_partial_floats_ = 1;
   for (int32_t t = 1; t <= kMaxGraphBatch && b->split_target_ctas_ > 0; ++t) {
@@ -216,11 +223,17 @@ PagedKvViewBf16 CudaBackend::LayerView(int32_t layer) const {
   v.page_size = page_size_;
   v.head_dim = local_.head_dim;
   const size_t pool = v.ElementsPerPool();
-  const size_t meta = static_cast<size_t>(num_pages_) * v.num_kv_heads * 2 * v.head_dim;
-  bf16* base = kv_pool_.get<bf16>() + layer * (2 * pool + meta);
-  v.k = base;
-  v.v = base + pool;
-  v.quest = base + 2 * pool;
+  const size_t meta = static_cast<size_t>(num_pages_) * v.num_kv_heads * 2 * v.head_dim;  // elements
+  // Layers of [K | V | metadata]; e4m3 metadata (1 byte an element, head_dim % 8 == 0) keeps
+  // every K / V pool 16-byte aligned.
+  uint8_t* base = kv_pool_.get<uint8_t>() + layer * (2 * pool * sizeof(bf16) + meta * (quest_fp8_ ? 1 : sizeof(bf16)));
+  v.k = reinterpret_cast<bf16*>(base);
+  v.v = v.k + pool;
+  if (quest_fp8_) {
+    v.quest_fp8 = reinterpret_cast<uint8_t*>(v.v + pool);
+  } else {
+    v.quest = v.v + pool;
+  }
   return v;
 }
 

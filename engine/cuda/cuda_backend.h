@@ -58,6 +58,10 @@ class CudaBackend final : public Backend {
   // tensor-parallel driver gives every rank the smallest of the ranks' answers.
   static absl::StatusOr<int64_t> PagesFor(const ModelConfig& local, const KvCacheOptions& kv);
   static int64_t BytesPerPage(const ModelConfig& local, int32_t page_size);
+  // Quest metadata in e4m3 rounded outward (kernels/quest_fp8.h) instead of bf16:
+  // $LILSERVE_QUEST_FP8=1, for head_dim a multiple of 8. Half the bytes the Quest scoring
+  // reads; the bounds are looser (3 mantissa bits), so selections can differ from bf16's.
+  static bool QuestFp8(const ModelConfig& local);
   // Decode batch sizes with a captured CUDA graph (tests, logs).
   int32_t graphs_captured() const { return static_cast<int32_t>(graphs_.size()); }
   // Whether the fused decode path is on (fused_norm_ below).
@@ -107,17 +111,21 @@ class CudaBackend final : public Backend {
   absl::flat_hash_map<int32_t, cudaGraphExec_t> graphs_;
   absl::flat_hash_set<int32_t> graph_failed_;
   int32_t split_target_ctas_ = 0;  // 0: split-KV off ($LILSERVE_SPLIT_KV=0)
-  // Quest scoring in its own kernel over (sequence, KV head, 256 candidates) CTAs
+  // Quest scoring in its own kernel over (sequence, KV head, chunk of candidates) CTAs
   // (QuestSelectParams::keys) unless $LILSERVE_QUEST_SPLIT=0. Default since session 8: at
   // 32k, batch 1 scoring + selection + attention 97.8 -> 47.4 us, batch 16 129.9 / 132.2 us
   // (equal); the 8B decode step at 16k, batch 4, 7.27 -> 6.79 ms (docs/PERF.md).
   bool quest_split_ = true;
+  bool quest_fp8_ = false;  // QuestFp8(local_): LayerView's metadata is quest_fp8
   // Decode attention on tensor cores ($LILSERVE_TC_DECODE=0: off) for steps of at least
   // tc_min_tokens_ tokens ($LILSERVE_TC_MIN_TOKENS, default 2): at one token the CUDA-core
   // kernel was faster inside the step (session 7: 8B at 8k, 5.08 against 5.43 ms a step),
   // at batch 32 / 8k the tensor cores are (16.3 against 18.8 ms).
   bool tc_decode_ = false;
   int32_t tc_min_tokens_ = 2;
+  // cp.async stages of the tensor-core decode kernel: 3, or 2 with $LILSERVE_TC_STAGES=2
+  // (PagedAttentionParams::tc_stages; 3 is the default since session 9, docs/PERF.md).
+  int32_t tc_stages_ = 3;
   // One GPU, unless $LILSERVE_FUSED_NORM=0: the attention and MLP RMSNorm weights are folded
   // into the qkv and gate_up columns at load (every norm then runs with a unit weight) and
   // gate_up's rows are interleaved (gate j, up j); a one-token step (batch-1 decode) runs no

@@ -62,6 +62,7 @@ absl::Status CudaBackend::Attention(int32_t layer, const StepInputs& in, const W
   ap.page_mass = mass ? w.entry_mass : nullptr;
   ap.rows_static = l.num_quest == 0;  // else QuestSelect (the kernel just before) wrote the rows
   ap.tensor_cores = tc_decode_ && in.num_tokens >= tc_min_tokens_;
+  ap.tc_stages = tc_stages_;
   if (!mass && l.split.min_chunk_entries > 0) {
     ap.min_chunk_entries = l.split.min_chunk_entries;
     ap.max_splits = l.split.max_splits;

@@ -126,7 +126,8 @@ __global__ void QuestMetaKernel(QuestMetaParams p) {
   const int32_t page = p.pages[blockIdx.x], h = blockIdx.y, last = p.last_slot[blockIdx.x];
   const int32_t d = p.kv.head_dim;
   const bf16* k = p.kv.k + p.kv.Offset(page, h, 0);
-  bf16* meta = p.kv.quest + p.kv.QuestOffset(page, h);
+  bf16* meta = p.kv.quest != nullptr ? p.kv.quest + p.kv.QuestOffset(page, h) : nullptr;
+  uint8_t* meta8 = p.kv.quest_fp8 != nullptr ? p.kv.quest_fp8 + p.kv.QuestOffset(page, h) : nullptr;
   for (int32_t i = threadIdx.x; i < d; i += blockDim.x) {
     float mn = __bfloat162float(k[i]), mx = mn;
     for (int32_t s = 1; s <= last; ++s) {
@@ -134,8 +135,14 @@ __global__ void QuestMetaKernel(QuestMetaParams p) {
       mn = fminf(mn, x);
       mx = fmaxf(mx, x);
     }
-    meta[i] = __float2bfloat16(mn);  // exact: min/max of bf16 values are bf16 values
-    meta[d + i] = __float2bfloat16(mx);
+    if (meta != nullptr) {
+      meta[i] = __float2bfloat16(mn);  // exact: min/max of bf16 values are bf16 values
+      meta[d + i] = __float2bfloat16(mx);
+    }
+    if (meta8 != nullptr) {  // rounded outward (kernels/quest_fp8.h)
+      meta8[i] = E4m3RoundDown(mn);
+      meta8[d + i] = E4m3RoundUp(mx);
+    }
   }
 }
 
@@ -267,7 +274,7 @@ cudaError_t InterleaveRowHalves(float* w, int64_t half_rows, int32_t cols, cudaS
 }
 
 cudaError_t QuestMeta(const QuestMetaParams& p, cudaStream_t stream) {
-  if (p.num_pages == 0 || p.kv.quest == nullptr) return cudaSuccess;
+  if (p.num_pages == 0 || (p.kv.quest == nullptr && p.kv.quest_fp8 == nullptr)) return cudaSuccess;
   return LaunchPdl(QuestMetaKernel, dim3(p.num_pages, p.kv.num_kv_heads), 128, 0, stream, p);
 }
 

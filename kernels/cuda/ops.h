@@ -69,8 +69,8 @@ struct QkvRopeWriteParams {
   int32_t tokens = 0;
   int32_t num_heads = 0;
   // Every token writes a page no other token of the step writes (a decode step): each K
-  // head also updates its page's Quest min/max in kv.quest (slot 0 resets), which is what
-  // QuestMeta would compute, so the step skips QuestMeta.
+  // head also updates its page's Quest min/max in kv.quest or kv.quest_fp8 (slot 0
+  // resets), which is what QuestMeta would compute, so the step skips QuestMeta.
   bool quest_update = false;
   // The q and k heads' columns of qkv (and bias) hold each RoPE pair side by side: column 2j
   // of a head is dimension j, column 2j + 1 dimension j + head_dim / 2 (the qkv weight's rows
@@ -84,7 +84,7 @@ cudaError_t QkvRopeWrite(const QkvRopeWriteParams& p, cudaStream_t stream);
 // (page, KV head). Equals the CPU's in-order KvWrite (slot 0 resets, later slots widen)
 // because a page's slots are always written in order. Run after QkvRopeWrite.
 struct QuestMetaParams {
-  PagedKvViewBf16 kv;          // kv.quest is written
+  PagedKvViewBf16 kv;          // kv.quest (bf16) or kv.quest_fp8 (e4m3, outward) is written
   const int32_t* pages;        // [num_pages] distinct pages written this step
   const int32_t* last_slot;    // [num_pages] highest slot written in each
   int32_t num_pages = 0;

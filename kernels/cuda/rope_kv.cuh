@@ -9,6 +9,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/ops.h"
+#include "kernels/quest_fp8.h"
 
 namespace lil::cuda {
 
@@ -23,10 +24,12 @@ __device__ __forceinline__ void RotatePair(float& a, float& b, int32_t pos, floa
 }
 
 // Where head vector hv (a k or v head: hv >= num_heads) of token t goes: its page slot, and
-// for a k head of a decode step (quest_update) its page's Quest (min, max) block, else null.
+// for a k head of a decode step (quest_update) its page's Quest (min, max) block (bf16, or
+// e4m3 in meta8), else null.
 struct KvSlot {
   bf16* dst;
   bf16* meta;
+  uint8_t* meta8;
   int32_t slot;
 };
 __device__ __forceinline__ KvSlot LocateKvSlot(const QkvRopeWriteParams& p, int32_t t, int32_t hv) {
@@ -36,12 +39,15 @@ __device__ __forceinline__ KvSlot LocateKvSlot(const QkvRopeWriteParams& p, int3
   KvSlot s;
   s.slot = p.dst_slot[t];
   s.dst = (is_k ? p.kv.k : p.kv.v) + p.kv.Offset(page, h, s.slot);
-  s.meta = is_k && p.quest_update && p.kv.quest != nullptr ? p.kv.quest + p.kv.QuestOffset(page, h) : nullptr;
+  const bool meta = is_k && p.quest_update;
+  s.meta = meta && p.kv.quest != nullptr ? p.kv.quest + p.kv.QuestOffset(page, h) : nullptr;
+  s.meta8 = meta && p.kv.quest_fp8 != nullptr ? p.kv.quest_fp8 + p.kv.QuestOffset(page, h) : nullptr;
   return s;
 }
 
 // Stores dim i (of head_dim d) as bf16 and widens the Quest min / max with the stored value
-// (slot 0 resets): min / max of bf16 values are exact, so this equals QuestMeta's recomputation.
+// (slot 0 resets): min / max of bf16 values are exact, and the e4m3 outward rounding is
+// monotone and exact on e4m3 values, so either equals QuestMeta's recomputation.
 __device__ __forceinline__ void StoreKv(const KvSlot& s, int32_t d, int32_t i, float x) {
   const bf16 b = __float2bfloat16(x);
   s.dst[i] = b;
@@ -49,6 +55,11 @@ __device__ __forceinline__ void StoreKv(const KvSlot& s, int32_t d, int32_t i, f
     const float y = __bfloat162float(b);
     s.meta[i] = __float2bfloat16(s.slot == 0 ? y : fminf(__bfloat162float(s.meta[i]), y));
     s.meta[d + i] = __float2bfloat16(s.slot == 0 ? y : fmaxf(__bfloat162float(s.meta[d + i]), y));
+  }
+  if (s.meta8 != nullptr) {
+    const float y = __bfloat162float(b);
+    s.meta8[i] = E4m3RoundDown(s.slot == 0 ? y : fminf(E4m3ToFloat(s.meta8[i]), y));
+    s.meta8[d + i] = E4m3RoundUp(s.slot == 0 ? y : fmaxf(E4m3ToFloat(s.meta8[d + i]), y));
   }
 }
 

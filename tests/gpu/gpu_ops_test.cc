@@ -15,6 +15,7 @@
 #include "kernels/cpu/ops.h"
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/sample.h"
+#include "kernels/quest_fp8.h"
 #include "tests/gpu/gpu_test_util.h"
 
 namespace lil {
@@ -126,6 +127,23 @@ TEST(GpuOps, QkvRopeWriteMatchesCpu) {
           EXPECT_TRUE(AllClose(g, r, 1e-2f, 8e-3f)) << "page " << pg << " head " << h;
         }
       }
+      // The same metadata in e4m3 (kv.quest_fp8): the bf16 min / max rounded outward, exactly.
+      auto dmeta8 = DeviceArray<uint8_t>::Poisoned(meta.size());
+      cuda::PagedKvViewBf16 kv8 = p.kv;
+      kv8.quest = nullptr;
+      kv8.quest_fp8 = dmeta8.get();
+      ASSERT_EQ(cuda::QuestMeta({kv8, dtouched.get(), dlast.get(), static_cast<int32_t>(touched.size())}, nullptr),
+                cudaSuccess);
+      const auto got_meta8 = dmeta8.Download();
+      for (int32_t pg : touched) {
+        for (int32_t h = 0; h < hkv; ++h) {
+          const size_t o = (static_cast<size_t>(pg) * hkv + h) * 2 * d;
+          for (int32_t i = 0; i < d; ++i) {
+            ASSERT_EQ(got_meta8[o + i], E4m3RoundDown(got_meta[o + i])) << "page " << pg << " head " << h << " min " << i;
+            ASSERT_EQ(got_meta8[o + d + i], E4m3RoundUp(got_meta[o + d + i])) << "page " << pg << " head " << h << " max " << i;
+          }
+        }
+      }
     }
   }
 }
@@ -133,7 +151,7 @@ TEST(GpuOps, QkvRopeWriteMatchesCpu) {
 // A decode step's KV write with quest_update (each token on its own page) keeps the Quest
 // min/max itself: bit-identical to QkvRopeWrite + QuestMeta, over 40 positions of one
 // sequence written one token per step (slot 0 resets, later slots widen), then a step of two
-// tokens on two pages.
+// tokens on two pages; bf16 metadata, and e4m3 (kv.quest_fp8) in a second pool pair.
 TEST(GpuOps, QkvRopeWriteKeepsQuestMetaOnDecodeSteps) {
   LIL_SKIP_WITHOUT_GPU();
   for (int32_t d : {64, 128}) {
@@ -149,6 +167,7 @@ TEST(GpuOps, QkvRopeWriteKeepsQuestMetaOnDecodeSteps) {
       const std::vector<bf16> zeros(pool, __float2bfloat16(0.0f));
       DeviceArray<bf16> k_a(zeros), v_a(zeros), k_b(zeros), v_b(zeros);
       auto meta_a = DeviceArray<bf16>::Poisoned(metas), meta_b = DeviceArray<bf16>::Poisoned(metas);
+      auto meta8_a = DeviceArray<uint8_t>::Poisoned(metas), meta8_b = DeviceArray<uint8_t>::Poisoned(metas);
       // One step: tokens at (pos, page, slot); a fused (quest_update) and a reference pool.
       auto step = [&](int32_t first_row, const std::vector<int32_t>& pos, const std::vector<int32_t>& page) {
         std::vector<int32_t> slot(pos.size());
@@ -163,13 +182,15 @@ TEST(GpuOps, QkvRopeWriteKeepsQuestMetaOnDecodeSteps) {
         p.dst_slot = dslot.get();
         p.tokens = static_cast<int32_t>(pos.size());
         p.num_heads = hq;
-        p.kv = {k_a.get(), v_a.get(), meta_a.get(), num_pages, hkv, ps, d};
-        p.quest_update = true;
-        ASSERT_EQ(cuda::QkvRopeWrite(p, nullptr), cudaSuccess);
-        p.kv = {k_b.get(), v_b.get(), meta_b.get(), num_pages, hkv, ps, d};
-        p.quest_update = false;
-        ASSERT_EQ(cuda::QkvRopeWrite(p, nullptr), cudaSuccess);
-        ASSERT_EQ(cuda::QuestMeta({p.kv, dpage.get(), dslot.get(), p.tokens}, nullptr), cudaSuccess);
+        for (bool fp8 : {false, true}) {  // the K / V pools are rewritten with the same values
+          p.kv = {k_a.get(), v_a.get(), fp8 ? nullptr : meta_a.get(), num_pages, hkv, ps, d, fp8 ? meta8_a.get() : nullptr};
+          p.quest_update = true;
+          ASSERT_EQ(cuda::QkvRopeWrite(p, nullptr), cudaSuccess);
+          p.kv = {k_b.get(), v_b.get(), fp8 ? nullptr : meta_b.get(), num_pages, hkv, ps, d, fp8 ? meta8_b.get() : nullptr};
+          p.quest_update = false;
+          ASSERT_EQ(cuda::QkvRopeWrite(p, nullptr), cudaSuccess);
+          ASSERT_EQ(cuda::QuestMeta({p.kv, dpage.get(), dslot.get(), p.tokens}, nullptr), cudaSuccess);
+        }
       };
       for (int32_t t = 0; t < steps; ++t) step(t, {t}, {3 + t / ps});
       step(steps, {steps, 0}, {3 + steps / ps, 1});  // a second sequence's first token on page 1
@@ -179,6 +200,7 @@ TEST(GpuOps, QkvRopeWriteKeepsQuestMetaOnDecodeSteps) {
         const std::vector<float> ga(a.begin() + o, a.begin() + o + hkv * 2 * d), gb(b.begin() + o, b.begin() + o + hkv * 2 * d);
         EXPECT_TRUE(AllClose(ga, gb, 0.0f, 0.0f)) << "page " << pg;
       }
+      EXPECT_EQ(meta8_a.Download(), meta8_b.Download()) << "e4m3 metadata";
       EXPECT_TRUE(AllClose(testing::ToF32(k_a.Download()), testing::ToF32(k_b.Download()), 0.0f, 0.0f));
     }
   }
