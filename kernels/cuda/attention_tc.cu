@@ -8,9 +8,11 @@
 // (docs/PERF.md, session 6). Here a warp's tile is 16 keys of one page: S = Q K^T is
 // 2 x D/16 mma.sync m16n8k16 (the group's query heads are the A rows, padded to 16 with
 // zeros), O += P V another D/8, about 150 instructions in all (counted the same way). K and V
-// tiles reach shared memory through cp.async, two stages per warp, so the next tile is in
-// flight while this one is multiplied; each warp owns its stages, so only __syncwarp orders
-// them. q and P are rounded to bf16 (as in FlashInfer's and flash_prefill.cu's tensor-core
+// tiles reach shared memory through cp.async, S stages per warp (PagedAttentionParams::
+// tc_stages, 2 or 3), so the next S - 1 tiles are in flight while this one is multiplied;
+// each warp owns its stages, so only __syncwarp orders them. Three stages hold 104 KiB a CTA
+// at head_dim 128 (two CTAs an SM, 16 tiles in flight) against two stages' 70 KiB (three
+// CTAs, 12 tiles). q and P are rounded to bf16 (as in FlashInfer's and flash_prefill.cu's tensor-core
 // paths); fp32 accumulation.
 //
 // Fragment layouts: kernels/cuda/mma.cuh. K tiles stay [key][dim] (B of Q K^T reads a key
@@ -34,14 +36,13 @@ namespace {
 
 constexpr int kWarps = kSplitWarps;
 constexpr int kTileKeys = 16;  // keys per warp tile (one m16n8k16 k-slice of P V)
-constexpr int kStages = 2;
 
 template <int D>
 __host__ __device__ constexpr int RowStride() { return D + 8; }  // bf16 per smem row: 16 bytes of padding
 template <int D>
 __host__ __device__ constexpr int TileElems() { return kTileKeys * RowStride<D>(); }
-template <int D>
-__host__ __device__ constexpr size_t DynamicSmem() { return sizeof(bf16) * kWarps * kStages * 2 * TileElems<D>(); }
+template <int D, int S>
+__host__ __device__ constexpr size_t DynamicSmem() { return sizeof(bf16) * kWarps * S * 2 * TileElems<D>(); }
 
 
 __device__ __forceinline__ void LdMatrixX4Trans(uint32_t (&r)[4], const bf16* row) {
@@ -51,7 +52,7 @@ __device__ __forceinline__ void LdMatrixX4Trans(uint32_t (&r)[4], const bf16* ro
                : "r"(s));
 }
 
-template <int D>
+template <int D, int S>
 __global__ void __launch_bounds__(kWarps * 32) TcSplitAttentionKernel(PagedAttentionParams p) {
   if (!p.rows_static) {
     PdlWait();
@@ -89,7 +90,7 @@ __global__ void __launch_bounds__(kWarps * 32) TcSplitAttentionKernel(PagedAtten
     PdlTrigger();
   }
 
-  bf16* stages = reinterpret_cast<bf16*>(tc_smem) + warp * kStages * 2 * kTile;
+  bf16* stages = reinterpret_cast<bf16*>(tc_smem) + warp * S * 2 * kTile;
   // Issues the next tile into `stage` (K then V, zero-filled past the visible keys) and
   // returns its visible key count, or -1 when the warp has no tile left; commits a group
   // either way, so "all but the newest group" is always the tile about to be used.
@@ -144,14 +145,19 @@ __global__ void __launch_bounds__(kWarps * 32) TcSplitAttentionKernel(PagedAtten
   for (int n = 0; n < D / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
   float m = -INFINITY, l = 0.0f;  // row gid's running max (log2 units) and this lane's share of the sum
 
-  // v: visible keys of tile k (in stage k & 1), the next tile's count coming from its issue.
-  int32_t next = issue(0);
-  for (int k = 0; next >= 0; ++k) {
-    const int st = k & 1;
-    const int32_t v = next;
+  // Tile k lives in stage k % S; ahead[i] is the visible key count of tile k + i (issued,
+  // not yet used; -1: none).
+  int32_t ahead[S - 1];
+#pragma unroll
+  for (int i = 0; i < S - 1; ++i) ahead[i] = issue(i);
+  for (int k = 0; ahead[0] >= 0; ++k) {
+    const int st = k % S;
+    const int32_t v = ahead[0];
     __syncwarp();  // every lane is done reading the stage the next issue overwrites
-    next = issue(st ^ 1);
-    CpAsyncWaitOne();
+#pragma unroll
+    for (int i = 0; i + 1 < S - 1; ++i) ahead[i] = ahead[i + 1];
+    ahead[S - 2] = issue((k + S - 1) % S);
+    CpAsyncWait<S - 1>();
     __syncwarp();  // the tile's 16-byte pieces were copied by every lane of the warp
     if (v == 0) continue;
     const bf16* ks = stages + st * 2 * kTile;
@@ -228,19 +234,38 @@ __global__ void __launch_bounds__(kWarps * 32) TcSplitAttentionKernel(PagedAtten
   MergeSplits<D, G>(p, r, s_acc, s_m, s_l);
 }
 
-static_assert(sizeof(float) * kWarps * kSlotGroup * 128 <= DynamicSmem<128>(), "s_acc fits in the stages");
-static_assert(sizeof(float) * kWarps * kSlotGroup * 64 <= DynamicSmem<64>(), "s_acc fits in the stages");
+static_assert(sizeof(float) * kWarps * kSlotGroup * 128 <= DynamicSmem<128, 2>(), "s_acc fits in the stages");
+static_assert(sizeof(float) * kWarps * kSlotGroup * 64 <= DynamicSmem<64, 2>(), "s_acc fits in the stages");
 
-template <int D>
+template <int D, int S>
 const void* Kernel() {
-  return reinterpret_cast<const void*>(TcSplitAttentionKernel<D>);
+  return reinterpret_cast<const void*>(TcSplitAttentionKernel<D, S>);
 }
 
-// The >48 KB opt-in, once per device and head_dim (smem_opt_in.h).
-template <int D>
+// The >48 KB opt-in, once per device and kernel (smem_opt_in.h).
+template <int D, int S>
 cudaError_t AllowSmem() {
   static std::atomic<uint64_t> configured{0};
-  return OptInDynamicSmem(Kernel<D>(), DynamicSmem<D>(), configured);
+  return OptInDynamicSmem(Kernel<D, S>(), DynamicSmem<D, S>(), configured);
+}
+
+template <int D, int S>
+int32_t ResidentPerSm() {
+  int per_sm = 0;
+  if (AllowSmem<D, S>() != cudaSuccess ||
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, Kernel<D, S>(), kWarps * 32, DynamicSmem<D, S>()) !=
+          cudaSuccess) {
+    cudaGetLastError();
+    return 0;
+  }
+  return per_sm;
+}
+
+template <int D, int S>
+cudaError_t Launch(const PagedAttentionParams& p, cudaStream_t stream) {
+  if (cudaError_t e = AllowSmem<D, S>(); e != cudaSuccess) return e;
+  const dim3 grid(p.num_tokens * p.kv.num_kv_heads, p.min_chunk_entries > 0 ? p.max_splits : 1);
+  return LaunchPdl(TcSplitAttentionKernel<D, S>, grid, kWarps * 32, DynamicSmem<D, S>(), stream, p);
 }
 
 }  // namespace
@@ -249,26 +274,15 @@ bool TcDecodeSupported(int32_t head_dim, int32_t group) {
   return (head_dim == 64 || head_dim == 128) && group >= 1 && group <= kSlotGroup;
 }
 
-int32_t TcResidentPerSm(int32_t head_dim) {
-  int per_sm = 0;
-  const bool d128 = head_dim == 128;
-  if ((d128 ? AllowSmem<128>() : AllowSmem<64>()) != cudaSuccess ||
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, d128 ? Kernel<128>() : Kernel<64>(), kWarps * 32,
-                                                    d128 ? DynamicSmem<128>() : DynamicSmem<64>()) != cudaSuccess) {
-    cudaGetLastError();
-    return 0;
-  }
-  return per_sm;
+int32_t TcResidentPerSm(int32_t head_dim, int32_t stages) {
+  if (head_dim == 128) return stages == 3 ? ResidentPerSm<128, 3>() : ResidentPerSm<128, 2>();
+  return stages == 3 ? ResidentPerSm<64, 3>() : ResidentPerSm<64, 2>();
 }
 
 cudaError_t TcSplitAttention(const PagedAttentionParams& p, cudaStream_t stream) {
-  const dim3 grid(p.num_tokens * p.kv.num_kv_heads, p.min_chunk_entries > 0 ? p.max_splits : 1);
-  if (p.kv.head_dim == 128) {
-    if (cudaError_t e = AllowSmem<128>(); e != cudaSuccess) return e;
-    return LaunchPdl(TcSplitAttentionKernel<128>, grid, kWarps * 32, DynamicSmem<128>(), stream, p);
-  }
-  if (cudaError_t e = AllowSmem<64>(); e != cudaSuccess) return e;
-  return LaunchPdl(TcSplitAttentionKernel<64>, grid, kWarps * 32, DynamicSmem<64>(), stream, p);
+  if (p.tc_stages != 2 && p.tc_stages != 3) return cudaErrorInvalidValue;
+  if (p.kv.head_dim == 128) return p.tc_stages == 3 ? Launch<128, 3>(p, stream) : Launch<128, 2>(p, stream);
+  return p.tc_stages == 3 ? Launch<64, 3>(p, stream) : Launch<64, 2>(p, stream);
 }
 
 }  // namespace lil::cuda
