@@ -1,17 +1,21 @@
 // File: kernels/cuda/quest.cu
 // Three phases; the first runs in its own kernel when QuestSelectParams::keys is set (the
-// backend's default: QuestScoreKernel over (KV head, sequence, 256 candidates) CTAs), the
-// rest in one CTA per (sequence, KV head) (QuestSelectKernel):
+// backend's default: QuestScoreKernel over (KV heads, sequence, chunk of candidates) CTAs),
+// the rest in one CTA per (sequence, KV head) (QuestSelectKernel):
 //  1. scores: warps take candidate pages in turn; each lane reads a contiguous slice of the
-//     page's bf16 min and max rows (coalesced; for head_dim 128 staged through shared memory
-//     by cp.async) and the warp sums the group's bounds;
+//     page's min and max rows (bf16, or e4m3 rounded outward: kernels/quest_fp8.h; coalesced;
+//     for head_dim 128 staged through shared memory by cp.async), dots it with the group's
+//     folded query (LoadQ) and the warp sums four candidates at a time (WarpSums4);
 //  2. threshold: the (keep-1)-th largest score by a radix select over order-preserving
 //     integer keys, 8 bits a pass (four passes, each a 256-bin shared-memory histogram of the
-//     keys that match the digits chosen so far; until session 5 a 32-step bisection, one
-//     pass and three barriers per bit);
-//  3. compaction in logical order with block scans: keys above the threshold, then keys equal
-//     to it in index order (ties go to the lower index, as on the CPU) until keep-1, plus the
-//     newest page. The CPU reference is kernels/cpu/quest.h.
+//     keys that match the digits chosen so far, two barriers a pass; until session 5 a 32-step
+//     bisection, one pass and three barriers per bit);
+//  3. compaction in logical order with one block scan over runs of candidates: keys above the
+//     threshold, then keys equal to it in index order (ties go to the lower index, as on the
+//     CPU) until keep-1, plus the newest page. The CPU reference is kernels/cpu/quest.h.
+// Session 9 (docs/PERF.md): at batch 16 / 32k the scoring kernel went from ~67 to 38 us (bf16
+// metadata) / 26 us (e4m3) exposed, the selection kernel from 11.6 to 9.3 us (two barriers a
+// radix pass instead of four, one block scan instead of two per 512 candidates).
 #include "kernels/cuda/quest.h"
 #include "kernels/cuda/cp_async.cuh"
 #include "kernels/cuda/pdl.h"
@@ -21,6 +25,8 @@
 #include <atomic>
 
 #include <cub/block/block_scan.cuh>
+#include <cuda_fp16.h>
+#include <cuda_fp8.h>
 #include <type_traits>
 
 namespace lil::cuda {
@@ -35,102 +41,175 @@ __device__ __forceinline__ uint32_t OrderKey(float f) {
   return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
 }
 
-__device__ __forceinline__ int BlockCount(int local, int* s_count) {
-  if (threadIdx.x == 0) *s_count = 0;
-  __syncthreads();
-  const int w = __reduce_add_sync(0xffffffffu, local);
-  if ((threadIdx.x & 31) == 0 && w != 0) atomicAdd(s_count, w);
-  __syncthreads();
-  const int total = *s_count;
-  __syncthreads();
-  return total;
-}
-
-// This lane's slice of the GQA group's query rows: kDpl contiguous dims of each (zeros for
-// g >= group).
+// The group's query rows folded for this lane's kDpl contiguous dims: qp[j] = sum over the
+// group of max(q, 0), qn[j] = sum of min(q, 0). A page's bound sum_g sum_j max(q lo, q hi) =
+// sum_g sum_j (max(q, 0) hi + min(q, 0) lo) (lo <= hi) is then sum_j (qp hi + qn lo): two FMAs
+// a dim whatever the group, where the per-row form took a select and an FMA a dim and row
+// (and, with the group a run-time bound, a branch each: session 9's scoring ran at ~0.6 us a
+// candidate a warp, e4m3 or bf16, whatever the memory did).
 template <int kDpl>
-__device__ __forceinline__ void LoadQ(const QuestSelectParams& p, int32_t s, int32_t h, float (&qr)[kMaxQuestGroup][kDpl]) {
+__device__ __forceinline__ void LoadQ(const QuestSelectParams& p, int32_t s, int32_t h, float (&qp)[kDpl],
+                                      float (&qn)[kDpl]) {
   const int32_t d = p.kv.head_dim, group = p.num_heads / p.kv.num_kv_heads, lane = threadIdx.x & 31;
   const float* q = p.q + (static_cast<int64_t>(p.q_row[s]) * p.num_heads + h * group) * d;
 #pragma unroll
-  for (int g = 0; g < kMaxQuestGroup; ++g) {
-#pragma unroll
-    for (int j = 0; j < kDpl; ++j) qr[g][j] = g < group ? q[g * d + lane * kDpl + j] : 0.0f;
-  }
-}
-
-// One candidate's score: sum over the group and this lane's dims of max(q lo, q hi), then
-// over the warp in a fixed lane order, so a candidate scores the same in any kernel.
-template <int kDpl>
-__device__ __forceinline__ float BoundSum(const float (&qr)[kMaxQuestGroup][kDpl], int32_t group, const bf16* lo_h,
-                                          const bf16* hi_h) {
-  float total = 0.0f;
-#pragma unroll
   for (int j = 0; j < kDpl; ++j) {
-    const float lo = __bfloat162float(lo_h[j]), hi = __bfloat162float(hi_h[j]);
+    qp[j] = 0.0f;
+    qn[j] = 0.0f;
+  }
+  for (int32_t g = 0; g < group; ++g) {
 #pragma unroll
-    for (int g = 0; g < kMaxQuestGroup; ++g) {
-      if (g >= group) break;
-      // max(q lo, q hi) is q hi for q >= 0 (lo <= hi) and q lo otherwise: a select and an FMA
-      // instead of two products, a max and an add.
-      total = fmaf(qr[g][j], qr[g][j] >= 0.0f ? hi : lo, total);
+    for (int j = 0; j < kDpl; ++j) {
+      const float x = q[g * d + lane * kDpl + j];
+      qp[j] += fmaxf(x, 0.0f);
+      qn[j] += fminf(x, 0.0f);
     }
   }
-#pragma unroll
-  for (int o = 16; o > 0; o >>= 1) total += __shfl_xor_sync(0xffffffffu, total, o);
-  return total;
 }
 
-// Scores of candidates [first, end) into keys[c] (c indexes the sequence's candidates), by
-// the kW warps of the CTA. kDpl = head_dim / 32 contiguous dims per lane (head_dim 32, 64,
-// 128), or 0 for any other head_dim (strided scalar reads).
-template <int kDpl, int kW, int kBatch = 8>
-__device__ void Score(const QuestSelectParams& p, int32_t s, int32_t h, int32_t first, int32_t end, uint32_t* keys) {
+// The metadata's element type M: bf16 (kv.quest) or e4m3 bytes (kv.quest_fp8).
+template <typename M>
+__device__ __forceinline__ const M* MetaBase(const PagedKvViewBf16& kv);
+template <>
+__device__ __forceinline__ const bf16* MetaBase<bf16>(const PagedKvViewBf16& kv) {
+  return kv.quest;
+}
+template <>
+__device__ __forceinline__ const uint8_t* MetaBase<uint8_t>(const PagedKvViewBf16& kv) {
+  return kv.quest_fp8;
+}
+
+__device__ __forceinline__ float MetaToFloat(bf16 x) { return __bfloat162float(x); }
+__device__ __forceinline__ float MetaToFloat(uint8_t x) {  // exact: e4m3 values are fp16 values
+  return __half2float(__half(__nv_cvt_fp8_to_halfraw(x, __NV_E4M3)));
+}
+// n consecutive elements to float (e4m3 two at a time: one cvt on sm_90).
+template <int n>
+__device__ __forceinline__ void MetaToFloats(const bf16* src, float (&out)[n]) {
+#pragma unroll
+  for (int j = 0; j < n; ++j) out[j] = __bfloat162float(src[j]);
+}
+template <int n>
+__device__ __forceinline__ void MetaToFloats(const uint8_t* src, float (&out)[n]) {
+  if constexpr (n % 2 == 0) {
+#pragma unroll
+    for (int j = 0; j < n; j += 2) {
+      const __nv_fp8x2_storage_t pair = static_cast<__nv_fp8x2_storage_t>(src[j] | (src[j + 1] << 8));
+      const float2 f = __half22float2(__half2(__nv_cvt_fp8x2_to_halfraw2(pair, __NV_E4M3)));
+      out[j] = f.x;
+      out[j + 1] = f.y;
+    }
+  } else {
+#pragma unroll
+    for (int j = 0; j < n; ++j) out[j] = MetaToFloat(src[j]);
+  }
+}
+
+// A register vector of `bytes` bytes (one lane's slice of a min or max row).
+template <int bytes>
+using VecOf = typename std::conditional<
+    bytes == 8, uint2,
+    typename std::conditional<bytes == 4, uint32_t, typename std::conditional<bytes == 2, uint16_t, uint8_t>::type>::type>::type;
+
+// This lane's part of one candidate's score: sum over its dims of qp hi + qn lo (LoadQ).
+template <int kDpl, typename M>
+__device__ __forceinline__ float PartialBound(const float (&qp)[kDpl], const float (&qn)[kDpl], const M* lo_m,
+                                              const M* hi_m) {
+  float lo_f[kDpl], hi_f[kDpl];
+  MetaToFloats<kDpl>(lo_m, lo_f);
+  MetaToFloats<kDpl>(hi_m, hi_f);
+  float a = 0.0f, b = 0.0f;
+#pragma unroll
+  for (int j = 0; j < kDpl; ++j) {
+    a = fmaf(qp[j], hi_f[j], a);
+    b = fmaf(qn[j], lo_f[j], b);
+  }
+  return a + b;
+}
+
+// The warp sums of four candidates' partial scores, reduce-scattered: after the xor-16 and
+// xor-8 steps each quarter of the warp holds one candidate's partial sums (6 shuffles for 4
+// candidates instead of 20); returns the total of candidate lane >> 3 (in all 8 lanes of its
+// quarter). Every kernel sums every candidate this way, so a candidate scores the same in any
+// of them.
+__device__ __forceinline__ float WarpSums4(const float (&v)[4]) {
+  const int lane = threadIdx.x & 31;
+  const bool hi16 = (lane & 16) != 0, hi8 = (lane & 8) != 0;
+  // xor 16: lanes 0-15 keep candidates 0, 1, lanes 16-31 candidates 2, 3.
+  const float k0 = hi16 ? v[2] : v[0], k1 = hi16 ? v[3] : v[1];
+  const float s0 = hi16 ? v[0] : v[2], s1 = hi16 ? v[1] : v[3];
+  const float w0 = k0 + __shfl_xor_sync(0xffffffffu, s0, 16), w1 = k1 + __shfl_xor_sync(0xffffffffu, s1, 16);
+  // xor 8: the lower 8 of each half keep the first, the upper 8 the second.
+  float t = (hi8 ? w1 : w0) + __shfl_xor_sync(0xffffffffu, hi8 ? w0 : w1, 8);
+#pragma unroll
+  for (int o = 4; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
+  return t;
+}
+
+// Scores of candidates [first, end) into keys[c] (c indexes the sequence's candidates) by nw
+// warps, this one being number wi of them: it takes candidates first + wi + j * nw. kDpl =
+// head_dim / 32 contiguous dims per lane (head_dim 32, 64, 128), or 0 for any other head_dim
+// (strided scalar reads).
+template <int kDpl, typename M, int kBatch = 8>
+__device__ void Score(const QuestSelectParams& p, int32_t s, int32_t h, int32_t first, int32_t end, uint32_t* keys,
+                      int wi, int nw) {
   const int32_t d = p.kv.head_dim, group = p.num_heads / p.kv.num_kv_heads, c0 = p.cand_begin[s];
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int lane = threadIdx.x & 31;
   if constexpr (kDpl > 0) {
-    float qr[kMaxQuestGroup][kDpl];
-    LoadQ<kDpl>(p, s, h, qr);
+    static_assert(kBatch % 4 == 0, "candidates are summed four at a time");
+    float qp[kDpl], qn[kDpl];
+    LoadQ<kDpl>(p, s, h, qp, qn);
     // kBatch candidates per warp in flight: their min/max loads are all issued before any is
     // used (the metadata stream is latency-bound otherwise). The page ids of 32 candidates
     // come in one load, a lane each, and reach the batches by shuffles: each batch then waits
     // on one round trip (the metadata), not two (page id, then metadata).
-    using Vec = typename std::conditional<kDpl == 4, uint2, typename std::conditional<kDpl == 2, uint32_t, uint16_t>::type>::type;
-    for (int32_t base = first + warp; base < end; base += kW * 32) {
-      const int32_t my_c = base + lane * kW;
+    using Vec = VecOf<kDpl * sizeof(M)>;
+    const M* meta = MetaBase<M>(p.kv);
+    for (int32_t base = first + wi; base < end; base += nw * 32) {
+      const int32_t my_c = base + lane * nw;
       const int32_t my_page = my_c < end ? p.cand_pages[c0 + my_c] : 0;
 #pragma unroll 1
       for (int b = 0; b < 32 / kBatch; ++b) {
-        const int32_t cb = base + b * kBatch * kW;
+        const int32_t cb = base + b * kBatch * nw;
         if (cb >= end) break;
         Vec lo_v[kBatch], hi_v[kBatch];
 #pragma unroll
         for (int k = 0; k < kBatch; ++k) {
-          const int32_t c = cb + k * kW;
+          const int32_t c = cb + k * nw;
           const int32_t page = __shfl_sync(0xffffffffu, my_page, b * kBatch + k);
           if (c < end) {
-            const bf16* mn = p.kv.quest + p.kv.QuestOffset(page, h) + lane * kDpl;
+            const M* mn = meta + p.kv.QuestOffset(page, h) + lane * kDpl;
             lo_v[k] = *reinterpret_cast<const Vec*>(mn);
             hi_v[k] = *reinterpret_cast<const Vec*>(mn + d);
           }
         }
 #pragma unroll
-        for (int k = 0; k < kBatch; ++k) {
-          const float total = BoundSum<kDpl>(qr, group, reinterpret_cast<const bf16*>(&lo_v[k]),
-                                             reinterpret_cast<const bf16*>(&hi_v[k]));
-          if (lane == 0 && cb + k * kW < end) keys[cb + k * kW] = OrderKey(total);
+        for (int k4 = 0; k4 < kBatch; k4 += 4) {
+          float part[4];
+#pragma unroll
+          for (int k = 0; k < 4; ++k) {
+            part[k] = PartialBound<kDpl>(qp, qn, reinterpret_cast<const M*>(&lo_v[k4 + k]),
+                                         reinterpret_cast<const M*>(&hi_v[k4 + k]));
+          }
+          const float total = WarpSums4(part);
+          const int32_t c = cb + (k4 + (lane >> 3)) * nw;
+          if ((lane & 7) == 0 && c < end) keys[c] = OrderKey(total);
         }
       }
     }
   } else {
     const float* q = p.q + (static_cast<int64_t>(p.q_row[s]) * p.num_heads + h * group) * d;
-    for (int32_t c = first + warp; c < end; c += kW) {
-      const bf16* mn = p.kv.quest + p.kv.QuestOffset(p.cand_pages[c0 + c], h);
-      const bf16* mx = mn + d;
+    for (int32_t c = first + wi; c < end; c += nw) {
+      const M* mn = MetaBase<M>(p.kv) + p.kv.QuestOffset(p.cand_pages[c0 + c], h);
+      const M* mx = mn + d;
       float total = 0.0f;
       for (int32_t i = lane; i < d; i += 32) {
-        const float lo = __bfloat162float(mn[i]), hi = __bfloat162float(mx[i]);
-        for (int32_t g = 0; g < group; ++g) total += fmaxf(q[g * d + i] * lo, q[g * d + i] * hi);
+        float qp = 0.0f, qn = 0.0f;  // the folded group, as LoadQ
+        for (int32_t g = 0; g < group; ++g) {
+          qp += fmaxf(q[g * d + i], 0.0f);
+          qn += fminf(q[g * d + i], 0.0f);
+        }
+        total += qp * MetaToFloat(mx[i]) + qn * MetaToFloat(mn[i]);
       }
 #pragma unroll
       for (int o = 16; o > 0; o >>= 1) total += __shfl_xor_sync(0xffffffffu, total, o);
@@ -140,71 +219,94 @@ __device__ void Score(const QuestSelectParams& p, int32_t s, int32_t h, int32_t 
 }
 
 // Score for head_dim 128 with the metadata staged in shared memory: a candidate's (min, max)
-// block is 512 bytes, one 16-byte cp.async a lane, and each warp keeps kStagedStages - 1
-// batches of kStagedBatch candidates in flight while it scores another, holding no registers
-// for them (the register path's loads cap it at 2-3 CTAs an SM with 4-8 candidates a warp).
-// Same BoundSum, so the same keys as Score.
-constexpr int kStagedBatch = 4, kStagedStages = 4;
-constexpr int kStagedBlock = 256;  // bf16 per candidate block: min[128], max[128]
+// block is 512 bytes in bf16 (one 16-byte cp.async a lane) or 256 in e4m3 (half a warp).
+// Each warp walks its candidates (first + wi + j * nw) as one pipeline of batches of 2 KiB,
+// kStagedStages - 1 batches in flight while it scores another, holding no registers for them
+// (the register path's loads cap it at 2-3 CTAs an SM with 4-8 candidates a warp). The page
+// ids come 32 at a time, a lane each, loaded a group of 32 ahead. Same PartialBound and
+// WarpSums, so the same keys as Score.
+constexpr int kStagedStages = 4;
+constexpr int kStagedBatchBytes = 2048;  // a warp's batch: 4 cp.async of 16 bytes a lane
 
-template <int kW>
+template <typename M>
 __device__ void ScoreStaged(const QuestSelectParams& p, int32_t s, int32_t h, int32_t first, int32_t end, uint32_t* keys,
-                            bf16* smem) {
+                            int wi, int nw, uint8_t* smem) {
   constexpr int kDpl = 4;
-  const int32_t group = p.num_heads / p.kv.num_kv_heads, c0 = p.cand_begin[s];
+  constexpr int kBlock = 2 * 128 * sizeof(M);        // bytes of a candidate's (min, max)
+  constexpr int kLanesPerBlock = kBlock / 16;        // 32 (bf16) or 16 (e4m3)
+  constexpr int kPerCopy = 32 / kLanesPerBlock;      // candidates one warp-wide cp.async moves
+  constexpr int kBatch = kStagedBatchBytes / kBlock;  // candidates a batch: 4 or 8, a divisor of 32
+  const int32_t c0 = p.cand_begin[s] + first;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  float qr[kMaxQuestGroup][kDpl];
-  LoadQ<kDpl>(p, s, h, qr);
-  bf16* ws = smem + warp * kStagedStages * kStagedBatch * kStagedBlock;
-  for (int32_t base = first + warp; base < end; base += kW * 32) {
-    const int32_t my_c = base + lane * kW;
-    const int32_t my_page = my_c < end ? p.cand_pages[c0 + my_c] : 0;
-    const int32_t count = min(32, (end - base + kW - 1) / kW);  // this warp's candidates here
-    const int batches = (count + kStagedBatch - 1) / kStagedBatch;
-    auto issue = [&](int b) {  // batch b into stage b % kStagedStages (an empty group past the end)
-      if (b < batches) {
-        bf16* st = ws + (b % kStagedStages) * kStagedBatch * kStagedBlock;
-#pragma unroll
-        for (int k = 0; k < kStagedBatch; ++k) {
-          const int idx = b * kStagedBatch + k;
-          const int32_t page = __shfl_sync(0xffffffffu, my_page, idx);
-          CpAsync16(st + k * kStagedBlock + lane * 8, p.kv.quest + p.kv.QuestOffset(page, h) + lane * 8, idx < count);
-        }
+  const M* meta = MetaBase<M>(p.kv);
+  const int32_t count = max(0, (end - first - wi + nw - 1) / nw);  // this warp's candidates
+  if (count == 0) return;
+  // Page ids of the warp's candidates 32g .. 32g + 31, lane l holding 32g + l.
+  auto group_pages = [&](int32_t g) {
+    const int32_t j = 32 * g + lane;
+    return j < count ? p.cand_pages[c0 + wi + j * nw] : 0;
+  };
+  int32_t g_cur = 0, ids_cur = group_pages(0), ids_next = group_pages(1);
+  float qp[kDpl], qn[kDpl];
+  LoadQ<kDpl>(p, s, h, qp, qn);
+  uint8_t* ws = smem + warp * kStagedStages * kStagedBatchBytes;
+  const int sub = lane / kLanesPerBlock, part = lane % kLanesPerBlock;  // this lane's candidate of a copy, its 16 bytes
+  const int32_t batches = (count + kBatch - 1) / kBatch;
+  auto issue = [&](int32_t b) {  // batch b into stage b % kStagedStages (an empty group past the end)
+    if (b < batches) {
+      const int32_t g = b * kBatch / 32;  // a batch lies in one group of 32
+      if (g != g_cur) {  // the issue moves on a group: its ids were loaded a group ago
+        g_cur = g;
+        ids_cur = ids_next;
+        ids_next = group_pages(g + 1);
       }
-      CpAsyncCommit();
-    };
+      uint8_t* st = ws + (b % kStagedStages) * kStagedBatchBytes;
 #pragma unroll
-    for (int b = 0; b < kStagedStages - 1; ++b) issue(b);
-#pragma unroll 1
-    for (int b = 0; b < batches; ++b) {
-      issue(b + kStagedStages - 1);  // into the stage batch b - 1 used
-      CpAsyncWait<kStagedStages - 1>();
-      __syncwarp();
-      const bf16* st = ws + (b % kStagedStages) * kStagedBatch * kStagedBlock;
-#pragma unroll
-      for (int k = 0; k < kStagedBatch; ++k) {
-        const bf16* blk = st + k * kStagedBlock;
-        const uint2 lo_v = *reinterpret_cast<const uint2*>(blk + lane * kDpl);
-        const uint2 hi_v = *reinterpret_cast<const uint2*>(blk + 128 + lane * kDpl);
-        const float total = BoundSum<kDpl>(qr, group, reinterpret_cast<const bf16*>(&lo_v),
-                                           reinterpret_cast<const bf16*>(&hi_v));
-        const int idx = b * kStagedBatch + k;
-        if (lane == 0 && idx < count) keys[base + idx * kW] = OrderKey(total);
+      for (int k = 0; k < kBatch / kPerCopy; ++k) {
+        const int slot = k * kPerCopy + sub;
+        const int32_t j = b * kBatch + slot;
+        const int32_t page = __shfl_sync(0xffffffffu, ids_cur, j & 31);
+        CpAsync16(st + slot * kBlock + part * 16,
+                  reinterpret_cast<const uint8_t*>(meta + p.kv.QuestOffset(page, h)) + part * 16, j < count);
       }
-      __syncwarp();  // the stage is free for the issue two iterations on
     }
-    CpAsyncWaitAll();
+    CpAsyncCommit();
+  };
+#pragma unroll
+  for (int b = 0; b < kStagedStages - 1; ++b) issue(b);
+#pragma unroll 1
+  for (int32_t b = 0; b < batches; ++b) {
+    issue(b + kStagedStages - 1);  // into the stage batch b - 1 used
+    CpAsyncWait<kStagedStages - 1>();
+    __syncwarp();
+    const uint8_t* st = ws + (b % kStagedStages) * kStagedBatchBytes;
+#pragma unroll
+    for (int k4 = 0; k4 < kBatch; k4 += 4) {
+      float part[4];
+#pragma unroll
+      for (int k = 0; k < 4; ++k) {
+        const M* blk = reinterpret_cast<const M*>(st + (k4 + k) * kBlock);
+        using Vec = VecOf<kDpl * sizeof(M)>;
+        const Vec lo_v = *reinterpret_cast<const Vec*>(blk + lane * kDpl);
+        const Vec hi_v = *reinterpret_cast<const Vec*>(blk + 128 + lane * kDpl);
+        part[k] = PartialBound<kDpl>(qp, qn, reinterpret_cast<const M*>(&lo_v), reinterpret_cast<const M*>(&hi_v));
+      }
+      const float total = WarpSums4(part);
+      const int32_t j = b * kBatch + k4 + (lane >> 3);
+      if ((lane & 7) == 0 && j < count) keys[first + wi + j * nw] = OrderKey(total);
+    }
+    __syncwarp();  // the stage is free for the next issue
   }
+  CpAsyncWaitAll();
 }
 
-template <int kDpl>
+template <int kDpl, typename M>
 __global__ void __launch_bounds__(kThreads) QuestSelectKernel(QuestSelectParams p) {
   PdlWait();
   PdlTrigger();
   extern __shared__ uint32_t keys[];  // [n - 1]
   using Scan = cub::BlockScan<int, kThreads>;
   __shared__ typename Scan::TempStorage scan_storage;
-  __shared__ int s_count, s_base, s_eq_base;
   const int32_t s = blockIdx.x, h = blockIdx.y;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int32_t hkv = p.kv.num_kv_heads;
@@ -222,7 +324,7 @@ __global__ void __launch_bounds__(kThreads) QuestSelectKernel(QuestSelectParams 
     const uint32_t* row_keys = p.keys + static_cast<int64_t>(s * hkv + h) * p.key_stride;
     for (int32_t c = threadIdx.x; c < n - 1; c += blockDim.x) keys[c] = row_keys[c];
   } else {
-    Score<kDpl, kWarps>(p, s, h, 0, n - 1, keys);
+    Score<kDpl, M>(p, s, h, 0, n - 1, keys, threadIdx.x >> 5, kWarps);
   }
   __syncthreads();
   // The need-th largest key T (the largest T with count(key >= T) >= need), a digit at a
@@ -232,14 +334,17 @@ __global__ void __launch_bounds__(kThreads) QuestSelectKernel(QuestSelectParams 
   const int32_t need = keep - 1;
   uint32_t threshold = 0;
   if (need > 0) {
-    __shared__ int hist[256];
+    // Two histograms: the one a pass fills, and the next pass's, zeroed by warps 1.. while
+    // warp 0 reads the digit off the first, so a pass costs two barriers.
+    __shared__ int hist[2][256];
     __shared__ uint32_t s_digit;
     __shared__ int s_above;
+    for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[0][i] = 0;
+    __syncthreads();
     uint32_t mask = 0;
-    int remaining = need;
-    for (int shift = 24; shift >= 0; shift -= 8) {
-      for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[i] = 0;
-      __syncthreads();
+    int remaining = need, buf = 0;
+    for (int shift = 24; shift >= 0; shift -= 8, buf ^= 1) {
+      int* hb = hist[buf];
       // Lanes with the same bin add once, their count (__match_any_sync): scores of similar
       // size share their top bits, so the first passes would otherwise send most of the 2,047
       // keys' atomics to one or two bins, one lane at a time.
@@ -248,7 +353,7 @@ __global__ void __launch_bounds__(kThreads) QuestSelectKernel(QuestSelectParams 
         const uint32_t k = c < n - 1 ? keys[c] : 0u;
         const int bin = c < n - 1 && (k & mask) == threshold ? static_cast<int>((k >> shift) & 255u) : -1;
         const uint32_t peers = __match_any_sync(0xffffffffu, bin);
-        if (bin >= 0 && lane == __ffs(peers) - 1) atomicAdd(&hist[bin], __popc(peers));
+        if (bin >= 0 && lane == __ffs(peers) - 1) atomicAdd(&hb[bin], __popc(peers));
       }
       __syncthreads();
       // The digit: walking the bins from 255 down, the first where the running count reaches
@@ -259,7 +364,7 @@ __global__ void __launch_bounds__(kThreads) QuestSelectKernel(QuestSelectParams 
         int cnt[8], mine = 0;
 #pragma unroll
         for (int j = 0; j < 8; ++j) {
-          cnt[j] = hist[255 - 8 * lane - j];
+          cnt[j] = hb[255 - 8 * lane - j];
           mine += cnt[j];
         }
         int incl = mine;
@@ -281,131 +386,170 @@ __global__ void __launch_bounds__(kThreads) QuestSelectKernel(QuestSelectParams 
           s_digit = static_cast<uint32_t>(d);
           s_above = above;
         }
+      } else {
+        for (int i = threadIdx.x - 32; i < 256; i += blockDim.x - 32) hist[buf ^ 1][i] = 0;
       }
       __syncthreads();
       threshold |= s_digit << shift;
       mask |= 255u << shift;
       remaining -= s_above;
-      __syncthreads();  // hist and s_digit are rewritten by the next pass
     }
   }
-  int local_gt = 0;
-  for (int32_t c = threadIdx.x; c < n - 1; c += blockDim.x) local_gt += (need > 0 && keys[c] > threshold) ? 1 : 0;
-  const int32_t need_eq = need - BlockCount(local_gt, &s_count);  // equal keys still to take
-  if (threadIdx.x == 0) {
-    s_base = 0;
-    s_eq_base = 0;
-  }
-  __syncthreads();
-  // Chunks of kThreads candidates, in order, so the scans keep logical order.
-  for (int32_t c_base = 0; c_base < n; c_base += kThreads) {
-    const int32_t c = c_base + threadIdx.x;
-    const bool inner = c < n - 1 && need > 0;
-    const int eq = inner && keys[c] == threshold ? 1 : 0;
-    int eq_rank = 0, eq_total = 0;
-    Scan(scan_storage).ExclusiveSum(eq, eq_rank, eq_total);
-    __syncthreads();
-    int chosen = 0;
-    if (c == n - 1) {
-      chosen = 1;  // the newest page is always attended
-    } else if (inner) {
-      chosen = keys[c] > threshold || (eq && s_eq_base + eq_rank < need_eq) ? 1 : 0;
+  // Compaction in one block scan: thread i takes the run [i * per, (i + 1) * per) of the
+  // candidates and counts its keys above the threshold and equal to it (packed, equal << 16:
+  // counts <= kQuestMaxCandidates < 2^16); the exclusive scan gives each run its place. The
+  // candidates kept, in logical order: every key above T, the first need_eq keys equal to T
+  // (need_eq = need - all keys above T), and the newest page, the last candidate.
+  const int32_t per = (n + kThreads - 1) / kThreads;
+  const int32_t lo = min(n, static_cast<int32_t>(threadIdx.x) * per), hi = min(n, lo + per);
+  int gt = 0, eq = 0;
+  for (int32_t c = lo; c < hi && c < n - 1; ++c) {
+    if (need > 0) {
+      gt += keys[c] > threshold ? 1 : 0;
+      eq += keys[c] == threshold ? 1 : 0;
     }
-    int offset = 0, total = 0;
-    Scan(scan_storage).ExclusiveSum(chosen, offset, total);
+  }
+  int before = 0, total = 0;
+  Scan(scan_storage).ExclusiveSum((eq << 16) | gt, before, total);
+  const int32_t need_eq = need - (total & 0xffff);
+  int g_run = before & 0xffff, e_run = before >> 16;  // keys above T / equal to T before this run
+  for (int32_t c = lo; c < hi; ++c) {
+    bool chosen = c == n - 1;  // the newest page is always attended
+    const int32_t at = g_run + min(e_run, need_eq);
+    if (c < n - 1 && need > 0) {
+      if (keys[c] > threshold) {
+        chosen = true;
+        ++g_run;
+      } else if (keys[c] == threshold) {
+        chosen = e_run < need_eq;
+        ++e_run;
+      }
+    }
     if (chosen) {
-      p.out_pages[out0 + s_base + offset] = p.cand_pages[c0 + c];
-      p.out_logical[out0 + s_base + offset] = p.cand_logical[c0 + c];
+      p.out_pages[out0 + at] = p.cand_pages[c0 + c];
+      p.out_logical[out0 + at] = p.cand_logical[c0 + c];
     }
-    __syncthreads();
-    if (threadIdx.x == 0) {
-      s_base += total;
-      s_eq_base += eq_total;
-    }
-    __syncthreads();
   }
 }
 
-// The scoring pass spread over CTAs (QuestSelectParams::keys): one per (sequence, KV head,
-// kScoreChunk candidates), eight warps, keys to global memory for QuestSelectKernel. At batch
-// 16 / 32k that is 1,024 CTAs streaming the metadata instead of 128.
+// The scoring pass spread over CTAs (QuestSelectParams::keys): one per (group of up to eight
+// KV heads, sequence, chunk of candidates), eight warps, keys to global memory for
+// QuestSelectKernel. The warps map onto the KV heads (warp w scores head w % hpc, hpc =
+// min(KV heads, 8), its candidates w / hpc, w / hpc + 8 / hpc, ...): the heads' metadata of a
+// page lie side by side ([page][head][min, max]: 4 KiB for 8 heads of 128 dims in bf16), and
+// warps of one CTA walking the same candidates in step read those blocks together, so the
+// DRAM sees 4 KiB runs. The chunk is sized so the grid is about one wave (ScoreChunk).
+// Until session 9 the CTA was one head's and the chunk 256 candidates: at batch 16 / 32k,
+// 1,024 CTAs and 2.6 waves, whose 512-byte reads ran at ~2 TB/s whatever their size (e4m3
+// metadata, half the bytes, scored no faster: 71.1 against 72.3 us with the selection).
 constexpr int kScoreWarps = 8;
-constexpr int32_t kScoreChunk = 256;
+constexpr int kScoreCtasPerSm = 3;  // __launch_bounds__ below; 64 KiB of stages each
+constexpr int32_t kMinScoreChunk = 32;
 
-constexpr size_t kStagedSmem = sizeof(bf16) * kScoreWarps * kStagedStages * kStagedBatch * kStagedBlock;  // 64 KiB
+constexpr size_t kStagedSmem = size_t{kScoreWarps} * kStagedStages * kStagedBatchBytes;  // 64 KiB
 
-template <int kDpl, bool kStaged>
-__global__ void __launch_bounds__(kScoreWarps * 32, 3) QuestScoreKernel(QuestSelectParams p) {
+// KV heads a scoring CTA takes.
+__host__ __device__ inline int32_t ScoreHeads(int32_t num_kv_heads) { return num_kv_heads < kScoreWarps ? num_kv_heads : kScoreWarps; }
+
+// Candidates a scoring CTA takes: the rows' candidates over one wave of CTAs, in multiples of
+// 32, at least kMinScoreChunk.
+int32_t ScoreChunk(int32_t key_stride, int32_t ctas_per_chunk) {
+  static std::atomic<int> sms{0};
+  if (sms.load() == 0) {
+    int dev = 0, n = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+      cudaGetLastError();
+      n = 132;
+    }
+    sms.store(n);
+  }
+  const int32_t chunks = std::max(1, kScoreCtasPerSm * sms.load() / std::max(1, ctas_per_chunk));
+  const int32_t chunk = (key_stride + chunks - 1) / chunks;
+  return std::max(kMinScoreChunk, (chunk + 31) / 32 * 32);
+}
+
+template <int kDpl, bool kStaged, typename M>
+__global__ void __launch_bounds__(kScoreWarps * 32, kScoreCtasPerSm) QuestScoreKernel(QuestSelectParams p, int32_t chunk) {
   PdlWait();
   PdlTrigger();
-  extern __shared__ __align__(16) bf16 staged[];  // kStaged: kStagedSmem bytes
-  // The KV head is the fastest grid index: CTAs launched together score one page's heads,
-  // whose metadata lie side by side ([page][head][min, max]), so the DRAM sees 4 KiB runs
-  // rather than scattered 512-byte blocks.
-  const int32_t h = blockIdx.x, s = blockIdx.y;
+  extern __shared__ __align__(16) uint8_t staged[];  // kStaged: kStagedSmem bytes
+  const int32_t hkv = p.kv.num_kv_heads, hpc = ScoreHeads(hkv), subsets = kScoreWarps / hpc;
+  const int warp = threadIdx.x >> 5;
+  const int32_t h = blockIdx.x * hpc + warp % hpc, s = blockIdx.y;
   const int32_t n = p.cand_count[s];
   const int32_t keep = min(n, max(1, p.budget_pages[s]));
-  const int32_t first = blockIdx.z * kScoreChunk, end = min(n - 1, first + kScoreChunk);
-  if (keep >= n || first >= end) return;  // the selection copies every candidate, or no work here
-  uint32_t* row_keys = p.keys + static_cast<int64_t>(s * p.kv.num_kv_heads + h) * p.key_stride;
+  const int32_t first = blockIdx.z * chunk, end = min(n - 1, first + chunk);
+  // The selection copies every candidate, or no work here, or a warp past the heads.
+  if (keep >= n || first >= end || h >= hkv || warp >= hpc * subsets) return;
+  uint32_t* row_keys = p.keys + static_cast<int64_t>(s * hkv + h) * p.key_stride;
   if constexpr (kStaged) {
-    ScoreStaged<kScoreWarps>(p, s, h, first, end, row_keys, staged);
+    ScoreStaged<M>(p, s, h, first, end, row_keys, warp / hpc, subsets, staged);
   } else {
-    Score<kDpl, kScoreWarps, 4>(p, s, h, first, end, row_keys);  // 4 in flight: 80 registers, 3 CTAs an SM
+    Score<kDpl, M, 4>(p, s, h, first, end, row_keys, warp / hpc, subsets);  // 4 in flight: 80 registers, 3 CTAs an SM
   }
 }
 
-template <int kDpl>
+template <int kDpl, typename M>
 cudaError_t Launch(const QuestSelectParams& p, cudaStream_t stream) {
-  const size_t smem = sizeof(uint32_t) * kQuestMaxCandidates;
+  // The keys of the longest row: key_stride with the split scoring (which bounds every
+  // cand_count), else the limit (the opt-in is for the limit). A CTA holding 64 KiB it does
+  // not use would also keep a scoring CTA off its SM while it waits on PDL.
+  const size_t max_smem = sizeof(uint32_t) * kQuestMaxCandidates;
+  const size_t smem = p.keys != nullptr ? sizeof(uint32_t) * std::max(1, std::min(p.key_stride, kQuestMaxCandidates)) : max_smem;
   static std::atomic<uint64_t> configured{0};
-  if (const cudaError_t e = OptInDynamicSmem(reinterpret_cast<const void*>(QuestSelectKernel<kDpl>), smem, configured);
+  if (const cudaError_t e = OptInDynamicSmem(reinterpret_cast<const void*>(QuestSelectKernel<kDpl, M>), max_smem, configured);
       e != cudaSuccess) {
     return e;
   }
-  if (p.keys != nullptr) {
-    const int32_t chunks = std::max<int32_t>(1, (p.key_stride + kScoreChunk - 1) / kScoreChunk);
-    const dim3 grid(p.kv.num_kv_heads, p.num_seqs, chunks);
+  if (p.keys != nullptr && !p.keys_ready) {
+    const int32_t head_groups = (p.kv.num_kv_heads + ScoreHeads(p.kv.num_kv_heads) - 1) / ScoreHeads(p.kv.num_kv_heads);
+    const int32_t chunk = p.score_chunk > 0 ? p.score_chunk : ScoreChunk(p.key_stride, p.num_seqs * head_groups);
+    const dim3 grid(head_groups, p.num_seqs, std::max<int32_t>(1, (p.key_stride + chunk - 1) / chunk));
     bool staged = false;
     if constexpr (kDpl == 4) {  // head_dim 128
       staged = p.score_staged;
       static std::atomic<uint64_t> staged_configured{0};
       if (staged) {
-        if (const cudaError_t e = OptInDynamicSmem(reinterpret_cast<const void*>(QuestScoreKernel<kDpl, true>),
+        if (const cudaError_t e = OptInDynamicSmem(reinterpret_cast<const void*>(QuestScoreKernel<kDpl, true, M>),
                                                    kStagedSmem, staged_configured);
             e != cudaSuccess) {
           return e;
         }
-        if (const cudaError_t e = LaunchPdl(QuestScoreKernel<kDpl, true>, grid, kScoreWarps * 32, kStagedSmem, stream, p);
+        if (const cudaError_t e = LaunchPdl(QuestScoreKernel<kDpl, true, M>, grid, kScoreWarps * 32, kStagedSmem, stream, p, chunk);
             e != cudaSuccess) {
           return e;
         }
       }
     }
     if (!staged) {
-      if (const cudaError_t e = LaunchPdl(QuestScoreKernel<kDpl, false>, grid, kScoreWarps * 32, 0, stream, p);
+      if (const cudaError_t e = LaunchPdl(QuestScoreKernel<kDpl, false, M>, grid, kScoreWarps * 32, 0, stream, p, chunk);
           e != cudaSuccess) {
         return e;
       }
     }
   }
-  return LaunchPdl(QuestSelectKernel<kDpl>, dim3(p.num_seqs, p.kv.num_kv_heads), kThreads, smem, stream, p);
+  return LaunchPdl(QuestSelectKernel<kDpl, M>, dim3(p.num_seqs, p.kv.num_kv_heads), kThreads, smem, stream, p);
+}
+
+template <typename M>
+cudaError_t LaunchFor(const QuestSelectParams& p, cudaStream_t stream) {
+  switch (p.kv.head_dim) {
+    case 32: return Launch<1, M>(p, stream);
+    case 64: return Launch<2, M>(p, stream);
+    case 128: return Launch<4, M>(p, stream);
+    default: return Launch<0, M>(p, stream);
+  }
 }
 
 }  // namespace
 
 cudaError_t QuestSelect(const QuestSelectParams& p, cudaStream_t stream) {
   if (p.num_seqs == 0) return cudaSuccess;
-  if (p.kv.quest == nullptr || p.num_heads % p.kv.num_kv_heads != 0 ||
+  if ((p.kv.quest == nullptr) == (p.kv.quest_fp8 == nullptr) || p.num_heads % p.kv.num_kv_heads != 0 ||
       p.num_heads / p.kv.num_kv_heads > kMaxQuestGroup) {
     return cudaErrorInvalidValue;
   }
-  switch (p.kv.head_dim) {
-    case 32: return Launch<1>(p, stream);
-    case 64: return Launch<2>(p, stream);
-    case 128: return Launch<4>(p, stream);
-    default: return Launch<0>(p, stream);
-  }
+  return p.kv.quest_fp8 != nullptr ? LaunchFor<uint8_t>(p, stream) : LaunchFor<bf16>(p, stream);
 }
 
 }  // namespace lil::cuda

@@ -1,6 +1,6 @@
 // File: kernels/cuda/quest.h
-// Quest page selection on the GPU, per (sequence, KV head): bound scores from the bf16
-// min/max metadata, top-(budget-1) pages plus the newest, written in ascending logical
+// Quest page selection on the GPU, per (sequence, KV head): bound scores from the bf16 (or
+// e4m3, rounded outward: kernels/quest_fp8.h) min/max metadata, top-(budget-1) pages plus the newest, written in ascending logical
 // order. CPU reference: kernels/cpu/quest.h (same scores, same tie rule: lower page first).
 // Output offsets come from the host (each row keeps min(budget, candidates) entries, a
 // number the host knows), so no step needs to wait for the GPU to learn list sizes.
@@ -16,7 +16,7 @@ namespace lil::cuda {
 
 struct QuestSelectParams {
   const float* q;               // [*, num_heads, head_dim]; row q_row[i] is sequence i's query
-  PagedKvViewBf16 kv;           // kv.quest holds the metadata
+  PagedKvViewBf16 kv;           // kv.quest or kv.quest_fp8 holds the metadata
   int32_t num_seqs = 0;
   int32_t num_heads = 0;
   const int32_t* q_row;         // [num_seqs]
@@ -28,7 +28,7 @@ struct QuestSelectParams {
   const int32_t* out_begin;     // [num_seqs * num_kv_heads] first output entry of each row
   int32_t* out_pages;           // row r gets min(budget, count) entries from out_begin[r]
   int32_t* out_logical;
-  // Optional: scoring in its own kernel over (sequence, KV head, 256 candidates) CTAs, the
+  // Optional: scoring in its own kernel over (sequence, KV head, chunk of candidates) CTAs, the
   // keys of row (i, h) at keys[(i * num_kv_heads + h) * key_stride + c]; key_stride >= every
   // cand_count. Null: each selection CTA scores its own row. (The backend's default since
   // session 8; $LILSERVE_QUEST_SPLIT=0 turns it off.)
@@ -38,6 +38,12 @@ struct QuestSelectParams {
   // several batches of candidates a warp in flight, no registers held); false: register
   // loads, 4 candidates a warp in flight. gpu_attention_bench times both.
   bool score_staged = true;
+  // Candidates a scoring CTA takes; 0: sized so the grid is about one wave (tests force a
+  // size, a multiple of 32, to give each warp several groups of 32).
+  int32_t score_chunk = 0;
+  // Benchmarks: `keys` already hold this step's scores, so only the selection kernel runs
+  // (gpu_attention_bench times the two kernels apart this way).
+  bool keys_ready = false;
 };
 
 // Candidates per sequence are limited to kQuestMaxCandidates (scores live in shared memory:

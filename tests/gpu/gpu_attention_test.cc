@@ -12,6 +12,7 @@
 #include "kernels/cpu/quest.h"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/quest.h"
+#include "kernels/quest_fp8.h"
 #include "tests/gpu/gpu_test_util.h"
 
 namespace lil {
@@ -171,11 +172,12 @@ TEST_P(AttentionParity, SplitKvMatchesCpuReference) {
     // tolerance of the flash prefill test below).
     const bool tc = cuda::TcDecodeSupported(c.d, c.heads / c.hkv);
     for (const auto& [min_chunk, max_splits] : splits) {
-      for (int rep = 0; rep < (tc ? 4 : 2); ++rep) {
+      for (int rep = 0; rep < (tc ? 6 : 2); ++rep) {
         auto out = DeviceArray<cuda::bf16>::Poisoned(c.q.size());
         cuda::PagedAttentionParams p = dc.Params(out.get());
         p.rows_static = rep % 2 == 1;  // odd runs read the rows and prefetch before their wait
         p.tensor_cores = rep >= 2;
+        p.tc_stages = rep >= 4 ? 3 : 2;
         if (min_chunk > 0) {
           p.min_chunk_entries = min_chunk;
           p.max_splits = max_splits;
@@ -185,7 +187,8 @@ TEST_P(AttentionParity, SplitKvMatchesCpuReference) {
         ASSERT_EQ(cuda::PagedAttention(p, nullptr), cudaSuccess);
         const float tol = p.tensor_cores ? 1.5e-2f : 1e-2f;
         EXPECT_TRUE(AllClose(testing::ToF32(out.Download()), ref_out, tol, tol))
-            << "sparse=" << sparse << " min_chunk=" << min_chunk << " max_splits=" << max_splits << " rep=" << rep;
+            << "sparse=" << sparse << " min_chunk=" << min_chunk << " max_splits=" << max_splits << " rep=" << rep
+            << " tc_stages=" << p.tc_stages;
       }
     }
     for (int32_t n : counters.Download()) EXPECT_EQ(n, 0);
@@ -296,65 +299,91 @@ TEST_P(QuestParity, MatchesCpuReference) {
     }
   }
   for (int32_t i = 0; i < 2 * d * hkv; ++i) meta[5 * 2 * d * hkv + i] = meta[7 * 2 * d * hkv + i];
+  // The same metadata in e4m3, rounded outward (kv.quest_fp8), and its values for the CPU.
+  std::vector<uint8_t> meta8(meta.size());
+  std::vector<float> meta8_values(meta.size());
+  for (size_t page_head = 0; page_head < meta.size() / (2 * d); ++page_head) {
+    for (int32_t i = 0; i < 2 * d; ++i) {
+      const size_t o = page_head * 2 * d + i;
+      meta8[o] = i < d ? E4m3RoundDown(meta[o]) : E4m3RoundUp(meta[o]);
+      meta8_values[o] = E4m3ToFloat(meta8[o]);
+    }
+  }
   const auto q = testing::RandomBf16Values(static_cast<size_t>(num_seqs) * heads * d, 13);
   size_t cap = 0;
   for (int32_t i = 0; i < num_seqs; ++i) cap += hkv * std::min(counts[i], budget[i]);
-  std::vector<int32_t> ref_indptr(num_seqs * hkv + 1), ref_pages(cap), ref_logical(cap);
-  cpu::QuestSelectParams rp;
-  rp.q = q.data();
-  rp.kv = {nullptr, nullptr, meta.data(), num_pages, hkv, s.page_size, d};
-  rp.num_seqs = num_seqs;
-  rp.num_heads = heads;
-  rp.cand_indptr = cand_indptr.data();
-  rp.cand_pages = cand_pages.data();
-  rp.cand_logical = cand_logical.data();
-  rp.budget_pages = budget.data();
-  rp.out_indptr = ref_indptr.data();
-  rp.out_pages = ref_pages.data();
-  rp.out_logical = ref_logical.data();
-  cpu::QuestSelect(rp);
-
-  std::vector<int32_t> q_row(num_seqs), cand_count(num_seqs), out_begin(ref_indptr.begin(), ref_indptr.end() - 1);
+  std::vector<int32_t> q_row(num_seqs), cand_count(num_seqs);
   std::iota(q_row.begin(), q_row.end(), 0);
   for (int32_t i = 0; i < num_seqs; ++i) cand_count[i] = counts[i];
   DeviceArray<float> dq(q);
   DeviceArray<cuda::bf16> dmeta(testing::ToBf16(meta));
+  DeviceArray<uint8_t> dmeta8(meta8);
   DeviceArray<int32_t> dq_row(q_row), dbegin(std::vector<int32_t>(cand_indptr.begin(), cand_indptr.end() - 1)),
-      dcount(cand_count), dpages(cand_pages), dlogical(cand_logical), dbudget(budget), dout_begin(out_begin);
-  auto out_pages = DeviceArray<int32_t>::Poisoned(cap), out_logical = DeviceArray<int32_t>::Poisoned(cap);
-  cuda::QuestSelectParams p;
-  p.q = dq.get();
-  p.kv = {nullptr, nullptr, dmeta.get(), num_pages, hkv, s.page_size, d};
-  p.num_seqs = num_seqs;
-  p.num_heads = heads;
-  p.q_row = dq_row.get();
-  p.cand_begin = dbegin.get();
-  p.cand_count = dcount.get();
-  p.cand_pages = dpages.get();
-  p.cand_logical = dlogical.get();
-  p.budget_pages = dbudget.get();
-  p.out_begin = dout_begin.get();
-  p.out_pages = out_pages.get();
-  p.out_logical = out_logical.get();
-  ASSERT_EQ(cuda::QuestSelect(p, nullptr), cudaSuccess);
-  // Scores are sums of the same products in another order: compare the selections, which
-  // must be identical unless two pages score within rounding of each other.
-  EXPECT_EQ(out_pages.Download(), ref_pages);
-  EXPECT_EQ(out_logical.Download(), ref_logical);
-  // The scoring in its own kernel (keys through global memory): the same selection.
-  const int32_t stride = *std::max_element(counts.begin(), counts.end());
-  auto keys = DeviceArray<uint32_t>::Poisoned(static_cast<size_t>(num_seqs) * hkv * stride);
-  p.keys = keys.get();
-  p.key_stride = stride;
-  for (bool staged : {true, false}) {  // head_dim 128: metadata through shared memory, or registers
-    auto split_pages = DeviceArray<int32_t>::Poisoned(cap), split_logical = DeviceArray<int32_t>::Poisoned(cap);
-    p.out_pages = split_pages.get();
-    p.out_logical = split_logical.get();
-    p.score_staged = staged;
+      dcount(cand_count), dpages(cand_pages), dlogical(cand_logical), dbudget(budget);
+  for (bool fp8 : {false, true}) {
+    SCOPED_TRACE(fp8 ? "e4m3 metadata" : "bf16 metadata");
+    std::vector<int32_t> ref_indptr(num_seqs * hkv + 1), ref_pages(cap), ref_logical(cap);
+    cpu::QuestSelectParams rp;
+    rp.q = q.data();
+    rp.kv = {nullptr, nullptr, fp8 ? meta8_values.data() : meta.data(), num_pages, hkv, s.page_size, d};
+    rp.num_seqs = num_seqs;
+    rp.num_heads = heads;
+    rp.cand_indptr = cand_indptr.data();
+    rp.cand_pages = cand_pages.data();
+    rp.cand_logical = cand_logical.data();
+    rp.budget_pages = budget.data();
+    rp.out_indptr = ref_indptr.data();
+    rp.out_pages = ref_pages.data();
+    rp.out_logical = ref_logical.data();
+    cpu::QuestSelect(rp);
+
+    DeviceArray<int32_t> dout_begin(std::vector<int32_t>(ref_indptr.begin(), ref_indptr.end() - 1));
+    auto out_pages = DeviceArray<int32_t>::Poisoned(cap), out_logical = DeviceArray<int32_t>::Poisoned(cap);
+    cuda::QuestSelectParams p;
+    p.q = dq.get();
+    p.kv = {nullptr, nullptr, fp8 ? nullptr : dmeta.get(), num_pages, hkv, s.page_size, d, fp8 ? dmeta8.get() : nullptr};
+    p.num_seqs = num_seqs;
+    p.num_heads = heads;
+    p.q_row = dq_row.get();
+    p.cand_begin = dbegin.get();
+    p.cand_count = dcount.get();
+    p.cand_pages = dpages.get();
+    p.cand_logical = dlogical.get();
+    p.budget_pages = dbudget.get();
+    p.out_begin = dout_begin.get();
+    p.out_pages = out_pages.get();
+    p.out_logical = out_logical.get();
     ASSERT_EQ(cuda::QuestSelect(p, nullptr), cudaSuccess);
-    EXPECT_EQ(split_pages.Download(), ref_pages) << "split scoring, staged " << staged;
-    EXPECT_EQ(split_logical.Download(), ref_logical) << "split scoring, staged " << staged;
+    // Scores are sums of the same products in another order: compare the selections, which
+    // must be identical unless two pages score within rounding of each other.
+    EXPECT_EQ(out_pages.Download(), ref_pages);
+    EXPECT_EQ(out_logical.Download(), ref_logical);
+    // The scoring in its own kernel (keys through global memory): the same selection.
+    const int32_t stride = *std::max_element(counts.begin(), counts.end());
+    auto keys = DeviceArray<uint32_t>::Poisoned(static_cast<size_t>(num_seqs) * hkv * stride);
+    p.keys = keys.get();
+    p.key_stride = stride;
+    // Chunks: one wave's worth (here 64 candidates a CTA, 8 a warp), and 512 (64 a warp: the
+    // staged pipeline crosses from one group of 32 page ids to the next).
+    for (int32_t chunk : {0, 512}) {
+      for (bool staged : {true, false}) {  // head_dim 128: metadata through shared memory, or registers
+        auto split_pages = DeviceArray<int32_t>::Poisoned(cap), split_logical = DeviceArray<int32_t>::Poisoned(cap);
+        p.out_pages = split_pages.get();
+        p.out_logical = split_logical.get();
+        p.score_staged = staged;
+        p.score_chunk = chunk;
+        ASSERT_EQ(cuda::QuestSelect(p, nullptr), cudaSuccess);
+        EXPECT_EQ(split_pages.Download(), ref_pages) << "split scoring, staged " << staged << ", chunk " << chunk;
+        EXPECT_EQ(split_logical.Download(), ref_logical) << "split scoring, staged " << staged << ", chunk " << chunk;
+      }
+    }
   }
+  // Exactly one of quest / quest_fp8 must be set.
+  cuda::QuestSelectParams both;
+  both.num_seqs = 1;
+  both.num_heads = heads;
+  both.kv = {nullptr, nullptr, dmeta.get(), num_pages, hkv, s.page_size, d, dmeta8.get()};
+  EXPECT_EQ(cuda::QuestSelect(both, nullptr), cudaErrorInvalidValue);
 }
 
 INSTANTIATE_TEST_SUITE_P(Shapes, QuestParity,
