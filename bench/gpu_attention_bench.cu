@@ -4,13 +4,17 @@
 // (2,048-token budget) and sink+window page lists at 32k, each beside the HBM read
 // bandwidth measured by this program in the same run (a streaming sum over 4 GiB). Every
 // timed launch reads a different set of pages (rotated past 4x the L2), and page tables are
-// shuffled as a long-running server's would be. Then prefill attention of one 1k-8k prompt:
-// the tensor-core flash kernel against the per-token kernel. Prints Markdown tables.
+// shuffled as a long-running server's would be. A/B rows: the tensor-core kernel with two
+// cp.async stages (LILSERVE_TC_STAGES=2) beside the default three, Quest with e4m3 metadata
+// (LILSERVE_QUEST_FP8=1) and the overlap of its choice with bf16's, the 2,048-token rows cut
+// into other split counts. Then prefill attention of one 1k-8k prompt: the tensor-core flash
+// kernel against the per-token kernel. Prints Markdown tables.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
+#include <iterator>
 #include <numeric>
 #include <random>
 #include <string>
@@ -40,11 +44,13 @@ struct Pool {
   bf16* k = nullptr;
   bf16* v = nullptr;
   bf16* quest = nullptr;
-  lil::cuda::PagedKvViewBf16 View() const {
+  uint8_t* quest8 = nullptr;  // the same metadata in e4m3, rounded outward
+  lil::cuda::PagedKvViewBf16 View(bool fp8 = false) const {
     lil::cuda::PagedKvViewBf16 view;
     view.k = k;
     view.v = v;
-    view.quest = quest;
+    view.quest = fp8 ? nullptr : quest;
+    view.quest_fp8 = fp8 ? quest8 : nullptr;
     view.num_pages = num_pages;
     view.num_kv_heads = kKvHeads;
     view.page_size = kPage;
@@ -106,7 +112,14 @@ Launch MakeLaunch(const std::vector<std::vector<int32_t>>& tables, const std::ve
   return UploadLaunch(pos, seq, tables, rows, target_ctas);
 }
 
-lil::cuda::PagedAttentionParams Params(const Pool& pool, const Launch& l, int32_t batch, const float* q, bf16* out) {
+// The A/B of the tensor-core kernel's cp.async stages (PagedAttentionParams::tc_stages): two
+// instead of the default three, with its own resident CTA count, so its own split, into a
+// workspace sized for any split.
+int32_t g_target2 = 0;
+float* g_partial2 = nullptr;
+
+lil::cuda::PagedAttentionParams Params(const Pool& pool, const Launch& l, int32_t batch, const float* q, bf16* out,
+                                       bool stages2 = false) {
   lil::cuda::PagedAttentionParams p;
   p.q = q;
   p.out = out;
@@ -125,6 +138,13 @@ lil::cuda::PagedAttentionParams Params(const Pool& pool, const Launch& l, int32_
   p.max_splits = l.split.max_splits;
   p.partial = l.partial;
   p.counters = l.counters;
+  if (stages2) {
+    const lil::cuda::SplitChoice sc = lil::cuda::ChooseSplit(batch * kKvHeads, kPage, g_target2);
+    p.tc_stages = 2;
+    p.min_chunk_entries = sc.min_chunk_entries;
+    p.max_splits = sc.max_splits;
+    p.partial = g_partial2;
+  }
   return p;
 }
 
@@ -135,6 +155,9 @@ int main(int argc, char** argv) {
   const int sms = lil::bench::SmCount();
   const int32_t target = lil::cuda::SplitResidentCtas(kDim, kHeads / kKvHeads, sms, kTensorCores);
   std::printf("split-KV: %d resident CTAs (%d SMs)\n", target, sms);
+  g_target2 = lil::cuda::SplitResidentCtas(kDim, kHeads / kKvHeads, sms, true, 2);
+  std::printf("split-KV, tensor cores with 2 cp.async stages (LILSERVE_TC_STAGES=2): %d resident CTAs\n", g_target2);
+  CHECK(cudaMalloc(&g_partial2, sizeof(float) * lil::cuda::SplitPartialFloats(16, kKvHeads, kDim, 128)));
   const double read_tbs = lil::bench::PrintReadTbs();
 
   // One pool of pages, big enough that each timed launch reads pages no other recent launch
@@ -147,6 +170,7 @@ int main(int argc, char** argv) {
   CHECK(cudaMalloc(&pool.k, elems * 2));
   CHECK(cudaMalloc(&pool.v, elems * 2));
   CHECK(cudaMalloc(&pool.quest, static_cast<size_t>(pool.num_pages) * kKvHeads * 2 * kDim * 2));
+  CHECK(cudaMalloc(&pool.quest8, static_cast<size_t>(pool.num_pages) * kKvHeads * 2 * kDim));
   FillKernel<<<sms * 8, 256>>>(pool.k, elems, 1);
   FillKernel<<<sms * 8, 256>>>(pool.v, elems, 2);
   {  // Quest metadata of every page
@@ -155,6 +179,7 @@ int main(int argc, char** argv) {
     int32_t* d_all = Upload(all);
     int32_t* d_last = Upload(last);
     CHECK(lil::cuda::QuestMeta({pool.View(), d_all, d_last, pool.num_pages}, nullptr));
+    CHECK(lil::cuda::QuestMeta({pool.View(true), d_all, d_last, pool.num_pages}, nullptr));
     CHECK(cudaDeviceSynchronize());
   }
   std::mt19937 rng(7);
@@ -190,8 +215,8 @@ int main(int argc, char** argv) {
   };
 
   std::printf("## Dense paged decode attention (32/8 heads, d 128, 16-token pages)\n\n");
-  std::printf("| batch | context | KV MiB | time us | achieved TB/s | read TB/s | ratio | splits | CUDA-core kernel us | ratio |\n"
-              "|---|---|---|---|---|---|---|---|---|---|\n");
+  std::printf("| batch | context | KV MiB | time us | achieved TB/s | read TB/s | ratio | splits | CUDA-core kernel us | ratio "
+              "| 2 stages us | ratio | splits |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   std::vector<int32_t> contexts = quick ? std::vector<int32_t>{4096} : std::vector<int32_t>{4096, 8192, 16384, 32768};
   for (int32_t batch : {1, 16}) {
     for (int32_t context : contexts) {
@@ -205,20 +230,22 @@ int main(int argc, char** argv) {
         }
         launches.push_back(MakeLaunch(tables, rows, context, target));
       }
-      auto time_kernel = [&](bool tensor_cores) {
+      auto time_kernel = [&](bool tensor_cores, bool stages2 = false) {
         return MedianMs([&](int i) {
-          lil::cuda::PagedAttentionParams ap = Params(pool, launches[i % launches.size()], batch, q, out);
+          lil::cuda::PagedAttentionParams ap = Params(pool, launches[i % launches.size()], batch, q, out, stages2);
           ap.tensor_cores = tensor_cores;
           CHECK(lil::cuda::PagedAttention(ap, nullptr));
         }, 20, 9);
       };
-      const double ms = time_kernel(kTensorCores), cuda_core_ms = time_kernel(false);
+      const double ms = time_kernel(kTensorCores), cuda_core_ms = time_kernel(false), s2_ms = time_kernel(true, true);
+      const lil::cuda::SplitChoice s2 = lil::cuda::ChooseSplit(batch * kKvHeads, kPage, g_target2);
       const double bytes = static_cast<double>(batch) * context * kKvHeads * kDim * 2 * 2;
       const double tbs = bytes / (ms * 1e-3) / 1e12, cuda_core_tbs = bytes / (cuda_core_ms * 1e-3) / 1e12;
-      std::printf("| %d | %d | %.0f | %.1f | %.3f | %.3f | %.2f | %d | %.1f | %.2f |\n", batch, context, bytes / (1 << 20),
-                  ms * 1e3, tbs, read_tbs, tbs / read_tbs,
+      std::printf("| %d | %d | %.0f | %.1f | %.3f | %.3f | %.2f | %d | %.1f | %.2f | %.1f | %.2f | %d |\n", batch, context,
+                  bytes / (1 << 20), ms * 1e3, tbs, read_tbs, tbs / read_tbs,
                   launches[0].split.min_chunk_entries > 0 ? launches[0].split.max_splits : 1, cuda_core_ms * 1e3,
-                  cuda_core_tbs / read_tbs);
+                  cuda_core_tbs / read_tbs, s2_ms * 1e3, bytes / (s2_ms * 1e-3) / 1e12 / read_tbs,
+                  s2.min_chunk_entries > 0 ? s2.max_splits : 1);
     }
   }
 
@@ -226,6 +253,7 @@ int main(int argc, char** argv) {
   std::printf("\n## Sparse decode at 32k context, 2,048-token budget\n\n");
   std::printf("| batch | mode | time us | dense us | speedup | byte floor us | vs floor |\n|---|---|---|---|---|---|---|\n");
   const int32_t context = quick ? 8192 : 32768, budget_pages = 128;
+  std::string split_table;
   for (int32_t batch : {16, 1}) {
     auto sets = make_sets(batch, context);
     const int32_t pages_per_seq = context / kPage;
@@ -263,38 +291,41 @@ int main(int argc, char** argv) {
       }
       qins.push_back({Upload(q_row), Upload(cb), Upload(cn), Upload(cp), Upload(cl), Upload(bud), Upload(ob)});
     }
+
     // Score keys for the split scoring (QuestSelectParams::keys), one row per (sequence, KV head).
     uint32_t* score_keys = nullptr;
     CHECK(cudaMalloc(&score_keys, sizeof(uint32_t) * batch * kKvHeads * pages_per_seq));
     bool split_scoring = true, attend = true;
-    bool score_staged = true;
+    bool score_staged = true, fp8 = false, keys_ready = false, stages2 = false;
     auto run = [&](std::vector<Launch>& ls, bool select) {
       return MedianMs([&](int i) {
         const size_t k = i % ls.size();
         if (select) {
+          const QuestIn& in = qins[k];
           lil::cuda::QuestSelectParams qp;
           qp.q = q;
-          qp.kv = pool.View();
+          qp.kv = pool.View(fp8);
           qp.num_seqs = batch;
           qp.num_heads = kHeads;
-          qp.q_row = qins[k].q_row;
-          qp.cand_begin = qins[k].cand_begin;
-          qp.cand_count = qins[k].cand_count;
-          qp.cand_pages = qins[k].cand_pages;
-          qp.cand_logical = qins[k].cand_logical;
-          qp.budget_pages = qins[k].budget;
-          qp.out_begin = qins[k].out_begin;
+          qp.q_row = in.q_row;
+          qp.cand_begin = in.cand_begin;
+          qp.cand_count = in.cand_count;
+          qp.cand_pages = in.cand_pages;
+          qp.cand_logical = in.cand_logical;
+          qp.budget_pages = in.budget;
+          qp.out_begin = in.out_begin;
           qp.out_pages = ls[k].pages;
           qp.out_logical = ls[k].logical;
           if (split_scoring) {
             qp.keys = score_keys;
             qp.key_stride = pages_per_seq;
             qp.score_staged = score_staged;
+            qp.keys_ready = keys_ready;
           }
           CHECK(lil::cuda::QuestSelect(qp, nullptr));
         }
         if (!attend) return;
-        lil::cuda::PagedAttentionParams ap = Params(pool, ls[k], batch, q, out);
+        lil::cuda::PagedAttentionParams ap = Params(pool, ls[k], batch, q, out, stages2);
         ap.rows_static = !select;  // Quest's rows come from the selection kernel
         CHECK(lil::cuda::PagedAttention(ap, nullptr));
       }, 10, 7);
@@ -307,6 +338,10 @@ int main(int argc, char** argv) {
     const double quest_attend_ms = run(quest, false);
     attend = false;
     const double quest_select_ms = run(quest, true);
+    keys_ready = true;  // the keys of the runs above: the selection kernel alone
+    const double select_alone_ms = run(quest, true);
+    keys_ready = false;
+
     score_staged = false;
     const double quest_select_regs_ms = run(quest, true);
     score_staged = true;
@@ -314,6 +349,38 @@ int main(int argc, char** argv) {
     const double quest_select_one_ms = run(quest, true);
     attend = true;
     const double quest_one_ms = run(quest, true);
+    split_scoring = true;
+    fp8 = true;  // e4m3 metadata (LILSERVE_QUEST_FP8=1)
+    const double quest_fp8_ms = run(quest, true);
+    attend = false;
+    const double quest_fp8_select_ms = run(quest, true);
+    attend = true;
+    // How many of the pages chosen from bf16 metadata the e4m3 bounds also choose (set 0; on
+    // this random data: it says how much the looser bounds move the choice, not its quality).
+    auto chosen = [&](bool use_fp8) {
+      fp8 = use_fp8;
+      attend = false;
+      run(quest, true);  // leaves every set's selection in its rows
+      attend = true;
+      std::vector<int32_t> rows(quest[0].nnz);
+      CHECK(cudaMemcpy(rows.data(), quest[0].pages, rows.size() * 4, cudaMemcpyDeviceToHost));
+      return rows;
+    };
+    const std::vector<int32_t> sel_bf16 = chosen(false), sel_fp8 = chosen(true);
+    fp8 = false;
+    stages2 = true;  // the attention with 2 cp.async stages (LILSERVE_TC_STAGES=2)
+    const double sw2_ms = run(window, false), quest2_attend_ms = run(quest, false), quest2_ms = run(quest, true);
+    stages2 = false;
+    int64_t same = 0;
+    for (size_t r = 0; r < sel_bf16.size(); r += budget_pages) {
+      std::vector<int32_t> a(sel_bf16.begin() + r, sel_bf16.begin() + r + budget_pages),
+          b(sel_fp8.begin() + r, sel_fp8.begin() + r + budget_pages);
+      std::sort(a.begin(), a.end());
+      std::sort(b.begin(), b.end());
+      std::vector<int32_t> both;
+      std::set_intersection(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(both));
+      same += static_cast<int64_t>(both.size());
+    }
     CHECK(cudaFree(score_keys));
     const double kv_sel = static_cast<double>(batch) * budget_pages * kPage * kKvHeads * kDim * 2 * 2;
     const double meta = static_cast<double>(batch) * pages_per_seq * kKvHeads * 2 * kDim * 2;
@@ -328,6 +395,8 @@ int main(int argc, char** argv) {
     const double floor_meta = meta / (read_tbs * 1e12) * 1e6;
     std::printf("| %d | quest: score+select alone | %.1f | | | %.1f (metadata) | %.2fx |\n", batch,
                 quest_select_ms * 1e3, floor_meta, quest_select_ms * 1e3 / floor_meta);
+    std::printf("| %d | quest: selection kernel alone (keys ready) | %.1f | | | | |\n", batch, select_alone_ms * 1e3);
+
     std::printf("| %d | quest: score+select alone, metadata through registers (not staged) | %.1f | | | %.1f (metadata) | %.2fx |\n",
                 batch, quest_select_regs_ms * 1e3, floor_meta, quest_select_regs_ms * 1e3 / floor_meta);
     std::printf("| %d | quest: attend alone (selected pages) | %.1f | | | %.1f | %.2fx |\n", batch,
@@ -336,7 +405,50 @@ int main(int argc, char** argv) {
                 batch, quest_one_ms * 1e3, dense_ms * 1e3, dense_ms / quest_one_ms, floor_q, quest_one_ms * 1e3 / floor_q);
     std::printf("| %d | quest, LILSERVE_QUEST_SPLIT=0: score+select alone | %.1f | | | %.1f (metadata) | %.2fx |\n", batch,
                 quest_select_one_ms * 1e3, floor_meta, quest_select_one_ms * 1e3 / floor_meta);
+    const double floor_q8 = (kv_sel + meta / 2) / (read_tbs * 1e12) * 1e6, floor_meta8 = floor_meta / 2;
+    std::printf("| %d | quest, e4m3 metadata (LILSERVE_QUEST_FP8=1) | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n", batch,
+                quest_fp8_ms * 1e3, dense_ms * 1e3, dense_ms / quest_fp8_ms, floor_q8, quest_fp8_ms * 1e3 / floor_q8);
+    std::printf("| %d | quest, e4m3: score+select alone | %.1f | | | %.1f (metadata) | %.2fx |\n", batch,
+                quest_fp8_select_ms * 1e3, floor_meta8, quest_fp8_select_ms * 1e3 / floor_meta8);
+    std::printf("| %d | quest, e4m3: pages also chosen with bf16 metadata | %.1f%% | | | | |\n", batch,
+                100.0 * same / std::max<size_t>(1, sel_bf16.size()));
+    std::printf("| %d | sink+window, 2 stages (LILSERVE_TC_STAGES=2) | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n", batch,
+                sw2_ms * 1e3, dense_ms * 1e3, dense_ms / sw2_ms, floor_sw, sw2_ms * 1e3 / floor_sw);
+    std::printf("| %d | quest: attend alone, 2 stages | %.1f | | | %.1f | %.2fx |\n", batch, quest2_attend_ms * 1e3,
+                floor_sw, quest2_attend_ms * 1e3 / floor_sw);
+    std::printf("| %d | quest, 2 stages | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n", batch, quest2_ms * 1e3,
+                dense_ms * 1e3, dense_ms / quest2_ms, floor_q, quest2_ms * 1e3 / floor_q);
+    // The attend part's split: the sink+window rows (128 pages each, static) cut into S chunks;
+    // printed after this table.
+    if (batch == 16) {
+      const int32_t max_s = 16;
+      float* partial = nullptr;
+      CHECK(cudaMalloc(&partial, sizeof(float) * lil::cuda::SplitPartialFloats(batch, kKvHeads, kDim, max_s)));
+      char line[256];
+      std::snprintf(line, sizeof(line), "| %d | backend's choice: %d | %d | %.1f | %.1f | %.2fx |\n", batch,
+                    window[0].split.max_splits, batch * kKvHeads * window[0].split.max_splits, sw_ms * 1e3, floor_sw,
+                    sw_ms * 1e3 / floor_sw);
+      split_table += line;
+      for (int32_t splits : {2, 4, 6, 8, 12, 16}) {
+        const double ms = MedianMs([&](int i) {
+          const Launch& l = window[i % window.size()];
+          lil::cuda::PagedAttentionParams ap = Params(pool, l, batch, q, out);
+          ap.min_chunk_entries = 1;
+          ap.max_splits = splits;
+          ap.partial = partial;
+          CHECK(lil::cuda::PagedAttention(ap, nullptr));
+        }, 10, 7);
+        std::snprintf(line, sizeof(line), "| %d | %d (%d) | %d | %.1f | %.1f | %.2fx |\n", batch, splits,
+                      (budget_pages + splits - 1) / splits, batch * kKvHeads * splits, ms * 1e3, floor_sw, ms * 1e3 / floor_sw);
+        split_table += line;
+      }
+      CHECK(cudaFree(partial));
+    }
   }
+
+  std::printf("\n## The 2,048-token rows' split (sink+window rows, batch 16: the Quest attend part's shape)\n\n");
+  std::printf("| batch | splits (chunk pages) | CTAs | time us | byte floor us | vs floor |\n|---|---|---|---|---|---|\n%s",
+              split_table.c_str());
 
   // Prefill attention of one prompt from position 0: the tensor-core flash kernel against the
   // per-token kernel the backend runs today, same inputs. FLOPs: QK and PV over the causal

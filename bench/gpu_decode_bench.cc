@@ -11,6 +11,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <tuple>
 #include <random>
@@ -136,11 +137,14 @@ int main(int argc, char** argv) {
       for (int i = 0; i < steps; ++i) step(plan);
       const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count() / steps;
       const double attended = sparse == "dense" ? context + 3 + steps / 2.0 : std::min<double>(budget_tokens, context);
-      // Quest also reads its page metadata (bf16 min and max: 1/page_size of the keys and values)
-      // in every layer past the dense ones, which read everything.
+      // Quest also reads its page metadata (bf16 min and max: 1/page_size of the keys and values;
+      // half that in e4m3, LILSERVE_QUEST_FP8=1) in every layer past the dense ones, which read
+      // everything.
+      const char* fp8_env = std::getenv("LILSERVE_QUEST_FP8");
+      const double meta_share = (fp8_env != nullptr && std::string(fp8_env) == "1" ? 0.5 : 1.0) / ps;
       const double layers_sparse = sparse == "quest" ? c.num_layers - 2 : sparse == "sink" ? c.num_layers : 0;
       const double kv_tokens = (c.num_layers - layers_sparse) * (context + steps / 2.0) +
-                               layers_sparse * (attended + (sparse == "quest" ? (context + steps / 2.0) / ps : 0.0));
+                               layers_sparse * (attended + (sparse == "quest" ? (context + steps / 2.0) * meta_share : 0.0));
       const double kv_bytes = 2.0 * 2 * c.kv_dim() * kv_tokens * batch;
       const double floor_ms = (weight_bytes + kv_bytes) / (hbm_tbs * 1e12) * 1e3;
       const double prefill_tflops = 2.0 * (weight_bytes / 2.0) * context * batch / prefill_s / 1e12;

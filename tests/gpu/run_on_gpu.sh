@@ -116,6 +116,10 @@ if has decode; then
     for m in dense quest sink; do timeout 100 $d --context 16384 --batch 4 --kv-mib 12000 --sparse $m --budget-tokens 2048; done
     echo "A/B: Quest scoring inside the selection CTA (LILSERVE_QUEST_SPLIT=0)"
     LILSERVE_QUEST_SPLIT=0 timeout 100 $d --context 16384 --batch 4 --kv-mib 12000 --sparse quest --budget-tokens 2048
+    echo "A/B: Quest metadata in e4m3, rounded outward (LILSERVE_QUEST_FP8=1)"
+    LILSERVE_QUEST_FP8=1 timeout 100 $d --context 16384 --batch 4 --kv-mib 12000 --sparse quest --budget-tokens 2048
+    echo "A/B: two cp.async stages in the tensor-core decode attention (LILSERVE_TC_STAGES=2)"
+    LILSERVE_TC_STAGES=2 timeout 90 $d --context 8192 --batch 32 --kv-mib 40000
   } 2>&1 | tee "$out/decode_bench.log" | grep -vE "^\|---" | log
 fi
 if has gemv && [ -x "$c/bin/gpu_gemv_bench" ]; then
