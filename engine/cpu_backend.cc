@@ -3,7 +3,9 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <random>
+#include <string>
 
 #include "common/status.h"
 #include "engine/plan_check.h"
@@ -44,6 +46,7 @@ CpuBackend::CpuBackend(const ModelConfig& config, CpuWeights weights, int32_t nu
       num_pages_(num_pages),
       page_size_(page_size) {
   inv_freq_ = config_.RopeInvFreq();
+  if (const char* e = std::getenv("LILSERVE_QUEST_FP8"); e != nullptr && std::string(e) == "1") quest_e4m3_ = true;
   const size_t pool =
       static_cast<size_t>(num_pages) * local_.num_kv_heads * page_size * config.head_dim;
   const size_t meta = static_cast<size_t>(num_pages) * local_.num_kv_heads * 2 * config.head_dim;
@@ -179,7 +182,7 @@ absl::Status CpuBackend::RunLayer(int32_t layer, Batch& b, std::vector<float>& x
   cpu::Rope({b.k.data(), b.pos.data(), inv_freq_.data(), t, c.num_kv_heads, hd, hd});
 
   const PagedKvView view = LayerView(layer);
-  cpu::KvWrite({b.k.data(), b.v.data(), view, t, b.dst_page.data(), b.dst_slot.data()});
+  cpu::KvWrite({b.k.data(), b.v.data(), view, t, b.dst_page.data(), b.dst_slot.data(), quest_e4m3_});
   BuildAttentionRows(layer, b);
   const bool any_mass = std::any_of(b.want_mass.begin(), b.want_mass.end(), [](bool m) { return m; });
   b.entry_mass.assign(any_mass ? b.row_pages.size() : 0, 0.0f);

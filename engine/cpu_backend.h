@@ -73,6 +73,9 @@ class CpuBackend final : public Backend {
   int32_t page_size_;
   std::vector<float> inv_freq_;
   std::vector<std::vector<float>> k_pool_, v_pool_, quest_pool_;  // per layer
+  // Quest min / max kept as e4m3 values rounded outward ($LILSERVE_QUEST_FP8=1, as the CUDA
+  // backend; kernels/cpu/kv_write.h).
+  bool quest_e4m3_ = false;
   absl::flat_hash_map<RequestId, SamplerState> seqs_;
   uint64_t seed_base_;
 };

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <cstring>
 
+#include "kernels/quest_fp8.h"
+
 namespace lil::cpu {
 
 void KvWrite(const KvWriteParams& p) {
@@ -26,6 +28,12 @@ void KvWrite(const KvWriteParams& p) {
         for (int32_t i = 0; i < d; ++i) {
           mn[i] = std::min(mn[i], k[i]);
           mx[i] = std::max(mx[i], k[i]);
+        }
+      }
+      if (p.quest_e4m3) {  // monotone and exact on e4m3 values: widening then rounding = rounding the page's min / max
+        for (int32_t i = 0; i < d; ++i) {
+          mn[i] = E4m3ToFloat(E4m3RoundDown(mn[i]));
+          mx[i] = E4m3ToFloat(E4m3RoundUp(mx[i]));
         }
       }
     }

@@ -15,6 +15,9 @@ struct KvWriteParams {
   int32_t num_tokens = 0;
   const int32_t* dst_page;    // [num_tokens] physical page of each token
   const int32_t* dst_slot;    // [num_tokens] slot within the page
+  // Keep the Quest min / max as e4m3 values rounded outward (kernels/quest_fp8.h), as the
+  // CUDA backend stores them with LILSERVE_QUEST_FP8=1: the min rounded down, the max up.
+  bool quest_e4m3 = false;
 };
 
 // Tokens are applied in order: a token in slot 0 resets its page's Quest min/max (the page

@@ -354,8 +354,8 @@ TEST_P(QuestParity, MatchesCpuReference) {
     p.out_pages = out_pages.get();
     p.out_logical = out_logical.get();
     ASSERT_EQ(cuda::QuestSelect(p, nullptr), cudaSuccess);
-    // Scores are sums of the same products in another order: compare the selections, which
-    // must be identical unless two pages score within rounding of each other.
+    // Scores are the same bound summed another way (the GPU folds the group first): compare
+    // the selections, which must be identical unless two pages score within rounding.
     EXPECT_EQ(out_pages.Download(), ref_pages);
     EXPECT_EQ(out_logical.Download(), ref_logical);
     // The scoring in its own kernel (keys through global memory): the same selection.

@@ -5,9 +5,13 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <random>
 #include <vector>
+
+#include "kernels/cpu/kv_write.h"
 
 namespace lil {
 namespace {
@@ -80,6 +84,38 @@ TEST(QuestFp8, IncrementalWideningEqualsRecomputation) {
     hi = E4m3RoundUp(std::fmax(E4m3ToFloat(hi), y));
     EXPECT_EQ(lo, E4m3RoundDown(mn)) << "after " << y;
     EXPECT_EQ(hi, E4m3RoundUp(mx)) << "after " << y;
+  }
+}
+
+// The CPU engine's KvWrite with quest_e4m3 (LILSERVE_QUEST_FP8=1 on the CPU backend) keeps
+// the page min / max as the e4m3 values the GPU stores: each the outward rounding of the
+// exact min / max of the page's keys, one token written at a time.
+TEST(QuestFp8, KvWriteKeepsRoundedMetadata) {
+  const int32_t hkv = 2, ps = 5, d = 8, pages = 3, tokens = 12;
+  std::vector<float> k(tokens * hkv * d), v(k.size(), 0.0f);
+  std::mt19937 rng(5);
+  std::normal_distribution<float> dist(0.0f, 3.0f);
+  for (float& x : k) x = dist(rng);
+  k[3] = 600.0f;  // saturates at 448
+  std::vector<float> kp(pages * hkv * ps * d), vp(kp.size()), meta(pages * hkv * 2 * d, 0.0f);
+  for (int32_t t = 0; t < tokens; ++t) {
+    const int32_t page = t / ps, slot = t % ps;
+    cpu::KvWrite({k.data() + t * hkv * d, v.data(), {kp.data(), vp.data(), meta.data(), pages, hkv, ps, d}, 1, &page,
+                  &slot, true});
+  }
+  for (int32_t page = 0; page < pages; ++page) {
+    for (int32_t h = 0; h < hkv; ++h) {
+      for (int32_t i = 0; i < d; ++i) {
+        float mn = INFINITY, mx = -INFINITY;
+        for (int32_t t = page * ps; t < std::min(tokens, (page + 1) * ps); ++t) {
+          mn = std::fmin(mn, k[(t * hkv + h) * d + i]);
+          mx = std::fmax(mx, k[(t * hkv + h) * d + i]);
+        }
+        const size_t o = (static_cast<size_t>(page) * hkv + h) * 2 * d;
+        EXPECT_EQ(meta[o + i], E4m3ToFloat(E4m3RoundDown(mn))) << page << " " << h << " " << i;
+        EXPECT_EQ(meta[o + d + i], E4m3ToFloat(E4m3RoundUp(mx))) << page << " " << h << " " << i;
+      }
+    }
   }
 }
 
