@@ -30,7 +30,9 @@ void KvWrite(const KvWriteParams& p) {
           mx[i] = std::max(mx[i], k[i]);
         }
       }
-      if (p.quest_e4m3) {  // monotone and exact on e4m3 values: widening then rounding = rounding the page's min / max
+      // The rounding is monotone and exact on e4m3 values: widening, then rounding, gives the
+      // rounding of the page's min / max.
+      if (p.quest_e4m3) {
         for (int32_t i = 0; i < d; ++i) {
           mn[i] = E4m3ToFloat(E4m3RoundDown(mn[i]));
           mx[i] = E4m3ToFloat(E4m3RoundUp(mx[i]));

@@ -1,7 +1,8 @@
 // File: kernels/cuda/quest.h
 // Quest page selection on the GPU, per (sequence, KV head): bound scores from the bf16 (or
-// e4m3, rounded outward: kernels/quest_fp8.h) min/max metadata, top-(budget-1) pages plus the newest, written in ascending logical
-// order. CPU reference: kernels/cpu/quest.h (same scores, same tie rule: lower page first).
+// e4m3, rounded outward: kernels/quest_fp8.h) min/max metadata, top-(budget-1) pages plus the
+// newest, written in ascending logical order. CPU reference: kernels/cpu/quest.h (the same
+// bound, summed in another order; the same tie rule: lower page first).
 // Output offsets come from the host (each row keeps min(budget, candidates) entries, a
 // number the host knows), so no step needs to wait for the GPU to learn list sizes.
 #pragma once
