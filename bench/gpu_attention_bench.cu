@@ -59,11 +59,18 @@ struct Pool {
   }
 };
 
+// The A/B of the tensor-core kernel's cp.async stages (PagedAttentionParams::tc_stages): two
+// instead of the default three, with its own resident CTA count, so its own split, into a
+// workspace sized for any split.
+int32_t g_target2 = 0;
+float* g_partial2 = nullptr;
+
 // Device copies of one launch's inputs: page lists of `batch` sequences at `context`.
 struct Launch {
   int32_t *pos, *seq, *indptr, *pages, *logical, *counters;
   float* partial;
   lil::cuda::SplitChoice split;
+  lil::cuda::SplitChoice split2;  // with 2 stages (g_target2)
   int32_t nnz = 0;
 };
 
@@ -98,6 +105,7 @@ Launch UploadLaunch(const std::vector<int32_t>& pos, const std::vector<int32_t>&
   l.logical = Upload(logical);
   l.nnz = static_cast<int32_t>(pages.size());
   l.split = lil::cuda::ChooseSplit(tokens * kKvHeads, kPage, target_ctas);
+  l.split2 = lil::cuda::ChooseSplit(tokens * kKvHeads, kPage, g_target2);
   l.counters = Upload(std::vector<int32_t>(tokens * kKvHeads, 0));
   CHECK(cudaMalloc(&l.partial, sizeof(float) * std::max<int64_t>(1, lil::cuda::SplitPartialFloats(tokens, kKvHeads, kDim, l.split.max_splits))));
   return l;
@@ -111,12 +119,6 @@ Launch MakeLaunch(const std::vector<std::vector<int32_t>>& tables, const std::ve
   std::iota(seq.begin(), seq.end(), 0);
   return UploadLaunch(pos, seq, tables, rows, target_ctas);
 }
-
-// The A/B of the tensor-core kernel's cp.async stages (PagedAttentionParams::tc_stages): two
-// instead of the default three, with its own resident CTA count, so its own split, into a
-// workspace sized for any split.
-int32_t g_target2 = 0;
-float* g_partial2 = nullptr;
 
 lil::cuda::PagedAttentionParams Params(const Pool& pool, const Launch& l, int32_t batch, const float* q, bf16* out,
                                        bool stages2 = false) {
@@ -139,10 +141,9 @@ lil::cuda::PagedAttentionParams Params(const Pool& pool, const Launch& l, int32_
   p.partial = l.partial;
   p.counters = l.counters;
   if (stages2) {
-    const lil::cuda::SplitChoice sc = lil::cuda::ChooseSplit(batch * kKvHeads, kPage, g_target2);
     p.tc_stages = 2;
-    p.min_chunk_entries = sc.min_chunk_entries;
-    p.max_splits = sc.max_splits;
+    p.min_chunk_entries = l.split2.min_chunk_entries;
+    p.max_splits = l.split2.max_splits;
     p.partial = g_partial2;
   }
   return p;
@@ -238,7 +239,7 @@ int main(int argc, char** argv) {
         }, 20, 9);
       };
       const double ms = time_kernel(kTensorCores), cuda_core_ms = time_kernel(false), s2_ms = time_kernel(true, true);
-      const lil::cuda::SplitChoice s2 = lil::cuda::ChooseSplit(batch * kKvHeads, kPage, g_target2);
+      const lil::cuda::SplitChoice s2 = launches[0].split2;
       const double bytes = static_cast<double>(batch) * context * kKvHeads * kDim * 2 * 2;
       const double tbs = bytes / (ms * 1e-3) / 1e12, cuda_core_tbs = bytes / (cuda_core_ms * 1e-3) / 1e12;
       std::printf("| %d | %d | %.0f | %.1f | %.3f | %.3f | %.2f | %d | %.1f | %.2f | %.1f | %.2f | %d |\n", batch, context,

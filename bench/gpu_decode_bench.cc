@@ -11,13 +11,13 @@
 
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
 #include <map>
 #include <tuple>
 #include <random>
 #include <string>
 #include <vector>
 
+#include "engine/backend.h"
 #include "engine/model.h"
 
 namespace {
@@ -140,8 +140,7 @@ int main(int argc, char** argv) {
       // Quest also reads its page metadata (bf16 min and max: 1/page_size of the keys and values;
       // half that in e4m3, LILSERVE_QUEST_FP8=1) in every layer past the dense ones, which read
       // everything.
-      const char* fp8_env = std::getenv("LILSERVE_QUEST_FP8");
-      const double meta_share = (fp8_env != nullptr && std::string(fp8_env) == "1" ? 0.5 : 1.0) / ps;
+      const double meta_share = (lil::QuestE4m3Requested() ? 0.5 : 1.0) / ps;
       const double layers_sparse = sparse == "quest" ? c.num_layers - 2 : sparse == "sink" ? c.num_layers : 0;
       const double kv_tokens = (c.num_layers - layers_sparse) * (context + steps / 2.0) +
                                layers_sparse * (attended + (sparse == "quest" ? (context + steps / 2.0) * meta_share : 0.0));

@@ -39,4 +39,8 @@ class Backend {
 // Bytes of KV (keys + values, all layers) one page holds at this element size.
 int64_t KvBytesPerPage(const ModelConfig& c, int32_t page_size, int32_t bytes_per_element);
 
+// $LILSERVE_QUEST_FP8=1: both backends keep Quest's page min / max as e4m3 values rounded
+// outward (kernels/quest_fp8.h; the CUDA backend only for head_dim a multiple of 8).
+bool QuestE4m3Requested();
+
 }  // namespace lil

@@ -3,9 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
-#include <cstdlib>
 #include <random>
-#include <string>
 
 #include "common/status.h"
 #include "engine/plan_check.h"
@@ -46,7 +44,7 @@ CpuBackend::CpuBackend(const ModelConfig& config, CpuWeights weights, int32_t nu
       num_pages_(num_pages),
       page_size_(page_size) {
   inv_freq_ = config_.RopeInvFreq();
-  if (const char* e = std::getenv("LILSERVE_QUEST_FP8"); e != nullptr && std::string(e) == "1") quest_e4m3_ = true;
+  quest_e4m3_ = QuestE4m3Requested();
   const size_t pool =
       static_cast<size_t>(num_pages) * local_.num_kv_heads * page_size * config.head_dim;
   const size_t meta = static_cast<size_t>(num_pages) * local_.num_kv_heads * 2 * config.head_dim;

@@ -62,7 +62,7 @@ CudaBackend::~CudaBackend() {
 }
 
 bool CudaBackend::QuestFp8(const ModelConfig& local) {
-  return EnvIs("LILSERVE_QUEST_FP8", "1") && local.head_dim % 8 == 0;
+  return QuestE4m3Requested() && local.head_dim % 8 == 0;
 }
 
 int64_t CudaBackend::BytesPerPage(const ModelConfig& local, int32_t page_size) {

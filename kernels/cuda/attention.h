@@ -45,7 +45,7 @@ struct PagedAttentionParams {
   bool tensor_cores = false;
   // cp.async stages a warp of the tensor-core kernel keeps, 2 or 3 (3: two tiles in flight a
   // warp, two CTAs an SM instead of three; SplitResidentCtas must be asked with the same).
-  // 3 since session 9: batch 1 4-13% faster, batch 16 equal, 8B decode steps 2-3.5% faster.
+  // 3 since session 9: batch 1 4-13% less time, batch 16 equal, 8B decode steps 1.7-3.8% less.
   int32_t tc_stages = 3;
 };
 

@@ -20,6 +20,7 @@
 #include "kernels/cuda/cp_async.cuh"
 #include "kernels/cuda/pdl.h"
 #include "kernels/cuda/smem_opt_in.h"
+#include "kernels/quest_fp8.h"
 
 #include <algorithm>
 #include <atomic>
@@ -80,10 +81,9 @@ __device__ __forceinline__ const uint8_t* MetaBase<uint8_t>(const PagedKvViewBf1
 }
 
 __device__ __forceinline__ float MetaToFloat(bf16 x) { return __bfloat162float(x); }
-__device__ __forceinline__ float MetaToFloat(uint8_t x) {  // exact: e4m3 values are fp16 values
-  return __half2float(__half(__nv_cvt_fp8_to_halfraw(x, __NV_E4M3)));
-}
-// n consecutive elements to float (e4m3 two at a time: one cvt on sm_90).
+__device__ __forceinline__ float MetaToFloat(uint8_t x) { return E4m3ToFloat(x); }
+// n consecutive elements to float (e4m3 two at a time: one cvt on sm_90, exact like
+// E4m3ToFloat: e4m3 values are fp16 values).
 template <int n>
 __device__ __forceinline__ void MetaToFloats(const bf16* src, float (&out)[n]) {
 #pragma unroll
@@ -130,8 +130,8 @@ __device__ __forceinline__ float PartialBound(const float (&qp)[kDpl], const flo
 // The warp sums of four candidates' partial scores, reduce-scattered: after the xor-16 and
 // xor-8 steps each quarter of the warp holds one candidate's partial sums (6 shuffles for 4
 // candidates instead of 20); returns the total of candidate lane >> 3 (in all 8 lanes of its
-// quarter). Every kernel sums every candidate this way, so a candidate scores the same in any
-// of them.
+// quarter). Every head_dim-32/64/128 path sums every candidate this way (ScoreFour), so a
+// candidate scores the same in any of them.
 __device__ __forceinline__ float WarpSums4(const float (&v)[4]) {
   const int lane = threadIdx.x & 31;
   const bool hi16 = (lane & 16) != 0, hi8 = (lane & 8) != 0;
@@ -144,6 +144,19 @@ __device__ __forceinline__ float WarpSums4(const float (&v)[4]) {
 #pragma unroll
   for (int o = 4; o > 0; o >>= 1) t += __shfl_xor_sync(0xffffffffu, t, o);
   return t;
+}
+
+// Four candidates' scores from this lane's slices of their min / max rows (register vectors
+// Vec of kDpl elements M): the total of candidate lane >> 3, as WarpSums4.
+template <int kDpl, typename M, typename Vec>
+__device__ __forceinline__ float ScoreFour(const float (&qp)[kDpl], const float (&qn)[kDpl], const Vec* lo,
+                                           const Vec* hi) {
+  float part[4];
+#pragma unroll
+  for (int k = 0; k < 4; ++k) {
+    part[k] = PartialBound<kDpl>(qp, qn, reinterpret_cast<const M*>(&lo[k]), reinterpret_cast<const M*>(&hi[k]));
+  }
+  return WarpSums4(part);
 }
 
 // Scores of candidates [first, end) into keys[c] (c indexes the sequence's candidates) by nw
@@ -185,13 +198,7 @@ __device__ void Score(const QuestSelectParams& p, int32_t s, int32_t h, int32_t 
         }
 #pragma unroll
         for (int k4 = 0; k4 < kBatch; k4 += 4) {
-          float part[4];
-#pragma unroll
-          for (int k = 0; k < 4; ++k) {
-            part[k] = PartialBound<kDpl>(qp, qn, reinterpret_cast<const M*>(&lo_v[k4 + k]),
-                                         reinterpret_cast<const M*>(&hi_v[k4 + k]));
-          }
-          const float total = WarpSums4(part);
+          const float total = ScoreFour<kDpl, M>(qp, qn, &lo_v[k4], &hi_v[k4]);
           const int32_t c = cb + (k4 + (lane >> 3)) * nw;
           if ((lane & 7) == 0 && c < end) keys[c] = OrderKey(total);
         }
@@ -223,8 +230,8 @@ __device__ void Score(const QuestSelectParams& p, int32_t s, int32_t h, int32_t 
 // Each warp walks its candidates (first + wi + j * nw) as one pipeline of batches of 2 KiB,
 // kStagedStages - 1 batches in flight while it scores another, holding no registers for them
 // (the register path's loads cap it at 2-3 CTAs an SM with 4-8 candidates a warp). The page
-// ids come 32 at a time, a lane each, loaded a group of 32 ahead. Same PartialBound and
-// WarpSums, so the same keys as Score.
+// ids come 32 at a time, a lane each, loaded a group of 32 ahead. Same ScoreFour, so the same
+// keys as Score.
 constexpr int kStagedStages = 4;
 constexpr int kStagedBatchBytes = 2048;  // a warp's batch: 4 cp.async of 16 bytes a lane
 
@@ -282,16 +289,15 @@ __device__ void ScoreStaged(const QuestSelectParams& p, int32_t s, int32_t h, in
     const uint8_t* st = ws + (b % kStagedStages) * kStagedBatchBytes;
 #pragma unroll
     for (int k4 = 0; k4 < kBatch; k4 += 4) {
-      float part[4];
+      using Vec = VecOf<kDpl * sizeof(M)>;
+      Vec lo_v[4], hi_v[4];
 #pragma unroll
       for (int k = 0; k < 4; ++k) {
         const M* blk = reinterpret_cast<const M*>(st + (k4 + k) * kBlock);
-        using Vec = VecOf<kDpl * sizeof(M)>;
-        const Vec lo_v = *reinterpret_cast<const Vec*>(blk + lane * kDpl);
-        const Vec hi_v = *reinterpret_cast<const Vec*>(blk + 128 + lane * kDpl);
-        part[k] = PartialBound<kDpl>(qp, qn, reinterpret_cast<const M*>(&lo_v), reinterpret_cast<const M*>(&hi_v));
+        lo_v[k] = *reinterpret_cast<const Vec*>(blk + lane * kDpl);
+        hi_v[k] = *reinterpret_cast<const Vec*>(blk + 128 + lane * kDpl);
       }
-      const float total = WarpSums4(part);
+      const float total = ScoreFour<kDpl, M>(qp, qn, lo_v, hi_v);
       const int32_t j = b * kBatch + k4 + (lane >> 3);
       if ((lane & 7) == 0 && j < count) keys[first + wi + j * nw] = OrderKey(total);
     }
@@ -403,11 +409,9 @@ __global__ void __launch_bounds__(kThreads) QuestSelectKernel(QuestSelectParams 
   const int32_t per = (n + kThreads - 1) / kThreads;
   const int32_t lo = min(n, static_cast<int32_t>(threadIdx.x) * per), hi = min(n, lo + per);
   int gt = 0, eq = 0;
-  for (int32_t c = lo; c < hi && c < n - 1; ++c) {
-    if (need > 0) {
-      gt += keys[c] > threshold ? 1 : 0;
-      eq += keys[c] == threshold ? 1 : 0;
-    }
+  for (int32_t c = lo; need > 0 && c < hi && c < n - 1; ++c) {
+    gt += keys[c] > threshold ? 1 : 0;
+    eq += keys[c] == threshold ? 1 : 0;
   }
   int before = 0, total = 0;
   Scan(scan_storage).ExclusiveSum((eq << 16) | gt, before, total);
@@ -437,11 +441,12 @@ __global__ void __launch_bounds__(kThreads) QuestSelectKernel(QuestSelectParams 
 // QuestSelectKernel. The warps map onto the KV heads (warp w scores head w % hpc, hpc =
 // min(KV heads, 8), its candidates w / hpc, w / hpc + 8 / hpc, ...): the heads' metadata of a
 // page lie side by side ([page][head][min, max]: 4 KiB for 8 heads of 128 dims in bf16), and
-// warps of one CTA walking the same candidates in step read those blocks together, so the
-// DRAM sees 4 KiB runs. The chunk is sized so the grid is about one wave (ScoreChunk).
-// Until session 9 the CTA was one head's and the chunk 256 candidates: at batch 16 / 32k,
-// 1,024 CTAs and 2.6 waves, whose 512-byte reads ran at ~2 TB/s whatever their size (e4m3
-// metadata, half the bytes, scored no faster: 71.1 against 72.3 us with the selection).
+// warps of one CTA walking the same candidates in step read those blocks together. The chunk
+// is sized so the grid is about one wave (ScoreChunk). Until session 9 the CTA was one head's
+// and the chunk 256 candidates (1,024 CTAs, 2.6 waves at batch 16 / 32k). Both changes were
+// measured while the scoring was still bound by its arithmetic (docs/PERF.md, session 9 C2-C4)
+// and changed nothing then; they have not been measured apart since the arithmetic was fixed
+// (C6: 38 us exposed for 134 MB, 3.5 TB/s).
 constexpr int kScoreWarps = 8;
 constexpr int kScoreCtasPerSm = 3;  // __launch_bounds__ below; 64 KiB of stages each
 constexpr int32_t kMinScoreChunk = 32;
@@ -454,16 +459,12 @@ __host__ __device__ inline int32_t ScoreHeads(int32_t num_kv_heads) { return num
 // Candidates a scoring CTA takes: the rows' candidates over one wave of CTAs, in multiples of
 // 32, at least kMinScoreChunk.
 int32_t ScoreChunk(int32_t key_stride, int32_t ctas_per_chunk) {
-  static std::atomic<int> sms{0};
-  if (sms.load() == 0) {
-    int dev = 0, n = 0;
-    if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&n, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
-      cudaGetLastError();
-      n = 132;
-    }
-    sms.store(n);
+  int dev = 0, sms = 0;  // the current device's (ranks of a TP group each ask their own)
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+    cudaGetLastError();
+    sms = 132;
   }
-  const int32_t chunks = std::max(1, kScoreCtasPerSm * sms.load() / std::max(1, ctas_per_chunk));
+  const int32_t chunks = std::max(1, kScoreCtasPerSm * sms / std::max(1, ctas_per_chunk));
   const int32_t chunk = (key_stride + chunks - 1) / chunks;
   return std::max(kMinScoreChunk, (chunk + 31) / 32 * 32);
 }
