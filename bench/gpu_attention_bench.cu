@@ -60,17 +60,18 @@ struct Pool {
 };
 
 // The A/B of the tensor-core kernel's cp.async stages (PagedAttentionParams::tc_stages): two
-// instead of the default three, with its own resident CTA count, so its own split, into a
-// workspace sized for any split.
-int32_t g_target2 = 0;
-float* g_partial2 = nullptr;
+// instead of the default three, and the CUDA-core kernel: each with its own resident CTA
+// count, so its own split (as the backend chooses them), into one workspace sized for any split.
+int32_t g_target2 = 0, g_target_cc = 0;
+float* g_partial_alt = nullptr;
 
 // Device copies of one launch's inputs: page lists of `batch` sequences at `context`.
 struct Launch {
   int32_t *pos, *seq, *indptr, *pages, *logical, *counters;
   float* partial;
   lil::cuda::SplitChoice split;
-  lil::cuda::SplitChoice split2;  // with 2 stages (g_target2)
+  lil::cuda::SplitChoice split2;    // with 2 stages (g_target2)
+  lil::cuda::SplitChoice split_cc;  // the CUDA-core kernel (g_target_cc)
   int32_t nnz = 0;
 };
 
@@ -106,6 +107,7 @@ Launch UploadLaunch(const std::vector<int32_t>& pos, const std::vector<int32_t>&
   l.nnz = static_cast<int32_t>(pages.size());
   l.split = lil::cuda::ChooseSplit(tokens * kKvHeads, kPage, target_ctas);
   l.split2 = lil::cuda::ChooseSplit(tokens * kKvHeads, kPage, g_target2);
+  l.split_cc = lil::cuda::ChooseSplit(tokens * kKvHeads, kPage, g_target_cc);
   l.counters = Upload(std::vector<int32_t>(tokens * kKvHeads, 0));
   CHECK(cudaMalloc(&l.partial, sizeof(float) * std::max<int64_t>(1, lil::cuda::SplitPartialFloats(tokens, kKvHeads, kDim, l.split.max_splits))));
   return l;
@@ -144,7 +146,7 @@ lil::cuda::PagedAttentionParams Params(const Pool& pool, const Launch& l, int32_
     p.tc_stages = 2;
     p.min_chunk_entries = l.split2.min_chunk_entries;
     p.max_splits = l.split2.max_splits;
-    p.partial = g_partial2;
+    p.partial = g_partial_alt;
   }
   return p;
 }
@@ -158,7 +160,9 @@ int main(int argc, char** argv) {
   std::printf("split-KV: %d resident CTAs (%d SMs)\n", target, sms);
   g_target2 = lil::cuda::SplitResidentCtas(kDim, kHeads / kKvHeads, sms, true, 2);
   std::printf("split-KV, tensor cores with 2 cp.async stages (LILSERVE_TC_STAGES=2): %d resident CTAs\n", g_target2);
-  CHECK(cudaMalloc(&g_partial2, sizeof(float) * lil::cuda::SplitPartialFloats(16, kKvHeads, kDim, 128)));
+  g_target_cc = lil::cuda::SplitResidentCtas(kDim, kHeads / kKvHeads, sms, false);
+  std::printf("split-KV, CUDA-core kernel (one-token steps): %d resident CTAs\n", g_target_cc);
+  CHECK(cudaMalloc(&g_partial_alt, sizeof(float) * lil::cuda::SplitPartialFloats(16, kKvHeads, kDim, 128)));
   const double read_tbs = lil::bench::PrintReadTbs();
 
   // One pool of pages, big enough that each timed launch reads pages no other recent launch
@@ -233,8 +237,14 @@ int main(int argc, char** argv) {
       }
       auto time_kernel = [&](bool tensor_cores, bool stages2 = false) {
         return MedianMs([&](int i) {
-          lil::cuda::PagedAttentionParams ap = Params(pool, launches[i % launches.size()], batch, q, out, stages2);
+          const Launch& l = launches[i % launches.size()];
+          lil::cuda::PagedAttentionParams ap = Params(pool, l, batch, q, out, stages2);
           ap.tensor_cores = tensor_cores;
+          if (!tensor_cores) {  // its own split, as the backend gives one-token steps
+            ap.min_chunk_entries = l.split_cc.min_chunk_entries;
+            ap.max_splits = l.split_cc.max_splits;
+            ap.partial = g_partial_alt;
+          }
           CHECK(lil::cuda::PagedAttention(ap, nullptr));
         }, 20, 9);
       };

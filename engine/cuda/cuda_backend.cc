@@ -148,14 +148,15 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
   b->quest_fp8_ = QuestFp8(local);
   if (b->quest_fp8_) LIL_LOG_INFO("CUDA backend: Quest metadata in e4m3, rounded outward (LILSERVE_QUEST_FP8=1)");
   b->tc_stages_ = EnvIs("LILSERVE_TC_STAGES", "2") ? 2 : 3;
-  b->split_target_ctas_ = EnvIs("LILSERVE_SPLIT_KV", "0")
-                              ? 0
-                              : SplitResidentCtas(local.head_dim, local.num_heads / local.num_kv_heads, sms,
-                                                  b->tc_decode_, b->tc_stages_);
+  if (!EnvIs("LILSERVE_SPLIT_KV", "0")) {
+    const int32_t group = local.num_heads / local.num_kv_heads;
+    b->split_target_tc_ = SplitResidentCtas(local.head_dim, group, sms, b->tc_decode_, b->tc_stages_);
+    b->split_target_cc_ = SplitResidentCtas(local.head_dim, group, sms, false);
+  }
   // Graph steps share one split workspace: the largest any graph batch size asks for.
   b->graph_partial_floats_ = 1;
-  for (int32_t t = 1; t <= kMaxGraphBatch && b->split_target_ctas_ > 0; ++t) {
-    const SplitChoice sc = ChooseSplit(t * local.num_kv_heads, kv.page_size, b->split_target_ctas_);
+  for (int32_t t = 1; t <= kMaxGraphBatch && b->SplitTarget(t) > 0; ++t) {
+    const SplitChoice sc = ChooseSplit(t * local.num_kv_heads, kv.page_size, b->SplitTarget(t));
     if (sc.min_chunk_entries > 0) {
       b->graph_partial_floats_ = std::max(b->graph_partial_floats_,
                                           SplitPartialFloats(t, local.num_kv_heads, local.head_dim, sc.max_splits));
@@ -166,9 +167,7 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
   const bool fused_off = EnvIs("LILSERVE_FUSED_NORM", "0");
   const bool fused_fits = b->gemm_.GemvAvailable(1, local.hidden_size) && local.q_dim() % 8 == 0 &&
                           local.intermediate_size % 8 == 0 && local.rms_norm_eps > 0.0f;
-  if (!fused_off && options.world > 1) {
-    LIL_LOG_INFO("CUDA backend: norms not fused into the GEMVs under tensor parallelism");
-  } else if (!fused_off && !fused_fits) {
+  if (!fused_off && !fused_fits) {
     LIL_LOG_INFO("CUDA backend: norms not fused into the GEMVs (the GEMV is off or the model's shapes do not fit it)");
   } else if (!fused_off) {
     // DeviceWeights owns these device buffers; nothing has read them yet.
@@ -383,8 +382,8 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
     d.max_cand = cn.empty() ? 0 : *std::max_element(cn.begin(), cn.end());
     if (quest_split_) quest_keys = std::max<int64_t>(quest_keys, int64_t{d.num_quest} * c.num_kv_heads * d.max_cand);
     max_nnz = std::max(max_nnz, d.nnz);
-    if (split_target_ctas_ > 0 && in.mass_size == 0 && SplitSupported(c.head_dim)) {
-      d.split = ChooseSplit(in.num_tokens * c.num_kv_heads, page_size_, split_target_ctas_);
+    if (SplitTarget(in.num_tokens) > 0 && in.mass_size == 0 && SplitSupported(c.head_dim)) {
+      d.split = ChooseSplit(in.num_tokens * c.num_kv_heads, page_size_, SplitTarget(in.num_tokens));
       max_splits = std::max(max_splits, d.split.min_chunk_entries > 0 ? d.split.max_splits : 0);
     }
     w.layouts.push_back(d);

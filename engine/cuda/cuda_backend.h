@@ -16,6 +16,7 @@
 #include "engine/cuda/cuda_util.h"
 #include "engine/cuda/device_weights.h"
 #include "engine/cuda/gemm.h"
+#include "engine/cuda/nccl_comm.h"
 #include "engine/parallel/communicator.h"
 #include "engine/parallel/tp_shard.h"
 
@@ -26,12 +27,13 @@ struct CudaBackendOptions {
   bool force_fallback_gemm = false;  // tests: the tiled kernel instead of cuBLAS
   // Tensor parallelism (docs/PARALLEL.md): this backend is rank `rank` of `world`, holds the
   // weights UploadWeights made for MakeTpShard(config, rank, world) and that shard's KV heads,
-  // and calls `comm` (an NcclCommunicator on this backend's stream: see stream below) after
-  // o_proj and down (all-reduce), for the vocab-parallel logits (all-gather) and the h2o page
-  // mass (all-reduce). Only rank 0 samples; the other ranks' results carry no tokens.
+  // and calls `comm` (on this backend's stream: see stream below) after o_proj and down
+  // (all-reduce; on the fused one-token path the all-reduce adds into the residual itself),
+  // for the vocab-parallel logits (all-gather) and the h2o page mass (all-reduce). Only rank
+  // 0 samples; the other ranks' results carry no tokens.
   int32_t rank = 0;
   int32_t world = 1;
-  Communicator* comm = nullptr;
+  NcclCommunicator* comm = nullptr;
   // The stream the backend runs on (the communicator must enqueue on the same one); null:
   // the backend makes its own.
   cudaStream_t stream = nullptr;
@@ -89,7 +91,7 @@ class CudaBackend final : public Backend {
   ModelConfig config_;  // the whole model
   ModelConfig local_;   // this rank's heads, KV heads, intermediate slice and vocabulary slice
   int32_t device_, rank_, world_;
-  Communicator* comm_;  // null at world 1
+  NcclCommunicator* comm_;  // null at world 1
   std::vector<TpShard> shards_;  // every rank's share (where its logits go in the gather)
   DeviceWeights w_;
   int32_t num_pages_;
@@ -110,7 +112,16 @@ class CudaBackend final : public Backend {
   int64_t graph_partial_floats_ = 1;
   absl::flat_hash_map<int32_t, cudaGraphExec_t> graphs_;
   absl::flat_hash_set<int32_t> graph_failed_;
-  int32_t split_target_ctas_ = 0;  // 0: split-KV off ($LILSERVE_SPLIT_KV=0)
+  // Resident CTAs of the decode attention kernel a step uses (SplitResidentCtas), which size
+  // its split-KV: the tensor-core kernel's (2 an SM with 3 stages) and the CUDA-core
+  // kernel's, for one-token steps (session 9 gave those the tensor-core count too: 264
+  // instead of the kernel's own, the CUDA-core bench column 0.63-0.72 -> 0.46-0.49 of the
+  // read ceiling). 0: split-KV off ($LILSERVE_SPLIT_KV=0).
+  int32_t split_target_tc_ = 0, split_target_cc_ = 0;
+  bool TensorCoreAttention(int32_t num_tokens) const { return tc_decode_ && num_tokens >= tc_min_tokens_; }
+  int32_t SplitTarget(int32_t num_tokens) const {
+    return TensorCoreAttention(num_tokens) ? split_target_tc_ : split_target_cc_;
+  }
   // Quest scoring in its own kernel over (sequence, KV head, chunk of candidates) CTAs
   // (QuestSelectParams::keys) unless $LILSERVE_QUEST_SPLIT=0. Default since session 8: at
   // 32k, batch 1 scoring + selection + attention 97.8 -> 47.4 us, batch 16 129.9 / 132.2 us

@@ -2,10 +2,10 @@
 // The kernels of one step (capturable: no host synchronization, no allocation): embedding,
 // then per layer norm -> QKV GEMM -> q/k norm + RoPE + paged KV write -> Quest metadata ->
 // (Quest selection) -> paged attention (split-KV, or the tensor-core prefill kernel) -> O GEMM
-// -> residual + norm -> gate/up GEMM -> SwiGLU -> down GEMM (on one GPU, unless
-// LILSERVE_FUSED_NORM=0, one-token steps run the norms, residual adds and SwiGLU inside the
-// GEMVs, the KV write keeps the Quest metadata, and the qkv GEMV applies RoPE and writes the
-// KV slots itself); final norm of the logits rows, LM head
+// -> residual + norm -> gate/up GEMM -> SwiGLU -> down GEMM (unless LILSERVE_FUSED_NORM=0,
+// one-token steps run the norms, residual adds and SwiGLU inside the GEMVs (under tensor
+// parallelism the residual add inside the all-reduce), the KV write keeps the Quest metadata,
+// and the qkv GEMV applies RoPE and writes the KV slots itself); final norm of the logits rows, LM head
 // (vocab-parallel under TP), greedy on the GPU.
 #include <cmath>
 
@@ -61,7 +61,7 @@ absl::Status CudaBackend::Attention(int32_t layer, const StepInputs& in, const W
   ap.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
   ap.page_mass = mass ? w.entry_mass : nullptr;
   ap.rows_static = l.num_quest == 0;  // else QuestSelect (the kernel just before) wrote the rows
-  ap.tensor_cores = tc_decode_ && in.num_tokens >= tc_min_tokens_;
+  ap.tensor_cores = TensorCoreAttention(in.num_tokens);  // the kernel SplitTarget sized the split for
   ap.tc_stages = tc_stages_;
   if (!mass && l.split.min_chunk_entries > 0) {
     ap.min_chunk_entries = l.split.min_chunk_entries;
@@ -133,18 +133,23 @@ absl::Status CudaBackend::RunLayer(int32_t layer, const StepInputs& in, const Wo
   }
   LIL_RETURN_IF_ERROR(Attention(layer, in, w));
   if (fuse) {
-    GemmParams o{w.attn, lw.o_proj, w.x, t, qd, hid};
-    o.add_to_y = true;
-    o.y_bf16 = w.xb;
-    LIL_RETURN_IF_ERROR(gemm_.RunGemv(o));
+    // One GPU: o and down add into x and round it to xb themselves. Tensor parallel: they
+    // write this rank's partial to delta, and the all-reduce adds the sum into x and xb.
+    auto project = [&](const bf16* in, const bf16* weight, int32_t in_dim) -> absl::Status {
+      GemmParams g{in, weight, comm_ == nullptr ? w.x : w.delta, t, in_dim, hid};
+      if (comm_ == nullptr) {
+        g.add_to_y = true;
+        g.y_bf16 = w.xb;
+      }
+      LIL_RETURN_IF_ERROR(gemm_.RunGemv(g));
+      return comm_ == nullptr ? absl::OkStatus() : comm_->AllReduceIntoResidual(w.delta, hid, w.x, w.xb);
+    };
+    LIL_RETURN_IF_ERROR(project(w.attn, lw.o_proj, qd));
     GemmParams gate_up{w.xb, lw.gate_up, w.gate_up, t, hid, 2 * inter};
     gate_up.norm_eps = c.rms_norm_eps;
     gate_up.swiglu_out = w.act;  // rows interleaved at load: (gate j, up j) side by side
     LIL_RETURN_IF_ERROR(gemm_.RunGemv(gate_up));
-    GemmParams down{w.act, lw.down, w.x, t, inter, hid};
-    down.add_to_y = true;
-    down.y_bf16 = w.xb;
-    return gemm_.RunGemv(down);
+    return project(w.act, lw.down, inter);
   }
   LIL_RETURN_IF_ERROR(gemm_.Run(w.attn, lw.o_proj, w.delta, t, qd, hid));
   if (comm_ != nullptr) LIL_RETURN_IF_ERROR(comm_->AllReduceSum(w.delta, int64_t{t} * hid));

@@ -14,6 +14,7 @@
 #include "common/status.h"
 #include "engine/cuda/cuda_util.h"
 #include "engine/cuda/dl_open.h"
+#include "kernels/cuda/ops.h"
 
 namespace lil::cuda {
 namespace {
@@ -80,8 +81,12 @@ const absl::StatusOr<Nccl>& GetNccl() {
   static absl::StatusOr<Nccl>* nccl = nullptr;
   std::call_once(once, [] {
     // NVLink multicast (NVLS) off before NCCL reads its environment (docs/PARALLEL.md);
-    // an operator's explicit setting wins.
+    // an operator's explicit setting wins. Peers connected at init, not at a collective's
+    // first call (NCCL >= 2.22 connects lazily by default): a rank's first all-gather is
+    // often inside a CUDA graph capture (a one-token first step), and a connection made
+    // there left the captured ring kernel reading a null buffer (seen on 2 x H200).
     setenv("NCCL_NVLS_ENABLE", "0", 0);
+    setenv("NCCL_RUNTIME_CONNECT", "0", 0);
     nccl = new absl::StatusOr<Nccl>(OpenNccl());
   });
   return *nccl;
@@ -116,7 +121,22 @@ absl::StatusOr<std::unique_ptr<NcclCommunicator>> NcclCommunicator::Create(const
     return absl::InternalError(absl::StrCat("ncclCommInitRank(rank ", rank, " of ", world,
                                             "): ", nccl->get_error_string(r)));
   }
-  return std::unique_ptr<NcclCommunicator>(new NcclCommunicator(comm, rank, world, stream));
+  auto c = std::unique_ptr<NcclCommunicator>(new NcclCommunicator(comm, rank, world, stream));
+  LIL_RETURN_IF_ERROR(c->WarmUp());
+  return c;
+}
+
+absl::Status NcclCommunicator::WarmUp() {
+  DeviceBuffer buffer;
+  LIL_RETURN_IF_ERROR(buffer.Reserve(sizeof(float) * (world_ + 1)));
+  float* d = buffer.get<float>();
+  LIL_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(d, 0, sizeof(float) * (world_ + 1), stream_));
+  LIL_RETURN_IF_ERROR(Check(GetNccl()->all_reduce(d, d, 1, kNcclFloat32, kNcclSum, comm_, stream_),
+                            "ncclAllReduce (warm-up)"));
+  LIL_RETURN_IF_ERROR(Check(GetNccl()->all_gather(d, d + 1, 1, kNcclFloat32, comm_, stream_),
+                            "ncclAllGather (warm-up)"));
+  LIL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  return AsyncError();
 }
 
 NcclCommunicator::~NcclCommunicator() {
@@ -223,6 +243,24 @@ absl::Status NcclCommunicator::AllReduceSum(float* data, int64_t n) {
   }
   return Check(GetNccl()->all_reduce(data, data, static_cast<size_t>(n), kNcclFloat32, kNcclSum,
                                      comm_, stream_), "ncclAllReduce");
+}
+
+absl::Status NcclCommunicator::AllReduceIntoResidual(float* data, int64_t n, float* residual,
+                                                     __nv_bfloat16* residual_bf16) {
+  if (aborted_.load()) return absl::AbortedError("the NCCL communicator was aborted");
+  if (n == 0) return absl::OkStatus();
+  if (world_ > 1 && n <= one_shot_.cap && reinterpret_cast<uintptr_t>(data) % 16 == 0 &&
+      reinterpret_cast<uintptr_t>(residual) % 16 == 0 && reinterpret_cast<uintptr_t>(residual_bf16) % 8 == 0) {
+    OneShotParams p = one_shot_;
+    p.data = data;
+    p.n = n;
+    p.residual = residual;
+    p.residual_bf16 = residual_bf16;
+    return CudaStatus(OneShotAllReduce(p, stream_), "OneShotAllReduce (into the residual)");
+  }
+  LIL_RETURN_IF_ERROR(AllReduceSum(data, n));
+  LIL_CUDA_RETURN_IF_ERROR(AddInPlace(residual, data, n, stream_));
+  return CudaStatus(ToBf16(residual, residual_bf16, n, stream_), "ToBf16 (residual)");
 }
 
 absl::Status NcclCommunicator::AllGather(const float* in, int64_t n, float* out) {

@@ -51,6 +51,11 @@ class NcclCommunicator final : public Communicator {
   int32_t rank() const override { return rank_; }
   int32_t world_size() const override { return world_; }
   absl::Status AllReduceSum(float* data, int64_t n) override;
+  // residual[i] += (sum over ranks of data[i]); residual_bf16[i] = bf16(residual[i]) (device
+  // pointers, n floats; residual 16-byte and residual_bf16 8-byte aligned). One kernel through
+  // the one-shot path when it is on and n fits; else NCCL then two small kernels. data's
+  // contents afterwards are unspecified. Every rank must pass the same residual values.
+  absl::Status AllReduceIntoResidual(float* data, int64_t n, float* residual, __nv_bfloat16* residual_bf16);
   absl::Status AllGather(const float* in, int64_t n, float* out) override;
   absl::Status Broadcast(void* data, int64_t bytes, int32_t root) override;
   // Enqueues a one-element all-reduce and waits for the stream.
@@ -75,6 +80,9 @@ class NcclCommunicator final : public Communicator {
   NcclCommunicator(void* comm, int32_t rank, int32_t world, cudaStream_t stream)
       : comm_(comm), rank_(rank), world_(world), stream_(stream) {}
   absl::Status Check(int result, const char* what) const;
+  // One eager all-reduce and all-gather at creation, waited for: a broken group fails at
+  // startup, and the first collective a rank runs is never one inside a graph capture.
+  absl::Status WarmUp();
 
   void* comm_;  // ncclComm_t
   int32_t rank_, world_;

@@ -78,12 +78,30 @@ __global__ void __launch_bounds__(kThreads) OneShotKernel(OneShotParams p) {
       acc.z += v.z;
       acc.w += v.w;
     }
-    *reinterpret_cast<float4*>(p.data + i) = acc;
+    if (p.residual == nullptr) {
+      *reinterpret_cast<float4*>(p.data + i) = acc;
+      continue;
+    }
+    float4 r = *reinterpret_cast<const float4*>(p.residual + i);
+    r.x += acc.x;
+    r.y += acc.y;
+    r.z += acc.z;
+    r.w += acc.w;
+    *reinterpret_cast<float4*>(p.residual + i) = r;
+    // 8-byte aligned: i is a multiple of 4.
+    __nv_bfloat162* out = reinterpret_cast<__nv_bfloat162*>(p.residual_bf16 + i);
+    out[0] = __floats2bfloat162_rn(r.x, r.y);
+    out[1] = __floats2bfloat162_rn(r.z, r.w);
   }
   for (int64_t i = vec_hi + threadIdx.x; i < hi; i += kThreads) {
     float acc = __ldcg(own + i);
     for (int q = 1; q < p.world; ++q) acc += __ldcg(own + q * p.cap + i);
-    p.data[i] = acc;
+    if (p.residual == nullptr) {
+      p.data[i] = acc;
+    } else {
+      p.residual[i] += acc;
+      p.residual_bf16[i] = __float2bfloat16_rn(p.residual[i]);
+    }
   }
   if (threadIdx.x == 0) p.epoch[b] = e;
 }
@@ -93,7 +111,8 @@ __global__ void __launch_bounds__(kThreads) OneShotKernel(OneShotParams p) {
 cudaError_t OneShotAllReduce(const OneShotParams& p, cudaStream_t stream) {
   if (p.n == 0) return cudaSuccess;
   if (p.n < 0 || p.n > p.cap || p.world < 1 || p.world > kOneShotMaxRanks || p.cap % 4 != 0 ||
-      reinterpret_cast<uintptr_t>(p.data) % 16 != 0) {
+      reinterpret_cast<uintptr_t>(p.data) % 16 != 0 || (p.residual == nullptr) != (p.residual_bf16 == nullptr) ||
+      reinterpret_cast<uintptr_t>(p.residual) % 16 != 0 || reinterpret_cast<uintptr_t>(p.residual_bf16) % 8 != 0) {
     return cudaErrorInvalidValue;
   }
   // Always the full grid: every block's epoch then moves with every call, so the parity

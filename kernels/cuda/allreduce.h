@@ -9,6 +9,7 @@
 // memory), so the kernel is captured into CUDA graphs like any other.
 #pragma once
 
+#include <cuda_bf16.h>
 #include <cuda_runtime.h>
 
 #include <cstdint>
@@ -20,6 +21,12 @@ inline constexpr int32_t kOneShotMaxBlocks = 32;  // the grid, always
 
 struct OneShotParams {
   float* data = nullptr;  // [n], this rank's partial in, the sum out (in place)
+  // Optional, both or neither (the fused decode path under tensor parallelism): instead of
+  // writing the sum to data, residual[i] += sum and residual_bf16[i] = bf16(residual[i]);
+  // data keeps this rank's partial. Every rank holds the same residual and adds the same
+  // rank-ordered sum, so the residual stream stays bitwise equal across ranks.
+  float* residual = nullptr;
+  __nv_bfloat16* residual_bf16 = nullptr;
   int64_t n = 0;          // <= cap
   int32_t rank = 0, world = 1;
   // slots[p]: rank p's receive buffer, [2 parities][world sources][cap] floats.

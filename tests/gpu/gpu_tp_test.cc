@@ -4,14 +4,20 @@
 // uneven intermediate (3 head_dim + 5) and vocabulary (97) splits: logits of a batch mixing
 // prefill, chunked prefill and decode, a Quest decode and a freed page, h2o page mass, then
 // decode steps replayed from CUDA graphs (with the NCCL calls captured) giving the same greedy
-// tokens. Skips without N GPUs. Also: N beyond the GPUs present is INVALID_ARGUMENT.
+// tokens; a group whose very first step is graph-captured (and fused: one token); the
+// all-reduce into the residual (one-shot and NCCL). Skips without N GPUs. Also: N beyond the
+// GPUs present is INVALID_ARGUMENT.
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <functional>
 #include <numeric>
 #include <random>
+#include <thread>
 
+#include "common/status.h"
 #include "engine/cuda/cuda_backend.h"
+#include "engine/cuda/nccl_comm.h"
 #include "engine/cuda/tp_cuda_backend.h"
 #include "tests/gpu/backend_test_util.h"
 #include "tests/testing/tiny_model.h"
@@ -159,6 +165,132 @@ INSTANTIATE_TEST_SUITE_P(Models, CudaTensorParallel,
                                            TpCase{ModelFamily::kQwen2, 64, 3, 2},
                                            TpCase{ModelFamily::kQwen3, 128, 17, 2},
                                            TpCase{ModelFamily::kLlama, 64, 16, 4}));
+
+// A fresh group whose first step is graph-captured (a one-token prompt: the first collective
+// any rank runs is inside a capture). Session 10 saw exactly this fail on 2 x H200 (the
+// captured all-gather read a null NCCL buffer) in the daemon's first request. One sequence,
+// so every step is also the fused one-token path (the all-reduce adding into the residual);
+// the last steps return logits (eager) and compare them too.
+TEST(CudaTensorParallelGraphs, FirstStepCapturedOneToken) {
+  if (GpuCount() < 2) GTEST_SKIP() << "needs 2 GPUs, have " << GpuCount();
+  // Shapes the fused path takes at TP=2 (each rank's intermediate a multiple of 8).
+  testing::TinyModelOptions opt = testing::GpuTinyOptions(ModelFamily::kLlama, 64, 4);
+  opt.inter = 4 * 64;
+  TinyModel m;
+  m.config = testing::TinyConfig(opt);
+  m.weights = testing::ConditionedBf16Weights(m.config, 43);
+  const ModelConfig& c = m.config;
+  KvCacheOptions kv;
+  kv.page_size = 16;
+  kv.num_pages = 16;
+  ASSERT_EQ(cudaSetDevice(0), cudaSuccess);
+  auto dw = cuda::UploadWeights(c, m.weights);
+  ASSERT_TRUE(dw.ok()) << dw.status();
+  auto one = cuda::CudaBackend::Create(c, std::move(*dw), kv, {});
+  ASSERT_TRUE(one.ok()) << one.status();
+  auto tp = cuda::TensorParallelCudaBackend::Create(
+      c, [&](const TpShard& shard) { return cuda::UploadWeights(c, m.weights, &shard); }, kv, 2);
+  ASSERT_TRUE(tp.ok()) << tp.status();
+  ScheduledSeq seq = Seq(1, 0, 1, {3, 4}, c.vocab_size);
+  for (int step = 0; step < 10; ++step) {
+    StepPlan plan;
+    plan.seqs = {seq};
+    plan.seqs[0].return_logits = step >= 8;
+    plan.seqs[0].page_table.resize(seq.start_pos / kv.page_size + 1);
+    auto t = (*tp)->Execute(plan);
+    auto o = (*one)->Execute(plan);
+    ASSERT_TRUE(t.ok()) << "step " << step << ": " << t.status();
+    ASSERT_TRUE(o.ok()) << o.status();
+    EXPECT_EQ(t->seqs[0].token, o->seqs[0].token) << "step " << step;
+    if (step >= 8) {
+      EXPECT_LT(RelL2(t->seqs[0].logits, o->seqs[0].logits), 1e-2) << "step " << step;
+    }
+    seq.start_pos += 1;
+    seq.tokens = {o->seqs[0].token};
+  }
+  if (std::getenv("LILSERVE_CUDA_GRAPHS") == nullptr) {
+    for (int32_t r = 0; r < 2; ++r) EXPECT_EQ((*tp)->rank_backend(r).graphs_captured(), 1) << "rank " << r;
+  }
+  // Unless $LILSERVE_FUSED_NORM=0 (or the GEMV is off): both sides took the fused path.
+  if (std::getenv("LILSERVE_FUSED_NORM") == nullptr && std::getenv("LILSERVE_GEMV") == nullptr) {
+    EXPECT_TRUE((*tp)->rank_backend(1).fused_norm());
+    EXPECT_TRUE((*one)->fused_norm());
+  }
+}
+
+// NcclCommunicator::AllReduceIntoResidual on 2 GPUs, through the one-shot kernel and through
+// NCCL: residual += d0 + d1 exactly (two ranks: every order gives the same fp32 sum), its bf16
+// copy rounded from it; n odd so the one-shot's scalar tail runs too.
+class ResidualAllReduce : public ::testing::TestWithParam<bool> {};
+
+TEST_P(ResidualAllReduce, AddsTheSumIntoTheResidual) {
+  if (GpuCount() < 2) GTEST_SKIP() << "needs 2 GPUs, have " << GpuCount();
+  const bool one_shot = GetParam();
+  constexpr int32_t kWorld = 2;
+  constexpr int64_t n = 4099;
+  auto id = cuda::NcclNewUniqueId();
+  ASSERT_TRUE(id.ok()) << id.status();
+  std::vector<std::unique_ptr<cuda::NcclCommunicator>> comms(kWorld);
+  std::vector<cudaStream_t> streams(kWorld);
+  std::vector<absl::Status> status(kWorld);
+  auto on_ranks = [&](const std::function<absl::Status(int32_t)>& f) {
+    std::vector<std::thread> threads;
+    for (int32_t r = 0; r < kWorld; ++r) {
+      threads.emplace_back([&, r] {
+        const cudaError_t e = cudaSetDevice(r);
+        status[r] = e == cudaSuccess ? f(r) : cuda::CudaStatus(e, "cudaSetDevice");
+      });
+    }
+    for (std::thread& t : threads) t.join();
+    for (int32_t r = 0; r < kWorld; ++r) ASSERT_TRUE(status[r].ok()) << "rank " << r << ": " << status[r];
+  };
+  on_ranks([&](int32_t r) -> absl::Status {
+    LIL_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&streams[r], cudaStreamNonBlocking));
+    LIL_ASSIGN_OR_RETURN(comms[r], cuda::NcclCommunicator::Create(*id, r, kWorld, streams[r]));
+    return absl::OkStatus();
+  });
+  if (one_shot) {
+    auto on = cuda::NcclCommunicator::EnableOneShot({comms[0].get(), comms[1].get()}, {0, 1}, 64 << 10);
+    ASSERT_TRUE(on.ok()) << on.status();
+    if (!*on) GTEST_SKIP() << "no peer access between GPUs 0 and 1";
+  }
+  std::vector<float> residual(n), want(n);
+  std::vector<std::vector<float>> part(kWorld, std::vector<float>(n));
+  for (int64_t i = 0; i < n; ++i) {
+    residual[i] = 5.0f * std::cos(0.11f * i);
+    for (int32_t r = 0; r < kWorld; ++r) part[r][i] = 3.0f * std::sin(0.37f * i + r);
+    want[i] = residual[i] + (part[0][i] + part[1][i]);
+  }
+  std::vector<std::vector<float>> got(kWorld, std::vector<float>(n));
+  std::vector<std::vector<cuda::bf16>> got_bf16(kWorld, std::vector<cuda::bf16>(n));
+  on_ranks([&](int32_t r) -> absl::Status {
+    cuda::DeviceBuffer data, res, res_bf16;
+    LIL_RETURN_IF_ERROR(data.Reserve(sizeof(float) * n));
+    LIL_RETURN_IF_ERROR(res.Reserve(sizeof(float) * n));
+    LIL_RETURN_IF_ERROR(res_bf16.Reserve(sizeof(cuda::bf16) * n));
+    LIL_CUDA_RETURN_IF_ERROR(cudaMemcpy(data.get(), part[r].data(), sizeof(float) * n, cudaMemcpyHostToDevice));
+    LIL_CUDA_RETURN_IF_ERROR(cudaMemcpy(res.get(), residual.data(), sizeof(float) * n, cudaMemcpyHostToDevice));
+    LIL_RETURN_IF_ERROR(comms[r]->AllReduceIntoResidual(data.get<float>(), n, res.get<float>(), res_bf16.get<cuda::bf16>()));
+    LIL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(streams[r]));
+    LIL_CUDA_RETURN_IF_ERROR(cudaMemcpy(got[r].data(), res.get(), sizeof(float) * n, cudaMemcpyDeviceToHost));
+    LIL_CUDA_RETURN_IF_ERROR(cudaMemcpy(got_bf16[r].data(), res_bf16.get(), sizeof(cuda::bf16) * n, cudaMemcpyDeviceToHost));
+    return absl::OkStatus();
+  });
+  for (int32_t r = 0; r < kWorld; ++r) {
+    for (int64_t i = 0; i < n; ++i) {
+      ASSERT_EQ(got[r][i], want[i]) << "rank " << r << " element " << i;
+      ASSERT_EQ(__bfloat162float(got_bf16[r][i]), __bfloat162float(__float2bfloat16_rn(want[i])))
+          << "rank " << r << " element " << i;
+    }
+  }
+  on_ranks([&](int32_t r) -> absl::Status {
+    comms[r].reset();
+    return cuda::CudaStatus(cudaStreamDestroy(streams[r]), "cudaStreamDestroy");
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Paths, ResidualAllReduce, ::testing::Values(true, false),
+                         [](const ::testing::TestParamInfo<bool>& i) { return i.param ? "OneShot" : "Nccl"; });
 
 TEST(CudaTensorParallelErrors, MoreRanksThanGpus) {
   const int32_t n = GpuCount();

@@ -214,6 +214,9 @@ if has tp && [ "$gpus" -ge 2 ]; then
   echo "A/B: no programmatic dependent launch (LILSERVE_PDL=0)" | log
   LILSERVE_PDL=0 timeout 200 "$c/bin/gpu_decode_bench" --model /tmp/l8 --hbm-tbs $hbm --steps 32 --context 1024 \
     --batch 1,64 --kv-mib 12000 --tensor-parallel 1,2 2>&1 | grep -E "^\| [0-9]" | log
+  echo "A/B: no fused one-token path (LILSERVE_FUSED_NORM=0; under TP: the all-reduce not adding into the residual)" | log
+  LILSERVE_FUSED_NORM=0 timeout 200 "$c/bin/gpu_decode_bench" --model /tmp/l8 --hbm-tbs $hbm --steps 32 --context 1024 \
+    --batch 1,64 --kv-mib 12000 --tensor-parallel 1,2 2>&1 | grep -E "^\| [0-9]" | log
   echo "A/B: NCCL for every all-reduce (LILSERVE_ONESHOT_ALLREDUCE=0)" | log
   LILSERVE_ONESHOT_ALLREDUCE=0 timeout 200 "$c/bin/gpu_decode_bench" --model /tmp/l8 --hbm-tbs $hbm --steps 32 --context 1024 \
     --batch 1,64 --kv-mib 12000 --tensor-parallel 2 2>&1 | grep -E "^\| [0-9]" | log
