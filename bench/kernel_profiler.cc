@@ -15,6 +15,8 @@
 //
 // $LILSERVE_KPROF_OUT: file for the table (default: stderr). $LILSERVE_KPROF_SKIP: kernels
 // to drop from the start (model load, warm-up), counted in launch order across the process.
+// $LILSERVE_KPROF_DEVICE: keep only that GPU's kernels (under tensor parallelism the ranks'
+// timelines otherwise interleave, and "exposed" means exposed on neither GPU).
 // Records are kept in memory (48 bytes each); a decode run of a few thousand steps is fine.
 #include <cupti.h>
 
@@ -43,6 +45,7 @@ struct KernelRecord {
 std::mutex mu;
 std::vector<KernelRecord>* records = nullptr;  // leaked on purpose: used from atexit
 uint64_t dropped = 0;
+int64_t only_device = -1;  // $LILSERVE_KPROF_DEVICE: one GPU's kernels (a TP rank's timeline)
 
 void CheckCupti(CUptiResult r, const char* what) {
   if (r == CUPTI_SUCCESS) return;
@@ -63,6 +66,7 @@ void CUPTIAPI BufferCompleted(CUcontext, uint32_t, uint8_t* buffer, size_t, size
   while (cuptiActivityGetNextRecord(buffer, valid, &rec) == CUPTI_SUCCESS) {
     if (rec->kind != CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL && rec->kind != CUPTI_ACTIVITY_KIND_KERNEL) continue;
     const auto* k = reinterpret_cast<const CUpti_ActivityKernel10*>(rec);
+    if (only_device >= 0 && static_cast<int64_t>(k->deviceId) != only_device) continue;
     records->push_back({k->start, k->end, k->name, {k->gridX, k->gridY, k->gridZ}, {k->blockX, k->blockY, k->blockZ}});
   }
   size_t n = 0;
@@ -163,6 +167,7 @@ void Report() {
 
 extern "C" __attribute__((visibility("default"))) int InitializeInjection(void) {
   records = new std::vector<KernelRecord>();
+  if (const char* d = std::getenv("LILSERVE_KPROF_DEVICE"); d != nullptr && *d != '\0') only_device = std::atoll(d);
   records->reserve(1 << 20);
   CheckCupti(cuptiActivityRegisterCallbacks(BufferRequested, BufferCompleted), "cuptiActivityRegisterCallbacks");
   // CONCURRENT_KERNEL: kernels are not serialized by the profiler, so PDL overlap stays.

@@ -47,7 +47,7 @@ std::vector<int64_t> ParseList(const std::string& s) {
 int main(int argc, char** argv) {
   int world = 0, iters = 200;
   bool one_shot = false;
-  std::string sizes = "16384,32768,131072,524288,1048576,4194304,16777216,67108864";
+  std::string sizes = "16384,32768,131072,262144,524288,1048576,4194304,16777216,67108864";
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string k = argv[i];
     if (k == "--world") world = std::atoi(argv[i + 1]);

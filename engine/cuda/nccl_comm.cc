@@ -194,6 +194,10 @@ absl::StatusOr<bool> NcclCommunicator::EnableOneShot(const std::vector<NcclCommu
   const int64_t cap = std::max<int64_t>(4, cap_bytes / 4 / 4 * 4);
   const int64_t slot_floats = 2 * world * cap;
   const int64_t flag_words = 2 * world * kOneShotMaxBlocks;
+  // The flag-in-every-word variant up to kOneShotLlBytes (decode at batch <= 16 of an
+  // 8B-class model), unless $LILSERVE_ONESHOT_LL=0.
+  const int64_t ll_cap = EnvIs("LILSERVE_ONESHOT_LL", "0") ? 0 : std::min<int64_t>(cap, kOneShotLlBytes / 4);
+  const int64_t ll_bytes = 2 * world * (ll_cap / 2) * static_cast<int64_t>(sizeof(uint4));
   OneShotParams shared;
   shared.world = world;
   shared.cap = cap;
@@ -209,12 +213,15 @@ absl::StatusOr<bool> NcclCommunicator::EnableOneShot(const std::vector<NcclCommu
       }
     }
     NcclCommunicator& c = *comms[r];
-    const size_t bytes = sizeof(float) * slot_floats + sizeof(uint32_t) * (flag_words + kOneShotMaxBlocks);
+    // [LL slots][slots][flags][epochs]: the LL slots first keep their 16-byte alignment.
+    const size_t bytes = ll_bytes + sizeof(float) * slot_floats + sizeof(uint32_t) * (flag_words + kOneShotMaxBlocks);
     LIL_RETURN_IF_ERROR(c.one_shot_memory_.Reserve(bytes));
     LIL_CUDA_RETURN_IF_ERROR(cudaMemset(c.one_shot_memory_.get(), 0, bytes));
-    shared.slots[r] = c.one_shot_memory_.get<float>();
+    shared.ll_slots[r] = ll_cap > 0 ? c.one_shot_memory_.get<uint4>() : nullptr;
+    shared.slots[r] = reinterpret_cast<float*>(c.one_shot_memory_.get<char>() + ll_bytes);
     shared.flags[r] = reinterpret_cast<uint32_t*>(shared.slots[r] + slot_floats);
   }
+  shared.ll_cap = ll_cap;
   for (int32_t r = 0; r < world; ++r) {
     NcclCommunicator& c = *comms[r];
     c.one_shot_ = shared;
@@ -228,7 +235,8 @@ absl::StatusOr<bool> NcclCommunicator::EnableOneShot(const std::vector<NcclCommu
     c.one_shot_.error = static_cast<uint32_t*>(mapped);
   }
   LIL_CUDA_RETURN_IF_ERROR(cudaSetDevice(previous));
-  LIL_LOG_INFO("one-shot all-reduce on for messages up to {} KiB ({} ranks); NCCL above", cap * 4 / 1024, world);
+  LIL_LOG_INFO("one-shot all-reduce on for messages up to {} KiB ({} ranks; the epoch beside every value up to {} KiB); "
+               "NCCL above", cap * 4 / 1024, world, ll_cap * 4 / 1024);
   return true;
 }
 

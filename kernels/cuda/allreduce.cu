@@ -106,17 +106,103 @@ __global__ void __launch_bounds__(kThreads) OneShotKernel(OneShotParams p) {
   if (threadIdx.x == 0) p.epoch[b] = e;
 }
 
+// The flag-in-every-word variant (OneShotParams::ll_cap). Thread i of block b owns value
+// pairs lo/2 + i, lo/2 + i + kThreads, ... of block b's slice: it sends each as one 16-byte
+// store {v0, e, v1, e} to every peer, then polls its own slots until both epochs of each
+// peer's pair read e (a 16-byte store is not promised to land at once, but each aligned
+// 8-byte half is, so each value is checked beside its own epoch). Slot reuse: the same
+// argument as above, with "raised its flag for call k + 1" read as "sent call k + 1's data".
+__device__ __forceinline__ void StoreLl(uint4* p, float v0, float v1, uint32_t e) {
+  asm volatile("st.volatile.global.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(__float_as_uint(v0)), "r"(e),
+               "r"(__float_as_uint(v1)), "r"(e)
+               : "memory");
+}
+
+__device__ __forceinline__ uint4 LoadLl(const uint4* p) {
+  uint4 v;
+  asm volatile("ld.volatile.global.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p)
+               : "memory");
+  return v;
+}
+
+__global__ void __launch_bounds__(kThreads) OneShotLlKernel(OneShotParams p) {
+  PdlWait();
+  PdlTrigger();
+  const int b = blockIdx.x;
+  __shared__ uint32_t s_epoch;
+  if (threadIdx.x == 0) s_epoch = p.epoch[b] + 1;
+  __syncthreads();
+  const uint32_t e = s_epoch;
+  const int par = e & 1;
+  const int64_t chunk = ((p.n + gridDim.x - 1) / gridDim.x + 3) / 4 * 4;  // even: whole pairs
+  const int64_t lo = b * chunk, hi = lo + chunk < p.n ? lo + chunk : p.n;
+  const int64_t half_cap = p.ll_cap / 2;
+  const int64_t send_off = (static_cast<int64_t>(par) * p.world + p.rank) * half_cap;
+  for (int64_t i = lo + 2 * threadIdx.x; i < hi; i += 2 * kThreads) {
+    const float v0 = p.data[i], v1 = i + 1 < hi ? p.data[i + 1] : 0.0f;
+    for (int q = 0; q < p.world; ++q) {
+      if (q != p.rank) StoreLl(p.ll_slots[q] + send_off + i / 2, v0, v1, e);
+    }
+  }
+  const uint4* mine = p.ll_slots[p.rank] + static_cast<int64_t>(par) * p.world * half_cap;
+  const uint64_t start = GlobalTimerNs();
+  bool timed_out = false;
+  for (int64_t i = lo + 2 * threadIdx.x; i < hi; i += 2 * kThreads) {
+    const bool two = i + 1 < hi;
+    float acc0 = 0.0f, acc1 = 0.0f;
+    for (int q = 0; q < p.world; ++q) {  // rank order: the same bits on every rank
+      float v0, v1;
+      if (q == p.rank) {
+        v0 = p.data[i];
+        v1 = two ? p.data[i + 1] : 0.0f;
+      } else {
+        uint4 w = LoadLl(mine + static_cast<int64_t>(q) * half_cap + i / 2);
+        while ((w.y != e || w.w != e) && !timed_out) {
+          if (GlobalTimerNs() - start > kOneShotTimeoutNs) {
+            if (p.error != nullptr) atomicExch(p.error, 1u + q);
+            timed_out = true;
+          }
+          w = LoadLl(mine + static_cast<int64_t>(q) * half_cap + i / 2);
+        }
+        v0 = __uint_as_float(w.x);
+        v1 = __uint_as_float(w.z);
+      }
+      acc0 = q == 0 ? v0 : acc0 + v0;
+      acc1 = q == 0 ? v1 : acc1 + v1;
+    }
+    if (p.residual == nullptr) {
+      p.data[i] = acc0;
+      if (two) p.data[i + 1] = acc1;
+    } else {
+      const float r0 = p.residual[i] + acc0;
+      p.residual[i] = r0;
+      p.residual_bf16[i] = __float2bfloat16_rn(r0);
+      if (two) {
+        const float r1 = p.residual[i + 1] + acc1;
+        p.residual[i + 1] = r1;
+        p.residual_bf16[i + 1] = __float2bfloat16_rn(r1);
+      }
+    }
+  }
+  if (threadIdx.x == 0) p.epoch[b] = e;
+}
+
 }  // namespace
 
 cudaError_t OneShotAllReduce(const OneShotParams& p, cudaStream_t stream) {
   if (p.n == 0) return cudaSuccess;
   if (p.n < 0 || p.n > p.cap || p.world < 1 || p.world > kOneShotMaxRanks || p.cap % 4 != 0 ||
       reinterpret_cast<uintptr_t>(p.data) % 16 != 0 || (p.residual == nullptr) != (p.residual_bf16 == nullptr) ||
-      reinterpret_cast<uintptr_t>(p.residual) % 16 != 0 || reinterpret_cast<uintptr_t>(p.residual_bf16) % 8 != 0) {
+      reinterpret_cast<uintptr_t>(p.residual) % 16 != 0 || reinterpret_cast<uintptr_t>(p.residual_bf16) % 8 != 0 ||
+      p.ll_cap % 4 != 0 || p.ll_cap > p.cap) {
     return cudaErrorInvalidValue;
   }
   // Always the full grid: every block's epoch then moves with every call, so the parity
   // (and the slot-reuse argument above) holds for the whole message whatever its size.
+  if (p.n <= p.ll_cap && p.ll_slots[p.rank] != nullptr) {
+    return LaunchPdl(OneShotLlKernel, kOneShotMaxBlocks, kThreads, 0, stream, p);
+  }
   return LaunchPdl(OneShotKernel, kOneShotMaxBlocks, kThreads, 0, stream, p);
 }
 

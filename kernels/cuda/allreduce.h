@@ -5,6 +5,7 @@
 // system-scope release, waits for every peer's flag with a system-scope acquire, then sums
 // the slots in rank order. The sum is therefore the same bits on every rank AND the
 // rank-ordered sum of engine/parallel/communicator.h's contract (NCCL gives neither order).
+// Small messages take a variant with the epoch beside every value (OneShotParams::ll_cap).
 // Launch arguments never change between calls (an epoch counter per block lives in device
 // memory), so the kernel is captured into CUDA graphs like any other.
 #pragma once
@@ -38,7 +39,17 @@ struct OneShotParams {
   // Host-mapped word set to 1 + the peer's rank when a wait outlasts kOneShotTimeoutNs (a
   // rank that died or went its own way): the kernel then gives up instead of hanging the GPU.
   uint32_t* error = nullptr;
+  // Messages of n <= ll_cap floats take the flag-in-every-word variant (NCCL's "LL" idea):
+  // each 16-byte store carries two (value, epoch) pairs, so a receiver polls the data itself
+  // and no fence, barrier or separate flag round trip is needed; it moves twice the bytes,
+  // so it serves decode sizes only. ll_slots[p]: rank p's, [2 parities][world sources]
+  // [ll_cap / 2] uint4. ll_cap 0 (or ll_slots null): always the slot + flag kernel.
+  uint4* ll_slots[kOneShotMaxRanks] = {};
+  int64_t ll_cap = 0;  // a multiple of 4, <= cap
 };
+
+// Largest message the flag-in-every-word variant serves by default (NcclCommunicator).
+inline constexpr int64_t kOneShotLlBytes = 256 << 10;
 
 inline constexpr uint64_t kOneShotTimeoutNs = 30ull * 1000 * 1000 * 1000;
 

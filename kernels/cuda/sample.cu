@@ -1,11 +1,13 @@
 // File: kernels/cuda/sample.cu
-// One CTA per row, one pass over the logits: each thread keeps a running (max, argmax,
-// sum of exp(logit - max)) and rescales its sum when the max moves (the online softmax),
-// with 8 loads in flight per step; the threads' triples are then merged. The profile had
+// One pass over the logits: each thread keeps a running (max, argmax, sum of
+// exp(logit - max)) and rescales its sum when the max moves (the online softmax), with 8
+// loads in flight per step; the threads' triples are then merged, and the slices' (below). The profile had
 // the two-pass version at 102 us a step over Llama-3's 128,256 logits: 500 dependent
 // load round trips per thread (docs/PERF.md, session 6).
 #include "kernels/cuda/sample.h"
 #include "kernels/cuda/pdl.h"
+
+#include <cooperative_groups.h>
 
 #include <cfloat>
 
@@ -42,22 +44,36 @@ __device__ __forceinline__ Best Merge(const Best& a, const Best& b) {
   return r;
 }
 
+// A row is cut into kSlices vocabulary slices, one CTA each, the CTAs of a row forming one
+// thread-block cluster: each CTA reduces its slice, then CTA 0 of the cluster merges the
+// others' results through distributed shared memory (no workspace, no second launch). One CTA
+// per row took ~25 us on Llama-3's 128,256 logits (~4 dependent load rounds per thread now
+// instead of ~32; docs/PERF.md, session 10). Merge is order-free (ties to the lower id), so
+// the result does not depend on the cut.
+constexpr int kSlices = 8;  // the portable cluster size
+
 __global__ void __launch_bounds__(kThreads) GreedyKernel(GreedyParams p) {
   PdlWait();
   PdlTrigger();
+  namespace cg = cooperative_groups;
+  cg::cluster_group cluster = cg::this_cluster();
   __shared__ Best s_best[kThreads / 32];
+  __shared__ Best s_slice;
   const float* row = p.logits + static_cast<int64_t>(blockIdx.x) * p.vocab;
+  const int slice = static_cast<int>(cluster.block_rank());
+  const int per = (p.vocab + kSlices - 1) / kSlices;
+  const int begin = slice * per, end = min(p.vocab, begin + per);
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   Best b;
-  int i = threadIdx.x;
-  for (; i + (kInFlight - 1) * kThreads < p.vocab; i += kInFlight * kThreads) {
+  int i = begin + threadIdx.x;
+  for (; i + (kInFlight - 1) * kThreads < end; i += kInFlight * kThreads) {
     float v[kInFlight];
 #pragma unroll
     for (int j = 0; j < kInFlight; ++j) v[j] = row[i + j * kThreads];
 #pragma unroll
     for (int j = 0; j < kInFlight; ++j) Add(b, v[j], i + j * kThreads);
   }
-  for (; i < p.vocab; i += kThreads) Add(b, row[i], i);
+  for (; i < end; i += kThreads) Add(b, row[i], i);
   for (int o = 16; o > 0; o >>= 1) {
     Best other;
     other.max = __shfl_xor_sync(0xffffffffu, b.max, o);
@@ -70,16 +86,36 @@ __global__ void __launch_bounds__(kThreads) GreedyKernel(GreedyParams p) {
   if (threadIdx.x == 0) {
     Best total = s_best[0];
     for (int w = 1; w < kThreads / 32; ++w) total = Merge(total, s_best[w]);
+    s_slice = total;
+  }
+  cluster.sync();  // every slice's result is in its CTA's shared memory
+  if (slice == 0 && threadIdx.x == 0) {
+    Best total = s_slice;
+    for (int r = 1; r < kSlices; ++r) total = Merge(total, *cluster.map_shared_rank(&s_slice, r));
     p.token[blockIdx.x] = total.id == kNoId ? 0 : total.id;  // all-NaN row: id 0
     p.logprob[blockIdx.x] = -logf(total.sum);              // logit[token] - max is 0
   }
+  cluster.sync();  // no CTA leaves while CTA 0 may still read its shared memory
 }
 
 }  // namespace
 
 cudaError_t Greedy(const GreedyParams& p, cudaStream_t stream) {
   if (p.rows == 0) return cudaSuccess;
-  return LaunchPdl(GreedyKernel, p.rows, kThreads, 0, stream, p);
+  cudaLaunchAttribute attr[2];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = 1;
+  attr[0].val.clusterDim.y = kSlices;
+  attr[0].val.clusterDim.z = 1;
+  attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[1].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(p.rows, kSlices);
+  config.blockDim = dim3(kThreads);
+  config.stream = stream;
+  config.attrs = attr;
+  config.numAttrs = PdlEnabled() ? 2 : 1;
+  return cudaLaunchKernelEx(&config, GreedyKernel, p);
 }
 
 }  // namespace lil::cuda

@@ -218,16 +218,21 @@ TEST(CudaTensorParallelGraphs, FirstStepCapturedOneToken) {
   }
 }
 
-// NcclCommunicator::AllReduceIntoResidual on 2 GPUs, through the one-shot kernel and through
-// NCCL: residual += d0 + d1 exactly (two ranks: every order gives the same fp32 sum), its bf16
-// copy rounded from it; n odd so the one-shot's scalar tail runs too.
-class ResidualAllReduce : public ::testing::TestWithParam<bool> {};
+// NcclCommunicator::AllReduceIntoResidual on 2 GPUs, through both one-shot kernels (the
+// epoch-in-every-word one up to kOneShotLlBytes, the slot + flag one above) and through NCCL:
+// residual += d0 + d1 exactly (two ranks: every order gives the same fp32 sum), its bf16 copy
+// rounded from it; n odd so the kernels' tails run too.
+struct ResidualCase {
+  bool one_shot;
+  int64_t n;
+};
+class ResidualAllReduce : public ::testing::TestWithParam<ResidualCase> {};
 
 TEST_P(ResidualAllReduce, AddsTheSumIntoTheResidual) {
   if (GpuCount() < 2) GTEST_SKIP() << "needs 2 GPUs, have " << GpuCount();
-  const bool one_shot = GetParam();
+  const bool one_shot = GetParam().one_shot;
+  const int64_t n = GetParam().n;
   constexpr int32_t kWorld = 2;
-  constexpr int64_t n = 4099;
   auto id = cuda::NcclNewUniqueId();
   ASSERT_TRUE(id.ok()) << id.status();
   std::vector<std::unique_ptr<cuda::NcclCommunicator>> comms(kWorld);
@@ -250,7 +255,7 @@ TEST_P(ResidualAllReduce, AddsTheSumIntoTheResidual) {
     return absl::OkStatus();
   });
   if (one_shot) {
-    auto on = cuda::NcclCommunicator::EnableOneShot({comms[0].get(), comms[1].get()}, {0, 1}, 64 << 10);
+    auto on = cuda::NcclCommunicator::EnableOneShot({comms[0].get(), comms[1].get()}, {0, 1}, 1 << 20);
     ASSERT_TRUE(on.ok()) << on.status();
     if (!*on) GTEST_SKIP() << "no peer access between GPUs 0 and 1";
   }
@@ -289,8 +294,13 @@ TEST_P(ResidualAllReduce, AddsTheSumIntoTheResidual) {
   });
 }
 
-INSTANTIATE_TEST_SUITE_P(Paths, ResidualAllReduce, ::testing::Values(true, false),
-                         [](const ::testing::TestParamInfo<bool>& i) { return i.param ? "OneShot" : "Nccl"; });
+static_assert(4099 * 4 < cuda::kOneShotLlBytes && 70001 * 4 > cuda::kOneShotLlBytes && 70001 * 4 < (1 << 20));
+INSTANTIATE_TEST_SUITE_P(Paths, ResidualAllReduce,
+                         ::testing::Values(ResidualCase{true, 4099}, ResidualCase{true, 70001},
+                                           ResidualCase{false, 4099}),
+                         [](const ::testing::TestParamInfo<ResidualCase>& i) {
+                           return std::string(i.param.one_shot ? "OneShot" : "Nccl") + std::to_string(i.param.n);
+                         });
 
 TEST(CudaTensorParallelErrors, MoreRanksThanGpus) {
   const int32_t n = GpuCount();

@@ -206,6 +206,8 @@ if has tp && [ "$gpus" -ge 2 ]; then
     for os in 0 1; do
       timeout 120 "$c/bin/nccl_allreduce_bench" --world $n --one-shot $os 2>&1 | tee -a "$out/allreduce_bench.log" | grep -vE "^\|---" | log
     done
+    echo "A/B: one-shot without the epoch-in-every-word variant (LILSERVE_ONESHOT_LL=0)" | log
+    LILSERVE_ONESHOT_LL=0 timeout 120 "$c/bin/nccl_allreduce_bench" --world $n --one-shot 1 2>&1 | tee -a "$out/allreduce_bench.log" | grep -vE "^\|---" | log
   done
   need8b
   tps=1,2; [ "$gpus" -ge 4 ] && tps=1,2,4; [ "$gpus" -ge 8 ] && tps=1,2,4,8
@@ -217,6 +219,9 @@ if has tp && [ "$gpus" -ge 2 ]; then
   echo "A/B: no fused one-token path (LILSERVE_FUSED_NORM=0; under TP: the all-reduce not adding into the residual)" | log
   LILSERVE_FUSED_NORM=0 timeout 200 "$c/bin/gpu_decode_bench" --model /tmp/l8 --hbm-tbs $hbm --steps 32 --context 1024 \
     --batch 1,64 --kv-mib 12000 --tensor-parallel 1,2 2>&1 | grep -E "^\| [0-9]" | log
+  echo "A/B: one-shot without the epoch-in-every-word variant (LILSERVE_ONESHOT_LL=0)" | log
+  LILSERVE_ONESHOT_LL=0 timeout 200 "$c/bin/gpu_decode_bench" --model /tmp/l8 --hbm-tbs $hbm --steps 32 --context 1024 \
+    --batch 1,64 --kv-mib 12000 --tensor-parallel 2 2>&1 | grep -E "^\| [0-9]" | log
   echo "A/B: NCCL for every all-reduce (LILSERVE_ONESHOT_ALLREDUCE=0)" | log
   LILSERVE_ONESHOT_ALLREDUCE=0 timeout 200 "$c/bin/gpu_decode_bench" --model /tmp/l8 --hbm-tbs $hbm --steps 32 --context 1024 \
     --batch 1,64 --kv-mib 12000 --tensor-parallel 2 2>&1 | grep -E "^\| [0-9]" | log
