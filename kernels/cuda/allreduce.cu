@@ -29,17 +29,50 @@ __device__ __forceinline__ uint32_t LoadAcquire(const uint32_t* p) {
   return v;
 }
 
-__global__ void __launch_bounds__(kThreads) OneShotKernel(OneShotParams p) {
+// What both kernels start with: the PDL handshake, this call's epoch for block b (read by one
+// thread, so thread 0 may store the next one whenever it is done) and parity, and block b's
+// slice [lo, hi) of the message (a multiple of 4 floats long, so pairs and float4s stay whole).
+struct CallSlice {
+  uint32_t e;
+  uint32_t flag;  // e with its top bit set: never 0 (the flags' and slots' initial contents),
+                  // also when the 32-bit epoch wraps; consecutive calls of one parity differ
+  int par;
+  int64_t lo, hi;
+};
+
+__device__ __forceinline__ CallSlice BeginCall(const OneShotParams& p) {
   PdlWait();
   PdlTrigger();
-  const int b = blockIdx.x;
   __shared__ uint32_t s_epoch;
-  if (threadIdx.x == 0) s_epoch = p.epoch[b] + 1;
+  if (threadIdx.x == 0) s_epoch = p.epoch[blockIdx.x] + 1;
   __syncthreads();
-  const uint32_t e = s_epoch;
-  const int par = e & 1;
+  CallSlice c;
+  c.e = s_epoch;
+  c.flag = c.e | 0x80000000u;
+  c.par = c.e & 1;
   const int64_t chunk = ((p.n + gridDim.x - 1) / gridDim.x + 3) / 4 * 4;
-  const int64_t lo = b * chunk, hi = lo + chunk < p.n ? lo + chunk : p.n;
+  c.lo = blockIdx.x * chunk;
+  c.hi = c.lo + chunk < p.n ? c.lo + chunk : p.n;
+  return c;
+}
+
+// Element i's sum: into data, or added into the residual and its bf16 copy.
+__device__ __forceinline__ void StoreSum(const OneShotParams& p, int64_t i, float sum) {
+  if (p.residual == nullptr) {
+    p.data[i] = sum;
+  } else {
+    const float r = p.residual[i] + sum;
+    p.residual[i] = r;
+    p.residual_bf16[i] = __float2bfloat16_rn(r);
+  }
+}
+
+__global__ void __launch_bounds__(kThreads) OneShotKernel(OneShotParams p) {
+  const int b = blockIdx.x;
+  const CallSlice call = BeginCall(p);
+  const uint32_t e = call.e;
+  const int par = call.par;
+  const int64_t lo = call.lo, hi = call.hi;
   const int64_t len = hi > lo ? hi - lo : 0;
   const int64_t vec_hi = lo + (len / 4) * 4;
   const int64_t slot_off = (static_cast<int64_t>(par) * p.world + p.rank) * p.cap;
@@ -56,10 +89,10 @@ __global__ void __launch_bounds__(kThreads) OneShotKernel(OneShotParams p) {
   __syncthreads();
   const int64_t flag_row = static_cast<int64_t>(par) * p.world;
   if (threadIdx.x < p.world) {
-    StoreRelease(p.flags[threadIdx.x] + (flag_row + p.rank) * kOneShotMaxBlocks + b, e);
+    StoreRelease(p.flags[threadIdx.x] + (flag_row + p.rank) * kOneShotMaxBlocks + b, call.flag);
     const uint32_t* mine = p.flags[p.rank] + (flag_row + threadIdx.x) * kOneShotMaxBlocks + b;
     const uint64_t start = GlobalTimerNs();
-    while (LoadAcquire(mine) != e) {
+    while (LoadAcquire(mine) != call.flag) {
       if (GlobalTimerNs() - start > kOneShotTimeoutNs) {
         if (p.error != nullptr) atomicExch(p.error, 1u + threadIdx.x);
         break;
@@ -96,25 +129,20 @@ __global__ void __launch_bounds__(kThreads) OneShotKernel(OneShotParams p) {
   for (int64_t i = vec_hi + threadIdx.x; i < hi; i += kThreads) {
     float acc = __ldcg(own + i);
     for (int q = 1; q < p.world; ++q) acc += __ldcg(own + q * p.cap + i);
-    if (p.residual == nullptr) {
-      p.data[i] = acc;
-    } else {
-      p.residual[i] += acc;
-      p.residual_bf16[i] = __float2bfloat16_rn(p.residual[i]);
-    }
+    StoreSum(p, i, acc);
   }
   if (threadIdx.x == 0) p.epoch[b] = e;
 }
 
 // The flag-in-every-word variant (OneShotParams::ll_cap). Thread i of block b owns value
 // pairs lo/2 + i, lo/2 + i + kThreads, ... of block b's slice: it sends each as one 16-byte
-// store {v0, e, v1, e} to every peer, then polls its own slots until both epochs of each
-// peer's pair read e (a 16-byte store is not promised to land at once, but each aligned
+// store {v0, f, v1, f} (f: the epoch with its top bit set) to every peer, then polls its own
+// slots until both flags of each peer's pair read f (a 16-byte store is not promised to land at once, but each aligned
 // 8-byte half is, so each value is checked beside its own epoch). Slot reuse: the same
 // argument as above, with "raised its flag for call k + 1" read as "sent call k + 1's data".
-__device__ __forceinline__ void StoreLl(uint4* p, float v0, float v1, uint32_t e) {
-  asm volatile("st.volatile.global.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(__float_as_uint(v0)), "r"(e),
-               "r"(__float_as_uint(v1)), "r"(e)
+__device__ __forceinline__ void StoreLl(uint4* p, float v0, float v1, uint32_t flag) {
+  asm volatile("st.volatile.global.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(__float_as_uint(v0)), "r"(flag),
+               "r"(__float_as_uint(v1)), "r"(flag)
                : "memory");
 }
 
@@ -127,22 +155,17 @@ __device__ __forceinline__ uint4 LoadLl(const uint4* p) {
 }
 
 __global__ void __launch_bounds__(kThreads) OneShotLlKernel(OneShotParams p) {
-  PdlWait();
-  PdlTrigger();
-  const int b = blockIdx.x;
-  __shared__ uint32_t s_epoch;
-  if (threadIdx.x == 0) s_epoch = p.epoch[b] + 1;
-  __syncthreads();
-  const uint32_t e = s_epoch;
-  const int par = e & 1;
-  const int64_t chunk = ((p.n + gridDim.x - 1) / gridDim.x + 3) / 4 * 4;  // even: whole pairs
-  const int64_t lo = b * chunk, hi = lo + chunk < p.n ? lo + chunk : p.n;
+  const CallSlice call = BeginCall(p);
+  const uint32_t e = call.e;
+  const int par = call.par;
+  const int64_t lo = call.lo, hi = call.hi;
   const int64_t half_cap = p.ll_cap / 2;
+  const uint32_t flag = call.flag;
   const int64_t send_off = (static_cast<int64_t>(par) * p.world + p.rank) * half_cap;
   for (int64_t i = lo + 2 * threadIdx.x; i < hi; i += 2 * kThreads) {
     const float v0 = p.data[i], v1 = i + 1 < hi ? p.data[i + 1] : 0.0f;
     for (int q = 0; q < p.world; ++q) {
-      if (q != p.rank) StoreLl(p.ll_slots[q] + send_off + i / 2, v0, v1, e);
+      if (q != p.rank) StoreLl(p.ll_slots[q] + send_off + i / 2, v0, v1, flag);
     }
   }
   const uint4* mine = p.ll_slots[p.rank] + static_cast<int64_t>(par) * p.world * half_cap;
@@ -158,7 +181,7 @@ __global__ void __launch_bounds__(kThreads) OneShotLlKernel(OneShotParams p) {
         v1 = two ? p.data[i + 1] : 0.0f;
       } else {
         uint4 w = LoadLl(mine + static_cast<int64_t>(q) * half_cap + i / 2);
-        while ((w.y != e || w.w != e) && !timed_out) {
+        while ((w.y != flag || w.w != flag) && !timed_out) {
           if (GlobalTimerNs() - start > kOneShotTimeoutNs) {
             if (p.error != nullptr) atomicExch(p.error, 1u + q);
             timed_out = true;
@@ -171,21 +194,10 @@ __global__ void __launch_bounds__(kThreads) OneShotLlKernel(OneShotParams p) {
       acc0 = q == 0 ? v0 : acc0 + v0;
       acc1 = q == 0 ? v1 : acc1 + v1;
     }
-    if (p.residual == nullptr) {
-      p.data[i] = acc0;
-      if (two) p.data[i + 1] = acc1;
-    } else {
-      const float r0 = p.residual[i] + acc0;
-      p.residual[i] = r0;
-      p.residual_bf16[i] = __float2bfloat16_rn(r0);
-      if (two) {
-        const float r1 = p.residual[i + 1] + acc1;
-        p.residual[i + 1] = r1;
-        p.residual_bf16[i + 1] = __float2bfloat16_rn(r1);
-      }
-    }
+    StoreSum(p, i, acc0);
+    if (two) StoreSum(p, i + 1, acc1);
   }
-  if (threadIdx.x == 0) p.epoch[b] = e;
+  if (threadIdx.x == 0) p.epoch[blockIdx.x] = e;
 }
 
 }  // namespace

@@ -47,6 +47,24 @@ TinyModel MakeModel(ModelFamily family, int32_t head_dim) {
   return s;
 }
 
+// The model on GPU 0 alone and split over GPUs 0..world-1.
+struct Backends {
+  std::unique_ptr<cuda::CudaBackend> one;
+  std::unique_ptr<cuda::TensorParallelCudaBackend> tp;
+};
+void MakeBackends(const TinyModel& m, const KvCacheOptions& kv, int32_t world, Backends* b) {
+  ASSERT_EQ(cudaSetDevice(0), cudaSuccess);
+  auto dw = cuda::UploadWeights(m.config, m.weights);
+  ASSERT_TRUE(dw.ok()) << dw.status();
+  auto one = cuda::CudaBackend::Create(m.config, std::move(*dw), kv, {});
+  ASSERT_TRUE(one.ok()) << one.status();
+  auto tp = cuda::TensorParallelCudaBackend::Create(
+      m.config, [&](const TpShard& shard) { return cuda::UploadWeights(m.config, m.weights, &shard); }, kv, world);
+  ASSERT_TRUE(tp.ok()) << tp.status();
+  b->one = std::move(*one);
+  b->tp = std::move(*tp);
+}
+
 using testing::RelL2;
 ScheduledSeq Seq(uint64_t id, int32_t start, int32_t n, const std::vector<int32_t>& pages, int vocab) {
   return testing::RandomSeq(id, start, n, pages, vocab);
@@ -67,18 +85,14 @@ TEST_P(CudaTensorParallel, MatchesOneGpu) {
   KvCacheOptions kv;
   kv.page_size = tc.page_size;
   kv.num_pages = 96;
-  ASSERT_EQ(cudaSetDevice(0), cudaSuccess);
-  auto dw = cuda::UploadWeights(c, m.weights);
-  ASSERT_TRUE(dw.ok()) << dw.status();
-  auto one = cuda::CudaBackend::Create(c, std::move(*dw), kv, {});
-  ASSERT_TRUE(one.ok()) << one.status();
-  auto tp = cuda::TensorParallelCudaBackend::Create(
-      c, [&](const TpShard& shard) { return cuda::UploadWeights(c, m.weights, &shard); }, kv, tc.world);
-  ASSERT_TRUE(tp.ok()) << tp.status();
-  EXPECT_EQ((*tp)->name(), "cuda-tp" + std::to_string(tc.world));
-  EXPECT_EQ((*tp)->num_pages(), 96);
-  EXPECT_EQ((*tp)->config().vocab_size, c.vocab_size);
-  EXPECT_EQ((*tp)->rank_backend(1).local().num_kv_heads, c.num_kv_heads / tc.world);
+  Backends b;
+  ASSERT_NO_FATAL_FAILURE(MakeBackends(m, kv, tc.world, &b));
+  const auto& one = b.one;
+  const auto& tp = b.tp;
+  EXPECT_EQ(tp->name(), "cuda-tp" + std::to_string(tc.world));
+  EXPECT_EQ(tp->num_pages(), 96);
+  EXPECT_EQ(tp->config().vocab_size, c.vocab_size);
+  EXPECT_EQ(tp->rank_backend(1).local().num_kv_heads, c.num_kv_heads / tc.world);
 
   const int32_t ps = tc.page_size, vocab = c.vocab_size;
   std::vector<int32_t> perm(96);
@@ -89,8 +103,8 @@ TEST_P(CudaTensorParallel, MatchesOneGpu) {
   const auto a_pages = pages(0, 40 / ps + 8), b_pages = pages(44, 40 / ps + 8);
   auto run = [&](const StepPlan& plan, const std::string& what) {
     SCOPED_TRACE(what);
-    auto t = (*tp)->Execute(plan);
-    auto o = (*one)->Execute(plan);
+    auto t = tp->Execute(plan);
+    auto o = one->Execute(plan);
     ASSERT_TRUE(t.ok()) << t.status();
     ASSERT_TRUE(o.ok()) << o.status();
     ASSERT_EQ(t->seqs.size(), o->seqs.size());
@@ -138,8 +152,8 @@ TEST_P(CudaTensorParallel, MatchesOneGpu) {
     StepPlan plan;
     plan.seqs = seqs;
     fit(plan);
-    auto t = (*tp)->Execute(plan);
-    auto o = (*one)->Execute(plan);
+    auto t = tp->Execute(plan);
+    auto o = one->Execute(plan);
     ASSERT_TRUE(t.ok() && o.ok()) << t.status() << o.status();
     for (size_t i = 0; i < seqs.size(); ++i) {
       SCOPED_TRACE("graph step " + std::to_string(step) + " seq " + std::to_string(i));
@@ -149,12 +163,12 @@ TEST_P(CudaTensorParallel, MatchesOneGpu) {
     }
   }
   if (std::getenv("LILSERVE_CUDA_GRAPHS") == nullptr) {
-    for (int32_t r = 0; r < tc.world; ++r) EXPECT_EQ((*tp)->rank_backend(r).graphs_captured(), 1) << "rank " << r;
+    for (int32_t r = 0; r < tc.world; ++r) EXPECT_EQ(tp->rank_backend(r).graphs_captured(), 1) << "rank " << r;
   }
   // A malformed plan is refused on rank 0 before any rank sees it; the group goes on.
   StepPlan bad;
   bad.seqs = {Seq(9, 0, 4, {9999}, vocab)};
-  EXPECT_EQ((*tp)->Execute(bad).status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(tp->Execute(bad).status().code(), absl::StatusCode::kInvalidArgument);
   StepPlan again = p1;
   for (auto& s : again.seqs) s.id = RequestId{s.id.value + 100};
   run(again, "after a refused plan");
@@ -183,22 +197,18 @@ TEST(CudaTensorParallelGraphs, FirstStepCapturedOneToken) {
   KvCacheOptions kv;
   kv.page_size = 16;
   kv.num_pages = 16;
-  ASSERT_EQ(cudaSetDevice(0), cudaSuccess);
-  auto dw = cuda::UploadWeights(c, m.weights);
-  ASSERT_TRUE(dw.ok()) << dw.status();
-  auto one = cuda::CudaBackend::Create(c, std::move(*dw), kv, {});
-  ASSERT_TRUE(one.ok()) << one.status();
-  auto tp = cuda::TensorParallelCudaBackend::Create(
-      c, [&](const TpShard& shard) { return cuda::UploadWeights(c, m.weights, &shard); }, kv, 2);
-  ASSERT_TRUE(tp.ok()) << tp.status();
+  Backends b;
+  ASSERT_NO_FATAL_FAILURE(MakeBackends(m, kv, 2, &b));
+  const auto& one = b.one;
+  const auto& tp = b.tp;
   ScheduledSeq seq = Seq(1, 0, 1, {3, 4}, c.vocab_size);
   for (int step = 0; step < 10; ++step) {
     StepPlan plan;
     plan.seqs = {seq};
     plan.seqs[0].return_logits = step >= 8;
     plan.seqs[0].page_table.resize(seq.start_pos / kv.page_size + 1);
-    auto t = (*tp)->Execute(plan);
-    auto o = (*one)->Execute(plan);
+    auto t = tp->Execute(plan);
+    auto o = one->Execute(plan);
     ASSERT_TRUE(t.ok()) << "step " << step << ": " << t.status();
     ASSERT_TRUE(o.ok()) << o.status();
     EXPECT_EQ(t->seqs[0].token, o->seqs[0].token) << "step " << step;
@@ -209,12 +219,12 @@ TEST(CudaTensorParallelGraphs, FirstStepCapturedOneToken) {
     seq.tokens = {o->seqs[0].token};
   }
   if (std::getenv("LILSERVE_CUDA_GRAPHS") == nullptr) {
-    for (int32_t r = 0; r < 2; ++r) EXPECT_EQ((*tp)->rank_backend(r).graphs_captured(), 1) << "rank " << r;
+    for (int32_t r = 0; r < 2; ++r) EXPECT_EQ(tp->rank_backend(r).graphs_captured(), 1) << "rank " << r;
   }
   // Unless $LILSERVE_FUSED_NORM=0 (or the GEMV is off): both sides took the fused path.
   if (std::getenv("LILSERVE_FUSED_NORM") == nullptr && std::getenv("LILSERVE_GEMV") == nullptr) {
-    EXPECT_TRUE((*tp)->rank_backend(1).fused_norm());
-    EXPECT_TRUE((*one)->fused_norm());
+    EXPECT_TRUE(tp->rank_backend(1).fused_norm());
+    EXPECT_TRUE(one->fused_norm());
   }
 }
 
