@@ -7,8 +7,9 @@
 // shuffled as a long-running server's would be. A/B rows: the tensor-core kernel with two
 // cp.async stages (LILSERVE_TC_STAGES=2) beside the default three, Quest with e4m3 metadata
 // (LILSERVE_QUEST_FP8=1) and the overlap of its choice with bf16's, the 2,048-token rows cut
-// into other split counts. Then prefill attention of one 1k-8k prompt: the tensor-core flash
-// kernel against the per-token kernel. Prints Markdown tables.
+// into other split counts; batch 1 at 1k (the 8B batch-1 step's latency-bound shape) with the
+// split chunk swept for both kernels. Then prefill attention of one 1k-8k prompt: the
+// tensor-core flash kernel against the per-token kernel. Prints Markdown tables.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -257,6 +258,38 @@ int main(int argc, char** argv) {
                   launches[0].split.min_chunk_entries > 0 ? launches[0].split.max_splits : 1, cuda_core_ms * 1e3,
                   cuda_core_tbs / read_tbs, s2_ms * 1e3, bytes / (s2_ms * 1e-3) / 1e12 / read_tbs,
                   s2.min_chunk_entries > 0 ? s2.max_splits : 1);
+    }
+  }
+
+  // Batch 1 at 1k, the 8B batch-1 step's shape: 4 MB of KV, so the time is latency (the step's
+  // attention costs ~14.5 us a layer, docs/PERF.md session 10). The chunk a split CTA reads
+  // (min_chunk_entries pages, splits = 64 / chunk) swept for both kernels; the CUDA-core kernel
+  // is what one-token steps run, the backend's choice is 4 pages. 64 page sets rotate (256 MB,
+  // past the L2), as the step reads a layer's KV from HBM.
+  {
+    const int32_t context = 1024, npages = context / kPage, nsets = 64;
+    std::vector<Launch> sets;
+    for (int32_t st = 0; st < nsets; ++st) {
+      std::vector<int32_t> table(perm.begin() + st * npages, perm.begin() + (st + 1) * npages), all(npages);
+      std::iota(all.begin(), all.end(), 0);
+      sets.push_back(MakeLaunch({table}, {all}, context, g_target_cc));
+    }
+    std::printf("\n## Batch 1, 1k context: the split chunk (latency; the backend's choice: 4 pages, 16 splits)\n\n");
+    std::printf("| chunk pages | splits | CTAs | CUDA-core kernel us | tensor-core kernel us |\n|---|---|---|---|---|\n");
+    for (int32_t chunk : {1, 2, 4, 8, 16, 64}) {
+      double us[2];
+      for (int tc = 0; tc < 2; ++tc) {
+        us[tc] = 1e3 * MedianMs([&](int i) {
+          const Launch& l = sets[i % nsets];
+          lil::cuda::PagedAttentionParams ap = Params(pool, l, 1, q, out);
+          ap.tensor_cores = tc == 1;
+          ap.min_chunk_entries = chunk;
+          ap.max_splits = npages / chunk;
+          ap.partial = g_partial_alt;
+          CHECK(lil::cuda::PagedAttention(ap, nullptr));
+        }, 20, 9);
+      }
+      std::printf("| %d | %d | %d | %.1f | %.1f |\n", chunk, npages / chunk, kKvHeads * (npages / chunk), us[0], us[1]);
     }
   }
 
