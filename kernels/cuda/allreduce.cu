@@ -136,10 +136,11 @@ __global__ void __launch_bounds__(kThreads) OneShotKernel(OneShotParams p) {
 
 // The flag-in-every-word variant (OneShotParams::ll_cap). Thread i of block b owns value
 // pairs lo/2 + i, lo/2 + i + kThreads, ... of block b's slice: it sends each as one 16-byte
-// store {v0, f, v1, f} (f: the epoch with its top bit set) to every peer, then polls its own
-// slots until both flags of each peer's pair read f (a 16-byte store is not promised to land at once, but each aligned
-// 8-byte half is, so each value is checked beside its own epoch). Slot reuse: the same
-// argument as above, with "raised its flag for call k + 1" read as "sent call k + 1's data".
+// store {v0, f, v1, f} (f: CallSlice::flag) to every peer, then polls its own slots until
+// both flags of each peer's pair read f (a 16-byte store is not promised to land at once,
+// but each aligned 8-byte half is, so each value is checked beside its own flag). Slot
+// reuse: the argument above, with "raised its flag for call k + 1" read as "sent call
+// k + 1's data".
 __device__ __forceinline__ void StoreLl(uint4* p, float v0, float v1, uint32_t flag) {
   asm volatile("st.volatile.global.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(__float_as_uint(v0)), "r"(flag),
                "r"(__float_as_uint(v1)), "r"(flag)
