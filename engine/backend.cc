@@ -1,8 +1,7 @@
 // File: engine/backend.cc
 #include "engine/backend.h"
 
-#include <cstdlib>
-#include <cstring>
+#include "common/env.h"
 
 namespace lil {
 
@@ -10,9 +9,6 @@ int64_t KvBytesPerPage(const ModelConfig& c, int32_t page_size, int32_t bytes_pe
   return 2LL * c.num_layers * c.num_kv_heads * c.head_dim * page_size * bytes_per_element;
 }
 
-bool QuestE4m3Requested() {
-  const char* e = std::getenv("LILSERVE_QUEST_FP8");
-  return e != nullptr && std::strcmp(e, "1") == 0;
-}
+bool QuestE4m3Requested() { return EnvIs("LILSERVE_QUEST_FP8", "1"); }
 
 }  // namespace lil

@@ -358,6 +358,7 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
   w.cand_logical = pack.Add(in.cand_logical, nnz_cap);
   int32_t max_nnz = 1, max_splits = 0;
   int64_t quest_keys = 0;  // quest_split_: the largest layout's score keys
+  const int32_t split_target = SplitTarget(in.num_tokens);  // the same kernel for every layout
   for (const RowLayout& l : in.layouts) {
     Work::Layout d;
     d.indptr = pack.Add(l.indptr, row_cap);
@@ -382,8 +383,8 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
     d.max_cand = cn.empty() ? 0 : *std::max_element(cn.begin(), cn.end());
     if (quest_split_) quest_keys = std::max<int64_t>(quest_keys, int64_t{d.num_quest} * c.num_kv_heads * d.max_cand);
     max_nnz = std::max(max_nnz, d.nnz);
-    if (SplitTarget(in.num_tokens) > 0 && in.mass_size == 0 && SplitSupported(c.head_dim)) {
-      d.split = ChooseSplit(in.num_tokens * c.num_kv_heads, page_size_, SplitTarget(in.num_tokens));
+    if (split_target > 0 && in.mass_size == 0 && SplitSupported(c.head_dim)) {
+      d.split = ChooseSplit(in.num_tokens * c.num_kv_heads, page_size_, split_target);
       max_splits = std::max(max_splits, d.split.min_chunk_entries > 0 ? d.split.max_splits : 0);
     }
     w.layouts.push_back(d);

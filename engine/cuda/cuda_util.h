@@ -5,12 +5,11 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
-#include <cstdlib>
-#include <cstring>
 #include <utility>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "common/env.h"  // EnvIs, for the backend's A/B switches
 
 namespace lil::cuda {
 
@@ -23,13 +22,6 @@ inline absl::Status CudaStatus(cudaError_t e, const char* what) {
 // Returns a Status naming the expression when a CUDA call fails.
 #define LIL_CUDA_RETURN_IF_ERROR(expr) \
   LIL_RETURN_IF_ERROR(::lil::cuda::CudaStatus((expr), #expr))
-
-// Whether $name is set to exactly `value` (the backend's A/B switches: "0" turns a default off,
-// "1" turns an opt-in on).
-inline bool EnvIs(const char* name, const char* value) {
-  const char* e = std::getenv(name);
-  return e != nullptr && std::strcmp(e, value) == 0;
-}
 
 // Owns one cudaMalloc allocation; Reserve only ever grows it (contents are not kept).
 class DeviceBuffer {
