@@ -293,6 +293,42 @@ int main(int argc, char** argv) {
     }
   }
 
+  // Batch 16 at 16k / 32k, the tensor-core kernel's split count swept: the dense table's
+  // ratio climbs with context (a fixed cost per launch: the first loads' latency, the slowest
+  // CTA, the merge), so this asks whether more, shorter splits hide it. The backend's choice
+  // is the dense table's "splits" column.
+  if (!quick) {
+    std::printf("\n## Batch 16: the tensor-core kernel's split count (the backend's choice: the dense table's)\n\n");
+    std::printf("| context | splits | CTAs | time us | of read |\n|---|---|---|---|---|\n");
+    for (int32_t context : {16384, 32768}) {
+      auto sets = make_sets(16, context);
+      std::vector<Launch> launches;
+      for (auto& tables : sets) {
+        std::vector<std::vector<int32_t>> rows(16);
+        for (auto& r : rows) {
+          r.resize(context / kPage);
+          std::iota(r.begin(), r.end(), 0);
+        }
+        launches.push_back(MakeLaunch(tables, rows, context, target));
+      }
+      const int32_t npages = context / kPage;
+      const double bytes = 16.0 * context * kKvHeads * kDim * 2 * 2;
+      for (int32_t splits : {1, 2, 3, 4, 6, 8}) {
+        const double ms = MedianMs([&](int i) {
+          const Launch& l = launches[i % launches.size()];
+          lil::cuda::PagedAttentionParams ap = Params(pool, l, 16, q, out);
+          ap.tensor_cores = true;
+          ap.min_chunk_entries = splits == 1 ? 0 : (npages + splits - 1) / splits;
+          ap.max_splits = splits;
+          ap.partial = g_partial_alt;
+          CHECK(lil::cuda::PagedAttention(ap, nullptr));
+        }, 20, 9);
+        std::printf("| %d | %d | %d | %.1f | %.2f |\n", context, splits, 16 * kKvHeads * splits, ms * 1e3,
+                    bytes / (ms * 1e-3) / 1e12 / read_tbs);
+      }
+    }
+  }
+
   // Quest and sink+window at 32k, budget 2,048 tokens (128 pages), batch 16 (and 1).
   std::printf("\n## Sparse decode at 32k context, 2,048-token budget\n\n");
   std::printf("| batch | mode | time us | dense us | speedup | byte floor us | vs floor |\n|---|---|---|---|---|---|---|\n");

@@ -75,9 +75,7 @@ __device__ __forceinline__ void MergeSplits(const PagedAttentionParams& p, const
                                             const float (*s_m)[G], const float (*s_l)[G]) {
   constexpr int kWarps = kSplitWarps;
   const int32_t x = r.x, split = r.split, nsplit = r.nsplit, t = r.t, kvh = r.kvh, group = r.group;
-  __shared__ float s_scale[kMaxSplits][G], s_total[G];
   __shared__ int s_last;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const bool single = nsplit == 1;
   float* slot = single ? nullptr : p.partial + (static_cast<int64_t>(x) * p.max_splits + split) * SlotFloats(D);
   for (int idx = threadIdx.x; idx < group * D; idx += blockDim.x) {
@@ -111,36 +109,49 @@ __device__ __forceinline__ void MergeSplits(const PagedAttentionParams& p, const
   __syncthreads();
   if (!s_last) return;
   __threadfence();
-  // Per head: the global max over the splits (one warp per head, lanes over splits), then each
-  // split's weight 2^(m_s - M) into shared memory and the total sum; then every output element
-  // sums its splits with independent (pipelined) loads.
+  // One pass: each thread owns 4 consecutive outputs of one head and folds the splits in
+  // batches of kMergeBatch with an online softmax, every load of a batch (the split's max, sum
+  // and 4 accumulators, 16 B) issued before any is used. The critical path is
+  // ceil(nsplit / kMergeBatch) L2 round trips. (It was a max pass, a barrier, then 4 outputs
+  // a thread each summing its splits 8 loads at a time: ~10 dependent round trips at 16
+  // splits, most of the batch-1 attention's time; docs/PERF.md, session 11.)
+  constexpr int kMergeBatch = G >= 4 ? 16 : 8, kQuads = D / 4;
   const float* parts = p.partial + static_cast<int64_t>(x) * p.max_splits * SlotFloats(D);
-  for (int g = warp; g < group; g += kWarps) {
-    float mx = -INFINITY;
-    for (int sp = lane; sp < nsplit; sp += 32) mx = fmaxf(mx, __ldcg(parts + sp * SlotFloats(D) + kSlotGroup * D + g));
+  for (int idx = threadIdx.x; idx < group * kQuads; idx += blockDim.x) {
+    const int g = idx / kQuads, i4 = idx % kQuads;
+    float mx = -INFINITY, sum = 0.0f;
+    float4 a = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    for (int sp0 = 0; sp0 < nsplit; sp0 += kMergeBatch) {
+      float ms[kMergeBatch], ls[kMergeBatch];
+      float4 as[kMergeBatch];
 #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, o));
-    float sum = 0.0f;
-    for (int sp = lane; sp < nsplit; sp += 32) {
-      const float* ps_ = parts + sp * SlotFloats(D);
-      const float ms = __ldcg(ps_ + kSlotGroup * D + g);
-      const float f = ms == -INFINITY ? 0.0f : exp2f(ms - mx);
-      s_scale[sp][g] = f;
-      sum += __ldcg(ps_ + kSlotGroup * D + kSlotGroup + g) * f;
+      for (int b = 0; b < kMergeBatch; ++b) {
+        const float* slot_b = parts + (sp0 + b) * SlotFloats(D);
+        const bool live = sp0 + b < nsplit;
+        ms[b] = live ? __ldcg(slot_b + kSlotGroup * D + g) : -INFINITY;
+        ls[b] = live ? __ldcg(slot_b + kSlotGroup * D + kSlotGroup + g) : 0.0f;
+        as[b] = live ? __ldcg(reinterpret_cast<const float4*>(slot_b + g * D) + i4) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+      }
+      float bm = mx;
+#pragma unroll
+      for (int b = 0; b < kMergeBatch; ++b) bm = fmaxf(bm, ms[b]);
+      if (bm == -INFINITY) continue;  // no key in any split so far
+      const float c = exp2f(mx - bm);  // 0 while mx is -inf
+      sum *= c;
+      a.x *= c; a.y *= c; a.z *= c; a.w *= c;
+#pragma unroll
+      for (int b = 0; b < kMergeBatch; ++b) {
+        const float f = ms[b] == -INFINITY ? 0.0f : exp2f(ms[b] - bm);
+        sum = fmaf(ls[b], f, sum);
+        a.x = fmaf(as[b].x, f, a.x); a.y = fmaf(as[b].y, f, a.y);
+        a.z = fmaf(as[b].z, f, a.z); a.w = fmaf(as[b].w, f, a.w);
+      }
+      mx = bm;
     }
-#pragma unroll
-    for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-    if (lane == 0) s_total[g] = sum;
-  }
-  __syncthreads();
-  for (int idx = threadIdx.x; idx < group * D; idx += blockDim.x) {
-    const int g = idx / D, i = idx % D;
-    float a = 0.0f;
-#pragma unroll 8
-    for (int sp = 0; sp < nsplit; ++sp) a += s_scale[sp][g] * __ldcg(parts + sp * SlotFloats(D) + g * D + i);
-    const float sum = s_total[g];
-    bf16* out = p.out + (static_cast<int64_t>(t) * p.num_heads + kvh * group + g) * D;
-    out[i] = __float2bfloat16(sum > 0.0f ? a / sum : 0.0f);
+    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;  // nothing visible: zeros
+    bf16* out = p.out + (static_cast<int64_t>(t) * p.num_heads + kvh * group + g) * D + 4 * i4;
+    reinterpret_cast<__nv_bfloat162*>(out)[0] = __floats2bfloat162_rn(a.x * inv, a.y * inv);
+    reinterpret_cast<__nv_bfloat162*>(out)[1] = __floats2bfloat162_rn(a.z * inv, a.w * inv);
   }
   if (threadIdx.x == 0) p.counters[x] = 0;
 }

@@ -5,7 +5,7 @@
 // prefill, chunked prefill and decode, a Quest decode and a freed page, h2o page mass, then
 // decode steps replayed from CUDA graphs (with the NCCL calls captured) giving the same greedy
 // tokens; a group whose very first step is graph-captured (and fused: one token); the
-// all-reduce into the residual (one-shot and NCCL). Skips without N GPUs. Also: N beyond the
+// all-reduce into the residual (one-shot and NCCL, one call and calls back to back). Skips without N GPUs. Also: N beyond the
 // GPUs present is INVALID_ARGUMENT.
 #include <gtest/gtest.h>
 
@@ -15,6 +15,7 @@
 #include <random>
 #include <thread>
 
+#include "absl/strings/str_cat.h"
 #include "common/status.h"
 #include "engine/cuda/cuda_backend.h"
 #include "engine/cuda/nccl_comm.h"
@@ -228,27 +229,15 @@ TEST(CudaTensorParallelGraphs, FirstStepCapturedOneToken) {
   }
 }
 
-// NcclCommunicator::AllReduceIntoResidual on 2 GPUs, through both one-shot kernels (the
-// epoch-in-every-word one up to kOneShotLlBytes, the slot + flag one above) and through NCCL:
-// residual += d0 + d1 exactly (two ranks: every order gives the same fp32 sum), its bf16 copy
-// rounded from it; n odd so the kernels' tails run too.
-struct ResidualCase {
-  bool one_shot;
-  int64_t n;
-};
-class ResidualAllReduce : public ::testing::TestWithParam<ResidualCase> {};
+// Two ranks on GPUs 0 and 1, each with its own thread, stream and NcclCommunicator.
+struct RankGroup {
+  static constexpr int32_t kWorld = 2;
+  std::vector<std::unique_ptr<cuda::NcclCommunicator>> comms{kWorld};
+  std::vector<cudaStream_t> streams{kWorld};
 
-TEST_P(ResidualAllReduce, AddsTheSumIntoTheResidual) {
-  if (GpuCount() < 2) GTEST_SKIP() << "needs 2 GPUs, have " << GpuCount();
-  const bool one_shot = GetParam().one_shot;
-  const int64_t n = GetParam().n;
-  constexpr int32_t kWorld = 2;
-  auto id = cuda::NcclNewUniqueId();
-  ASSERT_TRUE(id.ok()) << id.status();
-  std::vector<std::unique_ptr<cuda::NcclCommunicator>> comms(kWorld);
-  std::vector<cudaStream_t> streams(kWorld);
-  std::vector<absl::Status> status(kWorld);
-  auto on_ranks = [&](const std::function<absl::Status(int32_t)>& f) {
+  // Runs f(rank) on every rank's own thread with its device current; the first error.
+  absl::Status OnRanks(const std::function<absl::Status(int32_t)>& f) {
+    std::vector<absl::Status> status(kWorld);
     std::vector<std::thread> threads;
     for (int32_t r = 0; r < kWorld; ++r) {
       threads.emplace_back([&, r] {
@@ -257,40 +246,82 @@ TEST_P(ResidualAllReduce, AddsTheSumIntoTheResidual) {
       });
     }
     for (std::thread& t : threads) t.join();
-    for (int32_t r = 0; r < kWorld; ++r) ASSERT_TRUE(status[r].ok()) << "rank " << r << ": " << status[r];
-  };
-  on_ranks([&](int32_t r) -> absl::Status {
-    LIL_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&streams[r], cudaStreamNonBlocking));
-    LIL_ASSIGN_OR_RETURN(comms[r], cuda::NcclCommunicator::Create(*id, r, kWorld, streams[r]));
+    for (int32_t r = 0; r < kWorld; ++r) {
+      if (!status[r].ok()) return absl::Status(status[r].code(), absl::StrCat("rank ", r, ": ", status[r].message()));
+    }
     return absl::OkStatus();
-  });
-  if (one_shot) {
-    auto on = cuda::NcclCommunicator::EnableOneShot({comms[0].get(), comms[1].get()}, {0, 1}, 1 << 20);
-    ASSERT_TRUE(on.ok()) << on.status();
-    if (!*on) GTEST_SKIP() << "no peer access between GPUs 0 and 1";
   }
+  // The communicators, with the one-shot kernels when one_shot (false in *on: no peer access).
+  absl::Status Create(bool one_shot, bool* on) {
+    LIL_ASSIGN_OR_RETURN(const cuda::NcclUniqueId id, cuda::NcclNewUniqueId());
+    LIL_RETURN_IF_ERROR(OnRanks([&](int32_t r) -> absl::Status {
+      LIL_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&streams[r], cudaStreamNonBlocking));
+      LIL_ASSIGN_OR_RETURN(comms[r], cuda::NcclCommunicator::Create(id, r, kWorld, streams[r]));
+      return absl::OkStatus();
+    }));
+    *on = true;
+    if (one_shot) {
+      LIL_ASSIGN_OR_RETURN(*on, cuda::NcclCommunicator::EnableOneShot({comms[0].get(), comms[1].get()}, {0, 1}, 1 << 20));
+    }
+    return absl::OkStatus();
+  }
+  ~RankGroup() {
+    (void)OnRanks([&](int32_t r) -> absl::Status {
+      comms[r].reset();
+      return streams[r] == nullptr ? absl::OkStatus() : cuda::CudaStatus(cudaStreamDestroy(streams[r]), "cudaStreamDestroy");
+    });
+  }
+};
+
+// NcclCommunicator::AllReduceIntoResidual on 2 GPUs, through both one-shot kernels (the
+// epoch-in-every-word one up to kOneShotLlBytes, the slot + flag one above) and through NCCL:
+// residual += d0 + d1 exactly (two ranks: every order gives the same fp32 sum), its bf16 copy
+// rounded from it; n odd so the kernels' tails run too. With calls > 1 the calls run back to
+// back (data keeps the partial, so each adds the sum again): a call then starts while the one
+// before still runs (PDL), and the epoch-in-every-word kernel's epoch read before its wait is
+// stale, so its re-read path runs.
+struct ResidualCase {
+  bool one_shot;
+  int64_t n;
+  int calls = 1;
+};
+class ResidualAllReduce : public ::testing::TestWithParam<ResidualCase> {};
+
+TEST_P(ResidualAllReduce, AddsTheSumIntoTheResidual) {
+  if (GpuCount() < 2) GTEST_SKIP() << "needs 2 GPUs, have " << GpuCount();
+  const int64_t n = GetParam().n;
+  RankGroup g;
+  bool on = false;
+  ASSERT_TRUE(g.Create(GetParam().one_shot, &on).ok());
+  if (!on) GTEST_SKIP() << "no peer access between GPUs 0 and 1";
+  constexpr int32_t kWorld = RankGroup::kWorld;
   std::vector<float> residual(n), want(n);
   std::vector<std::vector<float>> part(kWorld, std::vector<float>(n));
   for (int64_t i = 0; i < n; ++i) {
     residual[i] = 5.0f * std::cos(0.11f * i);
     for (int32_t r = 0; r < kWorld; ++r) part[r][i] = 3.0f * std::sin(0.37f * i + r);
-    want[i] = residual[i] + (part[0][i] + part[1][i]);
+    want[i] = residual[i];
+    for (int c = 0; c < GetParam().calls; ++c) want[i] += part[0][i] + part[1][i];
   }
   std::vector<std::vector<float>> got(kWorld, std::vector<float>(n));
   std::vector<std::vector<cuda::bf16>> got_bf16(kWorld, std::vector<cuda::bf16>(n));
-  on_ranks([&](int32_t r) -> absl::Status {
+  const absl::Status s = g.OnRanks([&](int32_t r) -> absl::Status {
     cuda::DeviceBuffer data, res, res_bf16;
     LIL_RETURN_IF_ERROR(data.Reserve(sizeof(float) * n));
     LIL_RETURN_IF_ERROR(res.Reserve(sizeof(float) * n));
     LIL_RETURN_IF_ERROR(res_bf16.Reserve(sizeof(cuda::bf16) * n));
     LIL_CUDA_RETURN_IF_ERROR(cudaMemcpy(data.get(), part[r].data(), sizeof(float) * n, cudaMemcpyHostToDevice));
     LIL_CUDA_RETURN_IF_ERROR(cudaMemcpy(res.get(), residual.data(), sizeof(float) * n, cudaMemcpyHostToDevice));
-    LIL_RETURN_IF_ERROR(comms[r]->AllReduceIntoResidual(data.get<float>(), n, res.get<float>(), res_bf16.get<cuda::bf16>()));
-    LIL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(streams[r]));
+    for (int c = 0; c < GetParam().calls; ++c) {
+      LIL_RETURN_IF_ERROR(
+          g.comms[r]->AllReduceIntoResidual(data.get<float>(), n, res.get<float>(), res_bf16.get<cuda::bf16>()));
+    }
+    LIL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(g.streams[r]));
     LIL_CUDA_RETURN_IF_ERROR(cudaMemcpy(got[r].data(), res.get(), sizeof(float) * n, cudaMemcpyDeviceToHost));
     LIL_CUDA_RETURN_IF_ERROR(cudaMemcpy(got_bf16[r].data(), res_bf16.get(), sizeof(cuda::bf16) * n, cudaMemcpyDeviceToHost));
     return absl::OkStatus();
   });
+  ASSERT_TRUE(s.ok()) << s;
   for (int32_t r = 0; r < kWorld; ++r) {
     for (int64_t i = 0; i < n; ++i) {
       ASSERT_EQ(got[r][i], want[i]) << "rank " << r << " element " << i;
@@ -298,18 +329,15 @@ TEST_P(ResidualAllReduce, AddsTheSumIntoTheResidual) {
           << "rank " << r << " element " << i;
     }
   }
-  on_ranks([&](int32_t r) -> absl::Status {
-    comms[r].reset();
-    return cuda::CudaStatus(cudaStreamDestroy(streams[r]), "cudaStreamDestroy");
-  });
 }
 
 static_assert(4099 * 4 < cuda::kOneShotLlBytes && 70001 * 4 > cuda::kOneShotLlBytes && 70001 * 4 < (1 << 20));
 INSTANTIATE_TEST_SUITE_P(Paths, ResidualAllReduce,
-                         ::testing::Values(ResidualCase{true, 4099}, ResidualCase{true, 70001},
-                                           ResidualCase{false, 4099}),
+                         ::testing::Values(ResidualCase{true, 4099}, ResidualCase{true, 4099, 5},
+                                           ResidualCase{true, 70001}, ResidualCase{false, 4099}),
                          [](const ::testing::TestParamInfo<ResidualCase>& i) {
-                           return std::string(i.param.one_shot ? "OneShot" : "Nccl") + std::to_string(i.param.n);
+                           return std::string(i.param.one_shot ? "OneShot" : "Nccl") + std::to_string(i.param.n) +
+                                  (i.param.calls > 1 ? "x" + std::to_string(i.param.calls) : "");
                          });
 
 TEST(CudaTensorParallelErrors, MoreRanksThanGpus) {
