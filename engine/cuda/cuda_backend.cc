@@ -503,10 +503,10 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
 }
 
 absl::Status CudaBackend::CaptureGraph(const StepInputs& in, const Work& w, cudaGraphExec_t* exec) {
-  // With GEMV autotuning the step runs once eagerly first so every decode shape is timed
+  // With autotuning (GEMV variants, cuBLASLt) the step runs once eagerly first so every shape is timed
   // outside the capture; the graph's replay then rewrites the same K/V, page metadata and
   // outputs (a decode step is idempotent on its inputs).
-  if (gemm_.tunes_gemv()) LIL_RETURN_IF_ERROR(LaunchForward(in, w));
+  if (gemm_.tunes()) LIL_RETURN_IF_ERROR(LaunchForward(in, w));
   LIL_CUDA_RETURN_IF_ERROR(cudaStreamBeginCapture(stream_, cudaStreamCaptureModeThreadLocal));
   const absl::Status launched = LaunchForward(in, w);
   cudaGraph_t g = nullptr;

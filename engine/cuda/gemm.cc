@@ -62,7 +62,104 @@ const absl::StatusOr<Cublas>& GetCublas() {
   return cublas;
 }
 
+// cuBLASLt, declared the same way (cublasLt.h): descriptors are opaque pointers, enums ints.
+constexpr int kLtDescTransA = 3, kLtDescTransB = 4;  // cublasLtMatmulDescAttributes_t
+constexpr int kLtPrefMaxWorkspaceBytes = 1;          // cublasLtMatmulPreferenceAttributes_t (uint64_t)
+constexpr int kLtPrefMinAlignA = 5;                  // ..._MIN_ALIGNMENT_{A,B,C,D}_BYTES = 5..8 (uint32_t)
+constexpr uint32_t kLtAlignBytes = 16;               // what CublasGemm checks before using a plan
+constexpr int kLtCandidates = 8;
+
+struct LtAlgo {
+  uint64_t data[8];
+};
+struct LtHeuristic {  // cublasLtMatmulHeuristicResult_t
+  LtAlgo algo;
+  size_t workspace;
+  int state;
+  float waves;
+  int reserved[4];
+};
+
+using LtCreateFn = int (*)(void** handle);
+using LtDestroyFn = int (*)(void* object);
+using LtDescCreateFn = int (*)(void** desc, int compute_type, cudaDataType scale_type);
+using LtSetFn = int (*)(void* object, int attr, const void* buf, size_t bytes);
+using LtLayoutCreateFn = int (*)(void** layout, cudaDataType type, uint64_t rows, uint64_t cols, int64_t ld);
+using LtHeuristicFn = int (*)(void* handle, void* desc, void* a, void* b, void* c, void* d, void* pref,
+                              int requested, LtHeuristic* results, int* returned);
+using LtMatmulFn = int (*)(void* handle, void* desc, const void* alpha, const void* a, void* a_layout,
+                           const void* b, void* b_layout, const void* beta, const void* c, void* c_layout, void* d,
+                           void* d_layout, const LtAlgo* algo, void* workspace, size_t workspace_bytes,
+                           cudaStream_t stream);
+
+struct CublasLt {
+  LtCreateFn create = nullptr, pref_create = nullptr;
+  LtDestroyFn destroy = nullptr, desc_destroy = nullptr, layout_destroy = nullptr, pref_destroy = nullptr;
+  LtDescCreateFn desc_create = nullptr;
+  LtSetFn desc_set = nullptr, pref_set = nullptr;
+  LtLayoutCreateFn layout_create = nullptr;
+  LtHeuristicFn heuristic = nullptr;
+  LtMatmulFn matmul = nullptr;
+};
+
+absl::StatusOr<CublasLt> OpenCublasLt() {
+  CublasLt c;
+  std::string path;
+  const absl::Status s = OpenLibrary("LILSERVE_CUBLASLT_LIB", {"libcublasLt.so.13", "libcublasLt.so"}, [&](void* h) {
+    auto sym = [&](const char* name) { return dlsym(h, name); };
+    c.create = reinterpret_cast<LtCreateFn>(sym("cublasLtCreate"));
+    c.destroy = reinterpret_cast<LtDestroyFn>(sym("cublasLtDestroy"));
+    c.desc_create = reinterpret_cast<LtDescCreateFn>(sym("cublasLtMatmulDescCreate"));
+    c.desc_destroy = reinterpret_cast<LtDestroyFn>(sym("cublasLtMatmulDescDestroy"));
+    c.desc_set = reinterpret_cast<LtSetFn>(sym("cublasLtMatmulDescSetAttribute"));
+    c.layout_create = reinterpret_cast<LtLayoutCreateFn>(sym("cublasLtMatrixLayoutCreate"));
+    c.layout_destroy = reinterpret_cast<LtDestroyFn>(sym("cublasLtMatrixLayoutDestroy"));
+    c.pref_create = reinterpret_cast<LtCreateFn>(sym("cublasLtMatmulPreferenceCreate"));
+    c.pref_destroy = reinterpret_cast<LtDestroyFn>(sym("cublasLtMatmulPreferenceDestroy"));
+    c.pref_set = reinterpret_cast<LtSetFn>(sym("cublasLtMatmulPreferenceSetAttribute"));
+    c.heuristic = reinterpret_cast<LtHeuristicFn>(sym("cublasLtMatmulAlgoGetHeuristic"));
+    c.matmul = reinterpret_cast<LtMatmulFn>(sym("cublasLtMatmul"));
+    return c.create && c.destroy && c.desc_create && c.desc_destroy && c.desc_set && c.layout_create &&
+           c.layout_destroy && c.pref_create && c.pref_destroy && c.pref_set && c.heuristic && c.matmul;
+  }, &path);
+  if (!s.ok()) return absl::NotFoundError(absl::StrCat("cuBLASLt not found (", s.message(), ")"));
+  return c;
+}
+
+const absl::StatusOr<CublasLt>& GetCublasLt() {
+  static const absl::StatusOr<CublasLt> lt = OpenCublasLt();
+  return lt;
+}
+
 }  // namespace
+
+// One shape's cuBLASLt descriptors and the algorithm timed fastest (use_lt false: cublasGemmEx
+// won, and the descriptors are not kept).
+struct Gemm::LtState {
+  struct Plan {
+    bool use_lt = false;
+    void* desc = nullptr;
+    void* a = nullptr;  // w: bf16 [in x out] column-major (op T)
+    void* b = nullptr;  // x: bf16 [in x rows]
+    void* c = nullptr;  // y: fp32 [out x rows]
+    LtAlgo algo{};
+  };
+  void* handle = nullptr;
+  std::map<std::tuple<int32_t, int32_t, int32_t>, Plan> plans;
+
+  static void Release(Plan& plan) {
+    const CublasLt& lt = *GetCublasLt();
+    if (plan.desc != nullptr) lt.desc_destroy(plan.desc);
+    for (void* l : {plan.a, plan.b, plan.c}) {
+      if (l != nullptr) lt.layout_destroy(l);
+    }
+    plan.desc = plan.a = plan.b = plan.c = nullptr;
+  }
+  ~LtState() {
+    for (auto& [shape, plan] : plans) Release(plan);
+    if (handle != nullptr) GetCublasLt()->destroy(handle);
+  }
+};
 
 absl::StatusOr<Gemm> Gemm::Create(cudaStream_t stream, bool force_fallback) {
   Gemm g;
@@ -104,13 +201,22 @@ absl::StatusOr<Gemm> Gemm::Create(cudaStream_t stream, bool force_fallback) {
       g.workspace_ = nullptr;
     }
   }
+  g.lt_wanted_ = !EnvIs("LILSERVE_CUBLASLT", "0") && GetCublasLt().ok();
+  if (g.lt_wanted_ && g.workspace_ != nullptr) {
+    auto lt = std::make_unique<LtState>();
+    if (GetCublasLt()->create(&lt->handle) == 0) {
+      g.lt_ = std::move(lt);
+    } else {
+      lt->handle = nullptr;
+    }
+  }
   return g;
 }
 
 Gemm::Gemm(Gemm&& o) noexcept
     : stream_(o.stream_), handle_(std::exchange(o.handle_, nullptr)), library_(std::move(o.library_)),
       use_gemv_(o.use_gemv_), tune_gemv_(o.tune_gemv_), gemv_max_rows_(o.gemv_max_rows_), gemv_choice_(std::move(o.gemv_choice_)),
-      workspace_(std::exchange(o.workspace_, nullptr)) {}
+      workspace_(std::exchange(o.workspace_, nullptr)), lt_(std::move(o.lt_)), lt_wanted_(o.lt_wanted_) {}
 
 Gemm& Gemm::operator=(Gemm&& o) noexcept {
   if (this != &o) {
@@ -124,21 +230,125 @@ Gemm& Gemm::operator=(Gemm&& o) noexcept {
     tune_gemv_ = o.tune_gemv_;
     gemv_max_rows_ = o.gemv_max_rows_;
     gemv_choice_ = std::move(o.gemv_choice_);
+    lt_ = std::move(o.lt_);
+    lt_wanted_ = o.lt_wanted_;
   }
   return *this;
 }
 
 Gemm::~Gemm() {
+  lt_.reset();
   if (handle_ != nullptr) GetCublas()->destroy(handle_);
   if (workspace_ != nullptr) cudaFree(workspace_);
 }
 
-int Gemm::CublasGemm(const GemmParams& p) const {
+int Gemm::DefaultGemmEx(const GemmParams& p) const {
   // Column-major view: Y^T[out, rows] = W[out, in] (stored as W^T col-major) * X^T[in, rows].
   const float alpha = 1.0f, beta = 0.0f;
   return GetCublas()->gemm_ex(handle_, kCublasOpT, kCublasOpN, p.out, p.rows, p.in, &alpha, p.w, CUDA_R_16BF, p.in,
                               p.x, CUDA_R_16BF, p.in, &beta, p.y, CUDA_R_32F, p.out, kCublasCompute32F,
                               kCublasGemmDefault);
+}
+
+int Gemm::CublasGemm(const GemmParams& p) const {
+  const auto aligned = [](const void* ptr) { return reinterpret_cast<uintptr_t>(ptr) % kLtAlignBytes == 0; };
+  if (lt_ == nullptr || p.rows <= kGemvMaxRows || p.rows > kLtMaxRows || !aligned(p.x) || !aligned(p.w) ||
+      !aligned(p.y)) {
+    return DefaultGemmEx(p);
+  }
+  const auto key = std::make_tuple(p.rows, p.in, p.out);
+  auto it = lt_->plans.find(key);
+  if (it == lt_->plans.end()) {
+    cudaStreamCaptureStatus capture = cudaStreamCaptureStatusNone;
+    if (cudaStreamIsCapturing(stream_, &capture) != cudaSuccess || capture != cudaStreamCaptureStatusNone) {
+      cudaGetLastError();
+      return DefaultGemmEx(p);  // not timed yet: never inside a capture
+    }
+    it = lt_->plans.emplace(key, LtState::Plan{}).first;
+    LtState::Plan& plan = it->second;
+    const CublasLt& lt = *GetCublasLt();
+    const int32_t op_t = kCublasOpT, op_n = kCublasOpN;
+    const uint64_t ws = kWorkspaceBytes;
+    void* pref = nullptr;
+    LtHeuristic found[kLtCandidates];
+    int returned = 0;
+    bool ok = lt.desc_create(&plan.desc, kCublasCompute32F, CUDA_R_32F) == 0 &&
+              lt.desc_set(plan.desc, kLtDescTransA, &op_t, sizeof(op_t)) == 0 &&
+              lt.desc_set(plan.desc, kLtDescTransB, &op_n, sizeof(op_n)) == 0 &&
+              lt.layout_create(&plan.a, CUDA_R_16BF, p.in, p.out, p.in) == 0 &&
+              lt.layout_create(&plan.b, CUDA_R_16BF, p.in, p.rows, p.in) == 0 &&
+              lt.layout_create(&plan.c, CUDA_R_32F, p.out, p.rows, p.out) == 0 && lt.pref_create(&pref) == 0 &&
+              lt.pref_set(pref, kLtPrefMaxWorkspaceBytes, &ws, sizeof(ws)) == 0;
+    for (int i = 0; ok && i < 4; ++i) ok = lt.pref_set(pref, kLtPrefMinAlignA + i, &kLtAlignBytes, sizeof(kLtAlignBytes)) == 0;
+    ok = ok && lt.heuristic(lt_->handle, plan.desc, plan.a, plan.b, plan.c, plan.c, pref, kLtCandidates, found,
+                            &returned) == 0;
+    if (pref != nullptr) lt.pref_destroy(pref);
+    std::vector<LtAlgo> algos;
+    for (int i = 0; ok && i < returned; ++i) {
+      if (found[i].state == 0 && found[i].workspace <= kWorkspaceBytes) algos.push_back(found[i].algo);
+    }
+    // Candidate 0: cublasGemmEx's default; 1..: cuBLASLt's.
+    const std::vector<float> us = TimeCandidates(1 + static_cast<int>(algos.size()), [&](int c) {
+      if (c == 0) {
+        DefaultGemmEx(p);
+        return;
+      }
+      const float alpha = 1.0f, beta = 0.0f;
+      lt.matmul(lt_->handle, plan.desc, &alpha, p.w, plan.a, p.x, plan.b, &beta, p.y, plan.c, p.y, plan.c,
+                &algos[c - 1], workspace_, kWorkspaceBytes, stream_);
+    });
+    int best = 0;
+    std::string table;
+    for (size_t c = 0; c < us.size(); ++c) {
+      absl::StrAppend(&table, c == 0 ? "cublasGemmEx " : ", Lt#", c == 0 ? "" : absl::StrCat(c), c == 0 ? "" : " ",
+                      absl::SixDigits(us[c]), " us");
+      if (us[c] < us[best]) best = static_cast<int>(c);
+    }
+    plan.use_lt = best > 0;
+    if (plan.use_lt) {
+      plan.algo = algos[best - 1];
+    } else {
+      LtState::Release(plan);
+    }
+    LIL_LOG_INFO("cuBLAS tune rows={} in={} out={}: {} ({})", p.rows, p.in, p.out,
+                 plan.use_lt ? absl::StrCat("cuBLASLt candidate ", best) : std::string("cublasGemmEx"),
+                 table.empty() ? std::string("not timed") : table);
+  }
+  const LtState::Plan& plan = it->second;
+  if (!plan.use_lt) return DefaultGemmEx(p);
+  const float alpha = 1.0f, beta = 0.0f;
+  return GetCublasLt()->matmul(lt_->handle, plan.desc, &alpha, p.w, plan.a, p.x, plan.b, &beta, p.y, plan.c, p.y,
+                               plan.c, &plan.algo, workspace_, kWorkspaceBytes, stream_);
+}
+
+std::vector<float> Gemm::TimeCandidates(int n, const std::function<void(int)>& launch) const {
+  constexpr size_t kFlushBytes = size_t{64} << 20;
+  void* flush = nullptr;
+  cudaEvent_t a = nullptr, b = nullptr;
+  std::vector<float> medians;
+  if (cudaMalloc(&flush, kFlushBytes) == cudaSuccess && cudaEventCreate(&a) == cudaSuccess &&
+      cudaEventCreate(&b) == cudaSuccess) {
+    for (int i = 0; i < n; ++i) {
+      std::vector<float> us;
+      for (int rep = 0; rep < 6; ++rep) {
+        cudaMemsetAsync(flush, rep, kFlushBytes, stream_);
+        cudaEventRecord(a, stream_);
+        launch(i);
+        cudaEventRecord(b, stream_);
+        cudaEventSynchronize(b);
+        float ms = 0.0f;
+        cudaEventElapsedTime(&ms, a, b);
+        if (rep > 0) us.push_back(ms * 1e3f);  // the first launch of each is a warm-up
+      }
+      std::sort(us.begin(), us.end());
+      medians.push_back(us[us.size() / 2]);
+    }
+  }
+  if (a != nullptr) cudaEventDestroy(a);
+  if (b != nullptr) cudaEventDestroy(b);
+  cudaFree(flush);
+  if (cudaGetLastError() != cudaSuccess) medians.clear();
+  return medians;
 }
 
 int Gemm::TunedGemv(const GemmParams& p) const {
@@ -148,51 +358,25 @@ int Gemm::TunedGemv(const GemmParams& p) const {
   if (cudaStreamIsCapturing(stream_, &capture) != cudaSuccess || capture != cudaStreamCaptureStatusNone) {
     return kGemvDefaultVariant;
   }
-  // Candidates: every GEMV variant, then cuBLAS (-1) when it is loaded. Each is timed 5 times,
-  // each launch after a 64 MiB write that evicts the weights (a decode step reads them from
-  // HBM); the median decides.
-  constexpr size_t kFlushBytes = size_t{64} << 20;
-  void* flush = nullptr;
-  cudaEvent_t a = nullptr, b = nullptr;
-  if (cudaMalloc(&flush, kFlushBytes) != cudaSuccess || cudaEventCreate(&a) != cudaSuccess ||
-      cudaEventCreate(&b) != cudaSuccess) {
-    cudaFree(flush);
-    cudaGetLastError();
-    return gemv_choice_[key] = kGemvDefaultVariant;
-  }
-  int best = kGemvDefaultVariant;
-  float best_us = 0.0f;
-  std::string table;
+  // Candidates: cuBLAS (-1) when it is loaded, then every GEMV variant; the median of each
+  // (TimeCandidates) decides.
   const int first = handle_ != nullptr ? -1 : 0;
-  for (int v = first; v < kGemvVariants; ++v) {
-    std::vector<float> us;
-    for (int rep = 0; rep < 6; ++rep) {
-      cudaMemsetAsync(flush, rep, kFlushBytes, stream_);
-      cudaEventRecord(a, stream_);
-      if (v >= 0) {
-        GemvVariant(p, v, stream_);
-      } else {
-        CublasGemm(p);
-      }
-      cudaEventRecord(b, stream_);
-      cudaEventSynchronize(b);
-      float ms = 0.0f;
-      cudaEventElapsedTime(&ms, a, b);
-      if (rep > 0) us.push_back(ms * 1e3f);  // the first launch of each is a warm-up
+  const std::vector<float> us = TimeCandidates(kGemvVariants - first, [&](int i) {
+    const int v = first + i;
+    if (v >= 0) {
+      GemvVariant(p, v, stream_);
+    } else {
+      CublasGemm(p);
     }
-    std::sort(us.begin(), us.end());
-    const float med = us[us.size() / 2];
+  });
+  int best = kGemvDefaultVariant;
+  std::string table;
+  for (size_t i = 0; i < us.size(); ++i) {
+    const int v = first + static_cast<int>(i);
     absl::StrAppend(&table, table.empty() ? "" : ", ", v >= 0 ? absl::StrCat("v", v) : "cuBLAS", " ",
-                    absl::SixDigits(med), " us");
-    if (v == first || med < best_us) {
-      best = v;
-      best_us = med;
-    }
+                    absl::SixDigits(us[i]), " us");
+    if (i == 0 || us[i] < us[best - first]) best = v;
   }
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
-  cudaFree(flush);
-  if (cudaGetLastError() != cudaSuccess) best = kGemvDefaultVariant;
   LIL_LOG_INFO("GEMV autotune rows={} in={} out={}: {} ({})", p.rows, p.in, p.out,
                best >= 0 ? absl::StrCat("variant ", best) : std::string("cuBLAS"), table);
   return gemv_choice_[key] = best;

@@ -15,13 +15,22 @@
 //                                  the L2; the fastest is kept for that shape and logged
 //                                  (captures before that use the default variant)
 //   $LILSERVE_GEMV=0               never (cuBLAS for every product)
+// Products of kGemvMaxRows + 1 .. kLtMaxRows rows (decode batches) that go to cuBLAS take the
+// fastest of cublasGemmEx's default and up to 8 cuBLASLt heuristic candidates, timed once per
+// (rows, in, out) the first time the shape runs outside a graph capture (each launch after a
+// 64 MiB write that evicts the weights; the choice is logged; a capture before that uses the
+// default). The choice can differ between runs (timing), so results can too, by rounding;
+// $LILSERVE_CUBLASLT=0 keeps cublasGemmEx's default everywhere.
 #pragma once
 
 #include <cuda_runtime.h>
 
+#include <functional>
 #include <map>
+#include <memory>
 #include <string>
 #include <tuple>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "kernels/cuda/ops.h"
@@ -47,9 +56,12 @@ class Gemm {
     return use_gemv_ && rows >= 1 && rows <= kGemvMaxRows && in % 8 == 0;
   }
   bool uses_cublas() const { return handle_ != nullptr; }
-  // Whether decode shapes are timed at first use ($LILSERVE_GEMV_VARIANT=auto): a caller about
-  // to capture a graph runs the step once outside the capture first.
-  bool tunes_gemv() const { return tune_gemv_; }
+  // Whether shapes are timed at first use ($LILSERVE_GEMV_VARIANT=auto, or cuBLASLt): a caller
+  // about to capture a graph runs the step once outside the capture first.
+  // Decided from process-wide facts (environment, libraries), so every tensor-parallel rank
+  // answers the same and runs the same eager steps (with the same collectives).
+  bool tunes() const { return tune_gemv_ || lt_wanted_; }
+  static constexpr int32_t kLtMaxRows = 256;
   const std::string& library() const { return library_; }
 
  private:
@@ -57,8 +69,14 @@ class Gemm {
   cudaStream_t stream_ = nullptr;
   void* handle_ = nullptr;  // cublasHandle_t
   std::string library_;
-  // cublasGemmEx on p (handle_ must be set); its status.
+  // p through cuBLAS (handle_ must be set): cublasGemmEx's default, or the cuBLASLt algorithm
+  // chosen for its shape; the cuBLAS status.
   int CublasGemm(const GemmParams& p) const;
+  int DefaultGemmEx(const GemmParams& p) const;
+  // Median microseconds of each of n candidates (launch(i) enqueues candidate i on stream_),
+  // each run 6 times after a 64 MiB write that evicts the L2, the first run a warm-up.
+  // Empty on a CUDA error.
+  std::vector<float> TimeCandidates(int n, const std::function<void(int)>& launch) const;
   // The GEMV variant (0..kGemvVariants-1) or -1 (cuBLAS) for a decode shape, timed once.
   int TunedGemv(const GemmParams& p) const;
   bool use_gemv_ = false;
@@ -67,6 +85,9 @@ class Gemm {
   mutable std::map<std::tuple<int32_t, int32_t, int32_t>, int> gemv_choice_;
   static constexpr size_t kWorkspaceBytes = 32u << 20;
   void* workspace_ = nullptr;  // cuBLAS workspace (cublasSetWorkspace), capture-safe
+  struct LtState;              // gemm.cc: the cuBLASLt handle and a plan per tuned shape
+  std::unique_ptr<LtState> lt_;
+  bool lt_wanted_ = false;  // cuBLASLt loaded and not switched off
 };
 
 }  // namespace lil::cuda
