@@ -102,25 +102,26 @@ struct CublasLt {
   LtMatmulFn matmul = nullptr;
 };
 
+// *fn = the symbol `name` of library h; whether it was there.
+template <typename Fn>
+bool Bind(void* h, const char* name, Fn* fn) {
+  *fn = reinterpret_cast<Fn>(dlsym(h, name));
+  return *fn != nullptr;
+}
+
 absl::StatusOr<CublasLt> OpenCublasLt() {
   CublasLt c;
   std::string path;
   const absl::Status s = OpenLibrary("LILSERVE_CUBLASLT_LIB", {"libcublasLt.so.13", "libcublasLt.so"}, [&](void* h) {
-    auto sym = [&](const char* name) { return dlsym(h, name); };
-    c.create = reinterpret_cast<LtCreateFn>(sym("cublasLtCreate"));
-    c.destroy = reinterpret_cast<LtDestroyFn>(sym("cublasLtDestroy"));
-    c.desc_create = reinterpret_cast<LtDescCreateFn>(sym("cublasLtMatmulDescCreate"));
-    c.desc_destroy = reinterpret_cast<LtDestroyFn>(sym("cublasLtMatmulDescDestroy"));
-    c.desc_set = reinterpret_cast<LtSetFn>(sym("cublasLtMatmulDescSetAttribute"));
-    c.layout_create = reinterpret_cast<LtLayoutCreateFn>(sym("cublasLtMatrixLayoutCreate"));
-    c.layout_destroy = reinterpret_cast<LtDestroyFn>(sym("cublasLtMatrixLayoutDestroy"));
-    c.pref_create = reinterpret_cast<LtCreateFn>(sym("cublasLtMatmulPreferenceCreate"));
-    c.pref_destroy = reinterpret_cast<LtDestroyFn>(sym("cublasLtMatmulPreferenceDestroy"));
-    c.pref_set = reinterpret_cast<LtSetFn>(sym("cublasLtMatmulPreferenceSetAttribute"));
-    c.heuristic = reinterpret_cast<LtHeuristicFn>(sym("cublasLtMatmulAlgoGetHeuristic"));
-    c.matmul = reinterpret_cast<LtMatmulFn>(sym("cublasLtMatmul"));
-    return c.create && c.destroy && c.desc_create && c.desc_destroy && c.desc_set && c.layout_create &&
-           c.layout_destroy && c.pref_create && c.pref_destroy && c.pref_set && c.heuristic && c.matmul;
+    return Bind(h, "cublasLtCreate", &c.create) && Bind(h, "cublasLtDestroy", &c.destroy) &&
+           Bind(h, "cublasLtMatmulDescCreate", &c.desc_create) && Bind(h, "cublasLtMatmulDescDestroy", &c.desc_destroy) &&
+           Bind(h, "cublasLtMatmulDescSetAttribute", &c.desc_set) &&
+           Bind(h, "cublasLtMatrixLayoutCreate", &c.layout_create) &&
+           Bind(h, "cublasLtMatrixLayoutDestroy", &c.layout_destroy) &&
+           Bind(h, "cublasLtMatmulPreferenceCreate", &c.pref_create) &&
+           Bind(h, "cublasLtMatmulPreferenceDestroy", &c.pref_destroy) &&
+           Bind(h, "cublasLtMatmulPreferenceSetAttribute", &c.pref_set) &&
+           Bind(h, "cublasLtMatmulAlgoGetHeuristic", &c.heuristic) && Bind(h, "cublasLtMatmul", &c.matmul);
   }, &path);
   if (!s.ok()) return absl::NotFoundError(absl::StrCat("cuBLASLt not found (", s.message(), ")"));
   return c;
