@@ -7,6 +7,7 @@
 #include <library_types.h>
 
 #include <algorithm>
+#include <limits>
 #include <cstdlib>
 #include <mutex>
 #include <vector>
@@ -114,7 +115,8 @@ absl::StatusOr<CublasLt> OpenCublasLt() {
   std::string path;
   const absl::Status s = OpenLibrary("LILSERVE_CUBLASLT_LIB", {"libcublasLt.so.13", "libcublasLt.so"}, [&](void* h) {
     return Bind(h, "cublasLtCreate", &c.create) && Bind(h, "cublasLtDestroy", &c.destroy) &&
-           Bind(h, "cublasLtMatmulDescCreate", &c.desc_create) && Bind(h, "cublasLtMatmulDescDestroy", &c.desc_destroy) &&
+           Bind(h, "cublasLtMatmulDescCreate", &c.desc_create) &&
+           Bind(h, "cublasLtMatmulDescDestroy", &c.desc_destroy) &&
            Bind(h, "cublasLtMatmulDescSetAttribute", &c.desc_set) &&
            Bind(h, "cublasLtMatrixLayoutCreate", &c.layout_create) &&
            Bind(h, "cublasLtMatrixLayoutDestroy", &c.layout_destroy) &&
@@ -155,6 +157,13 @@ struct Gemm::LtState {
       if (l != nullptr) lt.layout_destroy(l);
     }
     plan.desc = plan.a = plan.b = plan.c = nullptr;
+  }
+  // cublasLtMatmul of p with a shape's descriptors and one algorithm; the cuBLAS status.
+  int Matmul(const Plan& plan, const LtAlgo& algo, const GemmParams& p, void* workspace, size_t workspace_bytes,
+             cudaStream_t stream) const {
+    const float alpha = 1.0f, beta = 0.0f;
+    return GetCublasLt()->matmul(handle, plan.desc, &alpha, p.w, plan.a, p.x, plan.b, &beta, p.y, plan.c, p.y, plan.c,
+                                 &algo, workspace, workspace_bytes, stream);
   }
   ~LtState() {
     for (auto& [shape, plan] : plans) Release(plan);
@@ -280,7 +289,9 @@ int Gemm::CublasGemm(const GemmParams& p) const {
               lt.layout_create(&plan.b, CUDA_R_16BF, p.in, p.rows, p.in) == 0 &&
               lt.layout_create(&plan.c, CUDA_R_32F, p.out, p.rows, p.out) == 0 && lt.pref_create(&pref) == 0 &&
               lt.pref_set(pref, kLtPrefMaxWorkspaceBytes, &ws, sizeof(ws)) == 0;
-    for (int i = 0; ok && i < 4; ++i) ok = lt.pref_set(pref, kLtPrefMinAlignA + i, &kLtAlignBytes, sizeof(kLtAlignBytes)) == 0;
+    for (int i = 0; ok && i < 4; ++i) {
+      ok = lt.pref_set(pref, kLtPrefMinAlignA + i, &kLtAlignBytes, sizeof(kLtAlignBytes)) == 0;
+    }
     ok = ok && lt.heuristic(lt_->handle, plan.desc, plan.a, plan.b, plan.c, plan.c, pref, kLtCandidates, found,
                             &returned) == 0;
     if (pref != nullptr) lt.pref_destroy(pref);
@@ -290,13 +301,8 @@ int Gemm::CublasGemm(const GemmParams& p) const {
     }
     // Candidate 0: cublasGemmEx's default; 1..: cuBLASLt's.
     const std::vector<float> us = TimeCandidates(1 + static_cast<int>(algos.size()), [&](int c) {
-      if (c == 0) {
-        DefaultGemmEx(p);
-        return;
-      }
-      const float alpha = 1.0f, beta = 0.0f;
-      lt.matmul(lt_->handle, plan.desc, &alpha, p.w, plan.a, p.x, plan.b, &beta, p.y, plan.c, p.y, plan.c,
-                &algos[c - 1], workspace_, kWorkspaceBytes, stream_);
+      const int rc = c == 0 ? DefaultGemmEx(p) : lt_->Matmul(plan, algos[c - 1], p, workspace_, kWorkspaceBytes, stream_);
+      return rc == 0;
     });
     int best = 0;
     std::string table;
@@ -316,13 +322,10 @@ int Gemm::CublasGemm(const GemmParams& p) const {
                  table.empty() ? std::string("not timed") : table);
   }
   const LtState::Plan& plan = it->second;
-  if (!plan.use_lt) return DefaultGemmEx(p);
-  const float alpha = 1.0f, beta = 0.0f;
-  return GetCublasLt()->matmul(lt_->handle, plan.desc, &alpha, p.w, plan.a, p.x, plan.b, &beta, p.y, plan.c, p.y,
-                               plan.c, &plan.algo, workspace_, kWorkspaceBytes, stream_);
+  return plan.use_lt ? lt_->Matmul(plan, plan.algo, p, workspace_, kWorkspaceBytes, stream_) : DefaultGemmEx(p);
 }
 
-std::vector<float> Gemm::TimeCandidates(int n, const std::function<void(int)>& launch) const {
+std::vector<float> Gemm::TimeCandidates(int n, const std::function<bool(int)>& launch) const {
   constexpr size_t kFlushBytes = size_t{64} << 20;
   void* flush = nullptr;
   cudaEvent_t a = nullptr, b = nullptr;
@@ -331,10 +334,11 @@ std::vector<float> Gemm::TimeCandidates(int n, const std::function<void(int)>& l
       cudaEventCreate(&b) == cudaSuccess) {
     for (int i = 0; i < n; ++i) {
       std::vector<float> us;
-      for (int rep = 0; rep < 6; ++rep) {
+      bool launched = true;
+      for (int rep = 0; rep < 6 && launched; ++rep) {
         cudaMemsetAsync(flush, rep, kFlushBytes, stream_);
         cudaEventRecord(a, stream_);
-        launch(i);
+        launched = launch(i);
         cudaEventRecord(b, stream_);
         cudaEventSynchronize(b);
         float ms = 0.0f;
@@ -342,7 +346,8 @@ std::vector<float> Gemm::TimeCandidates(int n, const std::function<void(int)>& l
         if (rep > 0) us.push_back(ms * 1e3f);  // the first launch of each is a warm-up
       }
       std::sort(us.begin(), us.end());
-      medians.push_back(us[us.size() / 2]);
+      // A candidate that refused to launch (a status, not a CUDA error) never wins.
+      medians.push_back(launched ? us[us.size() / 2] : std::numeric_limits<float>::infinity());
     }
   }
   if (a != nullptr) cudaEventDestroy(a);
@@ -364,11 +369,7 @@ int Gemm::TunedGemv(const GemmParams& p) const {
   const int first = handle_ != nullptr ? -1 : 0;
   const std::vector<float> us = TimeCandidates(kGemvVariants - first, [&](int i) {
     const int v = first + i;
-    if (v >= 0) {
-      GemvVariant(p, v, stream_);
-    } else {
-      CublasGemm(p);
-    }
+    return v >= 0 ? GemvVariant(p, v, stream_) == cudaSuccess : CublasGemm(p) == 0;
   });
   int best = kGemvDefaultVariant;
   std::string table;

@@ -73,10 +73,10 @@ class Gemm {
   // chosen for its shape; the cuBLAS status.
   int CublasGemm(const GemmParams& p) const;
   int DefaultGemmEx(const GemmParams& p) const;
-  // Median microseconds of each of n candidates (launch(i) enqueues candidate i on stream_),
-  // each run 6 times after a 64 MiB write that evicts the L2, the first run a warm-up.
-  // Empty on a CUDA error.
-  std::vector<float> TimeCandidates(int n, const std::function<void(int)>& launch) const;
+  // Median microseconds of each of n candidates (launch(i) enqueues candidate i on stream_ and
+  // says whether it did; one that did not gets +inf), each run 6 times after a 64 MiB write
+  // that evicts the L2, the first run a warm-up. Empty on a CUDA error.
+  std::vector<float> TimeCandidates(int n, const std::function<bool(int)>& launch) const;
   // The GEMV variant (0..kGemvVariants-1) or -1 (cuBLAS) for a decode shape, timed once.
   int TunedGemv(const GemmParams& p) const;
   bool use_gemv_ = false;
