@@ -10,6 +10,8 @@
 // into other split counts; batch 1 at 1k (the 8B batch-1 step's latency-bound shape) with the
 // split chunk swept for both kernels. Then prefill attention of one 1k-8k prompt: the
 // tensor-core flash kernel against the per-token kernel. Prints Markdown tables.
+// --cluster-merge: only the batch-1 / 1k experiment with each row's splits merged through a
+// thread-block cluster (PagedAttentionParams::cluster_merge) beside the global merge.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -156,6 +158,7 @@ lil::cuda::PagedAttentionParams Params(const Pool& pool, const Launch& l, int32_
 
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
+  const bool cluster_only = argc > 1 && std::string(argv[1]) == "--cluster-merge";
   const int sms = lil::bench::SmCount();
   const int32_t target = lil::cuda::SplitResidentCtas(kDim, kHeads / kKvHeads, sms, kTensorCores);
   std::printf("split-KV: %d resident CTAs (%d SMs)\n", target, sms);
@@ -224,7 +227,7 @@ int main(int argc, char** argv) {
   std::printf("| batch | context | KV MiB | time us | achieved TB/s | read TB/s | ratio | splits | CUDA-core kernel us | ratio "
               "| 2 stages us | ratio | splits |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   std::vector<int32_t> contexts = quick ? std::vector<int32_t>{4096} : std::vector<int32_t>{4096, 8192, 16384, 32768};
-  for (int32_t batch : {1, 16}) {
+  for (int32_t batch : cluster_only ? std::vector<int32_t>{} : std::vector<int32_t>{1, 16}) {
     for (int32_t context : contexts) {
       auto sets = make_sets(batch, context);
       std::vector<Launch> launches;
@@ -274,24 +277,68 @@ int main(int argc, char** argv) {
       std::iota(all.begin(), all.end(), 0);
       sets.push_back(MakeLaunch({table}, {all}, context, g_target_cc));
     }
-    std::printf("\n## Batch 1, 1k context: the split chunk (latency; the backend's choice: 4 pages, 16 splits)\n\n");
-    std::printf("| chunk pages | splits | CTAs | CUDA-core kernel us | tensor-core kernel us |\n|---|---|---|---|---|\n");
-    for (int32_t chunk : {1, 2, 4, 8, 16, 64}) {
+    if (!cluster_only) {
+      std::printf("\n## Batch 1, 1k context: the split chunk (latency; the backend's choice: 4 pages, 16 splits)\n\n");
+      std::printf("| chunk pages | splits | CTAs | CUDA-core kernel us | tensor-core kernel us |\n|---|---|---|---|---|\n");
+      for (int32_t chunk : {1, 2, 4, 8, 16, 64}) {
+        double us[2];
+        for (int tc = 0; tc < 2; ++tc) {
+          us[tc] = 1e3 * MedianMs([&](int i) {
+            const Launch& l = sets[i % nsets];
+            lil::cuda::PagedAttentionParams ap = Params(pool, l, 1, q, out);
+            ap.tensor_cores = tc == 1;
+            ap.min_chunk_entries = chunk;
+            ap.max_splits = npages / chunk;
+            ap.partial = g_partial_alt;
+            CHECK(lil::cuda::PagedAttention(ap, nullptr));
+          }, 20, 9);
+        }
+        std::printf("| %d | %d | %d | %.1f | %.1f |\n", chunk, npages / chunk, kKvHeads * (npages / chunk), us[0], us[1]);
+      }
+    }
+    // Experiment (PagedAttentionParams::cluster_merge): the CUDA-core kernel with each row's
+    // splits as one thread-block cluster, merged through distributed shared memory.
+    if (cluster_only) {
+      std::printf("\n## Batch 1, 1k context: splits merged through a cluster (experiment)\n\n"
+                  "| chunk pages | splits = cluster size | CUDA-core kernel, global merge us | cluster merge us |\n"
+                  "|---|---|---|---|\n");
+    }
+    for (int32_t chunk : cluster_only ? std::vector<int32_t>{4, 8, 16} : std::vector<int32_t>{}) {
       double us[2];
-      for (int tc = 0; tc < 2; ++tc) {
-        us[tc] = 1e3 * MedianMs([&](int i) {
+      for (int cl = 0; cl < 2; ++cl) {
+        us[cl] = 1e3 * MedianMs([&](int i) {
           const Launch& l = sets[i % nsets];
           lil::cuda::PagedAttentionParams ap = Params(pool, l, 1, q, out);
-          ap.tensor_cores = tc == 1;
+          ap.tensor_cores = false;
           ap.min_chunk_entries = chunk;
           ap.max_splits = npages / chunk;
           ap.partial = g_partial_alt;
+          ap.cluster_merge = cl == 1;
           CHECK(lil::cuda::PagedAttention(ap, nullptr));
         }, 20, 9);
       }
-      std::printf("| %d | %d | %d | %.1f | %.1f |\n", chunk, npages / chunk, kKvHeads * (npages / chunk), us[0], us[1]);
+      // Both merges on one page set: the outputs must agree to bf16 rounding.
+      std::vector<bf16> got[2];
+      for (int cl = 0; cl < 2; ++cl) {
+        lil::cuda::PagedAttentionParams ap = Params(pool, sets[0], 1, q, out);
+        ap.tensor_cores = false;
+        ap.min_chunk_entries = chunk;
+        ap.max_splits = npages / chunk;
+        ap.partial = g_partial_alt;
+        ap.cluster_merge = cl == 1;
+        CHECK(lil::cuda::PagedAttention(ap, nullptr));
+        CHECK(cudaDeviceSynchronize());
+        got[cl].resize(kHeads * kDim);
+        CHECK(cudaMemcpy(got[cl].data(), out, sizeof(bf16) * got[cl].size(), cudaMemcpyDeviceToHost));
+      }
+      float worst = 0.0f;
+      for (size_t i = 0; i < got[0].size(); ++i) {
+        worst = std::max(worst, std::fabs(__bfloat162float(got[0][i]) - __bfloat162float(got[1][i])));
+      }
+      std::printf("| %d | %d | %.1f | %.1f (max abs diff %.2g) |\n", chunk, npages / chunk, us[0], us[1], worst);
     }
   }
+  if (cluster_only) return 0;
 
   // Batch 16 at 16k / 32k, the tensor-core kernel's split count swept: the dense table's
   // ratio climbs with context (a fixed cost per launch: the first loads' latency, the slowest

@@ -23,7 +23,7 @@ done
 # Shared libraries outside glibc / the CUDA driver.
 for f in "$stage"/bin/*; do
   ldd "$f" 2>/dev/null | awk '/=> \//{print $3}'
-done | sort -u | grep -vE '/(libc|libm|libdl|libpthread|librt|ld-linux|libgcc_s|libstdc\+\+|libcuda)\.so' |
+done | sort -u | { grep -vE '/(libc|libm|libdl|libpthread|librt|ld-linux|libgcc_s|libstdc\+\+|libcuda)\.so' || true; } |
   while read -r lib; do cp -L "$lib" "$stage/lib/"; done
 tar -C "$stage" -cJf "$root/.carry/pack.tar.xz" bin lib
 rm -rf "$stage"
