@@ -25,7 +25,7 @@ using bf16 = __nv_bfloat16;
     }                                                                                   \
   } while (0)
 
-__global__ void SumKernel(const uint4* p, size_t n, float* out) {
+static __global__ void SumKernel(const uint4* p, size_t n, float* out) {
   float s = 0.0f;
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<size_t>(gridDim.x) * blockDim.x) {
     const uint4 v = __ldcs(p + i);
@@ -34,7 +34,7 @@ __global__ void SumKernel(const uint4* p, size_t n, float* out) {
   if (s == 12345.678f) *out = s;  // keeps the loads; practically never true
 }
 
-__global__ void FillKernel(bf16* p, size_t n, uint32_t seed) {
+static __global__ void FillKernel(bf16* p, size_t n, uint32_t seed) {
   for (size_t i = blockIdx.x * static_cast<size_t>(blockDim.x) + threadIdx.x; i < n; i += static_cast<size_t>(gridDim.x) * blockDim.x) {
     uint32_t h = static_cast<uint32_t>(i) * 2654435761u ^ seed;
     h ^= h >> 15;

@@ -1,0 +1,228 @@
+// File: bench/gpu_attention_sparse.cu
+// gpu_attention_bench's sparse tables (gpu_attention_bench.cuh: SparseTables): Quest (scoring,
+// selection, attention over the selected pages) and sink+window page lists at 32k context with
+// a 2,048-token budget, beside dense attention and each one's byte floor at the read ceiling
+// measured in the same run; A/B rows (scoring inside the selection CTA, e4m3 metadata and the
+// overlap of its choice with bf16's, two cp.async stages); the 2,048-token rows' split sweep.
+#include <algorithm>
+#include <cstdio>
+#include <iterator>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "bench/gpu_attention_bench.cuh"
+#include "kernels/cuda/quest.h"
+
+namespace lil::bench::attention {
+
+void SparseTables(const Bench& b) {
+  const Pool& pool = b.pool;
+  float* q = b.q;
+  bf16* out = b.out;
+  const double read_tbs = b.read_tbs;
+  const int32_t target = b.target;
+  const bool quick = b.quick;
+  // Quest and sink+window at 32k, budget 2,048 tokens (128 pages), batch 16 (and 1).
+  std::printf("\n## Sparse decode at 32k context, 2,048-token budget\n\n");
+  std::printf("| batch | mode | time us | dense us | speedup | byte floor us | vs floor |\n|---|---|---|---|---|---|---|\n");
+  const int32_t context = quick ? 8192 : 32768, budget_pages = 128;
+  std::string split_table;
+  for (int32_t batch : {16, 1}) {
+    auto sets = MakeSets(b, batch, context);
+    const int32_t pages_per_seq = context / kPage;
+    std::vector<Launch> dense, window, quest;
+    for (auto& tables : sets) {
+      std::vector<std::vector<int32_t>> all(batch), sw(batch);
+      for (int32_t s = 0; s < batch; ++s) {
+        all[s].resize(pages_per_seq);
+        std::iota(all[s].begin(), all[s].end(), 0);
+        for (int32_t lp = 0; lp < 4; ++lp) sw[s].push_back(lp);  // 64 sink tokens
+        for (int32_t lp = pages_per_seq - (budget_pages - 4); lp < pages_per_seq; ++lp) sw[s].push_back(lp);
+      }
+      dense.push_back(MakeLaunch(tables, all, context, target));
+      window.push_back(MakeLaunch(tables, sw, context, target));
+      // Quest: rows sized to the budget, filled by QuestSelect from all resident pages.
+      std::vector<std::vector<int32_t>> budget_rows(batch, std::vector<int32_t>(budget_pages, 0));
+      Launch ql = MakeLaunch(tables, budget_rows, context, target);
+      quest.push_back(ql);
+    }
+    // Quest candidate inputs, per set: the whole table.
+    struct QuestIn {
+      int32_t *q_row, *cand_begin, *cand_count, *cand_pages, *cand_logical, *budget, *out_begin;
+    };
+    std::vector<QuestIn> qins;
+    for (auto& tables : sets) {
+      std::vector<int32_t> q_row(batch), cb(batch), cn(batch, pages_per_seq), cp, cl, bud(batch, budget_pages), ob;
+      for (int32_t s = 0; s < batch; ++s) {
+        q_row[s] = s;
+        cb[s] = s * pages_per_seq;
+        for (int32_t lp = 0; lp < pages_per_seq; ++lp) {
+          cp.push_back(tables[s][lp]);
+          cl.push_back(lp);
+        }
+        for (int32_t h = 0; h < kKvHeads; ++h) ob.push_back((s * kKvHeads + h) * budget_pages);
+      }
+      qins.push_back({Upload(q_row), Upload(cb), Upload(cn), Upload(cp), Upload(cl), Upload(bud), Upload(ob)});
+    }
+
+    // Score keys for the split scoring (QuestSelectParams::keys), one row per (sequence, KV head).
+    uint32_t* score_keys = nullptr;
+    CHECK(cudaMalloc(&score_keys, sizeof(uint32_t) * batch * kKvHeads * pages_per_seq));
+    bool split_scoring = true, attend = true;
+    bool score_staged = true, fp8 = false, keys_ready = false, stages2 = false;
+    auto run = [&](std::vector<Launch>& ls, bool select) {
+      return MedianMs([&](int i) {
+        const size_t k = i % ls.size();
+        if (select) {
+          const QuestIn& in = qins[k];
+          lil::cuda::QuestSelectParams qp;
+          qp.q = q;
+          qp.kv = pool.View(fp8);
+          qp.num_seqs = batch;
+          qp.num_heads = kHeads;
+          qp.q_row = in.q_row;
+          qp.cand_begin = in.cand_begin;
+          qp.cand_count = in.cand_count;
+          qp.cand_pages = in.cand_pages;
+          qp.cand_logical = in.cand_logical;
+          qp.budget_pages = in.budget;
+          qp.out_begin = in.out_begin;
+          qp.out_pages = ls[k].pages;
+          qp.out_logical = ls[k].logical;
+          if (split_scoring) {
+            qp.keys = score_keys;
+            qp.key_stride = pages_per_seq;
+            qp.score_staged = score_staged;
+            qp.keys_ready = keys_ready;
+          }
+          CHECK(lil::cuda::QuestSelect(qp, nullptr));
+        }
+        if (!attend) return;
+        lil::cuda::PagedAttentionParams ap = Params(pool, ls[k], batch, q, out, stages2);
+        ap.rows_static = !select;  // Quest's rows come from the selection kernel
+        CHECK(lil::cuda::PagedAttention(ap, nullptr));
+      }, 10, 7);
+    };
+    const double dense_ms = run(dense, false);
+    const double sw_ms = run(window, false);
+    const double quest_ms = run(quest, true);  // the backend's default: scoring split over CTAs
+    // The parts: the selected rows are left in `quest` by the runs above, so the attention
+    // over them alone is the attend part.
+    const double quest_attend_ms = run(quest, false);
+    attend = false;
+    const double quest_select_ms = run(quest, true);
+    keys_ready = true;  // the keys of the runs above: the selection kernel alone
+    const double select_alone_ms = run(quest, true);
+    keys_ready = false;
+
+    score_staged = false;
+    const double quest_select_regs_ms = run(quest, true);
+    score_staged = true;
+    split_scoring = false;
+    const double quest_select_one_ms = run(quest, true);
+    attend = true;
+    const double quest_one_ms = run(quest, true);
+    split_scoring = true;
+    fp8 = true;  // e4m3 metadata (LILSERVE_QUEST_FP8=1)
+    const double quest_fp8_ms = run(quest, true);
+    attend = false;
+    const double quest_fp8_select_ms = run(quest, true);
+    attend = true;
+    // How many of the pages chosen from bf16 metadata the e4m3 bounds also choose (set 0; on
+    // this random data: it says how much the looser bounds move the choice, not its quality).
+    auto chosen = [&](bool use_fp8) {
+      fp8 = use_fp8;
+      attend = false;
+      run(quest, true);  // leaves every set's selection in its rows
+      attend = true;
+      std::vector<int32_t> rows(quest[0].nnz);
+      CHECK(cudaMemcpy(rows.data(), quest[0].pages, rows.size() * 4, cudaMemcpyDeviceToHost));
+      return rows;
+    };
+    const std::vector<int32_t> sel_bf16 = chosen(false), sel_fp8 = chosen(true);
+    fp8 = false;
+    stages2 = true;  // the attention with 2 cp.async stages (LILSERVE_TC_STAGES=2)
+    const double sw2_ms = run(window, false), quest2_attend_ms = run(quest, false), quest2_ms = run(quest, true);
+    stages2 = false;
+    int64_t same = 0;
+    for (size_t r = 0; r < sel_bf16.size(); r += budget_pages) {
+      std::vector<int32_t> a(sel_bf16.begin() + r, sel_bf16.begin() + r + budget_pages),
+          b(sel_fp8.begin() + r, sel_fp8.begin() + r + budget_pages);
+      std::sort(a.begin(), a.end());
+      std::sort(b.begin(), b.end());
+      std::vector<int32_t> both;
+      std::set_intersection(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(both));
+      same += static_cast<int64_t>(both.size());
+    }
+    CHECK(cudaFree(score_keys));
+    const double kv_sel = static_cast<double>(batch) * budget_pages * kPage * kKvHeads * kDim * 2 * 2;
+    const double meta = static_cast<double>(batch) * pages_per_seq * kKvHeads * 2 * kDim * 2;
+    const double floor_sw = kv_sel / (read_tbs * 1e12) * 1e6, floor_q = (kv_sel + meta) / (read_tbs * 1e12) * 1e6;
+    std::printf("| %d | dense | %.1f | %.1f | 1.00x | %.1f | %.2fx |\n", batch, dense_ms * 1e3, dense_ms * 1e3,
+                static_cast<double>(batch) * context * kKvHeads * kDim * 4 / (read_tbs * 1e12) * 1e6,
+                dense_ms * 1e3 / (static_cast<double>(batch) * context * kKvHeads * kDim * 4 / (read_tbs * 1e12) * 1e6));
+    std::printf("| %d | sink+window | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n", batch, sw_ms * 1e3, dense_ms * 1e3,
+                dense_ms / sw_ms, floor_sw, sw_ms * 1e3 / floor_sw);
+    std::printf("| %d | quest (score+select+attend) | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n", batch, quest_ms * 1e3,
+                dense_ms * 1e3, dense_ms / quest_ms, floor_q, quest_ms * 1e3 / floor_q);
+    const double floor_meta = meta / (read_tbs * 1e12) * 1e6;
+    std::printf("| %d | quest: score+select alone | %.1f | | | %.1f (metadata) | %.2fx |\n", batch,
+                quest_select_ms * 1e3, floor_meta, quest_select_ms * 1e3 / floor_meta);
+    std::printf("| %d | quest: selection kernel alone (keys ready) | %.1f | | | | |\n", batch, select_alone_ms * 1e3);
+
+    std::printf("| %d | quest: score+select alone, metadata through registers (not staged) | %.1f | | | %.1f (metadata) | %.2fx |\n",
+                batch, quest_select_regs_ms * 1e3, floor_meta, quest_select_regs_ms * 1e3 / floor_meta);
+    std::printf("| %d | quest: attend alone (selected pages) | %.1f | | | %.1f | %.2fx |\n", batch,
+                quest_attend_ms * 1e3, floor_sw, quest_attend_ms * 1e3 / floor_sw);
+    std::printf("| %d | quest, scoring in the selection CTA (LILSERVE_QUEST_SPLIT=0) | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n",
+                batch, quest_one_ms * 1e3, dense_ms * 1e3, dense_ms / quest_one_ms, floor_q, quest_one_ms * 1e3 / floor_q);
+    std::printf("| %d | quest, LILSERVE_QUEST_SPLIT=0: score+select alone | %.1f | | | %.1f (metadata) | %.2fx |\n", batch,
+                quest_select_one_ms * 1e3, floor_meta, quest_select_one_ms * 1e3 / floor_meta);
+    const double floor_q8 = (kv_sel + meta / 2) / (read_tbs * 1e12) * 1e6, floor_meta8 = floor_meta / 2;
+    std::printf("| %d | quest, e4m3 metadata (LILSERVE_QUEST_FP8=1) | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n", batch,
+                quest_fp8_ms * 1e3, dense_ms * 1e3, dense_ms / quest_fp8_ms, floor_q8, quest_fp8_ms * 1e3 / floor_q8);
+    std::printf("| %d | quest, e4m3: score+select alone | %.1f | | | %.1f (metadata) | %.2fx |\n", batch,
+                quest_fp8_select_ms * 1e3, floor_meta8, quest_fp8_select_ms * 1e3 / floor_meta8);
+    std::printf("| %d | quest, e4m3: pages also chosen with bf16 metadata | %.1f%% | | | | |\n", batch,
+                100.0 * same / std::max<size_t>(1, sel_bf16.size()));
+    std::printf("| %d | sink+window, 2 stages (LILSERVE_TC_STAGES=2) | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n", batch,
+                sw2_ms * 1e3, dense_ms * 1e3, dense_ms / sw2_ms, floor_sw, sw2_ms * 1e3 / floor_sw);
+    std::printf("| %d | quest: attend alone, 2 stages | %.1f | | | %.1f | %.2fx |\n", batch, quest2_attend_ms * 1e3,
+                floor_sw, quest2_attend_ms * 1e3 / floor_sw);
+    std::printf("| %d | quest, 2 stages | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n", batch, quest2_ms * 1e3,
+                dense_ms * 1e3, dense_ms / quest2_ms, floor_q, quest2_ms * 1e3 / floor_q);
+    // The attend part's split: the sink+window rows (128 pages each, static) cut into S chunks;
+    // printed after this table.
+    if (batch == 16) {
+      const int32_t max_s = 16;
+      float* partial = nullptr;
+      CHECK(cudaMalloc(&partial, sizeof(float) * lil::cuda::SplitPartialFloats(batch, kKvHeads, kDim, max_s)));
+      char line[256];
+      std::snprintf(line, sizeof(line), "| %d | backend's choice: %d | %d | %.1f | %.1f | %.2fx |\n", batch,
+                    window[0].split.max_splits, batch * kKvHeads * window[0].split.max_splits, sw_ms * 1e3, floor_sw,
+                    sw_ms * 1e3 / floor_sw);
+      split_table += line;
+      for (int32_t splits : {2, 4, 6, 8, 12, 16}) {
+        const double ms = MedianMs([&](int i) {
+          const Launch& l = window[i % window.size()];
+          lil::cuda::PagedAttentionParams ap = Params(pool, l, batch, q, out);
+          ap.min_chunk_entries = 1;
+          ap.max_splits = splits;
+          ap.partial = partial;
+          CHECK(lil::cuda::PagedAttention(ap, nullptr));
+        }, 10, 7);
+        std::snprintf(line, sizeof(line), "| %d | %d (%d) | %d | %.1f | %.1f | %.2fx |\n", batch, splits,
+                      (budget_pages + splits - 1) / splits, batch * kKvHeads * splits, ms * 1e3, floor_sw, ms * 1e3 / floor_sw);
+        split_table += line;
+      }
+      CHECK(cudaFree(partial));
+    }
+  }
+
+  std::printf("\n## The 2,048-token rows' split (sink+window rows, batch 16: the Quest attend part's shape)\n\n");
+  std::printf("| batch | splits (chunk pages) | CTAs | time us | byte floor us | vs floor |\n|---|---|---|---|---|---|\n%s",
+              split_table.c_str());
+}
+
+}  // namespace lil::bench::attention
