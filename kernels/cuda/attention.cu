@@ -170,16 +170,8 @@ __device__ __forceinline__ void MergeCluster(const PagedAttentionParams& p, cons
   __shared__ float c_m[G], c_l[G];
   for (int idx = threadIdx.x; idx < r.group * D; idx += blockDim.x) {
     const int g = idx / D, i = idx % D;
-    float mx = -INFINITY;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, s_m[w][g]);
-    float sum = 0.0f, a = 0.0f;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) {
-      const float f = s_m[w][g] == -INFINITY ? 0.0f : exp2f(s_m[w][g] - mx);
-      sum += s_l[w][g] * f;
-      a += s_acc[(w * G + g) * D + i] * f;
-    }
+    float mx, sum, a;
+    MergeWarps<D, G>(s_acc, s_m, s_l, g, i, &mx, &sum, &a);
     c_acc[g * D + i] = a;
     if (i == 0) {
       c_m[g] = mx;

@@ -67,29 +67,38 @@ __device__ __forceinline__ void PrefetchFirstPages(const PagedAttentionParams& p
   PrefetchL2(p.kv.v + off, static_cast<uint32_t>(n) * D * sizeof(bf16));
 }
 
+// The CTA's state for output i of head g, from its warps' states in shared memory (below):
+// the largest max, the sum and the accumulator rescaled to it.
+template <int D, int G>
+__device__ __forceinline__ void MergeWarps(const float* s_acc, const float (*s_m)[G], const float (*s_l)[G], int g, int i,
+                                           float* mx, float* sum, float* a) {
+  *mx = -INFINITY;
+#pragma unroll
+  for (int w = 0; w < kSplitWarps; ++w) *mx = fmaxf(*mx, s_m[w][g]);
+  *sum = 0.0f;
+  *a = 0.0f;
+#pragma unroll
+  for (int w = 0; w < kSplitWarps; ++w) {
+    const float f = s_m[w][g] == -INFINITY ? 0.0f : exp2f(s_m[w][g] - *mx);
+    *sum += s_l[w][g] * f;
+    *a += s_acc[(w * G + g) * D + i] * f;
+  }
+}
+
 // Called by every thread of the CTA after __syncthreads(), with its warps' states in shared
 // memory: s_m / s_l [kSplitWarps][G] (log2-domain max and sum; -inf max: no key), s_acc
 // [kSplitWarps][G][D] (unnormalized outputs). Rows g < group are live.
 template <int D, int G>
 __device__ __forceinline__ void MergeSplits(const PagedAttentionParams& p, const SplitRow& r, const float* s_acc,
                                             const float (*s_m)[G], const float (*s_l)[G]) {
-  constexpr int kWarps = kSplitWarps;
   const int32_t x = r.x, split = r.split, nsplit = r.nsplit, t = r.t, kvh = r.kvh, group = r.group;
   __shared__ int s_last;
   const bool single = nsplit == 1;
   float* slot = single ? nullptr : p.partial + (static_cast<int64_t>(x) * p.max_splits + split) * SlotFloats(D);
   for (int idx = threadIdx.x; idx < group * D; idx += blockDim.x) {
     const int g = idx / D, i = idx % D;
-    float mx = -INFINITY;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) mx = fmaxf(mx, s_m[w][g]);
-    float sum = 0.0f, a = 0.0f;
-#pragma unroll
-    for (int w = 0; w < kWarps; ++w) {
-      const float f = s_m[w][g] == -INFINITY ? 0.0f : exp2f(s_m[w][g] - mx);
-      sum += s_l[w][g] * f;
-      a += s_acc[(w * G + g) * D + i] * f;
-    }
+    float mx, sum, a;
+    MergeWarps<D, G>(s_acc, s_m, s_l, g, i, &mx, &sum, &a);
     if (single) {
       bf16* out = p.out + (static_cast<int64_t>(t) * p.num_heads + kvh * group + g) * D;
       out[i] = __float2bfloat16(sum > 0.0f ? a / sum : 0.0f);  // nothing visible: zeros
