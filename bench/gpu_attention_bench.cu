@@ -13,6 +13,8 @@
 // tables live in gpu_attention_sparse.cu, what both files share in gpu_attention_bench.cuh.
 // --cluster-merge: only the batch-1 / 1k experiment with each row's splits merged through a
 // thread-block cluster (PagedAttentionParams::cluster_merge) beside the global merge.
+// --contiguous: only the dense table, each sequence's pages in physical order (how much of the
+// gap to the read ceiling is the shuffled pages' scattered 4 KiB blocks).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -198,6 +200,7 @@ int main(int argc, char** argv) {
   Bench b;
   b.quick = argc > 1 && std::string(argv[1]) == "--quick";
   const bool cluster_only = argc > 1 && std::string(argv[1]) == "--cluster-merge";
+  const bool contiguous = argc > 1 && std::string(argv[1]) == "--contiguous";
   const int sms = lil::bench::SmCount();
   b.target = lil::cuda::SplitResidentCtas(kDim, kHeads / kKvHeads, sms, kTensorCores);
   std::printf("split-KV: %d resident CTAs (%d SMs)\n", b.target, sms);
@@ -232,7 +235,7 @@ int main(int argc, char** argv) {
   }
   b.perm.resize(pool.num_pages);
   std::iota(b.perm.begin(), b.perm.end(), 0);
-  std::shuffle(b.perm.begin(), b.perm.end(), b.rng);
+  if (!contiguous) std::shuffle(b.perm.begin(), b.perm.end(), b.rng);
 
   CHECK(cudaMalloc(&b.q, sizeof(float) * 16 * kHeads * kDim));
   CHECK(cudaMalloc(&b.out, sizeof(bf16) * 16 * kHeads * kDim));
@@ -248,6 +251,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   DenseTable(b);
+  if (contiguous) return 0;
   BatchOneTables(b, false);
   if (!b.quick) SplitSweep(b);
   SparseTables(b);
