@@ -6,7 +6,10 @@
 //      weight copies that no launch finds its weights in the L2;
 //   2. one decode step's worth: the 4 GEMVs of each of 32 layers in order (QKV, O, gate_up,
 //      down; 14 GB of distinct weights), the part of a batch-1 step that the byte floor is
-//      made of.
+//      made of;
+//   3. decode batches of 2-32 rows: the skinny tensor-core GEMM (kernels/cuda/gemm_skinny.h,
+//      what fused decode steps of 2-32 sequences run) against cuBLAS (its cuBLASLt choice for
+//      the shape) on each matrix, and on one step's products at 32 rows.
 // Prints Markdown tables. Usage: gpu_gemv_bench [--quick]
 #include <cuda_runtime.h>
 
@@ -17,6 +20,7 @@
 
 #include "bench/gpu_bench_util.cuh"
 #include "engine/cuda/gemm.h"
+#include "kernels/cuda/gemm_skinny.h"
 #include "kernels/cuda/ops.h"
 
 namespace {
@@ -54,10 +58,18 @@ int main(int argc, char** argv) {
     std::printf("cuBLAS not available (%s): no peer column\n\n", cublas.ok() ? cublas->library().c_str() : "error");
   }
   const bool peer = cublas.ok() && cublas->uses_cublas();
-  bf16* x = Random(size_t{4} * 14336, 7, sms);
+  bf16* x = Random(size_t{32} * 14336, 7, sms);
   float* y = nullptr;
-  CHECK(cudaMalloc(&y, sizeof(float) * 4 * 128256));
+  CHECK(cudaMalloc(&y, sizeof(float) * 32 * 128256));
   const int reps = quick ? 10 : 50, samples = quick ? 3 : 7;
+  lil::cuda::SkinnyWorkspace ws{nullptr, lil::cuda::kSkinnyPartialFloats, nullptr, lil::cuda::kSkinnyCounters};
+  CHECK(cudaMalloc(&ws.partial, sizeof(float) * ws.partial_floats));
+  CHECK(cudaMalloc(&ws.counters, sizeof(int32_t) * ws.num_counters));
+  CHECK(cudaMemset(ws.counters, 0, sizeof(int32_t) * ws.num_counters));
+  // Table 3's rows, printed after table 1 (they share its rotated weight copies).
+  std::string batches = "| matrix | rows | skinny us | skinny of ceiling | CTAs | cuBLAS us | cuBLAS of ceiling | cuBLAS / skinny |\n"
+                        "|---|---|---|---|---|---|---|---|\n";
+  const std::vector<int32_t> batch_rows = quick ? std::vector<int32_t>{32} : std::vector<int32_t>{2, 8, 16, 32};
 
   std::printf("1. Each matrix alone (median us per launch; TB/s = weight bytes / time; ceiling %.3f TB/s)\n\n", read_tbs);
   std::printf("| matrix | out x in | MB | rows |");
@@ -89,8 +101,26 @@ int main(int argc, char** argv) {
         std::printf(" - | - |\n");
       }
     }
+    for (int32_t rows : batch_rows) {
+      const double sk_ms = MedianMs([&](int it) {
+        CHECK(lil::cuda::SkinnyGemm({x, w[it % copies], y, rows, s.in, s.out}, ws, stream));
+      }, reps, samples);
+      double cb_ms = 0.0;
+      if (peer) {
+        cb_ms = MedianMs([&](int it) {
+          if (!cublas->Run(x, w[it % copies], y, rows, s.in, s.out).ok()) std::exit(1);
+        }, reps, samples);
+      }
+      char line[256];
+      std::snprintf(line, sizeof(line), "| %s | %d | %.2f | %.0f%% | %d | %.2f | %.0f%% | %.2fx |\n", s.name, rows, sk_ms * 1e3,
+                    100.0 * bytes / (sk_ms * 1e-3) / 1e12 / read_tbs, lil::cuda::SkinnyCtas(s.out, s.in, sms),
+                    cb_ms * 1e3, 100.0 * bytes / (cb_ms * 1e-3) / 1e12 / read_tbs, cb_ms / sk_ms);
+      batches += line;
+    }
     for (bf16* p : w) CHECK(cudaFree(p));
   }
+  std::printf("\n3. Decode batches, each matrix alone: the skinny GEMM against cuBLAS (median us per launch)\n\n%s",
+              batches.c_str());
 
   // 2. A decode step's GEMVs: 32 layers x (QKV, O, gate_up, down), distinct weights.
   const int layers = quick ? 8 : 32;
@@ -108,28 +138,35 @@ int main(int argc, char** argv) {
   std::printf("\n2. One decode step's GEMVs, %d layers x (qkv, o, gate_up, down), %.2f GB of weights: floor %.3f ms at %.3f TB/s\n\n",
               layers, step_bytes / 1e9, floor_ms, read_tbs);
   std::printf("| kernel | rows | ms | of ceiling | ratio to floor |\n|---|---|---|---|---|\n");
-  for (int32_t rows : {1, 4}) {
-    for (int v = 0; v <= lil::cuda::kGemvVariants; ++v) {
-      if (v == lil::cuda::kGemvVariants && !peer) continue;
+  // Kernels: GEMV variants 0 .. kGemvVariants - 1, then cuBLAS, then the skinny GEMM (2+ rows).
+  const int kCublas = lil::cuda::kGemvVariants, kSkinny = kCublas + 1;
+  for (int32_t rows : {1, 4, 32}) {
+    for (int v = 0; v <= kSkinny; ++v) {
+      if ((v == kCublas && !peer) || (v < kCublas && rows > lil::cuda::kGemvMaxRows) || (v == kSkinny && rows == 1)) continue;
       const double ms = MedianMs([&](int) {
         for (int l = 0; l < layers; ++l) {
           for (int i = 0; i < 4; ++i) {
             const Shape& s = kShapes[i];
-            if (v < lil::cuda::kGemvVariants) {
-              CHECK(lil::cuda::GemvVariant({x, lw[l * 4 + i], y, rows, s.in, s.out}, v, stream));
+            const lil::cuda::GemmParams p{x, lw[l * 4 + i], y, rows, s.in, s.out};
+            if (v < kCublas) {
+              CHECK(lil::cuda::GemvVariant(p, v, stream));
+            } else if (v == kSkinny) {
+              CHECK(lil::cuda::SkinnyGemm(p, ws, stream));
             } else if (!cublas->Run(x, lw[l * 4 + i], y, rows, s.in, s.out).ok()) {
               std::exit(1);
             }
           }
         }
       }, quick ? 2 : 5, samples);
-      std::printf("| %s | %d | %.3f | %.0f%% | %.2fx |\n",
-                  v < lil::cuda::kGemvVariants ? ("GEMV v" + std::to_string(v)).c_str() : "cuBLAS", rows, ms,
+      const std::string name = v < kCublas ? "GEMV v" + std::to_string(v) : v == kCublas ? "cuBLAS" : "skinny GEMM";
+      std::printf("| %s | %d | %.3f | %.0f%% | %.2fx |\n", name.c_str(), rows, ms,
                   100.0 * step_bytes / (ms * 1e-3) / 1e12 / read_tbs, ms / floor_ms);
     }
   }
   for (bf16* p : lw) CHECK(cudaFree(p));
   CHECK(cudaFree(x));
   CHECK(cudaFree(y));
+  CHECK(cudaFree(ws.partial));
+  CHECK(cudaFree(ws.counters));
   return 0;
 }

@@ -198,8 +198,9 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
     LIL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
     b->fused_norm_ = true;
     LIL_LOG_INFO("CUDA backend: RMSNorm weights folded into qkv and gate_up (gate and up rows interleaved); "
-                 "one-token steps run the norms, residual adds and SwiGLU inside the GEMVs{}",
-                 b->rope_pairs_ ? ", and RoPE + the KV write in the qkv GEMV (q / k RoPE pairs side by side)" : "");
+                 "fused steps (one token; up to 32 on one GPU with the skinny GEMM) run the norms, residual adds "
+                 "and SwiGLU inside the products{}",
+                 b->rope_pairs_ ? ", and RoPE + the KV write in the qkv product (q / k RoPE pairs side by side)" : "");
   }
   if (!EnvIs("LILSERVE_FLASH_PREFILL", "0")) {
     b->flash_prefill_ = FlashPrefillSupported(local.head_dim, local.num_heads / local.num_kv_heads);

@@ -68,6 +68,10 @@ class CudaBackend final : public Backend {
   int32_t graphs_captured() const { return static_cast<int32_t>(graphs_.size()); }
   // Whether the fused decode path is on (fused_norm_ below).
   bool fused_norm() const { return fused_norm_; }
+  // Whether a step of t tokens runs the fused path: fused_norm_, and one token, or on one GPU
+  // 2 .. kSkinnyMaxRows tokens through the skinny tensor-core GEMM (Gemm::RunFused) when the
+  // model's widths suit it ($LILSERVE_SKINNY=0: one token only).
+  bool FusedStep(int32_t t) const;
 
  private:
   struct Work;  // device pointers of one step (cuda_work.h)
@@ -76,6 +80,7 @@ class CudaBackend final : public Backend {
               int32_t num_pages, int32_t page_size, cudaStream_t stream, bool own_stream, Gemm gemm);
   PagedKvViewBf16 LayerView(int32_t layer) const;
   absl::Status RunLayer(int32_t layer, const StepInputs& in, const Work& w);
+
   absl::Status Attention(int32_t layer, const StepInputs& in, const Work& w);
   // The kernels of one step (capturable: no host synchronization, no allocation).
   absl::Status LaunchForward(const StepInputs& in, const Work& w);
@@ -139,8 +144,9 @@ class CudaBackend final : public Backend {
   int32_t tc_stages_ = 3;
   // One GPU, unless $LILSERVE_FUSED_NORM=0: the attention and MLP RMSNorm weights are folded
   // into the qkv and gate_up columns at load (every norm then runs with a unit weight) and
-  // gate_up's rows are interleaved (gate j, up j); a one-token step (batch-1 decode) runs no
-  // norm, add or SwiGLU kernel after layer 0: the o and down GEMVs add into the residual
+  // gate_up's rows are interleaved (gate j, up j); a fused step (FusedStep: batch-1 decode, and
+  // since session 12 decode batches up to 32 on one GPU) runs no norm, add or SwiGLU kernel
+  // after layer 0: the o and down GEMVs add into the residual
   // stream and write its bf16 copy (GemmParams::add_to_y, y_bf16), the qkv and gate_up GEMVs
   // normalize that copy themselves (norm_eps) and gate_up writes silu(gate) * up (swiglu_out).
   // Default since session 7's GPU run (docs/GPU.md, PERF.md).

@@ -85,13 +85,21 @@ absl::Status CudaBackend::Attention(int32_t layer, const StepInputs& in, const W
   return absl::OkStatus();
 }
 
+bool CudaBackend::FusedStep(int32_t t) const {
+  if (!fused_norm_ || t < 1) return false;
+  const ModelConfig& c = local_;
+  const bool dims = gemm_.FusedAvailable(t, c.hidden_size) && gemm_.FusedAvailable(t, c.q_dim()) &&
+                    gemm_.FusedAvailable(t, c.intermediate_size);
+  return t == 1 || (comm_ == nullptr && dims);
+}
+
 absl::Status CudaBackend::RunLayer(int32_t layer, const StepInputs& in, const Work& w) {
   const ModelConfig& c = local_;
   const DeviceLayerWeights& lw = w_.layers[layer];
   const int32_t t = in.num_tokens, hid = c.hidden_size, qd = c.q_dim(), kvd = c.kv_dim();
   const int32_t inter = c.intermediate_size;
-  // Fused one-token step (fused_norm_): x is already current and w.xb is its bf16 copy.
-  const bool fuse = fused_norm_ && t == 1;
+  // Fused decode step (FusedStep): x is already current and w.xb is its bf16 copy.
+  const bool fuse = FusedStep(t);
   const float* attn_norm = fused_norm_ ? nullptr : lw.attn_norm;  // folded into qkv
   const float* mlp_norm = fused_norm_ ? nullptr : lw.mlp_norm;    // folded into gate_up
   GemmParams qkv{fuse && layer > 0 ? w.xb : w.h, lw.qkv, w.qkv, t, hid, qd + 2 * kvd};
@@ -122,7 +130,7 @@ absl::Status CudaBackend::RunLayer(int32_t layer, const StepInputs& in, const Wo
   qkv.rope_epilogue = fuse && rope_pairs_;  // the qkv GEMV applies RoPE and writes q and the KV slots
   if (qkv.rope_epilogue) qkv.rope = rp;
   if (fuse) {
-    LIL_RETURN_IF_ERROR(gemm_.RunGemv(qkv));
+    LIL_RETURN_IF_ERROR(gemm_.RunFused(qkv));
   } else {
     LIL_RETURN_IF_ERROR(gemm_.Run(qkv.x, qkv.w, qkv.y, t, hid, qkv.out));
   }
@@ -141,14 +149,14 @@ absl::Status CudaBackend::RunLayer(int32_t layer, const StepInputs& in, const Wo
         g.add_to_y = true;
         g.y_bf16 = w.xb;
       }
-      LIL_RETURN_IF_ERROR(gemm_.RunGemv(g));
-      return comm_ == nullptr ? absl::OkStatus() : comm_->AllReduceIntoResidual(w.delta, hid, w.x, w.xb);
+      LIL_RETURN_IF_ERROR(gemm_.RunFused(g));
+      return comm_ == nullptr ? absl::OkStatus() : comm_->AllReduceIntoResidual(w.delta, int64_t{t} * hid, w.x, w.xb);
     };
     LIL_RETURN_IF_ERROR(project(w.attn, lw.o_proj, qd));
     GemmParams gate_up{w.xb, lw.gate_up, w.gate_up, t, hid, 2 * inter};
     gate_up.norm_eps = c.rms_norm_eps;
     gate_up.swiglu_out = w.act;  // rows interleaved at load: (gate j, up j) side by side
-    LIL_RETURN_IF_ERROR(gemm_.RunGemv(gate_up));
+    LIL_RETURN_IF_ERROR(gemm_.RunFused(gate_up));
     return project(w.act, lw.down, inter);
   }
   LIL_RETURN_IF_ERROR(gemm_.Run(w.attn, lw.o_proj, w.delta, t, qd, hid));
@@ -193,7 +201,7 @@ absl::Status CudaBackend::LaunchForward(const StepInputs& in, const Work& w) {
   LIL_CUDA_RETURN_IF_ERROR(Embedding({w_.embed, w.I(w.tokens), w.x, in.num_tokens, c.hidden_size,
                                       c.vocab_size}, stream_));
   for (int32_t layer = 0; layer < c.num_layers; ++layer) LIL_RETURN_IF_ERROR(RunLayer(layer, in, w));
-  if (c.num_layers > 0 && !(fused_norm_ && t == 1)) {  // fused: the down GEMVs added already
+  if (c.num_layers > 0 && !FusedStep(static_cast<int32_t>(t))) {  // fused: the down products added already
     LIL_CUDA_RETURN_IF_ERROR(AddInPlace(w.x, w.delta, t * c.hidden_size, stream_));
   }
   // h2o: each rank summed its own heads' attention; the policy on rank 0 needs all of them.

@@ -17,6 +17,7 @@
 #include "common/status.h"
 #include "engine/cuda/cuda_util.h"
 #include "engine/cuda/dl_open.h"
+#include "kernels/cuda/gemm_skinny.h"
 
 namespace lil::cuda {
 namespace {
@@ -138,6 +139,14 @@ const absl::StatusOr<CublasLt>& GetCublasLt() {
 
 // One shape's cuBLASLt descriptors and the algorithm timed fastest (use_lt false: cublasGemmEx
 // won, and the descriptors are not kept).
+struct Gemm::SkinnyBuffers {
+  SkinnyWorkspace ws;
+  ~SkinnyBuffers() {
+    if (ws.partial != nullptr) cudaFree(ws.partial);
+    if (ws.counters != nullptr) cudaFree(ws.counters);
+  }
+};
+
 struct Gemm::LtState {
   struct Plan {
     bool use_lt = false;
@@ -177,6 +186,18 @@ absl::StatusOr<Gemm> Gemm::Create(cudaStream_t stream, bool force_fallback) {
   g.library_ = "fallback kernel";
   if (force_fallback) return g;
   g.use_gemv_ = !EnvIs("LILSERVE_GEMV", "0");
+  if (g.use_gemv_ && !EnvIs("LILSERVE_SKINNY", "0")) {
+    auto sk = std::make_unique<SkinnyBuffers>();
+    if (cudaMalloc(&sk->ws.partial, sizeof(float) * kSkinnyPartialFloats) == cudaSuccess &&
+        cudaMalloc(&sk->ws.counters, sizeof(int32_t) * kSkinnyCounters) == cudaSuccess &&
+        cudaMemset(sk->ws.counters, 0, sizeof(int32_t) * kSkinnyCounters) == cudaSuccess) {
+      sk->ws.partial_floats = kSkinnyPartialFloats;
+      sk->ws.num_counters = kSkinnyCounters;
+      g.skinny_ = std::move(sk);
+    } else {
+      cudaGetLastError();  // no workspace: the skinny GEMM stays off
+    }
+  }
   g.tune_gemv_ = EnvIs("LILSERVE_GEMV_VARIANT", "auto");
   // A variant named explicitly (or auto) covers every row count the GEMV takes.
   if (g.tune_gemv_ || GemvVariantFromEnv() >= 0) g.gemv_max_rows_ = kGemvMaxRows;
@@ -226,7 +247,8 @@ absl::StatusOr<Gemm> Gemm::Create(cudaStream_t stream, bool force_fallback) {
 Gemm::Gemm(Gemm&& o) noexcept
     : stream_(o.stream_), handle_(std::exchange(o.handle_, nullptr)), library_(std::move(o.library_)),
       use_gemv_(o.use_gemv_), tune_gemv_(o.tune_gemv_), gemv_max_rows_(o.gemv_max_rows_), gemv_choice_(std::move(o.gemv_choice_)),
-      workspace_(std::exchange(o.workspace_, nullptr)), lt_(std::move(o.lt_)), lt_wanted_(o.lt_wanted_) {}
+      workspace_(std::exchange(o.workspace_, nullptr)), lt_(std::move(o.lt_)), skinny_(std::move(o.skinny_)),
+      lt_wanted_(o.lt_wanted_) {}
 
 Gemm& Gemm::operator=(Gemm&& o) noexcept {
   if (this != &o) {
@@ -241,6 +263,7 @@ Gemm& Gemm::operator=(Gemm&& o) noexcept {
     gemv_max_rows_ = o.gemv_max_rows_;
     gemv_choice_ = std::move(o.gemv_choice_);
     lt_ = std::move(o.lt_);
+    skinny_ = std::move(o.skinny_);
     lt_wanted_ = o.lt_wanted_;
   }
   return *this;
@@ -384,9 +407,18 @@ int Gemm::TunedGemv(const GemmParams& p) const {
   return gemv_choice_[key] = best;
 }
 
-absl::Status Gemm::RunGemv(const GemmParams& p) const {
+bool Gemm::FusedAvailable(int32_t rows, int32_t in) const {
+  if (rows >= 2 && skinny_ != nullptr) return rows <= kSkinnyMaxRows && in % kSkinnyK == 0;
+  return GemvAvailable(rows, in);
+}
+
+absl::Status Gemm::RunFused(const GemmParams& p) const {
+  if (p.rows >= 2 && skinny_ != nullptr && FusedAvailable(p.rows, p.in) && SkinnySupported(p)) {
+    LIL_CUDA_RETURN_IF_ERROR(SkinnyGemm(p, skinny_->ws, stream_));
+    return absl::OkStatus();
+  }
   if (!GemvAvailable(p.rows, p.in) || !GemvSupported(p)) {
-    return absl::FailedPreconditionError(absl::StrCat("GEMV cannot run rows=", p.rows, " in=", p.in, " out=", p.out,
+    return absl::FailedPreconditionError(absl::StrCat("no fused GEMM for rows=", p.rows, " in=", p.in, " out=", p.out,
                                                       use_gemv_ ? "" : " ($LILSERVE_GEMV=0 or no GEMV)"));
   }
   // The default (or numbered) variant, never `auto`'s timing: timing writes y, which

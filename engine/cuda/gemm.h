@@ -47,11 +47,14 @@ class Gemm {
 
   absl::Status Run(const bf16* x, const bf16* w, float* y, int32_t rows, int32_t in,
                    int32_t out) const;
-  // A decode product through our GEMV only, in the default (or numbered) variant whatever
-  // the row count and never `auto`'s timing (it writes y, which add_to_y reads): the way to
-  // GemmParams' fusions (norm_eps, add_to_y, y_bf16), which cuBLAS cannot do.
-  // FailedPrecondition when GemvAvailable is false for it.
-  absl::Status RunGemv(const GemmParams& p) const;
+  // A decode product with GemmParams' fusions (norm_eps, add_to_y, y_bf16, swiglu_out,
+  // rope_epilogue), which cuBLAS cannot do: one row through our GEMV in the default (or
+  // numbered) variant, never `auto`'s timing (it writes y, which add_to_y reads); 2 ..
+  // kSkinnyMaxRows rows through the skinny tensor-core GEMM (kernels/cuda/gemm_skinny.h;
+  // $LILSERVE_SKINNY=0: the GEMV up to kGemvMaxRows rows, nothing above). FailedPrecondition
+  // when FusedAvailable is false for it.
+  absl::Status RunFused(const GemmParams& p) const;
+  bool FusedAvailable(int32_t rows, int32_t in) const;
   bool GemvAvailable(int32_t rows, int32_t in) const {
     return use_gemv_ && rows >= 1 && rows <= kGemvMaxRows && in % 8 == 0;
   }
@@ -87,6 +90,8 @@ class Gemm {
   void* workspace_ = nullptr;  // cuBLAS workspace (cublasSetWorkspace), capture-safe
   struct LtState;              // gemm.cc: the cuBLASLt handle and a plan per tuned shape
   std::unique_ptr<LtState> lt_;
+  struct SkinnyBuffers;        // gemm.cc: the skinny GEMM's split-K workspace (null: off)
+  std::unique_ptr<SkinnyBuffers> skinny_;
   bool lt_wanted_ = false;  // cuBLASLt loaded and not switched off
 };
 

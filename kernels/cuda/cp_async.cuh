@@ -1,6 +1,8 @@
 // File: kernels/cuda/cp_async.cuh
 // cp.async (sm_80+) helpers shared by the kernels that stage global data in shared memory
-// without holding it in registers: attention_tc.cu (K / V tiles), quest.cu (page metadata).
+// without holding it in registers: attention_tc.cu (K / V tiles), quest.cu (page metadata);
+// and the sm_90 bulk copy (the TMA engine moves a contiguous run of bytes, completion counted
+// in bytes on an mbarrier) with its mbarrier helpers: gemm_skinny.cu (weight and x tiles).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -23,5 +25,53 @@ __device__ __forceinline__ void CpAsyncWait() {
 }
 __device__ __forceinline__ void CpAsyncWaitOne() { CpAsyncWait<1>(); }
 __device__ __forceinline__ void CpAsyncWaitAll() { CpAsyncWait<0>(); }
+
+
+// ---- sm_90: bulk copies completing on an mbarrier --------------------------------------
+__device__ __forceinline__ uint32_t SmemAddr(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
+// An mbarrier expecting `count` arrivals a phase (then __syncthreads before any use).
+__device__ __forceinline__ void MbarInit(uint64_t* bar, uint32_t count) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(SmemAddr(bar)), "r"(count) : "memory");
+  asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");
+#endif
+}
+// One arrival that also announces `bytes` of bulk copies this phase waits for.
+__device__ __forceinline__ void MbarArriveExpectTx(uint64_t* bar, uint32_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(SmemAddr(bar)), "r"(bytes) : "memory");
+#endif
+}
+// Waits until the phase with parity `parity` of `bar` completed.
+__device__ __forceinline__ void MbarWait(uint64_t* bar, uint32_t parity) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile(
+      "{\n"
+      ".reg .pred done;\n"
+      "wait_%=:\n"
+      "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+      "@!done bra wait_%=;\n"
+      "}\n" ::"r"(SmemAddr(bar)),
+      "r"(parity)
+      : "memory");
+#endif
+}
+// `bytes` (a multiple of 16, 16-byte aligned ends) global -> shared through the TMA engine;
+// completes as bytes on `bar`.
+__device__ __forceinline__ void BulkCopy(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
+                   SmemAddr(dst)),
+               "l"(src), "r"(bytes), "r"(SmemAddr(bar))
+               : "memory");
+#endif
+}
+// Orders this thread's earlier shared-memory accesses (generic proxy) before later bulk
+// copies into the same buffers (async proxy).
+__device__ __forceinline__ void FenceProxyAsync() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
+#endif
+}
 
 }  // namespace lil::cuda

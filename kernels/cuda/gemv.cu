@@ -71,34 +71,6 @@ __device__ __forceinline__ void MathStep(const GemmParams& p, int32_t kb, const 
   }
 }
 
-// GemmParams::rope_epilogue for one row pair: columns (col, col + 1) of token t's qkv
-// product, a RoPE pair of a q or k head (pairs_adjacent) or two neighbouring v dims, through
-// QkvRopeWriteKernel's own steps (rope_kv.cuh), so a decode step's q / K / V and Quest
-// metadata are those of the unfused path.
-__device__ __forceinline__ void RopeStorePair(const QkvRopeWriteParams& rp, int32_t t, int32_t col, float a, float b) {
-  const int32_t d = rp.kv.head_dim, hq = rp.num_heads, hkv = rp.kv.num_kv_heads;
-  if (rp.bias != nullptr) {
-    a += rp.bias[col];
-    b += rp.bias[col + 1];
-  }
-  const int32_t hv = col / d, i = col - hv * d;
-  int32_t d0 = i, d1 = i + 1;
-  if (hv < hq + hkv) {  // q or k: dims (j, j + d / 2), rotated
-    d0 = i / 2;
-    d1 = d0 + d / 2;
-    RotatePair(a, b, rp.pos[t], rp.inv_freq[d0]);
-  }
-  if (hv < hq) {
-    float* q = rp.q_out + (static_cast<int64_t>(t) * hq + hv) * d;
-    q[d0] = a;
-    q[d1] = b;
-    return;
-  }
-  const KvSlot slot = LocateKvSlot(rp, t, hv);
-  StoreKv(slot, d, d0, a);
-  StoreKv(slot, d, d1, b);
-}
-
 template <int M, int R, int U, bool kPipelined, int S>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32) GemvKernel(GemmParams p) {
   static_assert(kWarpsPerBlock % S == 0, "a block holds whole row groups");
@@ -240,15 +212,16 @@ int GemvVariantFromEnv() {
   return end != e && *end == '\0' && x >= 0 && x < kGemvVariants ? static_cast<int>(x) : -1;
 }
 
-bool GemvSupported(const GemmParams& p) {
+bool GemmFusionsSupported(const GemmParams& p) {
   // swiglu_out and rope_epilogue read rows in pairs; the epilogue also needs RoPE pairs side
   // by side and no q / k norm.
   if ((p.swiglu_out != nullptr || p.rope_epilogue) && p.out % 2 != 0) return false;
-  if (p.rope_epilogue && (p.rope.kv.head_dim % 2 != 0 || p.rope.q_norm != nullptr || p.rope.k_norm != nullptr ||
-                          !p.rope.pairs_adjacent)) {
-    return false;
-  }
-  return p.rows >= 1 && p.rows <= kGemvMaxRows && p.in % 8 == 0 &&
+  return !p.rope_epilogue || (p.rope.kv.head_dim % 2 == 0 && p.rope.q_norm == nullptr && p.rope.k_norm == nullptr &&
+                              p.rope.pairs_adjacent);
+}
+
+bool GemvSupported(const GemmParams& p) {
+  return GemmFusionsSupported(p) && p.rows >= 1 && p.rows <= kGemvMaxRows && p.in % 8 == 0 &&
          reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && reinterpret_cast<uintptr_t>(p.w) % 16 == 0;
 }
 

@@ -149,6 +149,9 @@ struct GemmParams {
   }
 };
 cudaError_t GemmFallback(const GemmParams& p, cudaStream_t stream);
+// Whether p's fusions can run (pairs for swiglu_out / rope_epilogue, RoPE pairs side by side,
+// no q / k norm); the GEMV and the skinny GEMM (gemm_skinny.h) check it.
+bool GemmFusionsSupported(const GemmParams& p);
 
 // The decode GEMV (kernels/cuda/gemv.cu): same contract as GemmFallback for 1..kGemvMaxRows
 // rows, `in` a multiple of 8 and 16-byte aligned x and w; a bandwidth-bound weight stream.

@@ -1,7 +1,8 @@
 // File: kernels/cuda/rope_kv.cuh
-// The per-element steps of QkvRopeWrite shared by its kernel (ops.cu) and the qkv GEMV's rope
-// epilogue (gemv.cu), so both write bit-identical q, K, V and Quest metadata: the RoPE
-// rotation of one pair and the store of one K / V element into its page slot.
+// The per-element steps of QkvRopeWrite shared by its kernel (ops.cu) and the qkv rope
+// epilogues of the GEMV (gemv.cu) and the skinny GEMM (gemm_skinny.cu), so all three write
+// bit-identical q, K, V and Quest metadata from the same products: the RoPE rotation of one
+// pair, the store of one K / V element into its page slot, and an epilogue's column pair.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -61,6 +62,34 @@ __device__ __forceinline__ void StoreKv(const KvSlot& s, int32_t d, int32_t i, f
     s.meta8[i] = E4m3RoundDown(s.slot == 0 ? y : fminf(E4m3ToFloat(s.meta8[i]), y));
     s.meta8[d + i] = E4m3RoundUp(s.slot == 0 ? y : fmaxf(E4m3ToFloat(s.meta8[d + i]), y));
   }
+}
+
+// GemmParams::rope_epilogue for one column pair: columns (col, col + 1) of token t's qkv
+// product, a RoPE pair of a q or k head (pairs_adjacent) or two neighbouring v dims, through
+// QkvRopeWriteKernel's own steps above, so a decode step's q / K / V and Quest metadata are
+// those of the unfused path.
+__device__ __forceinline__ void RopeStorePair(const QkvRopeWriteParams& rp, int32_t t, int32_t col, float a, float b) {
+  const int32_t d = rp.kv.head_dim, hq = rp.num_heads, hkv = rp.kv.num_kv_heads;
+  if (rp.bias != nullptr) {
+    a += rp.bias[col];
+    b += rp.bias[col + 1];
+  }
+  const int32_t hv = col / d, i = col - hv * d;
+  int32_t d0 = i, d1 = i + 1;
+  if (hv < hq + hkv) {  // q or k: dims (j, j + d / 2), rotated
+    d0 = i / 2;
+    d1 = d0 + d / 2;
+    RotatePair(a, b, rp.pos[t], rp.inv_freq[d0]);
+  }
+  if (hv < hq) {
+    float* q = rp.q_out + (static_cast<int64_t>(t) * hq + hv) * d;
+    q[d0] = a;
+    q[d1] = b;
+    return;
+  }
+  const KvSlot slot = LocateKvSlot(rp, t, hv);
+  StoreKv(slot, d, d0, a);
+  StoreKv(slot, d, d1, b);
 }
 
 }  // namespace lil::cuda

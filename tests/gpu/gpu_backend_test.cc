@@ -5,7 +5,9 @@
 // reads the same number of pages; h2o page mass; greedy tokens; malformed plans.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
+#include <functional>
 #include <numeric>
 #include <random>
 #include <tuple>
@@ -206,6 +208,61 @@ TEST(CudaBackend, FusedNormMatchesCpuOnOneTokenSteps) {
         ExpectSame(*g, *c, 2e-2, "step " + std::to_string(step));
         seq.start_pos += static_cast<int32_t>(seq.tokens.size());
         seq.tokens = {c->seqs[0].token};  // the CPU's token, so a near-tie cannot fork the runs
+      }
+    }
+  }
+}
+
+// Decode batches of 2..32 sequences run the fused path through the skinny GEMM (FusedStep):
+// against the CPU backend on a model whose widths are multiples of its stage (hidden 256,
+// q 512, MLP 384), batches of 20 (two 16-row tiles) and 5, and with $LILSERVE_SKINNY=0 (the
+// unfused path: cuBLAS, norm, SwiGLU and RoPE kernels); Llama, Qwen2 (qkv bias) and Qwen3
+// (q / k norm: RoPE stays a kernel of its own).
+TEST(CudaBackend, FusedBatchesMatchCpu) {
+  LIL_SKIP_WITHOUT_GPU();
+  for (const ModelFamily family : {ModelFamily::kLlama, ModelFamily::kQwen2, ModelFamily::kQwen3}) {
+    for (const bool skinny : {true, false}) {
+      SCOPED_TRACE("family " + std::to_string(static_cast<int>(family)) + (skinny ? " skinny" : " unfused"));
+      if (!skinny) setenv("LILSERVE_SKINNY", "0", 1);
+      Pair b = MakePair(family, 64, 16, false, 384);
+      unsetenv("LILSERVE_SKINNY");
+      ASSERT_TRUE(b.cpu && b.gpu);
+      ASSERT_TRUE(b.gpu->fused_norm());
+      ASSERT_EQ(b.gpu->FusedStep(20), skinny) << "batches should run the fused path exactly when the skinny GEMM is on";
+      ASSERT_TRUE(b.gpu->FusedStep(1));
+      const int32_t ps = 16, vocab = b.cpu->config().vocab_size;
+      std::vector<ScheduledSeq> seqs;
+      for (int32_t i = 0; i < 20; ++i) seqs.push_back(Seq(i + 1, 0, 3 + i, {2 * i, 2 * i + 1}, vocab));
+      // Step 0 prefills every prompt (more than 32 tokens: unfused either way); then decode
+      // steps of all 20 sequences, then of the first 5.
+      for (int step = 0; step < 6; ++step) {
+        const int32_t n = step < 4 ? 20 : 5;
+        StepPlan plan;
+        for (int32_t i = 0; i < n; ++i) {
+          plan.seqs.push_back(seqs[i]);
+          auto& q = plan.seqs.back();
+          q.page_table.resize((q.start_pos + q.tokens.size() + ps - 1) / ps);
+        }
+        auto g = b.gpu->Execute(plan);
+        auto c = b.cpu->Execute(plan);
+        ASSERT_TRUE(g.ok() && c.ok()) << g.status() << c.status();
+        ASSERT_EQ(g->seqs.size(), c->seqs.size());
+        for (size_t i = 0; i < c->seqs.size(); ++i) {
+          // This model's logits are less separated than the conditioned ones above: the GPU's
+          // bf16 products may pick the other of two near-tied tokens (the unfused path too).
+          SCOPED_TRACE("step " + std::to_string(step) + " seq " + std::to_string(i));
+          const std::vector<float>& cl = c->seqs[i].logits;
+          EXPECT_LT(RelL2(g->seqs[i].logits, cl), 2e-2);
+          std::vector<float> top(cl);
+          std::partial_sort(top.begin(), top.begin() + 2, top.end(), std::greater<float>());
+          if (top[0] - top[1] > 0.05f * std::fabs(top[0])) {
+            EXPECT_EQ(g->seqs[i].token, c->seqs[i].token);
+          }
+        }
+        for (int32_t i = 0; i < n; ++i) {
+          seqs[i].start_pos += static_cast<int32_t>(seqs[i].tokens.size());
+          seqs[i].tokens = {c->seqs[i].token};  // the CPU's token, so a near-tie cannot fork the runs
+        }
       }
     }
   }

@@ -61,7 +61,7 @@ log() { tee -a "$out/summary.log"; }
 echo "cublas: $cublas" | log
 nvidia-smi -L | log
 if has tests; then
-  for t in gpu_ops_test gpu_attention_test gpu_backend_test; do
+  for t in gpu_ops_test gpu_gemm_test gpu_attention_test gpu_backend_test; do
     timeout 240 "$c/bin/$t" > "$out/$t.log" 2>&1; echo "$t rc=$?" | log
     grep -E "^\[  (FAILED|PASSED|SKIPPED) |Failure|error" "$out/$t.log" | head -30 | log
   done
