@@ -198,7 +198,7 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
     LIL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
     b->fused_norm_ = true;
     LIL_LOG_INFO("CUDA backend: RMSNorm weights folded into qkv and gate_up (gate and up rows interleaved); "
-                 "fused steps (one token; up to 32 on one GPU with the skinny GEMM) run the norms, residual adds "
+                 "fused steps (one token; up to 32 on one GPU with LILSERVE_SKINNY=1) run the norms, residual adds "
                  "and SwiGLU inside the products{}",
                  b->rope_pairs_ ? ", and RoPE + the KV write in the qkv product (q / k RoPE pairs side by side)" : "");
   }

@@ -68,9 +68,9 @@ class CudaBackend final : public Backend {
   int32_t graphs_captured() const { return static_cast<int32_t>(graphs_.size()); }
   // Whether the fused decode path is on (fused_norm_ below).
   bool fused_norm() const { return fused_norm_; }
-  // Whether a step of t tokens runs the fused path: fused_norm_, and one token, or on one GPU
-  // 2 .. kSkinnyMaxRows tokens through the skinny tensor-core GEMM (Gemm::RunFused) when the
-  // model's widths suit it ($LILSERVE_SKINNY=0: one token only).
+  // Whether a step of t tokens runs the fused path: fused_norm_, and one token, or with
+  // $LILSERVE_SKINNY=1 on one GPU 2 .. kSkinnyMaxRows tokens through the skinny tensor-core
+  // GEMM (Gemm::RunFused) when the model's widths suit it.
   bool FusedStep(int32_t t) const;
 
  private:
@@ -145,8 +145,8 @@ class CudaBackend final : public Backend {
   // One GPU, unless $LILSERVE_FUSED_NORM=0: the attention and MLP RMSNorm weights are folded
   // into the qkv and gate_up columns at load (every norm then runs with a unit weight) and
   // gate_up's rows are interleaved (gate j, up j); a fused step (FusedStep: batch-1 decode, and
-  // since session 12 decode batches up to 32 on one GPU) runs no norm, add or SwiGLU kernel
-  // after layer 0: the o and down GEMVs add into the residual
+  // with $LILSERVE_SKINNY=1 decode batches up to 32 on one GPU) runs no norm, add or SwiGLU
+  // kernel after layer 0: the o and down GEMVs add into the residual
   // stream and write its bf16 copy (GemmParams::add_to_y, y_bf16), the qkv and gate_up GEMVs
   // normalize that copy themselves (norm_eps) and gate_up writes silu(gate) * up (swiglu_out).
   // Default since session 7's GPU run (docs/GPU.md, PERF.md).

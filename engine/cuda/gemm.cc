@@ -186,7 +186,9 @@ absl::StatusOr<Gemm> Gemm::Create(cudaStream_t stream, bool force_fallback) {
   g.library_ = "fallback kernel";
   if (force_fallback) return g;
   g.use_gemv_ = !EnvIs("LILSERVE_GEMV", "0");
-  if (g.use_gemv_ && !EnvIs("LILSERVE_SKINNY", "0")) {
+  // The skinny GEMM only on request ($LILSERVE_SKINNY=1): slower than cuBLAS plus the separate
+  // norm / RoPE / SwiGLU kernels on an H200 (docs/PERF.md, session 12).
+  if (g.use_gemv_ && EnvIs("LILSERVE_SKINNY", "1")) {
     auto sk = std::make_unique<SkinnyBuffers>();
     if (cudaMalloc(&sk->ws.partial, sizeof(float) * kSkinnyPartialFloats) == cudaSuccess &&
         cudaMalloc(&sk->ws.counters, sizeof(int32_t) * kSkinnyCounters) == cudaSuccess &&

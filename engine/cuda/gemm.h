@@ -49,10 +49,11 @@ class Gemm {
                    int32_t out) const;
   // A decode product with GemmParams' fusions (norm_eps, add_to_y, y_bf16, swiglu_out,
   // rope_epilogue), which cuBLAS cannot do: one row through our GEMV in the default (or
-  // numbered) variant, never `auto`'s timing (it writes y, which add_to_y reads); 2 ..
-  // kSkinnyMaxRows rows through the skinny tensor-core GEMM (kernels/cuda/gemm_skinny.h;
-  // $LILSERVE_SKINNY=0: the GEMV up to kGemvMaxRows rows, nothing above). FailedPrecondition
-  // when FusedAvailable is false for it.
+  // numbered) variant, never `auto`'s timing (it writes y, which add_to_y reads); with
+  // $LILSERVE_SKINNY=1, 2 .. kSkinnyMaxRows rows through the skinny tensor-core GEMM
+  // (kernels/cuda/gemm_skinny.h; off by default: slower than cuBLAS plus the separate kernels,
+  // docs/PERF.md session 12), else the GEMV up to kGemvMaxRows rows. FailedPrecondition when
+  // FusedAvailable is false for it.
   absl::Status RunFused(const GemmParams& p) const;
   bool FusedAvailable(int32_t rows, int32_t in) const;
   bool GemvAvailable(int32_t rows, int32_t in) const {

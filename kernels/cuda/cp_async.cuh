@@ -1,8 +1,8 @@
 // File: kernels/cuda/cp_async.cuh
 // cp.async (sm_80+) helpers shared by the kernels that stage global data in shared memory
 // without holding it in registers: attention_tc.cu (K / V tiles), quest.cu (page metadata);
-// and the sm_90 bulk copy (the TMA engine moves a contiguous run of bytes, completion counted
-// in bytes on an mbarrier) with its mbarrier helpers: gemm_skinny.cu (weight and x tiles).
+// and the sm_90 mbarrier helpers that TMA copies complete on (gemm_skinny.cu: weight and x
+// boxes).
 #pragma once
 
 #include <cuda_bf16.h>
@@ -27,7 +27,7 @@ __device__ __forceinline__ void CpAsyncWaitOne() { CpAsyncWait<1>(); }
 __device__ __forceinline__ void CpAsyncWaitAll() { CpAsyncWait<0>(); }
 
 
-// ---- sm_90: bulk copies completing on an mbarrier --------------------------------------
+// ---- sm_90: mbarriers (TMA copies count their bytes on one) ---------------------------
 __device__ __forceinline__ uint32_t SmemAddr(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
 // An mbarrier expecting `count` arrivals a phase (then __syncthreads before any use).
 __device__ __forceinline__ void MbarInit(uint64_t* bar, uint32_t count) {
@@ -56,18 +56,8 @@ __device__ __forceinline__ void MbarWait(uint64_t* bar, uint32_t parity) {
       : "memory");
 #endif
 }
-// `bytes` (a multiple of 16, 16-byte aligned ends) global -> shared through the TMA engine;
-// completes as bytes on `bar`.
-__device__ __forceinline__ void BulkCopy(void* dst, const void* src, uint32_t bytes, uint64_t* bar) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("cp.async.bulk.shared::cluster.global.mbarrier::complete_tx::bytes [%0], [%1], %2, [%3];\n" ::"r"(
-                   SmemAddr(dst)),
-               "l"(src), "r"(bytes), "r"(SmemAddr(bar))
-               : "memory");
-#endif
-}
-// Orders this thread's earlier shared-memory accesses (generic proxy) before later bulk
-// copies into the same buffers (async proxy).
+// Orders this thread's earlier shared-memory accesses (generic proxy) before later TMA copies
+// into the same buffers (async proxy).
 __device__ __forceinline__ void FenceProxyAsync() {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
   asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");

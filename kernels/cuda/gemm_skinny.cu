@@ -3,29 +3,38 @@
 // zeros), w [out, in] bf16, y [rows, out] fp32.
 //
 // Work: the products of kBN-column tiles over kBK-deep k steps, tiles x steps in all, cut
-// into one contiguous range per CTA of a persistent grid (one CTA an SM: "stream-K"), so
-// every CTA streams the same number of weight bytes whatever the shape; a range may start or
-// end inside a tile. A CTA keeps kStages - 1 steps in flight (128 KiB of weights an SM), each
-// row of a stage (256 bytes of a weight row, or of an x row) one bulk copy through the TMA
-// engine, counted in bytes on the stage's mbarrier, and the pipeline runs on across tile
-// boundaries. Session 12 measured two designs before this one on the 8B matrices: a grid of
-// whole 64-column tiles, two CTAs an SM with three 16 KiB cp.async stages in flight each (35-77%
-// of the read ceiling: a partial second wave on most shapes), and this persistent grid with
-// 16-byte cp.async pieces eight stages deep (40-55%: every thread tracking thousands of small
-// copies); cuBLAS's kernels for these shapes are TMA-fed too.
+// into one contiguous range per CTA of a persistent grid (kCtasPerSm CTAs an SM: "stream-K"),
+// so every CTA streams the same number of weight bytes whatever the shape; a range may start
+// or end inside a tile. A CTA keeps kStages - 1 steps in flight (two CTAs: 128 KiB of weights
+// an SM), each stage two 2-D box copies by the TMA engine (a 16 KiB weight box, an x box)
+// stored with the 128-byte swizzle and counted in bytes on the stage's mbarrier; the pipeline
+// runs on across tile boundaries, and a CTA-wide barrier a stage frees the buffer refilled.
+// Session 12 measured five designs on the 8B matrices, each slower than cuBLAS (the step's
+// matrices at 32 rows, fraction of the read ceiling; docs/PERF.md): a grid of whole 64-column
+// tiles, two CTAs an SM with three 16 KiB cp.async stages each (35-59%: a partial second wave
+// on most shapes); this persistent grid, one CTA an SM, with 16-byte cp.async pieces eight
+// stages deep (28-42%); one 1-D bulk copy a row (14-16%: copies too small for the TMA engine);
+// 2-D TMA boxes, one CTA an SM, ten stages (27-48%); the same, two CTAs an SM, five stages
+// (30-61%, this file). What cuBLAS's kernels for these shapes do beyond this one: a producer
+// warp that refills a stage as soon as every consumer has released it (an "empty" mbarrier a
+// stage, no CTA-wide barrier), wgmma, and x multicast across a cluster of two.
 // Warp w of eight owns the tile's 16 columns 16w.. (two m16n8k16 n-tiles) for every row tile.
 // A tile finished inside one CTA goes straight to the epilogue; a tile cut between CTAs leaves
 // each piece's accumulators (and its rows' partial sums of squares, for norm_eps) in the CTA's
 // workspace slot, and the last piece to arrive (a counter per tile) sums the pieces in CTA
 // order (deterministic) and runs the epilogue.
-// Shared rows are padded by 16 bytes: a warp's 32-bit fragment reads (row gid, word tig) fall
-// in 32 distinct banks.
+// The swizzle also spreads a warp's 32-bit fragment reads (row gid, word tig) over 32 banks.
 #include "kernels/cuda/gemm_skinny.h"
 
+#include <cuda.h>
 #include <cuda_bf16.h>
+#include <cudaTypedefs.h>
 
 #include <algorithm>
 #include <atomic>
+#include <map>
+#include <mutex>
+#include <tuple>
 
 #include "kernels/cuda/cp_async.cuh"
 #include "kernels/cuda/mma.cuh"
@@ -38,17 +47,36 @@ namespace {
 
 constexpr int kWarps = 8, kThreads = 32 * kWarps;
 constexpr int kBN = kSkinnyColumns, kBK = kSkinnyK, kStages = 5;
+constexpr int kCtasPerSm = 2;
 static_assert(kBN == 16 * kWarps, "a warp owns 16 columns");
-constexpr int kStride = kBK + 8;       // bf16 a shared row
-constexpr int kWTile = kBN * kStride;  // bf16 a weight stage
+static_assert(kBK * sizeof(bf16) == 128, "a stage row is one 128-byte swizzle row");
+constexpr int kWBytes = kBN * kBK * sizeof(bf16);  // a weight stage: 16 KiB
 template <int MT>
-__host__ __device__ constexpr int XTile() { return 16 * MT * kStride; }
+__host__ __device__ constexpr int XBytes() { return 16 * MT * kBK * sizeof(bf16); }
+// Stages, 1 KiB aligned (the 128-byte swizzle repeats every 1 KiB): the weight boxes, then the
+// x boxes, then one mbarrier a stage.
 template <int MT>
-__host__ __device__ constexpr size_t Smem() { return sizeof(bf16) * kStages * (kWTile + XTile<MT>()); }
+__host__ __device__ constexpr size_t Smem() { return size_t{kStages} * (kWBytes + XBytes<MT>()) + 1024 + 8 * kStages; }
+// Byte offset of element (r, c) in a box of 128-byte rows stored with the 128-byte swizzle:
+// 16-byte chunk c / 8 of row r sits at chunk (c / 8) ^ (r % 8).
+__device__ __forceinline__ uint32_t Swz(int r, int c) {
+  return static_cast<uint32_t>(r * 128 + ((((c >> 3) ^ r) & 7) << 4) + (c & 7) * 2);
+}
 // A piece of a tile: every thread's accumulators (MT x 2 n-tiles x 4), then the rows' sums of
 // squares. Two slots a CTA (its range's first and last tile).
 template <int MT>
 __host__ __device__ constexpr int SlotFloats() { return kThreads * MT * 8 + 16 * MT; }
+
+// A 2-D box copy (TMA): box (c0 = k, c1 = row) of `map` into dst, counted on bar.
+__device__ __forceinline__ void TmaLoad2d(void* dst, const CUtensorMap* map, int32_t c0, int32_t c1, uint64_t* bar) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile(
+      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
+          SmemAddr(dst)),
+      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(SmemAddr(bar))
+      : "memory");
+#endif
+}
 
 // The stream-K partition: CTA c of g takes steps [Start(c), Start(c + 1)) of `work`.
 __host__ __device__ inline int64_t Start(int64_t c, int64_t work, int64_t g) { return c * work / g; }
@@ -94,10 +122,14 @@ __device__ __forceinline__ void Epilogue(const GemmParams& p, const float (&acc)
 }
 
 template <int MT>
-__global__ void __launch_bounds__(kThreads, 1) SkinnyGemmKernel(GemmParams p, SkinnyWorkspace ws) {
-  extern __shared__ __align__(16) unsigned char smem[];
-  bf16* w_st = reinterpret_cast<bf16*>(smem);  // [kStages][kBN][kStride]
-  bf16* x_st = w_st + kStages * kWTile;        // [kStages][16 MT][kStride]
+__global__ void __launch_bounds__(kThreads, kCtasPerSm)
+    SkinnyGemmKernel(GemmParams p, SkinnyWorkspace ws, const __grid_constant__ CUtensorMap tw,
+                     const __grid_constant__ CUtensorMap tx) {
+  extern __shared__ unsigned char smem_raw[];
+  unsigned char* smem = reinterpret_cast<unsigned char*>((reinterpret_cast<uintptr_t>(smem_raw) + 1023) & ~uintptr_t{1023});
+  unsigned char* w_st = smem;                                  // [kStages][kBN][128 B], swizzled
+  unsigned char* x_st = w_st + kStages * kWBytes;              // [kStages][16 MT][128 B], swizzled
+  uint64_t* bars = reinterpret_cast<uint64_t*>(x_st + kStages * XBytes<MT>());
   __shared__ float s_ss[16 * MT], s_scale[16 * MT];
   __shared__ int s_last;
   const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, gid = lane >> 2, tig = lane & 3;
@@ -106,51 +138,31 @@ __global__ void __launch_bounds__(kThreads, 1) SkinnyGemmKernel(GemmParams p, Sk
   const int64_t a = Start(cta, work, g), n = Start(cta + 1, work, g) - a;
   const bool norm = p.norm_eps > 0.0f;
   if (tid < 16 * MT) s_ss[tid] = 0.0f;
-
-  // Stage buffers fill through bulk copies (the TMA engine: one copy a row, so no thread
-  // tracks the bytes in flight), issued by warp 0 and counted in bytes on the stage's
-  // mbarrier. Local step i is global step a + i: tile (a + i) / nk, k step (a + i) % nk.
-  __shared__ __align__(8) uint64_t bars[kStages];
+  // Each stage is two boxes (weights: kBN rows x kBK; x: 16 MT rows x kBK; rows past the
+  // matrix read as zeros and count as bytes too), copied by the TMA engine and counted in
+  // bytes on the stage's mbarrier; thread 0 issues them. Local step i is global step a + i:
+  // tile (a + i) / nk, k step (a + i) % nk.
   if (tid < kStages) MbarInit(&bars[tid], 1);
   __syncthreads();
-  const uint32_t x_bytes = static_cast<uint32_t>(p.rows) * kBK * sizeof(bf16);
-  auto expect = [&](int64_t i) {  // lane 0 of warp 0: stage i's byte count, before its copies
-    if (i >= n) return;
-    const int32_t n0 = static_cast<int32_t>((a + i) / nk) * kBN;
-    const uint32_t w_rows = static_cast<uint32_t>(min(kBN, p.out - n0));
-    MbarArriveExpectTx(&bars[i % kStages], w_rows * kBK * sizeof(bf16) + x_bytes);
-  };
-  auto issue_w = [&](int64_t i) {  // warp 0: a row a lane, four rounds
+  auto issue_w = [&](int64_t i) {  // thread 0: the byte count, then the weight box
     if (i >= n) return;
     const int64_t s = a + i;
-    const int32_t n0 = static_cast<int32_t>(s / nk) * kBN;
-    const int64_t k = (s % nk) * kBK;
-    bf16* dst = w_st + (i % kStages) * kWTile;
-#pragma unroll
-    for (int r = lane; r < kBN; r += 32) {
-      if (n0 + r < p.out) {
-        BulkCopy(dst + r * kStride, p.w + static_cast<int64_t>(n0 + r) * p.in + k, kBK * sizeof(bf16), &bars[i % kStages]);
-      }
-    }
+    MbarArriveExpectTx(&bars[i % kStages], kWBytes + XBytes<MT>());
+    TmaLoad2d(w_st + (i % kStages) * kWBytes, &tw, static_cast<int32_t>((s % nk) * kBK), static_cast<int32_t>(s / nk) * kBN,
+              &bars[i % kStages]);
   };
-  auto issue_x = [&](int64_t i) {  // warp 0: row `lane` of x (rows past p.rows stay stale:
-    if (i >= n || lane >= p.rows) return;  // they only feed output rows nobody stores)
-    const int64_t k = ((a + i) % nk) * kBK;
-    BulkCopy(x_st + (i % kStages) * XTile<MT>() + lane * kStride, p.x + static_cast<int64_t>(lane) * p.in + k,
-             kBK * sizeof(bf16), &bars[i % kStages]);
+  auto issue_x = [&](int64_t i) {
+    if (i >= n) return;
+    TmaLoad2d(x_st + (i % kStages) * XBytes<MT>(), &tx, static_cast<int32_t>(((a + i) % nk) * kBK), 0, &bars[i % kStages]);
   };
   // The first stages' weights go out before the wait (they depend on nothing the previous
   // kernel writes), x after it.
-  if (warp == 0) {
-    for (int i = 0; i < kStages - 1; ++i) {
-      if (lane == 0) expect(i);
-      __syncwarp();
-      issue_w(i);
-    }
+  if (tid == 0) {
+    for (int i = 0; i < kStages - 1; ++i) issue_w(i);
   }
   PdlWait();
   PdlTrigger();
-  if (warp == 0) {
+  if (tid == 0) {
     for (int i = 0; i < kStages - 1; ++i) issue_x(i);
   }
 
@@ -169,21 +181,18 @@ __global__ void __launch_bounds__(kThreads, 1) SkinnyGemmKernel(GemmParams p, Sk
   float ss = 0.0f;
   for (int64_t i = 0; i < n; ++i) {
     MbarWait(&bars[i % kStages], static_cast<uint32_t>((i / kStages) & 1));
-    __syncthreads();  // every thread is done with stage i - 1, whose buffer is refilled below
-    if (warp == 0) {
+    __syncthreads();  // every thread is done with stage i - 1, whose buffers are refilled below
+    if (tid == 0) {
       FenceProxyAsync();
-      if (lane == 0) expect(i + kStages - 1);
-      __syncwarp();
       issue_w(i + kStages - 1);
       issue_x(i + kStages - 1);
     }
-    const bf16* wt = w_st + (i % kStages) * kWTile;
-    const bf16* xt = x_st + (i % kStages) * XTile<MT>();
+    const unsigned char* wt = w_st + (i % kStages) * kWBytes;
+    const unsigned char* xt = x_st + (i % kStages) * XBytes<MT>();
     if (norm) {
-      const bf16* xr = xt + ss_row * kStride + ss_part * kPartLen;
 #pragma unroll
       for (int j = 0; j < kPartLen; j += 2) {
-        const float2 v = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(xr + j));
+        const float2 v = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(xt + Swz(ss_row, ss_part * kPartLen + j)));
         ss = fmaf(v.x, v.x, fmaf(v.y, v.y, ss));
       }
     }
@@ -192,16 +201,17 @@ __global__ void __launch_bounds__(kThreads, 1) SkinnyGemmKernel(GemmParams p, Sk
       uint32_t af[MT][4];
 #pragma unroll
       for (int mt = 0; mt < MT; ++mt) {
-        const bf16* xa = xt + (16 * mt + gid) * kStride + 16 * ks + 2 * tig;
-        af[mt][0] = *reinterpret_cast<const uint32_t*>(xa);
-        af[mt][1] = *reinterpret_cast<const uint32_t*>(xa + 8 * kStride);
-        af[mt][2] = *reinterpret_cast<const uint32_t*>(xa + 8);
-        af[mt][3] = *reinterpret_cast<const uint32_t*>(xa + 8 * kStride + 8);
+        const int r = 16 * mt + gid, c = 16 * ks + 2 * tig;
+        af[mt][0] = *reinterpret_cast<const uint32_t*>(xt + Swz(r, c));
+        af[mt][1] = *reinterpret_cast<const uint32_t*>(xt + Swz(r + 8, c));
+        af[mt][2] = *reinterpret_cast<const uint32_t*>(xt + Swz(r, c + 8));
+        af[mt][3] = *reinterpret_cast<const uint32_t*>(xt + Swz(r + 8, c + 8));
       }
 #pragma unroll
       for (int nt = 0; nt < 2; ++nt) {
-        const bf16* wb = wt + (16 * warp + 8 * nt + gid) * kStride + 16 * ks + 2 * tig;
-        const uint32_t b0 = *reinterpret_cast<const uint32_t*>(wb), b1 = *reinterpret_cast<const uint32_t*>(wb + 8);
+        const int r = 16 * warp + 8 * nt + gid, c = 16 * ks + 2 * tig;
+        const uint32_t b0 = *reinterpret_cast<const uint32_t*>(wt + Swz(r, c));
+        const uint32_t b1 = *reinterpret_cast<const uint32_t*>(wt + Swz(r, c + 8));
 #pragma unroll
         for (int mt = 0; mt < MT; ++mt) MmaBf16(acc[mt][nt], af[mt], b0, b1);
       }
@@ -276,6 +286,49 @@ __global__ void __launch_bounds__(kThreads, 1) SkinnyGemmKernel(GemmParams p, Sk
   }
 }
 
+// cuTensorMapEncodeTiled from the driver (through the runtime: no link to libcuda), or null.
+PFN_cuTensorMapEncodeTiled_v12000 Encoder() {
+  static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
+    void* f = nullptr;
+    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
+    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) != cudaSuccess ||
+        q != cudaDriverEntryPointSuccess) {
+      cudaGetLastError();
+      return static_cast<PFN_cuTensorMapEncodeTiled_v12000>(nullptr);
+    }
+    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
+  }();
+  return fn;
+}
+
+// The TMA map of a row-major bf16 [outer][inner] matrix in boxes of box_rows x kBK with the
+// 128-byte swizzle (rows past `outer` read as zeros), made once per (address, shape): weights
+// and activation buffers live as long as the backend.
+bool TensorMap(const bf16* base, int32_t inner, int32_t outer, int32_t box_rows, CUtensorMap* out) {
+  static std::mutex mu;
+  static std::map<std::tuple<const void*, int32_t, int32_t, int32_t>, CUtensorMap> cache;
+  const auto key = std::make_tuple(static_cast<const void*>(base), inner, outer, box_rows);
+  std::lock_guard<std::mutex> lock(mu);
+  if (auto it = cache.find(key); it != cache.end()) {
+    *out = it->second;
+    return true;
+  }
+  const auto encode = Encoder();
+  if (encode == nullptr) return false;
+  CUtensorMap m;
+  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(inner), static_cast<cuuint64_t>(outer)};
+  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(inner) * sizeof(bf16)};
+  const cuuint32_t box[2] = {static_cast<cuuint32_t>(kBK), static_cast<cuuint32_t>(box_rows)}, unit[2] = {1, 1};
+  if (encode(&m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<bf16*>(base), dims, strides, box, unit,
+             CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
+             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS) {
+    return false;
+  }
+  cache.emplace(key, m);
+  *out = m;
+  return true;
+}
+
 template <int MT>
 cudaError_t Launch(const GemmParams& p, const SkinnyWorkspace& ws, int32_t ctas, cudaStream_t stream) {
   static std::atomic<uint64_t> configured{0};
@@ -283,7 +336,9 @@ cudaError_t Launch(const GemmParams& p, const SkinnyWorkspace& ws, int32_t ctas,
       e != cudaSuccess) {
     return e;
   }
-  return LaunchPdl(SkinnyGemmKernel<MT>, dim3(ctas), kThreads, Smem<MT>(), stream, p, ws);
+  CUtensorMap tw, tx;
+  if (!TensorMap(p.w, p.in, p.out, kBN, &tw) || !TensorMap(p.x, p.in, p.rows, 16 * MT, &tx)) return cudaErrorNotSupported;
+  return LaunchPdl(SkinnyGemmKernel<MT>, dim3(ctas), kThreads, Smem<MT>(), stream, p, ws, tw, tx);
 }
 
 int SmCount() {
@@ -298,16 +353,17 @@ int SmCount() {
 }  // namespace
 
 bool SkinnySupported(const GemmParams& p) {
-  return p.rows >= 1 && p.rows <= kSkinnyMaxRows && p.in > 0 && p.in % kSkinnyK == 0 && p.out > 0 &&
+  return Encoder() != nullptr && p.rows >= 1 && p.rows <= kSkinnyMaxRows && p.in > 0 && p.in % kSkinnyK == 0 && p.out > 0 &&
          reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && reinterpret_cast<uintptr_t>(p.w) % 16 == 0 &&
          GemmFusionsSupported(p);
 }
 
 int32_t SkinnyCtas(int32_t out, int32_t in, int32_t sms) {
   const int64_t work = int64_t{(out + kBN - 1) / kBN} * (in / kSkinnyK);
-  // One CTA an SM, each at least 8 steps (a pipeline's worth), within the workspace's slots.
+  // kCtasPerSm CTAs an SM, each at least 8 steps (a pipeline's worth), within the workspace's
+  // slots.
   const int64_t slots = kSkinnyPartialFloats / (2 * SlotFloats<2>());
-  return static_cast<int32_t>(std::max<int64_t>(1, std::min<int64_t>({sms, work / 8, slots})));
+  return static_cast<int32_t>(std::max<int64_t>(1, std::min<int64_t>({int64_t{kCtasPerSm} * sms, work / 8, slots})));
 }
 
 cudaError_t SkinnyGemm(const GemmParams& p, const SkinnyWorkspace& ws, cudaStream_t stream) {

@@ -213,17 +213,17 @@ TEST(CudaBackend, FusedNormMatchesCpuOnOneTokenSteps) {
   }
 }
 
-// Decode batches of 2..32 sequences run the fused path through the skinny GEMM (FusedStep):
-// against the CPU backend on a model whose widths are multiples of its stage (hidden 256,
-// q 512, MLP 384), batches of 20 (two 16-row tiles) and 5, and with $LILSERVE_SKINNY=0 (the
-// unfused path: cuBLAS, norm, SwiGLU and RoPE kernels); Llama, Qwen2 (qkv bias) and Qwen3
-// (q / k norm: RoPE stays a kernel of its own).
+// With $LILSERVE_SKINNY=1 decode batches of 2..32 sequences run the fused path through the
+// skinny GEMM (FusedStep): against the CPU backend on a model whose widths are multiples of
+// its stage (hidden 256, q 512, MLP 384), batches of 20 (two 16-row tiles) and 5, and with
+// $LILSERVE_SKINNY=0 (the default unfused path: cuBLAS, norm, SwiGLU and RoPE kernels); Llama,
+// Qwen2 (qkv bias) and Qwen3 (q / k norm: RoPE stays a kernel of its own).
 TEST(CudaBackend, FusedBatchesMatchCpu) {
   LIL_SKIP_WITHOUT_GPU();
   for (const ModelFamily family : {ModelFamily::kLlama, ModelFamily::kQwen2, ModelFamily::kQwen3}) {
     for (const bool skinny : {true, false}) {
       SCOPED_TRACE("family " + std::to_string(static_cast<int>(family)) + (skinny ? " skinny" : " unfused"));
-      if (!skinny) setenv("LILSERVE_SKINNY", "0", 1);
+      setenv("LILSERVE_SKINNY", skinny ? "1" : "0", 1);
       Pair b = MakePair(family, 64, 16, false, 384);
       unsetenv("LILSERVE_SKINNY");
       ASSERT_TRUE(b.cpu && b.gpu);

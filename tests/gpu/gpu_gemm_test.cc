@@ -201,7 +201,7 @@ TEST(GpuGemm, SkinnyMatchesCpu) {
     }
   }
   EXPECT_TRUE(cut_seen && whole_seen) << "the shapes should cover tiles cut between CTAs and whole ones";
-  EXPECT_FALSE(cuda::SkinnySupported({nullptr, nullptr, nullptr, 2, 192, 8}));  // in % 128 != 0
+  EXPECT_FALSE(cuda::SkinnySupported({nullptr, nullptr, nullptr, 2, 96, 8}));  // in % 64 != 0
   EXPECT_FALSE(cuda::SkinnySupported({nullptr, nullptr, nullptr, cuda::kSkinnyMaxRows + 1, 128, 8}));
 }
 
