@@ -11,8 +11,6 @@
 // split chunk swept for both kernels. Then prefill attention of one 1k-8k prompt: the
 // tensor-core flash kernel against the per-token kernel. Prints Markdown tables. The sparse
 // tables live in gpu_attention_sparse.cu, what both files share in gpu_attention_bench.cuh.
-// --cluster-merge: only the batch-1 / 1k experiment with each row's splits merged through a
-// thread-block cluster (PagedAttentionParams::cluster_merge) beside the global merge.
 // --contiguous: only the dense table, each sequence's pages in physical order (how much of the
 // gap to the read ceiling is the shuffled pages' scattered 4 KiB blocks).
 #include <cuda_runtime.h>
@@ -75,9 +73,10 @@ void DenseTable(const Bench& b) {
 // Batch 1 at 1k, the 8B batch-1 step's shape: 4 MB of KV, so the time is latency. The chunk a
 // split CTA reads (min_chunk_entries pages, splits = 64 / chunk) swept for both kernels; the
 // CUDA-core kernel is what one-token steps run, the backend's choice is 4 pages. 64 page sets
-// rotate (256 MB, past the L2), as the step reads a layer's KV from HBM. With cluster_only,
-// instead: the experiment of PagedAttentionParams::cluster_merge beside the global merge.
-void BatchOneTables(const Bench& b, bool cluster_only) {
+// rotate (256 MB, past the L2), as the step reads a layer's KV from HBM. (Session 12 also timed
+// each row's splits merged through a thread-block cluster instead of global partials: 8.6 us
+// against 8.4 at the backend's 4-page chunk, docs/PERF.md; the experiment was removed.)
+void BatchOneTables(const Bench& b) {
   const int32_t context = 1024, npages = context / kPage, nsets = 64;
   std::vector<Launch> sets;
   for (int32_t st = 0; st < nsets; ++st) {
@@ -85,48 +84,21 @@ void BatchOneTables(const Bench& b, bool cluster_only) {
     std::iota(all.begin(), all.end(), 0);
     sets.push_back(MakeLaunch({table}, {all}, context, g_target_cc));
   }
-  // The launch of set `l` with `chunk`-page splits, on tensor cores or not, merged by a cluster or not.
-  auto params = [&](const Launch& l, int32_t chunk, bool tensor_cores, bool cluster) {
-    lil::cuda::PagedAttentionParams ap = Params(b.pool, l, 1, b.q, b.out);
-    ap.tensor_cores = tensor_cores;
-    ap.min_chunk_entries = chunk;
-    ap.max_splits = npages / chunk;
-    ap.partial = g_partial_alt;
-    ap.cluster_merge = cluster;
-    return ap;
-  };
-  auto time_us = [&](int32_t chunk, bool tensor_cores, bool cluster) {
+  auto time_us = [&](int32_t chunk, bool tensor_cores) {
     return 1e3 * MedianMs([&](int i) {
-      CHECK(lil::cuda::PagedAttention(params(sets[i % nsets], chunk, tensor_cores, cluster), nullptr));
+      lil::cuda::PagedAttentionParams ap = Params(b.pool, sets[i % nsets], 1, b.q, b.out);
+      ap.tensor_cores = tensor_cores;
+      ap.min_chunk_entries = chunk;
+      ap.max_splits = npages / chunk;
+      ap.partial = g_partial_alt;
+      CHECK(lil::cuda::PagedAttention(ap, nullptr));
     }, 20, 9);
   };
-  if (!cluster_only) {
-    std::printf("\n## Batch 1, 1k context: the split chunk (latency; the backend's choice: 4 pages, 16 splits)\n\n");
-    std::printf("| chunk pages | splits | CTAs | CUDA-core kernel us | tensor-core kernel us |\n|---|---|---|---|---|\n");
-    for (int32_t chunk : {1, 2, 4, 8, 16, 64}) {
-      std::printf("| %d | %d | %d | %.1f | %.1f |\n", chunk, npages / chunk, kKvHeads * (npages / chunk),
-                  time_us(chunk, false, false), time_us(chunk, true, false));
-    }
-    return;
-  }
-  std::printf("\n## Batch 1, 1k context: splits merged through a cluster (experiment)\n\n"
-              "| chunk pages | splits = cluster size | CUDA-core kernel, global merge us | cluster merge us |\n"
-              "|---|---|---|---|\n");
-  for (int32_t chunk : {4, 8, 16}) {
-    const double global_us = time_us(chunk, false, false), cluster_us = time_us(chunk, false, true);
-    // Both merges on one page set: the outputs must agree to bf16 rounding.
-    std::vector<bf16> got[2];
-    for (int cl = 0; cl < 2; ++cl) {
-      CHECK(lil::cuda::PagedAttention(params(sets[0], chunk, false, cl == 1), nullptr));
-      CHECK(cudaDeviceSynchronize());
-      got[cl].resize(kHeads * kDim);
-      CHECK(cudaMemcpy(got[cl].data(), b.out, sizeof(bf16) * got[cl].size(), cudaMemcpyDeviceToHost));
-    }
-    float worst = 0.0f;
-    for (size_t i = 0; i < got[0].size(); ++i) {
-      worst = std::max(worst, std::fabs(__bfloat162float(got[0][i]) - __bfloat162float(got[1][i])));
-    }
-    std::printf("| %d | %d | %.1f | %.1f (max abs diff %.2g) |\n", chunk, npages / chunk, global_us, cluster_us, worst);
+  std::printf("\n## Batch 1, 1k context: the split chunk (latency; the backend's choice: 4 pages, 16 splits)\n\n");
+  std::printf("| chunk pages | splits | CTAs | CUDA-core kernel us | tensor-core kernel us |\n|---|---|---|---|---|\n");
+  for (int32_t chunk : {1, 2, 4, 8, 16, 64}) {
+    std::printf("| %d | %d | %d | %.1f | %.1f |\n", chunk, npages / chunk, kKvHeads * (npages / chunk),
+                time_us(chunk, false), time_us(chunk, true));
   }
 }
 
@@ -199,7 +171,6 @@ int main(int argc, char** argv) {
   using namespace lil::bench::attention;
   Bench b;
   b.quick = argc > 1 && std::string(argv[1]) == "--quick";
-  const bool cluster_only = argc > 1 && std::string(argv[1]) == "--cluster-merge";
   const bool contiguous = argc > 1 && std::string(argv[1]) == "--contiguous";
   const int sms = lil::bench::SmCount();
   b.target = lil::cuda::SplitResidentCtas(kDim, kHeads / kKvHeads, sms, kTensorCores);
@@ -246,13 +217,9 @@ int main(int argc, char** argv) {
     CHECK(cudaMemcpy(b.q, hq.data(), hq.size() * 4, cudaMemcpyHostToDevice));
   }
 
-  if (cluster_only) {
-    BatchOneTables(b, true);
-    return 0;
-  }
   DenseTable(b);
   if (contiguous) return 0;
-  BatchOneTables(b, false);
+  BatchOneTables(b);
   if (!b.quick) SplitSweep(b);
   SparseTables(b);
   PrefillTable(b);

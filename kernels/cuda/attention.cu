@@ -8,8 +8,6 @@
 #include "kernels/cuda/pdl.h"
 #include "kernels/cuda/split_merge.cuh"
 
-#include <cooperative_groups.h>
-
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
@@ -158,51 +156,7 @@ __device__ __forceinline__ void Bf16x8ToFloat(const uint4& u, float* f) {
   }
 }
 
-// PagedAttentionParams::cluster_merge: the row's CTAs are one cluster; each CTA merges its
-// warps into its shared memory, then CTA r of the cluster combines every CTA's state for its
-// share of the outputs (distributed shared memory), with no global partials.
 template <int D, int G>
-__device__ __forceinline__ void MergeCluster(const PagedAttentionParams& p, const SplitRow& r, const float* s_acc,
-                                             const float (*s_m)[G], const float (*s_l)[G]) {
-  namespace cg = cooperative_groups;
-  cg::cluster_group cluster = cg::this_cluster();
-  __shared__ __align__(16) float c_acc[G * D];
-  __shared__ float c_m[G], c_l[G];
-  for (int idx = threadIdx.x; idx < r.group * D; idx += blockDim.x) {
-    const int g = idx / D, i = idx % D;
-    float mx, sum, a;
-    MergeWarps<D, G>(s_acc, s_m, s_l, g, i, &mx, &sum, &a);
-    c_acc[g * D + i] = a;
-    if (i == 0) {
-      c_m[g] = mx;
-      c_l[g] = sum;
-    }
-  }
-  cluster.sync();
-  const int n = static_cast<int>(cluster.num_blocks()), rank = static_cast<int>(cluster.block_rank());
-  constexpr int kQuads = D / 4;
-  for (int idx = rank * blockDim.x + threadIdx.x; idx < r.group * kQuads; idx += n * blockDim.x) {
-    const int g = idx / kQuads, i4 = idx % kQuads;
-    float mx = -INFINITY;
-    for (int q = 0; q < n; ++q) mx = fmaxf(mx, *cluster.map_shared_rank(&c_m[g], q));
-    float sum = 0.0f;
-    float4 a = make_float4(0.0f, 0.0f, 0.0f, 0.0f);
-    for (int q = 0; q < n; ++q) {
-      const float m = *cluster.map_shared_rank(&c_m[g], q);
-      const float f = m == -INFINITY ? 0.0f : exp2f(m - mx);
-      const float4 v = *cluster.map_shared_rank(reinterpret_cast<float4*>(&c_acc[g * D]) + i4, q);
-      sum = fmaf(*cluster.map_shared_rank(&c_l[g], q), f, sum);
-      a.x = fmaf(v.x, f, a.x); a.y = fmaf(v.y, f, a.y); a.z = fmaf(v.z, f, a.z); a.w = fmaf(v.w, f, a.w);
-    }
-    const float inv = sum > 0.0f ? 1.0f / sum : 0.0f;
-    bf16* out = p.out + (static_cast<int64_t>(r.t) * p.num_heads + r.kvh * r.group + g) * D + 4 * i4;
-    reinterpret_cast<__nv_bfloat162*>(out)[0] = __floats2bfloat162_rn(a.x * inv, a.y * inv);
-    reinterpret_cast<__nv_bfloat162*>(out)[1] = __floats2bfloat162_rn(a.z * inv, a.w * inv);
-  }
-  cluster.sync();  // no CTA leaves while another may still read its shared memory
-}
-
-template <int D, int G, bool kCluster = false>
 __global__ void __launch_bounds__(kWarps * 32) SplitAttentionKernel(PagedAttentionParams p) {
   // With rows_static the row lists came from the host before the previous kernel began, so
   // this CTA reads them and starts its first pages' L2 prefetches before the wait (PDL): at
@@ -220,11 +174,7 @@ __global__ void __launch_bounds__(kWarps * 32) SplitAttentionKernel(PagedAttenti
 
   const int32_t ps = p.kv.page_size;
   SplitRow r;
-  // An exited CTA counts as waited and triggered; a cluster's CTAs all stay (with no pages).
-  if (!LocateSplit(p, r)) {
-    if (!kCluster) return;
-    r.ce = r.cb;
-  }
+  if (!LocateSplit(p, r)) return;  // an exited CTA counts as waited and triggered
   const int32_t t = r.t, kvh = r.kvh, group = r.group, cb = r.cb, ce = r.ce;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int sub = lane % kLpt, tl = lane / kLpt;
@@ -343,38 +293,7 @@ __global__ void __launch_bounds__(kWarps * 32) SplitAttentionKernel(PagedAttenti
     }
   }
   __syncthreads();
-  if constexpr (kCluster) {
-    MergeCluster<D, G>(p, r, &s_acc[0][0][0], s_m, s_l);
-  } else {
-    MergeSplits<D, G>(p, r, &s_acc[0][0][0], s_m, s_l);
-  }
-}
-
-cudaError_t LaunchClusterMerge(const PagedAttentionParams& p, int group, cudaStream_t stream) {
-  if (p.kv.head_dim != 128 || group < 3 || group > 4 || p.min_chunk_entries <= 0 || p.max_splits < 2 ||
-      p.max_splits > 16) {
-    return cudaErrorInvalidValue;
-  }
-  const auto kernel = SplitAttentionKernel<128, 4, true>;
-  if (p.max_splits > 8) {
-    if (cudaError_t e = cudaFuncSetAttribute(kernel, cudaFuncAttributeNonPortableClusterSizeAllowed, 1); e != cudaSuccess) {
-      return e;
-    }
-  }
-  cudaLaunchAttribute attr[2];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = 1;
-  attr[0].val.clusterDim.y = p.max_splits;
-  attr[0].val.clusterDim.z = 1;
-  attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[1].val.programmaticStreamSerializationAllowed = 1;
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(p.num_tokens * p.kv.num_kv_heads, p.max_splits);
-  config.blockDim = dim3(kWarps * 32);
-  config.stream = stream;
-  config.attrs = attr;
-  config.numAttrs = PdlEnabled() ? 2 : 1;
-  return cudaLaunchKernelEx(&config, kernel, p);
+  MergeSplits<D, G>(p, r, &s_acc[0][0][0], s_m, s_l);
 }
 
 template <int D>
@@ -452,7 +371,6 @@ cudaError_t PagedAttention(const PagedAttentionParams& p, cudaStream_t stream) {
   if (split && (p.partial == nullptr || p.counters == nullptr || p.max_splits < 1 || p.max_splits > kMaxSplits)) {
     return cudaErrorInvalidValue;
   }
-  if (p.cluster_merge) return p.page_mass == nullptr ? LaunchClusterMerge(p, group, stream) : cudaErrorInvalidValue;
   if (p.page_mass == nullptr && p.tensor_cores && TcDecodeSupported(d, group)) return TcSplitAttention(p, stream);
   if (p.page_mass == nullptr) {
     switch (d) {

@@ -47,12 +47,6 @@ struct PagedAttentionParams {
   // warp, two CTAs an SM instead of three; SplitResidentCtas must be asked with the same).
   // 3 since session 9: batch 1 4-13% less time, batch 16 equal, 8B decode steps 1.7-3.8% less.
   int32_t tc_stages = 3;
-  // Experiment, gpu_attention_bench only (the backend never sets it): the CUDA-core kernel
-  // with head_dim 128 and groups 3-4 launches each row's max_splits (2..16) CTAs as one thread-
-  // block cluster and merges the splits through distributed shared memory instead of partial
-  // states in global memory, a fence, an atomic and the last CTA's loads. A graph is captured
-  // per batch size, not per context, so the backend cannot use a fixed cluster yet (docs/GPU.md).
-  bool cluster_merge = false;
 };
 
 // The split chosen for a step: rows = num_tokens * num_kv_heads CTAs before splitting, and
