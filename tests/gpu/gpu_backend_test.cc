@@ -49,6 +49,14 @@ Pair MakePair(ModelFamily family, int32_t head_dim, int32_t page_size, bool fall
   return p;
 }
 
+// MakePair (head_dim 64, 16-token pages, cuBLAS) with $name = value while the backends are made.
+Pair MakePairWithEnv(const char* name, const char* value, ModelFamily family, int32_t inter) {
+  setenv(name, value, 1);
+  Pair b = MakePair(family, 64, 16, false, inter);
+  unsetenv(name);
+  return b;
+}
+
 using testing::RelL2;
 ScheduledSeq Seq(uint64_t id, int32_t start, int32_t n, const std::vector<int32_t>& pages, int vocab) {
   return testing::RandomSeq(id, start, n, pages, vocab);
@@ -188,9 +196,7 @@ TEST(CudaBackend, FusedNormMatchesCpuOnOneTokenSteps) {
   for (const ModelFamily family : {ModelFamily::kLlama, ModelFamily::kQwen2, ModelFamily::kQwen3}) {
     for (const bool on : {true, false}) {
       SCOPED_TRACE("family " + std::to_string(static_cast<int>(family)) + (on ? " fused" : " unfused"));
-      setenv("LILSERVE_FUSED_NORM", on ? "1" : "0", 1);
-      Pair b = MakePair(family, 64, 16, false, 200);
-      unsetenv("LILSERVE_FUSED_NORM");
+      Pair b = MakePairWithEnv("LILSERVE_FUSED_NORM", on ? "1" : "0", family, 200);
       ASSERT_TRUE(b.cpu && b.gpu);
       ASSERT_EQ(b.gpu->fused_norm(), on) << "the fused path did not follow $LILSERVE_FUSED_NORM for this model";
       const int32_t ps = 16, vocab = b.cpu->config().vocab_size;
@@ -223,9 +229,7 @@ TEST(CudaBackend, FusedBatchesMatchCpu) {
   for (const ModelFamily family : {ModelFamily::kLlama, ModelFamily::kQwen2, ModelFamily::kQwen3}) {
     for (const bool skinny : {true, false}) {
       SCOPED_TRACE("family " + std::to_string(static_cast<int>(family)) + (skinny ? " skinny" : " unfused"));
-      setenv("LILSERVE_SKINNY", skinny ? "1" : "0", 1);
-      Pair b = MakePair(family, 64, 16, false, 384);
-      unsetenv("LILSERVE_SKINNY");
+      Pair b = MakePairWithEnv("LILSERVE_SKINNY", skinny ? "1" : "0", family, 384);
       ASSERT_TRUE(b.cpu && b.gpu);
       ASSERT_TRUE(b.gpu->fused_norm());
       ASSERT_EQ(b.gpu->FusedStep(20), skinny) << "batches should run the fused path exactly when the skinny GEMM is on";
