@@ -10,7 +10,7 @@
 //   3. decode batches of 2-32 rows: the skinny tensor-core GEMM (kernels/cuda/gemm_skinny.h,
 //      what fused decode steps of 2-32 sequences run) against cuBLAS (its cuBLASLt choice for
 //      the shape) on each matrix, and on one step's products at 32 rows.
-// Prints Markdown tables. Usage: gpu_gemv_bench [--quick]
+// Prints Markdown tables. Usage: gpu_gemv_bench [--quick | --skinny] (--skinny: table 3 alone, 8 and 32 rows)
 #include <cuda_runtime.h>
 
 #include <cstdio>
@@ -49,6 +49,7 @@ bf16* Random(size_t n, uint32_t seed, int sms) {
 
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
+  const bool skinny_only = argc > 1 && std::string(argv[1]) == "--skinny";
   const int sms = lil::bench::SmCount();
   const double read_tbs = lil::bench::PrintReadTbs();
   cudaStream_t stream = nullptr;  // the legacy default stream, as MedianMs records on it
@@ -69,7 +70,9 @@ int main(int argc, char** argv) {
   // Table 3's rows, printed after table 1 (they share its rotated weight copies).
   std::string batches = "| matrix | rows | skinny us | skinny of ceiling | CTAs | cuBLAS us | cuBLAS of ceiling | cuBLAS / skinny |\n"
                         "|---|---|---|---|---|---|---|---|\n";
-  const std::vector<int32_t> batch_rows = quick ? std::vector<int32_t>{32} : std::vector<int32_t>{2, 8, 16, 32};
+  const std::vector<int32_t> batch_rows = quick         ? std::vector<int32_t>{32}
+                                          : skinny_only ? std::vector<int32_t>{8, 32}
+                                                        : std::vector<int32_t>{2, 8, 16, 32};
 
   std::printf("1. Each matrix alone (median us per launch; TB/s = weight bytes / time; ceiling %.3f TB/s)\n\n", read_tbs);
   std::printf("| matrix | out x in | MB | rows |");
@@ -84,6 +87,7 @@ int main(int argc, char** argv) {
     for (int c = 0; c < copies; ++c) w.push_back(Random(elems, 11 + c, sms));
     CHECK(cudaDeviceSynchronize());
     for (int32_t rows : {1, 4}) {
+      if (skinny_only) break;
       std::printf("| %s | %d x %d | %.1f | %d |", s.name, s.out, s.in, bytes / 1e6, rows);
       for (int v = 0; v < lil::cuda::kGemvVariants; ++v) {
         const double ms = MedianMs([&](int it) {
@@ -121,6 +125,7 @@ int main(int argc, char** argv) {
   }
   std::printf("\n3. Decode batches, each matrix alone: the skinny GEMM against cuBLAS (median us per launch)\n\n%s",
               batches.c_str());
+  if (skinny_only) return 0;
 
   // 2. A decode step's GEMVs: 32 layers x (QKV, O, gate_up, down), distinct weights.
   const int layers = quick ? 8 : 32;

@@ -15,9 +15,10 @@
 // on most shapes); this persistent grid, one CTA an SM, with 16-byte cp.async pieces eight
 // stages deep (28-42%); one 1-D bulk copy a row (14-16%: copies too small for the TMA engine);
 // 2-D TMA boxes, one CTA an SM, ten stages (27-48%); the same, two CTAs an SM, five stages
-// (30-61%, this file). What cuBLAS's kernels for these shapes do beyond this one: a producer
-// warp that refills a stage as soon as every consumer has released it (an "empty" mbarrier a
-// stage, no CTA-wide barrier), wgmma, and x multicast across a cluster of two.
+// (30-61%, this file). A producer warp refilling each stage as soon as every consumer warp
+// released it (an "empty" mbarrier a stage, no CTA-wide barrier) was measured on top of this
+// and was slower (28-53%). cuBLAS's kernels for these shapes also use wgmma and multicast x
+// across a cluster of two.
 // Warp w of eight owns the tile's 16 columns 16w.. (two m16n8k16 n-tiles) for every row tile.
 // A tile finished inside one CTA goes straight to the epilogue; a tile cut between CTAs leaves
 // each piece's accumulators (and its rows' partial sums of squares, for norm_eps) in the CTA's
