@@ -410,12 +410,18 @@ int Gemm::TunedGemv(const GemmParams& p) const {
 }
 
 bool Gemm::FusedAvailable(int32_t rows, int32_t in) const {
-  if (rows >= 2 && skinny_ != nullptr) return rows <= kSkinnyMaxRows && in % kSkinnyK == 0;
+  // Several rows only through the skinny GEMM: the GEMV takes up to 4, but cuBLAS plus the
+  // separate kernels beat it there (docs/PERF.md).
+  if (rows >= 2) return skinny_ != nullptr && rows <= kSkinnyMaxRows && in % kSkinnyK == 0;
   return GemvAvailable(rows, in);
 }
 
 absl::Status Gemm::RunFused(const GemmParams& p) const {
-  if (p.rows >= 2 && skinny_ != nullptr && FusedAvailable(p.rows, p.in) && SkinnySupported(p)) {
+  if (p.rows >= 2) {
+    if (!FusedAvailable(p.rows, p.in) || !SkinnySupported(p)) {
+      return absl::FailedPreconditionError(absl::StrCat("no fused GEMM for rows=", p.rows, " in=", p.in, " out=", p.out,
+                                                        skinny_ == nullptr ? " (LILSERVE_SKINNY is not 1)" : ""));
+    }
     LIL_CUDA_RETURN_IF_ERROR(SkinnyGemm(p, skinny_->ws, stream_));
     return absl::OkStatus();
   }

@@ -52,7 +52,7 @@ class Gemm {
   // numbered) variant, never `auto`'s timing (it writes y, which add_to_y reads); with
   // $LILSERVE_SKINNY=1, 2 .. kSkinnyMaxRows rows through the skinny tensor-core GEMM
   // (kernels/cuda/gemm_skinny.h; off by default: slower than cuBLAS plus the separate kernels,
-  // docs/PERF.md session 12), else the GEMV up to kGemvMaxRows rows. FailedPrecondition when
+  // docs/PERF.md session 12), else no product of several rows. FailedPrecondition when
   // FusedAvailable is false for it.
   absl::Status RunFused(const GemmParams& p) const;
   bool FusedAvailable(int32_t rows, int32_t in) const;

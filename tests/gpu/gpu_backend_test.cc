@@ -232,7 +232,10 @@ TEST(CudaBackend, FusedBatchesMatchCpu) {
       Pair b = MakePairWithEnv("LILSERVE_SKINNY", skinny ? "1" : "0", family, 384);
       ASSERT_TRUE(b.cpu && b.gpu);
       ASSERT_TRUE(b.gpu->fused_norm());
-      ASSERT_EQ(b.gpu->FusedStep(20), skinny) << "batches should run the fused path exactly when the skinny GEMM is on";
+      for (int32_t t : {2, 4, 20, 32}) {
+        ASSERT_EQ(b.gpu->FusedStep(t), skinny) << t << " tokens: the fused path exactly when the skinny GEMM is on";
+      }
+      ASSERT_FALSE(b.gpu->FusedStep(33));
       ASSERT_TRUE(b.gpu->FusedStep(1));
       const int32_t ps = 16, vocab = b.cpu->config().vocab_size;
       std::vector<ScheduledSeq> seqs;
