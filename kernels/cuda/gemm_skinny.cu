@@ -27,21 +27,17 @@
 // The swizzle also spreads a warp's 32-bit fragment reads (row gid, word tig) over 32 banks.
 #include "kernels/cuda/gemm_skinny.h"
 
-#include <cuda.h>
 #include <cuda_bf16.h>
-#include <cudaTypedefs.h>
 
 #include <algorithm>
 #include <atomic>
-#include <map>
-#include <mutex>
-#include <tuple>
 
 #include "kernels/cuda/cp_async.cuh"
 #include "kernels/cuda/mma.cuh"
 #include "kernels/cuda/pdl.h"
 #include "kernels/cuda/rope_kv.cuh"
 #include "kernels/cuda/smem_opt_in.h"
+#include "kernels/cuda/tma.cuh"
 
 namespace lil::cuda {
 namespace {
@@ -67,17 +63,6 @@ __device__ __forceinline__ uint32_t Swz(int r, int c) {
 // squares. Two slots a CTA (its range's first and last tile).
 template <int MT>
 __host__ __device__ constexpr int SlotFloats() { return kThreads * MT * 8 + 16 * MT; }
-
-// A 2-D box copy (TMA): box (c0 = k, c1 = row) of `map` into dst, counted on bar.
-__device__ __forceinline__ void TmaLoad2d(void* dst, const CUtensorMap* map, int32_t c0, int32_t c1, uint64_t* bar) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile(
-      "cp.async.bulk.tensor.2d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3}], [%4];\n" ::"r"(
-          SmemAddr(dst)),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(SmemAddr(bar))
-      : "memory");
-#endif
-}
 
 // The stream-K partition: CTA c of g takes steps [Start(c), Start(c + 1)) of `work`.
 __host__ __device__ inline int64_t Start(int64_t c, int64_t work, int64_t g) { return c * work / g; }
@@ -287,49 +272,6 @@ __global__ void __launch_bounds__(kThreads, kCtasPerSm)
   }
 }
 
-// cuTensorMapEncodeTiled from the driver (through the runtime: no link to libcuda), or null.
-PFN_cuTensorMapEncodeTiled_v12000 Encoder() {
-  static const PFN_cuTensorMapEncodeTiled_v12000 fn = [] {
-    void* f = nullptr;
-    cudaDriverEntryPointQueryResult q = cudaDriverEntryPointSymbolNotFound;
-    if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) != cudaSuccess ||
-        q != cudaDriverEntryPointSuccess) {
-      cudaGetLastError();
-      return static_cast<PFN_cuTensorMapEncodeTiled_v12000>(nullptr);
-    }
-    return reinterpret_cast<PFN_cuTensorMapEncodeTiled_v12000>(f);
-  }();
-  return fn;
-}
-
-// The TMA map of a row-major bf16 [outer][inner] matrix in boxes of box_rows x kBK with the
-// 128-byte swizzle (rows past `outer` read as zeros), made once per (address, shape): weights
-// and activation buffers live as long as the backend.
-bool TensorMap(const bf16* base, int32_t inner, int32_t outer, int32_t box_rows, CUtensorMap* out) {
-  static std::mutex mu;
-  static std::map<std::tuple<const void*, int32_t, int32_t, int32_t>, CUtensorMap> cache;
-  const auto key = std::make_tuple(static_cast<const void*>(base), inner, outer, box_rows);
-  std::lock_guard<std::mutex> lock(mu);
-  if (auto it = cache.find(key); it != cache.end()) {
-    *out = it->second;
-    return true;
-  }
-  const auto encode = Encoder();
-  if (encode == nullptr) return false;
-  CUtensorMap m;
-  const cuuint64_t dims[2] = {static_cast<cuuint64_t>(inner), static_cast<cuuint64_t>(outer)};
-  const cuuint64_t strides[1] = {static_cast<cuuint64_t>(inner) * sizeof(bf16)};
-  const cuuint32_t box[2] = {static_cast<cuuint32_t>(kBK), static_cast<cuuint32_t>(box_rows)}, unit[2] = {1, 1};
-  if (encode(&m, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 2, const_cast<bf16*>(base), dims, strides, box, unit,
-             CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B, CU_TENSOR_MAP_L2_PROMOTION_L2_256B,
-             CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE) != CUDA_SUCCESS) {
-    return false;
-  }
-  cache.emplace(key, m);
-  *out = m;
-  return true;
-}
-
 template <int MT>
 cudaError_t Launch(const GemmParams& p, const SkinnyWorkspace& ws, int32_t ctas, cudaStream_t stream) {
   static std::atomic<uint64_t> configured{0};
@@ -338,7 +280,9 @@ cudaError_t Launch(const GemmParams& p, const SkinnyWorkspace& ws, int32_t ctas,
     return e;
   }
   CUtensorMap tw, tx;
-  if (!TensorMap(p.w, p.in, p.out, kBN, &tw) || !TensorMap(p.x, p.in, p.rows, 16 * MT, &tx)) return cudaErrorNotSupported;
+  if (!TensorMap2d(p.w, p.in, p.out, kBK, kBN, true, &tw) || !TensorMap2d(p.x, p.in, p.rows, kBK, 16 * MT, true, &tx)) {
+    return cudaErrorNotSupported;
+  }
   return LaunchPdl(SkinnyGemmKernel<MT>, dim3(ctas), kThreads, Smem<MT>(), stream, p, ws, tw, tx);
 }
 
@@ -354,7 +298,7 @@ int SmCount() {
 }  // namespace
 
 bool SkinnySupported(const GemmParams& p) {
-  return Encoder() != nullptr && p.rows >= 1 && p.rows <= kSkinnyMaxRows && p.in > 0 && p.in % kSkinnyK == 0 && p.out > 0 &&
+  return TmaAvailable() && p.rows >= 1 && p.rows <= kSkinnyMaxRows && p.in > 0 && p.in % kSkinnyK == 0 && p.out > 0 &&
          reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && reinterpret_cast<uintptr_t>(p.w) % 16 == 0 &&
          GemmFusionsSupported(p);
 }
