@@ -80,7 +80,6 @@ class CudaBackend final : public Backend {
               int32_t num_pages, int32_t page_size, cudaStream_t stream, bool own_stream, Gemm gemm);
   PagedKvViewBf16 LayerView(int32_t layer) const;
   absl::Status RunLayer(int32_t layer, const StepInputs& in, const Work& w);
-
   absl::Status Attention(int32_t layer, const StepInputs& in, const Work& w);
   // The kernels of one step (capturable: no host synchronization, no allocation).
   absl::Status LaunchForward(const StepInputs& in, const Work& w);

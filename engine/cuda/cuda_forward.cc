@@ -87,10 +87,10 @@ absl::Status CudaBackend::Attention(int32_t layer, const StepInputs& in, const W
 
 bool CudaBackend::FusedStep(int32_t t) const {
   if (!fused_norm_ || t < 1) return false;
+  if (t == 1) return true;
   const ModelConfig& c = local_;
-  const bool dims = gemm_.FusedAvailable(t, c.hidden_size) && gemm_.FusedAvailable(t, c.q_dim()) &&
-                    gemm_.FusedAvailable(t, c.intermediate_size);
-  return t == 1 || (comm_ == nullptr && dims);
+  return comm_ == nullptr && gemm_.FusedAvailable(t, c.hidden_size) && gemm_.FusedAvailable(t, c.q_dim()) &&
+         gemm_.FusedAvailable(t, c.intermediate_size);
 }
 
 absl::Status CudaBackend::RunLayer(int32_t layer, const StepInputs& in, const Work& w) {

@@ -7,8 +7,8 @@
 #include <library_types.h>
 
 #include <algorithm>
-#include <limits>
 #include <cstdlib>
+#include <limits>
 #include <mutex>
 #include <vector>
 
@@ -137,8 +137,6 @@ const absl::StatusOr<CublasLt>& GetCublasLt() {
 
 }  // namespace
 
-// One shape's cuBLASLt descriptors and the algorithm timed fastest (use_lt false: cublasGemmEx
-// won, and the descriptors are not kept).
 struct Gemm::SkinnyBuffers {
   SkinnyWorkspace ws;
   ~SkinnyBuffers() {
@@ -148,6 +146,8 @@ struct Gemm::SkinnyBuffers {
 };
 
 struct Gemm::LtState {
+  // One shape's cuBLASLt descriptors and the algorithm timed fastest (use_lt false:
+  // cublasGemmEx won, and the descriptors are not kept).
   struct Plan {
     bool use_lt = false;
     void* desc = nullptr;

@@ -91,7 +91,7 @@ class Gemm {
   void* workspace_ = nullptr;  // cuBLAS workspace (cublasSetWorkspace), capture-safe
   struct LtState;              // gemm.cc: the cuBLASLt handle and a plan per tuned shape
   std::unique_ptr<LtState> lt_;
-  struct SkinnyBuffers;        // gemm.cc: the skinny GEMM's split-K workspace (null: off)
+  struct SkinnyBuffers;        // gemm.cc: the skinny GEMM's workspace (null: off)
   std::unique_ptr<SkinnyBuffers> skinny_;
   bool lt_wanted_ = false;  // cuBLASLt loaded and not switched off
 };

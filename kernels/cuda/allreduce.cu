@@ -65,14 +65,19 @@ __device__ __forceinline__ CallSlice BeginCall(const OneShotParams& p) {
 }
 
 // Element i's sum: into data, or added into the residual and its bf16 copy.
-__device__ __forceinline__ void StoreSum(const OneShotParams& p, int64_t i, float sum) {
+// Element i's sum into data, or (p.residual) added to the residual value res the caller read
+// (early, to overlap the peers' reads) into the residual and its bf16 copy.
+__device__ __forceinline__ void StoreSumWith(const OneShotParams& p, int64_t i, float sum, float res) {
   if (p.residual == nullptr) {
     p.data[i] = sum;
   } else {
-    const float r = p.residual[i] + sum;
+    const float r = res + sum;
     p.residual[i] = r;
     p.residual_bf16[i] = __float2bfloat16_rn(r);
   }
+}
+__device__ __forceinline__ void StoreSum(const OneShotParams& p, int64_t i, float sum) {
+  StoreSumWith(p, i, sum, p.residual != nullptr ? p.residual[i] : 0.0f);
 }
 
 __global__ void __launch_bounds__(kThreads) OneShotKernel(OneShotParams p) {
@@ -218,18 +223,8 @@ __global__ void __launch_bounds__(kThreads) OneShotLlKernel(OneShotParams p) {
       acc0 = q == 0 ? v0 : acc0 + v0;
       acc1 = q == 0 ? v1 : acc1 + v1;
     }
-    if (p.residual == nullptr) {
-      p.data[i] = acc0;
-      if (two) p.data[i + 1] = acc1;
-    } else {
-      const float r0 = res0 + acc0, r1 = res1 + acc1;
-      p.residual[i] = r0;
-      p.residual_bf16[i] = __float2bfloat16_rn(r0);
-      if (two) {
-        p.residual[i + 1] = r1;
-        p.residual_bf16[i + 1] = __float2bfloat16_rn(r1);
-      }
-    }
+    StoreSumWith(p, i, acc0, res0);
+    if (two) StoreSumWith(p, i + 1, acc1, res1);
   }
   // Every thread read the epoch before this barrier, so none can see the next one.
   __syncthreads();

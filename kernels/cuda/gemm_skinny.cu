@@ -286,15 +286,6 @@ cudaError_t Launch(const GemmParams& p, const SkinnyWorkspace& ws, int32_t ctas,
   return LaunchPdl(SkinnyGemmKernel<MT>, dim3(ctas), kThreads, Smem<MT>(), stream, p, ws, tw, tx);
 }
 
-int SmCount() {
-  int dev = 0, sms = 0;
-  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
-    cudaGetLastError();
-    return 132;
-  }
-  return sms;
-}
-
 }  // namespace
 
 bool SkinnySupported(const GemmParams& p) {
@@ -314,7 +305,7 @@ int32_t SkinnyCtas(int32_t out, int32_t in, int32_t sms) {
 cudaError_t SkinnyGemm(const GemmParams& p, const SkinnyWorkspace& ws, cudaStream_t stream) {
   if (p.rows == 0 || p.out == 0) return cudaSuccess;
   if (!SkinnySupported(p)) return cudaErrorInvalidValue;
-  const int32_t ctas = SkinnyCtas(p.out, p.in, SmCount());
+  const int32_t ctas = SkinnyCtas(p.out, p.in, CurrentSmCount());
   const int32_t tiles = (p.out + kBN - 1) / kBN;
   const int64_t slot = p.rows <= 16 ? SlotFloats<1>() : SlotFloats<2>();
   // A range cut inside a tile needs the workspace; one CTA never cuts one.

@@ -220,6 +220,15 @@ int Blocks(int64_t n) { return static_cast<int>(std::min<int64_t>((n + kThreads 
 
 }  // namespace
 
+int32_t CurrentSmCount() {
+  int dev = 0, sms = 0;
+  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
+    cudaGetLastError();
+    return 132;
+  }
+  return sms;
+}
+
 cudaError_t Embedding(const EmbeddingParams& p, cudaStream_t stream) {
   if (p.rows == 0) return cudaSuccess;
   return LaunchPdl(EmbeddingKernel, p.rows, kThreads, 0, stream, p);

@@ -149,6 +149,9 @@ struct GemmParams {
   }
 };
 cudaError_t GemmFallback(const GemmParams& p, cudaStream_t stream);
+// SMs of the current device (132 if the query fails): launch sizing from the host, so every
+// tensor-parallel rank asks about its own GPU.
+int32_t CurrentSmCount();
 // Whether p's fusions can run (pairs for swiglu_out / rope_epilogue, RoPE pairs side by side,
 // no q / k norm); the GEMV and the skinny GEMM (gemm_skinny.h) check it.
 bool GemmFusionsSupported(const GemmParams& p);

@@ -459,11 +459,7 @@ __host__ __device__ inline int32_t ScoreHeads(int32_t num_kv_heads) { return num
 // Candidates a scoring CTA takes: the rows' candidates over one wave of CTAs, in multiples of
 // 32, at least kMinScoreChunk.
 int32_t ScoreChunk(int32_t key_stride, int32_t ctas_per_chunk) {
-  int dev = 0, sms = 0;  // the current device's (ranks of a TP group each ask their own)
-  if (cudaGetDevice(&dev) != cudaSuccess || cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev) != cudaSuccess) {
-    cudaGetLastError();
-    sms = 132;
-  }
+  const int32_t sms = CurrentSmCount();  // ranks of a TP group each ask about their own GPU
   const int32_t chunks = std::max(1, kScoreCtasPerSm * sms / std::max(1, ctas_per_chunk));
   const int32_t chunk = (key_stride + chunks - 1) / chunks;
   return std::max(kMinScoreChunk, (chunk + 31) / 32 * 32);
