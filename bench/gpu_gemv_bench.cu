@@ -10,7 +10,8 @@
 //   3. decode batches of 2-32 rows: the skinny tensor-core GEMM (kernels/cuda/gemm_skinny.h,
 //      what fused decode steps of 2-32 sequences run) against cuBLAS (its cuBLASLt choice for
 //      the shape) on each matrix, and on one step's products at 32 rows.
-// Prints Markdown tables. Usage: gpu_gemv_bench [--quick | --skinny] (--skinny: table 3 alone, 8 and 32 rows)
+// Prints Markdown tables. Usage: gpu_gemv_bench [--quick | --skinny | --tp2] (--skinny: table 3 alone, 8 and 32
+// rows; --tp2: table 1 at one row on one rank's shares at tensor parallel 2)
 #include <cuda_runtime.h>
 
 #include <cstdio>
@@ -36,6 +37,9 @@ struct Shape {
 
 constexpr Shape kShapes[] = {{"qkv", 6144, 4096}, {"o", 4096, 4096}, {"gate_up", 28672, 4096},
                              {"down", 4096, 14336}, {"lm_head", 128256, 4096}};
+// One rank's shares at tensor parallel 2 (--tp2: table 1 only).
+constexpr Shape kTp2Shapes[] = {{"qkv/2", 3072, 4096}, {"o/2", 4096, 2048}, {"gate_up/2", 14336, 4096},
+                                {"down/2", 4096, 7168}, {"lm_head/2", 64128, 4096}};
 
 bf16* Random(size_t n, uint32_t seed, int sms) {
   bf16* p = nullptr;
@@ -50,6 +54,7 @@ bf16* Random(size_t n, uint32_t seed, int sms) {
 int main(int argc, char** argv) {
   const bool quick = argc > 1 && std::string(argv[1]) == "--quick";
   const bool skinny_only = argc > 1 && std::string(argv[1]) == "--skinny";
+  const bool tp2 = argc > 1 && std::string(argv[1]) == "--tp2";
   const int sms = lil::bench::SmCount();
   const double read_tbs = lil::bench::PrintReadTbs();
   cudaStream_t stream = nullptr;  // the legacy default stream, as MedianMs records on it
@@ -70,7 +75,8 @@ int main(int argc, char** argv) {
   // Table 3's rows, printed after table 1 (they share its rotated weight copies).
   std::string batches = "| matrix | rows | skinny us | skinny of ceiling | CTAs | cuBLAS us | cuBLAS of ceiling | cuBLAS / skinny |\n"
                         "|---|---|---|---|---|---|---|---|\n";
-  const std::vector<int32_t> batch_rows = quick         ? std::vector<int32_t>{32}
+  const std::vector<int32_t> batch_rows = tp2           ? std::vector<int32_t>{}
+                                          : quick       ? std::vector<int32_t>{32}
                                           : skinny_only ? std::vector<int32_t>{8, 32}
                                                         : std::vector<int32_t>{2, 8, 16, 32};
 
@@ -80,14 +86,14 @@ int main(int argc, char** argv) {
   std::printf(" cuBLAS us | cuBLAS of ceiling |\n|---|---|---|---|");
   for (int v = 0; v < lil::cuda::kGemvVariants; ++v) std::printf("---|---|");
   std::printf("---|---|\n");
-  for (const Shape& s : kShapes) {
+  for (const Shape& s : tp2 ? kTp2Shapes : kShapes) {
     const size_t elems = static_cast<size_t>(s.out) * s.in, bytes = elems * sizeof(bf16);
     const int copies = static_cast<int>(std::max<size_t>(2, (size_t{1} << 30) / bytes + 1));  // >= 1 GiB rotated
     std::vector<bf16*> w;
     for (int c = 0; c < copies; ++c) w.push_back(Random(elems, 11 + c, sms));
     CHECK(cudaDeviceSynchronize());
     for (int32_t rows : {1, 4}) {
-      if (skinny_only) break;
+      if (skinny_only || (tp2 && rows > 1)) break;
       std::printf("| %s | %d x %d | %.1f | %d |", s.name, s.out, s.in, bytes / 1e6, rows);
       for (int v = 0; v < lil::cuda::kGemvVariants; ++v) {
         const double ms = MedianMs([&](int it) {
@@ -125,7 +131,7 @@ int main(int argc, char** argv) {
   }
   std::printf("\n3. Decode batches, each matrix alone: the skinny GEMM against cuBLAS (median us per launch)\n\n%s",
               batches.c_str());
-  if (skinny_only) return 0;
+  if (skinny_only || tp2) return 0;
 
   // 2. A decode step's GEMVs: 32 layers x (QKV, O, gate_up, down), distinct weights.
   const int layers = quick ? 8 : 32;

@@ -14,8 +14,16 @@
 //      4x the warps on a matrix, each with a quarter of the row, so small matrices (O, QKV)
 //      fill every SM and each warp's loads go out in about one round
 //   5  R=2, U=4, K split over S=2 warps, pipelined
+//   6  R=2, U=4, K split over S=2 warps: variant 4 for `in` of 2048 (a tensor-parallel o
+//      projection), where four warps would leave two idle (a warp's slice is U * 256 wide)
+// Variants 4 and 6 at one row are held to 64 registers (__launch_bounds__ minimum 4 CTAs an
+// SM; 72 and 77 without, three CTAs), so a third more loads are in flight, also before the PDL
+// wait: session 13, 8B batch 1 at 1k 4.253 -> 4.168 ms, TP=2 2.775 -> 2.677 (docs/PERF.md).
+// Gemv's default (FittedVariant): variant 4, and for `in` below 4 * 1024 the split that keeps
+// every warp busy: 6 from 2048, 0 below.
 #include <cstdlib>
 
+#include "common/env.h"
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/pdl.h"
 #include "kernels/cuda/rope_kv.cuh"
@@ -71,8 +79,8 @@ __device__ __forceinline__ void MathStep(const GemmParams& p, int32_t kb, const 
   }
 }
 
-template <int M, int R, int U, bool kPipelined, int S>
-__global__ void __launch_bounds__(kWarpsPerBlock * 32) GemvKernel(GemmParams p) {
+template <int M, int R, int U, bool kPipelined, int S, int kMinBlocks>
+__global__ void __launch_bounds__(kWarpsPerBlock * 32, M == 1 ? kMinBlocks : 1) GemvKernel(GemmParams p) {
   static_assert(kWarpsPerBlock % S == 0, "a block holds whole row groups");
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, slice = warp % S;
   const int32_t n0 = (blockIdx.x * (kWarpsPerBlock / S) + warp / S) * R;
@@ -180,26 +188,29 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32) GemvKernel(GemmParams p) 
   }
 }
 
-template <int R, int U, bool kPipelined, int S = 1>
+// kMinBlocks: CTAs an SM the one-row kernel must fit (__launch_bounds__; 1: no cap).
+template <int R, int U, bool kPipelined, int S = 1, int kMinBlocks = 1>
 cudaError_t LaunchGemv(const GemmParams& p, cudaStream_t stream) {
   const int rows_per_block = kWarpsPerBlock / S * R;
   const dim3 grid((p.out + rows_per_block - 1) / rows_per_block);
   const int threads = kWarpsPerBlock * 32;
   switch (p.rows) {
-    case 1: return LaunchPdl(GemvKernel<1, R, U, kPipelined, S>, grid, threads, 0, stream, p);
-    case 2: return LaunchPdl(GemvKernel<2, R, U, kPipelined, S>, grid, threads, 0, stream, p);
+    case 1: return LaunchPdl(GemvKernel<1, R, U, kPipelined, S, kMinBlocks>, grid, threads, 0, stream, p);
+    case 2: return LaunchPdl(GemvKernel<2, R, U, kPipelined, S, 1>, grid, threads, 0, stream, p);
     case 3:
-    case 4: return LaunchPdl(GemvKernel<4, R, U, kPipelined, S>, grid, threads, 0, stream, p);
+    case 4: return LaunchPdl(GemvKernel<4, R, U, kPipelined, S, 1>, grid, threads, 0, stream, p);
     default: return cudaErrorInvalidValue;
   }
 }
 
-int DefaultVariant() {
-  static const int v = [] {
-    const int e = GemvVariantFromEnv();
-    return e >= 0 ? e : kGemvDefaultVariant;
-  }();
-  return v;
+// The variant Gemv runs for p: $LILSERVE_GEMV_VARIANT when set, else variant 4's split fitted
+// to p.in (above); $LILSERVE_GEMV_FIT=0 keeps variant 4 whatever p.in.
+int FittedVariant(const GemmParams& p) {
+  static const int env = GemvVariantFromEnv();
+  static const bool fit = !EnvIs("LILSERVE_GEMV_FIT", "0");
+  if (env >= 0) return env;
+  if (fit && p.in < 4 * 1024) return p.in >= 2048 ? 6 : 0;
+  return kGemvDefaultVariant;
 }
 
 }  // namespace
@@ -233,12 +244,13 @@ cudaError_t GemvVariant(const GemmParams& p, int variant, cudaStream_t stream) {
     case 1: return LaunchGemv<2, 4, true>(p, stream);
     case 2: return LaunchGemv<4, 2, true>(p, stream);
     case 3: return LaunchGemv<2, 8, false>(p, stream);
-    case 4: return LaunchGemv<2, 4, false, 4>(p, stream);
+    case 4: return LaunchGemv<2, 4, false, 4, 4>(p, stream);
     case 5: return LaunchGemv<2, 4, true, 2>(p, stream);
+    case 6: return LaunchGemv<2, 4, false, 2, 4>(p, stream);
     default: return cudaErrorInvalidValue;
   }
 }
 
-cudaError_t Gemv(const GemmParams& p, cudaStream_t stream) { return GemvVariant(p, DefaultVariant(), stream); }
+cudaError_t Gemv(const GemmParams& p, cudaStream_t stream) { return GemvVariant(p, FittedVariant(p), stream); }
 
 }  // namespace lil::cuda

@@ -125,7 +125,7 @@ fi
 if has gemv && [ -x "$c/bin/gpu_gemv_bench" ]; then
   timeout 200 "$c/bin/gpu_gemv_bench" 2>&1 | tee "$out/gemv_bench.log" | grep -vE "^\|---" | log
   need8b
-  for v in 0 1 2 3 4 5 auto; do
+  for v in 0 1 2 3 4 5 6 auto; do
     echo "LILSERVE_GEMV_VARIANT=$v" | log
     LILSERVE_GEMV_VARIANT=$v timeout 100 "$c/bin/gpu_decode_bench" --model /tmp/l8 --hbm-tbs $hbm --context 1024 \
       --batch 1,4 --steps 32 --kv-mib 4000 2>&1 | grep -E "^\| [0-9]|GEMV autotune" | cut -c1-240 | log
