@@ -7,8 +7,9 @@
 // and releases it. Box shapes and ring depths are swept; each row is set beside the HBM read
 // ceiling measured in the same run. If a shape streams near the ceiling here but the GEMM
 // built on it does not, the GEMM's own work is what costs; if not, the box shape or depth is.
-// Session 12 wrote this after the GEMM stayed at 30-61% of the ceiling (docs/PERF.md); it has
-// not run yet. Usage: gpu_tma_stream_bench
+// Session 12 wrote this after the GEMM stayed at 30-61% of the ceiling (docs/PERF.md); its first
+// run (session 13): gate_up 86-90%, o 60-64% whatever the box, so the GEMM's own work is the
+// gap. Usage: gpu_tma_stream_bench
 #include <cuda_runtime.h>
 
 #include <algorithm>
