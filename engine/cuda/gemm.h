@@ -4,11 +4,12 @@
 // so building the module needs no cuBLAS; without it the simple tiled kernel of
 // kernels/cuda/ops.h runs instead, with a warning (correct, much slower). Which decode-sized
 // products run our GEMV kernel (kernels/cuda/gemv.cu) instead of cuBLAS:
-//   default                        one row, in variant kGemvDefaultVariant; 2-4 rows go to
+//   default                        one row, in variant kGemvDefaultVariant (its K split
+//                                  fitted to `in` below 4096: gemv.cu); 2-4 rows go to
 //                                  cuBLAS (on H200 cuBLAS beat every variant on every 8B
 //                                  matrix at 4 rows, and every variant beat cuBLAS at one:
 //                                  the choices `auto` made, docs/PERF.md)
-//   $LILSERVE_GEMV_VARIANT=0..5    rows <= kGemvMaxRows in that variant
+//   $LILSERVE_GEMV_VARIANT=0..6    rows <= kGemvMaxRows in that variant
 //   $LILSERVE_GEMV_VARIANT=auto    every variant and cuBLAS are timed the first time a
 //                                  (rows, in, out) shape runs outside a graph capture, each
 //                                  launch after a 64 MiB write that evicts the weights from
