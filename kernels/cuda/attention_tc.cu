@@ -106,8 +106,8 @@ __global__ void __launch_bounds__(kWarps * 32) TcSplitAttentionKernel(PagedAtten
         const int key = c / kChunks, ch = c % kChunks;
         const bool valid = key < visible;
         const size_t off = valid ? base + static_cast<size_t>(it0 + key) * D + ch * 8 : base;
-        CpAsync16L2Block(ks + key * kStride + ch * 8, p.kv.k + off, valid);
-        CpAsync16L2Block(vs + key * kStride + ch * 8, p.kv.v + off, valid);
+        CpAsync16</*kL2Block=*/true>(ks + key * kStride + ch * 8, p.kv.k + off, valid);
+        CpAsync16</*kL2Block=*/true>(vs + key * kStride + ch * 8, p.kv.v + off, valid);
       }
       it0 += kTileKeys;
       if (it0 >= in_) {

@@ -12,17 +12,18 @@
 namespace lil::cuda {
 
 // 16 bytes global -> shared, asynchronously; `valid` false writes zeros (src-size 0; src is
-// not read but must still be a mapped address).
+// not read but must still be a mapped address). kL2Block: the L2 fetches the whole 256-byte
+// block around src on a miss (.L2::256B), for streams that read every byte of long contiguous
+// runs (KV pages).
+template <bool kL2Block = false>
 __device__ __forceinline__ void CpAsync16(void* dst, const void* src, bool valid) {
   const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 16 : 0) : "memory");
-}
-// The same with the L2 asked to fetch the whole 256-byte block around src on a miss
-// (.L2::256B), for streams that read every byte of long contiguous runs (KV pages).
-__device__ __forceinline__ void CpAsync16L2Block(void* dst, const void* src, bool valid) {
-  const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(dst));
-  asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 16 : 0)
-               : "memory");
+  if constexpr (kL2Block) {
+    asm volatile("cp.async.cg.shared.global.L2::256B [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 16 : 0)
+                 : "memory");
+  } else {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(s), "l"(src), "r"(valid ? 16 : 0) : "memory");
+  }
 }
 __device__ __forceinline__ void CpAsyncCommit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 // Waits until at most N of this thread's committed groups are still in flight.
