@@ -17,6 +17,8 @@
 // to drop from the start (model load, warm-up), counted in launch order across the process.
 // $LILSERVE_KPROF_DEVICE: keep only that GPU's kernels (under tensor parallelism the ranks'
 // timelines otherwise interleave, and "exposed" means exposed on neither GPU).
+// $LILSERVE_KPROF_RAW: also every record as CSV (device, start, end, kernel), for
+// bench/tp_skew.py.
 // Records are kept in memory (48 bytes each); a decode run of a few thousand steps is fine.
 #include <cupti.h>
 
@@ -40,6 +42,7 @@ struct KernelRecord {
   uint64_t start, end;
   const char* name;  // owned by CUPTI for the life of the process
   int32_t grid[3], block[3];
+  uint32_t device;
 };
 
 std::mutex mu;
@@ -67,7 +70,8 @@ void CUPTIAPI BufferCompleted(CUcontext, uint32_t, uint8_t* buffer, size_t, size
     if (rec->kind != CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL && rec->kind != CUPTI_ACTIVITY_KIND_KERNEL) continue;
     const auto* k = reinterpret_cast<const CUpti_ActivityKernel10*>(rec);
     if (only_device >= 0 && static_cast<int64_t>(k->deviceId) != only_device) continue;
-    records->push_back({k->start, k->end, k->name, {k->gridX, k->gridY, k->gridZ}, {k->blockX, k->blockY, k->blockZ}});
+    records->push_back(
+        {k->start, k->end, k->name, {k->gridX, k->gridY, k->gridZ}, {k->blockX, k->blockY, k->blockZ}, k->deviceId});
   }
   size_t n = 0;
   cuptiActivityGetNumDroppedRecords(nullptr, 0, &n);
@@ -161,6 +165,20 @@ void Report() {
                  covered_ns > 0 ? 100.0 * r.exposed_ns / covered_ns : 0.0, r.block[0], r.block[1], r.block[2]);
   }
   if (f != stderr) std::fclose(f);
+  // $LILSERVE_KPROF_RAW: every kept record as CSV (device, start ns, end ns, kernel and grid),
+  // in start order; CUPTI puts every GPU's times on one clock, so the ranks of a tensor-parallel
+  // run can be lined up (bench/tp_skew.py).
+  if (const char* raw_path = std::getenv("LILSERVE_KPROF_RAW"); raw_path != nullptr && *raw_path != '\0') {
+    if (FILE* raw = std::fopen(raw_path, "w"); raw != nullptr) {
+      std::fprintf(raw, "device,start_ns,end_ns,kernel\n");
+      for (size_t i = skip; i < all.size(); ++i) {
+        const KernelRecord& k = all[i];
+        std::fprintf(raw, "%u,%llu,%llu,%s %dx%dx%d\n", k.device, static_cast<unsigned long long>(k.start),
+                     static_cast<unsigned long long>(k.end), ShortName(k.name).c_str(), k.grid[0], k.grid[1], k.grid[2]);
+      }
+      std::fclose(raw);
+    }
+  }
 }
 
 }  // namespace

@@ -10,6 +10,7 @@
 #include <random>
 #include <string>
 
+#include "common/clock.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "engine/cuda/cuda_work.h"
@@ -304,6 +305,8 @@ void CudaBackend::ResetGraphs() {
 }
 
 absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
+  last_clock_ = {};
+  last_clock_.begin_us = SystemClock::Get()->NowMicros();
   LIL_RETURN_IF_ERROR(CheckPlan(plan, config_, num_pages_, page_size_));
   if (world_ > 1) LIL_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_));
   for (RequestId id : plan.released) seqs_.erase(id);
@@ -478,6 +481,7 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
     if (graph) LIL_CUDA_RETURN_IF_ERROR(cudaGraphLaunch(graphs_[in.num_tokens], stream_));
   }
   if (!graph) LIL_RETURN_IF_ERROR(LaunchForward(in, w));
+  last_clock_.launched_us = SystemClock::Get()->NowMicros();
   std::vector<float> mass(in.mass_size);
   if (in.mass_size > 0) {
     LIL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(mass.data(), w.seq_mass, sizeof(float) * in.mass_size,
@@ -485,6 +489,7 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
   }
   LIL_RETURN_IF_ERROR(FinishSampling(plan, in, w, result));
   LIL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
+  last_clock_.synced_us = SystemClock::Get()->NowMicros();
 
   const RowLayout* last = c.num_layers > 0 ? &in.layouts[in.layer_layout.back()] : nullptr;
   for (int32_t s = 0; s < num_seqs; ++s) {

@@ -66,6 +66,12 @@ class CudaBackend final : public Backend {
   static bool QuestFp8(const ModelConfig& local);
   // Decode batch sizes with a captured CUDA graph (tests, logs).
   int32_t graphs_captured() const { return static_cast<int32_t>(graphs_.size()); }
+  // Host times (SystemClock, us) of the last Execute: entered, its kernels or graph enqueued,
+  // its stream synchronized. For the tensor-parallel driver's $LILSERVE_TP_TRACE.
+  struct StepClock {
+    int64_t begin_us = 0, launched_us = 0, synced_us = 0;
+  };
+  const StepClock& last_clock() const { return last_clock_; }
   // Whether the fused decode path is on (fused_norm_ below).
   bool fused_norm() const { return fused_norm_; }
   // Whether a step of t tokens runs the fused path: fused_norm_, and one token, or with
@@ -110,6 +116,7 @@ class CudaBackend final : public Backend {
   // laid out for kMaxGraphBatch tokens and graph_nnz_cap_ page-list entries; growing either
   // drops the graphs. $LILSERVE_CUDA_GRAPHS=0 turns them off.
   static constexpr int32_t kMaxGraphBatch = 128;
+  StepClock last_clock_;
   bool graphs_enabled_ = true;
   DeviceBuffer graph_work_;
   int64_t graph_nnz_cap_ = 0;

@@ -4,6 +4,8 @@
 #include <algorithm>
 #include <latch>
 
+#include "common/clock.h"
+#include "common/env.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "engine/parallel/plan_codec.h"
@@ -15,6 +17,10 @@ namespace {
 // Where the one-shot all-reduce stops and NCCL takes over (nccl_allreduce_bench, docs/PERF.md):
 // at TP=2 one-shot wins up to 4 MiB; at TP=4 it pushes 3 copies and loses from 1 MiB on.
 int64_t OneShotBytes(int32_t world) { return world <= 2 ? (2 << 20) : (512 << 10); }
+// How long a rank's host thread polls in a plan broadcast's rendezvous before sleeping
+// ($LILSERVE_TP_SPIN=0: never): the four rendezvous of one broadcast follow each other within
+// microseconds, and the first is where the workers sit between steps.
+constexpr int64_t kPlanSpinMicros = 200;
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<TensorParallelCudaBackend>> TensorParallelCudaBackend::Create(
@@ -31,7 +37,8 @@ absl::StatusOr<std::unique_ptr<TensorParallelCudaBackend>> TensorParallelCudaBac
   }
   LIL_ASSIGN_OR_RETURN(const NcclUniqueId id, NcclNewUniqueId());
   auto tp = std::unique_ptr<TensorParallelCudaBackend>(new TensorParallelCudaBackend());
-  LIL_ASSIGN_OR_RETURN(tp->group_, InProcessGroup::Create(world));
+  // Ranks poll up to kPlanSpinMicros for the next plan before they sleep (InProcessGroup).
+  LIL_ASSIGN_OR_RETURN(tp->group_, InProcessGroup::Create(world, EnvIs("LILSERVE_TP_SPIN", "0") ? 0 : kPlanSpinMicros));
   for (int32_t r = 0; r < world; ++r) {
     LIL_ASSIGN_OR_RETURN(std::unique_ptr<Communicator> c, tp->group_->ForRank(r));
     tp->host_.push_back(std::move(c));
@@ -99,6 +106,8 @@ absl::StatusOr<std::unique_ptr<TensorParallelCudaBackend>> TensorParallelCudaBac
   LIL_LOG_INFO("CUDA tensor parallelism: {} ranks on GPUs 0-{}, {} KV pages per GPU, all-reduce {}", world,
                world - 1, tp->ranks_[0].backend->num_pages(),
                one_shot ? absl::StrCat("one-shot up to ", OneShotBytes(world) >> 10, " KiB, NCCL above") : "NCCL");
+  tp->trace_ = EnvIs("LILSERVE_TP_TRACE", "1");
+  tp->trace_rows_.resize(world);
   for (int32_t r = 1; r < world; ++r) tp->workers_.emplace_back([p = tp.get(), r] { p->WorkerLoop(r); });
   return tp;
 }
@@ -109,6 +118,7 @@ TensorParallelCudaBackend::~TensorParallelCudaBackend() {
     if (!s.ok()) group_->Abort(s);
   }
   for (std::thread& t : workers_) t.join();
+  if (trace_) LogTrace();
   for (Rank& rank : ranks_) {
     cudaSetDevice(rank.device);
     rank.backend.reset();
@@ -134,13 +144,20 @@ absl::StatusOr<StepResult> TensorParallelCudaBackend::Execute(const StepPlan& pl
     return absl::FailedPreconditionError(absl::StrCat(
         "the tensor-parallel CUDA backend stopped after an earlier error: ", aborted.message()));
   }
+  TraceRow row;
+  if (trace_) row.entered_us = SystemClock::Get()->NowMicros();
   // A malformed plan is answered here, before any rank sees it (no state changes).
   LIL_RETURN_IF_ERROR(CheckPlan(plan, config(), num_pages(), page_size()));
   if (absl::Status s = BroadcastPlan(*host_[0], plan); !s.ok()) {
     AbortAll(s);
     return s;
   }
+  if (trace_) row.planned_us = SystemClock::Get()->NowMicros();
   absl::StatusOr<StepResult> result = ranks_[0].backend->Execute(plan);
+  if (trace_) {
+    row.clock = ranks_[0].backend->last_clock();
+    trace_rows_[0].push_back(row);
+  }
   if (result.ok()) {
     if (absl::Status s = ranks_[0].nccl->AsyncError(); !s.ok()) result = s;
   }
@@ -155,12 +172,55 @@ void TensorParallelCudaBackend::WorkerLoop(int32_t rank) {
     if (plan.ok() && !plan->has_value()) return;  // stop
     if (!plan.ok() && !group_->aborted().ok()) return;  // the group was aborted
     absl::Status s = plan.status();
+    TraceRow row;
+    if (trace_) row.entered_us = row.planned_us = SystemClock::Get()->NowMicros();
     if (plan.ok()) s = ranks_[rank].backend->Execute(**plan).status();
+    if (trace_) {
+      row.clock = ranks_[rank].backend->last_clock();
+      trace_rows_[rank].push_back(row);
+    }
     if (s.ok()) s = ranks_[rank].nccl->AsyncError();
     if (!s.ok()) {
       AbortAll(absl::Status(s.code(), absl::StrCat("rank ", rank, ": ", s.message())));
       return;
     }
+  }
+}
+
+void TensorParallelCudaBackend::LogTrace() const {
+  const size_t steps = trace_rows_[0].size();
+  for (const auto& rows : trace_rows_) {
+    if (rows.size() != steps) {
+      LIL_LOG_INFO("tp trace: ranks recorded different step counts");
+      return;
+    }
+  }
+  if (steps == 0) return;
+  auto median = [](std::vector<int64_t> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  std::vector<int64_t> check, enqueue0, sync0;
+  for (const TraceRow& r : trace_rows_[0]) {
+    check.push_back(r.planned_us - r.entered_us);
+    enqueue0.push_back(r.clock.launched_us - r.clock.begin_us);
+    sync0.push_back(r.clock.synced_us - r.clock.launched_us);
+  }
+  LIL_LOG_INFO("tp trace, {} steps, median us: rank 0 check + broadcast {}, Execute to enqueued {}, enqueued to synced {}",
+               steps, median(check), median(enqueue0), median(sync0));
+  for (size_t q = 1; q < trace_rows_.size(); ++q) {
+    std::vector<int64_t> received, enqueue, launch_skew, sync_skew;
+    for (size_t i = 0; i < steps; ++i) {
+      const TraceRow& a = trace_rows_[0][i];
+      const TraceRow& b = trace_rows_[q][i];
+      received.push_back(b.planned_us - a.planned_us);
+      enqueue.push_back(b.clock.launched_us - b.clock.begin_us);
+      launch_skew.push_back(b.clock.launched_us - a.clock.launched_us);
+      sync_skew.push_back(b.clock.synced_us - a.clock.synced_us);
+    }
+    LIL_LOG_INFO("tp trace rank {}: plan in hand {} after rank 0's broadcast returned, Execute to enqueued {}, "
+                 "enqueued {} after rank 0, synced {} after rank 0 (median us)",
+                 q, median(received), median(enqueue), median(launch_skew), median(sync_skew));
   }
 }
 

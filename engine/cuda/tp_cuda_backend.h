@@ -65,6 +65,17 @@ class TensorParallelCudaBackend final : public Backend {
   // First error wins: the host group and every NCCL communicator are aborted.
   void AbortAll(const absl::Status& why);
 
+  // $LILSERVE_TP_TRACE=1: each rank's host times a step (SystemClock us; rank 0: Execute
+  // entered and its plan broadcast, the others: plan received), with the rank's
+  // CudaBackend::StepClock; summarized in the log when the backend is destroyed.
+  struct TraceRow {
+    int64_t entered_us = 0, planned_us = 0;
+    CudaBackend::StepClock clock;
+  };
+  void LogTrace() const;
+  bool trace_ = false;
+  std::vector<std::vector<TraceRow>> trace_rows_;  // [rank][step], each written by its rank's thread
+
   std::shared_ptr<InProcessGroup> group_;          // host control plane (plans)
   std::vector<std::unique_ptr<Communicator>> host_;  // [rank]
   std::vector<Rank> ranks_;                          // [rank]

@@ -2,6 +2,7 @@
 #include "engine/parallel/communicator.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cstring>
 
 #include "absl/strings/str_cat.h"
@@ -18,9 +19,9 @@ const char* OpName(int op) {
 
 }  // namespace
 
-absl::StatusOr<std::shared_ptr<InProcessGroup>> InProcessGroup::Create(int32_t world_size) {
+absl::StatusOr<std::shared_ptr<InProcessGroup>> InProcessGroup::Create(int32_t world_size, int64_t spin_micros) {
   if (world_size < 1) return InvalidArgument("world size must be >= 1, got ", world_size);
-  return std::shared_ptr<InProcessGroup>(new InProcessGroup(world_size));
+  return std::shared_ptr<InProcessGroup>(new InProcessGroup(world_size, spin_micros));
 }
 
 absl::StatusOr<std::vector<std::unique_ptr<Communicator>>> InProcessGroup::CreateCommunicators(
@@ -34,8 +35,8 @@ absl::StatusOr<std::vector<std::unique_ptr<Communicator>>> InProcessGroup::Creat
   return comms;
 }
 
-InProcessGroup::InProcessGroup(int32_t world_size)
-    : world_(world_size), posts_(world_size), posted_(world_size, false) {}
+InProcessGroup::InProcessGroup(int32_t world_size, int64_t spin_micros)
+    : world_(world_size), spin_micros_(spin_micros), posts_(world_size), posted_(world_size, false) {}
 
 absl::StatusOr<std::unique_ptr<Communicator>> InProcessGroup::ForRank(int32_t rank) {
   if (rank < 0 || rank >= world_) {
@@ -50,6 +51,7 @@ void InProcessGroup::Abort(const absl::Status& why) {
   const absl::StatusCode code = why.ok() ? absl::StatusCode::kAborted : why.code();
   aborted_ = absl::Status(code, absl::StrCat("tensor-parallel group aborted: ",
                                              why.ok() ? "no reason given" : why.message()));
+  aborted_seen_.store(true, std::memory_order_release);
   cv_.SignalAll();
 }
 
@@ -127,8 +129,18 @@ absl::Status InProcessGroup::Rendezvous(int32_t rank, const Post& post, std::vec
     arrived_ = 0;
     posted_.assign(world_, false);
     ++generation_;
+    generation_seen_.store(generation_, std::memory_order_release);
     cv_.SignalAll();
   } else {
+    if (spin_micros_ > 0) {
+      // Poll without the lock for a while; the loop below then finds the round done, or waits.
+      mu_.Unlock();
+      const auto until = std::chrono::steady_clock::now() + std::chrono::microseconds(spin_micros_);
+      while (generation_seen_.load(std::memory_order_acquire) == generation &&
+             !aborted_seen_.load(std::memory_order_acquire) && std::chrono::steady_clock::now() < until) {
+      }
+      mu_.Lock();
+    }
     while (generation_ == generation && aborted_.ok()) cv_.Wait(&mu_);
     if (generation_ == generation) return aborted_;
   }

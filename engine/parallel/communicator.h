@@ -13,6 +13,7 @@
 //     are called concurrently from N threads.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 #include <vector>
@@ -45,8 +46,12 @@ class Communicator {
 // buffer another rank is still reading. Create once, then hand ForRank(r) to thread r.
 class InProcessGroup : public std::enable_shared_from_this<InProcessGroup> {
  public:
-  // INVALID_ARGUMENT unless world_size >= 1.
-  static absl::StatusOr<std::shared_ptr<InProcessGroup>> Create(int32_t world_size);
+  // INVALID_ARGUMENT unless world_size >= 1. spin_micros > 0: a rank that waits for the
+  // others first polls for up to that long before it sleeps on the condition variable (a
+  // sleeping thread wakes tens of microseconds after the signal; the CUDA tensor-parallel
+  // driver's plan broadcast pays that on every step, while its ranks' cores are otherwise
+  // idle). 0 (the CPU backend, whose ranks compute on the cores a spin would take): sleep at once.
+  static absl::StatusOr<std::shared_ptr<InProcessGroup>> Create(int32_t world_size, int64_t spin_micros = 0);
   // World size 1..N communicators, element r for rank r.
   static absl::StatusOr<std::vector<std::unique_ptr<Communicator>>> CreateCommunicators(
       int32_t world_size);
@@ -73,7 +78,7 @@ class InProcessGroup : public std::enable_shared_from_this<InProcessGroup> {
     int32_t root = 0;
   };
 
-  explicit InProcessGroup(int32_t world_size);
+  InProcessGroup(int32_t world_size, int64_t spin_micros);
   // Phase 1: posts this rank's buffers and waits for every rank's; on success `posts` holds
   // all of them (rank order) and, for a sum, sum_ holds the reduction.
   absl::Status Gather(int32_t rank, const Post& post, std::vector<Post>* posts);
@@ -85,6 +90,10 @@ class InProcessGroup : public std::enable_shared_from_this<InProcessGroup> {
   absl::Status CompleteRound() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   const int32_t world_;
+  const int64_t spin_micros_;
+  // generation_'s value, also readable without mu_ (the spin before a wait).
+  std::atomic<uint64_t> generation_seen_{0};
+  std::atomic<bool> aborted_seen_{false};  // set with aborted_: a spin ends at once
   mutable absl::Mutex mu_;
   absl::CondVar cv_;
   int32_t arrived_ ABSL_GUARDED_BY(mu_) = 0;

@@ -1,18 +1,21 @@
 // File: tests/engine/parallel/communicator_test.cc
 // The in-process Communicator with 1..4 ranks on threads: results of every collective,
 // bitwise-identical rank-ordered sums, agreement checks failing on every rank at once,
-// abort waking waiting ranks, misuse from two threads.
+// abort waking waiting ranks, misuse from two threads; a group whose waiting ranks poll
+// before they sleep (InProcessGroup::Create spin_micros).
 #include "engine/parallel/communicator.h"
 
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <chrono>
 #include <cstring>
 #include <functional>
 #include <random>
 #include <thread>
 
 #include "absl/strings/str_cat.h"
+#include "common/status.h"
 
 namespace lil {
 namespace {
@@ -269,6 +272,51 @@ TEST(CommunicatorTest, AbortWakesWaitingRanksAndFailsLaterCalls) {
   float x = 1.0f;
   EXPECT_EQ(comms[2]->AllReduceSum(&x, 1).code(), absl::StatusCode::kUnavailable);
   EXPECT_EQ((*group)->aborted().code(), absl::StatusCode::kUnavailable);
+}
+
+// A group whose waiting ranks poll before they sleep (spin_micros): rounds back to back
+// with every rank late now and then, by less than the spin (the poll sees the round end)
+// and by more (the rank has gone to sleep and is woken), give the results of the sleeping
+// group; an abort ends a spin far shorter than the spin's limit.
+TEST(CommunicatorTest, SpinningRanksGiveTheSameResults) {
+  constexpr int32_t kWorld = 3;
+  auto group = InProcessGroup::Create(kWorld, /*spin_micros=*/50);
+  ASSERT_TRUE(group.ok());
+  std::vector<std::unique_ptr<Communicator>> comms;
+  for (int32_t r = 0; r < kWorld; ++r) comms.push_back(*(*group)->ForRank(r));
+  std::vector<absl::Status> status(kWorld);
+  std::vector<std::thread> threads;
+  for (int32_t r = 0; r < kWorld; ++r) {
+    threads.emplace_back([&, r] {
+      status[r] = [&]() -> absl::Status {
+        for (int round = 0; round < 300; ++round) {
+          if ((round + r) % 7 == 0) std::this_thread::sleep_for(std::chrono::microseconds(round % 2 ? 10 : 200));
+          int64_t word = r == 0 ? 1000 + round : -1;
+          LIL_RETURN_IF_ERROR(comms[r]->Broadcast(&word, sizeof(word), 0));
+          if (word != 1000 + round) return absl::InternalError(absl::StrCat("broadcast got ", word));
+          float x = static_cast<float>(r + round);
+          LIL_RETURN_IF_ERROR(comms[r]->AllReduceSum(&x, 1));
+          if (x != static_cast<float>(3 * round + 3)) return absl::InternalError(absl::StrCat("sum got ", x));
+        }
+        return absl::OkStatus();
+      }();
+    });
+  }
+  for (auto& t : threads) t.join();
+  for (int32_t r = 0; r < kWorld; ++r) EXPECT_TRUE(status[r].ok()) << "rank " << r << ": " << status[r];
+
+  auto slow = InProcessGroup::Create(2, /*spin_micros=*/int64_t{60} * 1000 * 1000);
+  ASSERT_TRUE(slow.ok());
+  auto lone = (*slow)->ForRank(0);
+  ASSERT_TRUE(lone.ok());
+  absl::Status waited;
+  const auto start = std::chrono::steady_clock::now();
+  std::thread w([&] { waited = (*lone)->Barrier(); });  // rank 1 never comes
+  std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  (*slow)->Abort(absl::UnavailableError("rank 1 died"));
+  w.join();
+  EXPECT_EQ(waited.code(), absl::StatusCode::kUnavailable);
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(30));
 }
 
 TEST(CommunicatorTest, OneRankFromTwoThreadsIsAnError) {
