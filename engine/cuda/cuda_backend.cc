@@ -345,7 +345,10 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
   const int64_t row_cap = graph ? int64_t{kMaxGraphBatch} * c.num_kv_heads + 1 : 0;
 
   // Pack the int inputs; the layouts' pages/logical also go to a writable copy.
-  IntPack pack, rw;
+  IntPack& pack = pack_;
+  IntPack& rw = rw_;
+  pack.Reset();
+  rw.Reset();
   Work w;
   w.tokens = pack.Add(in.tokens, tok_cap);
   w.pos = pack.Add(in.pos, tok_cap);
@@ -416,8 +419,8 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
   Carve carve;
   auto carve_all = [&] {
     carve.used = 0;
-    w.ints = carve.Take<int32_t>(pack.data.size());
-    w.pages_rw = carve.Take<int32_t>(rw.data.size());
+    w.ints = carve.Take<int32_t>(pack.size());
+    w.pages_rw = carve.Take<int32_t>(rw.size());
     w.x = carve.Take<float>(t * c.hidden_size);
     w.qkv = carve.Take<float>(t * (c.q_dim() + 2 * c.kv_dim()));
     w.q = carve.Take<float>(t * c.q_dim());
@@ -449,17 +452,18 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
   }
   carve.base = work.get<char>();
   carve_all();
-  // One upload: the int pack and the writable page lists, through pinned memory (the previous
-  // step ended with a stream synchronize, so the staging buffer is free).
-  const size_t pack_bytes = pack.data.size() * 4, rw_bytes = rw.data.size() * 4;
-  LIL_RETURN_IF_ERROR(staging_.Reserve(pack_bytes + rw_bytes));
-  std::memcpy(staging_.get<char>(), pack.data.data(), pack_bytes);
-  if (rw_bytes > 0) std::memcpy(staging_.get<char>() + pack_bytes, rw.data.data(), rw_bytes);
-  LIL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(const_cast<int32_t*>(w.ints), staging_.get<char>(), pack_bytes,
-                                           cudaMemcpyHostToDevice, stream_));
-  if (rw_bytes > 0) {
-    LIL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(w.pages_rw, staging_.get<char>() + pack_bytes, rw_bytes,
-                                             cudaMemcpyHostToDevice, stream_));
+  // The int pack and the writable page lists go up through pinned memory (the previous step
+  // ended with a stream synchronize, so the staging buffer is free), the runs each wrote only:
+  // not the capacity padding of graph steps.
+  LIL_RETURN_IF_ERROR(staging_.Reserve(sizeof(int32_t) * (pack.size() + rw.size())));
+  int32_t* const staged = staging_.get<int32_t>();
+  for (const auto& [from, dst] : {std::pair{&pack, const_cast<int32_t*>(w.ints)}, std::pair{&rw, w.pages_rw}}) {
+    int32_t* const host = staged + (from == &pack ? 0 : pack.size());
+    for (const IntPack::Extent& e : from->extents()) {
+      std::memcpy(host + e.offset, from->data() + e.offset, sizeof(int32_t) * e.count);
+      LIL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dst + e.offset, host + e.offset, sizeof(int32_t) * e.count,
+                                               cudaMemcpyHostToDevice, stream_));
+    }
   }
   if (in.mass_size > 0) {
     LIL_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(w.seq_mass, 0, sizeof(float) * in.mass_size, stream_));

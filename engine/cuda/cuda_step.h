@@ -36,17 +36,43 @@ struct StepInputs {
 
 StepInputs BuildStepInputs(const StepPlan& plan, const ModelConfig& c, int32_t page_size);
 
-// Concatenates int32 arrays; Add returns the element offset of the array in the pack.
-struct IntPack {
-  std::vector<int32_t> data;
-  // `capacity` reserves room for that many elements (fixed offsets for CUDA graphs).
+// Concatenates int32 arrays for one upload; Add returns the array's element offset. An array
+// may be given a capacity (fixed offsets for CUDA graphs) whose padding is never written:
+// extents() lists the written runs, runs less than kMergeGap elements apart merged, so a step
+// uploads what it wrote in few copies (what lies between merged runs is stale and unread).
+// Reused from step to step (Reset), so its buffer is not zero-filled again each step.
+class IntPack {
+ public:
+  static constexpr int64_t kMergeGap = 4096;
+  struct Extent {
+    int64_t offset, count;
+  };
+  void Reset() {
+    size_ = 0;
+    extents_.clear();
+  }
   int64_t Add(const std::vector<int32_t>& v, int64_t capacity = 0) {
-    const int64_t off = static_cast<int64_t>(data.size());
-    data.insert(data.end(), v.begin(), v.end());
-    data.resize(off + std::max<int64_t>(capacity, static_cast<int64_t>(v.size())));
-    data.resize((data.size() + 3) / 4 * 4);  // 16-byte aligned starts
+    const int64_t off = size_, n = static_cast<int64_t>(v.size());
+    size_ = (off + std::max(capacity, n) + 3) / 4 * 4;  // 16-byte aligned starts
+    if (static_cast<int64_t>(data_.size()) < size_) data_.resize(size_);
+    std::copy(v.begin(), v.end(), data_.begin() + off);
+    if (n > 0) {
+      if (!extents_.empty() && off - (extents_.back().offset + extents_.back().count) < kMergeGap) {
+        extents_.back().count = off + n - extents_.back().offset;
+      } else {
+        extents_.push_back({off, n});
+      }
+    }
     return off;
   }
+  int64_t size() const { return size_; }  // elements, padding included
+  const int32_t* data() const { return data_.data(); }
+  const std::vector<Extent>& extents() const { return extents_; }
+
+ private:
+  std::vector<int32_t> data_;
+  int64_t size_ = 0;
+  std::vector<Extent> extents_;
 };
 
 }  // namespace lil::cuda
