@@ -21,6 +21,8 @@ int64_t OneShotBytes(int32_t world) { return world <= 2 ? (2 << 20) : (512 << 10
 // ($LILSERVE_TP_SPIN=0: never): the four rendezvous of one broadcast follow each other within
 // microseconds, and the first is where the workers sit between steps.
 constexpr int64_t kPlanSpinMicros = 200;
+// $LILSERVE_TP_TRACE keeps the first this many steps (48 bytes a rank each).
+constexpr size_t kTraceMaxSteps = size_t{1} << 20;
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<TensorParallelCudaBackend>> TensorParallelCudaBackend::Create(
@@ -154,7 +156,7 @@ absl::StatusOr<StepResult> TensorParallelCudaBackend::Execute(const StepPlan& pl
   }
   if (trace_) row.planned_us = SystemClock::Get()->NowMicros();
   absl::StatusOr<StepResult> result = ranks_[0].backend->Execute(plan);
-  if (trace_) {
+  if (trace_ && trace_rows_[0].size() < kTraceMaxSteps) {
     row.clock = ranks_[0].backend->last_clock();
     trace_rows_[0].push_back(row);
   }
@@ -175,7 +177,7 @@ void TensorParallelCudaBackend::WorkerLoop(int32_t rank) {
     TraceRow row;
     if (trace_) row.entered_us = row.planned_us = SystemClock::Get()->NowMicros();
     if (plan.ok()) s = ranks_[rank].backend->Execute(**plan).status();
-    if (trace_) {
+    if (trace_ && trace_rows_[rank].size() < kTraceMaxSteps) {
       row.clock = ranks_[rank].backend->last_clock();
       trace_rows_[rank].push_back(row);
     }

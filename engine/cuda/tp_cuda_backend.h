@@ -67,7 +67,8 @@ class TensorParallelCudaBackend final : public Backend {
 
   // $LILSERVE_TP_TRACE=1: each rank's host times a step (SystemClock us; rank 0: Execute
   // entered and its plan broadcast, the others: plan received), with the rank's
-  // CudaBackend::StepClock; summarized in the log when the backend is destroyed.
+  // CudaBackend::StepClock, for the first 2^20 steps; summarized in the log when the backend is
+  // destroyed.
   struct TraceRow {
     int64_t entered_us = 0, planned_us = 0;
     CudaBackend::StepClock clock;
