@@ -318,7 +318,8 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
   for (const ScheduledSeq& seq : plan.seqs) {
     seqs_[seq.id].Update(seq, seed_base_);
   }
-  const StepInputs in = BuildStepInputs(plan, c, page_size_);
+  BuildStepInputs(plan, c, page_size_, &step_inputs_);
+  const StepInputs& in = step_inputs_;
   for (const RowLayout& l : in.layouts) {
     for (int32_t s : l.quest_seqs) {
       if (in.cand_indptr[s + 1] - in.cand_indptr[s] > kQuestMaxCandidates) {

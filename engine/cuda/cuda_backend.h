@@ -112,6 +112,7 @@ class CudaBackend final : public Backend {
   DeviceBuffer kv_pool_;     // [layers][K | V | Quest] per layer, see LayerView
   DeviceBuffer ints_, work_;
   PinnedBuffer staging_;         // the step's int inputs on their way up
+  StepInputs step_inputs_;       // the step's inputs, rebuilt in place each step (Execute)
   IntPack pack_, rw_;            // the step's int inputs and writable page lists (Execute)
   // CUDA graphs of decode steps, one per batch size (<= kMaxGraphBatch), all over graph_work_
   // laid out for kMaxGraphBatch tokens and graph_nnz_cap_ page-list entries; growing either

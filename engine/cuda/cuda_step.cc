@@ -10,36 +10,58 @@ namespace lil::cuda {
 namespace {
 
 // Dense rows for every sequence, except those in `quest`, which get `budget` slots each.
-RowLayout BuildLayout(const StepInputs& in, int32_t hkv, const std::vector<bool>& quest) {
-  RowLayout l;
-  l.indptr.push_back(0);
+// Refills *l (its vectors keep their capacity).
+void BuildLayout(const StepInputs& in, int32_t hkv, const std::vector<bool>& quest, RowLayout* l) {
   const int32_t num_seqs = static_cast<int32_t>(in.seq_first.size());
+  int64_t entries = 0;
+  for (int32_t s = 0; s < num_seqs; ++s) {
+    const int32_t cands = in.cand_indptr[s + 1] - in.cand_indptr[s];
+    entries += int64_t{hkv} * (quest[s] ? std::min(cands, in.quest_budget[s]) : cands);
+  }
+  l->indptr.clear();
+  l->pages.clear();
+  l->logical.clear();
+  l->entry_seq.clear();
+  l->quest_seqs.clear();
+  l->indptr.reserve(int64_t{num_seqs} * hkv + 1);
+  l->pages.reserve(entries);
+  l->logical.reserve(entries);
+  l->entry_seq.reserve(entries);
+  l->indptr.push_back(0);
   for (int32_t s = 0; s < num_seqs; ++s) {
     const int32_t c0 = in.cand_indptr[s], c1 = in.cand_indptr[s + 1];
-    if (quest[s]) l.quest_seqs.push_back(s);
+    if (quest[s]) l->quest_seqs.push_back(s);
     for (int32_t h = 0; h < hkv; ++h) {
       if (quest[s]) {
         const int32_t n = std::min(c1 - c0, in.quest_budget[s]);
-        l.pages.insert(l.pages.end(), n, 0);  // filled by QuestSelect
-        l.logical.insert(l.logical.end(), n, 0);
-        l.entry_seq.insert(l.entry_seq.end(), n, s);
+        l->pages.insert(l->pages.end(), n, 0);  // filled by QuestSelect
+        l->logical.insert(l->logical.end(), n, 0);
+        l->entry_seq.insert(l->entry_seq.end(), n, s);
       } else {
-        l.pages.insert(l.pages.end(), in.cand_pages.begin() + c0, in.cand_pages.begin() + c1);
-        l.logical.insert(l.logical.end(), in.cand_logical.begin() + c0, in.cand_logical.begin() + c1);
-        l.entry_seq.insert(l.entry_seq.end(), c1 - c0, s);
+        l->pages.insert(l->pages.end(), in.cand_pages.begin() + c0, in.cand_pages.begin() + c1);
+        l->logical.insert(l->logical.end(), in.cand_logical.begin() + c0, in.cand_logical.begin() + c1);
+        l->entry_seq.insert(l->entry_seq.end(), c1 - c0, s);
       }
-      l.indptr.push_back(static_cast<int32_t>(l.pages.size()));
+      l->indptr.push_back(static_cast<int32_t>(l->pages.size()));
     }
   }
-  return l;
 }
 
 }  // namespace
 
-StepInputs BuildStepInputs(const StepPlan& plan, const ModelConfig& c, int32_t page_size) {
-  StepInputs in;
+void BuildStepInputs(const StepPlan& plan, const ModelConfig& c, int32_t page_size, StepInputs* out) {
+  // Every vector is cleared, not freed: refilled step after step, they stop allocating (a
+  // batch-64 step's page lists are hundreds of KB, which the allocator would otherwise map
+  // and fault in again every step).
+  std::vector<RowLayout> spare = std::move(out->layouts);
+  out->Clear();
+  StepInputs& in = *out;
   const int32_t num_seqs = static_cast<int32_t>(plan.seqs.size());
   std::map<int32_t, int32_t> touched;  // page -> highest slot written
+  int64_t cands = 0;
+  for (const ScheduledSeq& seq : plan.seqs) cands += static_cast<int64_t>(seq.page_table.size());
+  in.cand_pages.reserve(cands);
+  in.cand_logical.reserve(cands);
   in.cand_indptr.push_back(0);
   for (int32_t s = 0; s < num_seqs; ++s) {
     const ScheduledSeq& seq = plan.seqs[s];
@@ -95,10 +117,13 @@ StepInputs BuildStepInputs(const StepPlan& plan, const ModelConfig& c, int32_t p
                  in.quest_budget[s] < cands;
     }
     auto [it, fresh] = seen.emplace(quest, static_cast<int32_t>(in.layouts.size()));
-    if (fresh) in.layouts.push_back(BuildLayout(in, c.num_kv_heads, quest));
+    if (fresh) {
+      const size_t k = in.layouts.size();
+      in.layouts.push_back(k < spare.size() ? std::move(spare[k]) : RowLayout{});
+      BuildLayout(in, c.num_kv_heads, quest, &in.layouts.back());
+    }
     in.layer_layout.push_back(it->second);
   }
-  return in;
 }
 
 }  // namespace lil::cuda

@@ -32,9 +32,24 @@ struct StepInputs {
   int32_t mass_size = 0;
   std::vector<int32_t> logit_rows;                             // token rows needing logits
   std::vector<int32_t> first_logit_row;                        // per seq, -1: none
+
+  // Empties every field above, keeping the vectors' memory (a field added above belongs here).
+  void Clear() {
+    num_tokens = 0;
+    mass_size = 0;
+    for (std::vector<int32_t>* v : {&tokens, &pos, &seq, &dst_page, &dst_slot, &seq_first, &seq_len, &cand_indptr,
+                                    &cand_pages, &cand_logical, &quest_budget, &quest_dense_layers, &layer_layout,
+                                    &touched_pages, &touched_last_slot, &mass_offset, &logit_rows,
+                                    &first_logit_row}) {
+      v->clear();
+    }
+    layouts.clear();
+  }
 };
 
-StepInputs BuildStepInputs(const StepPlan& plan, const ModelConfig& c, int32_t page_size);
+// Fills *in for `plan`, reusing its vectors' memory (the CUDA backend keeps one StepInputs for
+// all its steps).
+void BuildStepInputs(const StepPlan& plan, const ModelConfig& c, int32_t page_size, StepInputs* in);
 
 // Concatenates int32 arrays for one upload; Add returns the array's element offset. An array
 // may be given a capacity (fixed offsets for CUDA graphs) whose padding is never written:

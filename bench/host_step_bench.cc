@@ -1,0 +1,87 @@
+// File: bench/host_step_bench.cc
+// The host side of a CUDA decode step, which runs before the step's graph is enqueued while the
+// GPU idles (docs/PARALLEL.md's TP trace measures it on the GPU machine): CheckPlan and
+// BuildStepInputs (engine/cuda/cuda_step.h) on decode plans of the Llama-3-8B shape, batch
+// 1-128 at 1k context, 16-token pages. BuildStepInputs into one StepInputs reused step after
+// step (what the backend does since session 14) beside a fresh StepInputs each step (before),
+// in the same run. No GPU needed. Usage: host_step_bench [--context N] [--reps N]
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <vector>
+
+#include "engine/cuda/cuda_step.h"
+#include "engine/model_config.h"
+#include "engine/plan_check.h"
+#include "scheduler/step_plan.h"
+
+namespace {
+
+template <typename F>
+double MedianUs(int reps, F&& f) {
+  std::vector<double> t;
+  for (int s = 0; s < 7; ++s) {
+    const auto t0 = std::chrono::steady_clock::now();
+    for (int i = 0; i < reps; ++i) f();
+    t.push_back(std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / reps);
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  int32_t context = 1024;
+  int reps = 50;
+  for (int i = 1; i + 1 < argc; i += 2) {
+    if (std::strcmp(argv[i], "--context") == 0) context = std::atoi(argv[i + 1]);
+    if (std::strcmp(argv[i], "--reps") == 0) reps = std::atoi(argv[i + 1]);
+  }
+  lil::ModelConfig c;  // Llama-3-8B's shape (what the step building reads of it)
+  c.vocab_size = 128256;
+  c.hidden_size = 4096;
+  c.intermediate_size = 14336;
+  c.num_layers = 32;
+  c.num_heads = 32;
+  c.num_kv_heads = 8;
+  c.head_dim = 128;
+  constexpr int32_t kPage = 16;
+  const int32_t pages = (context + 1 + kPage - 1) / kPage;
+  std::printf("Host side of a decode step, 8B shape, context %d, %d-token pages (median us of 7 x %d)\n\n", context,
+              kPage, reps);
+  std::printf("| batch | page entries | CheckPlan | BuildStepInputs, reused | BuildStepInputs, fresh | fresh / reused |\n"
+              "|---|---|---|---|---|---|\n");
+  for (int32_t batch : {1, 8, 32, 64, 128}) {
+    lil::StepPlan plan;
+    for (int32_t s = 0; s < batch; ++s) {
+      lil::ScheduledSeq q;
+      q.id = lil::RequestId{static_cast<uint64_t>(s + 1)};
+      q.tokens = {42};
+      q.start_pos = context;
+      q.sample = true;
+      for (int32_t p = 0; p < pages; ++p) q.page_table.push_back(lil::PageId{s * pages + p});
+      plan.seqs.push_back(q);
+    }
+    const int32_t num_pages = batch * pages;
+    if (!lil::CheckPlan(plan, c, num_pages, kPage).ok()) return 1;
+    size_t sink = 0;
+    const double check = MedianUs(reps, [&] { sink += lil::CheckPlan(plan, c, num_pages, kPage).ok(); });
+    lil::cuda::StepInputs reused;
+    const double warm = MedianUs(reps, [&] {
+      lil::cuda::BuildStepInputs(plan, c, kPage, &reused);
+      sink += reused.layouts.size();
+    });
+    const double fresh = MedianUs(reps, [&] {
+      lil::cuda::StepInputs in;
+      lil::cuda::BuildStepInputs(plan, c, kPage, &in);
+      sink += in.layouts.size();
+    });
+    std::printf("| %d | %zu | %.1f | %.1f | %.1f | %.1fx |\n", batch, reused.layouts[0].pages.size(), check, warm, fresh,
+                fresh / warm);
+    if (sink == 0) std::printf("(no work)\n");
+  }
+  return 0;
+}
