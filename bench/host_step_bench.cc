@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "engine/cuda/cuda_step.h"
@@ -48,6 +49,7 @@ int main(int argc, char** argv) {
   c.num_heads = 32;
   c.num_kv_heads = 8;
   c.head_dim = 128;
+  c.max_position_embeddings = 131072;
   constexpr int32_t kPage = 16;
   const int32_t pages = (context + 1 + kPage - 1) / kPage;
   std::printf("Host side of a decode step, 8B shape, context %d, %d-token pages (median us of 7 x %d)\n\n", context,
@@ -66,7 +68,10 @@ int main(int argc, char** argv) {
       plan.seqs.push_back(q);
     }
     const int32_t num_pages = batch * pages;
-    if (!lil::CheckPlan(plan, c, num_pages, kPage).ok()) return 1;
+    if (const absl::Status s = lil::CheckPlan(plan, c, num_pages, kPage); !s.ok()) {
+      std::fprintf(stderr, "host_step_bench: the plan is refused: %s\n", std::string(s.message()).c_str());
+      return 1;
+    }
     size_t sink = 0;
     const double check = MedianUs(reps, [&] { sink += lil::CheckPlan(plan, c, num_pages, kPage).ok(); });
     lil::cuda::StepInputs reused;
