@@ -10,8 +10,10 @@ namespace lil::cuda {
 namespace {
 
 // Dense rows for every sequence, except those in `quest`, which get `budget` slots each.
-// Refills *l (its vectors keep their capacity).
+// Refills *l (its vectors keep their capacity); entry_seq only for a step with h2o mass, its
+// one reader (the GPU's ScatterAdd).
 void BuildLayout(const StepInputs& in, int32_t hkv, const std::vector<bool>& quest, RowLayout* l) {
+  const bool entry_seq = in.mass_size > 0;
   const int32_t num_seqs = static_cast<int32_t>(in.seq_first.size());
   int64_t entries = 0;
   for (int32_t s = 0; s < num_seqs; ++s) {
@@ -26,7 +28,7 @@ void BuildLayout(const StepInputs& in, int32_t hkv, const std::vector<bool>& que
   l->indptr.reserve(int64_t{num_seqs} * hkv + 1);
   l->pages.reserve(entries);
   l->logical.reserve(entries);
-  l->entry_seq.reserve(entries);
+  if (entry_seq) l->entry_seq.reserve(entries);
   l->indptr.push_back(0);
   for (int32_t s = 0; s < num_seqs; ++s) {
     const int32_t c0 = in.cand_indptr[s], c1 = in.cand_indptr[s + 1];
@@ -36,11 +38,11 @@ void BuildLayout(const StepInputs& in, int32_t hkv, const std::vector<bool>& que
         const int32_t n = std::min(c1 - c0, in.quest_budget[s]);
         l->pages.insert(l->pages.end(), n, 0);  // filled by QuestSelect
         l->logical.insert(l->logical.end(), n, 0);
-        l->entry_seq.insert(l->entry_seq.end(), n, s);
+        if (entry_seq) l->entry_seq.insert(l->entry_seq.end(), n, s);
       } else {
         l->pages.insert(l->pages.end(), in.cand_pages.begin() + c0, in.cand_pages.begin() + c1);
         l->logical.insert(l->logical.end(), in.cand_logical.begin() + c0, in.cand_logical.begin() + c1);
-        l->entry_seq.insert(l->entry_seq.end(), c1 - c0, s);
+        if (entry_seq) l->entry_seq.insert(l->entry_seq.end(), c1 - c0, s);
       }
       l->indptr.push_back(static_cast<int32_t>(l->pages.size()));
     }

@@ -15,7 +15,8 @@ namespace lil::cuda {
 // Attention rows (seq * num_kv_heads + h) of one layer. Rows of sequences in Quest mode are
 // sized here (min(budget, candidates) entries) and filled on the GPU by QuestSelect.
 struct RowLayout {
-  std::vector<int32_t> indptr, pages, logical, entry_seq;
+  std::vector<int32_t> indptr, pages, logical;
+  std::vector<int32_t> entry_seq;   // the sequence of each entry; built for steps with h2o mass only
   std::vector<int32_t> quest_seqs;  // sequences whose rows the GPU fills in this layout
 };
 

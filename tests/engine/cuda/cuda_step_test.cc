@@ -144,6 +144,13 @@ TEST(BuildStepInputs, ReusedInputsMatchFreshOnes) {
   EXPECT_EQ(first.layer_layout, (std::vector<int32_t>{0, 1, 1, 1}));
   EXPECT_EQ(first.layouts[1].quest_seqs, std::vector<int32_t>{1});
   EXPECT_EQ(first.mass_size, 3);
+  // entry_seq (the h2o scatter's) for steps with mass only: plan 0 has it, plan 1 does not.
+  EXPECT_EQ(first.layouts[0].entry_seq.size(), first.layouts[0].pages.size());
+  EXPECT_EQ(first.layouts[0].entry_seq[first.layouts[0].indptr[2 * 2]], 2);  // seq 2's first entry (KV head 0)
+  StepInputs dense;
+  BuildStepInputs(plans[1], c, kPage, &dense);
+  EXPECT_TRUE(dense.layouts[0].entry_seq.empty());
+  EXPECT_EQ(dense.layouts[0].pages.size(), 8u * 2 * 5);
 }
 
 }  // namespace
