@@ -56,7 +56,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     const auto& tmpl = ModelTemplate();
     FUZZ_CHECK(tmpl.has_value(), "the default model's chat template did not load");
     std::vector<lil::ChatMessage> messages;
-    for (size_t i = 0; i < parts.size(); ++i) messages.push_back({kRoles[(data[0] >> 1) + i & 3], parts[i]});
+    for (size_t i = 0; i < parts.size(); ++i) messages.push_back({kRoles[((data[0] >> 1) + i) & 3], parts[i]});
     auto out = tmpl->RenderChat(messages, true, "<|im_start|>", "<|im_end|>");
     FUZZ_CHECK(out.ok(), "the model template failed on request data: %s",
                std::string(out.status().message()).c_str());
