@@ -5,15 +5,16 @@
 // 1-128 at 1k context, 16-token pages. BuildStepInputs into one StepInputs reused step after
 // step (what the backend does since session 14) beside a fresh StepInputs each step (before),
 // in the same run. No GPU needed. Usage: host_step_bench [--context N] [--reps N]
+#include <CLI/CLI.hpp>
+
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <string>
 #include <vector>
 
 #include "engine/cuda/cuda_step.h"
+#include "engine/format/model_family.h"
 #include "engine/model_config.h"
 #include "engine/plan_check.h"
 #include "scheduler/step_plan.h"
@@ -37,19 +38,22 @@ double MedianUs(int reps, F&& f) {
 int main(int argc, char** argv) {
   int32_t context = 1024;
   int reps = 50;
-  for (int i = 1; i + 1 < argc; i += 2) {
-    if (std::strcmp(argv[i], "--context") == 0) context = std::atoi(argv[i + 1]);
-    if (std::strcmp(argv[i], "--reps") == 0) reps = std::atoi(argv[i + 1]);
-  }
-  lil::ModelConfig c;  // Llama-3-8B's shape (what the step building reads of it)
-  c.vocab_size = 128256;
-  c.hidden_size = 4096;
-  c.intermediate_size = 14336;
-  c.num_layers = 32;
-  c.num_heads = 32;
-  c.num_kv_heads = 8;
-  c.head_dim = 128;
-  c.max_position_embeddings = 131072;
+  CLI::App app("host time of a CUDA decode step's input building, reused against fresh inputs");
+  app.add_option("--context", context, "tokens already in each sequence");
+  app.add_option("--reps", reps, "calls per timed sample (7 samples, median)");
+  CLI11_PARSE(app, argc, argv);
+  // Llama-3-8B's shape from the family table make-random-model uses (what the step building reads).
+  const absl::StatusOr<lil::ModelFamilyConfig> family = lil::ModelFamilyLike("llama3-8b");
+  if (!family.ok()) return 1;
+  lil::ModelConfig c;
+  c.vocab_size = static_cast<int32_t>(family->vocab_size);
+  c.hidden_size = static_cast<int32_t>(family->hidden_size);
+  c.intermediate_size = static_cast<int32_t>(family->intermediate_size);
+  c.num_layers = static_cast<int32_t>(family->num_layers);
+  c.num_heads = static_cast<int32_t>(family->num_heads);
+  c.num_kv_heads = static_cast<int32_t>(family->num_kv_heads);
+  c.head_dim = static_cast<int32_t>(family->head_dim);
+  c.max_position_embeddings = static_cast<int32_t>(family->max_position);
   constexpr int32_t kPage = 16;
   const int32_t pages = (context + 1 + kPage - 1) / kPage;
   std::printf("Host side of a decode step, 8B shape, context %d, %d-token pages (median us of 7 x %d)\n\n", context,

@@ -457,15 +457,18 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
   // ended with a stream synchronize, so the staging buffer is free), the runs each wrote only:
   // not the capacity padding of graph steps.
   LIL_RETURN_IF_ERROR(staging_.Reserve(sizeof(int32_t) * (pack.size() + rw.size())));
-  int32_t* const staged = staging_.get<int32_t>();
-  for (const auto& [from, dst] : {std::pair{&pack, const_cast<int32_t*>(w.ints)}, std::pair{&rw, w.pages_rw}}) {
-    int32_t* const host = staged + (from == &pack ? 0 : pack.size());
-    for (const IntPack::Extent& e : from->extents()) {
-      std::memcpy(host + e.offset, from->data() + e.offset, sizeof(int32_t) * e.count);
-      LIL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(dst + e.offset, host + e.offset, sizeof(int32_t) * e.count,
-                                               cudaMemcpyHostToDevice, stream_));
+  auto upload = [&](const IntPack& from, int32_t* host, int32_t* dst) -> cudaError_t {
+    for (const IntPack::Extent& e : from.extents()) {
+      std::memcpy(host + e.offset, from.data() + e.offset, sizeof(int32_t) * e.count);
+      const cudaError_t err = cudaMemcpyAsync(dst + e.offset, host + e.offset, sizeof(int32_t) * e.count,
+                                              cudaMemcpyHostToDevice, stream_);
+      if (err != cudaSuccess) return err;
     }
-  }
+    return cudaSuccess;
+  };
+  int32_t* const staged = staging_.get<int32_t>();
+  LIL_CUDA_RETURN_IF_ERROR(upload(pack, staged, const_cast<int32_t*>(w.ints)));
+  LIL_CUDA_RETURN_IF_ERROR(upload(rw, staged + pack.size(), w.pages_rw));
   if (in.mass_size > 0) {
     LIL_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(w.seq_mass, 0, sizeof(float) * in.mass_size, stream_));
   }

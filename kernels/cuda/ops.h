@@ -165,7 +165,7 @@ cudaError_t Gemv(const GemmParams& p, cudaStream_t stream);
 // warps per row; listed in gemv.cu). Gemv uses $LILSERVE_GEMV_VARIANT, default
 // kGemvDefaultVariant's split fitted to `in` (gemv.cu). For tests and benchmarks.
 inline constexpr int kGemvVariants = 7;
-// Variant 4 (K split over 4 warps): the fastest of the six at one row on every Llama-3-8B
+// Variant 4 (K split over 4 warps): the fastest of variants 0-5 at one row on every Llama-3-8B
 // matrix and over a step's 128 GEMVs (3.44 ms, 91% of the read ceiling, against 3.88 ms for
 // variant 0 and 3.95 ms for cuBLAS; docs/PERF.md, gpu_gemv_bench, session 6); since session 13
 // held to 64 registers at one row (four CTAs an SM; 8 layers' GEMVs 0.879 -> 0.862 ms).

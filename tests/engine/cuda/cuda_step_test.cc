@@ -14,6 +14,7 @@
 #include "engine/cuda/cuda_step.h"
 #include "engine/model_config.h"
 #include "scheduler/step_plan.h"
+#include "tests/testing/tiny_model.h"
 
 namespace lil::cuda {
 namespace {
@@ -110,11 +111,9 @@ void ExpectSame(const StepInputs& a, const StepInputs& b, int plan) {
 }
 
 TEST(BuildStepInputs, ReusedInputsMatchFreshOnes) {
-  ModelConfig c;
-  c.num_layers = 4;
-  c.num_heads = 4;
-  c.num_kv_heads = 2;
-  c.head_dim = 8;
+  testing::TinyModelOptions o;
+  o.layers = 4;  // 4 query heads on 2 KV heads
+  const ModelConfig c = testing::TinyConfig(o);
   constexpr int32_t kPage = 16;
   std::vector<StepPlan> plans(4);
   // 0: a 20-token prefill, a Quest decode past one dense layer (4 resident pages, a 2-page
