@@ -12,7 +12,8 @@
 // tensor-core flash kernel against the per-token kernel. Prints Markdown tables. The sparse
 // tables live in gpu_attention_sparse.cu, what both files share in gpu_attention_bench.cuh.
 // --contiguous: only the dense table, each sequence's pages in physical order (how much of the
-// gap to the read ceiling is the shuffled pages' scattered 4 KiB blocks).
+// gap to the read ceiling is the shuffled pages' scattered 4 KiB blocks). --batched: only the
+// table of goal 2's batched steps (batch 8-128 at 1k, 8 and 32 at 8k).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -66,6 +67,54 @@ void DenseTable(const Bench& b) {
                   launches[0].split.min_chunk_entries > 0 ? launches[0].split.max_splits : 1, cuda_core_ms * 1e3,
                   cuda_core_tbs / b.read_tbs, s2_ms * 1e3, bytes / (s2_ms * 1e-3) / 1e12 / b.read_tbs,
                   s2.min_chunk_entries > 0 ? s2.max_splits : 1);
+    }
+  }
+}
+
+// The batched decode steps of goal 2 (batch 32-128 at 1k, 32 at 8k): the backend's kernel on
+// one layer's KV, beside the read ceiling. A 1k / batch-128 layer reads 512 MB, as much as
+// batch 16 at 32k, but in 1,024 rows of 64 pages instead of 128 rows of 2,048: what this table
+// asks is whether the short rows' fixed costs (each CTA's first loads, its merge) cost the
+// step what the long-context table does not show.
+void BatchedTable(const Bench& b) {
+  std::printf("\n## Batched decode shapes (goal 2's steps): one layer's attention\n\n");
+  std::printf("| batch | context | KV MiB | time us | achieved TB/s | read TB/s | ratio | splits |\n"
+              "|---|---|---|---|---|---|---|---|\n");
+  const std::pair<int32_t, int32_t> shapes[] = {{8, 1024}, {32, 1024}, {64, 1024}, {128, 1024}, {8, 8192}, {32, 8192}};
+  for (const auto& shape : shapes) {
+    const int32_t batch = shape.first, context = shape.second;
+    const std::vector<Launch> launches = DenseLaunches(b, batch, context);
+    const double ms = MedianMs([&](int i) {
+      const Launch& l = launches[i % launches.size()];
+      CHECK(lil::cuda::PagedAttention(Params(b.pool, l, batch, b.q, b.out), nullptr));
+    }, 20, 9);
+    const double bytes = static_cast<double>(batch) * context * kKvHeads * kDim * 2 * 2;
+    const double tbs = bytes / (ms * 1e-3) / 1e12;
+    std::printf("| %d | %d | %.0f | %.1f | %.3f | %.3f | %.2f | %d |\n", batch, context, bytes / (1 << 20), ms * 1e3, tbs,
+                b.read_tbs, tbs / b.read_tbs,
+                launches[0].split.min_chunk_entries > 0 ? launches[0].split.max_splits : 1);
+  }
+  // The same shapes with the split forced (chunks of context / splits tokens) and with two
+  // cp.async stages (three CTAs an SM instead of two): whether more, shorter CTAs hide the
+  // per-CTA fixed costs that one wave of whole rows leaves exposed.
+  std::printf("\n| batch | context | stages | splits | CTAs | time us | of read |\n|---|---|---|---|---|---|---|\n");
+  for (const auto& shape : shapes) {
+    const int32_t batch = shape.first, context = shape.second, npages = context / kPage;
+    const std::vector<Launch> launches = DenseLaunches(b, batch, context);
+    const double bytes = static_cast<double>(batch) * context * kKvHeads * kDim * 2 * 2;
+    for (int32_t stages : {3, 2}) {
+      for (int32_t splits : {1, 2, 4, 8}) {
+        const double ms = MedianMs([&](int i) {
+          lil::cuda::PagedAttentionParams ap = Params(b.pool, launches[i % launches.size()], batch, b.q, b.out);
+          ap.tc_stages = stages;
+          ap.min_chunk_entries = splits == 1 ? 0 : (npages + splits - 1) / splits;
+          ap.max_splits = splits;
+          ap.partial = g_partial_alt;
+          CHECK(lil::cuda::PagedAttention(ap, nullptr));
+        }, 20, 9);
+        std::printf("| %d | %d | %d | %d | %d | %.1f | %.2f |\n", batch, context, stages, splits,
+                    batch * kKvHeads * splits, ms * 1e3, bytes / (ms * 1e-3) / 1e12 / b.read_tbs);
+      }
     }
   }
 }
@@ -172,6 +221,7 @@ int main(int argc, char** argv) {
   Bench b;
   b.quick = argc > 1 && std::string(argv[1]) == "--quick";
   const bool contiguous = argc > 1 && std::string(argv[1]) == "--contiguous";
+  const bool batched = argc > 1 && std::string(argv[1]) == "--batched";
   const int sms = lil::bench::SmCount();
   b.target = lil::cuda::SplitResidentCtas(kDim, kHeads / kKvHeads, sms, kTensorCores);
   std::printf("split-KV: %d resident CTAs (%d SMs)\n", b.target, sms);
@@ -179,7 +229,7 @@ int main(int argc, char** argv) {
   std::printf("split-KV, tensor cores with 2 cp.async stages (LILSERVE_TC_STAGES=2): %d resident CTAs\n", g_target2);
   g_target_cc = lil::cuda::SplitResidentCtas(kDim, kHeads / kKvHeads, sms, false);
   std::printf("split-KV, CUDA-core kernel (one-token steps): %d resident CTAs\n", g_target_cc);
-  CHECK(cudaMalloc(&g_partial_alt, sizeof(float) * lil::cuda::SplitPartialFloats(16, kKvHeads, kDim, 128)));
+  CHECK(cudaMalloc(&g_partial_alt, sizeof(float) * lil::cuda::SplitPartialFloats(kMaxTokens, kKvHeads, kDim, 128)));
   b.read_tbs = lil::bench::PrintReadTbs();
 
   // One pool of pages, big enough that each timed launch reads pages no other recent launch
@@ -208,17 +258,22 @@ int main(int argc, char** argv) {
   std::iota(b.perm.begin(), b.perm.end(), 0);
   if (!contiguous) std::shuffle(b.perm.begin(), b.perm.end(), b.rng);
 
-  CHECK(cudaMalloc(&b.q, sizeof(float) * 16 * kHeads * kDim));
-  CHECK(cudaMalloc(&b.out, sizeof(bf16) * 16 * kHeads * kDim));
-  FillKernel<<<64, 256>>>(b.out, 16 * kHeads * kDim, 3);
+  CHECK(cudaMalloc(&b.q, sizeof(float) * kMaxTokens * kHeads * kDim));
+  CHECK(cudaMalloc(&b.out, sizeof(bf16) * kMaxTokens * kHeads * kDim));
+  FillKernel<<<64, 256>>>(b.out, kMaxTokens * kHeads * kDim, 3);
   {
-    std::vector<float> hq(16 * kHeads * kDim);
+    std::vector<float> hq(kMaxTokens * kHeads * kDim);
     for (float& x : hq) x = std::uniform_real_distribution<float>(-1, 1)(b.rng);
     CHECK(cudaMemcpy(b.q, hq.data(), hq.size() * 4, cudaMemcpyHostToDevice));
   }
 
+  if (batched) {
+    BatchedTable(b);
+    return 0;
+  }
   DenseTable(b);
   if (contiguous) return 0;
+  BatchedTable(b);
   BatchOneTables(b);
   if (!b.quick) SplitSweep(b);
   SparseTables(b);

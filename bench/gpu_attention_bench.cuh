@@ -21,6 +21,7 @@ namespace lil::bench::attention {
 using lil::cuda::bf16;
 
 constexpr int kHeads = 32, kKvHeads = 8, kDim = 128, kPage = 16;
+constexpr int kMaxTokens = 128;  // q and out hold this many decode tokens (the batched table's largest batch)
 // The kernel the backend runs: tensor cores unless $LILSERVE_TC_DECODE=0 (the dense table
 // times the CUDA-core kernel beside it either way).
 inline const bool kTensorCores = [] {
@@ -141,7 +142,7 @@ inline lil::cuda::PagedAttentionParams Params(const Pool& pool, const Launch& l,
 }
 
 // Everything the tables read: the page pool (K, V and Quest metadata of every page), q for up
-// to 16 tokens and an output buffer, the shuffled physical page order, the read ceiling
+// to kMaxTokens tokens and an output buffer, the shuffled physical page order, the read ceiling
 // measured in this run, the backend's resident-CTA target, and the random source.
 struct Bench {
   Pool pool;

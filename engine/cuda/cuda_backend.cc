@@ -58,8 +58,27 @@ CudaBackend::CudaBackend(const ModelConfig& config, const CudaBackendOptions& op
 }
 
 CudaBackend::~CudaBackend() {
+  if (step_trace_) LogStepTrace();
   ResetGraphs();
   if (stream_ != nullptr && own_stream_) cudaStreamDestroy(stream_);
+}
+
+void CudaBackend::LogStepTrace() const {
+  std::vector<int32_t> batches;
+  for (const auto& [batch, rows] : step_trace_rows_) batches.push_back(batch);
+  std::sort(batches.begin(), batches.end());
+  for (int32_t batch : batches) {
+    const auto& rows = step_trace_rows_.at(batch);
+    std::array<int64_t, 4> med{};
+    for (int k = 0; k < 4; ++k) {
+      std::vector<int64_t> v;
+      for (const auto& r : rows) v.push_back(r[k]);
+      std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+      med[k] = v[v.size() / 2];
+    }
+    LIL_LOG_INFO("step trace, batch {} ({} steps), median us: caller {}, Execute to enqueued {}, enqueued to synced {}, "
+                 "synced to return {}", batch, rows.size(), med[0], med[1], med[2], med[3]);
+  }
 }
 
 bool CudaBackend::QuestFp8(const ModelConfig& local) {
@@ -149,6 +168,7 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
   b->quest_fp8_ = QuestFp8(local);
   if (b->quest_fp8_) LIL_LOG_INFO("CUDA backend: Quest metadata in e4m3, rounded outward (LILSERVE_QUEST_FP8=1)");
   b->tc_stages_ = EnvIs("LILSERVE_TC_STAGES", "2") ? 2 : 3;
+  b->step_trace_ = EnvIs("LILSERVE_STEP_TRACE", "1");
   if (!EnvIs("LILSERVE_SPLIT_KV", "0")) {
     const int32_t group = local.num_heads / local.num_kv_heads;
     b->split_target_tc_ = SplitResidentCtas(local.head_dim, group, sms, b->tc_decode_, b->tc_stages_);
@@ -515,6 +535,16 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
       out.page_mass.assign(mass.begin() + in.mass_offset[s], mass.begin() + in.mass_offset[s] + pages);
       for (float& m : out.page_mass) m *= norm;
     }
+  }
+  if (step_trace_) {
+    const int64_t end = SystemClock::Get()->NowMicros();
+    auto& rows = step_trace_rows_[num_seqs];
+    if (step_trace_prev_end_us_ > 0 && rows.size() < (1u << 16)) {
+      const StepClock& k = last_clock_;
+      rows.push_back({k.begin_us - step_trace_prev_end_us_, k.launched_us - k.begin_us, k.synced_us - k.launched_us,
+                      end - k.synced_us});
+    }
+    step_trace_prev_end_us_ = end;
   }
   return result;
 }

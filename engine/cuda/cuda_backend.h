@@ -5,6 +5,7 @@
 // return_logits. Engine thread only (not thread-safe).
 #pragma once
 
+#include <array>
 #include <memory>
 #include <vector>
 
@@ -119,6 +120,14 @@ class CudaBackend final : public Backend {
   // drops the graphs. $LILSERVE_CUDA_GRAPHS=0 turns them off.
   static constexpr int32_t kMaxGraphBatch = 128;
   StepClock last_clock_;
+  // $LILSERVE_STEP_TRACE=1: each step's host times by batch size (us: from the previous
+  // Execute's return to this one's entry, entry to enqueued, enqueued to synced, synced to
+  // return), their medians logged when the backend is destroyed (LogStepTrace). The first
+  // 2^16 steps of each batch size.
+  bool step_trace_ = false;
+  int64_t step_trace_prev_end_us_ = 0;
+  absl::flat_hash_map<int32_t, std::vector<std::array<int64_t, 4>>> step_trace_rows_;
+  void LogStepTrace() const;
   bool graphs_enabled_ = true;
   DeviceBuffer graph_work_;
   int64_t graph_nnz_cap_ = 0;

@@ -24,19 +24,40 @@ using cuda::bf16;
 using testing::AllClose;
 using testing::DeviceArray;
 
+// Odd widths take the scalar kernel, multiples of 4 up to 8192 the register-held vector one
+// (4096 and 8192: Llama-3-8B's and -70B's hidden size), 8196 the scalar one again; each with
+// and without the residual, and through row_index (the final norm's gather of logit rows).
 TEST(GpuOps, AddRmsNormMatchesCpu) {
   LIL_SKIP_WITHOUT_GPU();
-  const int32_t rows = 5, dim = 577;
-  auto x = testing::RandomBf16Values(rows * dim, 1), res = testing::RandomBf16Values(rows * dim, 2);
-  const auto w = testing::RandomBf16Values(dim, 3);
-  DeviceArray<float> dx(x), dres(res), dw(w);
-  auto out = DeviceArray<bf16>::Poisoned(rows * dim);
-  ASSERT_EQ(cuda::AddRmsNorm({dx.get(), dres.get(), dw.get(), out.get(), rows, dim, 1e-5f}, nullptr), cudaSuccess);
-  for (size_t i = 0; i < x.size(); ++i) x[i] += res[i];
-  std::vector<float> ref(x.size());
-  cpu::RmsNorm({x.data(), w.data(), ref.data(), rows, dim, 1e-5f});
-  EXPECT_TRUE(AllClose(dx.Download(), x, 1e-6f, 1e-6f));
-  EXPECT_TRUE(AllClose(testing::ToF32(out.Download()), ref, 1e-3f, 8e-3f));
+  for (const int32_t dim : {577, 12, 576, 4096, 8192, 8196}) {
+    for (const bool with_residual : {true, false}) {
+      SCOPED_TRACE("dim " + std::to_string(dim) + (with_residual ? " + residual" : ""));
+      const int32_t rows = 5;
+      auto x = testing::RandomBf16Values(rows * dim, 1), res = testing::RandomBf16Values(rows * dim, 2);
+      const auto w = testing::RandomBf16Values(dim, 3);
+      DeviceArray<float> dx(x), dres(res), dw(w);
+      auto out = DeviceArray<bf16>::Poisoned(rows * dim);
+      ASSERT_EQ(cuda::AddRmsNorm({dx.get(), with_residual ? dres.get() : nullptr, dw.get(), out.get(), rows, dim, 1e-5f},
+                                 nullptr),
+                cudaSuccess);
+      if (with_residual) {
+        for (size_t i = 0; i < x.size(); ++i) x[i] += res[i];
+      }
+      std::vector<float> ref(x.size());
+      cpu::RmsNorm({x.data(), w.data(), ref.data(), rows, dim, 1e-5f});
+      EXPECT_TRUE(AllClose(dx.Download(), x, 1e-6f, 1e-6f));
+      EXPECT_TRUE(AllClose(testing::ToF32(out.Download()), ref, 1e-3f, 8e-3f));
+      // Rows 3 and 0 gathered (x is not changed without a residual).
+      const std::vector<int32_t> pick = {3, 0};
+      DeviceArray<int32_t> dpick(pick);
+      auto gathered = DeviceArray<bf16>::Poisoned(2 * dim);
+      cuda::AddRmsNormParams gp{dx.get(), nullptr, dw.get(), gathered.get(), 2, dim, 1e-5f, dpick.get()};
+      ASSERT_EQ(cuda::AddRmsNorm(gp, nullptr), cudaSuccess);
+      std::vector<float> want(ref.begin() + 3 * dim, ref.begin() + 4 * dim);
+      want.insert(want.end(), ref.begin(), ref.begin() + dim);
+      EXPECT_TRUE(AllClose(testing::ToF32(gathered.Download()), want, 1e-3f, 8e-3f));
+    }
+  }
 }
 
 // q/k/v split, Qwen2 bias, Qwen3 q/k norm, RoPE and paged KV write with Quest metadata,
@@ -205,28 +226,33 @@ TEST(GpuOps, QkvRopeWriteKeepsQuestMetaOnDecodeSteps) {
   }
 }
 
+// SiluMul: inter 1001 takes the scalar kernel, 1024 and 14336 (Llama-3-8B's) the four-column one.
 TEST(GpuOps, SiluMulAndEmbeddingMatchCpu) {
   LIL_SKIP_WITHOUT_GPU();
-  const int32_t rows = 3, inter = 1001, vocab = 50, dim = 97;
-  const auto gu = testing::RandomBf16Values(rows * 2 * inter, 1, 4.0f);
-  std::vector<float> ref(rows * inter);
-  cpu::SiluMul({gu.data(), ref.data(), rows, inter});
-  DeviceArray<float> dgu(gu);
-  auto out = DeviceArray<bf16>::Poisoned(ref.size());
-  ASSERT_EQ(cuda::SiluMul({dgu.get(), out.get(), rows, inter}, nullptr), cudaSuccess);
-  EXPECT_TRUE(AllClose(testing::ToF32(out.Download()), ref, 1e-3f, 8e-3f));
-  // The same values with gate and up interleaved per unit, as the GEMM over interleaved rows writes them.
-  std::vector<float> gu_pairs(gu.size());
-  for (int32_t r = 0; r < rows; ++r) {
-    for (int32_t c = 0; c < inter; ++c) {
-      gu_pairs[r * 2 * inter + 2 * c] = gu[r * 2 * inter + c];
-      gu_pairs[r * 2 * inter + 2 * c + 1] = gu[r * 2 * inter + inter + c];
+  const int32_t vocab = 50, dim = 97;
+  for (const int32_t inter : {1001, 1024, 14336}) {
+    SCOPED_TRACE("inter " + std::to_string(inter));
+    const int32_t rows = 3;
+    const auto gu = testing::RandomBf16Values(rows * 2 * inter, 1, 4.0f);
+    std::vector<float> ref(rows * inter);
+    cpu::SiluMul({gu.data(), ref.data(), rows, inter});
+    DeviceArray<float> dgu(gu);
+    auto out = DeviceArray<bf16>::Poisoned(ref.size());
+    ASSERT_EQ(cuda::SiluMul({dgu.get(), out.get(), rows, inter}, nullptr), cudaSuccess);
+    EXPECT_TRUE(AllClose(testing::ToF32(out.Download()), ref, 1e-3f, 8e-3f));
+    // The same values with gate and up interleaved per unit, as the GEMM over interleaved rows writes them.
+    std::vector<float> gu_pairs(gu.size());
+    for (int32_t r = 0; r < rows; ++r) {
+      for (int32_t c = 0; c < inter; ++c) {
+        gu_pairs[r * 2 * inter + 2 * c] = gu[r * 2 * inter + c];
+        gu_pairs[r * 2 * inter + 2 * c + 1] = gu[r * 2 * inter + inter + c];
+      }
     }
+    DeviceArray<float> dpairs(gu_pairs);
+    auto out_pairs = DeviceArray<bf16>::Poisoned(ref.size());
+    ASSERT_EQ(cuda::SiluMul({dpairs.get(), out_pairs.get(), rows, inter, true}, nullptr), cudaSuccess);
+    EXPECT_TRUE(AllClose(testing::ToF32(out_pairs.Download()), testing::ToF32(out.Download()), 0.0f, 0.0f));
   }
-  DeviceArray<float> dpairs(gu_pairs);
-  auto out_pairs = DeviceArray<bf16>::Poisoned(ref.size());
-  ASSERT_EQ(cuda::SiluMul({dpairs.get(), out_pairs.get(), rows, inter, true}, nullptr), cudaSuccess);
-  EXPECT_TRUE(AllClose(testing::ToF32(out_pairs.Download()), testing::ToF32(out.Download()), 0.0f, 0.0f));
 
   const auto table = testing::RandomBf16Values(vocab * dim, 2);
   const std::vector<int32_t> ids = {0, 49, 7, 7, 13};
@@ -267,15 +293,17 @@ TEST(GpuOps, ScaleColumnsAndUnitNorm) {
   }
   EXPECT_TRUE(AllClose(testing::ToF32(dgu.Download()), pairs, 0.0f, 0.0f));
 
-  const int32_t n = 3;
-  const auto x = testing::RandomBf16Values(n * cols, 23);
-  const std::vector<float> ones(cols, 1.0f);
-  DeviceArray<float> dx(x);
-  auto out = DeviceArray<bf16>::Poisoned(n * cols);
-  ASSERT_EQ(cuda::AddRmsNorm({dx.get(), nullptr, nullptr, out.get(), n, cols, 1e-5f}, nullptr), cudaSuccess);
-  std::vector<float> unit(x.size());
-  cpu::RmsNorm({x.data(), ones.data(), unit.data(), n, cols, 1e-5f});
-  EXPECT_TRUE(AllClose(testing::ToF32(out.Download()), unit, 1e-3f, 8e-3f));
+  for (const int32_t width : {cols, 4096}) {  // the scalar and the vector kernel
+    const int32_t n = 3;
+    const auto x = testing::RandomBf16Values(n * width, 23);
+    const std::vector<float> ones(width, 1.0f);
+    DeviceArray<float> dx(x);
+    auto out = DeviceArray<bf16>::Poisoned(n * width);
+    ASSERT_EQ(cuda::AddRmsNorm({dx.get(), nullptr, nullptr, out.get(), n, width, 1e-5f}, nullptr), cudaSuccess);
+    std::vector<float> unit(x.size());
+    cpu::RmsNorm({x.data(), ones.data(), unit.data(), n, width, 1e-5f});
+    EXPECT_TRUE(AllClose(testing::ToF32(out.Download()), unit, 1e-3f, 8e-3f)) << "width " << width;
+  }
 }
 
 // The kernel cuts each row into 8 slices (a thread-block cluster): a tie across slices, and a
