@@ -175,6 +175,61 @@ __global__ void QkvRopeWriteKernel(QkvRopeWriteParams p) {
   }
 }
 
+// QkvRopeWriteKernel for pairs_adjacent and head_dim a multiple of 4 up to 128: lane l of the
+// warp holds columns 4l .. 4l + 3 of its head vector in registers (one float4 load, no shared
+// memory staging), which for a q or k head are two whole RoPE pairs (dims 2l and 2l + 1, each
+// with its partner d / 2 further on), so the rotation and the stores need no exchange between
+// lanes. The same per-element steps as QkvRopeWriteKernel (RotatePair, StoreKv): without a q / k
+// norm its outputs are bit-identical; with one, the sum of squares is added in another order.
+__global__ void QkvRopeWriteVecKernel(QkvRopeWriteParams p) {
+  PdlWait();
+  PdlTrigger();
+  const int32_t t = blockIdx.x;
+  const int32_t lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  const int32_t d = p.kv.head_dim, hq = p.num_heads, hkv = p.kv.num_kv_heads, half = d / 2;
+  const int32_t width = (hq + 2 * hkv) * d, c = 4 * lane;
+  const bool live = c < d;
+  const int32_t pos = p.pos[t];
+  for (int32_t hv = blockIdx.y * nw + warp; hv < hq + 2 * hkv; hv += nw * gridDim.y) {
+    const int32_t col = hv * d + c;
+    const bool is_q = hv < hq, is_k = !is_q && hv < hq + hkv;
+    float x[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (live) {
+      const float4 a = *reinterpret_cast<const float4*>(p.qkv + static_cast<int64_t>(t) * width + col);
+      x[0] = a.x, x[1] = a.y, x[2] = a.z, x[3] = a.w;
+      if (p.bias != nullptr) {
+        const float4 b = *reinterpret_cast<const float4*>(p.bias + col);
+        x[0] += b.x, x[1] += b.y, x[2] += b.z, x[3] += b.w;
+      }
+    }
+    // Dims of the four columns: q / k heads (j, j + d/2, j + 1, j + 1 + d/2) with j = c / 2, v heads c .. c + 3.
+    const int32_t j = c / 2;
+    const int32_t dim[4] = {j, j + half, j + 1, j + 1 + half};
+    const float* norm = is_q ? p.q_norm : (is_k ? p.k_norm : nullptr);
+    if (norm != nullptr) {
+      const float inv = rsqrtf(WarpSum(x[0] * x[0] + x[1] * x[1] + x[2] * x[2] + x[3] * x[3]) / d + p.eps);
+      if (live) {
+#pragma unroll
+        for (int e = 0; e < 4; ++e) x[e] = x[e] * inv * norm[dim[e]];
+      }
+    }
+    if (!live) continue;
+    if (is_q || is_k) {
+      RotatePair(x[0], x[1], pos, p.inv_freq[j]);
+      RotatePair(x[2], x[3], pos, p.inv_freq[j + 1]);
+    }
+    if (is_q) {
+      float* q = p.q_out + (static_cast<int64_t>(t) * hq + hv) * d;
+      *reinterpret_cast<float2*>(q + j) = make_float2(x[0], x[2]);
+      *reinterpret_cast<float2*>(q + j + half) = make_float2(x[1], x[3]);
+    } else {
+      const KvSlot slot = LocateKvSlot(p, t, hv);
+#pragma unroll
+      for (int e = 0; e < 4; ++e) StoreKv(slot, d, is_k ? dim[e] : c + e, x[e]);
+    }
+  }
+}
+
 __global__ void QuestMetaKernel(QuestMetaParams p) {
   PdlWait();
   PdlTrigger();
@@ -336,6 +391,10 @@ cudaError_t QkvRopeWrite(const QkvRopeWriteParams& p, cudaStream_t stream) {
   if (p.kv.head_dim % 2 != 0) return cudaErrorInvalidValue;
   const int warps = 4, vectors = p.num_heads + 2 * p.kv.num_kv_heads;
   const dim3 grid(p.tokens, (vectors + warps - 1) / warps);
+  if (p.pairs_adjacent && p.kv.head_dim % 4 == 0 && p.kv.head_dim <= 128 && Aligned(p.qkv, 16) &&
+      Aligned(p.bias, 16) && Aligned(p.q_out, 8)) {
+    return LaunchPdl(QkvRopeWriteVecKernel, grid, warps * 32, 0, stream, p);
+  }
   return LaunchPdl(QkvRopeWriteKernel, grid, warps * 32, warps * p.kv.head_dim * sizeof(float), stream, p);
 }
 

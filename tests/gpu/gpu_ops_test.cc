@@ -101,66 +101,85 @@ TEST(GpuOps, QkvRopeWriteMatchesCpu) {
       cpu::KvWrite({kr.data(), vr.data(), {kp.data(), vp.data(), meta.data(), num_pages, hkv, ps, d}, tokens,
                     page.data(), slot.data()});
 
-      DeviceArray<float> dqkv(qkv), dbias(bias), dqn(qn), dkn(kn), dinv(inv_freq);
-      DeviceArray<int32_t> dpos(pos), dpage(page), dslot(slot);
-      auto dq = DeviceArray<float>::Poisoned(q.size());
-      DeviceArray<bf16> dk(std::vector<bf16>(pool, __float2bfloat16(0.0f))), dv(std::vector<bf16>(pool, __float2bfloat16(0.0f)));
-      auto dmeta = DeviceArray<bf16>::Poisoned(meta.size());
-      cuda::QkvRopeWriteParams p;
-      p.qkv = dqkv.get();
-      p.bias = dbias.get();
-      p.q_norm = dqn.get();
-      p.k_norm = dkn.get();
-      p.pos = dpos.get();
-      p.inv_freq = dinv.get();
-      p.q_out = dq.get();
-      p.kv = {dk.get(), dv.get(), dmeta.get(), num_pages, hkv, ps, d};
-      p.dst_page = dpage.get();
-      p.dst_slot = dslot.get();
-      p.tokens = tokens;
-      p.num_heads = hq;
-      ASSERT_EQ(cuda::QkvRopeWrite(p, nullptr), cudaSuccess);
-      // Touched pages and their highest slot, as cuda_step.cc computes them.
-      std::vector<int32_t> touched, last;
-      for (int32_t t = 0; t < tokens; ++t) {
-        auto it = std::find(touched.begin(), touched.end(), page[t]);
-        if (it == touched.end()) {
-          touched.push_back(page[t]);
-          last.push_back(slot[t]);
-        } else {
-          last[it - touched.begin()] = std::max(last[it - touched.begin()], slot[t]);
+      // pairs_adjacent: each q / k head's columns (and bias) reordered so RoPE pairs sit side by
+      // side (column 2j = dim j, 2j + 1 = dim j + d / 2), the vector kernel's layout; same results.
+      for (const bool pairs : {false, true}) {
+        std::vector<float> qkv_in = qkv, bias_in = bias;
+        if (pairs) {
+          for (int32_t hv = 0; hv < hq + hkv; ++hv) {
+            for (int32_t j = 0; j < d / 2; ++j) {
+              for (int32_t t = 0; t <= tokens; ++t) {  // t == tokens: the bias
+                std::vector<float>& dst = t < tokens ? qkv_in : bias_in;
+                const std::vector<float>& src = t < tokens ? qkv : bias;
+                const int64_t row = t < tokens ? int64_t{t} * width : 0;
+                dst[row + hv * d + 2 * j] = src[row + hv * d + j];
+                dst[row + hv * d + 2 * j + 1] = src[row + hv * d + j + d / 2];
+              }
+            }
+          }
         }
-      }
-      DeviceArray<int32_t> dtouched(touched), dlast(last);
-      ASSERT_EQ(cuda::QuestMeta({p.kv, dtouched.get(), dlast.get(), static_cast<int32_t>(touched.size())}, nullptr),
-                cudaSuccess);
-      SCOPED_TRACE("d=" + std::to_string(d) + " ps=" + std::to_string(ps));
-      EXPECT_TRUE(AllClose(dq.Download(), q, 1e-4f, 1e-4f));
-      EXPECT_TRUE(AllClose(testing::ToF32(dk.Download()), kp, 1e-2f, 8e-3f));
-      EXPECT_TRUE(AllClose(testing::ToF32(dv.Download()), vp, 0.0f, 0.0f));
-      // Metadata of the touched pages only (the rest stays poisoned on purpose).
-      const auto got_meta = testing::ToF32(dmeta.Download());
-      for (int32_t pg : touched) {
-        for (int32_t h = 0; h < hkv; ++h) {
-          const size_t o = (static_cast<size_t>(pg) * hkv + h) * 2 * d;
-          std::vector<float> g(got_meta.begin() + o, got_meta.begin() + o + 2 * d), r(meta.begin() + o, meta.begin() + o + 2 * d);
-          EXPECT_TRUE(AllClose(g, r, 1e-2f, 8e-3f)) << "page " << pg << " head " << h;
+        DeviceArray<float> dqkv(qkv_in), dbias(bias_in), dqn(qn), dkn(kn), dinv(inv_freq);
+        DeviceArray<int32_t> dpos(pos), dpage(page), dslot(slot);
+        auto dq = DeviceArray<float>::Poisoned(q.size());
+        DeviceArray<bf16> dk(std::vector<bf16>(pool, __float2bfloat16(0.0f))), dv(std::vector<bf16>(pool, __float2bfloat16(0.0f)));
+        auto dmeta = DeviceArray<bf16>::Poisoned(meta.size());
+        cuda::QkvRopeWriteParams p;
+        p.qkv = dqkv.get();
+        p.bias = dbias.get();
+        p.q_norm = dqn.get();
+        p.k_norm = dkn.get();
+        p.pos = dpos.get();
+        p.inv_freq = dinv.get();
+        p.q_out = dq.get();
+        p.kv = {dk.get(), dv.get(), dmeta.get(), num_pages, hkv, ps, d};
+        p.dst_page = dpage.get();
+        p.dst_slot = dslot.get();
+        p.tokens = tokens;
+        p.num_heads = hq;
+        p.pairs_adjacent = pairs;
+        ASSERT_EQ(cuda::QkvRopeWrite(p, nullptr), cudaSuccess);
+        // Touched pages and their highest slot, as cuda_step.cc computes them.
+        std::vector<int32_t> touched, last;
+        for (int32_t t = 0; t < tokens; ++t) {
+          auto it = std::find(touched.begin(), touched.end(), page[t]);
+          if (it == touched.end()) {
+            touched.push_back(page[t]);
+            last.push_back(slot[t]);
+          } else {
+            last[it - touched.begin()] = std::max(last[it - touched.begin()], slot[t]);
+          }
         }
-      }
-      // The same metadata in e4m3 (kv.quest_fp8): the bf16 min / max rounded outward, exactly.
-      auto dmeta8 = DeviceArray<uint8_t>::Poisoned(meta.size());
-      cuda::PagedKvViewBf16 kv8 = p.kv;
-      kv8.quest = nullptr;
-      kv8.quest_fp8 = dmeta8.get();
-      ASSERT_EQ(cuda::QuestMeta({kv8, dtouched.get(), dlast.get(), static_cast<int32_t>(touched.size())}, nullptr),
-                cudaSuccess);
-      const auto got_meta8 = dmeta8.Download();
-      for (int32_t pg : touched) {
-        for (int32_t h = 0; h < hkv; ++h) {
-          const size_t o = (static_cast<size_t>(pg) * hkv + h) * 2 * d;
-          for (int32_t i = 0; i < d; ++i) {
-            ASSERT_EQ(got_meta8[o + i], E4m3RoundDown(got_meta[o + i])) << "page " << pg << " head " << h << " min " << i;
-            ASSERT_EQ(got_meta8[o + d + i], E4m3RoundUp(got_meta[o + d + i])) << "page " << pg << " head " << h << " max " << i;
+        DeviceArray<int32_t> dtouched(touched), dlast(last);
+        ASSERT_EQ(cuda::QuestMeta({p.kv, dtouched.get(), dlast.get(), static_cast<int32_t>(touched.size())}, nullptr),
+                  cudaSuccess);
+        SCOPED_TRACE("d=" + std::to_string(d) + " ps=" + std::to_string(ps) + (pairs ? " pairs" : ""));
+        EXPECT_TRUE(AllClose(dq.Download(), q, 1e-4f, 1e-4f));
+        EXPECT_TRUE(AllClose(testing::ToF32(dk.Download()), kp, 1e-2f, 8e-3f));
+        EXPECT_TRUE(AllClose(testing::ToF32(dv.Download()), vp, 0.0f, 0.0f));
+        // Metadata of the touched pages only (the rest stays poisoned on purpose).
+        const auto got_meta = testing::ToF32(dmeta.Download());
+        for (int32_t pg : touched) {
+          for (int32_t h = 0; h < hkv; ++h) {
+            const size_t o = (static_cast<size_t>(pg) * hkv + h) * 2 * d;
+            std::vector<float> g(got_meta.begin() + o, got_meta.begin() + o + 2 * d), r(meta.begin() + o, meta.begin() + o + 2 * d);
+            EXPECT_TRUE(AllClose(g, r, 1e-2f, 8e-3f)) << "page " << pg << " head " << h;
+          }
+        }
+        // The same metadata in e4m3 (kv.quest_fp8): the bf16 min / max rounded outward, exactly.
+        auto dmeta8 = DeviceArray<uint8_t>::Poisoned(meta.size());
+        cuda::PagedKvViewBf16 kv8 = p.kv;
+        kv8.quest = nullptr;
+        kv8.quest_fp8 = dmeta8.get();
+        ASSERT_EQ(cuda::QuestMeta({kv8, dtouched.get(), dlast.get(), static_cast<int32_t>(touched.size())}, nullptr),
+                  cudaSuccess);
+        const auto got_meta8 = dmeta8.Download();
+        for (int32_t pg : touched) {
+          for (int32_t h = 0; h < hkv; ++h) {
+            const size_t o = (static_cast<size_t>(pg) * hkv + h) * 2 * d;
+            for (int32_t i = 0; i < d; ++i) {
+              ASSERT_EQ(got_meta8[o + i], E4m3RoundDown(got_meta[o + i])) << "page " << pg << " head " << h << " min " << i;
+              ASSERT_EQ(got_meta8[o + d + i], E4m3RoundUp(got_meta[o + d + i])) << "page " << pg << " head " << h << " max " << i;
+            }
           }
         }
       }
