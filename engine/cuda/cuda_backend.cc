@@ -69,15 +69,25 @@ void CudaBackend::LogStepTrace() const {
   std::sort(batches.begin(), batches.end());
   for (int32_t batch : batches) {
     const auto& rows = step_trace_rows_.at(batch);
-    std::array<int64_t, 4> med{};
-    for (int k = 0; k < 4; ++k) {
+    std::array<int64_t, kTraceFields> med{};
+    for (int k = 0; k < kTraceFields; ++k) {
       std::vector<int64_t> v;
       for (const auto& r : rows) v.push_back(r[k]);
       std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
       med[k] = v[v.size() / 2];
     }
-    LIL_LOG_INFO("step trace, batch {} ({} steps), median us: caller {}, Execute to enqueued {}, enqueued to synced {}, "
-                 "synced to return {}", batch, rows.size(), med[0], med[1], med[2], med[3]);
+    // The whole step (entry to return) too, as median / mean / max: a mean well above the
+    // median is a few slow steps, not a slow path every step.
+    std::vector<int64_t> total;
+    for (const auto& r : rows) total.push_back(r[1] + r[2] + r[3] + r[4] + r[5]);
+    std::sort(total.begin(), total.end());
+    int64_t sum = 0;
+    for (int64_t x : total) sum += x;
+    LIL_LOG_INFO("step trace, batch {} ({} steps), median us: caller {}, Execute to inputs built {}, to uploads "
+                 "enqueued {}, to graph enqueued {}, enqueued to synced {}, synced to return {}; whole Execute "
+                 "median {} mean {} max {}",
+                 batch, rows.size(), med[0], med[1], med[2], med[3], med[4], med[5], total[total.size() / 2],
+                 sum / static_cast<int64_t>(total.size()), total.back());
   }
 }
 
@@ -339,6 +349,7 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
     seqs_[seq.id].Update(seq, seed_base_);
   }
   BuildStepInputs(plan, c, page_size_, &step_inputs_);
+  if (step_trace_) last_clock_.built_us = SystemClock::Get()->NowMicros();
   const StepInputs& in = step_inputs_;
   for (const RowLayout& l : in.layouts) {
     for (int32_t s : l.quest_seqs) {
@@ -366,8 +377,8 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
   const int64_t row_cap = graph ? int64_t{kMaxGraphBatch} * c.num_kv_heads + 1 : 0;
 
   // Pack the int inputs; the layouts' pages/logical also go to a writable copy.
-  IntPack& pack = pack_;
-  IntPack& rw = rw_;
+  PinnedIntPack& pack = pack_;
+  PinnedIntPack& rw = rw_;
   pack.Reset();
   rw.Reset();
   Work w;
@@ -473,22 +484,19 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
   }
   carve.base = work.get<char>();
   carve_all();
-  // The int pack and the writable page lists go up through pinned memory (the previous step
-  // ended with a stream synchronize, so the staging buffer is free), the runs each wrote only:
-  // not the capacity padding of graph steps.
-  LIL_RETURN_IF_ERROR(staging_.Reserve(sizeof(int32_t) * (pack.size() + rw.size())));
-  auto upload = [&](const IntPack& from, int32_t* host, int32_t* dst) -> cudaError_t {
-    for (const IntPack::Extent& e : from.extents()) {
-      std::memcpy(host + e.offset, from.data() + e.offset, sizeof(int32_t) * e.count);
-      const cudaError_t err = cudaMemcpyAsync(dst + e.offset, host + e.offset, sizeof(int32_t) * e.count,
+  // The int pack and the writable page lists go up straight from their page-locked buffers
+  // (the previous step ended with a stream synchronize, so nothing still reads them), the runs
+  // each wrote only: not the capacity padding of graph steps.
+  auto upload = [&](const PinnedIntPack& from, int32_t* dst) -> cudaError_t {
+    for (const PinnedIntPack::Extent& e : from.extents()) {
+      const cudaError_t err = cudaMemcpyAsync(dst + e.offset, from.data() + e.offset, sizeof(int32_t) * e.count,
                                               cudaMemcpyHostToDevice, stream_);
       if (err != cudaSuccess) return err;
     }
     return cudaSuccess;
   };
-  int32_t* const staged = staging_.get<int32_t>();
-  LIL_CUDA_RETURN_IF_ERROR(upload(pack, staged, const_cast<int32_t*>(w.ints)));
-  LIL_CUDA_RETURN_IF_ERROR(upload(rw, staged + pack.size(), w.pages_rw));
+  LIL_CUDA_RETURN_IF_ERROR(upload(pack, const_cast<int32_t*>(w.ints)));
+  LIL_CUDA_RETURN_IF_ERROR(upload(rw, w.pages_rw));
   if (in.mass_size > 0) {
     LIL_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(w.seq_mass, 0, sizeof(float) * in.mass_size, stream_));
   }
@@ -497,6 +505,7 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
   if (!graph && max_splits > 0) {
     LIL_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(w.split_counters, 0, sizeof(int32_t) * t * c.num_kv_heads, stream_));
   }
+  if (step_trace_) last_clock_.uploaded_us = SystemClock::Get()->NowMicros();
   if (graph) {
     cudaGraphExec_t& exec = graphs_[in.num_tokens];
     if (exec == nullptr) {
@@ -539,10 +548,10 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
   if (step_trace_) {
     const int64_t end = SystemClock::Get()->NowMicros();
     auto& rows = step_trace_rows_[num_seqs];
-    if (step_trace_prev_end_us_ > 0 && rows.size() < (1u << 16)) {
+    if (graph && step_trace_prev_end_us_ > 0 && rows.size() < (1u << 16)) {  // graph replays only
       const StepClock& k = last_clock_;
-      rows.push_back({k.begin_us - step_trace_prev_end_us_, k.launched_us - k.begin_us, k.synced_us - k.launched_us,
-                      end - k.synced_us});
+      rows.push_back({k.begin_us - step_trace_prev_end_us_, k.built_us - k.begin_us, k.uploaded_us - k.built_us,
+                      k.launched_us - k.uploaded_us, k.synced_us - k.launched_us, end - k.synced_us});
     }
     step_trace_prev_end_us_ = end;
   }

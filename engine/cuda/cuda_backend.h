@@ -67,10 +67,11 @@ class CudaBackend final : public Backend {
   static bool QuestFp8(const ModelConfig& local);
   // Decode batch sizes with a captured CUDA graph (tests, logs).
   int32_t graphs_captured() const { return static_cast<int32_t>(graphs_.size()); }
-  // Host times (SystemClock, us) of the last Execute: entered, its kernels or graph enqueued,
-  // its stream synchronized. For the tensor-parallel driver's $LILSERVE_TP_TRACE.
+  // Host times (SystemClock, us) of the last Execute: entered, its inputs built
+  // (BuildStepInputs), packed and their copies enqueued, its kernels or graph enqueued, its
+  // stream synchronized. For the tensor-parallel driver's $LILSERVE_TP_TRACE.
   struct StepClock {
-    int64_t begin_us = 0, launched_us = 0, synced_us = 0;
+    int64_t begin_us = 0, built_us = 0, uploaded_us = 0, launched_us = 0, synced_us = 0;
   };
   const StepClock& last_clock() const { return last_clock_; }
   // Whether the fused decode path is on (fused_norm_ below).
@@ -112,21 +113,25 @@ class CudaBackend final : public Backend {
   Gemm gemm_;
   DeviceBuffer kv_pool_;     // [layers][K | V | Quest] per layer, see LayerView
   DeviceBuffer ints_, work_;
-  PinnedBuffer staging_;         // the step's int inputs on their way up
   StepInputs step_inputs_;       // the step's inputs, rebuilt in place each step (Execute)
-  IntPack pack_, rw_;            // the step's int inputs and writable page lists (Execute)
+  // The step's int inputs and writable page lists (Execute), in page-locked memory: the
+  // step's copies to the GPU read them directly.
+  using PinnedIntPack = BasicIntPack<PinnedAllocator<int32_t>>;
+  PinnedIntPack pack_, rw_;
   // CUDA graphs of decode steps, one per batch size (<= kMaxGraphBatch), all over graph_work_
   // laid out for kMaxGraphBatch tokens and graph_nnz_cap_ page-list entries; growing either
   // drops the graphs. $LILSERVE_CUDA_GRAPHS=0 turns them off.
   static constexpr int32_t kMaxGraphBatch = 128;
   StepClock last_clock_;
   // $LILSERVE_STEP_TRACE=1: each step's host times by batch size (us: from the previous
-  // Execute's return to this one's entry, entry to enqueued, enqueued to synced, synced to
-  // return), their medians logged when the backend is destroyed (LogStepTrace). The first
-  // 2^16 steps of each batch size.
+  // Execute's return to this one's entry, entry to inputs built, built to uploads enqueued,
+  // to the graph / kernels enqueued, enqueued to synced, synced to return), their medians
+  // logged when the backend is destroyed (LogStepTrace). Graph replays only (decode steps), the
+  // first 2^16 of each batch size.
+  static constexpr int kTraceFields = 6;
   bool step_trace_ = false;
   int64_t step_trace_prev_end_us_ = 0;
-  absl::flat_hash_map<int32_t, std::vector<std::array<int64_t, 4>>> step_trace_rows_;
+  absl::flat_hash_map<int32_t, std::vector<std::array<int64_t, kTraceFields>>> step_trace_rows_;
   void LogStepTrace() const;
   bool graphs_enabled_ = true;
   DeviceBuffer graph_work_;

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <algorithm>
+#include <memory>
 #include <vector>
 
 #include "engine/model_config.h"
@@ -56,8 +57,11 @@ void BuildStepInputs(const StepPlan& plan, const ModelConfig& c, int32_t page_si
 // may be given a capacity (fixed offsets for CUDA graphs) whose padding is never written:
 // extents() lists the written runs, runs less than kMergeGap elements apart merged, so a step
 // uploads what it wrote in few copies (what lies between merged runs is stale and unread).
-// Reused from step to step (Reset), so its buffer is not zero-filled again each step.
-class IntPack {
+// Reused from step to step (Reset), so its buffer is not zero-filled again each step. `Alloc`
+// is where the buffer lives: the CUDA backend's is page-locked (PinnedAllocator, cuda_util.h),
+// so the step's copies to the GPU read it directly, with no staging copy.
+template <typename Alloc = std::allocator<int32_t>>
+class BasicIntPack {
  public:
   static constexpr int64_t kMergeGap = 4096;
   struct Extent {
@@ -86,9 +90,10 @@ class IntPack {
   const std::vector<Extent>& extents() const { return extents_; }
 
  private:
-  std::vector<int32_t> data_;
+  std::vector<int32_t, Alloc> data_;
   int64_t size_ = 0;
   std::vector<Extent> extents_;
 };
+using IntPack = BasicIntPack<>;
 
 }  // namespace lil::cuda

@@ -5,6 +5,8 @@
 #include <cuda_runtime.h>
 
 #include <cstddef>
+#include <cstdlib>
+#include <new>
 #include <utility>
 
 #include "absl/status/status.h"
@@ -65,6 +67,40 @@ class DeviceBuffer {
   }
   void* ptr_ = nullptr;
   size_t bytes_ = 0;
+};
+
+// A std::allocator stand-in that hands out page-locked host memory (cudaMallocHost), for
+// vectors the GPU copies from asynchronously (the backend's BasicIntPack). Where the driver
+// refuses (pinned memory exhausted), pageable memory instead: the copies then still work,
+// staged through a driver buffer.
+template <typename T>
+struct PinnedAllocator {
+  using value_type = T;
+  PinnedAllocator() = default;
+  template <typename U>
+  PinnedAllocator(const PinnedAllocator<U>&) {}  // NOLINT: converting, as allocators are
+  T* allocate(size_t n) {
+    void* p = nullptr;
+    if (cudaMallocHost(&p, n * sizeof(T)) != cudaSuccess) {
+      cudaGetLastError();
+      p = std::malloc(n * sizeof(T));
+      if (p == nullptr) throw std::bad_alloc();
+    }
+    return static_cast<T*>(p);
+  }
+  void deallocate(T* p, size_t) {
+    unsigned int flags = 0;
+    if (cudaHostGetFlags(&flags, p) == cudaSuccess) {
+      cudaFreeHost(p);
+    } else {
+      cudaGetLastError();
+      std::free(p);
+    }
+  }
+  template <typename U>
+  bool operator==(const PinnedAllocator<U>&) const { return true; }
+  template <typename U>
+  bool operator!=(const PinnedAllocator<U>&) const { return false; }
 };
 
 // Page-locked host memory for the per-step upload (an async copy from pageable memory is
