@@ -79,15 +79,22 @@ void CudaBackend::LogStepTrace() const {
     // The whole step (entry to return) too, as median / mean / max: a mean well above the
     // median is a few slow steps, not a slow path every step.
     std::vector<int64_t> total;
-    for (const auto& r : rows) total.push_back(r[1] + r[2] + r[3] + r[4] + r[5]);
+    size_t slowest = 0;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      const auto& r = rows[i];
+      total.push_back(r[1] + r[2] + r[3] + r[4] + r[5]);
+      if (total.back() > total[slowest]) slowest = i;
+    }
+    const auto& w = rows[slowest];
+    const int64_t worst = total[slowest];
     std::sort(total.begin(), total.end());
     int64_t sum = 0;
     for (int64_t x : total) sum += x;
     LIL_LOG_INFO("step trace, batch {} ({} steps), median us: caller {}, Execute to inputs built {}, to uploads "
                  "enqueued {}, to graph enqueued {}, enqueued to synced {}, synced to return {}; whole Execute "
-                 "median {} mean {} max {}",
+                 "median {} mean {}; the slowest (replay {}): {} = {} + {} + {} + {} + {}",
                  batch, rows.size(), med[0], med[1], med[2], med[3], med[4], med[5], total[total.size() / 2],
-                 sum / static_cast<int64_t>(total.size()), total.back());
+                 sum / static_cast<int64_t>(total.size()), slowest, worst, w[1], w[2], w[3], w[4], w[5]);
   }
 }
 
