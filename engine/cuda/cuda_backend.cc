@@ -191,6 +191,14 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
     b->split_target_tc_ = SplitResidentCtas(local.head_dim, group, sms, b->tc_decode_, b->tc_stages_);
     b->split_target_cc_ = SplitResidentCtas(local.head_dim, group, sms, false);
   }
+  // Graph steps' page lists are laid out for this many entries from the start: every page of
+  // the pool in one row per KV head, what the rows of all sequences can hold while no page is
+  // shared between sequences (a few MB at most). Sized from the first step instead, the lists
+  // outgrew it as contexts grew, and each time every graph was dropped and recaptured (tens of
+  // ms with the eager tuning step; in gpu_decode_bench one recapture inside the timed steps of
+  // batch 64 and 128 at 1k added 0.3-0.4 ms a step). Shared pages can still exceed it: then it
+  // doubles as before.
+  b->graph_nnz_cap_ = std::max<int64_t>(4096, int64_t{pages} * local.num_kv_heads);
   // Graph steps share one split workspace: the largest any graph batch size asks for.
   b->graph_partial_floats_ = 1;
   for (int32_t t = 1; t <= kMaxGraphBatch && b->SplitTarget(t) > 0; ++t) {
