@@ -594,6 +594,7 @@ absl::Status CudaBackend::CaptureGraph(const StepInputs& in, const Work& w, cuda
     cudaGetLastError();
     return CudaStatus(inst, "cudaGraphInstantiate");
   }
+  ++graph_captures_;
   return absl::OkStatus();
 }
 

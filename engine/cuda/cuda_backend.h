@@ -67,6 +67,9 @@ class CudaBackend final : public Backend {
   static bool QuestFp8(const ModelConfig& local);
   // Decode batch sizes with a captured CUDA graph (tests, logs).
   int32_t graphs_captured() const { return static_cast<int32_t>(graphs_.size()); }
+  // Graph captures since the backend was made, recaptures after the graphs were dropped
+  // included (tests: growing page lists must not drop them).
+  int64_t graph_captures() const { return graph_captures_; }
   // Host times (SystemClock, us) of the last Execute: entered, its inputs built
   // (BuildStepInputs), packed and their copies enqueued, its kernels or graph enqueued, its
   // stream synchronized. For the tensor-parallel driver's $LILSERVE_TP_TRACE.
@@ -136,6 +139,7 @@ class CudaBackend final : public Backend {
   bool graphs_enabled_ = true;
   DeviceBuffer graph_work_;
   int64_t graph_nnz_cap_ = 0;
+  int64_t graph_captures_ = 0;
   int64_t graph_partial_floats_ = 1;
   absl::flat_hash_map<int32_t, cudaGraphExec_t> graphs_;
   absl::flat_hash_set<int32_t> graph_failed_;

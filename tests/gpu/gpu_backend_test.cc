@@ -183,6 +183,42 @@ TEST(CudaBackend, GraphReplayMatchesEagerLaunches) {
   EXPECT_EQ(eager.gpu->graphs_captured(), 0);
 }
 
+// Page lists that grow step after step keep the graph: batch 8 on one-token pages, 100 to 300
+// positions, so a step's lists grow from 1,600 to 4,800 entries (2 KV heads), past both twice
+// the first graph step's and the 4,096 floor the capacity was once sized from (each time it
+// was outgrown, every graph was dropped and captured again). One capture in all.
+TEST(CudaBackend, GrowingPageListsKeepTheGraph) {
+  LIL_SKIP_WITHOUT_GPU();
+  const ModelConfig c = testing::TinyConfig(testing::GpuTinyOptions(ModelFamily::kLlama, 64, 2));
+  auto dw = cuda::UploadWeights(c, testing::ConditionedBf16Weights(c, 42));
+  ASSERT_TRUE(dw.ok()) << dw.status();
+  KvCacheOptions kv;
+  kv.page_size = 1;
+  kv.num_pages = 2500;
+  auto gpu = cuda::CudaBackend::Create(c, std::move(*dw), kv, {});
+  ASSERT_TRUE(gpu.ok()) << gpu.status();
+  const int32_t batch = 8, per_seq = 310, vocab = c.vocab_size;
+  StepPlan plan;
+  for (int32_t s = 0; s < batch; ++s) {
+    std::vector<int32_t> pages(per_seq);
+    std::iota(pages.begin(), pages.end(), s * per_seq);
+    plan.seqs.push_back(Seq(s + 1, 0, 100, pages, vocab));
+    plan.seqs.back().return_logits = false;
+  }
+  for (int step = 0; step <= 200; ++step) {  // the prompts, then 200 decode steps
+    auto r = (*gpu)->Execute(plan);
+    ASSERT_TRUE(r.ok()) << "step " << step << ": " << r.status();
+    for (int32_t s = 0; s < batch; ++s) {
+      ScheduledSeq& q = plan.seqs[s];
+      q.start_pos += static_cast<int32_t>(q.tokens.size());
+      q.tokens = {r->seqs[s].token};
+    }
+  }
+  EXPECT_EQ(plan.seqs[0].start_pos, 300);
+  EXPECT_EQ((*gpu)->graphs_captured(), 1);
+  EXPECT_EQ((*gpu)->graph_captures(), 1);
+}
+
 // The fused decode path (default; $LILSERVE_FUSED_NORM=0 turns it off): the norm weights
 // folded into qkv / gate_up and gate_up's rows interleaved (every path), one-token steps with
 // the norms, residual adds and SwiGLU inside the GEMVs and the Quest metadata kept by the KV
