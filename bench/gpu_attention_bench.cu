@@ -71,6 +71,21 @@ void DenseTable(const Bench& b) {
   }
 }
 
+// Median ms of the tensor-core kernel over `launches` (each `batch` rows of `npages` pages)
+// with the split forced to `splits` chunks and `stages` cp.async stages.
+double ForcedSplitMs(const Bench& b, const std::vector<Launch>& launches, int32_t batch, int32_t npages, int32_t splits,
+                     int32_t stages) {
+  return MedianMs([&](int i) {
+    lil::cuda::PagedAttentionParams ap = Params(b.pool, launches[i % launches.size()], batch, b.q, b.out);
+    ap.tensor_cores = true;
+    ap.tc_stages = stages;
+    ap.min_chunk_entries = splits == 1 ? 0 : (npages + splits - 1) / splits;
+    ap.max_splits = splits;
+    ap.partial = g_partial_alt;
+    CHECK(lil::cuda::PagedAttention(ap, nullptr));
+  }, 20, 9);
+}
+
 // The batched decode steps of goal 2 (batch 32-128 at 1k, 32 at 8k): the backend's kernel on
 // one layer's KV, beside the read ceiling. A 1k / batch-128 layer reads 512 MB, as much as
 // batch 16 at 32k, but in 1,024 rows of 64 pages instead of 128 rows of 2,048: what this table
@@ -104,14 +119,7 @@ void BatchedTable(const Bench& b) {
     const double bytes = static_cast<double>(batch) * context * kKvHeads * kDim * 2 * 2;
     for (int32_t stages : {3, 2}) {
       for (int32_t splits : {1, 2, 4, 8}) {
-        const double ms = MedianMs([&](int i) {
-          lil::cuda::PagedAttentionParams ap = Params(b.pool, launches[i % launches.size()], batch, b.q, b.out);
-          ap.tc_stages = stages;
-          ap.min_chunk_entries = splits == 1 ? 0 : (npages + splits - 1) / splits;
-          ap.max_splits = splits;
-          ap.partial = g_partial_alt;
-          CHECK(lil::cuda::PagedAttention(ap, nullptr));
-        }, 20, 9);
+        const double ms = ForcedSplitMs(b, launches, batch, npages, splits, stages);
         std::printf("| %d | %d | %d | %d | %d | %.1f | %.2f |\n", batch, context, stages, splits,
                     batch * kKvHeads * splits, ms * 1e3, bytes / (ms * 1e-3) / 1e12 / b.read_tbs);
       }
@@ -163,14 +171,7 @@ void SplitSweep(const Bench& b) {
     const int32_t npages = context / kPage;
     const double bytes = 16.0 * context * kKvHeads * kDim * 2 * 2;
     for (int32_t splits : {1, 2, 3, 4, 6, 8}) {
-      const double ms = MedianMs([&](int i) {
-        lil::cuda::PagedAttentionParams ap = Params(b.pool, launches[i % launches.size()], 16, b.q, b.out);
-        ap.tensor_cores = true;
-        ap.min_chunk_entries = splits == 1 ? 0 : (npages + splits - 1) / splits;
-        ap.max_splits = splits;
-        ap.partial = g_partial_alt;
-        CHECK(lil::cuda::PagedAttention(ap, nullptr));
-      }, 20, 9);
+      const double ms = ForcedSplitMs(b, launches, 16, npages, splits, 3);
       std::printf("| %d | %d | %d | %.1f | %.2f |\n", context, splits, 16 * kKvHeads * splits, ms * 1e3,
                   bytes / (ms * 1e-3) / 1e12 / b.read_tbs);
     }
