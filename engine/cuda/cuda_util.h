@@ -103,8 +103,8 @@ struct PinnedAllocator {
   bool operator!=(const PinnedAllocator<U>&) const { return false; }
 };
 
-// Page-locked host memory for the per-step upload (an async copy from pageable memory is
-// staged through a driver buffer and blocks the host); grow-only like DeviceBuffer.
+// Page-locked host memory, grow-only like DeviceBuffer (the one-shot all-reduce's host-mapped
+// error word, nccl_comm.h; the step's upload uses PinnedAllocator above).
 class PinnedBuffer {
  public:
   PinnedBuffer() = default;
