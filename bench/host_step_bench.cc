@@ -4,7 +4,8 @@
 // BuildStepInputs (engine/cuda/cuda_step.h) on decode plans of the Llama-3-8B shape, batch
 // 1-128 at 1k context, 16-token pages. BuildStepInputs into one StepInputs reused step after
 // step (what the backend does since session 14) beside a fresh StepInputs each step (before),
-// in the same run. No GPU needed. Usage: host_step_bench [--context N] [--reps N]
+// in the same run; and with rows_per_seq ($LILSERVE_SEQ_ROWS=1: one page list per sequence
+// instead of one per (sequence, KV head)). No GPU needed. Usage: host_step_bench [--context N] [--reps N]
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -58,8 +59,9 @@ int main(int argc, char** argv) {
   const int32_t pages = (context + 1 + kPage - 1) / kPage;
   std::printf("Host side of a decode step, 8B shape, context %d, %d-token pages (median us of 7 x %d)\n\n", context,
               kPage, reps);
-  std::printf("| batch | page entries | CheckPlan | BuildStepInputs, reused | BuildStepInputs, fresh | fresh / reused |\n"
-              "|---|---|---|---|---|---|\n");
+  std::printf("| batch | page entries | CheckPlan | BuildStepInputs, reused | BuildStepInputs, fresh | fresh / reused "
+              "| rows per sequence: entries | BuildStepInputs, reused | reused / rows per sequence |\n"
+              "|---|---|---|---|---|---|---|---|---|\n");
   for (int32_t batch : {1, 8, 32, 64, 128}) {
     lil::StepPlan plan;
     for (int32_t s = 0; s < batch; ++s) {
@@ -88,8 +90,13 @@ int main(int argc, char** argv) {
       lil::cuda::BuildStepInputs(plan, c, kPage, &in);
       sink += in.layouts.size();
     });
-    std::printf("| %d | %zu | %.1f | %.1f | %.1f | %.1fx |\n", batch, reused.layouts[0].pages.size(), check, warm, fresh,
-                fresh / warm);
+    lil::cuda::StepInputs per_seq;  // $LILSERVE_SEQ_ROWS=1's layouts: a page list per sequence
+    const double seq_rows = MedianUs(reps, [&] {
+      lil::cuda::BuildStepInputs(plan, c, kPage, &per_seq, /*rows_per_seq=*/true);
+      sink += per_seq.layouts.size();
+    });
+    std::printf("| %d | %zu | %.1f | %.1f | %.1f | %.1fx | %zu | %.1f | %.1fx |\n", batch, reused.layouts[0].pages.size(),
+                check, warm, fresh, fresh / warm, per_seq.layouts[0].pages.size(), seq_rows, warm / seq_rows);
     if (sink == 0) std::printf("(no work)\n");
   }
   return 0;

@@ -186,6 +186,9 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
   if (b->quest_fp8_) LIL_LOG_INFO("CUDA backend: Quest metadata in e4m3, rounded outward (LILSERVE_QUEST_FP8=1)");
   b->tc_stages_ = EnvIs("LILSERVE_TC_STAGES", "2") ? 2 : 3;
   b->step_trace_ = EnvIs("LILSERVE_STEP_TRACE", "1");
+  // Experimental until measured on a GPU (docs/GPU.md "Missing / next" 2): dense layouts with
+  // one page list per sequence instead of one per (sequence, KV head).
+  b->rows_per_seq_ = EnvIs("LILSERVE_SEQ_ROWS", "1");
   if (!EnvIs("LILSERVE_SPLIT_KV", "0")) {
     const int32_t group = local.num_heads / local.num_kv_heads;
     b->split_target_tc_ = SplitResidentCtas(local.head_dim, group, sms, b->tc_decode_, b->tc_stages_);
@@ -363,7 +366,7 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
   for (const ScheduledSeq& seq : plan.seqs) {
     seqs_[seq.id].Update(seq, seed_base_);
   }
-  BuildStepInputs(plan, c, page_size_, &step_inputs_);
+  BuildStepInputs(plan, c, page_size_, &step_inputs_, rows_per_seq_);
   if (step_trace_) last_clock_.built_us = SystemClock::Get()->NowMicros();
   const StepInputs& in = step_inputs_;
   for (const RowLayout& l : in.layouts) {
@@ -436,6 +439,7 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
     d.budget = pack.Add(budget);
     d.out_begin = pack.Add(out_begin);
     d.nnz = static_cast<int32_t>(l.pages.size());
+    d.per_seq = l.per_seq;
     d.num_quest = static_cast<int32_t>(l.quest_seqs.size());
     d.max_cand = cn.empty() ? 0 : *std::max_element(cn.begin(), cn.end());
     if (quest_split_) quest_keys = std::max<int64_t>(quest_keys, int64_t{d.num_quest} * c.num_kv_heads * d.max_cand);
@@ -551,7 +555,8 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
     SeqOutput& out = result.seqs[s];
     out.id = plan.seqs[s].id;
     if (last != nullptr) {
-      out.pages_attended = last->indptr[s * c.num_kv_heads + 1] - last->indptr[s * c.num_kv_heads];
+      const int32_t row = last->per_seq ? s : s * c.num_kv_heads;
+      out.pages_attended = last->indptr[row + 1] - last->indptr[row];
     }
     if (in.mass_offset[s] >= 0) {
       const int32_t pages = (plan.seqs[s].start_pos + in.seq_len[s] + page_size_ - 1) / page_size_;

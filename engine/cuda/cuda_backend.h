@@ -133,6 +133,9 @@ class CudaBackend final : public Backend {
   // first 2^16 of each batch size.
   static constexpr int kTraceFields = 6;
   bool step_trace_ = false;
+  // $LILSERVE_SEQ_ROWS=1: BuildStepInputs' rows_per_seq (dense layouts share one page list
+  // among a sequence's KV heads; num_kv_heads times fewer entries to build and upload).
+  bool rows_per_seq_ = false;
   int64_t step_trace_prev_end_us_ = 0;
   absl::flat_hash_map<int32_t, std::vector<std::array<int64_t, kTraceFields>>> step_trace_rows_;
   void LogStepTrace() const;

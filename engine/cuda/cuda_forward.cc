@@ -56,6 +56,7 @@ absl::Status CudaBackend::Attention(int32_t layer, const StepInputs& in, const W
   ap.token_pos = w.I(w.pos);
   ap.token_seq = w.I(w.seq);
   ap.row_indptr = w.I(l.indptr);
+  ap.rows_per_seq = l.per_seq;
   ap.row_pages = pages;
   ap.row_logical = logical;
   ap.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));

@@ -11,9 +11,19 @@ namespace {
 
 // Dense rows for every sequence, except those in `quest`, which get `budget` slots each.
 // Refills *l (its vectors keep their capacity); entry_seq only for a step with h2o mass, its
-// one reader (the GPU's ScatterAdd).
-void BuildLayout(const StepInputs& in, int32_t hkv, const std::vector<bool>& quest, RowLayout* l) {
+// one reader (the GPU's ScatterAdd). per_seq (no Quest sequence, no mass): a row a sequence,
+// its resident pages, shared by the KV heads.
+void BuildLayout(const StepInputs& in, int32_t hkv, const std::vector<bool>& quest, bool per_seq, RowLayout* l) {
   const bool entry_seq = in.mass_size > 0;
+  l->per_seq = per_seq && !entry_seq && std::find(quest.begin(), quest.end(), true) == quest.end();
+  if (l->per_seq) {
+    l->indptr.assign(in.cand_indptr.begin(), in.cand_indptr.end());
+    l->pages.assign(in.cand_pages.begin(), in.cand_pages.end());
+    l->logical.assign(in.cand_logical.begin(), in.cand_logical.end());
+    l->entry_seq.clear();
+    l->quest_seqs.clear();
+    return;
+  }
   const int32_t num_seqs = static_cast<int32_t>(in.seq_first.size());
   int64_t entries = 0;
   for (int32_t s = 0; s < num_seqs; ++s) {
@@ -51,7 +61,8 @@ void BuildLayout(const StepInputs& in, int32_t hkv, const std::vector<bool>& que
 
 }  // namespace
 
-void BuildStepInputs(const StepPlan& plan, const ModelConfig& c, int32_t page_size, StepInputs* out) {
+void BuildStepInputs(const StepPlan& plan, const ModelConfig& c, int32_t page_size, StepInputs* out,
+                     bool rows_per_seq) {
   // Every vector is cleared, not freed: refilled step after step, they stop allocating (a
   // batch-64 step's page lists are hundreds of KB, which the allocator would otherwise map
   // and fault in again every step).
@@ -59,7 +70,7 @@ void BuildStepInputs(const StepPlan& plan, const ModelConfig& c, int32_t page_si
   out->Clear();
   StepInputs& in = *out;
   const int32_t num_seqs = static_cast<int32_t>(plan.seqs.size());
-  std::map<int32_t, int32_t> touched;  // page -> highest slot written
+  std::vector<std::pair<int32_t, int32_t>>& touched = out->touched_scratch;  // (page, slot) of every token
   int64_t cands = 0;
   for (const ScheduledSeq& seq : plan.seqs) cands += static_cast<int64_t>(seq.page_table.size());
   in.cand_pages.reserve(cands);
@@ -78,8 +89,7 @@ void BuildStepInputs(const StepPlan& plan, const ModelConfig& c, int32_t page_si
       in.seq.push_back(s);
       in.dst_page.push_back(page);
       in.dst_slot.push_back(slot);
-      auto [it, fresh] = touched.emplace(page, slot);
-      if (!fresh) it->second = std::max(it->second, slot);
+      touched.emplace_back(page, slot);
     }
     in.num_tokens += n;
     const int32_t pages = (seq.start_pos + n + page_size - 1) / page_size;
@@ -104,12 +114,22 @@ void BuildStepInputs(const StepPlan& plan, const ModelConfig& c, int32_t page_si
       in.first_logit_row.push_back(-1);
     }
   }
-  for (const auto& [page, slot] : touched) {
-    in.touched_pages.push_back(page);
-    in.touched_last_slot.push_back(slot);
+  // Each page once, ascending, with the highest slot the step writes in it.
+  std::sort(touched.begin(), touched.end());
+  for (size_t i = 0; i < touched.size(); ++i) {
+    if (i + 1 < touched.size() && touched[i + 1].first == touched[i].first) continue;
+    in.touched_pages.push_back(touched[i].first);
+    in.touched_last_slot.push_back(touched[i].second);
   }
   // One layout per distinct set of Quest-active sequences (as in CpuBackend: decode steps of
-  // one token, past dense_layers, with fewer pages budgeted than resident).
+  // one token, past dense_layers, with fewer pages budgeted than resident). Without any Quest
+  // budget every layer reads the one dense layout.
+  if (std::all_of(in.quest_budget.begin(), in.quest_budget.end(), [](int32_t b) { return b == 0; })) {
+    in.layouts.push_back(!spare.empty() ? std::move(spare[0]) : RowLayout{});
+    BuildLayout(in, c.num_kv_heads, std::vector<bool>(num_seqs, false), rows_per_seq, &in.layouts.back());
+    in.layer_layout.assign(c.num_layers, 0);
+    return;
+  }
   std::map<std::vector<bool>, int32_t> seen;
   for (int32_t layer = 0; layer < c.num_layers; ++layer) {
     std::vector<bool> quest(num_seqs);
@@ -122,7 +142,7 @@ void BuildStepInputs(const StepPlan& plan, const ModelConfig& c, int32_t page_si
     if (fresh) {
       const size_t k = in.layouts.size();
       in.layouts.push_back(k < spare.size() ? std::move(spare[k]) : RowLayout{});
-      BuildLayout(in, c.num_kv_heads, quest, &in.layouts.back());
+      BuildLayout(in, c.num_kv_heads, quest, rows_per_seq, &in.layouts.back());
     }
     in.layer_layout.push_back(it->second);
   }

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <memory>
+#include <utility>
 #include <vector>
 
 #include "engine/model_config.h"
@@ -16,7 +17,12 @@ namespace lil::cuda {
 // Attention rows (seq * num_kv_heads + h) of one layer. Rows of sequences in Quest mode are
 // sized here (min(budget, candidates) entries) and filled on the GPU by QuestSelect.
 struct RowLayout {
+  // Rows of page entries: one per (sequence, KV head), indptr [num_seqs * num_kv_heads + 1];
+  // or, per_seq, one per sequence shared by its KV heads, indptr [num_seqs + 1] (a dense
+  // layout without h2o mass, when BuildStepInputs is asked for it: PagedAttentionParams::
+  // rows_per_seq).
   std::vector<int32_t> indptr, pages, logical;
+  bool per_seq = false;
   std::vector<int32_t> entry_seq;   // the sequence of each entry; built for steps with h2o mass only
   std::vector<int32_t> quest_seqs;  // sequences whose rows the GPU fills in this layout
 };
@@ -46,12 +52,17 @@ struct StepInputs {
       v->clear();
     }
     layouts.clear();
+    touched_scratch.clear();
   }
+  // BuildStepInputs' working list of (page, slot) written, kept for its capacity.
+  std::vector<std::pair<int32_t, int32_t>> touched_scratch;
 };
 
 // Fills *in for `plan`, reusing its vectors' memory (the CUDA backend keeps one StepInputs for
-// all its steps).
-void BuildStepInputs(const StepPlan& plan, const ModelConfig& c, int32_t page_size, StepInputs* in);
+// all its steps). rows_per_seq: layouts with no Quest sequence in a step without h2o mass get
+// one row per sequence (RowLayout::per_seq) instead of one per (sequence, KV head).
+void BuildStepInputs(const StepPlan& plan, const ModelConfig& c, int32_t page_size, StepInputs* in,
+                     bool rows_per_seq = false);
 
 // Concatenates int32 arrays for one upload; Add returns the array's element offset. An array
 // may be given a capacity (fixed offsets for CUDA graphs) whose padding is never written:

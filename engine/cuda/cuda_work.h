@@ -20,6 +20,7 @@ struct CudaBackend::Work {
   struct Layout {
     int64_t indptr, pages, logical, entry_seq, q_row, cand_begin, cand_count, budget, out_begin;
     int32_t nnz, num_quest, max_cand;
+    bool per_seq;  // RowLayout::per_seq: a row a sequence (PagedAttentionParams::rows_per_seq)
     SplitChoice split;
   };
   std::vector<Layout> layouts;

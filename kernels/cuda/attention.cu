@@ -35,7 +35,7 @@ __global__ void __launch_bounds__(kWarps * 32) PagedAttentionKernel(PagedAttenti
   const PagedKvViewBf16& kv = p.kv;
   const int32_t d = kv.head_dim, ps = kv.page_size;
   const int32_t group = p.num_heads / kv.num_kv_heads;
-  const int32_t row = p.token_seq[t] * kv.num_kv_heads + kvh;
+  const int32_t row = RowOf(p, p.token_seq[t], kvh);
   const int32_t begin = p.row_indptr[row], end = p.row_indptr[row + 1];
   const int32_t pos = p.token_pos[t];
 
@@ -368,6 +368,7 @@ cudaError_t PagedAttention(const PagedAttentionParams& p, cudaStream_t stream) {
   }
   const int group = p.num_heads / p.kv.num_kv_heads;
   const bool split = p.min_chunk_entries > 0;
+  if (p.rows_per_seq && p.page_mass != nullptr) return cudaErrorInvalidValue;  // mass entries are per head
   if (split && (p.partial == nullptr || p.counters == nullptr || p.max_splits < 1 || p.max_splits > kMaxSplits)) {
     return cudaErrorInvalidValue;
   }

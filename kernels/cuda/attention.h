@@ -21,7 +21,7 @@ struct PagedAttentionParams {
   int32_t num_heads = 0;       // a multiple of kv.num_kv_heads; the group is at most 8
   const int32_t* token_pos;    // [num_tokens]
   const int32_t* token_seq;    // [num_tokens]
-  const int32_t* row_indptr;   // [num_seqs * num_kv_heads + 1]
+  const int32_t* row_indptr;   // [num_seqs * num_kv_heads + 1], or [num_seqs + 1] with rows_per_seq
   const int32_t* row_pages;    // [nnz]
   const int32_t* row_logical;  // [nnz]
   float scale = 1.0f;
@@ -47,7 +47,18 @@ struct PagedAttentionParams {
   // warp, two CTAs an SM instead of three; SplitResidentCtas must be asked with the same).
   // 3 since session 9: batch 1 4-13% less time, batch 16 equal, 8B decode steps 1.7-3.8% less.
   int32_t tc_stages = 3;
+  // One row per sequence, shared by its KV heads (dense layouts without h2o mass: every head of
+  // a sequence attends the same pages): row_indptr has num_seqs + 1 entries and the lists are
+  // num_kv_heads times shorter than with a row per (sequence, KV head). Not with page_mass
+  // (its entries are per head) nor for rows Quest selects (per head). CudaBackend builds such
+  // layouts with $LILSERVE_SEQ_ROWS=1 (RowLayout::per_seq).
+  bool rows_per_seq = false;
 };
+
+// The row a (sequence, KV head) pair reads: RowOf(p, seq, kvh).
+__host__ __device__ inline int32_t RowOf(const PagedAttentionParams& p, int32_t seq, int32_t kvh) {
+  return p.rows_per_seq ? seq : seq * p.kv.num_kv_heads + kvh;
+}
 
 // The split chosen for a step: rows = num_tokens * num_kv_heads CTAs before splitting, and
 // `resident_ctas` of the kernel fit on the GPU at once (SplitResidentCtas). The split count is

@@ -53,7 +53,7 @@ __global__ void __launch_bounds__(kFlashWarps * 32) FlashPrefillKernel(FlashPref
   const int32_t hkv = p.kv.num_kv_heads, ps = p.kv.page_size, group = p.num_heads / hkv;
   const int32_t kvh = blockIdx.y;
   const int32_t seq = fp.tiles[3 * blockIdx.x], t0 = fp.tiles[3 * blockIdx.x + 1], ntok = fp.tiles[3 * blockIdx.x + 2];
-  const int32_t row_id = seq * hkv + kvh;
+  const int32_t row_id = RowOf(p, seq, kvh);
   const int32_t begin = p.row_indptr[row_id], end = p.row_indptr[row_id + 1];
   const int32_t nkeys = (end - begin) * ps;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gid = lane >> 2, tig = lane & 3;

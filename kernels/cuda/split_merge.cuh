@@ -32,7 +32,7 @@ __device__ __forceinline__ bool LocateSplit(const PagedAttentionParams& p, Split
   r.t = r.x / hkv;
   r.kvh = r.x % hkv;
   r.group = p.num_heads / hkv;
-  const int32_t row = p.token_seq[r.t] * hkv + r.kvh;
+  const int32_t row = RowOf(p, p.token_seq[r.t], r.kvh);
   const int32_t begin = p.row_indptr[row], end = p.row_indptr[row + 1], nent = end - begin;
   const int32_t chunk = p.min_chunk_entries > 0 ? max(p.min_chunk_entries, (nent + p.max_splits - 1) / p.max_splits)
                                                  : max(nent, 1);

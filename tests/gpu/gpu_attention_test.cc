@@ -221,6 +221,79 @@ TEST_P(AttentionParity, FlashPrefillMatchesCpuReference) {
   }
 }
 
+// rows_per_seq (one page list a sequence, shared by its KV heads) gives bit-identical outputs
+// to the same pages listed once per (sequence, KV head): the dense three-sequence case (one
+// sequence with a freed page) and a long one, through the CUDA-core kernel and the
+// tensor-core one, unsplit and split, and the flash prefill; page mass is refused with it.
+TEST_P(AttentionParity, RowsPerSequenceMatchRowsPerHead) {
+  LIL_SKIP_WITHOUT_GPU();
+  const Shape shape = GetParam();
+  for (int variant = 0; variant < 2; ++variant) {
+    const Case c = variant == 0 ? MakeCase(shape, false, 23 + shape.page_size)
+                                : MakeCase(shape, false, 29 + shape.page_size, {{0, 150}, {90, 40}});
+    Case per_seq = c;  // head 0's row of each sequence (dense: every head's row is the same)
+    per_seq.row_indptr = {0};
+    per_seq.row_pages.clear();
+    per_seq.row_logical.clear();
+    const int32_t num_seqs = static_cast<int32_t>(c.row_indptr.size() - 1) / c.hkv;
+    for (int32_t sq = 0; sq < num_seqs; ++sq) {
+      const int32_t b = c.row_indptr[sq * c.hkv], e = c.row_indptr[sq * c.hkv + 1];
+      for (int32_t h = 1; h < c.hkv; ++h) {
+        ASSERT_EQ(c.row_indptr[sq * c.hkv + h + 1] - c.row_indptr[sq * c.hkv + h], e - b) << "dense rows differ";
+      }
+      per_seq.row_pages.insert(per_seq.row_pages.end(), c.row_pages.begin() + b, c.row_pages.begin() + e);
+      per_seq.row_logical.insert(per_seq.row_logical.end(), c.row_logical.begin() + b, c.row_logical.begin() + e);
+      per_seq.row_indptr.push_back(static_cast<int32_t>(per_seq.row_pages.size()));
+    }
+    const DeviceCase heads(c), seqs(per_seq);
+    const int32_t t = static_cast<int32_t>(c.token_pos.size());
+    DeviceArray<int32_t> counters(std::vector<int32_t>(t * c.hkv, 0));
+    DeviceArray<float> partial(std::vector<float>(cuda::SplitPartialFloats(t, c.hkv, c.d, 3), 0.0f));
+    const bool tc_ok = cuda::TcDecodeSupported(c.d, c.heads / c.hkv);
+    for (int tc = 0; tc < (tc_ok ? 2 : 1); ++tc) {
+      for (const bool split : {false, true}) {
+        SCOPED_TRACE("case " + std::to_string(variant) + (tc ? " tensor cores" : " CUDA cores") + (split ? " split" : ""));
+        auto run = [&](const DeviceCase& dc, bool rows_per_seq) {
+          auto out = DeviceArray<cuda::bf16>::Poisoned(c.q.size());
+          cuda::PagedAttentionParams p = dc.Params(out.get());
+          p.rows_per_seq = rows_per_seq;
+          p.tensor_cores = tc == 1;
+          if (split) {
+            p.min_chunk_entries = 1;
+            p.max_splits = 3;
+            p.partial = partial.get();
+            p.counters = counters.get();
+          }
+          EXPECT_EQ(cuda::PagedAttention(p, nullptr), cudaSuccess);
+          return testing::ToF32(out.Download());
+        };
+        EXPECT_TRUE(AllClose(run(seqs, true), run(heads, false), 0.0f, 0.0f));
+      }
+    }
+    auto flash = [&](const DeviceCase& dc, bool rows_per_seq) {
+      const std::vector<int32_t> tiles = cuda::FlashPrefillTiles(c.token_seq, shape.group);
+      DeviceArray<int32_t> dtiles(tiles);
+      auto out = DeviceArray<cuda::bf16>::Poisoned(c.q.size());
+      cuda::FlashPrefillParams fp;
+      fp.attn = dc.Params(out.get());
+      fp.attn.rows_per_seq = rows_per_seq;
+      fp.tiles = dtiles.get();
+      fp.num_tiles = static_cast<int32_t>(tiles.size() / 3);
+      EXPECT_EQ(cuda::FlashPrefill(fp, nullptr), cudaSuccess);
+      return testing::ToF32(out.Download());
+    };
+    if (cuda::FlashPrefillSupported(shape.head_dim, shape.group)) {
+      EXPECT_TRUE(AllClose(flash(seqs, true), flash(heads, false), 0.0f, 0.0f)) << "flash prefill, case " << variant;
+    }
+    DeviceArray<float> mass(std::vector<float>(per_seq.row_pages.size(), 0.0f));
+    auto out = DeviceArray<cuda::bf16>::Poisoned(c.q.size());
+    cuda::PagedAttentionParams p = seqs.Params(out.get());
+    p.rows_per_seq = true;
+    p.page_mass = mass.get();
+    EXPECT_EQ(cuda::PagedAttention(p, nullptr), cudaErrorInvalidValue);
+  }
+}
+
 TEST(AttentionSplit, FlashPrefillTilesCutEachSequenceRun) {
   // Tokens of sequences 4, 4, 4, 9, 2 x 70: group 4 -> 16 tokens a tile.
   std::vector<int32_t> seq = {4, 4, 4, 9};

@@ -82,6 +82,7 @@ struct Config {
   ModelFamily family;
   int32_t head_dim, page_size;
   bool fallback_gemm;
+  bool seq_rows = false;  // $LILSERVE_SEQ_ROWS=1: dense layouts with a page list per sequence
 };
 
 class CudaBackendParity : public ::testing::TestWithParam<Config> {};
@@ -89,7 +90,9 @@ class CudaBackendParity : public ::testing::TestWithParam<Config> {};
 TEST_P(CudaBackendParity, MatchesCpuBackendStepByStep) {
   LIL_SKIP_WITHOUT_GPU();
   const Config cfg = GetParam();
+  if (cfg.seq_rows) setenv("LILSERVE_SEQ_ROWS", "1", 1);
   Pair b = MakePair(cfg.family, cfg.head_dim, cfg.page_size, cfg.fallback_gemm);
+  unsetenv("LILSERVE_SEQ_ROWS");
   ASSERT_TRUE(b.cpu && b.gpu);
   const int32_t ps = cfg.page_size, vocab = b.cpu->config().vocab_size;
   std::vector<int32_t> perm(96);
@@ -131,15 +134,22 @@ INSTANTIATE_TEST_SUITE_P(Models, CudaBackendParity,
                          ::testing::Values(Config{ModelFamily::kLlama, 32, 16, false},
                                            Config{ModelFamily::kQwen2, 64, 3, false},
                                            Config{ModelFamily::kQwen3, 128, 17, false},
-                                           Config{ModelFamily::kLlama, 8, 1, true}));
+                                           Config{ModelFamily::kLlama, 8, 1, true},
+                                           Config{ModelFamily::kLlama, 64, 3, false, true},
+                                           Config{ModelFamily::kQwen3, 128, 16, false, true}));
 
 // Decode steps replayed from CUDA graphs give bit-identical tokens and logprobs to the same
 // steps launched eagerly, and the CPU backend's greedy tokens: batch 3 over 3-token pages
 // (page lists grow every few steps, so replays see new lengths), then batch 2 (a second
-// graph), with a freed page in one sequence.
-TEST(CudaBackend, GraphReplayMatchesEagerLaunches) {
+// graph), with a freed page in one sequence. Also with the graphs' layouts a page list per
+// sequence ($LILSERVE_SEQ_ROWS=1) against eager per-head lists: still bit-identical.
+class GraphReplay : public ::testing::TestWithParam<bool> {};
+
+TEST_P(GraphReplay, MatchesEagerLaunches) {
   LIL_SKIP_WITHOUT_GPU();
+  if (GetParam()) setenv("LILSERVE_SEQ_ROWS", "1", 1);
   Pair graphs = MakePair(ModelFamily::kLlama, 64, 3, false);
+  unsetenv("LILSERVE_SEQ_ROWS");
   setenv("LILSERVE_CUDA_GRAPHS", "0", 1);
   Pair eager = MakePair(ModelFamily::kLlama, 64, 3, false);
   unsetenv("LILSERVE_CUDA_GRAPHS");
@@ -182,6 +192,8 @@ TEST(CudaBackend, GraphReplayMatchesEagerLaunches) {
   EXPECT_EQ(graphs.gpu->graphs_captured(), 2);  // batch 3 and batch 2
   EXPECT_EQ(eager.gpu->graphs_captured(), 0);
 }
+
+INSTANTIATE_TEST_SUITE_P(SeqRows, GraphReplay, ::testing::Bool());
 
 // Page lists that grow step after step keep the graph: batch 8 on one-token pages, 100 to 300
 // positions, so a step's lists grow from 1,600 to 4,800 entries (2 KV heads), past both twice

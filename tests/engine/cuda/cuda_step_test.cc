@@ -107,6 +107,7 @@ void ExpectSame(const StepInputs& a, const StepInputs& b, int plan) {
     EXPECT_EQ(a.layouts[l].logical, b.layouts[l].logical) << "layout " << l;
     EXPECT_EQ(a.layouts[l].entry_seq, b.layouts[l].entry_seq) << "layout " << l;
     EXPECT_EQ(a.layouts[l].quest_seqs, b.layouts[l].quest_seqs) << "layout " << l;
+    EXPECT_EQ(a.layouts[l].per_seq, b.layouts[l].per_seq) << "layout " << l;
   }
 }
 
@@ -143,6 +144,10 @@ TEST(BuildStepInputs, ReusedInputsMatchFreshOnes) {
   EXPECT_EQ(first.layer_layout, (std::vector<int32_t>{0, 1, 1, 1}));
   EXPECT_EQ(first.layouts[1].quest_seqs, std::vector<int32_t>{1});
   EXPECT_EQ(first.mass_size, 3);
+  // Pages written, ascending, each with its highest slot: the prefill's pages 0 (slots 0-15)
+  // and 1 (0-3), seq 2's position 60 (page 10 + 3, slot 12), seq 3's 33 (page 20 + 2, slot 1).
+  EXPECT_EQ(first.touched_pages, (std::vector<int32_t>{0, 1, 13, 22}));
+  EXPECT_EQ(first.touched_last_slot, (std::vector<int32_t>{15, 3, 12, 1}));
   // entry_seq (the h2o scatter's) for steps with mass only: plan 0 has it, plan 1 does not.
   EXPECT_EQ(first.layouts[0].entry_seq.size(), first.layouts[0].pages.size());
   EXPECT_EQ(first.layouts[0].entry_seq[first.layouts[0].indptr[2 * 2]], 2);  // seq 2's first entry (KV head 0)
@@ -150,6 +155,71 @@ TEST(BuildStepInputs, ReusedInputsMatchFreshOnes) {
   BuildStepInputs(plans[1], c, kPage, &dense);
   EXPECT_TRUE(dense.layouts[0].entry_seq.empty());
   EXPECT_EQ(dense.layouts[0].pages.size(), 8u * 2 * 5);
+}
+
+// rows_per_seq: a dense layout of a step without h2o mass gets one row per sequence holding
+// exactly what each of its KV heads' rows holds without it; Quest layouts and steps with mass
+// keep a row per (sequence, KV head); everything else is the same. Reused across the switch.
+TEST(BuildStepInputs, RowsPerSequenceHoldEachHeadsRow) {
+  testing::TinyModelOptions o;
+  o.layers = 4;  // 4 query heads on 2 KV heads
+  const ModelConfig c = testing::TinyConfig(o);
+  const int32_t hkv = c.num_kv_heads;
+  constexpr int32_t kPage = 16;
+  // A prefill, a Quest decode past one dense layer, a decode with a freed page (a sparse policy's hole).
+  StepPlan quest;
+  quest.seqs.push_back(Seq(1, 0, 20, 0, 2));
+  quest.seqs.push_back(Seq(2, 60, 1, 10, 4));
+  quest.seqs.back().sparse.mode = SparseMode::kQuest;
+  quest.seqs.back().sparse.budget_tokens = 32;
+  quest.seqs.back().sparse.dense_layers = 1;
+  quest.seqs.push_back(Seq(3, 40, 1, 20, 3));
+  quest.seqs.back().page_table[1] = kNoPage;
+  StepPlan mass = quest;
+  mass.seqs[2].collect_page_mass = true;
+  StepPlan decode;
+  for (uint64_t s = 0; s < 5; ++s) decode.seqs.push_back(Seq(10 + s, 17 * static_cast<int32_t>(s), 1, 40 + 8 * static_cast<int32_t>(s), 3));
+  StepInputs reused;
+  int plan_index = 0;
+  for (const StepPlan* plan : {&quest, &mass, &decode, &quest}) {
+    SCOPED_TRACE("plan " + std::to_string(plan_index++));
+    StepInputs heads, seqs;
+    BuildStepInputs(*plan, c, kPage, &heads);
+    BuildStepInputs(*plan, c, kPage, &seqs, /*rows_per_seq=*/true);
+    BuildStepInputs(*plan, c, kPage, &reused, /*rows_per_seq=*/true);
+    ExpectSame(seqs, reused, plan_index);
+    ASSERT_EQ(heads.layouts.size(), seqs.layouts.size());
+    EXPECT_EQ(heads.layer_layout, seqs.layer_layout);
+    EXPECT_EQ(heads.tokens, seqs.tokens);
+    EXPECT_EQ(heads.cand_pages, seqs.cand_pages);
+    const int32_t num_seqs = static_cast<int32_t>(plan->seqs.size());
+    for (size_t l = 0; l < heads.layouts.size(); ++l) {
+      const RowLayout& a = heads.layouts[l];
+      const RowLayout& b = seqs.layouts[l];
+      EXPECT_FALSE(a.per_seq);
+      const bool want = plan != &mass && a.quest_seqs.empty();
+      ASSERT_EQ(b.per_seq, want) << "layout " << l;
+      if (!want) {
+        EXPECT_EQ(a.indptr, b.indptr);
+        EXPECT_EQ(a.pages, b.pages);
+        EXPECT_EQ(a.entry_seq, b.entry_seq);
+        continue;
+      }
+      ASSERT_EQ(b.indptr.size(), static_cast<size_t>(num_seqs) + 1);
+      EXPECT_EQ(b.pages.size() * hkv, a.pages.size());
+      for (int32_t s = 0; s < num_seqs; ++s) {
+        const std::vector<int32_t> seq_pages(b.pages.begin() + b.indptr[s], b.pages.begin() + b.indptr[s + 1]);
+        const std::vector<int32_t> seq_logical(b.logical.begin() + b.indptr[s], b.logical.begin() + b.indptr[s + 1]);
+        for (int32_t h = 0; h < hkv; ++h) {
+          const int32_t r = s * hkv + h;
+          EXPECT_EQ(std::vector<int32_t>(a.pages.begin() + a.indptr[r], a.pages.begin() + a.indptr[r + 1]), seq_pages)
+              << "layout " << l << " seq " << s << " head " << h;
+          EXPECT_EQ(std::vector<int32_t>(a.logical.begin() + a.indptr[r], a.logical.begin() + a.indptr[r + 1]),
+                    seq_logical);
+        }
+      }
+    }
+  }
 }
 
 }  // namespace
