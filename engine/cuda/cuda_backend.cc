@@ -291,41 +291,72 @@ absl::Status CudaBackend::FinishSampling(const StepPlan& plan, const StepInputs&
   const ModelConfig& c = config_;
   const int32_t r = static_cast<int32_t>(in.logit_rows.size()), vocab = c.vocab_size;
   if (r == 0 || rank_ != 0) return absl::OkStatus();
-  bool need_host_logits = false;
-  for (const ScheduledSeq& seq : plan.seqs) {
-    need_host_logits |= seq.return_logits || (seq.sample && !GreedyOnGpu(seq.sampling));
+  const int32_t num_seqs = static_cast<int32_t>(plan.seqs.size());
+  // Only the logits rows the host needs come down (a sequence's rows when it returns logits,
+  // its last row when the host samples it), into page-locked memory: host_row[s] is where
+  // sequence s's rows start there (-1: none).
+  std::vector<int64_t> host_row(num_seqs, -1);
+  int64_t host_rows = 0;
+  for (int32_t s = 0; s < num_seqs; ++s) {
+    const ScheduledSeq& seq = plan.seqs[s];
+    if (in.first_logit_row[s] < 0) continue;
+    const int32_t rows = seq.return_logits ? in.seq_len[s] : (seq.sample && !GreedyOnGpu(seq.sampling) ? 1 : 0);
+    if (rows == 0) continue;
+    host_row[s] = host_rows;
+    host_rows += rows;
   }
   std::vector<int32_t> tokens(r);
-  std::vector<float> logprobs(r), logits;
+  std::vector<float> logprobs(r);
   LIL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(tokens.data(), w.token_out, sizeof(int32_t) * r,
                                            cudaMemcpyDeviceToHost, stream_));
   LIL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(logprobs.data(), w.logprob, sizeof(float) * r,
                                            cudaMemcpyDeviceToHost, stream_));
-  if (need_host_logits) {
-    logits.resize(static_cast<size_t>(r) * vocab);
-    LIL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(logits.data(), w.logits, sizeof(float) * logits.size(),
-                                             cudaMemcpyDeviceToHost, stream_));
+  float* host = nullptr;
+  if (host_rows > 0) {
+    LIL_RETURN_IF_ERROR(host_logits_.Reserve(sizeof(float) * host_rows * vocab));
+    host = host_logits_.get<float>();
+    for (int32_t s = 0; s < num_seqs; ++s) {
+      if (host_row[s] < 0) continue;
+      const ScheduledSeq& seq = plan.seqs[s];
+      // A sequence's logits rows are consecutive (every token's with return_logits, else the
+      // last token's alone).
+      const int32_t first = in.first_logit_row[s];
+      const int32_t rows = seq.return_logits ? in.seq_len[s] : 1;
+      LIL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host + host_row[s] * vocab, w.logits + static_cast<int64_t>(first) * vocab,
+                                               sizeof(float) * rows * vocab, cudaMemcpyDeviceToHost, stream_));
+    }
   }
   LIL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
-  for (size_t s = 0; s < plan.seqs.size(); ++s) {
+  std::vector<int32_t> host_sampled;
+  for (int32_t s = 0; s < num_seqs; ++s) {
     const ScheduledSeq& seq = plan.seqs[s];
     SeqOutput& out = result.seqs[s];
     const int32_t first = in.first_logit_row[s];
     if (first < 0) continue;
-    const int32_t last = first + (seq.return_logits ? in.seq_len[s] - 1 : 0);
     if (seq.return_logits) {
-      const float* lg = logits.data() + static_cast<int64_t>(first) * vocab;
+      const float* lg = host + host_row[s] * vocab;
       out.logits.assign(lg, lg + static_cast<int64_t>(in.seq_len[s]) * vocab);
     }
     if (!seq.sample) continue;
     if (GreedyOnGpu(seq.sampling)) {
+      const int32_t last = first + (seq.return_logits ? in.seq_len[s] - 1 : 0);
       out.token = tokens[last];
       out.logprob = logprobs[last];
       continue;
     }
-    const SamplerState& st = seqs_[seq.id];
-    SampleOutput so = lil::Sample(absl::MakeConstSpan(logits.data() + static_cast<int64_t>(last) * vocab, vocab),
-                                  seq.sampling, st.history, st.seed, seq.num_generated);
+    host_sampled.push_back(s);
+  }
+  // The host sampler, a row a thread: a 128k-vocabulary row takes ~2 ms (engine/sampler.h).
+  const int32_t n = static_cast<int32_t>(host_sampled.size());
+#pragma omp parallel for schedule(dynamic) if (n > 1)
+  for (int32_t i = 0; i < n; ++i) {
+    const int32_t s = host_sampled[i];
+    const ScheduledSeq& seq = plan.seqs[s];
+    const int64_t row = host_row[s] + (seq.return_logits ? in.seq_len[s] - 1 : 0);
+    const SamplerState& st = seqs_.find(seq.id)->second;
+    SampleOutput so = lil::Sample(absl::MakeConstSpan(host + row * vocab, vocab), seq.sampling, st.history, st.seed,
+                                  seq.num_generated);
+    SeqOutput& out = result.seqs[s];
     out.token = so.token;
     out.logprob = so.logprob;
     out.top_logprobs = std::move(so.top_logprobs);

@@ -117,6 +117,7 @@ class CudaBackend final : public Backend {
   DeviceBuffer kv_pool_;     // [layers][K | V | Quest] per layer, see LayerView
   DeviceBuffer ints_, work_;
   StepInputs step_inputs_;       // the step's inputs, rebuilt in place each step (Execute)
+  PinnedBuffer host_logits_;     // logits rows the host samples or returns (FinishSampling)
   // The step's int inputs and writable page lists (Execute), in page-locked memory: the
   // step's copies to the GPU read them directly.
   using PinnedIntPack = BasicIntPack<PinnedAllocator<int32_t>>;

@@ -104,7 +104,8 @@ struct PinnedAllocator {
 };
 
 // Page-locked host memory, grow-only like DeviceBuffer (the one-shot all-reduce's host-mapped
-// error word, nccl_comm.h; the step's upload uses PinnedAllocator above).
+// error word, nccl_comm.h; the logits rows the host samples, CudaBackend::FinishSampling; the
+// step's upload uses PinnedAllocator above).
 class PinnedBuffer {
  public:
   PinnedBuffer() = default;

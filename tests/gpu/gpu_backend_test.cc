@@ -14,6 +14,7 @@
 
 #include "engine/cpu_backend.h"
 #include "engine/cuda/cuda_backend.h"
+#include "engine/sampler.h"
 #include "tests/gpu/backend_test_util.h"
 #include "tests/testing/tiny_model.h"
 
@@ -194,6 +195,56 @@ TEST_P(GraphReplay, MatchesEagerLaunches) {
 }
 
 INSTANTIATE_TEST_SUITE_P(SeqRows, GraphReplay, ::testing::Bool());
+
+// Rows the host samples (any sampling but greedy without top logprobs) follow engine/
+// sampler.h on the GPU's logits, whether the sequence also returns its logits or not, while
+// other rows stay on the GPU's greedy path: A returns logits and samples with top_p, C samples
+// with top_k / min_p without returning logits (checked against the same step run again with
+// them returned), D is greedy with top logprobs (host path), B greedy on the GPU.
+TEST(CudaBackend, HostSampledRowsFollowTheSampler) {
+  LIL_SKIP_WITHOUT_GPU();
+  Pair b = MakePair(ModelFamily::kLlama, 64, 16, false);
+  ASSERT_TRUE(b.gpu && b.cpu);
+  const int32_t vocab = b.cpu->config().vocab_size;
+  StepPlan plan;
+  for (int32_t s = 0; s < 4; ++s) plan.seqs.push_back(Seq(s + 1, 0, 5 + s, {4 * s, 4 * s + 1}, vocab));
+  ScheduledSeq& a = plan.seqs[0];
+  a.sampling.temperature = 0.8f;
+  a.sampling.top_p = 0.9f;
+  a.sampling.seed = 11;
+  plan.seqs[1].return_logits = false;
+  ScheduledSeq& c = plan.seqs[2];
+  c.return_logits = false;
+  c.sampling.temperature = 1.0f;
+  c.sampling.top_k = 5;
+  c.sampling.min_p = 0.05f;
+  c.sampling.seed = 12;
+  ScheduledSeq& d = plan.seqs[3];
+  d.sampling.logprobs = 3;
+  auto first = b.gpu->Execute(plan);
+  ASSERT_TRUE(first.ok()) << first.status();
+  auto last_row = [&](const SeqOutput& o, int32_t len) {
+    EXPECT_EQ(o.logits.size(), static_cast<size_t>(len) * vocab);
+    return absl::MakeConstSpan(o.logits.data() + static_cast<int64_t>(len - 1) * vocab, vocab);
+  };
+  const SampleOutput want_a = Sample(last_row(first->seqs[0], 5), a.sampling, a.tokens, 11, 0);
+  EXPECT_EQ(first->seqs[0].token, want_a.token);
+  EXPECT_NEAR(first->seqs[0].logprob, want_a.logprob, 1e-4);
+  const SampleOutput want_d = Sample(last_row(first->seqs[3], 8), d.sampling, d.tokens, 0, 0);
+  EXPECT_EQ(first->seqs[3].token, want_d.token);
+  ASSERT_EQ(first->seqs[3].top_logprobs.size(), 3u);
+  EXPECT_EQ(first->seqs[3].top_logprobs[0].token, want_d.token);
+  EXPECT_TRUE(first->seqs[1].logits.empty());
+  EXPECT_TRUE(first->seqs[2].logits.empty());
+  // The same step again (the same KV written at the same places), C now returning its logits.
+  c.return_logits = true;
+  auto again = b.gpu->Execute(plan);
+  ASSERT_TRUE(again.ok()) << again.status();
+  const SampleOutput want_c = Sample(last_row(again->seqs[2], 7), c.sampling, c.tokens, 12, 0);
+  EXPECT_EQ(again->seqs[2].token, want_c.token);
+  EXPECT_EQ(first->seqs[2].token, want_c.token);
+  EXPECT_EQ(first->seqs[1].token, again->seqs[1].token);
+}
 
 // Page lists that grow step after step keep the graph: batch 8 on one-token pages, 100 to 300
 // positions, so a step's lists grow from 1,600 to 4,800 entries (2 KV heads), past both twice
