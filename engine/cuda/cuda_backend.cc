@@ -10,6 +10,7 @@
 #include <random>
 #include <string>
 
+#include "absl/base/casts.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/status.h"
@@ -18,6 +19,7 @@
 #include "engine/sampler.h"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/quest.h"
+#include "kernels/cuda/sample.h"
 
 namespace lil::cuda {
 namespace {
@@ -39,6 +41,12 @@ constexpr int64_t kWorkReserveBytes = 2LL << 30;
 
 bool GreedyOnGpu(const SamplingParams& s) {
   return (s.temperature <= 0.0f || s.top_k == 1) && s.repetition_penalty == 1.0f && s.logprobs == 0;
+}
+
+// What SampleFiltered draws (with $LILSERVE_GPU_SAMPLING=1): temperature with top-k / top-p /
+// min-p; a repetition penalty (it needs the history) and top logprobs stay on the host.
+bool FilteredOnGpu(const SamplingParams& s) {
+  return s.temperature > 0.0f && s.top_k != 1 && s.repetition_penalty == 1.0f && s.logprobs == 0;
 }
 
 }  // namespace
@@ -189,6 +197,7 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
   // Experimental until measured on a GPU (docs/GPU.md "Missing / next" 2): dense layouts with
   // one page list per sequence instead of one per (sequence, KV head).
   b->rows_per_seq_ = EnvIs("LILSERVE_SEQ_ROWS", "1");
+  b->gpu_sampling_ = EnvIs("LILSERVE_GPU_SAMPLING", "1");
   if (!EnvIs("LILSERVE_SPLIT_KV", "0")) {
     const int32_t group = local.num_heads / local.num_kv_heads;
     b->split_target_tc_ = SplitResidentCtas(local.head_dim, group, sms, b->tc_decode_, b->tc_stages_);
@@ -288,6 +297,11 @@ PagedKvViewBf16 CudaBackend::LayerView(int32_t layer) const {
 
 absl::Status CudaBackend::FinishSampling(const StepPlan& plan, const StepInputs& in, const Work& w,
                                          StepResult& result) {
+  // Rows whose token the GPU chose: greedy ones (Greedy), and with $LILSERVE_GPU_SAMPLING=1
+  // the filtered draws (SampleFiltered, launched only when this rank samples).
+  auto DrawnOnGpu = [&](const SamplingParams& sp) {
+    return GreedyOnGpu(sp) || (w.gpu_sampled && FilteredOnGpu(sp));
+  };
   const ModelConfig& c = config_;
   const int32_t r = static_cast<int32_t>(in.logit_rows.size()), vocab = c.vocab_size;
   if (r == 0 || rank_ != 0) return absl::OkStatus();
@@ -300,7 +314,7 @@ absl::Status CudaBackend::FinishSampling(const StepPlan& plan, const StepInputs&
   for (int32_t s = 0; s < num_seqs; ++s) {
     const ScheduledSeq& seq = plan.seqs[s];
     if (in.first_logit_row[s] < 0) continue;
-    const int32_t rows = seq.return_logits ? in.seq_len[s] : (seq.sample && !GreedyOnGpu(seq.sampling) ? 1 : 0);
+    const int32_t rows = seq.return_logits ? in.seq_len[s] : (seq.sample && !DrawnOnGpu(seq.sampling) ? 1 : 0);
     if (rows == 0) continue;
     host_row[s] = host_rows;
     host_rows += rows;
@@ -338,7 +352,7 @@ absl::Status CudaBackend::FinishSampling(const StepPlan& plan, const StepInputs&
       out.logits.assign(lg, lg + static_cast<int64_t>(in.seq_len[s]) * vocab);
     }
     if (!seq.sample) continue;
-    if (GreedyOnGpu(seq.sampling)) {
+    if (DrawnOnGpu(seq.sampling)) {
       const int32_t last = first + (seq.return_logits ? in.seq_len[s] - 1 : 0);
       out.token = tokens[last];
       out.logprob = logprobs[last];
@@ -365,7 +379,7 @@ absl::Status CudaBackend::FinishSampling(const StepPlan& plan, const StepInputs&
 }
 
 bool CudaBackend::Graphable(const StepPlan& plan, const StepInputs& in) const {
-  if (!graphs_enabled_ || in.num_tokens > kMaxGraphBatch || graph_failed_.contains(in.num_tokens) || in.mass_size > 0 || in.layouts.size() != 1 ||
+  if (!graphs_enabled_ || in.num_tokens > kMaxGraphBatch || in.mass_size > 0 || in.layouts.size() != 1 ||
       !in.layouts[0].quest_seqs.empty() || static_cast<int32_t>(in.logit_rows.size()) != in.num_tokens ||
       static_cast<int32_t>(in.touched_pages.size()) != in.num_tokens) {
     return false;
@@ -411,7 +425,13 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
   // Decode-only dense steps replay a CUDA graph captured for their batch size: every array
   // then sits at a fixed offset sized for the largest graph batch and the graph capacity of
   // page-list entries, so the same addresses serve every step of that shape.
-  bool graph = Graphable(plan, in);
+  // Whether a row draws on the GPU (SampleFiltered) this step: its graph is kept apart.
+  bool gpu_sampled = false;
+  for (size_t s = 0; gpu_sampling_ && rank_ == 0 && s < plan.seqs.size(); ++s) {
+    const ScheduledSeq& seq = plan.seqs[s];
+    gpu_sampled |= seq.sample && in.first_logit_row[s] >= 0 && FilteredOnGpu(seq.sampling);
+  }
+  bool graph = Graphable(plan, in) && !graph_failed_.contains(GraphKey(in.num_tokens, gpu_sampled));
   int64_t nnz_cap = 0;
   if (graph) {
     nnz_cap = graph_nnz_cap_;
@@ -440,6 +460,30 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
   w.touched_last = pack.Add(in.touched_last_slot, tok_cap);
   w.mass_offset = pack.Add(in.mass_offset, tok_cap);
   w.logit_rows = pack.Add(in.logit_rows, tok_cap);
+  if (gpu_sampling_ && rank_ == 0) {
+    // The last logits row of each sequence SampleFiltered draws: its parameters and uniform.
+    // The region is there whenever GPU sampling is on (empty when no row draws), so graphs of
+    // steps with and without draws share one layout.
+    std::vector<int32_t>& args = sample_args_;
+    args.assign(gpu_sampled ? in.logit_rows.size() * kSampleArgs : 0, 0);
+    for (size_t s = 0; gpu_sampled && s < plan.seqs.size(); ++s) {
+      const ScheduledSeq& seq = plan.seqs[s];
+      if (!seq.sample || in.first_logit_row[s] < 0 || !FilteredOnGpu(seq.sampling)) continue;
+      const int32_t row = in.first_logit_row[s] + (seq.return_logits ? in.seq_len[s] - 1 : 0);
+      const double u = UniformDraw(seqs_.find(seq.id)->second.seed, seq.num_generated);
+      int32_t* a = args.data() + static_cast<int64_t>(row) * kSampleArgs;
+      a[0] = 1;
+      a[1] = absl::bit_cast<int32_t>(seq.sampling.temperature);
+      a[2] = seq.sampling.top_k;
+      a[3] = absl::bit_cast<int32_t>(seq.sampling.top_p);
+      a[4] = absl::bit_cast<int32_t>(seq.sampling.min_p);
+      const uint64_t bits = absl::bit_cast<uint64_t>(u);
+      a[5] = static_cast<int32_t>(static_cast<uint32_t>(bits));
+      a[6] = static_cast<int32_t>(static_cast<uint32_t>(bits >> 32));
+    }
+    w.sample_args = pack.Add(args, tok_cap * kSampleArgs);
+    w.gpu_sampled = gpu_sampled;
+  }
   // The candidate lists (read by QuestSelect) and the layouts' entry_seq (read by the h2o
   // ScatterAdd) are left out of graph steps, which run neither (Graphable): a graph step then
   // uploads neither them nor their capacity padding (at batch 64 on one GPU, 0.8 of the 1.3 MB
@@ -557,18 +601,19 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
   }
   if (step_trace_) last_clock_.uploaded_us = SystemClock::Get()->NowMicros();
   if (graph) {
-    cudaGraphExec_t& exec = graphs_[in.num_tokens];
+    const int32_t key = GraphKey(in.num_tokens, w.gpu_sampled);
+    cudaGraphExec_t& exec = graphs_[key];
     if (exec == nullptr) {
       absl::Status captured = CaptureGraph(in, w, &exec);
       if (!captured.ok()) {
         LIL_LOG_WARN("CUDA graph capture for batch {} failed ({}); running that batch size without graphs",
                      in.num_tokens, std::string(captured.message()));
-        graphs_.erase(in.num_tokens);
-        graph_failed_.insert(in.num_tokens);
+        graphs_.erase(key);
+        graph_failed_.insert(key);
         graph = false;
       }
     }
-    if (graph) LIL_CUDA_RETURN_IF_ERROR(cudaGraphLaunch(graphs_[in.num_tokens], stream_));
+    if (graph) LIL_CUDA_RETURN_IF_ERROR(cudaGraphLaunch(graphs_[key], stream_));
   }
   if (!graph) LIL_RETURN_IF_ERROR(LaunchForward(in, w));
   last_clock_.launched_us = SystemClock::Get()->NowMicros();

@@ -118,6 +118,7 @@ class CudaBackend final : public Backend {
   DeviceBuffer ints_, work_;
   StepInputs step_inputs_;       // the step's inputs, rebuilt in place each step (Execute)
   PinnedBuffer host_logits_;     // logits rows the host samples or returns (FinishSampling)
+  std::vector<int32_t> sample_args_;  // SampleFilteredParams::args of the step (Execute)
   // The step's int inputs and writable page lists (Execute), in page-locked memory: the
   // step's copies to the GPU read them directly.
   using PinnedIntPack = BasicIntPack<PinnedAllocator<int32_t>>;
@@ -137,6 +138,11 @@ class CudaBackend final : public Backend {
   // $LILSERVE_SEQ_ROWS=1: BuildStepInputs' rows_per_seq (dense layouts share one page list
   // among a sequence's KV heads; num_kv_heads times fewer entries to build and upload).
   bool rows_per_seq_ = false;
+  // $LILSERVE_GPU_SAMPLING=1 (experimental until run on a GPU): rows sampled with temperature,
+  // top-k, top-p and min-p (no repetition penalty, no top logprobs) draw on the GPU
+  // (SampleFiltered) instead of the host; graphs of such steps are kept apart (GraphKey).
+  bool gpu_sampling_ = false;
+  static int32_t GraphKey(int32_t batch, bool gpu_sampled) { return batch + (gpu_sampled ? 1 << 16 : 0); }
   int64_t step_trace_prev_end_us_ = 0;
   absl::flat_hash_map<int32_t, std::vector<std::array<int64_t, kTraceFields>>> step_trace_rows_;
   void LogStepTrace() const;

@@ -193,6 +193,9 @@ absl::Status CudaBackend::LaunchSampling(const StepInputs& in, const Work& w) {
     }
   }
   LIL_CUDA_RETURN_IF_ERROR(Greedy({w.logits, r, vocab, w.token_out, w.logprob}, stream_));
+  if (w.gpu_sampled) {
+    LIL_CUDA_RETURN_IF_ERROR(SampleFiltered({w.logits, r, vocab, w.I(w.sample_args), w.token_out, w.logprob}, stream_));
+  }
   return absl::OkStatus();
 }
 

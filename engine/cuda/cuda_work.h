@@ -17,6 +17,8 @@ struct CudaBackend::Work {
       logit_rows, cand_pages, cand_logical;
   int64_t flash_tiles = 0;
   int32_t num_flash_tiles = 0;  // > 0: prefill attention through FlashPrefill
+  int64_t sample_args = 0;      // [logit rows, kSampleArgs] (SampleFilteredParams::args)
+  bool gpu_sampled = false;     // some row draws through SampleFiltered this step
   struct Layout {
     int64_t indptr, pages, logical, entry_seq, q_row, cand_begin, cand_count, budget, out_begin;
     int32_t nnz, num_quest, max_cand;

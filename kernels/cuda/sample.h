@@ -1,6 +1,9 @@
 // File: kernels/cuda/sample.h
-// Greedy sampling on the GPU: argmax (ties to the lowest id, like engine/sampler.h) and the
-// token's log-probability under the raw logits. Other sampling modes run on the host.
+// Sampling on the GPU. Greedy: argmax (ties to the lowest id, like engine/sampler.h) and the
+// token's log-probability under the raw logits. SampleFiltered: temperature with top-k /
+// top-p / min-p, as engine/sampler.h defines them (TemperedKept, the draw over the kept
+// tokens in id order), on the rows marked for it, after Greedy. Repetition penalty and top
+// logprobs run on the host.
 #pragma once
 
 #include <cuda_runtime.h>
@@ -17,5 +20,25 @@ struct GreedyParams {
   float* logprob;           // [rows]
 };
 cudaError_t Greedy(const GreedyParams& p, cudaStream_t stream);
+
+// Per row, kSampleArgs int32: [0] 1 = draw this row here (else the row is left as Greedy
+// wrote it), [1] temperature (float bits, > 0), [2] top_k (0: off), [3] top_p (float bits, in
+// (0, 1]), [4] min_p (float bits), [5] / [6] the low / high words of the uniform draw in
+// [0, 1) (a double: UniformDraw(seed, draw index)).
+inline constexpr int kSampleArgs = 7;
+struct SampleFilteredParams {
+  const float* logits;      // [rows, vocab]
+  int32_t rows = 0;
+  int32_t vocab = 0;
+  const int32_t* args;      // [rows, kSampleArgs]
+  int32_t* token;           // [rows]: in, Greedy's argmax; out, the drawn token on marked rows
+  float* logprob;           // [rows]: in, Greedy's log-probability; out, the drawn token's
+};
+// One CTA a row. The cuts are radix selections over the logits' order (four 8-bit rounds,
+// then the tied logits in id order), the weights exp((logit - best) / T) summed as 2^-40
+// fixed-point integers so every run sums them alike (a seed gives the same token every time),
+// and the draw a prefix sum over the kept tokens in id order. The kept set equals
+// TemperedKept's but for float rounding at a cut (the GPU's expf, the sums' order).
+cudaError_t SampleFiltered(const SampleFilteredParams& p, cudaStream_t stream);
 
 }  // namespace lil::cuda

@@ -196,14 +196,19 @@ TEST_P(GraphReplay, MatchesEagerLaunches) {
 
 INSTANTIATE_TEST_SUITE_P(SeqRows, GraphReplay, ::testing::Bool());
 
-// Rows the host samples (any sampling but greedy without top logprobs) follow engine/
-// sampler.h on the GPU's logits, whether the sequence also returns its logits or not, while
-// other rows stay on the GPU's greedy path: A returns logits and samples with top_p, C samples
-// with top_k / min_p without returning logits (checked against the same step run again with
-// them returned), D is greedy with top logprobs (host path), B greedy on the GPU.
-TEST(CudaBackend, HostSampledRowsFollowTheSampler) {
+// Sampled rows follow engine/sampler.h on the GPU's logits, whether the sequence also returns
+// its logits or not, while other rows stay on the GPU's greedy path: A returns logits and
+// samples with top_p, C samples with top_k / min_p without returning logits (checked against
+// the same step run again with them returned), D is greedy with top logprobs (host path), B
+// greedy on the GPU. The host samples A and C, or with $LILSERVE_GPU_SAMPLING=1 the GPU
+// (SampleFiltered: the same definition; float rounding could move a cut, not in this case).
+class SampledRows : public ::testing::TestWithParam<bool> {};
+
+TEST_P(SampledRows, FollowTheSampler) {
   LIL_SKIP_WITHOUT_GPU();
+  if (GetParam()) setenv("LILSERVE_GPU_SAMPLING", "1", 1);
   Pair b = MakePair(ModelFamily::kLlama, 64, 16, false);
+  unsetenv("LILSERVE_GPU_SAMPLING");
   ASSERT_TRUE(b.gpu && b.cpu);
   const int32_t vocab = b.cpu->config().vocab_size;
   StepPlan plan;
@@ -244,6 +249,51 @@ TEST(CudaBackend, HostSampledRowsFollowTheSampler) {
   EXPECT_EQ(again->seqs[2].token, want_c.token);
   EXPECT_EQ(first->seqs[2].token, want_c.token);
   EXPECT_EQ(first->seqs[1].token, again->seqs[1].token);
+}
+
+INSTANTIATE_TEST_SUITE_P(GpuSampling, SampledRows, ::testing::Bool());
+
+// With $LILSERVE_GPU_SAMPLING=1, decode steps that draw on the GPU replay from their own graph
+// (GraphKey) and draw what eager launches draw: three seeded sequences (top_p, top_k + min_p,
+// plain temperature) and a greedy one over 8 decode steps, against a backend without graphs.
+TEST(CudaBackend, FilteredDrawsReplayInGraphs) {
+  LIL_SKIP_WITHOUT_GPU();
+  setenv("LILSERVE_GPU_SAMPLING", "1", 1);
+  Pair graphs = MakePair(ModelFamily::kLlama, 64, 16, false);
+  setenv("LILSERVE_CUDA_GRAPHS", "0", 1);
+  Pair eager = MakePair(ModelFamily::kLlama, 64, 16, false);
+  unsetenv("LILSERVE_CUDA_GRAPHS");
+  unsetenv("LILSERVE_GPU_SAMPLING");
+  ASSERT_TRUE(graphs.gpu && eager.gpu && graphs.cpu);
+  const int32_t vocab = graphs.cpu->config().vocab_size;
+  StepPlan plan;
+  for (int32_t s = 0; s < 4; ++s) {
+    plan.seqs.push_back(Seq(s + 1, 0, 6, {5 * s, 5 * s + 1, 5 * s + 2}, vocab));
+    ScheduledSeq& q = plan.seqs.back();
+    q.return_logits = false;
+    q.sampling.seed = 40 + s;
+    q.sampling.temperature = s == 3 ? 0.0f : 0.9f;
+    if (s == 0) q.sampling.top_p = 0.8f;
+    if (s == 1) {
+      q.sampling.top_k = 20;
+      q.sampling.min_p = 0.02f;
+    }
+  }
+  for (int step = 0; step < 9; ++step) {  // the prompts, then 8 decode steps
+    auto g = graphs.gpu->Execute(plan);
+    auto e = eager.gpu->Execute(plan);
+    ASSERT_TRUE(g.ok() && e.ok()) << g.status() << e.status();
+    for (size_t i = 0; i < plan.seqs.size(); ++i) {
+      EXPECT_EQ(g->seqs[i].token, e->seqs[i].token) << "step " << step << " seq " << i;
+      EXPECT_EQ(g->seqs[i].logprob, e->seqs[i].logprob) << "step " << step << " seq " << i;
+      ScheduledSeq& q = plan.seqs[i];
+      q.start_pos += static_cast<int32_t>(q.tokens.size());
+      q.tokens = {g->seqs[i].token};
+      ++q.num_generated;
+    }
+  }
+  EXPECT_GE(graphs.gpu->graphs_captured(), 1);
+  EXPECT_EQ(eager.gpu->graphs_captured(), 0);
 }
 
 // Page lists that grow step after step keep the graph: batch 8 on one-token pages, 100 to 300

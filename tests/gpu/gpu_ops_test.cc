@@ -6,8 +6,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <random>
 #include <string>
 
+#include "absl/base/casts.h"
 #include "absl/types/span.h"
 #include "engine/sampler.h"
 #include "kernels/cpu/kv_write.h"
@@ -350,6 +352,85 @@ TEST(GpuOps, GreedyMatchesHostSampler) {
     if (vocab > 40000) {
       EXPECT_EQ(got_tok[1], 100);
     }
+  }
+}
+
+// SampleFiltered against the host sampler on the same logits and uniforms: every drawn token
+// is in TemperedKept's kept set, nearly every one is the host's (the two differ only where
+// float rounding moves a cut or the draw's boundary: the GPU's expf and its sums' order), the
+// log-probability is the token's, unmarked rows keep Greedy's token, and a second run draws
+// the same tokens. Rows of 5,000 logits from 40 values (ties across every cut) and of
+// Llama-3's 128,256; temperatures, top-k, top-p and min-p in combination.
+TEST(GpuOps, FilteredSamplingFollowsTheHostSampler) {
+  LIL_SKIP_WITHOUT_GPU();
+  struct Mode {
+    float temperature, top_p, min_p;
+    int32_t top_k;
+  };
+  const Mode modes[] = {{1.0f, 1.0f, 0.0f, 0},  {0.7f, 0.9f, 0.0f, 0},   {1.0f, 1.0f, 0.0f, 50},
+                        {0.8f, 0.95f, 0.05f, 0}, {1.3f, 0.5f, 0.0f, 400}, {0.5f, 0.01f, 0.0f, 0},
+                        {2.0f, 1.0f, 0.3f, 7}};
+  for (const int32_t vocab : {5000, 128256}) {
+    SCOPED_TRACE("vocab " + std::to_string(vocab));
+    const int32_t rows = 64;
+    std::mt19937 rng(vocab);
+    std::vector<float> logits(static_cast<size_t>(rows) * vocab);
+    for (float& x : logits) {
+      x = vocab == 5000 ? -4.0f + 0.25f * static_cast<float>(rng() % 40) : std::normal_distribution<float>(0.0f, 3.0f)(rng);
+    }
+    std::vector<int32_t> args(static_cast<size_t>(rows) * cuda::kSampleArgs, 0);
+    std::vector<SamplingParams> params(rows);
+    for (int32_t r = 0; r < rows; ++r) {
+      if (r % 9 == 8) continue;  // unmarked: Greedy's token stays
+      const Mode& m = modes[r % 7];
+      SamplingParams& sp = params[r];
+      sp.temperature = m.temperature;
+      sp.top_k = m.top_k;
+      sp.top_p = m.top_p;
+      sp.min_p = m.min_p;
+      const uint64_t u = absl::bit_cast<uint64_t>(UniformDraw(99, r));
+      int32_t* a = args.data() + static_cast<size_t>(r) * cuda::kSampleArgs;
+      a[0] = 1;
+      a[1] = absl::bit_cast<int32_t>(sp.temperature);
+      a[2] = sp.top_k;
+      a[3] = absl::bit_cast<int32_t>(sp.top_p);
+      a[4] = absl::bit_cast<int32_t>(sp.min_p);
+      a[5] = static_cast<int32_t>(static_cast<uint32_t>(u));
+      a[6] = static_cast<int32_t>(static_cast<uint32_t>(u >> 32));
+    }
+    DeviceArray<float> dl(logits);
+    DeviceArray<int32_t> dargs(args);
+    std::vector<std::vector<int32_t>> runs;
+    std::vector<float> lp_got;
+    for (int run = 0; run < 2; ++run) {
+      auto tok = DeviceArray<int32_t>::Poisoned(rows);
+      auto lp = DeviceArray<float>::Poisoned(rows);
+      ASSERT_EQ(cuda::Greedy({dl.get(), rows, vocab, tok.get(), lp.get()}, nullptr), cudaSuccess);
+      ASSERT_EQ(cuda::SampleFiltered({dl.get(), rows, vocab, dargs.get(), tok.get(), lp.get()}, nullptr), cudaSuccess);
+      runs.push_back(tok.Download());
+      lp_got = lp.Download();
+    }
+    EXPECT_EQ(runs[0], runs[1]) << "a second run drew other tokens";
+    int32_t same = 0, marked = 0;
+    for (int32_t r = 0; r < rows; ++r) {
+      const auto row = absl::MakeConstSpan(logits.data() + static_cast<size_t>(r) * vocab, vocab);
+      const int32_t got = runs[0][r];
+      ASSERT_GE(got, 0);
+      ASSERT_LT(got, vocab);
+      SamplingParams greedy;
+      greedy.temperature = 0.0f;
+      const SampleOutput argmax = Sample(row, greedy, {}, 1, 0);
+      EXPECT_NEAR(lp_got[r], row[got] - (row[argmax.token] - argmax.logprob), 1e-3f) << "row " << r;
+      if (args[static_cast<size_t>(r) * cuda::kSampleArgs] == 0) {
+        EXPECT_EQ(got, argmax.token) << "unmarked row " << r;
+        continue;
+      }
+      ++marked;
+      const std::vector<float> kept = TemperedKept(row, params[r], {});
+      EXPECT_GT(kept[got], 0.0f) << "row " << r << ": token " << got << " is cut on the host";
+      same += got == Sample(row, params[r], {}, 99, r).token;
+    }
+    EXPECT_GE(same, marked - 2) << same << " of " << marked << " drawn rows match the host";
   }
 }
 
