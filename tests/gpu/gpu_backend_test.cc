@@ -206,9 +206,7 @@ class SampledRows : public ::testing::TestWithParam<bool> {};
 
 TEST_P(SampledRows, FollowTheSampler) {
   LIL_SKIP_WITHOUT_GPU();
-  if (GetParam()) setenv("LILSERVE_GPU_SAMPLING", "1", 1);
-  Pair b = MakePair(ModelFamily::kLlama, 64, 16, false);
-  unsetenv("LILSERVE_GPU_SAMPLING");
+  Pair b = MakePairWithEnv("LILSERVE_GPU_SAMPLING", GetParam() ? "1" : "0", ModelFamily::kLlama, 0);
   ASSERT_TRUE(b.gpu && b.cpu);
   const int32_t vocab = b.cpu->config().vocab_size;
   StepPlan plan;
