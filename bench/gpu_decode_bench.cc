@@ -59,6 +59,13 @@ int main(int argc, char** argv) {
   app.add_option("--memory-fraction", memory_fraction, "size the KV cache from this share of GPU memory (beats --kv-mib)");
   std::string tp_list = "1";
   app.add_option("--tensor-parallel", tp_list, "rank counts, comma-separated (each loads the model again)");
+  float temperature = 0.0f, top_p = 1.0f;
+  int32_t top_k = 0;
+  app.add_option("--temperature", temperature, "sample every sequence (seeded) instead of greedy decoding; the host "
+                 "samples such rows unless LILSERVE_GPU_SAMPLING=1")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--top-p", top_p, "with --temperature")->check(CLI::Range(0.0f, 1.0f));
+  app.add_option("--top-k", top_k, "with --temperature")->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
   std::map<std::tuple<int32_t, int32_t, int32_t>, double> ms_of;  // (tp, batch, context) -> ms/step
   for (int32_t tp : ParseList(tp_list)) {
@@ -83,6 +90,10 @@ int main(int argc, char** argv) {
   std::printf("model %s on %s, loaded in %.1f s; floor at %.3f TB/s read; %s attention%s\n\n", model_path.c_str(),
               b.name().c_str(), load_s, hbm_tbs, sparse.c_str(),
               sparse == "dense" ? "" : (", budget " + std::to_string(budget_tokens) + " tokens").c_str());
+  if (temperature > 0.0f) {
+    std::printf("sampling: temperature %.2f, top_p %.2f, top_k %d (seeded); greedy otherwise\n\n", temperature, top_p,
+                top_k);
+  }
   std::printf("| batch | context | prefill tok/s | prefill TFLOP/s | of GEMM | decode ms/step | floor ms | ratio | roofline | tokens/s |\n");
   std::printf("|---|---|---|---|---|---|---|---|---|---|\n");
   uint64_t next_id = 1;
@@ -100,7 +111,10 @@ int main(int argc, char** argv) {
         for (int32_t i = 0; i < context; ++i) seqs[s].tokens.push_back(rng() % c.vocab_size);
         for (int32_t p = 0; p < pages_per_seq; ++p) seqs[s].page_table.push_back(lil::PageId{s * pages_per_seq + p});
         seqs[s].sample = true;
-        seqs[s].sampling.temperature = 0.0f;
+        seqs[s].sampling.temperature = temperature;
+        seqs[s].sampling.top_p = top_p;
+        seqs[s].sampling.top_k = top_k;
+        seqs[s].sampling.seed = 1000 + s;
       }
       auto step = [&](lil::StepPlan& plan) {
         auto r = b.Execute(plan);
@@ -112,6 +126,7 @@ int main(int argc, char** argv) {
           auto& q = plan.seqs[s];
           q.start_pos += static_cast<int32_t>(q.tokens.size());
           q.tokens = {r->seqs[s].token};
+          ++q.num_generated;
           if (sparse == "quest") {
             q.sparse.mode = lil::SparseMode::kQuest;
             q.sparse.budget_tokens = budget_tokens;
