@@ -1,7 +1,8 @@
 // File: engine/cuda/cuda_backend.cc
 // Creation, KV sizing and one Execute: flatten the plan on the host (cuda_step.h), one
 // upload of the int arrays, the step's kernels (cuda_forward.cc) eagerly or from a CUDA
-// graph, then the sampled tokens back (FinishSampling).
+// graph, then the sampled tokens back (cuda_sampling.cc). $LILSERVE_STEP_TRACE:
+// cuda_step_trace.cc.
 #include "engine/cuda/cuda_backend.h"
 
 #include <algorithm>
@@ -10,16 +11,13 @@
 #include <random>
 #include <string>
 
-#include "absl/base/casts.h"
 #include "common/clock.h"
 #include "common/log.h"
 #include "common/status.h"
 #include "engine/cuda/cuda_work.h"
 #include "engine/plan_check.h"
-#include "engine/sampler.h"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/quest.h"
-#include "kernels/cuda/sample.h"
 
 namespace lil::cuda {
 namespace {
@@ -38,16 +36,6 @@ struct Carve {
 
 // Device memory left outside the KV pool when it is sized from a memory fraction.
 constexpr int64_t kWorkReserveBytes = 2LL << 30;
-
-bool GreedyOnGpu(const SamplingParams& s) {
-  return (s.temperature <= 0.0f || s.top_k == 1) && s.repetition_penalty == 1.0f && s.logprobs == 0;
-}
-
-// What SampleFiltered draws (with $LILSERVE_GPU_SAMPLING=1): temperature with top-k / top-p /
-// min-p; a repetition penalty (it needs the history) and top logprobs stay on the host.
-bool FilteredOnGpu(const SamplingParams& s) {
-  return s.temperature > 0.0f && s.top_k != 1 && s.repetition_penalty == 1.0f && s.logprobs == 0;
-}
 
 }  // namespace
 
@@ -69,41 +57,6 @@ CudaBackend::~CudaBackend() {
   if (step_trace_) LogStepTrace();
   ResetGraphs();
   if (stream_ != nullptr && own_stream_) cudaStreamDestroy(stream_);
-}
-
-void CudaBackend::LogStepTrace() const {
-  std::vector<int32_t> batches;
-  for (const auto& [batch, rows] : step_trace_rows_) batches.push_back(batch);
-  std::sort(batches.begin(), batches.end());
-  for (int32_t batch : batches) {
-    const auto& rows = step_trace_rows_.at(batch);
-    std::array<int64_t, kTraceFields> med{};
-    for (int k = 0; k < kTraceFields; ++k) {
-      std::vector<int64_t> v;
-      for (const auto& r : rows) v.push_back(r[k]);
-      std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
-      med[k] = v[v.size() / 2];
-    }
-    // The whole step (entry to return) too, as median / mean / max: a mean well above the
-    // median is a few slow steps, not a slow path every step.
-    std::vector<int64_t> total;
-    size_t slowest = 0;
-    for (size_t i = 0; i < rows.size(); ++i) {
-      const auto& r = rows[i];
-      total.push_back(r[1] + r[2] + r[3] + r[4] + r[5]);
-      if (total.back() > total[slowest]) slowest = i;
-    }
-    const auto& w = rows[slowest];
-    const int64_t worst = total[slowest];
-    std::sort(total.begin(), total.end());
-    int64_t sum = 0;
-    for (int64_t x : total) sum += x;
-    LIL_LOG_INFO("step trace, batch {} ({} steps), median us: caller {}, Execute to inputs built {}, to uploads "
-                 "enqueued {}, to graph enqueued {}, enqueued to synced {}, synced to return {}; whole Execute "
-                 "median {} mean {}; the slowest (replay {}): {} = {} + {} + {} + {} + {}",
-                 batch, rows.size(), med[0], med[1], med[2], med[3], med[4], med[5], total[total.size() / 2],
-                 sum / static_cast<int64_t>(total.size()), slowest, worst, w[1], w[2], w[3], w[4], w[5]);
-  }
 }
 
 bool CudaBackend::QuestFp8(const ModelConfig& local) {
@@ -295,89 +248,6 @@ PagedKvViewBf16 CudaBackend::LayerView(int32_t layer) const {
   return v;
 }
 
-absl::Status CudaBackend::FinishSampling(const StepPlan& plan, const StepInputs& in, const Work& w,
-                                         StepResult& result) {
-  // Rows whose token the GPU chose: greedy ones (Greedy), and with $LILSERVE_GPU_SAMPLING=1
-  // the filtered draws (SampleFiltered, launched only when this rank samples).
-  auto DrawnOnGpu = [&](const SamplingParams& sp) {
-    return GreedyOnGpu(sp) || (w.gpu_sampled && FilteredOnGpu(sp));
-  };
-  const ModelConfig& c = config_;
-  const int32_t r = static_cast<int32_t>(in.logit_rows.size()), vocab = c.vocab_size;
-  if (r == 0 || rank_ != 0) return absl::OkStatus();
-  const int32_t num_seqs = static_cast<int32_t>(plan.seqs.size());
-  // Only the logits rows the host needs come down (a sequence's rows when it returns logits,
-  // its last row when the host samples it), into page-locked memory: host_row[s] is where
-  // sequence s's rows start there (-1: none).
-  std::vector<int64_t> host_row(num_seqs, -1);
-  int64_t host_rows = 0;
-  for (int32_t s = 0; s < num_seqs; ++s) {
-    const ScheduledSeq& seq = plan.seqs[s];
-    if (in.first_logit_row[s] < 0) continue;
-    const int32_t rows = seq.return_logits ? in.seq_len[s] : (seq.sample && !DrawnOnGpu(seq.sampling) ? 1 : 0);
-    if (rows == 0) continue;
-    host_row[s] = host_rows;
-    host_rows += rows;
-  }
-  std::vector<int32_t> tokens(r);
-  std::vector<float> logprobs(r);
-  LIL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(tokens.data(), w.token_out, sizeof(int32_t) * r,
-                                           cudaMemcpyDeviceToHost, stream_));
-  LIL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(logprobs.data(), w.logprob, sizeof(float) * r,
-                                           cudaMemcpyDeviceToHost, stream_));
-  float* host = nullptr;
-  if (host_rows > 0) {
-    LIL_RETURN_IF_ERROR(host_logits_.Reserve(sizeof(float) * host_rows * vocab));
-    host = host_logits_.get<float>();
-    for (int32_t s = 0; s < num_seqs; ++s) {
-      if (host_row[s] < 0) continue;
-      const ScheduledSeq& seq = plan.seqs[s];
-      // A sequence's logits rows are consecutive (every token's with return_logits, else the
-      // last token's alone).
-      const int32_t first = in.first_logit_row[s];
-      const int32_t rows = seq.return_logits ? in.seq_len[s] : 1;
-      LIL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(host + host_row[s] * vocab, w.logits + static_cast<int64_t>(first) * vocab,
-                                               sizeof(float) * rows * vocab, cudaMemcpyDeviceToHost, stream_));
-    }
-  }
-  LIL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream_));
-  std::vector<int32_t> host_sampled;
-  for (int32_t s = 0; s < num_seqs; ++s) {
-    const ScheduledSeq& seq = plan.seqs[s];
-    SeqOutput& out = result.seqs[s];
-    const int32_t first = in.first_logit_row[s];
-    if (first < 0) continue;
-    if (seq.return_logits) {
-      const float* lg = host + host_row[s] * vocab;
-      out.logits.assign(lg, lg + static_cast<int64_t>(in.seq_len[s]) * vocab);
-    }
-    if (!seq.sample) continue;
-    if (DrawnOnGpu(seq.sampling)) {
-      const int32_t last = first + (seq.return_logits ? in.seq_len[s] - 1 : 0);
-      out.token = tokens[last];
-      out.logprob = logprobs[last];
-      continue;
-    }
-    host_sampled.push_back(s);
-  }
-  // The host sampler, a row a thread: a 128k-vocabulary row takes ~2 ms (engine/sampler.h).
-  const int32_t n = static_cast<int32_t>(host_sampled.size());
-#pragma omp parallel for schedule(dynamic) if (n > 1)
-  for (int32_t i = 0; i < n; ++i) {
-    const int32_t s = host_sampled[i];
-    const ScheduledSeq& seq = plan.seqs[s];
-    const int64_t row = host_row[s] + (seq.return_logits ? in.seq_len[s] - 1 : 0);
-    const SamplerState& st = seqs_.find(seq.id)->second;
-    SampleOutput so = lil::Sample(absl::MakeConstSpan(host + row * vocab, vocab), seq.sampling, st.history, st.seed,
-                                  seq.num_generated);
-    SeqOutput& out = result.seqs[s];
-    out.token = so.token;
-    out.logprob = so.logprob;
-    out.top_logprobs = std::move(so.top_logprobs);
-  }
-  return absl::OkStatus();
-}
-
 bool CudaBackend::Graphable(const StepPlan& plan, const StepInputs& in) const {
   if (!graphs_enabled_ || in.num_tokens > kMaxGraphBatch || in.mass_size > 0 || in.layouts.size() != 1 ||
       !in.layouts[0].quest_seqs.empty() || static_cast<int32_t>(in.logit_rows.size()) != in.num_tokens ||
@@ -424,13 +294,9 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
   }
   // Decode-only dense steps replay a CUDA graph captured for their batch size: every array
   // then sits at a fixed offset sized for the largest graph batch and the graph capacity of
-  // page-list entries, so the same addresses serve every step of that shape.
-  // Whether a row draws on the GPU (SampleFiltered) this step: its graph is kept apart.
-  bool gpu_sampled = false;
-  for (size_t s = 0; gpu_sampling_ && rank_ == 0 && s < plan.seqs.size(); ++s) {
-    const ScheduledSeq& seq = plan.seqs[s];
-    gpu_sampled |= seq.sample && in.first_logit_row[s] >= 0 && FilteredOnGpu(seq.sampling);
-  }
+  // page-list entries, so the same addresses serve every step of that shape. Steps where a
+  // row draws on the GPU (SampleFiltered) have a graph of their own.
+  const bool gpu_sampled = StepDrawsOnGpu(plan, in);
   bool graph = Graphable(plan, in) && !graph_failed_.contains(GraphKey(in.num_tokens, gpu_sampled));
   int64_t nnz_cap = 0;
   if (graph) {
@@ -460,30 +326,7 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
   w.touched_last = pack.Add(in.touched_last_slot, tok_cap);
   w.mass_offset = pack.Add(in.mass_offset, tok_cap);
   w.logit_rows = pack.Add(in.logit_rows, tok_cap);
-  if (gpu_sampling_ && rank_ == 0) {
-    // The last logits row of each sequence SampleFiltered draws: its parameters and uniform.
-    // The region is there whenever GPU sampling is on (empty when no row draws), so graphs of
-    // steps with and without draws share one layout.
-    std::vector<int32_t>& args = sample_args_;
-    args.assign(gpu_sampled ? in.logit_rows.size() * kSampleArgs : 0, 0);
-    for (size_t s = 0; gpu_sampled && s < plan.seqs.size(); ++s) {
-      const ScheduledSeq& seq = plan.seqs[s];
-      if (!seq.sample || in.first_logit_row[s] < 0 || !FilteredOnGpu(seq.sampling)) continue;
-      const int32_t row = in.first_logit_row[s] + (seq.return_logits ? in.seq_len[s] - 1 : 0);
-      const double u = UniformDraw(seqs_.find(seq.id)->second.seed, seq.num_generated);
-      int32_t* a = args.data() + static_cast<int64_t>(row) * kSampleArgs;
-      a[0] = 1;
-      a[1] = absl::bit_cast<int32_t>(seq.sampling.temperature);
-      a[2] = seq.sampling.top_k;
-      a[3] = absl::bit_cast<int32_t>(seq.sampling.top_p);
-      a[4] = absl::bit_cast<int32_t>(seq.sampling.min_p);
-      const uint64_t bits = absl::bit_cast<uint64_t>(u);
-      a[5] = static_cast<int32_t>(static_cast<uint32_t>(bits));
-      a[6] = static_cast<int32_t>(static_cast<uint32_t>(bits >> 32));
-    }
-    w.sample_args = pack.Add(args, tok_cap * kSampleArgs);
-    w.gpu_sampled = gpu_sampled;
-  }
+  PackSampleArgs(plan, in, gpu_sampled, tok_cap, &w);
   // The candidate lists (read by QuestSelect) and the layouts' entry_seq (read by the h2o
   // ScatterAdd) are left out of graph steps, which run neither (Graphable): a graph step then
   // uploads neither them nor their capacity padding (at batch 64 on one GPU, 0.8 of the 1.3 MB
@@ -641,16 +484,7 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
       for (float& m : out.page_mass) m *= norm;
     }
   }
-  if (step_trace_) {
-    const int64_t end = SystemClock::Get()->NowMicros();
-    auto& rows = step_trace_rows_[num_seqs];
-    if (graph && step_trace_prev_end_us_ > 0 && rows.size() < (1u << 16)) {  // graph replays only
-      const StepClock& k = last_clock_;
-      rows.push_back({k.begin_us - step_trace_prev_end_us_, k.built_us - k.begin_us, k.uploaded_us - k.built_us,
-                      k.launched_us - k.uploaded_us, k.synced_us - k.launched_us, end - k.synced_us});
-    }
-    step_trace_prev_end_us_ = end;
-  }
+  if (step_trace_) RecordStepTrace(num_seqs, graph);
   return result;
 }
 

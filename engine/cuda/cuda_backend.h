@@ -100,6 +100,10 @@ class CudaBackend final : public Backend {
   absl::Status FinishSampling(const StepPlan& plan, const StepInputs& in, const Work& w,
                               StepResult& result);
   bool Graphable(const StepPlan& plan, const StepInputs& in) const;
+  // cuda_sampling.cc: whether a row of the step draws through SampleFiltered, and the
+  // per-row arguments it reads, added to pack_ (a region of tok_cap rows in graph steps).
+  bool StepDrawsOnGpu(const StepPlan& plan, const StepInputs& in) const;
+  void PackSampleArgs(const StepPlan& plan, const StepInputs& in, bool gpu_sampled, int64_t tok_cap, Work* w);
   absl::Status CaptureGraph(const StepInputs& in, const Work& w, cudaGraphExec_t* exec);
   void ResetGraphs();
 
@@ -145,6 +149,7 @@ class CudaBackend final : public Backend {
   static int32_t GraphKey(int32_t batch, bool gpu_sampled) { return batch + (gpu_sampled ? 1 << 16 : 0); }
   int64_t step_trace_prev_end_us_ = 0;
   absl::flat_hash_map<int32_t, std::vector<std::array<int64_t, kTraceFields>>> step_trace_rows_;
+  void RecordStepTrace(int32_t num_seqs, bool graph);  // at the end of Execute (cuda_step_trace.cc)
   void LogStepTrace() const;
   bool graphs_enabled_ = true;
   DeviceBuffer graph_work_;
