@@ -42,9 +42,10 @@ constexpr float kBucketsPerUnit = 8.0f;
 // prefix that reaches the target, the token reaching it included. Tokens of equal logit
 // share a bucket and a later one never outranks an earlier one, so only the bucket where the
 // target is reached is sorted.
-void KeepRankPrefix(absl::Span<const float> work, float best_logit, float inv_t, bool by_mass, double target,
-                    int32_t best, std::vector<float>& e) {
+void KeepRankPrefix(absl::Span<const float> work, int32_t best, float inv_t, bool by_mass, double target,
+                    std::vector<float>& e) {
   const int32_t vocab = static_cast<int32_t>(e.size());
+  const float best_logit = work[best];
   auto bucket = [&](int32_t t) {
     const float d = (best_logit - work[t]) * inv_t * kBucketsPerUnit;
     return d >= kBuckets - 1 ? kBuckets - 1 : static_cast<int>(d);
@@ -102,12 +103,12 @@ std::vector<float> KeptWeights(absl::Span<const float> work, const SamplingParam
   std::vector<float> e(vocab);
   for (int32_t t = 0; t < vocab; ++t) e[t] = std::exp((work[t] - work[best]) * inv_t);
   if (params.top_k > 0 && params.top_k < vocab) {
-    KeepRankPrefix(work, work[best], inv_t, /*by_mass=*/false, params.top_k, best, e);
+    KeepRankPrefix(work, best, inv_t, /*by_mass=*/false, params.top_k, e);
   }
   if (params.top_p < 1.0f) {
     double total = 0.0;
     for (float w : e) total += w;
-    KeepRankPrefix(work, work[best], inv_t, /*by_mass=*/true, params.top_p * total, best, e);
+    KeepRankPrefix(work, best, inv_t, /*by_mass=*/true, params.top_p * total, e);
   }
   if (params.min_p > 0.0f) {
     for (float& w : e) {

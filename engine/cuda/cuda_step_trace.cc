@@ -3,11 +3,13 @@
 // recorded at the end of Execute and summarized per batch size when the backend is destroyed.
 #include <algorithm>
 #include <array>
+#include <utility>
 #include <vector>
 
 #include "common/clock.h"
 #include "common/log.h"
 #include "engine/cuda/cuda_backend.h"
+#include "engine/cuda/cuda_util.h"
 
 namespace lil::cuda {
 
@@ -32,8 +34,7 @@ void CudaBackend::LogStepTrace() const {
     for (int k = 0; k < kTraceFields; ++k) {
       std::vector<int64_t> v;
       for (const auto& r : rows) v.push_back(r[k]);
-      std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
-      med[k] = v[v.size() / 2];
+      med[k] = MedianOf(std::move(v));
     }
     // The whole step (entry to return) too, as median / mean / max: a mean well above the
     // median is a few slow steps, not a slow path every step.

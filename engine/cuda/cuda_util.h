@@ -4,10 +4,13 @@
 
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <cstdlib>
 #include <new>
 #include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -68,6 +71,13 @@ class DeviceBuffer {
   void* ptr_ = nullptr;
   size_t bytes_ = 0;
 };
+
+// The median of host timings (the traces' summaries: LILSERVE_STEP_TRACE, LILSERVE_TP_TRACE);
+// v not empty.
+inline int64_t MedianOf(std::vector<int64_t> v) {
+  std::nth_element(v.begin(), v.begin() + v.size() / 2, v.end());
+  return v[v.size() / 2];
+}
 
 // A std::allocator stand-in that hands out page-locked host memory (cudaMallocHost), for
 // vectors the GPU copies from asynchronously (the backend's BasicIntPack). Where the driver

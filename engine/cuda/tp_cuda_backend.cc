@@ -198,10 +198,7 @@ void TensorParallelCudaBackend::LogTrace() const {
     }
   }
   if (steps == 0) return;
-  auto median = [](std::vector<int64_t> v) {
-    std::sort(v.begin(), v.end());
-    return v[v.size() / 2];
-  };
+  const auto median = MedianOf;
   std::vector<int64_t> check, enqueue0, sync0;
   for (const TraceRow& r : trace_rows_[0]) {
     check.push_back(r.planned_us - r.entered_us);
