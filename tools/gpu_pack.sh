@@ -12,7 +12,7 @@ shift
 if [ $# -eq 0 ]; then
   set -- lilctl lilserve lilserve_cuda.so gpu_ops_test gpu_attention_test gpu_backend_test gpu_tp_test \
     backend_factory_test gpu_gemm_test gpu_attention_bench gpu_boundary_bench gpu_tma_stream_bench gpu_decode_bench \
-    gpu_gemv_bench nccl_allreduce_bench host_step_bench \
+    gpu_gemv_bench gpu_sample_bench nccl_allreduce_bench host_step_bench \
     libkernel_profiler.so
 fi
 stage=$(mktemp -d)

@@ -26,6 +26,7 @@ cudaError_t Greedy(const GreedyParams& p, cudaStream_t stream);
 // (0, 1]), [4] min_p (float bits), [5] / [6] the low / high words of the uniform draw in
 // [0, 1) (a double: UniformDraw(seed, draw index)).
 inline constexpr int kSampleArgs = 7;
+inline constexpr int32_t kSampleFilteredMaxVocab = 262144;  // larger vocabularies sample on the host
 struct SampleFilteredParams {
   const float* logits;      // [rows, vocab]
   int32_t rows = 0;

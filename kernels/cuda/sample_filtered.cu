@@ -8,10 +8,18 @@
 // No sort: each cut is a radix selection over an unsigned rank key of the logit (smaller key,
 // larger logit), four rounds of a 256-bin histogram of the next 8 key bits among the tokens
 // still tied with the cut's prefix; the histogram holds counts (top-k) or weights (top-p).
-// The tokens whose key equals the selected one (equal logits) are then taken in id order by a
-// block scan. Weights are summed as 2^-40 fixed-point integers: integer atomics give the same
-// sums in any order, so the cuts and the draw are the same every run (seeded requests repeat).
-// The logits row is read ~10 times; it stays in the L2 (a 128k row is 512 KB).
+// The tokens whose key equals the selected one (equal logits) are then taken in id order.
+// Weights are summed as 2^-40 fixed-point integers: integer sums are the same in any order,
+// so the cuts and the draw are the same every run (seeded requests repeat).
+//
+// Speed (one CTA per row, so batch 1 runs on one SM): every pass over the row keeps several
+// 16-byte loads in flight per thread (a pass is latency-bound otherwise: ~60 us at 128k ids);
+// a thread adds a run of tokens falling in one bin as one atomic (the first round puts nearly
+// every token in one bin), and the 64-bit bins are two 32-bit words (a 64-bit shared-memory
+// add compiles to a compare-and-swap loop, which 1,024 threads on one bin serialise for
+// milliseconds). Searches in id order (the tied logits, the draw) sum 128-id tiles in one
+// pass, scan the tile sums in shared memory and search within the one tile that holds the
+// target. The row is read about seven times; it stays in the L2 (a 128k row is 512 KB).
 #include "kernels/cuda/pdl.h"
 #include "kernels/cuda/sample.h"
 
@@ -24,6 +32,8 @@ namespace {
 constexpr int kThreads = 1024;
 constexpr int kWarps = kThreads / 32;
 constexpr int kBins = 256;
+constexpr int kTile = 128;  // ids a warp reads at once: 4 a lane
+constexpr int kUnroll = 4;  // loads a thread keeps in flight
 constexpr float kFixScale = 1099511627776.0f;  // 2^40: a weight <= 1 as an integer
 
 // Rank order as an unsigned key: a larger logit gets a smaller key.
@@ -42,10 +52,21 @@ __device__ __forceinline__ float KeyLogit(uint32_t key) {
 struct Row {
   const float* logits;
   int32_t vocab;
+  bool vec;  // 16-byte loads: the vocabulary a multiple of 4 and the logits 16-byte aligned
   float best_logit, inv_t;
   // The tempered weight of a logit relative to the best (1 for the best), as the host's.
   __device__ float Weight(float logit) const { return expf((logit - best_logit) * inv_t); }
   __device__ uint64_t Fixed(float logit) const { return __float2ull_rn(Weight(logit) * kFixScale); }
+  // Ids t .. t + 3 (t a multiple of 4); those past the vocabulary read as 0.
+  __device__ void Quad(int32_t t, float (&x)[4]) const {
+    if (vec && t + 3 < vocab) {
+      const float4 v = __ldg(reinterpret_cast<const float4*>(logits + t));
+      x[0] = v.x, x[1] = v.y, x[2] = v.z, x[3] = v.w;
+    } else {
+      for (int j = 0; j < 4; ++j) x[j] = t + j < vocab ? __ldg(logits + t + j) : 0.0f;
+    }
+  }
+  __device__ int32_t Tiles() const { return (vocab + kTile - 1) / kTile; }
 };
 
 // Tokens in a cut: a key below `key`, or equal to it with an id up to `last_id`. The default
@@ -56,115 +77,221 @@ struct Cut {
   __device__ bool In(uint32_t k, int32_t t) const { return k < key || (k == key && t <= last_id); }
 };
 
+constexpr int kMaxTiles = 2 * kThreads;  // TileTotals scans two tiles a thread
+static_assert(kSampleFilteredMaxVocab <= kMaxTiles * kTile);
+
 struct Shared {
-  unsigned long long hist[kBins];
+  uint32_t lo[kBins], hi[kBins];  // 64-bit bin sums as two words (HistAdd)
+  uint64_t tile[kMaxTiles];       // TileTotals: what the tiles before each hold
   uint64_t warp[kWarps];
   uint64_t value;
   int32_t pick;
 };
 
-__device__ uint64_t BlockSum(uint64_t v, Shared& s) {
+// Adds v to bin b with 32-bit atomics: the low word's carry goes to the high word.
+__device__ __forceinline__ void HistAdd(Shared& s, uint32_t b, uint64_t v) {
+  const uint32_t lo = static_cast<uint32_t>(v);
+  const uint32_t old = atomicAdd(&s.lo[b], lo);
+  const uint32_t hi = static_cast<uint32_t>(v >> 32) + (old + lo < old ? 1u : 0u);
+  if (hi != 0) atomicAdd(&s.hi[b], hi);
+}
+
+__device__ __forceinline__ uint64_t HistAt(const Shared& s, int b) {
+  return (static_cast<uint64_t>(s.hi[b]) << 32) | s.lo[b];
+}
+
+__device__ __forceinline__ uint64_t WarpInclusiveScan(uint64_t v) {
+  const int lane = threadIdx.x & 31;
+  for (int o = 1; o < 32; o <<= 1) {
+    const uint64_t y = __shfl_up_sync(0xffffffffu, v, o);
+    if (lane >= o) v += y;
+  }
+  return v;
+}
+
+// Calls f(id, logit) once for every id of the row, in no particular order: a thread takes
+// groups of 4 ids strided by the block, kUnroll groups loaded before any is used.
+template <typename F>
+__device__ __forceinline__ void ForEachId(const Row& row, F f) {
+  const int32_t quads = (row.vocab + 3) / 4;
+  for (int32_t g0 = threadIdx.x; g0 < quads; g0 += kThreads * kUnroll) {
+    float x[kUnroll][4];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      if (g0 + u * kThreads < quads) row.Quad(4 * (g0 + u * kThreads), x[u]);
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int32_t t = 4 * (g0 + u * kThreads);
+      if (g0 + u * kThreads >= quads) break;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) {
+        if (t + j < row.vocab) f(t + j, x[u][j]);
+      }
+    }
+  }
+}
+
+// value(id, logit) of the 4 ids lane `lane` holds in tile i; their sum in *sum.
+template <typename Value>
+__device__ __forceinline__ void TileValues(const Row& row, Value value, int32_t i, int lane, uint64_t (&v)[4],
+                                           uint64_t* sum) {
+  const int32_t t = i * kTile + 4 * lane;
+  float x[4];
+  row.Quad(t, x);
+  *sum = 0;
+  for (int j = 0; j < 4; ++j) {
+    v[j] = t + j < row.vocab ? value(t + j, x[j]) : 0;
+    *sum += v[j];
+  }
+}
+
+// The sum of value(id, logit) over the row; leaves in s.tile what the tiles before each hold,
+// for FindRunning with the same value.
+template <typename Value>
+__device__ uint64_t TileTotals(const Row& row, Value value, Shared& s) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  if (lane == 0) s.warp[warp] = v;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    uint64_t total = 0;
-    for (int w = 0; w < kWarps; ++w) total += s.warp[w];
-    s.value = total;
+  const int32_t tiles = row.Tiles();
+  for (int32_t i0 = warp; i0 < tiles; i0 += kWarps * kUnroll) {
+    float x[kUnroll][4];
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      if (i0 + u * kWarps < tiles) row.Quad((i0 + u * kWarps) * kTile + 4 * lane, x[u]);
+    }
+#pragma unroll
+    for (int u = 0; u < kUnroll; ++u) {
+      const int32_t i = i0 + u * kWarps, t = i * kTile + 4 * lane;
+      if (i >= tiles) break;
+      uint64_t sum = 0;
+      for (int j = 0; j < 4; ++j) sum += t + j < row.vocab ? value(t + j, x[u][j]) : 0;
+      for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
+      if (lane == 0) s.tile[i] = sum;
+    }
   }
   __syncthreads();
+  // Exclusive scan over the tiles, two a thread.
+  const int32_t a = 2 * threadIdx.x, b = a + 1;
+  const uint64_t va = a < tiles ? s.tile[a] : 0, vb = b < tiles ? s.tile[b] : 0;
+  const uint64_t through = WarpInclusiveScan(va + vb);
+  if (lane == 31) s.warp[warp] = through;
+  __syncthreads();
+  if (warp == 0) {
+    const uint64_t w = s.warp[lane], w_through = WarpInclusiveScan(w);
+    s.warp[lane] = w_through - w;
+    if (lane == 31) s.value = w_through;
+  }
+  __syncthreads();
+  const uint64_t ahead = s.warp[warp] + through - (va + vb);
+  if (a < tiles) s.tile[a] = ahead;
+  if (b < tiles) s.tile[b] = ahead + va;
   const uint64_t total = s.value;
   __syncthreads();
   return total;
 }
 
-// What the threads before this one hold (thread order); *total gets the whole block's.
-__device__ uint64_t BlockExclusiveScan(uint64_t v, Shared& s, uint64_t* total) {
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  uint64_t x = v;
-  for (int o = 1; o < 32; o <<= 1) {
-    const uint64_t y = __shfl_up_sync(0xffffffffu, x, o);
-    if (lane >= o) x += y;
+// After TileTotals(row, value) returned `total`: the first id, in id order, at which the
+// running sum of value passes `target` (the sum through it is above target); `none` when
+// target >= total.
+template <typename Value>
+__device__ int32_t FindRunning(const Row& row, Value value, uint64_t target, uint64_t total, int32_t none,
+                               Shared& s) {
+  if (target >= total) return none;
+  const int32_t tiles = row.Tiles();
+  for (int32_t i = threadIdx.x; i < tiles; i += kThreads) {  // the one tile holding it
+    const uint64_t next = i + 1 < tiles ? s.tile[i + 1] : total;
+    if (s.tile[i] <= target && target < next) s.pick = i;
   }
-  if (lane == 31) s.warp[warp] = x;
   __syncthreads();
-  if (threadIdx.x == 0) {
-    uint64_t run = 0;
-    for (int w = 0; w < kWarps; ++w) {
-      const uint64_t inc = s.warp[w];
-      s.warp[w] = run;  // exclusive: what the warps before hold
-      run += inc;
+  if (threadIdx.x < 32) {
+    const int lane = threadIdx.x;
+    const int32_t i = s.pick;
+    uint64_t v[4], mine;
+    TileValues(row, value, i, lane, v, &mine);
+    const uint64_t through = s.tile[i] + WarpInclusiveScan(mine);
+    const unsigned hit = __ballot_sync(0xffffffffu, through > target);
+    if (lane == __ffs(hit) - 1) {
+      uint64_t run = through - mine;
+      int j = 0;
+      while (j < 3 && (run += v[j]) <= target) ++j;
+      s.value = static_cast<uint64_t>(i * kTile + 4 * lane + j);
     }
-    s.value = run;
   }
   __syncthreads();
-  const uint64_t ahead = s.warp[warp] + x - v;
-  *total = s.value;
+  const int32_t pick = static_cast<int32_t>(s.value);
   __syncthreads();
-  return ahead;
+  return pick;
 }
 
 // The cut after which the tokens `admit` lets in stop, in rank order: a token is kept when what
 // comes before it among them (their number, or with kMass their fixed-point weights) is below
-// `target`, so the token that reaches the target is kept too. No cut when all of them together
-// stay below the target.
-template <bool kMass, typename Admit>
-__device__ Cut SelectPrefix(const Row& row, Admit admit, uint64_t target, Shared& s) {
+// the target, so the token that reaches the target is kept too. The target is
+// target_of(what they all hold), known after the first round. No cut when all of them
+// together stay below it.
+template <bool kMass, typename Admit, typename TargetOf>
+__device__ Cut SelectPrefix(const Row& row, Admit admit, TargetOf target_of, Shared& s) {
   uint32_t prefix = 0;
   uint64_t before = 0;  // what the admitted tokens with keys below the prefix's range hold
+  uint64_t target = 0;
   for (int round = 0; round < 4; ++round) {
     const int shift = 24 - 8 * round;
-    for (int b = threadIdx.x; b < kBins; b += kThreads) s.hist[b] = 0;
+    if (threadIdx.x < kBins) s.lo[threadIdx.x] = s.hi[threadIdx.x] = 0;
     __syncthreads();
-    for (int32_t t = threadIdx.x; t < row.vocab; t += kThreads) {
-      if (!admit(t)) continue;
-      const float logit = row.logits[t];
+    uint32_t run_bin = kBins;
+    uint64_t run = 0;
+    ForEachId(row, [&](int32_t t, float logit) {
+      if (!admit(t, logit)) return;
       const uint32_t k = RankKey(logit);
-      if (round > 0 && (k >> (shift + 8)) != prefix) continue;
-      atomicAdd(&s.hist[(k >> shift) & 0xffu], kMass ? static_cast<unsigned long long>(row.Fixed(logit)) : 1ull);
-    }
+      if (round > 0 && (k >> (shift + 8)) != prefix) return;
+      const uint32_t bin = (k >> shift) & 0xffu;
+      if (bin != run_bin) {
+        if (run != 0) HistAdd(s, run_bin, run);
+        run_bin = bin;
+        run = 0;
+      }
+      run += kMass ? row.Fixed(logit) : 1;
+    });
+    if (run != 0) HistAdd(s, run_bin, run);
     __syncthreads();
-    if (threadIdx.x == 0) {
-      uint64_t acc = before;
-      int b = 0;
-      while (b < kBins && acc + s.hist[b] < target) acc += s.hist[b++];
-      s.pick = b;
-      s.value = acc;
+    if (threadIdx.x < 32) {  // one warp finds the first bin where the running sum reaches the target
+      const int lane = threadIdx.x;
+      constexpr int kPer = kBins / 32;
+      uint64_t bins[kPer], mine = 0;
+      for (int i = 0; i < kPer; ++i) mine += bins[i] = HistAt(s, lane * kPer + i);
+      const uint64_t through = WarpInclusiveScan(mine);
+      if (round == 0) target = target_of(__shfl_sync(0xffffffffu, through, 31));
+      const unsigned hit = __ballot_sync(0xffffffffu, before + through >= target);
+      if (hit == 0) {
+        if (lane == 0) s.pick = kBins;
+      } else if (lane == __ffs(hit) - 1) {
+        uint64_t acc = before + through - mine;
+        int b = lane * kPer;
+        for (int i = 0; i < kPer && acc + bins[i] < target; ++i, ++b) acc += bins[i];
+        s.pick = b;
+        s.value = acc;
+        s.warp[0] = target;
+      }
     }
     __syncthreads();
     const int b = s.pick;
+    if (b == kBins) {
+      __syncthreads();
+      return Cut{};
+    }
     before = s.value;
+    target = s.warp[0];
     __syncthreads();
-    if (b == kBins) return Cut{};
     prefix = (prefix << 8) | static_cast<uint32_t>(b);
   }
   // prefix is the cut's key; its tokens (equal logits, equal weights) are taken in id order
-  // while what comes before stays below the target: the first `keep` of them.
+  // while what comes before stays below the target: the first `keep` of them (keep >= 1, as
+  // before stays below the target).
   const uint64_t each = kMass ? row.Fixed(KeyLogit(prefix)) : 1;
   const uint64_t keep = each == 0 ? UINT64_MAX : (target - before + each - 1) / each;
-  const int32_t chunk = (row.vocab + kThreads - 1) / kThreads;
-  const int32_t c0 = min(row.vocab, static_cast<int32_t>(threadIdx.x) * chunk), c1 = min(row.vocab, c0 + chunk);
-  uint64_t mine = 0;
-  for (int32_t t = c0; t < c1; ++t) mine += admit(t) && RankKey(row.logits[t]) == prefix;
-  uint64_t tied = 0;
-  const uint64_t ahead = BlockExclusiveScan(mine, s, &tied);
-  if (threadIdx.x == 0) s.pick = INT_MAX;  // every tied token kept
-  __syncthreads();
-  if (keep <= tied && ahead < keep && keep <= ahead + mine) {  // the last kept tie is in this chunk
-    uint64_t seen = ahead;
-    for (int32_t t = c0; t < c1; ++t) {
-      if (admit(t) && RankKey(row.logits[t]) == prefix && ++seen == keep) {
-        s.pick = t;
-        break;
-      }
-    }
-  }
-  __syncthreads();
+  auto tie = [&](int32_t t, float logit) -> uint64_t { return admit(t, logit) && RankKey(logit) == prefix ? 1 : 0; };
+  const uint64_t tied = TileTotals(row, tie, s);
   Cut cut;
   cut.key = prefix;
-  cut.last_id = s.pick;
-  __syncthreads();
+  cut.last_id = keep <= tied ? FindRunning(row, tie, keep - 1, tied, INT_MAX, s) : INT_MAX;
   return cut;
 }
 
@@ -182,58 +309,37 @@ __global__ void __launch_bounds__(kThreads) SampleFilteredKernel(SampleFilteredP
   Row row;
   row.logits = p.logits + static_cast<int64_t>(r) * p.vocab;
   row.vocab = p.vocab;
+  row.vec = p.vocab % 4 == 0 && reinterpret_cast<uintptr_t>(p.logits) % 16 == 0;
   row.best_logit = row.logits[best];
   row.inv_t = 1.0f / temperature;
   const float lse = row.best_logit - p.logprob[r];  // Greedy wrote logit[best] - log-sum-exp
 
   Cut by_k, by_p;
   if (top_k > 0 && top_k < p.vocab) {
-    by_k = SelectPrefix<false>(row, [](int32_t) { return true; }, static_cast<uint64_t>(top_k), s);
+    by_k = SelectPrefix<false>(
+        row, [](int32_t, float) { return true; }, [=](uint64_t) { return static_cast<uint64_t>(top_k); }, s);
   }
-  auto in_k = [&](int32_t t) { return by_k.In(RankKey(row.logits[t]), t); };
   if (top_p < 1.0f) {
-    uint64_t mine = 0;
-    for (int32_t t = threadIdx.x; t < p.vocab; t += kThreads) {
-      if (in_k(t)) mine += row.Fixed(row.logits[t]);
-    }
-    const uint64_t total = BlockSum(mine, s);
-    const double want = static_cast<double>(top_p) * static_cast<double>(total);
-    by_p = SelectPrefix<true>(row, in_k, static_cast<uint64_t>(ceil(want)), s);
+    auto in_k = [&](int32_t t, float logit) { return by_k.In(RankKey(logit), t); };
+    auto share = [=](uint64_t total) {
+      return static_cast<uint64_t>(ceil(static_cast<double>(top_p) * static_cast<double>(total)));
+    };
+    by_p = SelectPrefix<true>(row, in_k, share, s);
   }
-  auto kept = [&](int32_t t) {
-    const float logit = row.logits[t];
-    const uint32_t k = RankKey(logit);
-    return t == best || (by_k.In(k, t) && by_p.In(k, t) && row.Weight(logit) >= min_p);
-  };
-
   // The draw: the first token, in id order, whose running kept weight passes u times the whole.
-  const int32_t chunk = (p.vocab + kThreads - 1) / kThreads;
-  const int32_t c0 = min(p.vocab, static_cast<int32_t>(threadIdx.x) * chunk), c1 = min(p.vocab, c0 + chunk);
-  uint64_t mine = 0;
-  for (int32_t t = c0; t < c1; ++t) {
-    if (kept(t)) mine += row.Fixed(row.logits[t]);
-  }
-  uint64_t whole = 0;
-  const uint64_t ahead = BlockExclusiveScan(mine, s, &whole);
+  auto weight = [&](int32_t t, float logit) -> uint64_t {
+    const uint32_t k = RankKey(logit);
+    if (t != best && !(by_k.In(k, t) && by_p.In(k, t))) return 0;
+    const float w = row.Weight(logit);
+    return t == best || w >= min_p ? __float2ull_rn(w * kFixScale) : 0;
+  };
+  const uint64_t whole = TileTotals(row, weight, s);
   uint64_t target = static_cast<uint64_t>(u * static_cast<double>(whole));
   if (whole > 0 && target >= whole) target = whole - 1;  // u < 1, but the product rounds
-  if (threadIdx.x == 0) s.pick = best;
-  __syncthreads();
-  if (ahead <= target && target < ahead + mine) {
-    uint64_t cum = ahead;
-    for (int32_t t = c0; t < c1; ++t) {
-      if (!kept(t)) continue;
-      cum += row.Fixed(row.logits[t]);
-      if (target < cum) {
-        s.pick = t;
-        break;
-      }
-    }
-  }
-  __syncthreads();
+  const int32_t pick = FindRunning(row, weight, target, whole, best, s);
   if (threadIdx.x == 0) {
-    p.token[r] = s.pick;
-    p.logprob[r] = row.logits[s.pick] - lse;
+    p.token[r] = pick;
+    p.logprob[r] = row.logits[pick] - lse;
   }
 }
 
@@ -241,7 +347,7 @@ __global__ void __launch_bounds__(kThreads) SampleFilteredKernel(SampleFilteredP
 
 cudaError_t SampleFiltered(const SampleFilteredParams& p, cudaStream_t stream) {
   if (p.rows == 0) return cudaSuccess;
-  if (p.vocab <= 0 || p.args == nullptr) return cudaErrorInvalidValue;
+  if (p.vocab <= 0 || p.vocab > kSampleFilteredMaxVocab || p.args == nullptr) return cudaErrorInvalidValue;
   return LaunchPdl(SampleFilteredKernel, dim3(p.rows), dim3(kThreads), 0, stream, p);
 }
 
