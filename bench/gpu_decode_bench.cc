@@ -61,8 +61,8 @@ int main(int argc, char** argv) {
   app.add_option("--tensor-parallel", tp_list, "rank counts, comma-separated (each loads the model again)");
   float temperature = 0.0f, top_p = 1.0f;
   int32_t top_k = 0;
-  app.add_option("--temperature", temperature, "sample every sequence (seeded) instead of greedy decoding; the host "
-                 "samples such rows unless LILSERVE_GPU_SAMPLING=1")
+  app.add_option("--temperature", temperature, "sample every sequence (seeded) instead of greedy decoding; the GPU "
+                 "draws them (LILSERVE_GPU_SAMPLING=0: the host)")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--top-p", top_p, "with --temperature")->check(CLI::Range(0.0f, 1.0f));
   app.add_option("--top-k", top_k, "with --temperature")->check(CLI::NonNegativeNumber);

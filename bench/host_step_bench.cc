@@ -4,8 +4,8 @@
 // BuildStepInputs (engine/cuda/cuda_step.h) on decode plans of the Llama-3-8B shape, batch
 // 1-128 at 1k context, 16-token pages. BuildStepInputs into one StepInputs reused step after
 // step (what the backend does since session 14) beside a fresh StepInputs each step (before),
-// in the same run; and with rows_per_seq ($LILSERVE_SEQ_ROWS=1: one page list per sequence
-// instead of one per (sequence, KV head)). No GPU needed. Usage: host_step_bench [--context N] [--reps N]
+// in the same run; and with rows_per_seq (the backend's default since session 16; one page list
+// per sequence instead of one per (sequence, KV head)). No GPU needed. Usage: host_step_bench [--context N] [--reps N]
 #include <CLI/CLI.hpp>
 
 #include <algorithm>
@@ -90,7 +90,7 @@ int main(int argc, char** argv) {
       lil::cuda::BuildStepInputs(plan, c, kPage, &in);
       sink += in.layouts.size();
     });
-    lil::cuda::StepInputs per_seq;  // $LILSERVE_SEQ_ROWS=1's layouts: a page list per sequence
+    lil::cuda::StepInputs per_seq;  // the default layouts: a page list per sequence
     const double seq_rows = MedianUs(reps, [&] {
       lil::cuda::BuildStepInputs(plan, c, kPage, &per_seq, /*rows_per_seq=*/true);
       sink += per_seq.layouts.size();

@@ -18,6 +18,7 @@
 #include "engine/plan_check.h"
 #include "kernels/cuda/attention.h"
 #include "kernels/cuda/quest.h"
+#include "kernels/cuda/sample.h"
 
 namespace lil::cuda {
 namespace {
@@ -147,10 +148,8 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
   if (b->quest_fp8_) LIL_LOG_INFO("CUDA backend: Quest metadata in e4m3, rounded outward (LILSERVE_QUEST_FP8=1)");
   b->tc_stages_ = EnvIs("LILSERVE_TC_STAGES", "2") ? 2 : 3;
   b->step_trace_ = EnvIs("LILSERVE_STEP_TRACE", "1");
-  // Experimental until measured on a GPU (docs/GPU.md "Missing / next" 2): dense layouts with
-  // one page list per sequence instead of one per (sequence, KV head).
-  b->rows_per_seq_ = EnvIs("LILSERVE_SEQ_ROWS", "1");
-  b->gpu_sampling_ = EnvIs("LILSERVE_GPU_SAMPLING", "1");
+  b->rows_per_seq_ = !EnvIs("LILSERVE_SEQ_ROWS", "0");
+  b->gpu_sampling_ = !EnvIs("LILSERVE_GPU_SAMPLING", "0") && b->config_.vocab_size <= kSampleFilteredMaxVocab;
   if (!EnvIs("LILSERVE_SPLIT_KV", "0")) {
     const int32_t group = local.num_heads / local.num_kv_heads;
     b->split_target_tc_ = SplitResidentCtas(local.head_dim, group, sms, b->tc_decode_, b->tc_stages_);

@@ -139,13 +139,14 @@ class CudaBackend final : public Backend {
   // first 2^16 of each batch size.
   static constexpr int kTraceFields = 6;
   bool step_trace_ = false;
-  // $LILSERVE_SEQ_ROWS=1: BuildStepInputs' rows_per_seq (dense layouts share one page list
-  // among a sequence's KV heads; num_kv_heads times fewer entries to build and upload).
-  bool rows_per_seq_ = false;
-  // $LILSERVE_GPU_SAMPLING=1 (experimental until run on a GPU): rows sampled with temperature,
-  // top-k, top-p and min-p (no repetition penalty, no top logprobs) draw on the GPU
-  // (SampleFiltered) instead of the host; graphs of such steps are kept apart (GraphKey).
-  bool gpu_sampling_ = false;
+  // BuildStepInputs' rows_per_seq: dense layouts share one page list among a sequence's KV
+  // heads (num_kv_heads times fewer entries to build and upload; $LILSERVE_SEQ_ROWS=0: one
+  // list per (sequence, KV head), for A/B).
+  bool rows_per_seq_ = true;
+  // Rows sampled with temperature, top-k, top-p and min-p (no repetition penalty, no top
+  // logprobs) draw on the GPU (SampleFiltered) instead of the host; graphs of such steps are
+  // kept apart (GraphKey). $LILSERVE_GPU_SAMPLING=0: the host samples them, for A/B.
+  bool gpu_sampling_ = true;
   static int32_t GraphKey(int32_t batch, bool gpu_sampled) { return batch + (gpu_sampled ? 1 << 16 : 0); }
   int64_t step_trace_prev_end_us_ = 0;
   absl::flat_hash_map<int32_t, std::vector<std::array<int64_t, kTraceFields>>> step_trace_rows_;

@@ -1,6 +1,6 @@
 // File: engine/cuda/cuda_sampling.cc
 // The CUDA backend's sampling, around the step's kernels: which rows the GPU draws (Greedy
-// always; SampleFiltered with $LILSERVE_GPU_SAMPLING=1), their parameters in the step's int
+// always; SampleFiltered unless $LILSERVE_GPU_SAMPLING=0), their parameters in the step's int
 // pack, and after the step the tokens back, the logits rows the host needs and the host
 // sampler's draws (engine/sampler.h) for the rest.
 #include <cstdint>
@@ -22,7 +22,7 @@ bool GreedyOnGpu(const SamplingParams& s) {
   return (s.temperature <= 0.0f || s.top_k == 1) && s.repetition_penalty == 1.0f && s.logprobs == 0;
 }
 
-// What SampleFiltered draws (with $LILSERVE_GPU_SAMPLING=1): temperature with top-k / top-p /
+// What SampleFiltered draws (unless $LILSERVE_GPU_SAMPLING=0): temperature with top-k / top-p /
 // min-p; a repetition penalty (it needs the history) and top logprobs stay on the host.
 bool FilteredOnGpu(const SamplingParams& s) {
   return s.temperature > 0.0f && s.top_k != 1 && s.repetition_penalty == 1.0f && s.logprobs == 0;
@@ -77,7 +77,7 @@ void CudaBackend::PackSampleArgs(const StepPlan& plan, const StepInputs& in, boo
 
 absl::Status CudaBackend::FinishSampling(const StepPlan& plan, const StepInputs& in, const Work& w,
                                          StepResult& result) {
-  // Rows whose token the GPU chose: greedy ones (Greedy), and with $LILSERVE_GPU_SAMPLING=1
+  // Rows whose token the GPU chose: greedy ones (Greedy), and unless $LILSERVE_GPU_SAMPLING=0
   // the filtered draws (SampleFiltered, launched only when this rank samples).
   auto DrawnOnGpu = [&](const SamplingParams& sp) {
     return GreedyOnGpu(sp) || (w.gpu_sampled && FilteredOnGpu(sp));

@@ -83,7 +83,7 @@ struct Config {
   ModelFamily family;
   int32_t head_dim, page_size;
   bool fallback_gemm;
-  bool seq_rows = false;  // $LILSERVE_SEQ_ROWS=1: dense layouts with a page list per sequence
+  bool seq_rows = false;  // dense layouts with a page list per sequence (else $LILSERVE_SEQ_ROWS=0)
 };
 
 class CudaBackendParity : public ::testing::TestWithParam<Config> {};
@@ -91,7 +91,7 @@ class CudaBackendParity : public ::testing::TestWithParam<Config> {};
 TEST_P(CudaBackendParity, MatchesCpuBackendStepByStep) {
   LIL_SKIP_WITHOUT_GPU();
   const Config cfg = GetParam();
-  if (cfg.seq_rows) setenv("LILSERVE_SEQ_ROWS", "1", 1);
+  setenv("LILSERVE_SEQ_ROWS", cfg.seq_rows ? "1" : "0", 1);
   Pair b = MakePair(cfg.family, cfg.head_dim, cfg.page_size, cfg.fallback_gemm);
   unsetenv("LILSERVE_SEQ_ROWS");
   ASSERT_TRUE(b.cpu && b.gpu);
@@ -148,7 +148,7 @@ class GraphReplay : public ::testing::TestWithParam<bool> {};
 
 TEST_P(GraphReplay, MatchesEagerLaunches) {
   LIL_SKIP_WITHOUT_GPU();
-  if (GetParam()) setenv("LILSERVE_SEQ_ROWS", "1", 1);
+  setenv("LILSERVE_SEQ_ROWS", GetParam() ? "1" : "0", 1);
   Pair graphs = MakePair(ModelFamily::kLlama, 64, 3, false);
   unsetenv("LILSERVE_SEQ_ROWS");
   setenv("LILSERVE_CUDA_GRAPHS", "0", 1);
@@ -200,7 +200,7 @@ INSTANTIATE_TEST_SUITE_P(SeqRows, GraphReplay, ::testing::Bool());
 // its logits or not, while other rows stay on the GPU's greedy path: A returns logits and
 // samples with top_p, C samples with top_k / min_p without returning logits (checked against
 // the same step run again with them returned), D is greedy with top logprobs (host path), B
-// greedy on the GPU. The host samples A and C, or with $LILSERVE_GPU_SAMPLING=1 the GPU
+// greedy on the GPU. The GPU samples A and C, or with $LILSERVE_GPU_SAMPLING=0 the host
 // (SampleFiltered: the same definition; float rounding could move a cut, not in this case).
 class SampledRows : public ::testing::TestWithParam<bool> {};
 
@@ -251,7 +251,7 @@ TEST_P(SampledRows, FollowTheSampler) {
 
 INSTANTIATE_TEST_SUITE_P(GpuSampling, SampledRows, ::testing::Bool());
 
-// With $LILSERVE_GPU_SAMPLING=1, decode steps that draw on the GPU replay from their own graph
+// Decode steps that draw on the GPU (SampleFiltered) replay from their own graph
 // (GraphKey) and draw what eager launches draw: three seeded sequences (top_p, top_k + min_p,
 // plain temperature) and a greedy one over 8 decode steps, against a backend without graphs.
 TEST(CudaBackend, FilteredDrawsReplayInGraphs) {
