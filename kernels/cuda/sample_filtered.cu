@@ -12,16 +12,20 @@
 // Weights are summed as 2^-40 fixed-point integers: integer sums are the same in any order,
 // so the cuts and the draw are the same every run (seeded requests repeat).
 //
-// Speed (one CTA per row, so batch 1 runs on one SM): every pass over the row keeps several
-// 16-byte loads in flight per thread (a pass is latency-bound otherwise: ~60 us at 128k ids);
-// a thread adds a run of tokens falling in one bin as one atomic (the first round puts nearly
-// every token in one bin), and the 64-bit bins are two 32-bit words (a 64-bit shared-memory
-// add compiles to a compare-and-swap loop, which 1,024 threads on one bin serialise for
-// milliseconds). Searches in id order (the tied logits, the draw) sum 128-id tiles in one
-// pass, scan the tile sums in shared memory and search within the one tile that holds the
-// target. The row is read about seven times; it stays in the L2 (a 128k row is 512 KB).
+// Speed: a row is cut into vocabulary slices, one CTA each, the CTAs of a row one thread-block
+// cluster (8 at batch 1, fewer as rows fill the GPU: ClusterFor); every decision (a bin, a
+// target, a cut) is taken by each CTA alike from the slices' sums, read through distributed
+// shared memory. Every pass over a slice keeps several 16-byte loads in flight per thread; a
+// thread adds a run of tokens falling in one bin as one atomic, and the 64-bit bins are two
+// 32-bit words (a 64-bit shared-memory add compiles to a compare-and-swap loop, which 1,024
+// threads on one bin serialised for milliseconds). Searches in id order (the tied logits, the
+// draw) sum 128-id tiles in one pass, scan the tile sums and the slices' totals, and search
+// within the one tile that holds the target. The row is read about seven times; it stays in
+// the L2 (a 128k row is 512 KB).
 #include "kernels/cuda/pdl.h"
 #include "kernels/cuda/sample.h"
+
+#include <cooperative_groups.h>
 
 #include <climits>
 #include <cstdint>
@@ -34,6 +38,8 @@ constexpr int kWarps = kThreads / 32;
 constexpr int kBins = 256;
 constexpr int kTile = 128;  // ids a warp reads at once: 4 a lane
 constexpr int kUnroll = 4;  // loads a thread keeps in flight
+constexpr int kMaxCluster = 8;  // the portable cluster size
+namespace cg = cooperative_groups;
 constexpr float kFixScale = 1099511627776.0f;  // 2^40: a weight <= 1 as an integer
 
 // Rank order as an unsigned key: a larger logit gets a smaller key.
@@ -52,21 +58,23 @@ __device__ __forceinline__ float KeyLogit(uint32_t key) {
 struct Row {
   const float* logits;
   int32_t vocab;
+  int32_t tile0, tile1;  // this CTA's slice: tiles [tile0, tile1), ids [tile0 * kTile, end)
+  int32_t end;
   bool vec;  // 16-byte loads: the vocabulary a multiple of 4 and the logits 16-byte aligned
   float best_logit, inv_t;
   // The tempered weight of a logit relative to the best (1 for the best), as the host's.
   __device__ float Weight(float logit) const { return expf((logit - best_logit) * inv_t); }
   __device__ uint64_t Fixed(float logit) const { return __float2ull_rn(Weight(logit) * kFixScale); }
-  // Ids t .. t + 3 (t a multiple of 4); those past the vocabulary read as 0.
+  // Ids t .. t + 3 (t a multiple of 4); those past the slice read as 0.
   __device__ void Quad(int32_t t, float (&x)[4]) const {
-    if (vec && t + 3 < vocab) {
+    if (vec && t + 3 < end) {
       const float4 v = __ldg(reinterpret_cast<const float4*>(logits + t));
       x[0] = v.x, x[1] = v.y, x[2] = v.z, x[3] = v.w;
     } else {
-      for (int j = 0; j < 4; ++j) x[j] = t + j < vocab ? __ldg(logits + t + j) : 0.0f;
+      for (int j = 0; j < 4; ++j) x[j] = t + j < end ? __ldg(logits + t + j) : 0.0f;
     }
   }
-  __device__ int32_t Tiles() const { return (vocab + kTile - 1) / kTile; }
+  __device__ int32_t Tiles() const { return tile1 - tile0; }
 };
 
 // Tokens in a cut: a key below `key`, or equal to it with an id up to `last_id`. The default
@@ -77,27 +85,28 @@ struct Cut {
   __device__ bool In(uint32_t k, int32_t t) const { return k < key || (k == key && t <= last_id); }
 };
 
-constexpr int kMaxTiles = 2 * kThreads;  // TileTotals scans two tiles a thread
+constexpr int kMaxTiles = 2 * kThreads;  // a slice's tiles: TileTotals scans two a thread
 static_assert(kSampleFilteredMaxVocab <= kMaxTiles * kTile);
 
 struct Shared {
-  uint32_t lo[kBins], hi[kBins];  // 64-bit bin sums as two words (HistAdd)
-  uint64_t tile[kMaxTiles];       // TileTotals: what the tiles before each hold
+  uint32_t lo[2][kBins], hi[2][kBins];  // a round's 64-bit bin sums as two words (HistAdd);
+                                        // rounds alternate, so one cluster barrier a round
+  uint64_t bins[kBins];                 // the cluster's sums of the round's bins
+  uint64_t tile[kMaxTiles];             // TileTotals: what the slice's tiles before each hold
   uint64_t warp[kWarps];
   uint64_t value;
+  uint64_t slice_total;                 // TileTotals: this slice's, read by the other CTAs
+  uint64_t slice_ahead;                 // ... and what the slices before it hold
   int32_t pick;
+  int32_t found;                        // FindRunning's id, written by the CTA that finds it
 };
 
 // Adds v to bin b with 32-bit atomics: the low word's carry goes to the high word.
-__device__ __forceinline__ void HistAdd(Shared& s, uint32_t b, uint64_t v) {
+__device__ __forceinline__ void HistAdd(uint32_t* lo_words, uint32_t* hi_words, uint32_t b, uint64_t v) {
   const uint32_t lo = static_cast<uint32_t>(v);
-  const uint32_t old = atomicAdd(&s.lo[b], lo);
+  const uint32_t old = atomicAdd(&lo_words[b], lo);
   const uint32_t hi = static_cast<uint32_t>(v >> 32) + (old + lo < old ? 1u : 0u);
-  if (hi != 0) atomicAdd(&s.hi[b], hi);
-}
-
-__device__ __forceinline__ uint64_t HistAt(const Shared& s, int b) {
-  return (static_cast<uint64_t>(s.hi[b]) << 32) | s.lo[b];
+  if (hi != 0) atomicAdd(&hi_words[b], hi);
 }
 
 __device__ __forceinline__ uint64_t WarpInclusiveScan(uint64_t v) {
@@ -109,12 +118,12 @@ __device__ __forceinline__ uint64_t WarpInclusiveScan(uint64_t v) {
   return v;
 }
 
-// Calls f(id, logit) once for every id of the row, in no particular order: a thread takes
-// groups of 4 ids strided by the block, kUnroll groups loaded before any is used.
+// Calls f(id, logit) once for every id of the CTA's slice, in no particular order: a thread
+// takes groups of 4 ids strided by the block, kUnroll groups loaded before any is used.
 template <typename F>
 __device__ __forceinline__ void ForEachId(const Row& row, F f) {
-  const int32_t quads = (row.vocab + 3) / 4;
-  for (int32_t g0 = threadIdx.x; g0 < quads; g0 += kThreads * kUnroll) {
+  const int32_t quads = (row.end + 3) / 4;
+  for (int32_t g0 = row.tile0 * (kTile / 4) + threadIdx.x; g0 < quads; g0 += kThreads * kUnroll) {
     float x[kUnroll][4];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
@@ -126,50 +135,51 @@ __device__ __forceinline__ void ForEachId(const Row& row, F f) {
       if (g0 + u * kThreads >= quads) break;
 #pragma unroll
       for (int j = 0; j < 4; ++j) {
-        if (t + j < row.vocab) f(t + j, x[u][j]);
+        if (t + j < row.end) f(t + j, x[u][j]);
       }
     }
   }
 }
 
-// value(id, logit) of the 4 ids lane `lane` holds in tile i; their sum in *sum.
+// value(id, logit) of the 4 ids lane `lane` holds in slice tile i; their sum in *sum.
 template <typename Value>
 __device__ __forceinline__ void TileValues(const Row& row, Value value, int32_t i, int lane, uint64_t (&v)[4],
                                            uint64_t* sum) {
-  const int32_t t = i * kTile + 4 * lane;
+  const int32_t t = (row.tile0 + i) * kTile + 4 * lane;
   float x[4];
   row.Quad(t, x);
   *sum = 0;
   for (int j = 0; j < 4; ++j) {
-    v[j] = t + j < row.vocab ? value(t + j, x[j]) : 0;
+    v[j] = t + j < row.end ? value(t + j, x[j]) : 0;
     *sum += v[j];
   }
 }
 
-// The sum of value(id, logit) over the row; leaves in s.tile what the tiles before each hold,
-// for FindRunning with the same value.
+// The sum of value(id, logit) over the whole row (every slice of the cluster); leaves in
+// s.tile what the slice's tiles before each hold, in s.slice_ahead what the slices before
+// this one hold, for FindRunning with the same value.
 template <typename Value>
-__device__ uint64_t TileTotals(const Row& row, Value value, Shared& s) {
+__device__ uint64_t TileTotals(const Row& row, Value value, Shared& s, cg::cluster_group& cluster) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int32_t tiles = row.Tiles();
   for (int32_t i0 = warp; i0 < tiles; i0 += kWarps * kUnroll) {
     float x[kUnroll][4];
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      if (i0 + u * kWarps < tiles) row.Quad((i0 + u * kWarps) * kTile + 4 * lane, x[u]);
+      if (i0 + u * kWarps < tiles) row.Quad((row.tile0 + i0 + u * kWarps) * kTile + 4 * lane, x[u]);
     }
 #pragma unroll
     for (int u = 0; u < kUnroll; ++u) {
-      const int32_t i = i0 + u * kWarps, t = i * kTile + 4 * lane;
+      const int32_t i = i0 + u * kWarps, t = (row.tile0 + i) * kTile + 4 * lane;
       if (i >= tiles) break;
       uint64_t sum = 0;
-      for (int j = 0; j < 4; ++j) sum += t + j < row.vocab ? value(t + j, x[u][j]) : 0;
+      for (int j = 0; j < 4; ++j) sum += t + j < row.end ? value(t + j, x[u][j]) : 0;
       for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
       if (lane == 0) s.tile[i] = sum;
     }
   }
   __syncthreads();
-  // Exclusive scan over the tiles, two a thread.
+  // Exclusive scan over the slice's tiles, two a thread.
   const int32_t a = 2 * threadIdx.x, b = a + 1;
   const uint64_t va = a < tiles ? s.tile[a] : 0, vb = b < tiles ? s.tile[b] : 0;
   const uint64_t through = WarpInclusiveScan(va + vb);
@@ -178,48 +188,59 @@ __device__ uint64_t TileTotals(const Row& row, Value value, Shared& s) {
   if (warp == 0) {
     const uint64_t w = s.warp[lane], w_through = WarpInclusiveScan(w);
     s.warp[lane] = w_through - w;
-    if (lane == 31) s.value = w_through;
+    if (lane == 31) s.slice_total = w_through;
   }
   __syncthreads();
   const uint64_t ahead = s.warp[warp] + through - (va + vb);
   if (a < tiles) s.tile[a] = ahead;
   if (b < tiles) s.tile[b] = ahead + va;
-  const uint64_t total = s.value;
-  __syncthreads();
+  cluster.sync();  // every slice's total is in its CTA's shared memory
+  const int rank = static_cast<int>(cluster.block_rank()), slices = static_cast<int>(cluster.num_blocks());
+  uint64_t before = 0, total = 0;
+  for (int c = 0; c < slices; ++c) {
+    const uint64_t t = *cluster.map_shared_rank(&s.slice_total, c);
+    if (c < rank) before += t;
+    total += t;
+  }
+  if (threadIdx.x == 0) s.slice_ahead = before;
+  cluster.sync();  // no slice_total is overwritten while another CTA may read it
   return total;
 }
 
 // After TileTotals(row, value) returned `total`: the first id, in id order, at which the
 // running sum of value passes `target` (the sum through it is above target); `none` when
-// target >= total.
+// target >= total. The CTA whose slice holds it finds it and tells the others.
 template <typename Value>
 __device__ int32_t FindRunning(const Row& row, Value value, uint64_t target, uint64_t total, int32_t none,
-                               Shared& s) {
+                               Shared& s, cg::cluster_group& cluster) {
   if (target >= total) return none;
-  const int32_t tiles = row.Tiles();
-  for (int32_t i = threadIdx.x; i < tiles; i += kThreads) {  // the one tile holding it
-    const uint64_t next = i + 1 < tiles ? s.tile[i + 1] : total;
-    if (s.tile[i] <= target && target < next) s.pick = i;
-  }
-  __syncthreads();
-  if (threadIdx.x < 32) {
-    const int lane = threadIdx.x;
-    const int32_t i = s.pick;
-    uint64_t v[4], mine;
-    TileValues(row, value, i, lane, v, &mine);
-    const uint64_t through = s.tile[i] + WarpInclusiveScan(mine);
-    const unsigned hit = __ballot_sync(0xffffffffu, through > target);
-    if (lane == __ffs(hit) - 1) {
-      uint64_t run = through - mine;
-      int j = 0;
-      while (j < 3 && (run += v[j]) <= target) ++j;
-      s.value = static_cast<uint64_t>(i * kTile + 4 * lane + j);
+  const uint64_t ahead = s.slice_ahead;
+  if (ahead <= target && target < ahead + s.slice_total) {  // this slice holds it
+    const uint64_t local = target - ahead;
+    const int32_t tiles = row.Tiles();
+    for (int32_t i = threadIdx.x; i < tiles; i += kThreads) {  // the one tile holding it
+      const uint64_t next = i + 1 < tiles ? s.tile[i + 1] : s.slice_total;
+      if (s.tile[i] <= local && local < next) s.pick = i;
+    }
+    __syncthreads();
+    if (threadIdx.x < 32) {
+      const int lane = threadIdx.x;
+      const int32_t i = s.pick;
+      uint64_t v[4], mine;
+      TileValues(row, value, i, lane, v, &mine);
+      const uint64_t through = s.tile[i] + WarpInclusiveScan(mine);
+      const unsigned hit = __ballot_sync(0xffffffffu, through > local);
+      if (lane == __ffs(hit) - 1) {
+        uint64_t run = through - mine;
+        int j = 0;
+        while (j < 3 && (run += v[j]) <= local) ++j;
+        const int32_t id = (row.tile0 + i) * kTile + 4 * lane + j;
+        for (int c = 0; c < static_cast<int>(cluster.num_blocks()); ++c) *cluster.map_shared_rank(&s.found, c) = id;
+      }
     }
   }
-  __syncthreads();
-  const int32_t pick = static_cast<int32_t>(s.value);
-  __syncthreads();
-  return pick;
+  cluster.sync();  // s.found is written in every CTA
+  return s.found;
 }
 
 // The cut after which the tokens `admit` lets in stop, in rank order: a token is kept when what
@@ -228,13 +249,15 @@ __device__ int32_t FindRunning(const Row& row, Value value, uint64_t target, uin
 // target_of(what they all hold), known after the first round. No cut when all of them
 // together stay below it.
 template <bool kMass, typename Admit, typename TargetOf>
-__device__ Cut SelectPrefix(const Row& row, Admit admit, TargetOf target_of, Shared& s) {
+__device__ Cut SelectPrefix(const Row& row, Admit admit, TargetOf target_of, Shared& s, cg::cluster_group& cluster) {
   uint32_t prefix = 0;
   uint64_t before = 0;  // what the admitted tokens with keys below the prefix's range hold
   uint64_t target = 0;
   for (int round = 0; round < 4; ++round) {
     const int shift = 24 - 8 * round;
-    if (threadIdx.x < kBins) s.lo[threadIdx.x] = s.hi[threadIdx.x] = 0;
+    uint32_t* lo = s.lo[round & 1];
+    uint32_t* hi = s.hi[round & 1];
+    if (threadIdx.x < kBins) lo[threadIdx.x] = hi[threadIdx.x] = 0;
     __syncthreads();
     uint32_t run_bin = kBins;
     uint64_t run = 0;
@@ -244,19 +267,28 @@ __device__ Cut SelectPrefix(const Row& row, Admit admit, TargetOf target_of, Sha
       if (round > 0 && (k >> (shift + 8)) != prefix) return;
       const uint32_t bin = (k >> shift) & 0xffu;
       if (bin != run_bin) {
-        if (run != 0) HistAdd(s, run_bin, run);
+        if (run != 0) HistAdd(lo, hi, run_bin, run);
         run_bin = bin;
         run = 0;
       }
       run += kMass ? row.Fixed(logit) : 1;
     });
-    if (run != 0) HistAdd(s, run_bin, run);
+    if (run != 0) HistAdd(lo, hi, run_bin, run);
+    cluster.sync();  // every slice's histogram is complete
+    if (threadIdx.x < kBins) {
+      uint64_t sum = 0;
+      for (int c = 0; c < static_cast<int>(cluster.num_blocks()); ++c) {
+        sum += (static_cast<uint64_t>(*cluster.map_shared_rank(&hi[threadIdx.x], c)) << 32) |
+               *cluster.map_shared_rank(&lo[threadIdx.x], c);
+      }
+      s.bins[threadIdx.x] = sum;
+    }
     __syncthreads();
     if (threadIdx.x < 32) {  // one warp finds the first bin where the running sum reaches the target
       const int lane = threadIdx.x;
       constexpr int kPer = kBins / 32;
       uint64_t bins[kPer], mine = 0;
-      for (int i = 0; i < kPer; ++i) mine += bins[i] = HistAt(s, lane * kPer + i);
+      for (int i = 0; i < kPer; ++i) mine += bins[i] = s.bins[lane * kPer + i];
       const uint64_t through = WarpInclusiveScan(mine);
       if (round == 0) target = target_of(__shfl_sync(0xffffffffu, through, 31));
       const unsigned hit = __ballot_sync(0xffffffffu, before + through >= target);
@@ -274,7 +306,7 @@ __device__ Cut SelectPrefix(const Row& row, Admit admit, TargetOf target_of, Sha
     __syncthreads();
     const int b = s.pick;
     if (b == kBins) {
-      __syncthreads();
+      cluster.sync();  // (the other CTAs may still read this round's histogram)
       return Cut{};
     }
     before = s.value;
@@ -288,10 +320,10 @@ __device__ Cut SelectPrefix(const Row& row, Admit admit, TargetOf target_of, Sha
   const uint64_t each = kMass ? row.Fixed(KeyLogit(prefix)) : 1;
   const uint64_t keep = each == 0 ? UINT64_MAX : (target - before + each - 1) / each;
   auto tie = [&](int32_t t, float logit) -> uint64_t { return admit(t, logit) && RankKey(logit) == prefix ? 1 : 0; };
-  const uint64_t tied = TileTotals(row, tie, s);
+  const uint64_t tied = TileTotals(row, tie, s, cluster);
   Cut cut;
   cut.key = prefix;
-  cut.last_id = keep <= tied ? FindRunning(row, tie, keep - 1, tied, INT_MAX, s) : INT_MAX;
+  cut.last_id = keep <= tied ? FindRunning(row, tie, keep - 1, tied, INT_MAX, s, cluster) : INT_MAX;
   return cut;
 }
 
@@ -299,9 +331,10 @@ __global__ void __launch_bounds__(kThreads) SampleFilteredKernel(SampleFilteredP
   PdlWait();
   PdlTrigger();
   __shared__ Shared s;
+  cg::cluster_group cluster = cg::this_cluster();
   const int32_t r = blockIdx.x;
   const int32_t* a = p.args + static_cast<int64_t>(r) * kSampleArgs;
-  if (a[0] != 1) return;
+  if (a[0] != 1) return;  // the whole cluster (one row) leaves
   const float temperature = __int_as_float(a[1]), top_p = __int_as_float(a[3]), min_p = __int_as_float(a[4]);
   const int32_t top_k = a[2];
   const double u = __hiloint2double(a[6], a[5]);
@@ -310,6 +343,11 @@ __global__ void __launch_bounds__(kThreads) SampleFilteredKernel(SampleFilteredP
   row.logits = p.logits + static_cast<int64_t>(r) * p.vocab;
   row.vocab = p.vocab;
   row.vec = p.vocab % 4 == 0 && reinterpret_cast<uintptr_t>(p.logits) % 16 == 0;
+  const int32_t tiles = (p.vocab + kTile - 1) / kTile, slices = static_cast<int32_t>(cluster.num_blocks());
+  const int32_t per = (tiles + slices - 1) / slices;
+  row.tile0 = min(tiles, static_cast<int32_t>(cluster.block_rank()) * per);
+  row.tile1 = min(tiles, row.tile0 + per);
+  row.end = min(p.vocab, row.tile1 * kTile);
   row.best_logit = row.logits[best];
   row.inv_t = 1.0f / temperature;
   const float lse = row.best_logit - p.logprob[r];  // Greedy wrote logit[best] - log-sum-exp
@@ -317,14 +355,14 @@ __global__ void __launch_bounds__(kThreads) SampleFilteredKernel(SampleFilteredP
   Cut by_k, by_p;
   if (top_k > 0 && top_k < p.vocab) {
     by_k = SelectPrefix<false>(
-        row, [](int32_t, float) { return true; }, [=](uint64_t) { return static_cast<uint64_t>(top_k); }, s);
+        row, [](int32_t, float) { return true; }, [=](uint64_t) { return static_cast<uint64_t>(top_k); }, s, cluster);
   }
   if (top_p < 1.0f) {
     auto in_k = [&](int32_t t, float logit) { return by_k.In(RankKey(logit), t); };
     auto share = [=](uint64_t total) {
       return static_cast<uint64_t>(ceil(static_cast<double>(top_p) * static_cast<double>(total)));
     };
-    by_p = SelectPrefix<true>(row, in_k, share, s);
+    by_p = SelectPrefix<true>(row, in_k, share, s, cluster);
   }
   // The draw: the first token, in id order, whose running kept weight passes u times the whole.
   auto weight = [&](int32_t t, float logit) -> uint64_t {
@@ -333,11 +371,11 @@ __global__ void __launch_bounds__(kThreads) SampleFilteredKernel(SampleFilteredP
     const float w = row.Weight(logit);
     return t == best || w >= min_p ? __float2ull_rn(w * kFixScale) : 0;
   };
-  const uint64_t whole = TileTotals(row, weight, s);
+  const uint64_t whole = TileTotals(row, weight, s, cluster);
   uint64_t target = static_cast<uint64_t>(u * static_cast<double>(whole));
   if (whole > 0 && target >= whole) target = whole - 1;  // u < 1, but the product rounds
-  const int32_t pick = FindRunning(row, weight, target, whole, best, s);
-  if (threadIdx.x == 0) {
+  const int32_t pick = FindRunning(row, weight, target, whole, best, s, cluster);
+  if (cluster.block_rank() == 0 && threadIdx.x == 0) {  // after the last cluster barrier: every CTA has read token[r]
     p.token[r] = pick;
     p.logprob[r] = row.logits[pick] - lse;
   }
@@ -348,7 +386,22 @@ __global__ void __launch_bounds__(kThreads) SampleFilteredKernel(SampleFilteredP
 cudaError_t SampleFiltered(const SampleFilteredParams& p, cudaStream_t stream) {
   if (p.rows == 0) return cudaSuccess;
   if (p.vocab <= 0 || p.vocab > kSampleFilteredMaxVocab || p.args == nullptr) return cudaErrorInvalidValue;
-  return LaunchPdl(SampleFilteredKernel, dim3(p.rows), dim3(kThreads), 0, stream, p);
+  // A row's cluster: as many slices as keep the GPU's SMs busy, up to the portable 8.
+  const unsigned slices = p.rows <= 16 ? kMaxCluster : p.rows <= 33 ? 4 : p.rows <= 66 ? 2 : 1;
+  cudaLaunchAttribute attr[2];
+  attr[0].id = cudaLaunchAttributeClusterDimension;
+  attr[0].val.clusterDim.x = 1;
+  attr[0].val.clusterDim.y = slices;
+  attr[0].val.clusterDim.z = 1;
+  attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+  attr[1].val.programmaticStreamSerializationAllowed = 1;
+  cudaLaunchConfig_t config = {};
+  config.gridDim = dim3(p.rows, slices);
+  config.blockDim = dim3(kThreads);
+  config.stream = stream;
+  config.attrs = attr;
+  config.numAttrs = PdlEnabled() ? 2 : 1;
+  return cudaLaunchKernelEx(&config, SampleFilteredKernel, p);
 }
 
 }  // namespace lil::cuda

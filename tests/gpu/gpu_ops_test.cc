@@ -402,15 +402,23 @@ TEST(GpuOps, FilteredSamplingFollowsTheHostSampler) {
     DeviceArray<int32_t> dargs(args);
     std::vector<std::vector<int32_t>> runs;
     std::vector<float> lp_got;
-    for (int run = 0; run < 2; ++run) {
+    // Launches of 64, 64, 20 and 7 rows: clusters of 2, 2, 4 and 8 slices a row. The sums are
+    // integers, so how the row is sliced changes nothing.
+    for (const int32_t n : {rows, rows, 20, 7}) {
       auto tok = DeviceArray<int32_t>::Poisoned(rows);
       auto lp = DeviceArray<float>::Poisoned(rows);
-      ASSERT_EQ(cuda::Greedy({dl.get(), rows, vocab, tok.get(), lp.get()}, nullptr), cudaSuccess);
-      ASSERT_EQ(cuda::SampleFiltered({dl.get(), rows, vocab, dargs.get(), tok.get(), lp.get()}, nullptr), cudaSuccess);
+      ASSERT_EQ(cuda::Greedy({dl.get(), n, vocab, tok.get(), lp.get()}, nullptr), cudaSuccess);
+      ASSERT_EQ(cuda::SampleFiltered({dl.get(), n, vocab, dargs.get(), tok.get(), lp.get()}, nullptr), cudaSuccess);
       runs.push_back(tok.Download());
-      lp_got = lp.Download();
+      if (n == rows) lp_got = lp.Download();
     }
     EXPECT_EQ(runs[0], runs[1]) << "a second run drew other tokens";
+    for (const int k : {2, 3}) {
+      const size_t n = k == 2 ? 20 : 7;
+      EXPECT_EQ(std::vector<int32_t>(runs[0].begin(), runs[0].begin() + n),
+                std::vector<int32_t>(runs[k].begin(), runs[k].begin() + n))
+          << "the first " << n << " rows drew other tokens in a launch of " << n << " rows";
+    }
     int32_t same = 0, marked = 0;
     for (int32_t r = 0; r < rows; ++r) {
       const auto row = absl::MakeConstSpan(logits.data() + static_cast<size_t>(r) * vocab, vocab);
