@@ -2,7 +2,8 @@
 # The PyTorch peer of bench/gpu_sample_bench.cu, on the same shapes (1, 32, 128 rows of
 # 128,256 fp32 logits, N(0, 3^2)): argmax for greedy; for the sampled modes what transformers'
 # logits processors do (divide by the temperature, torch.topk for top-k, a full sort + softmax
-# + cumsum for top-p, softmax max for min-p), then softmax + torch.multinomial. Median us per
+# + cumsum for top-p, softmax max for min-p), then softmax + torch.multinomial; top logprobs
+# as log_softmax + topk. Median us per
 # call over CUDA-synchronised batches. Usage: python bench/sample_peer.py
 import time
 
@@ -11,10 +12,13 @@ import torch
 VOCAB = 128256
 MODES = [("greedy", 0.0, 1.0, 0.0, 0), ("temperature 0.8", 0.8, 1.0, 0.0, 0),
          ("top-p 0.9, T 0.8", 0.8, 0.9, 0.0, 0), ("top-k 50", 1.0, 1.0, 0.0, 50),
-         ("min-p 0.05", 1.0, 1.0, 0.05, 0), ("top-k 400 + top-p 0.5", 1.3, 0.5, 0.0, 400)]
+         ("min-p 0.05", 1.0, 1.0, 0.05, 0), ("top-k 400 + top-p 0.5", 1.3, 0.5, 0.0, 400),
+         ("greedy + top 20 logprobs", 0.0, 1.0, 0.0, 0, 20), ("top-p 0.9, T 0.8 + top 5 logprobs", 0.8, 0.9, 0.0, 0, 5)]
 
 
-def sample(logits, t, top_p, min_p, top_k, gen):
+def sample(logits, t, top_p, min_p, top_k, gen, logprobs=0):
+    if logprobs > 0:  # what transformers / vLLM return: log_softmax of the raw logits, topk
+        torch.topk(logits.log_softmax(dim=-1), logprobs, dim=-1)
     if t == 0.0:
         return logits.argmax(dim=-1)
     x = logits / t
@@ -41,14 +45,14 @@ def main():
     print("|---|---|---|")
     for rows in (1, 32, 128):
         x = logits[:rows].contiguous()
-        for name, t, top_p, min_p, top_k in MODES:
-            sample(x, t, top_p, min_p, top_k, gen)
+        for name, t, top_p, min_p, top_k, *n in MODES:
+            sample(x, t, top_p, min_p, top_k, gen, *n)
             torch.cuda.synchronize()
             times = []
             for _ in range(7):
                 t0 = time.perf_counter()
                 for _ in range(20):
-                    sample(x, t, top_p, min_p, top_k, gen)
+                    sample(x, t, top_p, min_p, top_k, gen, *n)
                 torch.cuda.synchronize()
                 times.append((time.perf_counter() - t0) / 20)
             times.sort()

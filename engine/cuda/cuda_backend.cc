@@ -406,6 +406,8 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
     w.act = carve.Take<bf16>(t * c.intermediate_size);
     w.xb = carve.Take<bf16>(t * c.hidden_size);
     w.token_out = carve.Take<int32_t>(r);
+    w.top_ids = carve.Take<int32_t>(gpu_sampling_ ? r * kMaxTopLogprobs : 0);
+    w.top_logprobs = carve.Take<float>(gpu_sampling_ ? r * kMaxTopLogprobs : 0);
     w.split_partial = carve.Take<float>(partial_floats);
     w.split_counters = carve.Take<int32_t>(t * c.num_kv_heads);
     w.quest_keys = carve.Take<uint32_t>(quest_keys);

@@ -194,7 +194,8 @@ absl::Status CudaBackend::LaunchSampling(const StepInputs& in, const Work& w) {
   }
   LIL_CUDA_RETURN_IF_ERROR(Greedy({w.logits, r, vocab, w.token_out, w.logprob}, stream_));
   if (w.gpu_sampled) {
-    LIL_CUDA_RETURN_IF_ERROR(SampleFiltered({w.logits, r, vocab, w.I(w.sample_args), w.token_out, w.logprob}, stream_));
+    LIL_CUDA_RETURN_IF_ERROR(SampleFiltered(
+        {w.logits, r, vocab, w.I(w.sample_args), w.token_out, w.logprob, w.top_ids, w.top_logprobs}, stream_));
   }
   return absl::OkStatus();
 }

@@ -3,6 +3,7 @@
 // always; SampleFiltered unless $LILSERVE_GPU_SAMPLING=0), their parameters in the step's int
 // pack, and after the step the tokens back, the logits rows the host needs and the host
 // sampler's draws (engine/sampler.h) for the rest.
+#include <algorithm>
 #include <cstdint>
 #include <utility>
 #include <vector>
@@ -18,14 +19,18 @@
 namespace lil::cuda {
 namespace {
 
+bool GreedyRow(const SamplingParams& s) { return s.temperature <= 0.0f || s.top_k == 1; }
+
+// Greedy's token alone: a greedy row without top logprobs or a repetition penalty.
 bool GreedyOnGpu(const SamplingParams& s) {
-  return (s.temperature <= 0.0f || s.top_k == 1) && s.repetition_penalty == 1.0f && s.logprobs == 0;
+  return GreedyRow(s) && s.repetition_penalty == 1.0f && s.logprobs == 0;
 }
 
-// What SampleFiltered draws (unless $LILSERVE_GPU_SAMPLING=0): temperature with top-k / top-p /
-// min-p; a repetition penalty (it needs the history) and top logprobs stay on the host.
+// What SampleFiltered does (unless $LILSERVE_GPU_SAMPLING=0): draws temperature rows with
+// top-k / top-p / min-p and finds up to kMaxTopLogprobs top logprobs (the API's limit); a
+// repetition penalty (it needs the history) keeps the row on the host.
 bool FilteredOnGpu(const SamplingParams& s) {
-  return s.temperature > 0.0f && s.top_k != 1 && s.repetition_penalty == 1.0f && s.logprobs == 0;
+  return s.repetition_penalty == 1.0f && s.logprobs <= kMaxTopLogprobs && (!GreedyRow(s) || s.logprobs > 0);
 }
 
 // The logits row sequence s samples from: its last token's.
@@ -33,7 +38,7 @@ int32_t SampledRow(const StepInputs& in, int32_t s, bool return_logits) {
   return in.first_logit_row[s] + (return_logits ? in.seq_len[s] - 1 : 0);
 }
 
-// Whether sequence s of the step is one SampleFiltered may draw.
+// Whether sequence s of the step is one SampleFiltered may draw or find top logprobs for.
 bool Filtered(const ScheduledSeq& seq, const StepInputs& in, size_t s) {
   return seq.sample && in.first_logit_row[s] >= 0 && FilteredOnGpu(seq.sampling);
 }
@@ -51,7 +56,8 @@ bool CudaBackend::StepDrawsOnGpu(const StepPlan& plan, const StepInputs& in) con
 void CudaBackend::PackSampleArgs(const StepPlan& plan, const StepInputs& in, bool gpu_sampled, int64_t tok_cap,
                                  Work* w) {
   if (!gpu_sampling_ || rank_ != 0) return;
-  // The last logits row of each sequence SampleFiltered draws: its parameters and uniform.
+  // The last logits row of each sequence SampleFiltered draws or finds top logprobs for: its
+  // parameters, uniform and top logprobs wanted.
   // The region is there whenever GPU sampling is on (empty when no row draws), so graphs of
   // steps with and without draws share one layout.
   std::vector<int32_t>& args = sample_args_;
@@ -62,7 +68,7 @@ void CudaBackend::PackSampleArgs(const StepPlan& plan, const StepInputs& in, boo
     const int32_t row = SampledRow(in, static_cast<int32_t>(s), seq.return_logits);
     const double u = UniformDraw(seqs_.find(seq.id)->second.seed, seq.num_generated);
     int32_t* a = args.data() + static_cast<int64_t>(row) * kSampleArgs;
-    a[0] = 1;
+    a[0] = GreedyRow(seq.sampling) ? 0 : 1;
     a[1] = absl::bit_cast<int32_t>(seq.sampling.temperature);
     a[2] = seq.sampling.top_k;
     a[3] = absl::bit_cast<int32_t>(seq.sampling.top_p);
@@ -70,6 +76,7 @@ void CudaBackend::PackSampleArgs(const StepPlan& plan, const StepInputs& in, boo
     const uint64_t bits = absl::bit_cast<uint64_t>(u);
     a[5] = static_cast<int32_t>(static_cast<uint32_t>(bits));
     a[6] = static_cast<int32_t>(static_cast<uint32_t>(bits >> 32));
+    a[7] = seq.sampling.logprobs;
   }
   w->sample_args = pack_.Add(args, tok_cap * kSampleArgs);
   w->gpu_sampled = gpu_sampled;
@@ -77,8 +84,8 @@ void CudaBackend::PackSampleArgs(const StepPlan& plan, const StepInputs& in, boo
 
 absl::Status CudaBackend::FinishSampling(const StepPlan& plan, const StepInputs& in, const Work& w,
                                          StepResult& result) {
-  // Rows whose token the GPU chose: greedy ones (Greedy), and unless $LILSERVE_GPU_SAMPLING=0
-  // the filtered draws (SampleFiltered, launched only when this rank samples).
+  // Rows whose token (and top logprobs) the GPU chose: greedy ones (Greedy), and unless
+  // $LILSERVE_GPU_SAMPLING=0 SampleFiltered's (launched only when this rank samples).
   auto DrawnOnGpu = [&](const SamplingParams& sp) {
     return GreedyOnGpu(sp) || (w.gpu_sampled && FilteredOnGpu(sp));
   };
@@ -105,6 +112,20 @@ absl::Status CudaBackend::FinishSampling(const StepPlan& plan, const StepInputs&
                                            cudaMemcpyDeviceToHost, stream_));
   LIL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(logprobs.data(), w.logprob, sizeof(float) * r,
                                            cudaMemcpyDeviceToHost, stream_));
+  // SampleFiltered's top logprobs, when a row it handled asked for them.
+  bool gpu_top = false;
+  for (int32_t s = 0; s < num_seqs && w.gpu_sampled; ++s) {
+    const ScheduledSeq& seq = plan.seqs[s];
+    gpu_top |= seq.sample && in.first_logit_row[s] >= 0 && seq.sampling.logprobs > 0 && DrawnOnGpu(seq.sampling);
+  }
+  std::vector<int32_t> top_ids(gpu_top ? r * kMaxTopLogprobs : 0);
+  std::vector<float> top_lps(top_ids.size());
+  if (gpu_top) {
+    LIL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(top_ids.data(), w.top_ids, sizeof(int32_t) * top_ids.size(),
+                                             cudaMemcpyDeviceToHost, stream_));
+    LIL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(top_lps.data(), w.top_logprobs, sizeof(float) * top_lps.size(),
+                                             cudaMemcpyDeviceToHost, stream_));
+  }
   float* host = nullptr;
   if (host_rows > 0) {
     LIL_RETURN_IF_ERROR(host_logits_.Reserve(sizeof(float) * host_rows * vocab));
@@ -136,6 +157,11 @@ absl::Status CudaBackend::FinishSampling(const StepPlan& plan, const StepInputs&
       const int32_t last = SampledRow(in, s, seq.return_logits);
       out.token = tokens[last];
       out.logprob = logprobs[last];
+      const int32_t n = std::min(seq.sampling.logprobs, vocab);
+      for (int32_t i = 0; gpu_top && i < n; ++i) {
+        const int64_t at = static_cast<int64_t>(last) * kMaxTopLogprobs + i;
+        out.top_logprobs.push_back({top_ids[at], top_lps[at]});
+      }
       continue;
     }
     host_sampled.push_back(s);

@@ -31,6 +31,8 @@ struct CudaBackend::Work {
   bf16 *h, *attn, *act;
   bf16* xb;  // fused_norm_: x rounded to bf16, written by the o and down GEMVs
   int32_t* token_out;
+  int32_t* top_ids;      // [logit rows, kMaxTopLogprobs]: SampleFiltered's top logprobs
+  float* top_logprobs;
   int32_t* split_counters;
   int32_t* pages_rw;  // device copies of the layouts' pages/logical (Quest writes them)
   uint32_t* quest_keys;  // quest_split_: Quest score keys (QuestSelectParams::keys)

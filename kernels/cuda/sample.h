@@ -21,25 +21,31 @@ struct GreedyParams {
 };
 cudaError_t Greedy(const GreedyParams& p, cudaStream_t stream);
 
-// Per row, kSampleArgs int32: [0] 1 = draw this row here (else the row is left as Greedy
-// wrote it), [1] temperature (float bits, > 0), [2] top_k (0: off), [3] top_p (float bits, in
-// (0, 1]), [4] min_p (float bits), [5] / [6] the low / high words of the uniform draw in
-// [0, 1) (a double: UniformDraw(seed, draw index)).
-inline constexpr int kSampleArgs = 7;
+// Per row, kSampleArgs int32: [0] 1 = draw this row here (else the row keeps Greedy's token),
+// [1] temperature (float bits, > 0), [2] top_k (0: off), [3] top_p (float bits, in (0, 1]),
+// [4] min_p (float bits), [5] / [6] the low / high words of the uniform draw in [0, 1) (a
+// double: UniformDraw(seed, draw index)), [7] top logprobs wanted (0 .. kMaxTopLogprobs).
+inline constexpr int kSampleArgs = 8;
+inline constexpr int kMaxTopLogprobs = 20;
 inline constexpr int32_t kSampleFilteredMaxVocab = 262144;  // larger vocabularies sample on the host
 struct SampleFilteredParams {
   const float* logits;      // [rows, vocab]
   int32_t rows = 0;
   int32_t vocab = 0;
   const int32_t* args;      // [rows, kSampleArgs]
-  int32_t* token;           // [rows]: in, Greedy's argmax; out, the drawn token on marked rows
+  int32_t* token;           // [rows]: in, Greedy's argmax; out, the drawn token on drawn rows
   float* logprob;           // [rows]: in, Greedy's log-probability; out, the drawn token's
+  // [rows, kMaxTopLogprobs]: on rows with args[7] = n > 0, the n best tokens by raw logit (ties
+  // to the lower id), best first, and their log-probabilities (engine/sampler.h's top_logprobs).
+  int32_t* top_ids = nullptr;
+  float* top_logprobs = nullptr;
 };
-// One CTA a row. The cuts are radix selections over the logits' order (four 8-bit rounds,
-// then the tied logits in id order), the weights exp((logit - best) / T) summed as 2^-40
-// fixed-point integers so every run sums them alike (a seed gives the same token every time),
-// and the draw a prefix sum over the kept tokens in id order. The kept set equals
-// TemperedKept's but for float rounding at a cut (the GPU's expf, the sums' order).
+// A row is cut into slices over a thread-block cluster. The cuts are radix selections over the
+// logits' order (four 8-bit rounds, then the tied logits in id order), the weights
+// exp((logit - best) / T) summed as 2^-40 fixed-point integers so every run and every slicing
+// sums them alike (a seed gives the same token every time), and the draw a prefix sum over the
+// kept tokens in id order. The kept set equals TemperedKept's but for float rounding at a cut
+// (the GPU's expf, the sums' order). Top logprobs: the same selection by count.
 cudaError_t SampleFiltered(const SampleFilteredParams& p, cudaStream_t stream);
 
 }  // namespace lil::cuda

@@ -99,6 +99,9 @@ struct Shared {
   uint64_t slice_ahead;                 // ... and what the slices before it hold
   int32_t pick;
   int32_t found;                        // FindRunning's id, written by the CTA that finds it
+  int32_t top_count;                    // TopLogprobs: this slice's members of the top n
+  int32_t top_id[kMaxTopLogprobs];
+  float top_logit[kMaxTopLogprobs];
 };
 
 // Adds v to bin b with 32-bit atomics: the low word's carry goes to the high word.
@@ -327,6 +330,83 @@ __device__ Cut SelectPrefix(const Row& row, Admit admit, TargetOf target_of, Sha
   return cut;
 }
 
+// The drawn token: the top-k, top-p and min-p cuts, then the first token, in id order, whose
+// running kept weight passes u times the whole.
+__device__ int32_t Draw(const Row& row, int32_t top_k, float top_p, float min_p, double u, int32_t best, Shared& s,
+                        cg::cluster_group& cluster) {
+  Cut by_k, by_p;
+  if (top_k > 0 && top_k < row.vocab) {
+    by_k = SelectPrefix<false>(
+        row, [](int32_t, float) { return true; }, [=](uint64_t) { return static_cast<uint64_t>(top_k); }, s, cluster);
+  }
+  if (top_p < 1.0f) {
+    auto in_k = [&](int32_t t, float logit) { return by_k.In(RankKey(logit), t); };
+    auto share = [=](uint64_t total) {
+      return static_cast<uint64_t>(ceil(static_cast<double>(top_p) * static_cast<double>(total)));
+    };
+    by_p = SelectPrefix<true>(row, in_k, share, s, cluster);
+  }
+  auto weight = [&](int32_t t, float logit) -> uint64_t {
+    const uint32_t k = RankKey(logit);
+    if (t != best && !(by_k.In(k, t) && by_p.In(k, t))) return 0;
+    const float w = row.Weight(logit);
+    return t == best || w >= min_p ? __float2ull_rn(w * kFixScale) : 0;
+  };
+  const uint64_t whole = TileTotals(row, weight, s, cluster);
+  uint64_t target = static_cast<uint64_t>(u * static_cast<double>(whole));
+  if (whole > 0 && target >= whole) target = whole - 1;  // u < 1, but the product rounds
+  return FindRunning(row, weight, target, whole, best, s, cluster);
+}
+
+
+// The n best tokens by raw logit (ties to the lower id), best first, with logit - lse, into
+// the row's top_ids / top_logprobs: the first n in rank order by a count selection, each
+// slice's members gathered in its shared memory, merged and ordered by CTA 0.
+__device__ void TopLogprobs(const Row& row, int32_t n, float lse, int32_t* ids, float* logprobs, Shared& s,
+                            cg::cluster_group& cluster) {
+  Cut top;
+  if (n < row.vocab) {
+    top = SelectPrefix<false>(
+        row, [](int32_t, float) { return true; }, [=](uint64_t) { return static_cast<uint64_t>(n); }, s, cluster);
+  }
+  if (threadIdx.x == 0) s.top_count = 0;
+  __syncthreads();
+  ForEachId(row, [&](int32_t t, float logit) {
+    if (!top.In(RankKey(logit), t)) return;
+    const int32_t i = atomicAdd(&s.top_count, 1);
+    if (i < kMaxTopLogprobs) {
+      s.top_id[i] = t;
+      s.top_logit[i] = logit;
+    }
+  });
+  cluster.sync();  // every slice's members are in its CTA's shared memory
+  if (cluster.block_rank() == 0 && threadIdx.x == 0) {
+    int32_t id[kMaxTopLogprobs];
+    float logit[kMaxTopLogprobs];
+    int32_t m = 0;
+    for (int c = 0; c < static_cast<int>(cluster.num_blocks()); ++c) {
+      const Shared& o = *cluster.map_shared_rank(&s, c);
+      for (int32_t i = 0; i < min(o.top_count, kMaxTopLogprobs) && m < kMaxTopLogprobs; ++i, ++m) {
+        // Insertion in rank order: a larger logit first, equal logits by id.
+        int32_t j = m;
+        const int32_t t = o.top_id[i];
+        const float v = o.top_logit[i];
+        for (; j > 0 && (logit[j - 1] < v || (logit[j - 1] == v && id[j - 1] > t)); --j) {
+          id[j] = id[j - 1];
+          logit[j] = logit[j - 1];
+        }
+        id[j] = t;
+        logit[j] = v;
+      }
+    }
+    for (int32_t i = 0; i < min(n, m); ++i) {
+      ids[i] = id[i];
+      logprobs[i] = logit[i] - lse;
+    }
+  }
+  cluster.sync();  // no CTA leaves while CTA 0 may still read its shared memory
+}
+
 __global__ void __launch_bounds__(kThreads) SampleFilteredKernel(SampleFilteredParams p) {
   PdlWait();
   PdlTrigger();
@@ -334,8 +414,11 @@ __global__ void __launch_bounds__(kThreads) SampleFilteredKernel(SampleFilteredP
   cg::cluster_group cluster = cg::this_cluster();
   const int32_t r = blockIdx.x;
   const int32_t* a = p.args + static_cast<int64_t>(r) * kSampleArgs;
-  if (a[0] != 1) return;  // the whole cluster (one row) leaves
-  const float temperature = __int_as_float(a[1]), top_p = __int_as_float(a[3]), min_p = __int_as_float(a[4]);
+  const bool draw = a[0] == 1;
+  const int32_t n_top = min(a[7], kMaxTopLogprobs);
+  if (!draw && n_top <= 0) return;  // the whole cluster (one row) leaves
+  const float temperature = draw ? __int_as_float(a[1]) : 1.0f, top_p = __int_as_float(a[3]),
+              min_p = __int_as_float(a[4]);
   const int32_t top_k = a[2];
   const double u = __hiloint2double(a[6], a[5]);
   const int32_t best = p.token[r];  // Greedy's argmax, ties to the lower id
@@ -352,35 +435,17 @@ __global__ void __launch_bounds__(kThreads) SampleFilteredKernel(SampleFilteredP
   row.inv_t = 1.0f / temperature;
   const float lse = row.best_logit - p.logprob[r];  // Greedy wrote logit[best] - log-sum-exp
 
-  Cut by_k, by_p;
-  if (top_k > 0 && top_k < p.vocab) {
-    by_k = SelectPrefix<false>(
-        row, [](int32_t, float) { return true; }, [=](uint64_t) { return static_cast<uint64_t>(top_k); }, s, cluster);
+  int32_t pick = best;
+  if (draw) pick = Draw(row, top_k, top_p, min_p, u, best, s, cluster);
+  if (n_top > 0) {
+    TopLogprobs(row, n_top, lse, p.top_ids + static_cast<int64_t>(r) * kMaxTopLogprobs,
+                p.top_logprobs + static_cast<int64_t>(r) * kMaxTopLogprobs, s, cluster);
   }
-  if (top_p < 1.0f) {
-    auto in_k = [&](int32_t t, float logit) { return by_k.In(RankKey(logit), t); };
-    auto share = [=](uint64_t total) {
-      return static_cast<uint64_t>(ceil(static_cast<double>(top_p) * static_cast<double>(total)));
-    };
-    by_p = SelectPrefix<true>(row, in_k, share, s, cluster);
-  }
-  // The draw: the first token, in id order, whose running kept weight passes u times the whole.
-  auto weight = [&](int32_t t, float logit) -> uint64_t {
-    const uint32_t k = RankKey(logit);
-    if (t != best && !(by_k.In(k, t) && by_p.In(k, t))) return 0;
-    const float w = row.Weight(logit);
-    return t == best || w >= min_p ? __float2ull_rn(w * kFixScale) : 0;
-  };
-  const uint64_t whole = TileTotals(row, weight, s, cluster);
-  uint64_t target = static_cast<uint64_t>(u * static_cast<double>(whole));
-  if (whole > 0 && target >= whole) target = whole - 1;  // u < 1, but the product rounds
-  const int32_t pick = FindRunning(row, weight, target, whole, best, s, cluster);
-  if (cluster.block_rank() == 0 && threadIdx.x == 0) {  // after the last cluster barrier: every CTA has read token[r]
+  if (draw && cluster.block_rank() == 0 && threadIdx.x == 0) {  // after the last cluster barrier: all read token[r]
     p.token[r] = pick;
     p.logprob[r] = row.logits[pick] - lse;
   }
 }
-
 }  // namespace
 
 cudaError_t SampleFiltered(const SampleFilteredParams& p, cudaStream_t stream) {

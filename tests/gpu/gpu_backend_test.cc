@@ -199,9 +199,10 @@ INSTANTIATE_TEST_SUITE_P(SeqRows, GraphReplay, ::testing::Bool());
 // Sampled rows follow engine/sampler.h on the GPU's logits, whether the sequence also returns
 // its logits or not, while other rows stay on the GPU's greedy path: A returns logits and
 // samples with top_p, C samples with top_k / min_p without returning logits (checked against
-// the same step run again with them returned), D is greedy with top logprobs (host path), B
-// greedy on the GPU. The GPU samples A and C, or with $LILSERVE_GPU_SAMPLING=0 the host
-// (SampleFiltered: the same definition; float rounding could move a cut, not in this case).
+// the same step run again with them returned), D is greedy with top logprobs, B greedy on the
+// GPU. The GPU samples A and C and finds A's and D's top logprobs, or with
+// $LILSERVE_GPU_SAMPLING=0 the host (SampleFiltered: the same definition; float rounding could
+// move a cut, not in this case).
 class SampledRows : public ::testing::TestWithParam<bool> {};
 
 TEST_P(SampledRows, FollowTheSampler) {
@@ -215,6 +216,7 @@ TEST_P(SampledRows, FollowTheSampler) {
   a.sampling.temperature = 0.8f;
   a.sampling.top_p = 0.9f;
   a.sampling.seed = 11;
+  a.sampling.logprobs = 2;
   plan.seqs[1].return_logits = false;
   ScheduledSeq& c = plan.seqs[2];
   c.return_logits = false;
@@ -235,8 +237,14 @@ TEST_P(SampledRows, FollowTheSampler) {
   EXPECT_NEAR(first->seqs[0].logprob, want_a.logprob, 1e-4);
   const SampleOutput want_d = Sample(last_row(first->seqs[3], 8), d.sampling, d.tokens, 0, 0);
   EXPECT_EQ(first->seqs[3].token, want_d.token);
-  ASSERT_EQ(first->seqs[3].top_logprobs.size(), 3u);
   EXPECT_EQ(first->seqs[3].top_logprobs[0].token, want_d.token);
+  for (const auto& [got, want] : {std::pair(&first->seqs[0], &want_a), std::pair(&first->seqs[3], &want_d)}) {
+    ASSERT_EQ(got->top_logprobs.size(), want->top_logprobs.size());
+    for (size_t i = 0; i < want->top_logprobs.size(); ++i) {
+      EXPECT_EQ(got->top_logprobs[i].token, want->top_logprobs[i].token) << i;
+      EXPECT_NEAR(got->top_logprobs[i].logprob, want->top_logprobs[i].logprob, 1e-4) << i;
+    }
+  }
   EXPECT_TRUE(first->seqs[1].logits.empty());
   EXPECT_TRUE(first->seqs[2].logits.empty());
   // The same step again (the same KV written at the same places), C now returning its logits.
@@ -253,7 +261,8 @@ INSTANTIATE_TEST_SUITE_P(GpuSampling, SampledRows, ::testing::Bool());
 
 // Decode steps that draw on the GPU (SampleFiltered) replay from their own graph
 // (GraphKey) and draw what eager launches draw: three seeded sequences (top_p, top_k + min_p,
-// plain temperature) and a greedy one over 8 decode steps, against a backend without graphs.
+// plain temperature with top logprobs) and a greedy one with top logprobs over 8 decode steps,
+// against a backend without graphs.
 TEST(CudaBackend, FilteredDrawsReplayInGraphs) {
   LIL_SKIP_WITHOUT_GPU();
   setenv("LILSERVE_GPU_SAMPLING", "1", 1);
@@ -276,6 +285,7 @@ TEST(CudaBackend, FilteredDrawsReplayInGraphs) {
       q.sampling.top_k = 20;
       q.sampling.min_p = 0.02f;
     }
+    if (s >= 2) q.sampling.logprobs = 3 + s;  // top logprobs on a drawn row and on the greedy one
   }
   for (int step = 0; step < 9; ++step) {  // the prompts, then 8 decode steps
     auto g = graphs.gpu->Execute(plan);
@@ -284,6 +294,12 @@ TEST(CudaBackend, FilteredDrawsReplayInGraphs) {
     for (size_t i = 0; i < plan.seqs.size(); ++i) {
       EXPECT_EQ(g->seqs[i].token, e->seqs[i].token) << "step " << step << " seq " << i;
       EXPECT_EQ(g->seqs[i].logprob, e->seqs[i].logprob) << "step " << step << " seq " << i;
+      ASSERT_EQ(g->seqs[i].top_logprobs.size(), static_cast<size_t>(plan.seqs[i].sampling.logprobs));
+      ASSERT_EQ(e->seqs[i].top_logprobs.size(), g->seqs[i].top_logprobs.size());
+      for (size_t k = 0; k < g->seqs[i].top_logprobs.size(); ++k) {
+        EXPECT_EQ(g->seqs[i].top_logprobs[k].token, e->seqs[i].top_logprobs[k].token) << "step " << step;
+        EXPECT_EQ(g->seqs[i].top_logprobs[k].logprob, e->seqs[i].top_logprobs[k].logprob) << "step " << step;
+      }
       ScheduledSeq& q = plan.seqs[i];
       q.start_pos += static_cast<int32_t>(q.tokens.size());
       q.tokens = {g->seqs[i].token};

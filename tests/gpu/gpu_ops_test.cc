@@ -358,8 +358,8 @@ TEST(GpuOps, GreedyMatchesHostSampler) {
 // SampleFiltered against the host sampler on the same logits and uniforms: every drawn token
 // is in TemperedKept's kept set, nearly every one is the host's (the two differ only where
 // float rounding moves a cut or the draw's boundary: the GPU's expf and its sums' order), the
-// log-probability is the token's, unmarked rows keep Greedy's token, and a second run draws
-// the same tokens. Rows of 5,000 logits from 40 values (ties across every cut) and of
+// log-probability is the token's, undrawn rows keep Greedy's token, a second run draws the
+// same tokens, and rows asking for top logprobs (drawn or not) get the host's, in its order. Rows of 5,000 logits from 40 values (ties across every cut) and of
 // Llama-3's 128,256; temperatures, top-k, top-p and min-p in combination.
 TEST(GpuOps, FilteredSamplingFollowsTheHostSampler) {
   LIL_SKIP_WITHOUT_GPU();
@@ -381,7 +381,10 @@ TEST(GpuOps, FilteredSamplingFollowsTheHostSampler) {
     std::vector<int32_t> args(static_cast<size_t>(rows) * cuda::kSampleArgs, 0);
     std::vector<SamplingParams> params(rows);
     for (int32_t r = 0; r < rows; ++r) {
-      if (r % 9 == 8) continue;  // unmarked: Greedy's token stays
+      int32_t* a = args.data() + static_cast<size_t>(r) * cuda::kSampleArgs;
+      // Top logprobs on every third row, drawn or not (1 .. 20 of them).
+      if (r % 3 == 0) a[7] = params[r].logprobs = 1 + r % cuda::kMaxTopLogprobs;
+      if (r % 9 == 8) continue;  // not drawn: Greedy's token stays
       const Mode& m = modes[r % 7];
       SamplingParams& sp = params[r];
       sp.temperature = m.temperature;
@@ -389,7 +392,6 @@ TEST(GpuOps, FilteredSamplingFollowsTheHostSampler) {
       sp.top_p = m.top_p;
       sp.min_p = m.min_p;
       const uint64_t u = absl::bit_cast<uint64_t>(UniformDraw(99, r));
-      int32_t* a = args.data() + static_cast<size_t>(r) * cuda::kSampleArgs;
       a[0] = 1;
       a[1] = absl::bit_cast<int32_t>(sp.temperature);
       a[2] = sp.top_k;
@@ -401,16 +403,24 @@ TEST(GpuOps, FilteredSamplingFollowsTheHostSampler) {
     DeviceArray<float> dl(logits);
     DeviceArray<int32_t> dargs(args);
     std::vector<std::vector<int32_t>> runs;
-    std::vector<float> lp_got;
+    std::vector<float> lp_got, top_lps;
+    std::vector<int32_t> top_ids;
     // Launches of 64, 64, 20 and 7 rows: clusters of 2, 2, 4 and 8 slices a row. The sums are
     // integers, so how the row is sliced changes nothing.
     for (const int32_t n : {rows, rows, 20, 7}) {
       auto tok = DeviceArray<int32_t>::Poisoned(rows);
       auto lp = DeviceArray<float>::Poisoned(rows);
+      auto tid = DeviceArray<int32_t>::Poisoned(rows * cuda::kMaxTopLogprobs);
+      auto tlp = DeviceArray<float>::Poisoned(rows * cuda::kMaxTopLogprobs);
       ASSERT_EQ(cuda::Greedy({dl.get(), n, vocab, tok.get(), lp.get()}, nullptr), cudaSuccess);
-      ASSERT_EQ(cuda::SampleFiltered({dl.get(), n, vocab, dargs.get(), tok.get(), lp.get()}, nullptr), cudaSuccess);
+      const cuda::SampleFilteredParams sp{dl.get(), n, vocab, dargs.get(), tok.get(), lp.get(), tid.get(), tlp.get()};
+      ASSERT_EQ(cuda::SampleFiltered(sp, nullptr), cudaSuccess);
       runs.push_back(tok.Download());
-      if (n == rows) lp_got = lp.Download();
+      if (n == rows) {
+        lp_got = lp.Download();
+        top_ids = tid.Download();
+        top_lps = tlp.Download();
+      }
     }
     EXPECT_EQ(runs[0], runs[1]) << "a second run drew other tokens";
     for (const int k : {2, 3}) {
@@ -429,8 +439,19 @@ TEST(GpuOps, FilteredSamplingFollowsTheHostSampler) {
       greedy.temperature = 0.0f;
       const SampleOutput argmax = Sample(row, greedy, {}, 1, 0);
       EXPECT_NEAR(lp_got[r], row[got] - (row[argmax.token] - argmax.logprob), 1e-3f) << "row " << r;
+      if (params[r].logprobs > 0) {  // the host's top logprobs: the same ids in the same order
+        SamplingParams top;
+        top.temperature = 0.0f;
+        top.logprobs = params[r].logprobs;
+        const SampleOutput want = Sample(row, top, {}, 1, 0);
+        for (int32_t i = 0; i < top.logprobs; ++i) {
+          const size_t at = static_cast<size_t>(r) * cuda::kMaxTopLogprobs + i;
+          EXPECT_EQ(top_ids[at], want.top_logprobs[i].token) << "row " << r << ", top logprob " << i;
+          EXPECT_NEAR(top_lps[at], want.top_logprobs[i].logprob, 1e-3f) << "row " << r << ", top logprob " << i;
+        }
+      }
       if (args[static_cast<size_t>(r) * cuda::kSampleArgs] == 0) {
-        EXPECT_EQ(got, argmax.token) << "unmarked row " << r;
+        EXPECT_EQ(got, argmax.token) << "undrawn row " << r;
         continue;
       }
       ++marked;
