@@ -88,10 +88,26 @@ struct Cut {
 constexpr int kMaxTiles = 2 * kThreads;  // a slice's tiles: TileTotals scans two a thread
 static_assert(kSampleFilteredMaxVocab <= kMaxTiles * kTile);
 
+// A bin of at most this many tokens is finished in shared memory (GatherCut); 128 when the row
+// is sliced over a cluster (a pass over a slice costs little there beside the gather's merge
+// and ranking: gpu_sample_bench, session 16).
+constexpr int kGather = 512;
+constexpr int kGatherSliced = 128;
+
 struct Shared {
   uint32_t lo[2][kBins], hi[2][kBins];  // a round's 64-bit bin sums as two words (HistAdd);
                                         // rounds alternate, so one cluster barrier a round
+  uint32_t cnt[2][kBins];               // ... and with weights their token counts
   uint64_t bins[kBins];                 // the cluster's sums of the round's bins
+  uint32_t bin_count[kBins];            // ... and counts
+  int32_t gather_n;                     // GatherCut: this slice's tokens of the bin
+  uint32_t gather_key[kGather];
+  int32_t gather_id[kGather];
+  uint32_t merged_key[kGather];         // ... the cluster's, in slice order
+  int32_t merged_id[kGather];
+  int16_t order[kGather];               // ... ranked by (key, id)
+  uint32_t cut_key;                     // ... the cut found there
+  int32_t cut_id;
   uint64_t tile[kMaxTiles];             // TileTotals: what the slice's tiles before each hold
   uint64_t warp[kWarps];
   uint64_t value;
@@ -246,6 +262,80 @@ __device__ int32_t FindRunning(const Row& row, Value value, uint64_t target, uin
   return s.found;
 }
 
+// The cut among the few tokens `admit` lets in whose keys start with `prefix` (key >> shift ==
+// prefix; at most kGather in the cluster): each CTA gathers its slice's into shared memory,
+// every CTA copies the cluster's and ranks them by (key, id), and one warp walks them in that
+// order from `before` (what the tokens of smaller keys hold) to the first that reaches the
+// target. Replaces the remaining radix rounds and the pass over the tied logits.
+template <bool kMass, typename Admit>
+__device__ Cut GatherCut(const Row& row, Admit admit, uint32_t prefix, int shift, uint64_t before, uint64_t target,
+                         Shared& s, cg::cluster_group& cluster) {
+  if (threadIdx.x == 0) s.gather_n = 0;
+  __syncthreads();
+  ForEachId(row, [&](int32_t t, float logit) {
+    if (!admit(t, logit)) return;
+    const uint32_t k = RankKey(logit);
+    if ((k >> shift) != prefix) return;
+    const int32_t i = atomicAdd(&s.gather_n, 1);
+    s.gather_key[i] = k;
+    s.gather_id[i] = t;
+  });
+  cluster.sync();  // every slice's tokens are gathered
+  int32_t n = 0;
+  for (int c = 0; c < static_cast<int>(cluster.num_blocks()); ++c) {
+    Shared& o = *cluster.map_shared_rank(&s, c);
+    const int32_t nc = o.gather_n;
+    for (int32_t i = threadIdx.x; i < nc; i += kThreads) {
+      s.merged_key[n + i] = o.gather_key[i];
+      s.merged_id[n + i] = o.gather_id[i];
+    }
+    n += nc;
+  }
+  cluster.sync();  // no slice's list is written again while another CTA may copy it
+  if (threadIdx.x < n) {
+    const uint32_t k = s.merged_key[threadIdx.x];
+    const int32_t id = s.merged_id[threadIdx.x];
+    int32_t rank = 0;
+    for (int32_t j = 0; j < n; ++j) {
+      const uint32_t kj = s.merged_key[j];
+      rank += kj < k || (kj == k && s.merged_id[j] < id);
+    }
+    s.order[rank] = static_cast<int16_t>(threadIdx.x);
+  }
+  __syncthreads();
+  if (threadIdx.x < 32) {
+    const int lane = threadIdx.x;
+    uint64_t acc = before;
+    for (int32_t base = 0; base < n; base += 32) {
+      const int32_t i = base + lane;
+      uint32_t k = 0;
+      int32_t id = 0;
+      uint64_t v = 0;
+      if (i < n) {
+        k = s.merged_key[s.order[i]];
+        id = s.merged_id[s.order[i]];
+        v = kMass ? row.Fixed(KeyLogit(k)) : 1;
+      }
+      const uint64_t through = acc + WarpInclusiveScan(v);
+      const unsigned hit = __ballot_sync(0xffffffffu, i < n && through >= target);
+      if (hit != 0) {
+        if (lane == __ffs(hit) - 1) {
+          s.cut_key = k;
+          s.cut_id = id;
+        }
+        break;
+      }
+      acc = __shfl_sync(0xffffffffu, through, 31);
+    }
+  }
+  __syncthreads();
+  Cut cut;
+  cut.key = s.cut_key;
+  cut.last_id = s.cut_id;
+  __syncthreads();
+  return cut;
+}
+
 // The cut after which the tokens `admit` lets in stop, in rank order: a token is kept when what
 // comes before it among them (their number, or with kMass their fixed-point weights) is below
 // the target, so the token that reaches the target is kept too. The target is
@@ -260,31 +350,42 @@ __device__ Cut SelectPrefix(const Row& row, Admit admit, TargetOf target_of, Sha
     const int shift = 24 - 8 * round;
     uint32_t* lo = s.lo[round & 1];
     uint32_t* hi = s.hi[round & 1];
-    if (threadIdx.x < kBins) lo[threadIdx.x] = hi[threadIdx.x] = 0;
+    uint32_t* cnt = s.cnt[round & 1];
+    if (threadIdx.x < kBins) lo[threadIdx.x] = hi[threadIdx.x] = cnt[threadIdx.x] = 0;
     __syncthreads();
-    uint32_t run_bin = kBins;
+    uint32_t run_bin = kBins, run_count = 0;
     uint64_t run = 0;
+    auto flush = [&] {
+      if (run_count == 0) return;
+      HistAdd(lo, hi, run_bin, run);
+      if (kMass) atomicAdd(&cnt[run_bin], run_count);
+    };
     ForEachId(row, [&](int32_t t, float logit) {
       if (!admit(t, logit)) return;
       const uint32_t k = RankKey(logit);
       if (round > 0 && (k >> (shift + 8)) != prefix) return;
       const uint32_t bin = (k >> shift) & 0xffu;
       if (bin != run_bin) {
-        if (run != 0) HistAdd(lo, hi, run_bin, run);
+        flush();
         run_bin = bin;
         run = 0;
+        run_count = 0;
       }
       run += kMass ? row.Fixed(logit) : 1;
+      ++run_count;
     });
-    if (run != 0) HistAdd(lo, hi, run_bin, run);
+    flush();
     cluster.sync();  // every slice's histogram is complete
     if (threadIdx.x < kBins) {
       uint64_t sum = 0;
+      uint32_t count = 0;
       for (int c = 0; c < static_cast<int>(cluster.num_blocks()); ++c) {
         sum += (static_cast<uint64_t>(*cluster.map_shared_rank(&hi[threadIdx.x], c)) << 32) |
                *cluster.map_shared_rank(&lo[threadIdx.x], c);
+        if (kMass) count += *cluster.map_shared_rank(&cnt[threadIdx.x], c);
       }
       s.bins[threadIdx.x] = sum;
+      s.bin_count[threadIdx.x] = kMass ? count : static_cast<uint32_t>(sum);
     }
     __syncthreads();
     if (threadIdx.x < 32) {  // one warp finds the first bin where the running sum reaches the target
@@ -314,8 +415,12 @@ __device__ Cut SelectPrefix(const Row& row, Admit admit, TargetOf target_of, Sha
     }
     before = s.value;
     target = s.warp[0];
+    const uint32_t in_bin = s.bin_count[b];
     __syncthreads();
     prefix = (prefix << 8) | static_cast<uint32_t>(b);
+    if (in_bin <= (cluster.num_blocks() == 1 ? kGather : kGatherSliced)) {
+      return GatherCut<kMass>(row, admit, prefix, shift, before, target, s, cluster);
+    }
   }
   // prefix is the cut's key; its tokens (equal logits, equal weights) are taken in id order
   // while what comes before stays below the target: the first `keep` of them (keep >= 1, as

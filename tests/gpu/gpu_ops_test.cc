@@ -359,7 +359,8 @@ TEST(GpuOps, GreedyMatchesHostSampler) {
 // is in TemperedKept's kept set, nearly every one is the host's (the two differ only where
 // float rounding moves a cut or the draw's boundary: the GPU's expf and its sums' order), the
 // log-probability is the token's, undrawn rows keep Greedy's token, a second run draws the
-// same tokens, and rows asking for top logprobs (drawn or not) get the host's, in its order. Rows of 5,000 logits from 40 values (ties across every cut) and of
+// same tokens, and rows asking for top logprobs (drawn or not) get the host's, in its order.
+// Rows of one value throughout take the tie path (more tied logits than GatherCut holds). Rows of 5,000 logits from 40 values (ties across every cut) and of
 // Llama-3's 128,256; temperatures, top-k, top-p and min-p in combination.
 TEST(GpuOps, FilteredSamplingFollowsTheHostSampler) {
   LIL_SKIP_WITHOUT_GPU();
@@ -377,6 +378,9 @@ TEST(GpuOps, FilteredSamplingFollowsTheHostSampler) {
     std::vector<float> logits(static_cast<size_t>(rows) * vocab);
     for (float& x : logits) {
       x = vocab < 10000 ? -4.0f + 0.25f * static_cast<float>(rng() % 40) : std::normal_distribution<float>(0.0f, 3.0f)(rng);
+    }
+    if (vocab == 4999) {  // every fifth row one value throughout: every cut falls inside 4,999 tied logits
+      for (int32_t r = 4; r < rows; r += 5) std::fill_n(logits.begin() + static_cast<size_t>(r) * vocab, vocab, 1.5f);
     }
     std::vector<int32_t> args(static_cast<size_t>(rows) * cuda::kSampleArgs, 0);
     std::vector<SamplingParams> params(rows);
