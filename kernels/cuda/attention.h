@@ -51,7 +51,7 @@ struct PagedAttentionParams {
   // a sequence attends the same pages): row_indptr has num_seqs + 1 entries and the lists are
   // num_kv_heads times shorter than with a row per (sequence, KV head). Not with page_mass
   // (its entries are per head) nor for rows Quest selects (per head). CudaBackend builds such
-  // layouts with $LILSERVE_SEQ_ROWS=1 (RowLayout::per_seq).
+  // layouts unless $LILSERVE_SEQ_ROWS=0 (RowLayout::per_seq).
   bool rows_per_seq = false;
 };
 
