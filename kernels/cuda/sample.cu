@@ -102,20 +102,7 @@ __global__ void __launch_bounds__(kThreads) GreedyKernel(GreedyParams p) {
 
 cudaError_t Greedy(const GreedyParams& p, cudaStream_t stream) {
   if (p.rows == 0) return cudaSuccess;
-  cudaLaunchAttribute attr[2];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = 1;
-  attr[0].val.clusterDim.y = kSlices;
-  attr[0].val.clusterDim.z = 1;
-  attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[1].val.programmaticStreamSerializationAllowed = 1;
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(p.rows, kSlices);
-  config.blockDim = dim3(kThreads);
-  config.stream = stream;
-  config.attrs = attr;
-  config.numAttrs = PdlEnabled() ? 2 : 1;
-  return cudaLaunchKernelEx(&config, GreedyKernel, p);
+  return LaunchPdlCluster(GreedyKernel, dim3(p.rows, kSlices), dim3(kThreads), 0, kSlices, stream, p);
 }
 
 }  // namespace lil::cuda

@@ -551,6 +551,7 @@ __global__ void __launch_bounds__(kThreads) SampleFilteredKernel(SampleFilteredP
     p.logprob[r] = row.logits[pick] - lse;
   }
 }
+
 }  // namespace
 
 cudaError_t SampleFiltered(const SampleFilteredParams& p, cudaStream_t stream) {
@@ -558,20 +559,7 @@ cudaError_t SampleFiltered(const SampleFilteredParams& p, cudaStream_t stream) {
   if (p.vocab <= 0 || p.vocab > kSampleFilteredMaxVocab || p.args == nullptr) return cudaErrorInvalidValue;
   // A row's cluster: as many slices as keep the GPU's SMs busy, up to the portable 8.
   const unsigned slices = p.rows <= 16 ? kMaxCluster : p.rows <= 33 ? 4 : p.rows <= 66 ? 2 : 1;
-  cudaLaunchAttribute attr[2];
-  attr[0].id = cudaLaunchAttributeClusterDimension;
-  attr[0].val.clusterDim.x = 1;
-  attr[0].val.clusterDim.y = slices;
-  attr[0].val.clusterDim.z = 1;
-  attr[1].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-  attr[1].val.programmaticStreamSerializationAllowed = 1;
-  cudaLaunchConfig_t config = {};
-  config.gridDim = dim3(p.rows, slices);
-  config.blockDim = dim3(kThreads);
-  config.stream = stream;
-  config.attrs = attr;
-  config.numAttrs = PdlEnabled() ? 2 : 1;
-  return cudaLaunchKernelEx(&config, SampleFilteredKernel, p);
+  return LaunchPdlCluster(SampleFilteredKernel, dim3(p.rows, slices), dim3(kThreads), 0, slices, stream, p);
 }
 
 }  // namespace lil::cuda
