@@ -15,11 +15,15 @@ namespace lil::cuda {
 
 void CudaBackend::RecordStepTrace(int32_t num_seqs, bool graph) {
   const int64_t end = SystemClock::Get()->NowMicros();
-  auto& rows = step_trace_rows_[num_seqs];
-  if (graph && step_trace_prev_end_us_ > 0 && rows.size() < (1u << 16)) {  // graph replays only
-    const StepClock& k = last_clock_;
-    rows.push_back({k.begin_us - step_trace_prev_end_us_, k.built_us - k.begin_us, k.uploaded_us - k.built_us,
-                    k.launched_us - k.uploaded_us, k.synced_us - k.launched_us, end - k.synced_us});
+  // Graph replays only; a batch size gets its list with its first replay, so LogStepTrace never
+  // meets an empty one (an eager step used to add it, and the summary took the median of none).
+  if (graph && step_trace_prev_end_us_ > 0) {
+    auto& rows = step_trace_rows_[num_seqs];
+    if (rows.size() < (1u << 16)) {
+      const StepClock& k = last_clock_;
+      rows.push_back({k.begin_us - step_trace_prev_end_us_, k.built_us - k.begin_us, k.uploaded_us - k.built_us,
+                      k.launched_us - k.uploaded_us, k.synced_us - k.launched_us, end - k.synced_us});
+    }
   }
   step_trace_prev_end_us_ = end;
 }
