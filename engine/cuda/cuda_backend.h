@@ -65,7 +65,8 @@ class CudaBackend final : public Backend {
   // $LILSERVE_QUEST_FP8=1, for head_dim a multiple of 8. Half the bytes the Quest scoring
   // reads; the bounds are looser (3 mantissa bits), so selections can differ from bf16's.
   static bool QuestFp8(const ModelConfig& local);
-  // Decode batch sizes with a captured CUDA graph (tests, logs).
+  // Captured CUDA graphs: one per decode batch size, and per batch size apart for steps where
+  // SampleFiltered runs (GraphKey) (tests, logs).
   int32_t graphs_captured() const { return static_cast<int32_t>(graphs_.size()); }
   // Graph captures since the backend was made, recaptures after the graphs were dropped
   // included (tests: growing page lists must not drop them).
@@ -143,9 +144,10 @@ class CudaBackend final : public Backend {
   // heads (num_kv_heads times fewer entries to build and upload; $LILSERVE_SEQ_ROWS=0: one
   // list per (sequence, KV head), for A/B).
   bool rows_per_seq_ = true;
-  // Rows sampled with temperature, top-k, top-p and min-p (no repetition penalty, no top
-  // logprobs) draw on the GPU (SampleFiltered) instead of the host; graphs of such steps are
-  // kept apart (GraphKey). $LILSERVE_GPU_SAMPLING=0: the host samples them, for A/B.
+  // Rows sampled with temperature, top-k, top-p and min-p, and rows asking for top logprobs
+  // (no repetition penalty), go through SampleFiltered on the GPU instead of the host; graphs
+  // of such steps are kept apart (GraphKey). $LILSERVE_GPU_SAMPLING=0: the host does them, for
+  // A/B.
   bool gpu_sampling_ = true;
   static int32_t GraphKey(int32_t batch, bool gpu_sampled) { return batch + (gpu_sampled ? 1 << 16 : 0); }
   int64_t step_trace_prev_end_us_ = 0;

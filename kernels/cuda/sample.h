@@ -2,8 +2,8 @@
 // Sampling on the GPU. Greedy: argmax (ties to the lowest id, like engine/sampler.h) and the
 // token's log-probability under the raw logits. SampleFiltered: temperature with top-k /
 // top-p / min-p, as engine/sampler.h defines them (TemperedKept, the draw over the kept
-// tokens in id order), on the rows marked for it, after Greedy. Repetition penalty and top
-// logprobs run on the host.
+// tokens in id order), and top logprobs, on the rows marked for it, after Greedy. A
+// repetition penalty runs on the host.
 #pragma once
 
 #include <cuda_runtime.h>

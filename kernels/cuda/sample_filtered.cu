@@ -1,27 +1,30 @@
 // File: kernels/cuda/sample_filtered.cu
-// SampleFiltered (sample.h): temperature sampling with top-k / top-p / min-p on the GPU, one
-// CTA a row, following engine/sampler.h's definition (TemperedKept): rank order is by logit,
-// ties to the lower id; top-k keeps the k first; top-p the smallest rank prefix of those
-// holding top_p of their tempered weight exp((logit - best) / T); min-p the tokens of weight
-// at least min_p; the draw is an inverse CDF over the kept tokens in ascending id order.
+// SampleFiltered (sample.h): temperature sampling with top-k / top-p / min-p, and top
+// logprobs, on the GPU, following engine/sampler.h's definition (TemperedKept): rank order is
+// by logit, ties to the lower id; top-k keeps the k first; top-p the smallest rank prefix of
+// those holding top_p of their tempered weight exp((logit - best) / T); min-p the tokens of
+// weight at least min_p; the draw is an inverse CDF over the kept tokens in ascending id order.
+// Top logprobs are the first n in rank order, by the same selection as top-k.
 //
 // No sort: each cut is a radix selection over an unsigned rank key of the logit (smaller key,
-// larger logit), four rounds of a 256-bin histogram of the next 8 key bits among the tokens
-// still tied with the cut's prefix; the histogram holds counts (top-k) or weights (top-p).
-// The tokens whose key equals the selected one (equal logits) are then taken in id order.
-// Weights are summed as 2^-40 fixed-point integers: integer sums are the same in any order,
-// so the cuts and the draw are the same every run (seeded requests repeat).
+// larger logit), rounds of a 256-bin histogram of the next 8 key bits among the tokens still
+// tied with the cut's prefix; the histogram holds counts (top-k) or weights (top-p). Once the
+// cut's bin holds few tokens they are gathered into shared memory and ranked there
+// (GatherCut); after four rounds the tokens of equal keys (equal logits) are taken in id
+// order. Weights are summed as 2^-40 fixed-point integers: integer sums are the same in any
+// order and any slicing, so the cuts and the draw are the same every run (seeded requests
+// repeat).
 //
 // Speed: a row is cut into vocabulary slices, one CTA each, the CTAs of a row one thread-block
-// cluster (8 at batch 1, fewer as rows fill the GPU: ClusterFor); every decision (a bin, a
-// target, a cut) is taken by each CTA alike from the slices' sums, read through distributed
-// shared memory. Every pass over a slice keeps several 16-byte loads in flight per thread; a
-// thread adds a run of tokens falling in one bin as one atomic, and the 64-bit bins are two
-// 32-bit words (a 64-bit shared-memory add compiles to a compare-and-swap loop, which 1,024
-// threads on one bin serialised for milliseconds). Searches in id order (the tied logits, the
-// draw) sum 128-id tiles in one pass, scan the tile sums and the slices' totals, and search
-// within the one tile that holds the target. The row is read about seven times; it stays in
-// the L2 (a 128k row is 512 KB).
+// cluster (8 up to 16 rows, fewer as rows fill the GPU: SampleFiltered below); every decision
+// (a bin, a target, a cut) is taken by each CTA alike from the slices' sums, read through
+// distributed shared memory. Every pass over a slice keeps several 16-byte loads in flight per
+// thread; a thread adds a run of tokens falling in one bin as one atomic, and the 64-bit bins
+// are two 32-bit words (a 64-bit shared-memory add compiles to a compare-and-swap loop, which
+// 1,024 threads on one bin serialised for milliseconds). Searches in id order (the tied
+// logits, the draw) sum 128-id tiles in one pass, scan the tile sums and the slices' totals,
+// and search within the one tile that holds the target. The row stays in the L2 (a 128k row
+// is 512 KB) for its passes.
 #include "kernels/cuda/pdl.h"
 #include "kernels/cuda/sample.h"
 
@@ -110,7 +113,7 @@ struct Shared {
   int32_t cut_id;
   uint64_t tile[kMaxTiles];             // TileTotals: what the slice's tiles before each hold
   uint64_t warp[kWarps];
-  uint64_t value;
+  uint64_t before, target;              // SelectPrefix: a round's results, for every thread
   uint64_t slice_total;                 // TileTotals: this slice's, read by the other CTAs
   uint64_t slice_ahead;                 // ... and what the slices before it hold
   int32_t pick;
@@ -403,8 +406,8 @@ __device__ Cut SelectPrefix(const Row& row, Admit admit, TargetOf target_of, Sha
         int b = lane * kPer;
         for (int i = 0; i < kPer && acc + bins[i] < target; ++i, ++b) acc += bins[i];
         s.pick = b;
-        s.value = acc;
-        s.warp[0] = target;
+        s.before = acc;
+        s.target = target;
       }
     }
     __syncthreads();
@@ -413,8 +416,8 @@ __device__ Cut SelectPrefix(const Row& row, Admit admit, TargetOf target_of, Sha
       cluster.sync();  // (the other CTAs may still read this round's histogram)
       return Cut{};
     }
-    before = s.value;
-    target = s.warp[0];
+    before = s.before;
+    target = s.target;
     const uint32_t in_bin = s.bin_count[b];
     __syncthreads();
     prefix = (prefix << 8) | static_cast<uint32_t>(b);
