@@ -68,8 +68,6 @@ const absl::StatusOr<Cublas>& GetCublas() {
 constexpr int kLtDescTransA = 3, kLtDescTransB = 4;  // cublasLtMatmulDescAttributes_t
 constexpr int kLtPrefMaxWorkspaceBytes = 1;          // cublasLtMatmulPreferenceAttributes_t (uint64_t)
 constexpr int kLtPrefMinAlignA = 5;                  // ..._MIN_ALIGNMENT_{A,B,C,D}_BYTES = 5..8 (uint32_t)
-constexpr int kLtPrefReductionSchemeMask = 3;        // ..._REDUCTION_SCHEME_MASK (uint32_t)
-constexpr uint32_t kLtReductionInplace = 1;          // cublasLtReductionScheme_t INPLACE
 constexpr uint32_t kLtAlignBytes = 16;               // what CublasGemm checks before using a plan
 constexpr int kLtCandidates = 8;
 
@@ -237,7 +235,6 @@ absl::StatusOr<Gemm> Gemm::Create(cudaStream_t stream, bool force_fallback) {
     }
   }
   g.lt_wanted_ = !EnvIs("LILSERVE_CUBLASLT", "0") && GetCublasLt().ok();
-  g.lt_inplace_ = EnvIs("LILSERVE_CUBLASLT_INPLACE", "1");
   if (g.lt_wanted_ && g.workspace_ != nullptr) {
     auto lt = std::make_unique<LtState>();
     if (GetCublasLt()->create(&lt->handle) == 0) {
@@ -320,9 +317,6 @@ int Gemm::CublasGemm(const GemmParams& p) const {
     for (int i = 0; ok && i < 4; ++i) {
       ok = lt.pref_set(pref, kLtPrefMinAlignA + i, &kLtAlignBytes, sizeof(kLtAlignBytes)) == 0;
     }
-    if (ok && lt_inplace_) {  // no split-K whose partial sums a second kernel adds up
-      ok = lt.pref_set(pref, kLtPrefReductionSchemeMask, &kLtReductionInplace, sizeof(kLtReductionInplace)) == 0;
-    }
     ok = ok && lt.heuristic(lt_->handle, plan.desc, plan.a, plan.b, plan.c, plan.c, pref, kLtCandidates, found,
                             &returned) == 0;
     if (pref != nullptr) lt.pref_destroy(pref);
@@ -335,16 +329,13 @@ int Gemm::CublasGemm(const GemmParams& p) const {
       const int rc = c == 0 ? DefaultGemmEx(p) : lt_->Matmul(plan, algos[c - 1], p, workspace_, kWorkspaceBytes, stream_);
       return rc == 0;
     });
-    // lt_inplace_: cublasGemmEx's default (which may split K over two kernels) only when
-    // cuBLASLt offers nothing.
-    int best = lt_inplace_ && us.size() > 1 ? 1 : 0;
+    int best = 0;
     std::string table;
     for (size_t c = 0; c < us.size(); ++c) {
       absl::StrAppend(&table, c == 0 ? "cublasGemmEx " : ", Lt#", c == 0 ? "" : absl::StrCat(c), c == 0 ? "" : " ",
                       absl::SixDigits(us[c]), " us");
-      if (us[c] < us[best] && (c > 0 || !lt_inplace_ || us.size() == 1)) best = static_cast<int>(c);
+      if (us[c] < us[best]) best = static_cast<int>(c);
     }
-    if (!us.empty() && us[best] == std::numeric_limits<float>::infinity()) best = 0;  // none launched
     plan.use_lt = best > 0;
     if (plan.use_lt) {
       plan.algo = algos[best - 1];

@@ -95,12 +95,6 @@ class Gemm {
   struct SkinnyBuffers;        // gemm.cc: the skinny GEMM's workspace (null: off)
   std::unique_ptr<SkinnyBuffers> skinny_;
   bool lt_wanted_ = false;  // cuBLASLt loaded and not switched off
-  // $LILSERVE_CUBLASLT_INPLACE=1 (experimental, not yet measured on a GPU): only cuBLASLt
-  // algorithms without a separate split-K reduce kernel are timed (REDUCTION_SCHEME_MASK =
-  // INPLACE), cublasGemmEx's default only when there is none: in a decode step each extra kernel
-  // is a boundary the next kernel waits on (1.8 us exposed a reduce at batch 32, PERF.md
-  // session 16), which timing a GEMM alone does not see.
-  bool lt_inplace_ = false;
 };
 
 }  // namespace lil::cuda
