@@ -53,6 +53,12 @@ struct PagedAttentionParams {
   // (its entries are per head) nor for rows Quest selects (per head). CudaBackend builds such
   // layouts unless $LILSERVE_SEQ_ROWS=0 (RowLayout::per_seq).
   bool rows_per_seq = false;
+  // The tensor-core kernel moves tiles through registers (plain 16-byte loads, then
+  // shared-memory stores; two stages whatever tc_stages says) instead of cp.async
+  // (attention_tc.cu, kRegs). Default since session 17: cp.async into the padded rows cost the
+  // L2 1.5x the sectors and read at 0.88 / 0.89 of the read ceiling (batch 16, 16k / 32k),
+  // registers at 0.93 / 0.94. CudaBackend: $LILSERVE_TC_REGS=0 for cp.async.
+  bool tc_regs = true;
 };
 
 // The row a (sequence, KV head) pair reads: RowOf(p, seq, kvh).

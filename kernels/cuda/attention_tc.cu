@@ -10,7 +10,8 @@
 // zeros), O += P V another D/8, about 150 instructions in all (counted the same way). K and V
 // tiles reach shared memory through cp.async, S stages per warp (PagedAttentionParams::
 // tc_stages, 2 or 3), so the next S - 1 tiles are in flight while this one is multiplied;
-// each warp owns its stages, so only __syncwarp orders them. Three stages hold 104 KiB a CTA
+// each warp owns its stages, so only __syncwarp orders them (since session 17 the default moves
+// tiles through registers instead: kRegs below). Three stages hold 104 KiB a CTA
 // at head_dim 128 (two CTAs an SM, 16 tiles in flight) against two stages' 70 KiB (three
 // CTAs, 12 tiles). q and P are rounded to bf16 (as in FlashInfer's and flash_prefill.cu's tensor-core
 // paths); fp32 accumulation.
@@ -28,6 +29,7 @@
 
 #include <cuda_bf16.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdint>
 
@@ -44,7 +46,6 @@ __host__ __device__ constexpr int TileElems() { return kTileKeys * RowStride<D>(
 template <int D, int S>
 __host__ __device__ constexpr size_t DynamicSmem() { return sizeof(bf16) * kWarps * S * 2 * TileElems<D>(); }
 
-
 __device__ __forceinline__ void LdMatrixX4Trans(uint32_t (&r)[4], const bf16* row) {
   const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(row));
   asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
@@ -52,7 +53,13 @@ __device__ __forceinline__ void LdMatrixX4Trans(uint32_t (&r)[4], const bf16* ro
                : "r"(s));
 }
 
-template <int D, int S>
+// kRegs (the default since session 17; S must be 2): a tile travels through registers (16-byte
+// loads, then shared-memory stores) instead of cp.async, the tile after next's loads in flight
+// while this one is multiplied. Nsight Compute (docs/PERF.md, session 17): a warp's cp.async
+// copy of 512 contiguous bytes into these padded rows cost the L2 24 sectors where 16 hold the
+// data (1.5x the L2 work per DRAM byte, the L2 at ~90% busy, DRAM at 81%); the plain loads cost
+// 16 (DRAM at 88%). Batch 16 at 16k / 32k: 0.88 / 0.89 -> 0.94 / 0.94 of the read ceiling.
+template <int D, int S, bool kRegs>
 __global__ void __launch_bounds__(kWarps * 32) TcSplitAttentionKernel(PagedAttentionParams p) {
   if (!p.rows_static) {
     PdlWait();
@@ -121,6 +128,41 @@ __global__ void __launch_bounds__(kWarps * 32) TcSplitAttentionKernel(PagedAtten
     CpAsyncCommit();
     return visible;
   };
+  // kRegs: the lane's 8 chunks of K and of V of the tile in flight, and their stores.
+  uint4 rk[kRegs ? kTileKeys * kChunks / 32 : 1], rv[kRegs ? kTileKeys * kChunks / 32 : 1];
+  auto load_regs = [&]() -> int32_t {
+    int32_t visible = -1;
+    if (ie < ce) {
+      const size_t base = p.kv.Offset(ipage, kvh, 0);
+      visible = max(0, min(kTileKeys, in_ - it0));
+#pragma unroll
+      for (int i = 0; i < kTileKeys * kChunks / 32; ++i) {
+        const int c = lane + 32 * i, key = c / kChunks, ch = c % kChunks;
+        const size_t off = base + static_cast<size_t>(it0 + key) * D + ch * 8;
+        rk[i] = key < visible ? __ldcs(reinterpret_cast<const uint4*>(p.kv.k + off)) : make_uint4(0, 0, 0, 0);
+        rv[i] = key < visible ? __ldcs(reinterpret_cast<const uint4*>(p.kv.v + off)) : make_uint4(0, 0, 0, 0);
+      }
+      it0 += kTileKeys;
+      if (it0 >= in_) {
+        ie += kWarps;
+        it0 = 0;
+        ipage = fpage;
+        in_ = fn;
+        load_entry(ie + kWarps, fpage, fn);
+      }
+    }
+    return visible;
+  };
+  auto store_regs = [&](int stage) {
+    bf16* ks = stages + stage * 2 * kTile;
+    bf16* vs = ks + kTile;
+#pragma unroll
+    for (int i = 0; i < kTileKeys * kChunks / 32; ++i) {
+      const int c = lane + 32 * i, key = c / kChunks, ch = c % kChunks;
+      *reinterpret_cast<uint4*>(ks + key * kStride + ch * 8) = rk[i];
+      *reinterpret_cast<uint4*>(vs + key * kStride + ch * 8) = rv[i];
+    }
+  };
 
   // Q (pre-scaled to log2 units) as A fragments: row gid is query head gid of the group
   // (rows >= group and all rows gid + 8 are zero padding).
@@ -145,21 +187,8 @@ __global__ void __launch_bounds__(kWarps * 32) TcSplitAttentionKernel(PagedAtten
   for (int n = 0; n < D / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
   float m = -INFINITY, l = 0.0f;  // row gid's running max (log2 units) and this lane's share of the sum
 
-  // Tile k lives in stage k % S; ahead[i] is the visible key count of tile k + i (issued,
-  // not yet used; -1: none).
-  int32_t ahead[S - 1];
-#pragma unroll
-  for (int i = 0; i < S - 1; ++i) ahead[i] = issue(i);
-  for (int k = 0; ahead[0] >= 0; ++k) {
-    const int st = k % S;
-    const int32_t v = ahead[0];
-    __syncwarp();  // every lane is done reading the stage the next issue overwrites
-#pragma unroll
-    for (int i = 0; i + 1 < S - 1; ++i) ahead[i] = ahead[i + 1];
-    ahead[S - 2] = issue((k + S - 1) % S);
-    CpAsyncWait<S - 1>();
-    __syncwarp();  // the tile's 16-byte pieces were copied by every lane of the warp
-    if (v == 0) continue;
+  // One tile's S = Q K^T, online softmax and O += P V from stage st (v visible keys, > 0).
+  auto compute = [&](int st, int32_t v) {
     const bf16* ks = stages + st * 2 * kTile;
     const bf16* vs = ks + kTile;
     float sc[2][4];
@@ -170,7 +199,7 @@ __global__ void __launch_bounds__(kWarps * 32) TcSplitAttentionKernel(PagedAtten
 #pragma unroll
       for (int s = 0; s < D / 16; ++s) {
         MmaBf16(sc[j], qa[s], *reinterpret_cast<const uint32_t*>(krow + 16 * s),
-            *reinterpret_cast<const uint32_t*>(krow + 16 * s + 8));
+                *reinterpret_cast<const uint32_t*>(krow + 16 * s + 8));
       }
     }
     float tmax = -INFINITY;
@@ -212,6 +241,39 @@ __global__ void __launch_bounds__(kWarps * 32) TcSplitAttentionKernel(PagedAtten
       MmaBf16(o[2 * u], pa, b[0], b[1]);
       MmaBf16(o[2 * u + 1], pa, b[2], b[3]);
     }
+  };
+
+  if constexpr (kRegs) {
+    // Tile k is in stage k % 2; tile k + 1 waits in registers until its stage is free, tile
+    // k + 2's loads go out before tile k is multiplied.
+    int32_t v0 = load_regs();
+    if (v0 >= 0) store_regs(0);
+    int32_t v1 = load_regs();
+    for (int k = 0; v0 >= 0; ++k) {
+      __syncwarp();  // tile k's stores are visible to the warp; tile k - 1's stage is free
+      if (v1 >= 0) store_regs((k + 1) & 1);
+      const int32_t v = v0;
+      v0 = v1;
+      v1 = load_regs();
+      if (v > 0) compute(k & 1, v);
+    }
+  } else {
+    // Tile k lives in stage k % S; ahead[i] is the visible key count of tile k + i (issued,
+    // not yet used; -1: none).
+    int32_t ahead[S - 1];
+#pragma unroll
+    for (int i = 0; i < S - 1; ++i) ahead[i] = issue(i);
+    for (int k = 0; ahead[0] >= 0; ++k) {
+      const int st = k % S;
+      const int32_t v = ahead[0];
+      __syncwarp();  // every lane is done reading the stage the next issue overwrites
+#pragma unroll
+      for (int i = 0; i + 1 < S - 1; ++i) ahead[i] = ahead[i + 1];
+      ahead[S - 2] = issue((k + S - 1) % S);
+      CpAsyncWait<S - 1>();
+      __syncwarp();  // the tile's 16-byte pieces were copied by every lane of the warp
+      if (v > 0) compute(st, v);
+    }
   }
   CpAsyncWaitAll();  // only empty groups can remain; nothing may land after the aliasing below
 
@@ -237,23 +299,23 @@ __global__ void __launch_bounds__(kWarps * 32) TcSplitAttentionKernel(PagedAtten
 static_assert(sizeof(float) * kWarps * kSlotGroup * 128 <= DynamicSmem<128, 2>(), "s_acc fits in the stages");
 static_assert(sizeof(float) * kWarps * kSlotGroup * 64 <= DynamicSmem<64, 2>(), "s_acc fits in the stages");
 
-template <int D, int S>
+template <int D, int S, bool kRegs>
 const void* Kernel() {
-  return reinterpret_cast<const void*>(TcSplitAttentionKernel<D, S>);
+  return reinterpret_cast<const void*>(TcSplitAttentionKernel<D, S, kRegs>);
 }
 
 // The >48 KB opt-in, once per device and kernel (smem_opt_in.h).
-template <int D, int S>
+template <int D, int S, bool kRegs>
 cudaError_t AllowSmem() {
   static std::atomic<uint64_t> configured{0};
-  return OptInDynamicSmem(Kernel<D, S>(), DynamicSmem<D, S>(), configured);
+  return OptInDynamicSmem(Kernel<D, S, kRegs>(), DynamicSmem<D, S>(), configured);
 }
 
-template <int D, int S>
+template <int D, int S, bool kRegs>
 int32_t ResidentPerSm() {
   int per_sm = 0;
-  if (AllowSmem<D, S>() != cudaSuccess ||
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, Kernel<D, S>(), kWarps * 32, DynamicSmem<D, S>()) !=
+  if (AllowSmem<D, S, kRegs>() != cudaSuccess ||
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, Kernel<D, S, kRegs>(), kWarps * 32, DynamicSmem<D, S>()) !=
           cudaSuccess) {
     cudaGetLastError();
     return 0;
@@ -261,11 +323,18 @@ int32_t ResidentPerSm() {
   return per_sm;
 }
 
-template <int D, int S>
+template <int D, int S, bool kRegs>
 cudaError_t Launch(const PagedAttentionParams& p, cudaStream_t stream) {
-  if (cudaError_t e = AllowSmem<D, S>(); e != cudaSuccess) return e;
+  if (cudaError_t e = AllowSmem<D, S, kRegs>(); e != cudaSuccess) return e;
   const dim3 grid(p.num_tokens * p.kv.num_kv_heads, p.min_chunk_entries > 0 ? p.max_splits : 1);
-  return LaunchPdl(TcSplitAttentionKernel<D, S>, grid, kWarps * 32, DynamicSmem<D, S>(), stream, p);
+  return LaunchPdl(TcSplitAttentionKernel<D, S, kRegs>, grid, kWarps * 32, DynamicSmem<D, S>(), stream, p);
+}
+
+// p.tc_regs: the register-staged tiles (two shared-memory stages) whatever tc_stages says.
+template <int D>
+cudaError_t LaunchFor(const PagedAttentionParams& p, cudaStream_t stream) {
+  if (p.tc_regs) return Launch<D, 2, true>(p, stream);
+  return p.tc_stages == 3 ? Launch<D, 3, false>(p, stream) : Launch<D, 2, false>(p, stream);
 }
 
 }  // namespace
@@ -275,14 +344,19 @@ bool TcDecodeSupported(int32_t head_dim, int32_t group) {
 }
 
 int32_t TcResidentPerSm(int32_t head_dim, int32_t stages) {
-  if (head_dim == 128) return stages == 3 ? ResidentPerSm<128, 3>() : ResidentPerSm<128, 2>();
-  return stages == 3 ? ResidentPerSm<64, 3>() : ResidentPerSm<64, 2>();
+  // Three stages: also the register-staged kernel (the default, two stages and more registers),
+  // so one split serves both.
+  if (head_dim == 128) {
+    return stages == 3 ? std::min(ResidentPerSm<128, 3, false>(), ResidentPerSm<128, 2, true>())
+                       : ResidentPerSm<128, 2, false>();
+  }
+  return stages == 3 ? std::min(ResidentPerSm<64, 3, false>(), ResidentPerSm<64, 2, true>())
+                     : ResidentPerSm<64, 2, false>();
 }
 
 cudaError_t TcSplitAttention(const PagedAttentionParams& p, cudaStream_t stream) {
   if (p.tc_stages != 2 && p.tc_stages != 3) return cudaErrorInvalidValue;
-  if (p.kv.head_dim == 128) return p.tc_stages == 3 ? Launch<128, 3>(p, stream) : Launch<128, 2>(p, stream);
-  return p.tc_stages == 3 ? Launch<64, 3>(p, stream) : Launch<64, 2>(p, stream);
+  return p.kv.head_dim == 128 ? LaunchFor<128>(p, stream) : LaunchFor<64>(p, stream);
 }
 
 }  // namespace lil::cuda

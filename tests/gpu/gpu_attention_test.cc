@@ -169,15 +169,17 @@ TEST_P(AttentionParity, SplitKvMatchesCpuReference) {
     for (int32_t ms = 1; ms <= std::min(longest, 128); ++ms) splits.push_back({1, ms});
     splits.push_back({2, 3});
     // Both split kernels: CUDA cores (fp32 q) and tensor cores (q and P in bf16: the wider
-    // tolerance of the flash prefill test below).
+    // tolerance of the flash prefill test below); the tensor-core kernel with 2 and 3 stages, and
+    // with tiles through cp.async (2 and 3 stages) and through registers (tc_regs, the default).
     const bool tc = cuda::TcDecodeSupported(c.d, c.heads / c.hkv);
     for (const auto& [min_chunk, max_splits] : splits) {
-      for (int rep = 0; rep < (tc ? 6 : 2); ++rep) {
+      for (int rep = 0; rep < (tc ? 8 : 2); ++rep) {
         auto out = DeviceArray<cuda::bf16>::Poisoned(c.q.size());
         cuda::PagedAttentionParams p = dc.Params(out.get());
         p.rows_static = rep % 2 == 1;  // odd runs read the rows and prefetch before their wait
         p.tensor_cores = rep >= 2;
         p.tc_stages = rep >= 4 ? 3 : 2;
+        p.tc_regs = rep >= 6;
         if (min_chunk > 0) {
           p.min_chunk_entries = min_chunk;
           p.max_splits = max_splits;
@@ -188,7 +190,7 @@ TEST_P(AttentionParity, SplitKvMatchesCpuReference) {
         const float tol = p.tensor_cores ? 1.5e-2f : 1e-2f;
         EXPECT_TRUE(AllClose(testing::ToF32(out.Download()), ref_out, tol, tol))
             << "sparse=" << sparse << " min_chunk=" << min_chunk << " max_splits=" << max_splits << " rep=" << rep
-            << " tc_stages=" << p.tc_stages;
+            << " tc_stages=" << p.tc_stages << " tc_regs=" << p.tc_regs;
       }
     }
     for (int32_t n : counters.Download()) EXPECT_EQ(n, 0);
