@@ -5,19 +5,23 @@
 // bandwidth measured by this program in the same run (a streaming sum over 4 GiB). Every
 // timed launch reads a different set of pages (rotated past 4x the L2), and page tables are
 // shuffled as a long-running server's would be. A/B rows: the tensor-core kernel with two
-// cp.async stages (LILSERVE_TC_STAGES=2) beside the default three, Quest with e4m3 metadata
-// (LILSERVE_QUEST_FP8=1) and the overlap of its choice with bf16's, the 2,048-token rows cut
-// into other split counts; batch 1 at 1k (the 8B batch-1 step's latency-bound shape) with the
+// cp.async stages (LILSERVE_TC_REGS=0 LILSERVE_TC_STAGES=2) beside the default (tiles through
+// registers), Quest with e4m3 metadata (LILSERVE_QUEST_FP8=1) and the overlap of its choice
+// with bf16's, the 2,048-token rows cut into other split counts; batch 1 at 1k (the 8B batch-1 step's latency-bound shape) with the
 // split chunk swept for both kernels. Then prefill attention of one 1k-8k prompt: the
 // tensor-core flash kernel against the per-token kernel. Prints Markdown tables. The sparse
 // tables live in gpu_attention_sparse.cu, what both files share in gpu_attention_bench.cuh.
 // --contiguous: only the dense table, each sequence's pages in physical order (how much of the
 // gap to the read ceiling is the shuffled pages' scattered 4 KiB blocks). --batched: only the
-// table of goal 2's batched steps (batch 8-128 at 1k, 8 and 32 at 8k).
+// table of goal 2's batched steps (batch 8-128 at 1k, 8 and 32 at 8k). --profile BATCH CONTEXT:
+// only 12 launches of the backend's dense kernel at that shape, each on its own pages, for a
+// profiler (`ncu -k regex:Split --launch-skip 4`; a fourth argument `cp.async`: the tiles
+// through cp.async instead of registers). --tiles: only the table of the two tile paths.
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <cstdio>
 #include <numeric>
 #include <random>
@@ -40,7 +44,7 @@ void DenseTable(const Bench& b) {
   const Pool& pool = b.pool;
   std::printf("## Dense paged decode attention (32/8 heads, d 128, 16-token pages)\n\n");
   std::printf("| batch | context | KV MiB | time us | achieved TB/s | read TB/s | ratio | splits | CUDA-core kernel us | ratio "
-              "| 2 stages us | ratio | splits |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+              "| cp.async 2 stages us | ratio | splits |\n|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
   std::vector<int32_t> contexts = b.quick ? std::vector<int32_t>{4096} : std::vector<int32_t>{4096, 8192, 16384, 32768};
   for (int32_t batch : {1, 16}) {
     for (int32_t context : contexts) {
@@ -79,6 +83,7 @@ double ForcedSplitMs(const Bench& b, const std::vector<Launch>& launches, int32_
     lil::cuda::PagedAttentionParams ap = Params(b.pool, launches[i % launches.size()], batch, b.q, b.out);
     ap.tensor_cores = true;
     ap.tc_stages = stages;
+    ap.tc_regs = stages == 3;  // 3: the default kernel (tiles through registers); 2: cp.async, two stages
     ap.min_chunk_entries = splits == 1 ? 0 : (npages + splits - 1) / splits;
     ap.max_splits = splits;
     ap.partial = g_partial_alt;
@@ -124,6 +129,35 @@ void BatchedTable(const Bench& b) {
                     batch * kKvHeads * splits, ms * 1e3, bytes / (ms * 1e-3) / 1e12 / b.read_tbs);
       }
     }
+  }
+}
+
+// Session 17: the tensor-core kernel's tiles through registers (the default since) against
+// through cp.async (PagedAttentionParams::tc_regs false, three stages) on goal 3's and goal 2's
+// shapes, interleaved three times, the fastest of each kept.
+void TilePathTable(const Bench& b) {
+  std::printf("\n## Tensor-core tiles through registers (default) or cp.async\n\n");
+  std::printf("| batch | context | cp.async us | of read | registers us | of read | registers / cp.async |\n"
+              "|---|---|---|---|---|---|---|\n");
+  const std::pair<int32_t, int32_t> shapes[] = {{1, 4096}, {1, 32768}, {16, 4096}, {16, 16384}, {16, 32768},
+                                                {32, 1024}, {128, 1024}, {32, 8192}};
+  for (const auto& shape : shapes) {
+    const int32_t batch = shape.first, context = shape.second;
+    const std::vector<Launch> launches = DenseLaunches(b, batch, context);
+    const double bytes = static_cast<double>(batch) * context * kKvHeads * kDim * 2 * 2;
+    double best[2] = {1e9, 1e9};
+    for (int round = 0; round < 3; ++round) {
+      for (int regs = 0; regs < 2; ++regs) {
+        best[regs] = std::min(best[regs], MedianMs([&](int j) {
+          lil::cuda::PagedAttentionParams ap = Params(b.pool, launches[j % launches.size()], batch, b.q, b.out);
+          ap.tc_regs = regs == 1;
+          CHECK(lil::cuda::PagedAttention(ap, nullptr));
+        }, 20, 9));
+      }
+    }
+    const auto of_read = [&](double ms) { return bytes / (ms * 1e-3) / 1e12 / b.read_tbs; };
+    std::printf("| %d | %d | %.1f | %.3f | %.1f | %.3f | %.3f |\n", batch, context, best[0] * 1e3, of_read(best[0]),
+                best[1] * 1e3, of_read(best[1]), best[1] / best[0]);
   }
 }
 
@@ -270,6 +304,22 @@ int main(int argc, char** argv) {
 
   if (batched) {
     BatchedTable(b);
+    return 0;
+  }
+  if (argc > 1 && std::string(argv[1]) == "--tiles") {
+    TilePathTable(b);
+    return 0;
+  }
+  if (argc > 3 && std::string(argv[1]) == "--profile") {
+    const int32_t batch = std::atoi(argv[2]), context = std::atoi(argv[3]);
+    const std::vector<Launch> launches = DenseLaunches(b, batch, context);
+    for (int i = 0; i < 12; ++i) {
+      lil::cuda::PagedAttentionParams ap = Params(b.pool, launches[i % launches.size()], batch, b.q, b.out);
+      ap.tc_regs = !(argc > 4 && std::string(argv[4]) == "cp.async");
+      CHECK(lil::cuda::PagedAttention(ap, nullptr));
+    }
+    CHECK(cudaDeviceSynchronize());
+    std::printf("profile: 12 launches at batch %d, context %d\n", batch, context);
     return 0;
   }
   DenseTable(b);

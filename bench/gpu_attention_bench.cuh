@@ -20,7 +20,14 @@ namespace lil::bench::attention {
 
 using lil::cuda::bf16;
 
-constexpr int kHeads = 32, kKvHeads = 8, kDim = 128, kPage = 16;
+constexpr int kHeads = 32, kKvHeads = 8, kDim = 128;
+// Tokens per KV page: 16 (Quest's page, the server's default), or $LIL_BENCH_PAGE (a power of
+// two from 16 to 256: how the dense kernel's rate depends on the contiguous run a page holds).
+inline const int kPage = [] {
+  const char* e = std::getenv("LIL_BENCH_PAGE");
+  const int v = e != nullptr ? std::atoi(e) : 16;
+  return v >= 16 && v <= 256 && (v & (v - 1)) == 0 ? v : 16;
+}();
 constexpr int kMaxTokens = 128;  // q and out hold this many decode tokens (the batched table's largest batch)
 // The kernel the backend runs: tensor cores unless $LILSERVE_TC_DECODE=0 (the dense table
 // times the CUDA-core kernel beside it either way).
@@ -132,7 +139,8 @@ inline lil::cuda::PagedAttentionParams Params(const Pool& pool, const Launch& l,
   p.max_splits = l.split.max_splits;
   p.partial = l.partial;
   p.counters = l.counters;
-  if (stages2) {
+  if (stages2) {  // the cp.async kernel with two stages (registers take two whatever tc_stages says)
+    p.tc_regs = false;
     p.tc_stages = 2;
     p.min_chunk_entries = l.split2.min_chunk_entries;
     p.max_splits = l.split2.max_splits;

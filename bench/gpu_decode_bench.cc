@@ -50,6 +50,9 @@ int main(int argc, char** argv) {
   app.add_option("--hbm-tbs", hbm_tbs, "HBM read bandwidth, TB/s, for the floor (measure it in the same run)");
   app.add_option("--gemm-tflops", gemm_tflops, "bf16 GEMM rate measured in the same run (prefill fraction)");
   app.add_option("--kv-mib", kv_mib);
+  int32_t page_size = 16;
+  app.add_option("--page-size", page_size, "KV page size in tokens (the server's --page-size)")
+      ->check(CLI::PositiveNumber);
   double memory_fraction = 0.0;
   std::string sparse = "dense";
   int32_t budget_tokens = 2048;
@@ -72,6 +75,7 @@ int main(int argc, char** argv) {
   lil::LoadOptions o;
   o.device = device == "cuda" ? lil::DeviceKind::kCuda : device == "cpu" ? lil::DeviceKind::kCpu : lil::DeviceKind::kAuto;
   o.kv.kv_bytes = kv_mib << 20;
+  o.kv.page_size = page_size;
   o.kv.memory_fraction = memory_fraction;
   o.tensor_parallel = tp;
   const auto t_load = std::chrono::steady_clock::now();
