@@ -98,6 +98,17 @@ __global__ void __launch_bounds__(kWarps * 32) TcSplitAttentionKernel(PagedAtten
   }
 
   bf16* stages = reinterpret_cast<bf16*>(tc_smem) + warp * S * 2 * kTile;
+  // Moves the iterator past the tile just issued.
+  auto next_tile = [&]() {
+    it0 += kTileKeys;
+    if (it0 >= in_) {
+      ie += kWarps;
+      it0 = 0;
+      ipage = fpage;
+      in_ = fn;
+      load_entry(ie + kWarps, fpage, fn);
+    }
+  };
   // Issues the next tile into `stage` (K then V, zero-filled past the visible keys) and
   // returns its visible key count, or -1 when the warp has no tile left; commits a group
   // either way, so "all but the newest group" is always the tile about to be used.
@@ -116,14 +127,7 @@ __global__ void __launch_bounds__(kWarps * 32) TcSplitAttentionKernel(PagedAtten
         CpAsync16</*kL2Block=*/true>(ks + key * kStride + ch * 8, p.kv.k + off, valid);
         CpAsync16</*kL2Block=*/true>(vs + key * kStride + ch * 8, p.kv.v + off, valid);
       }
-      it0 += kTileKeys;
-      if (it0 >= in_) {
-        ie += kWarps;
-        it0 = 0;
-        ipage = fpage;
-        in_ = fn;
-        load_entry(ie + kWarps, fpage, fn);
-      }
+      next_tile();
     }
     CpAsyncCommit();
     return visible;
@@ -142,14 +146,7 @@ __global__ void __launch_bounds__(kWarps * 32) TcSplitAttentionKernel(PagedAtten
         rk[i] = key < visible ? __ldcs(reinterpret_cast<const uint4*>(p.kv.k + off)) : make_uint4(0, 0, 0, 0);
         rv[i] = key < visible ? __ldcs(reinterpret_cast<const uint4*>(p.kv.v + off)) : make_uint4(0, 0, 0, 0);
       }
-      it0 += kTileKeys;
-      if (it0 >= in_) {
-        ie += kWarps;
-        it0 = 0;
-        ipage = fpage;
-        in_ = fn;
-        load_entry(ie + kWarps, fpage, fn);
-      }
+      next_tile();
     }
     return visible;
   };
