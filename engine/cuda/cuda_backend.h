@@ -183,8 +183,8 @@ class CudaBackend final : public Backend {
   // at batch 32 / 8k the tensor cores are (16.3 against 18.8 ms).
   bool tc_decode_ = false;
   int32_t tc_min_tokens_ = 2;
-  // cp.async stages of the tensor-core decode kernel: 3, or 2 with $LILSERVE_TC_STAGES=2
-  // (PagedAttentionParams::tc_stages; 3 is the default since session 9, docs/PERF.md).
+  // cp.async stages of the tensor-core decode kernel's cp.async path ($LILSERVE_TC_REGS=0): 3,
+  // or 2 with $LILSERVE_TC_STAGES=2 (PagedAttentionParams::tc_stages; 3 since session 9).
   int32_t tc_stages_ = 3;
   bool tc_regs_ = true;  // $LILSERVE_TC_REGS=0: cp.async tiles (PagedAttentionParams::tc_regs)
   // One GPU, unless $LILSERVE_FUSED_NORM=0: the attention and MLP RMSNorm weights are folded

@@ -169,8 +169,8 @@ TEST_P(AttentionParity, SplitKvMatchesCpuReference) {
     for (int32_t ms = 1; ms <= std::min(longest, 128); ++ms) splits.push_back({1, ms});
     splits.push_back({2, 3});
     // Both split kernels: CUDA cores (fp32 q) and tensor cores (q and P in bf16: the wider
-    // tolerance of the flash prefill test below); the tensor-core kernel with 2 and 3 stages, and
-    // with tiles through cp.async (2 and 3 stages) and through registers (tc_regs, the default).
+    // tolerance of the flash prefill test below); the tensor-core kernel with its tiles through
+    // cp.async (2 and 3 stages) and through registers (tc_regs, the default).
     const bool tc = cuda::TcDecodeSupported(c.d, c.heads / c.hkv);
     for (const auto& [min_chunk, max_splits] : splits) {
       for (int rep = 0; rep < (tc ? 8 : 2); ++rep) {
