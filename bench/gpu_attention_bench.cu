@@ -15,8 +15,8 @@
 // gap to the read ceiling is the shuffled pages' scattered 4 KiB blocks). --batched: only the
 // table of goal 2's batched steps (batch 8-128 at 1k, 8 and 32 at 8k). --profile BATCH CONTEXT:
 // only 12 launches of the backend's dense kernel at that shape, each on its own pages, for a
-// profiler (`ncu -k regex:Split --launch-skip 4`; a fourth argument `cp.async`: the tiles
-// through cp.async instead of registers). --tiles: only the table of the two tile paths.
+// profiler (`ncu -k regex:Split --launch-skip 4`; a fourth argument `cp.async` or `tma`: that
+// tile path instead of registers). --tiles: only the table of the three tile paths.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -132,32 +132,33 @@ void BatchedTable(const Bench& b) {
   }
 }
 
-// Session 17: the tensor-core kernel's tiles through registers (the default since) against
-// through cp.async (PagedAttentionParams::tc_regs false, three stages) on goal 3's and goal 2's
-// shapes, interleaved three times, the fastest of each kept.
+// Session 17: the tensor-core kernel's three tile paths on goal 3's and goal 2's shapes:
+// cp.async (three stages), registers (the default since), TMA (experimental,
+// PagedAttentionParams::tc_tma, three stages); interleaved three times, the fastest of each kept.
 void TilePathTable(const Bench& b) {
-  std::printf("\n## Tensor-core tiles through registers (default) or cp.async\n\n");
-  std::printf("| batch | context | cp.async us | of read | registers us | of read | registers / cp.async |\n"
-              "|---|---|---|---|---|---|---|\n");
+  std::printf("\n## Tensor-core tiles: cp.async, registers (default), TMA (experimental)\n\n");
+  std::printf("| batch | context | cp.async us | of read | registers us | of read | TMA us | of read |\n"
+              "|---|---|---|---|---|---|---|---|\n");
   const std::pair<int32_t, int32_t> shapes[] = {{1, 4096}, {1, 32768}, {16, 4096}, {16, 16384}, {16, 32768},
                                                 {32, 1024}, {128, 1024}, {32, 8192}};
   for (const auto& shape : shapes) {
     const int32_t batch = shape.first, context = shape.second;
     const std::vector<Launch> launches = DenseLaunches(b, batch, context);
     const double bytes = static_cast<double>(batch) * context * kKvHeads * kDim * 2 * 2;
-    double best[2] = {1e9, 1e9};
+    double best[3] = {1e9, 1e9, 1e9};
     for (int round = 0; round < 3; ++round) {
-      for (int regs = 0; regs < 2; ++regs) {
-        best[regs] = std::min(best[regs], MedianMs([&](int j) {
+      for (int path = 0; path < 3; ++path) {
+        best[path] = std::min(best[path], MedianMs([&](int j) {
           lil::cuda::PagedAttentionParams ap = Params(b.pool, launches[j % launches.size()], batch, b.q, b.out);
-          ap.tc_regs = regs == 1;
+          ap.tc_regs = path == 1;
+          ap.tc_tma = path == 2;
           CHECK(lil::cuda::PagedAttention(ap, nullptr));
         }, 20, 9));
       }
     }
     const auto of_read = [&](double ms) { return bytes / (ms * 1e-3) / 1e12 / b.read_tbs; };
-    std::printf("| %d | %d | %.1f | %.3f | %.1f | %.3f | %.3f |\n", batch, context, best[0] * 1e3, of_read(best[0]),
-                best[1] * 1e3, of_read(best[1]), best[1] / best[0]);
+    std::printf("| %d | %d | %.1f | %.3f | %.1f | %.3f | %.1f | %.3f |\n", batch, context, best[0] * 1e3,
+                of_read(best[0]), best[1] * 1e3, of_read(best[1]), best[2] * 1e3, of_read(best[2]));
   }
 }
 
@@ -315,7 +316,9 @@ int main(int argc, char** argv) {
     const std::vector<Launch> launches = DenseLaunches(b, batch, context);
     for (int i = 0; i < 12; ++i) {
       lil::cuda::PagedAttentionParams ap = Params(b.pool, launches[i % launches.size()], batch, b.q, b.out);
-      ap.tc_regs = !(argc > 4 && std::string(argv[4]) == "cp.async");
+      const std::string path = argc > 4 ? argv[4] : "";
+      ap.tc_regs = path.empty() || path == "regs";
+      ap.tc_tma = path == "tma";
       CHECK(lil::cuda::PagedAttention(ap, nullptr));
     }
     CHECK(cudaDeviceSynchronize());

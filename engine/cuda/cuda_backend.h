@@ -187,6 +187,7 @@ class CudaBackend final : public Backend {
   // or 2 with $LILSERVE_TC_STAGES=2 (PagedAttentionParams::tc_stages; 3 since session 9).
   int32_t tc_stages_ = 3;
   bool tc_regs_ = true;  // $LILSERVE_TC_REGS=0: cp.async tiles (PagedAttentionParams::tc_regs)
+  bool tc_tma_ = false;  // $LILSERVE_TC_TMA=1 (experimental): TMA tiles (PagedAttentionParams::tc_tma)
   // One GPU, unless $LILSERVE_FUSED_NORM=0: the attention and MLP RMSNorm weights are folded
   // into the qkv and gate_up columns at load (every norm then runs with a unit weight) and
   // gate_up's rows are interleaved (gate j, up j); a fused step (FusedStep: batch-1 decode, and

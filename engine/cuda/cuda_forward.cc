@@ -65,6 +65,7 @@ absl::Status CudaBackend::Attention(int32_t layer, const StepInputs& in, const W
   ap.tensor_cores = TensorCoreAttention(in.num_tokens);  // the kernel SplitTarget sized the split for
   ap.tc_stages = tc_stages_;
   ap.tc_regs = tc_regs_;
+  ap.tc_tma = tc_tma_;
   if (!mass && l.split.min_chunk_entries > 0) {
     ap.min_chunk_entries = l.split.min_chunk_entries;
     ap.max_splits = l.split.max_splits;

@@ -59,6 +59,11 @@ struct PagedAttentionParams {
   // L2 1.5x the sectors and read at 0.88 / 0.89 of the read ceiling (batch 16, 16k / 32k),
   // registers at 0.93 / 0.94. CudaBackend: $LILSERVE_TC_REGS=0 for cp.async.
   bool tc_regs = true;
+  // Experimental (session 17, not yet run on a GPU): the tensor-core kernel copies each page's
+  // K / V boxes with 2-D TMA (tensor maps over the pools, 128-byte swizzle) onto per-stage
+  // mbarriers, tc_stages stages, no staging registers (attention_tc.cu, kPathTma). Falls back
+  // to registers where the driver makes no tensor map. CudaBackend: $LILSERVE_TC_TMA=1.
+  bool tc_tma = false;
 };
 
 // The row a (sequence, KV head) pair reads: RowOf(p, seq, kvh).

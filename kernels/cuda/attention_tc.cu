@@ -26,6 +26,7 @@
 #include "kernels/cuda/pdl.h"
 #include "kernels/cuda/smem_opt_in.h"
 #include "kernels/cuda/split_merge.cuh"
+#include "kernels/cuda/tma.cuh"
 
 #include <cuda_bf16.h>
 
@@ -43,8 +44,22 @@ template <int D>
 __host__ __device__ constexpr int RowStride() { return D + 8; }  // bf16 per smem row: 16 bytes of padding
 template <int D>
 __host__ __device__ constexpr int TileElems() { return kTileKeys * RowStride<D>(); }
-template <int D, int S>
-__host__ __device__ constexpr size_t DynamicSmem() { return sizeof(bf16) * kWarps * S * 2 * TileElems<D>(); }
+// The three ways a tile reaches shared memory (the kernel's kPath).
+constexpr int kPathCpAsync = 0, kPathRegs = 1, kPathTma = 2;
+// kPathTma's tiles: unpadded [D / 64 boxes][16 rows][64 columns], each box in the TMA's
+// 128-byte swizzle (16-byte chunk c of row r at chunk c ^ (r % 8)), boxes 1024-byte aligned.
+template <int D>
+__host__ __device__ constexpr int TmaTileElems() { return kTileKeys * D; }
+template <int D, int S, int kPath>
+__host__ __device__ constexpr size_t DynamicSmem() {
+  return kPath == kPathTma ? sizeof(bf16) * kWarps * S * 2 * TmaTileElems<D>() + 1024  // + the alignment slack
+                           : sizeof(bf16) * kWarps * S * 2 * TileElems<D>();
+}
+// Byte offset of element (row, col) in a kPathTma tile (col even: a 32-bit pair stays whole).
+template <int D>
+__device__ __forceinline__ int TmaOffset(int row, int col) {
+  return (col >> 6) * (kTileKeys * 128) + row * 128 + ((((col & 63) >> 3) ^ (row & 7)) << 4) + (col & 7) * 2;
+}
 
 __device__ __forceinline__ void LdMatrixX4Trans(uint32_t (&r)[4], const bf16* row) {
   const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(row));
@@ -59,8 +74,17 @@ __device__ __forceinline__ void LdMatrixX4Trans(uint32_t (&r)[4], const bf16* ro
 // copy of 512 contiguous bytes into these padded rows cost the L2 24 sectors where 16 hold the
 // data (1.5x the L2 work per DRAM byte, the L2 at ~90% busy, DRAM at 81%); the plain loads cost
 // 16 (DRAM at 88%). Batch 16 at 16k / 32k: 0.88 / 0.89 -> 0.94 / 0.94 of the read ceiling.
-template <int D, int S, bool kRegs>
-__global__ void __launch_bounds__(kWarps * 32) TcSplitAttentionKernel(PagedAttentionParams p) {
+// kPathTma (experimental, session 17, not yet run on a GPU; PagedAttentionParams::tc_tma):
+// lane 0 of a warp copies a tile's K and V boxes with 2-D TMA (tk / tv: the layer's pools as
+// rows of head_dim) onto the stage's mbarrier; the TMA unit asks the L2 for exactly the
+// tile's sectors and no registers hold it, so S tiles a warp are in flight. Rows past the
+// visible keys (the next page-head's rows, or zeros past the pool) are masked out of S, and
+// their V rows zeroed before P V.
+template <int D, int S, int kPath>
+__global__ void __launch_bounds__(kWarps * 32)
+    TcSplitAttentionKernel(PagedAttentionParams p, const __grid_constant__ CUtensorMap tk,
+                           const __grid_constant__ CUtensorMap tv) {
+  constexpr bool kRegs = kPath == kPathRegs, kTma = kPath == kPathTma;
   if (!p.rows_static) {
     PdlWait();
     PdlTrigger();
@@ -69,6 +93,7 @@ __global__ void __launch_bounds__(kWarps * 32) TcSplitAttentionKernel(PagedAtten
   constexpr int kStride = RowStride<D>(), kTile = TileElems<D>(), kChunks = D / 8;
   extern __shared__ __align__(16) unsigned char tc_smem[];
   __shared__ float s_m[kWarps][G], s_l[kWarps][G];
+  __shared__ uint64_t s_bar[kTma ? kWarps : 1][kTma ? S : 1];  // kPathTma: a warp's stages' mbarriers
 
   const int32_t ps = p.kv.page_size;
   SplitRow r;
@@ -97,7 +122,15 @@ __global__ void __launch_bounds__(kWarps * 32) TcSplitAttentionKernel(PagedAtten
     PdlTrigger();
   }
 
+  // This warp's stages: [S][K tile, V tile]. kPathTma's start on a 1024-byte boundary (the
+  // swizzle's period; DynamicSmem holds the slack).
   bf16* stages = reinterpret_cast<bf16*>(tc_smem) + warp * S * 2 * kTile;
+  if constexpr (kTma) {
+    const uint32_t a = SmemAddr(tc_smem), aligned = (a + 1023u) & ~1023u;
+    stages = reinterpret_cast<bf16*>(tc_smem + (aligned - a)) + warp * S * 2 * TmaTileElems<D>();
+    if (lane < S) MbarInit(&s_bar[warp][lane], 1);
+    __syncwarp();
+  }
   // Moves the iterator past the tile just issued.
   auto next_tile = [&]() {
     it0 += kTileKeys;
@@ -130,6 +163,28 @@ __global__ void __launch_bounds__(kWarps * 32) TcSplitAttentionKernel(PagedAtten
       next_tile();
     }
     CpAsyncCommit();
+    return visible;
+  };
+  // kPathTma: lane 0 sends the tile's 2 x D / 64 boxes onto the stage's mbarrier.
+  auto issue_tma = [&](int stage) -> int32_t {
+    int32_t visible = -1;
+    if (ie < ce) {
+      visible = max(0, min(kTileKeys, in_ - it0));
+      if (lane == 0) {
+        bf16* ks = stages + stage * 2 * TmaTileElems<D>();
+        bf16* vs = ks + TmaTileElems<D>();
+        const int32_t row = static_cast<int32_t>(p.kv.Offset(ipage, kvh, 0) / D) + it0;
+        uint64_t* bar = &s_bar[warp][stage];
+        FenceProxyAsync();  // the zeroed V rows (generic writes) before the TMA overwrites them
+        MbarArriveExpectTx(bar, 2 * TmaTileElems<D>() * sizeof(bf16));
+#pragma unroll
+        for (int b = 0; b < D / 64; ++b) {
+          TmaLoad2d(ks + b * kTileKeys * 64, &tk, 64 * b, row, bar);
+          TmaLoad2d(vs + b * kTileKeys * 64, &tv, 64 * b, row, bar);
+        }
+      }
+      next_tile();
+    }
     return visible;
   };
   // kRegs: the lane's 8 chunks of K and of V of the tile in flight, and their stores.
@@ -186,17 +241,23 @@ __global__ void __launch_bounds__(kWarps * 32) TcSplitAttentionKernel(PagedAtten
 
   // One tile's S = Q K^T, online softmax and O += P V from stage st (v visible keys, > 0).
   auto compute = [&](int st, int32_t v) {
-    const bf16* ks = stages + st * 2 * kTile;
-    const bf16* vs = ks + kTile;
+    const bf16* ks = stages + st * 2 * (kTma ? TmaTileElems<D>() : kTile);
+    const bf16* vs = ks + (kTma ? TmaTileElems<D>() : kTile);
+    // The 32-bit pair (row, col) of a K tile; col even.
+    const auto kpair = [&](int row, int col) -> uint32_t {
+      if constexpr (kTma) {
+        return *reinterpret_cast<const uint32_t*>(reinterpret_cast<const char*>(ks) + TmaOffset<D>(row, col));
+      } else {
+        return *reinterpret_cast<const uint32_t*>(ks + row * kStride + col);
+      }
+    };
     float sc[2][4];
 #pragma unroll
     for (int j = 0; j < 2; ++j) {
       sc[j][0] = sc[j][1] = sc[j][2] = sc[j][3] = 0.0f;
-      const bf16* krow = ks + (8 * j + gid) * kStride + 2 * tig;
 #pragma unroll
       for (int s = 0; s < D / 16; ++s) {
-        MmaBf16(sc[j], qa[s], *reinterpret_cast<const uint32_t*>(krow + 16 * s),
-                *reinterpret_cast<const uint32_t*>(krow + 16 * s + 8));
+        MmaBf16(sc[j], qa[s], kpair(8 * j + gid, 16 * s + 2 * tig), kpair(8 * j + gid, 16 * s + 8 + 2 * tig));
       }
     }
     float tmax = -INFINITY;
@@ -230,11 +291,16 @@ __global__ void __launch_bounds__(kWarps * 32) TcSplitAttentionKernel(PagedAtten
     // P (row gid; rows gid + 8 zero) as the A fragment of the tile's one 16-key slice.
     const uint32_t pa[4] = {PackBf16x2(sc[0][0], sc[0][1]), 0u, PackBf16x2(sc[1][0], sc[1][1]), 0u};
     // V^T fragments: lane supplies row (key) lane % 8 + 8 ((lane / 8) & 1) at dims 16u + 8 (lane / 16).
-    const bf16* vrow = vs + ((lane & 7) + 8 * ((lane >> 3) & 1)) * kStride + 8 * (lane >> 4);
+    const int vr = (lane & 7) + 8 * ((lane >> 3) & 1);
 #pragma unroll
     for (int u = 0; u < D / 16; ++u) {
       uint32_t b[4];
-      LdMatrixX4Trans(b, vrow + 16 * u);
+      const int vc = 16 * u + 8 * (lane >> 4);
+      if constexpr (kTma) {
+        LdMatrixX4Trans(b, reinterpret_cast<const bf16*>(reinterpret_cast<const char*>(vs) + TmaOffset<D>(vr, vc)));
+      } else {
+        LdMatrixX4Trans(b, vs + vr * kStride + vc);
+      }
       MmaBf16(o[2 * u], pa, b[0], b[1]);
       MmaBf16(o[2 * u + 1], pa, b[2], b[3]);
     }
@@ -253,6 +319,31 @@ __global__ void __launch_bounds__(kWarps * 32) TcSplitAttentionKernel(PagedAtten
       v0 = v1;
       v1 = load_regs();
       if (v > 0) compute(k & 1, v);
+    }
+  } else if constexpr (kTma) {
+    // As the cp.async loop below, with the stage's mbarrier in place of the commit groups: the
+    // k-th use of stage k % S completes phase (k / S) & 1.
+    int32_t ahead[S - 1];
+#pragma unroll
+    for (int i = 0; i < S - 1; ++i) ahead[i] = issue_tma(i);
+    for (int k = 0; ahead[0] >= 0; ++k) {
+      const int st = k % S;
+      const int32_t v = ahead[0];
+      __syncwarp();  // every lane is done with the stage the next issue overwrites
+#pragma unroll
+      for (int i = 0; i + 1 < S - 1; ++i) ahead[i] = ahead[i + 1];
+      ahead[S - 2] = issue_tma((k + S - 1) % S);
+      MbarWait(&s_bar[warp][st], static_cast<uint32_t>((k / S) & 1));
+      if (v > 0 && v < kTileKeys) {  // V rows past the visible keys hold other tokens: zero them
+        char* vs = reinterpret_cast<char*>(stages + st * 2 * TmaTileElems<D>() + TmaTileElems<D>());
+        for (int i = lane; i < (kTileKeys - v) * (D / 8); i += 32) {  // 16-byte chunks
+          const int row = v + i / (D / 8), c = i % (D / 8);
+          *reinterpret_cast<uint4*>(vs + (c >> 3) * (kTileKeys * 128) + row * 128 + ((c & 7) << 4)) =
+              make_uint4(0, 0, 0, 0);
+        }
+        __syncwarp();
+      }
+      if (v > 0) compute(st, v);
     }
   } else {
     // Tile k lives in stage k % S; ahead[i] is the visible key count of tile k + i (issued,
@@ -293,45 +384,60 @@ __global__ void __launch_bounds__(kWarps * 32) TcSplitAttentionKernel(PagedAtten
   MergeSplits<D, G>(p, r, s_acc, s_m, s_l);
 }
 
-static_assert(sizeof(float) * kWarps * kSlotGroup * 128 <= DynamicSmem<128, 2>(), "s_acc fits in the stages");
-static_assert(sizeof(float) * kWarps * kSlotGroup * 64 <= DynamicSmem<64, 2>(), "s_acc fits in the stages");
+static_assert(sizeof(float) * kWarps * kSlotGroup * 128 <= DynamicSmem<128, 2, kPathCpAsync>(), "s_acc fits");
+static_assert(sizeof(float) * kWarps * kSlotGroup * 64 <= DynamicSmem<64, 2, kPathCpAsync>(), "s_acc fits");
 
-template <int D, int S, bool kRegs>
+template <int D, int S, int kPath>
 const void* Kernel() {
-  return reinterpret_cast<const void*>(TcSplitAttentionKernel<D, S, kRegs>);
+  return reinterpret_cast<const void*>(TcSplitAttentionKernel<D, S, kPath>);
 }
 
 // The >48 KB opt-in, once per device and kernel (smem_opt_in.h).
-template <int D, int S, bool kRegs>
+template <int D, int S, int kPath>
 cudaError_t AllowSmem() {
   static std::atomic<uint64_t> configured{0};
-  return OptInDynamicSmem(Kernel<D, S, kRegs>(), DynamicSmem<D, S>(), configured);
+  return OptInDynamicSmem(Kernel<D, S, kPath>(), DynamicSmem<D, S, kPath>(), configured);
 }
 
-template <int D, int S, bool kRegs>
+template <int D, int S, int kPath>
 int32_t ResidentPerSm() {
   int per_sm = 0;
-  if (AllowSmem<D, S, kRegs>() != cudaSuccess ||
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, Kernel<D, S, kRegs>(), kWarps * 32, DynamicSmem<D, S>()) !=
-          cudaSuccess) {
+  if (AllowSmem<D, S, kPath>() != cudaSuccess ||
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, Kernel<D, S, kPath>(), kWarps * 32,
+                                                    DynamicSmem<D, S, kPath>()) != cudaSuccess) {
     cudaGetLastError();
     return 0;
   }
   return per_sm;
 }
 
-template <int D, int S, bool kRegs>
+template <int D, int S, int kPath>
 cudaError_t Launch(const PagedAttentionParams& p, cudaStream_t stream) {
-  if (cudaError_t e = AllowSmem<D, S, kRegs>(); e != cudaSuccess) return e;
+  if (cudaError_t e = AllowSmem<D, S, kPath>(); e != cudaSuccess) return e;
   const dim3 grid(p.num_tokens * p.kv.num_kv_heads, p.min_chunk_entries > 0 ? p.max_splits : 1);
-  return LaunchPdl(TcSplitAttentionKernel<D, S, kRegs>, grid, kWarps * 32, DynamicSmem<D, S>(), stream, p);
+  CUtensorMap tk{}, tv{};
+  if constexpr (kPath == kPathTma) {  // the layer's pools as rows of head_dim, boxes of 16 rows x 64
+    const size_t rows = p.kv.ElementsPerPool() / D;
+    if (rows > static_cast<size_t>(INT32_MAX) ||
+        !TensorMap2d(p.kv.k, D, static_cast<int32_t>(rows), 64, kTileKeys, /*swizzle128=*/true, &tk) ||
+        !TensorMap2d(p.kv.v, D, static_cast<int32_t>(rows), 64, kTileKeys, /*swizzle128=*/true, &tv)) {
+      return cudaErrorNotSupported;
+    }
+  }
+  return LaunchPdl(TcSplitAttentionKernel<D, S, kPath>, grid, kWarps * 32, DynamicSmem<D, S, kPath>(), stream, p, tk,
+                   tv);
 }
 
-// p.tc_regs: the register-staged tiles (two shared-memory stages) whatever tc_stages says.
+// p.tc_tma (experimental), else p.tc_regs (two shared stages whatever tc_stages says), else
+// cp.async with tc_stages. The TMA path falls back to registers where the driver makes no map.
 template <int D>
 cudaError_t LaunchFor(const PagedAttentionParams& p, cudaStream_t stream) {
-  if (p.tc_regs) return Launch<D, 2, true>(p, stream);
-  return p.tc_stages == 3 ? Launch<D, 3, false>(p, stream) : Launch<D, 2, false>(p, stream);
+  if (p.tc_tma) {
+    const cudaError_t e = p.tc_stages == 3 ? Launch<D, 3, kPathTma>(p, stream) : Launch<D, 2, kPathTma>(p, stream);
+    if (e != cudaErrorNotSupported) return e;
+  }
+  if (p.tc_regs || p.tc_tma) return Launch<D, 2, kPathRegs>(p, stream);
+  return p.tc_stages == 3 ? Launch<D, 3, kPathCpAsync>(p, stream) : Launch<D, 2, kPathCpAsync>(p, stream);
 }
 
 }  // namespace
@@ -344,11 +450,11 @@ int32_t TcResidentPerSm(int32_t head_dim, int32_t stages) {
   // Three stages: also the register-staged kernel (the default, two stages and more registers),
   // so one split serves both.
   if (head_dim == 128) {
-    return stages == 3 ? std::min(ResidentPerSm<128, 3, false>(), ResidentPerSm<128, 2, true>())
-                       : ResidentPerSm<128, 2, false>();
+    return stages == 3 ? std::min(ResidentPerSm<128, 3, kPathCpAsync>(), ResidentPerSm<128, 2, kPathRegs>())
+                       : ResidentPerSm<128, 2, kPathCpAsync>();
   }
-  return stages == 3 ? std::min(ResidentPerSm<64, 3, false>(), ResidentPerSm<64, 2, true>())
-                     : ResidentPerSm<64, 2, false>();
+  return stages == 3 ? std::min(ResidentPerSm<64, 3, kPathCpAsync>(), ResidentPerSm<64, 2, kPathRegs>())
+                     : ResidentPerSm<64, 2, kPathCpAsync>();
 }
 
 cudaError_t TcSplitAttention(const PagedAttentionParams& p, cudaStream_t stream) {
