@@ -175,7 +175,6 @@ __global__ void __launch_bounds__(kWarps * 32)
         bf16* vs = ks + TmaTileElems<D>();
         const int32_t row = static_cast<int32_t>(p.kv.Offset(ipage, kvh, 0) / D) + it0;
         uint64_t* bar = &s_bar[warp][stage];
-        FenceProxyAsync();  // the zeroed V rows (generic writes) before the TMA overwrites them
         MbarArriveExpectTx(bar, 2 * TmaTileElems<D>() * sizeof(bf16));
 #pragma unroll
         for (int b = 0; b < D / 64; ++b) {
@@ -341,6 +340,7 @@ __global__ void __launch_bounds__(kWarps * 32)
           *reinterpret_cast<uint4*>(vs + (c >> 3) * (kTileKeys * 128) + row * 128 + ((c & 7) << 4)) =
               make_uint4(0, 0, 0, 0);
         }
+        FenceProxyAsync();  // these generic writes before a later TMA into the same stage
         __syncwarp();
       }
       if (v > 0) compute(st, v);
