@@ -319,47 +319,42 @@ __global__ void __launch_bounds__(kWarps * 32)
       v1 = load_regs();
       if (v > 0) compute(k & 1, v);
     }
-  } else if constexpr (kTma) {
-    // As the cp.async loop below, with the stage's mbarrier in place of the commit groups: the
-    // k-th use of stage k % S completes phase (k / S) & 1.
-    int32_t ahead[S - 1];
-#pragma unroll
-    for (int i = 0; i < S - 1; ++i) ahead[i] = issue_tma(i);
-    for (int k = 0; ahead[0] >= 0; ++k) {
-      const int st = k % S;
-      const int32_t v = ahead[0];
-      __syncwarp();  // every lane is done with the stage the next issue overwrites
-#pragma unroll
-      for (int i = 0; i + 1 < S - 1; ++i) ahead[i] = ahead[i + 1];
-      ahead[S - 2] = issue_tma((k + S - 1) % S);
-      MbarWait(&s_bar[warp][st], static_cast<uint32_t>((k / S) & 1));
-      if (v > 0 && v < kTileKeys) {  // V rows past the visible keys hold other tokens: zero them
-        char* vs = reinterpret_cast<char*>(stages + st * 2 * TmaTileElems<D>() + TmaTileElems<D>());
-        for (int i = lane; i < (kTileKeys - v) * (D / 8); i += 32) {  // 16-byte chunks
-          const int row = v + i / (D / 8), c = i % (D / 8);
-          *reinterpret_cast<uint4*>(vs + (c >> 3) * (kTileKeys * 128) + row * 128 + ((c & 7) << 4)) =
-              make_uint4(0, 0, 0, 0);
-        }
-        FenceProxyAsync();  // these generic writes before a later TMA into the same stage
-        __syncwarp();
-      }
-      if (v > 0) compute(st, v);
-    }
   } else {
     // Tile k lives in stage k % S; ahead[i] is the visible key count of tile k + i (issued,
-    // not yet used; -1: none).
+    // not yet used; -1: none). cp.async: "all but the newest S - 1 commit groups" is tile k;
+    // TMA: the k-th use of stage k % S completes phase (k / S) & 1 of its mbarrier.
+    const auto issue_next = [&](int stage) -> int32_t {
+      if constexpr (kTma) {
+        return issue_tma(stage);
+      } else {
+        return issue(stage);
+      }
+    };
     int32_t ahead[S - 1];
 #pragma unroll
-    for (int i = 0; i < S - 1; ++i) ahead[i] = issue(i);
+    for (int i = 0; i < S - 1; ++i) ahead[i] = issue_next(i);
     for (int k = 0; ahead[0] >= 0; ++k) {
       const int st = k % S;
       const int32_t v = ahead[0];
       __syncwarp();  // every lane is done reading the stage the next issue overwrites
 #pragma unroll
       for (int i = 0; i + 1 < S - 1; ++i) ahead[i] = ahead[i + 1];
-      ahead[S - 2] = issue((k + S - 1) % S);
-      CpAsyncWait<S - 1>();
-      __syncwarp();  // the tile's 16-byte pieces were copied by every lane of the warp
+      ahead[S - 2] = issue_next((k + S - 1) % S);
+      if constexpr (kTma) {
+        MbarWait(&s_bar[warp][st], static_cast<uint32_t>((k / S) & 1));
+        if (v > 0 && v < kTileKeys) {  // V rows past the visible keys hold other tokens: zero them
+          char* vs = reinterpret_cast<char*>(stages + st * 2 * TmaTileElems<D>() + TmaTileElems<D>());
+          for (int i = lane; i < (kTileKeys - v) * (D / 8); i += 32) {  // 16-byte chunks
+            const int row = v + i / (D / 8), c = i % (D / 8);
+            *reinterpret_cast<uint4*>(vs + (c >> 3) * (kTileKeys * 128) + row * 128 + ((c & 7) << 4)) =
+                make_uint4(0, 0, 0, 0);
+          }
+          FenceProxyAsync();  // these generic writes before a later TMA into the same stage
+        }
+      } else {
+        CpAsyncWait<S - 1>();
+      }
+      __syncwarp();  // the tile landed for every lane of the warp
       if (v > 0) compute(st, v);
     }
   }
