@@ -83,7 +83,8 @@ double ForcedSplitMs(const Bench& b, const std::vector<Launch>& launches, int32_
     lil::cuda::PagedAttentionParams ap = Params(b.pool, launches[i % launches.size()], batch, b.q, b.out);
     ap.tensor_cores = true;
     ap.tc_stages = stages;
-    ap.tc_regs = stages == 3;  // 3: the default kernel (tiles through registers); 2: cp.async, two stages
+    // 3: the default kernel (tiles through registers); 2: cp.async, two stages
+    ap.tc_tiles = stages == 3 ? lil::cuda::TcTiles::kRegisters : lil::cuda::TcTiles::kCpAsync;
     ap.min_chunk_entries = splits == 1 ? 0 : (npages + splits - 1) / splits;
     ap.max_splits = splits;
     ap.partial = g_partial_alt;
@@ -134,7 +135,7 @@ void BatchedTable(const Bench& b) {
 
 // Session 17: the tensor-core kernel's three tile paths on goal 3's and goal 2's shapes:
 // cp.async (three stages), registers (the default since), TMA (experimental,
-// PagedAttentionParams::tc_tma, three stages); interleaved three times, the fastest of each kept.
+// TcTiles::kTma, three stages); interleaved three times, the fastest of each kept.
 void TilePathTable(const Bench& b) {
   std::printf("\n## Tensor-core tiles: cp.async, registers (default), TMA (experimental)\n\n");
   std::printf("| batch | context | cp.async us | of read | registers us | of read | TMA us | of read |\n"
@@ -150,8 +151,7 @@ void TilePathTable(const Bench& b) {
       for (int path = 0; path < 3; ++path) {
         best[path] = std::min(best[path], MedianMs([&](int j) {
           lil::cuda::PagedAttentionParams ap = Params(b.pool, launches[j % launches.size()], batch, b.q, b.out);
-          ap.tc_regs = path == 1;
-          ap.tc_tma = path == 2;
+          ap.tc_tiles = static_cast<lil::cuda::TcTiles>(path);  // kCpAsync, kRegisters, kTma
           CHECK(lil::cuda::PagedAttention(ap, nullptr));
         }, 20, 9));
       }
@@ -317,8 +317,9 @@ int main(int argc, char** argv) {
     for (int i = 0; i < 12; ++i) {
       lil::cuda::PagedAttentionParams ap = Params(b.pool, launches[i % launches.size()], batch, b.q, b.out);
       const std::string path = argc > 4 ? argv[4] : "";
-      ap.tc_regs = path.empty() || path == "regs";
-      ap.tc_tma = path == "tma";
+      ap.tc_tiles = path == "cp.async" ? lil::cuda::TcTiles::kCpAsync
+                    : path == "tma"    ? lil::cuda::TcTiles::kTma
+                                       : lil::cuda::TcTiles::kRegisters;
       CHECK(lil::cuda::PagedAttention(ap, nullptr));
     }
     CHECK(cudaDeviceSynchronize());

@@ -140,7 +140,7 @@ inline lil::cuda::PagedAttentionParams Params(const Pool& pool, const Launch& l,
   p.partial = l.partial;
   p.counters = l.counters;
   if (stages2) {  // the cp.async kernel with two stages (registers take two whatever tc_stages says)
-    p.tc_regs = false;
+    p.tc_tiles = lil::cuda::TcTiles::kCpAsync;
     p.tc_stages = 2;
     p.min_chunk_entries = l.split2.min_chunk_entries;
     p.max_splits = l.split2.max_splits;

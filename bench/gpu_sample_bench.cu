@@ -4,8 +4,8 @@
 // SampleFiltered for temperature, top-p, top-k and min-p draws and top logprobs, median us per
 // launch. Beside each: one read of the logits at the HBM read ceiling of this run (the floor
 // if the row came from HBM; it sits in the L2 after the LM head, so the kernels can beat it)
-// and, for the other modes, the time SampleFiltered adds to Greedy. The PyTorch peer on the same shapes
-// is bench/sample_peer.py (sort-based top-p as transformers does it, then multinomial).
+// and, for the other modes, the time SampleFiltered adds to Greedy. The PyTorch peer on the
+// same shapes is bench/sample_peer.py (sort-based top-p as transformers does it, then multinomial).
 // Logits are N(0, 3^2) (the flat end: many tokens survive each cut). Usage: gpu_sample_bench
 #include <cuda_runtime.h>
 

@@ -3,8 +3,7 @@
 # 128,256 fp32 logits, N(0, 3^2)): argmax for greedy; for the sampled modes what transformers'
 # logits processors do (divide by the temperature, torch.topk for top-k, a full sort + softmax
 # + cumsum for top-p, softmax max for min-p), then softmax + torch.multinomial; top logprobs
-# as log_softmax + topk. Median us per
-# call over CUDA-synchronised batches. Usage: python bench/sample_peer.py
+# as log_softmax + topk. Median us per call over CUDA-synchronised batches. Usage: python bench/sample_peer.py
 import time
 
 import torch

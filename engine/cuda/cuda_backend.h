@@ -20,6 +20,7 @@
 #include "engine/cuda/nccl_comm.h"
 #include "engine/parallel/communicator.h"
 #include "engine/parallel/tp_shard.h"
+#include "kernels/cuda/attention.h"
 
 namespace lil::cuda {
 
@@ -186,8 +187,9 @@ class CudaBackend final : public Backend {
   // cp.async stages of the tensor-core decode kernel's cp.async path ($LILSERVE_TC_REGS=0): 3,
   // or 2 with $LILSERVE_TC_STAGES=2 (PagedAttentionParams::tc_stages; 3 since session 9).
   int32_t tc_stages_ = 3;
-  bool tc_regs_ = true;  // $LILSERVE_TC_REGS=0: cp.async tiles (PagedAttentionParams::tc_regs)
-  bool tc_tma_ = false;  // $LILSERVE_TC_TMA=1 (experimental): TMA tiles (PagedAttentionParams::tc_tma)
+  // PagedAttentionParams::tc_tiles: registers, $LILSERVE_TC_REGS=0 cp.async, $LILSERVE_TC_TMA=1
+  // TMA (experimental).
+  TcTiles tc_tiles_ = TcTiles::kRegisters;
   // One GPU, unless $LILSERVE_FUSED_NORM=0: the attention and MLP RMSNorm weights are folded
   // into the qkv and gate_up columns at load (every norm then runs with a unit weight) and
   // gate_up's rows are interleaved (gate j, up j); a fused step (FusedStep: batch-1 decode, and

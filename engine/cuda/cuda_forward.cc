@@ -64,8 +64,7 @@ absl::Status CudaBackend::Attention(int32_t layer, const StepInputs& in, const W
   ap.rows_static = l.num_quest == 0;  // else QuestSelect (the kernel just before) wrote the rows
   ap.tensor_cores = TensorCoreAttention(in.num_tokens);  // the kernel SplitTarget sized the split for
   ap.tc_stages = tc_stages_;
-  ap.tc_regs = tc_regs_;
-  ap.tc_tma = tc_tma_;
+  ap.tc_tiles = tc_tiles_;
   if (!mass && l.split.min_chunk_entries > 0) {
     ap.min_chunk_entries = l.split.min_chunk_entries;
     ap.max_splits = l.split.max_splits;

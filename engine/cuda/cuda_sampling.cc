@@ -77,6 +77,7 @@ void CudaBackend::PackSampleArgs(const StepPlan& plan, const StepInputs& in, boo
     a[5] = static_cast<int32_t>(static_cast<uint32_t>(bits));
     a[6] = static_cast<int32_t>(static_cast<uint32_t>(bits >> 32));
     a[7] = seq.sampling.logprobs;
+    w->gpu_top_logprobs |= seq.sampling.logprobs > 0;
   }
   w->sample_args = pack_.Add(args, tok_cap * kSampleArgs);
   w->gpu_sampled = gpu_sampled;
@@ -112,12 +113,8 @@ absl::Status CudaBackend::FinishSampling(const StepPlan& plan, const StepInputs&
                                            cudaMemcpyDeviceToHost, stream_));
   LIL_CUDA_RETURN_IF_ERROR(cudaMemcpyAsync(logprobs.data(), w.logprob, sizeof(float) * r,
                                            cudaMemcpyDeviceToHost, stream_));
-  // SampleFiltered's top logprobs, when a row it handled asked for them.
-  bool gpu_top = false;
-  for (int32_t s = 0; s < num_seqs && w.gpu_sampled; ++s) {
-    const ScheduledSeq& seq = plan.seqs[s];
-    gpu_top |= seq.sample && in.first_logit_row[s] >= 0 && seq.sampling.logprobs > 0 && DrawnOnGpu(seq.sampling);
-  }
+  // SampleFiltered's top logprobs, when a row it handled asked for them (PackSampleArgs knows).
+  const bool gpu_top = w.gpu_top_logprobs;
   std::vector<int32_t> top_ids(gpu_top ? r * kMaxTopLogprobs : 0);
   std::vector<float> top_lps(top_ids.size());
   if (gpu_top) {

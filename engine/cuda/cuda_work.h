@@ -19,6 +19,7 @@ struct CudaBackend::Work {
   int32_t num_flash_tiles = 0;  // > 0: prefill attention through FlashPrefill
   int64_t sample_args = 0;      // [logit rows, kSampleArgs] (SampleFilteredParams::args)
   bool gpu_sampled = false;     // some row draws through SampleFiltered this step
+  bool gpu_top_logprobs = false;  // ... and some row it handles wants top logprobs (PackSampleArgs)
   struct Layout {
     int64_t indptr, pages, logical, entry_seq, q_row, cand_begin, cand_count, budget, out_begin;
     int32_t nnz, num_quest, max_cand;

@@ -13,6 +13,16 @@
 
 namespace lil::cuda {
 
+// How the tensor-core decode kernel brings a K / V tile into shared memory (attention_tc.cu).
+// kRegisters (the default since session 17): plain 16-byte loads into registers, stored one
+// tile later, two stages whatever tc_stages says; cp.async into the padded rows had cost the L2
+// 1.5x the sectors and read at 0.88 / 0.89 of the read ceiling (batch 16, 16k / 32k), registers
+// at 0.93 / 0.94. kCpAsync: cp.async, tc_stages stages. kTma (experimental, session 17, not
+// yet run on a GPU): 2-D TMA of each page's K / V boxes (tensor maps over the pools, 128-byte
+// swizzle) onto per-stage mbarriers, tc_stages stages, no staging registers; kRegisters where
+// the driver makes no tensor map.
+enum class TcTiles : int32_t { kCpAsync = 0, kRegisters = 1, kTma = 2 };
+
 struct PagedAttentionParams {
   const float* q;              // [num_tokens, num_heads, head_dim]
   bf16* out;                   // [num_tokens, num_heads, head_dim]
@@ -53,17 +63,9 @@ struct PagedAttentionParams {
   // (its entries are per head) nor for rows Quest selects (per head). CudaBackend builds such
   // layouts unless $LILSERVE_SEQ_ROWS=0 (RowLayout::per_seq).
   bool rows_per_seq = false;
-  // The tensor-core kernel moves tiles through registers (plain 16-byte loads, then
-  // shared-memory stores; two stages whatever tc_stages says) instead of cp.async
-  // (attention_tc.cu, kRegs). Default since session 17: cp.async into the padded rows cost the
-  // L2 1.5x the sectors and read at 0.88 / 0.89 of the read ceiling (batch 16, 16k / 32k),
-  // registers at 0.93 / 0.94. CudaBackend: $LILSERVE_TC_REGS=0 for cp.async.
-  bool tc_regs = true;
-  // Experimental (session 17, not yet run on a GPU): the tensor-core kernel copies each page's
-  // K / V boxes with 2-D TMA (tensor maps over the pools, 128-byte swizzle) onto per-stage
-  // mbarriers, tc_stages stages, no staging registers (attention_tc.cu, kPathTma). Falls back
-  // to registers where the driver makes no tensor map. CudaBackend: $LILSERVE_TC_TMA=1.
-  bool tc_tma = false;
+  // The tensor-core kernel's tile path (TcTiles). CudaBackend: $LILSERVE_TC_REGS=0 for
+  // kCpAsync, $LILSERVE_TC_TMA=1 for kTma.
+  TcTiles tc_tiles = TcTiles::kRegisters;
 };
 
 // The row a (sequence, KV head) pair reads: RowOf(p, seq, kvh).

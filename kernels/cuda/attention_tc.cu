@@ -44,8 +44,9 @@ template <int D>
 __host__ __device__ constexpr int RowStride() { return D + 8; }  // bf16 per smem row: 16 bytes of padding
 template <int D>
 __host__ __device__ constexpr int TileElems() { return kTileKeys * RowStride<D>(); }
-// The three ways a tile reaches shared memory (the kernel's kPath).
-constexpr int kPathCpAsync = 0, kPathRegs = 1, kPathTma = 2;
+// The three ways a tile reaches shared memory (the kernel's kPath: TcTiles as an int).
+constexpr int kPathCpAsync = static_cast<int>(TcTiles::kCpAsync), kPathRegs = static_cast<int>(TcTiles::kRegisters),
+              kPathTma = static_cast<int>(TcTiles::kTma);
 // kPathTma's tiles: unpadded [D / 64 boxes][16 rows][64 columns], each box in the TMA's
 // 128-byte swizzle (16-byte chunk c of row r at chunk c ^ (r % 8)), boxes 1024-byte aligned.
 template <int D>
@@ -74,7 +75,7 @@ __device__ __forceinline__ void LdMatrixX4Trans(uint32_t (&r)[4], const bf16* ro
 // copy of 512 contiguous bytes into these padded rows cost the L2 24 sectors where 16 hold the
 // data (1.5x the L2 work per DRAM byte, the L2 at ~90% busy, DRAM at 81%); the plain loads cost
 // 16 (DRAM at 88%). Batch 16 at 16k / 32k: 0.88 / 0.89 -> 0.94 / 0.94 of the read ceiling.
-// kPathTma (experimental, session 17, not yet run on a GPU; PagedAttentionParams::tc_tma):
+// kPathTma (experimental, session 17, not yet run on a GPU; TcTiles::kTma):
 // lane 0 of a warp copies a tile's K and V boxes with 2-D TMA (tk / tv: the layer's pools as
 // rows of head_dim) onto the stage's mbarrier; the TMA unit asks the L2 for exactly the
 // tile's sectors and no registers hold it, so S tiles a warp are in flight. Rows past the
@@ -423,16 +424,22 @@ cudaError_t Launch(const PagedAttentionParams& p, cudaStream_t stream) {
                    tv);
 }
 
-// p.tc_tma (experimental), else p.tc_regs (two shared stages whatever tc_stages says), else
-// cp.async with tc_stages. The TMA path falls back to registers where the driver makes no map.
+// p.tc_tiles' kernel (TcTiles); the TMA path falls back to registers where the driver makes
+// no map, the register path has two stages whatever tc_stages says.
 template <int D>
 cudaError_t LaunchFor(const PagedAttentionParams& p, cudaStream_t stream) {
-  if (p.tc_tma) {
-    const cudaError_t e = p.tc_stages == 3 ? Launch<D, 3, kPathTma>(p, stream) : Launch<D, 2, kPathTma>(p, stream);
-    if (e != cudaErrorNotSupported) return e;
+  switch (p.tc_tiles) {
+    case TcTiles::kCpAsync:
+      return p.tc_stages == 3 ? Launch<D, 3, kPathCpAsync>(p, stream) : Launch<D, 2, kPathCpAsync>(p, stream);
+    case TcTiles::kTma: {
+      const cudaError_t e = p.tc_stages == 3 ? Launch<D, 3, kPathTma>(p, stream) : Launch<D, 2, kPathTma>(p, stream);
+      if (e != cudaErrorNotSupported) return e;
+      return Launch<D, 2, kPathRegs>(p, stream);
+    }
+    case TcTiles::kRegisters:
+      return Launch<D, 2, kPathRegs>(p, stream);
   }
-  if (p.tc_regs || p.tc_tma) return Launch<D, 2, kPathRegs>(p, stream);
-  return p.tc_stages == 3 ? Launch<D, 3, kPathCpAsync>(p, stream) : Launch<D, 2, kPathCpAsync>(p, stream);
+  return cudaErrorInvalidValue;
 }
 
 }  // namespace

@@ -170,7 +170,7 @@ TEST_P(AttentionParity, SplitKvMatchesCpuReference) {
     splits.push_back({2, 3});
     // Both split kernels: CUDA cores (fp32 q) and tensor cores (q and P in bf16: the wider
     // tolerance of the flash prefill test below); the tensor-core kernel with its tiles through
-    // cp.async (2 and 3 stages), through registers (tc_regs, the default) and by TMA (tc_tma, 2
+    // cp.async (2 and 3 stages), through registers (the default) and by TMA (2
     // and 3 stages; experimental).
     const bool tc = cuda::TcDecodeSupported(c.d, c.heads / c.hkv);
     for (const auto& [min_chunk, max_splits] : splits) {
@@ -180,8 +180,7 @@ TEST_P(AttentionParity, SplitKvMatchesCpuReference) {
         p.rows_static = rep % 2 == 1;  // odd runs read the rows and prefetch before their wait
         p.tensor_cores = rep >= 2;
         p.tc_stages = rep >= 4 && rep < 10 ? 3 : 2;
-        p.tc_regs = rep >= 6 && rep < 8;
-        p.tc_tma = rep >= 8;
+        p.tc_tiles = rep < 6 ? cuda::TcTiles::kCpAsync : rep < 8 ? cuda::TcTiles::kRegisters : cuda::TcTiles::kTma;
         if (min_chunk > 0) {
           p.min_chunk_entries = min_chunk;
           p.max_splits = max_splits;
@@ -192,7 +191,7 @@ TEST_P(AttentionParity, SplitKvMatchesCpuReference) {
         const float tol = p.tensor_cores ? 1.5e-2f : 1e-2f;
         EXPECT_TRUE(AllClose(testing::ToF32(out.Download()), ref_out, tol, tol))
             << "sparse=" << sparse << " min_chunk=" << min_chunk << " max_splits=" << max_splits << " rep=" << rep
-            << " tc_stages=" << p.tc_stages << " tc_regs=" << p.tc_regs << " tc_tma=" << p.tc_tma;
+            << " tc_stages=" << p.tc_stages << " tc_tiles=" << static_cast<int>(p.tc_tiles);
       }
     }
     for (int32_t n : counters.Download()) EXPECT_EQ(n, 0);

@@ -360,8 +360,9 @@ TEST(GpuOps, GreedyMatchesHostSampler) {
 // float rounding moves a cut or the draw's boundary: the GPU's expf and its sums' order), the
 // log-probability is the token's, undrawn rows keep Greedy's token, a second run draws the
 // same tokens, and rows asking for top logprobs (drawn or not) get the host's, in its order.
-// Rows of one value throughout take the tie path (more tied logits than GatherCut holds). Rows of 5,000 logits from 40 values (ties across every cut) and of
-// Llama-3's 128,256; temperatures, top-k, top-p and min-p in combination.
+// Rows of one value throughout take the tie path (more tied logits than GatherCut holds). Rows
+// of 5,000 logits from 40 values (ties across every cut) and of Llama-3's 128,256;
+// temperatures, top-k, top-p and min-p in combination.
 TEST(GpuOps, FilteredSamplingFollowsTheHostSampler) {
   LIL_SKIP_WITHOUT_GPU();
   struct Mode {
