@@ -179,11 +179,12 @@ class CudaBackend final : public Backend {
   bool quest_split_ = true;
   bool quest_fp8_ = false;  // QuestFp8(local_): LayerView's metadata is quest_fp8
   // Decode attention on tensor cores ($LILSERVE_TC_DECODE=0: off) for steps of at least
-  // tc_min_tokens_ tokens ($LILSERVE_TC_MIN_TOKENS, default 2): at one token the CUDA-core
-  // kernel was faster inside the step (session 7: 8B at 8k, 5.08 against 5.43 ms a step),
-  // at batch 32 / 8k the tensor cores are (16.3 against 18.8 ms).
+  // tc_min_tokens_ tokens ($LILSERVE_TC_MIN_TOKENS, default 1: every step). At one token the
+  // CUDA-core kernel was faster inside the step until the tiles went through registers
+  // (session 7: 8B at 8k, 5.08 against 5.43 ms); session 18 (ABAB, docs/PERF.md): the tensor
+  // cores give TP=2 batch 1 at 1k -5%, TP=1 1k -1%, TP=1 8k +0.6%.
   bool tc_decode_ = false;
-  int32_t tc_min_tokens_ = 2;
+  int32_t tc_min_tokens_ = 1;
   // cp.async stages of the tensor-core decode kernel's cp.async path ($LILSERVE_TC_REGS=0): 3,
   // or 2 with $LILSERVE_TC_STAGES=2 (PagedAttentionParams::tc_stages; 3 since session 9).
   int32_t tc_stages_ = 3;

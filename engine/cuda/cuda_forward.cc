@@ -145,11 +145,17 @@ absl::Status CudaBackend::RunLayer(int32_t layer, const StepInputs& in, const Wo
   if (fuse) {
     // One GPU: o and down add into x and round it to xb themselves. Tensor parallel: they
     // write this rank's partial to delta, and the all-reduce adds the sum into x and xb.
+    // Tensor parallel with the one-shot path on: the GEMV all-reduces its own partial (no
+    // all-reduce kernel; $LILSERVE_GEMV_ALLREDUCE=0 keeps the kernel).
     auto project = [&](const bf16* in, const bf16* weight, int32_t in_dim) -> absl::Status {
       GemmParams g{in, weight, comm_ == nullptr ? w.x : w.delta, t, in_dim, hid};
       if (comm_ == nullptr) {
         g.add_to_y = true;
         g.y_bf16 = w.xb;
+      } else if (auto reduce = comm_->GemvAllReduceFor(w.x, w.xb, int64_t{t} * hid); reduce.has_value() && t == 1) {
+        GemmParams with = g;
+        with.reduce = *reduce;
+        if (GemvSupported(with)) return gemm_.RunFused(with);
       }
       LIL_RETURN_IF_ERROR(gemm_.RunFused(g));
       return comm_ == nullptr ? absl::OkStatus() : comm_->AllReduceIntoResidual(w.delta, int64_t{t} * hid, w.x, w.xb);

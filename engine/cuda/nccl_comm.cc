@@ -198,7 +198,15 @@ absl::StatusOr<bool> NcclCommunicator::EnableOneShot(const std::vector<NcclCommu
   // 8B-class model), unless $LILSERVE_ONESHOT_LL=0.
   const int64_t ll_cap = EnvIs("LILSERVE_ONESHOT_LL", "0") ? 0 : std::min<int64_t>(cap, kOneShotLlBytes / 4);
   const int64_t ll_bytes = 2 * world * (ll_cap / 2) * static_cast<int64_t>(sizeof(uint4));
+  // The GEMV's own all-reduce (GemvAllReduceFor) for messages up to kGemvAllReduceFloats, with
+  // the LL variant and unless $LILSERVE_GEMV_ALLREDUCE=0: its own slots and state, so its
+  // epochs never meet the one-shot kernels'.
+  const int64_t gemv_cap = ll_cap > 0 && !EnvIs("LILSERVE_GEMV_ALLREDUCE", "0") ? kGemvAllReduceFloats : 0;
+  const int64_t gemv_bytes = 2 * world * (gemv_cap / 2) * static_cast<int64_t>(sizeof(uint4));
   OneShotParams shared;
+  GemvAllReduce gemv;
+  gemv.world = gemv_cap > 0 ? world : 0;
+  gemv.cap = gemv_cap;
   shared.world = world;
   shared.cap = cap;
   for (int32_t r = 0; r < world; ++r) {
@@ -213,12 +221,16 @@ absl::StatusOr<bool> NcclCommunicator::EnableOneShot(const std::vector<NcclCommu
       }
     }
     NcclCommunicator& c = *comms[r];
-    // [LL slots][slots][flags][epochs]: the LL slots first keep their 16-byte alignment.
-    const size_t bytes = ll_bytes + sizeof(float) * slot_floats + sizeof(uint32_t) * (flag_words + kOneShotMaxBlocks);
+    // [GEMV slots][LL slots][slots][flags][epochs][GEMV state]: the 16-byte slots first keep
+    // their alignment.
+    const size_t bytes = gemv_bytes + ll_bytes + sizeof(float) * slot_floats +
+                         sizeof(uint32_t) * (flag_words + kOneShotMaxBlocks + 2);
     LIL_RETURN_IF_ERROR(c.one_shot_memory_.Reserve(bytes));
     LIL_CUDA_RETURN_IF_ERROR(cudaMemset(c.one_shot_memory_.get(), 0, bytes));
-    shared.ll_slots[r] = ll_cap > 0 ? c.one_shot_memory_.get<uint4>() : nullptr;
-    shared.slots[r] = reinterpret_cast<float*>(c.one_shot_memory_.get<char>() + ll_bytes);
+    char* base = c.one_shot_memory_.get<char>();
+    gemv.slots[r] = gemv_cap > 0 ? reinterpret_cast<uint4*>(base) : nullptr;
+    shared.ll_slots[r] = ll_cap > 0 ? reinterpret_cast<uint4*>(base + gemv_bytes) : nullptr;
+    shared.slots[r] = reinterpret_cast<float*>(base + gemv_bytes + ll_bytes);
     shared.flags[r] = reinterpret_cast<uint32_t*>(shared.slots[r] + slot_floats);
   }
   shared.ll_cap = ll_cap;
@@ -227,16 +239,21 @@ absl::StatusOr<bool> NcclCommunicator::EnableOneShot(const std::vector<NcclCommu
     c.one_shot_ = shared;
     c.one_shot_.rank = r;
     c.one_shot_.epoch = shared.flags[r] + flag_words;
+    c.gemv_ = gemv;
+    c.gemv_.rank = r;
+    c.gemv_.state = c.one_shot_.epoch + kOneShotMaxBlocks;
     // Pinned memory is mapped into every device's address space (unified addressing).
     LIL_RETURN_IF_ERROR(c.one_shot_error_.Reserve(sizeof(uint32_t)));
     *c.one_shot_error_.get<uint32_t>() = 0;
     void* mapped = nullptr;
     LIL_CUDA_RETURN_IF_ERROR(cudaHostGetDevicePointer(&mapped, c.one_shot_error_.get(), 0));
     c.one_shot_.error = static_cast<uint32_t*>(mapped);
+    c.gemv_.error = c.one_shot_.error;
   }
   LIL_CUDA_RETURN_IF_ERROR(cudaSetDevice(previous));
-  LIL_LOG_INFO("one-shot all-reduce on for messages up to {} KiB ({} ranks; the epoch beside every value up to {} KiB); "
-               "NCCL above", cap * 4 / 1024, world, ll_cap * 4 / 1024);
+  LIL_LOG_INFO("one-shot all-reduce on for messages up to {} KiB ({} ranks; the epoch beside every value up to {} KiB; "
+               "inside the one-token GEMVs up to {} KiB); NCCL above",
+               cap * 4 / 1024, world, ll_cap * 4 / 1024, gemv_cap * 4 / 1024);
   return true;
 }
 
@@ -269,6 +286,18 @@ absl::Status NcclCommunicator::AllReduceIntoResidual(float* data, int64_t n, flo
   LIL_RETURN_IF_ERROR(AllReduceSum(data, n));
   LIL_CUDA_RETURN_IF_ERROR(AddInPlace(residual, data, n, stream_));
   return CudaStatus(ToBf16(residual, residual_bf16, n, stream_), "ToBf16 (residual)");
+}
+
+std::optional<GemvAllReduce> NcclCommunicator::GemvAllReduceFor(float* residual, __nv_bfloat16* residual_bf16,
+                                                                 int64_t n) const {
+  if (world_ < 2 || gemv_.world == 0 || n > gemv_.cap || n % 2 != 0 || aborted_.load() ||
+      reinterpret_cast<uintptr_t>(residual) % 8 != 0 || reinterpret_cast<uintptr_t>(residual_bf16) % 4 != 0) {
+    return std::nullopt;
+  }
+  GemvAllReduce a = gemv_;
+  a.residual = residual;
+  a.residual_bf16 = residual_bf16;
+  return a;
 }
 
 absl::Status NcclCommunicator::AllGather(const float* in, int64_t n, float* out) {

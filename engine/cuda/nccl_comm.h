@@ -23,6 +23,7 @@
 #include <array>
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -56,6 +57,11 @@ class NcclCommunicator final : public Communicator {
   // the one-shot path when it is on and n fits; else NCCL then two small kernels. data's
   // contents afterwards are unspecified. Every rank must pass the same residual values.
   absl::Status AllReduceIntoResidual(float* data, int64_t n, float* residual, __nv_bfloat16* residual_bf16);
+  // The same sum done inside the GEMV that makes the partial (GemmParams::reduce; allreduce.h
+  // GemvAllReduce): the descriptor for a message of n floats into residual / residual_bf16, or
+  // nullopt (one rank, the one-shot kernels off, $LILSERVE_GEMV_ALLREDUCE=0, n odd or over
+  // kGemvAllReduceFloats): then the GEMV writes its partial and AllReduceIntoResidual follows.
+  std::optional<GemvAllReduce> GemvAllReduceFor(float* residual, __nv_bfloat16* residual_bf16, int64_t n) const;
   absl::Status AllGather(const float* in, int64_t n, float* out) override;
   absl::Status Broadcast(void* data, int64_t bytes, int32_t root) override;
   // Enqueues a one-element all-reduce and waits for the stream.
@@ -88,6 +94,7 @@ class NcclCommunicator final : public Communicator {
   int32_t rank_, world_;
   cudaStream_t stream_;
   OneShotParams one_shot_;        // cap 0: off
+  GemvAllReduce gemv_;            // world 0: off
   DeviceBuffer one_shot_memory_;  // this rank's slots, flags and epochs
   PinnedBuffer one_shot_error_;   // host-mapped timeout word (OneShotParams::error)
   std::atomic<bool> aborted_{false};

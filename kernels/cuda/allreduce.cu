@@ -6,6 +6,7 @@
 // peer's parity slot only after that peer raised its flag for call k + 1, which it does only
 // after finishing call k (stream order), so no slot is overwritten while still being read.
 #include "kernels/cuda/allreduce.h"
+#include "kernels/cuda/ll.cuh"
 #include "kernels/cuda/pdl.h"
 
 namespace lil::cuda {
@@ -15,12 +16,6 @@ constexpr int kThreads = 512;
 
 __device__ __forceinline__ void StoreRelease(uint32_t* p, uint32_t v) {
   asm volatile("st.release.sys.global.u32 [%0], %1;" ::"l"(p), "r"(v) : "memory");
-}
-
-__device__ __forceinline__ uint64_t GlobalTimerNs() {
-  uint64_t t;
-  asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
-  return t;
 }
 
 __device__ __forceinline__ uint32_t LoadAcquire(const uint32_t* p) {
@@ -47,8 +42,6 @@ __device__ __forceinline__ void BlockSlice(const OneShotParams& p, int64_t* lo, 
   *lo = blockIdx.x * chunk;
   *hi = *lo + chunk < p.n ? *lo + chunk : p.n;
 }
-
-__device__ __forceinline__ uint32_t FlagOf(uint32_t e) { return e | 0x80000000u; }
 
 __device__ __forceinline__ CallSlice BeginCall(const OneShotParams& p) {
   PdlWait();
@@ -149,25 +142,9 @@ __global__ void __launch_bounds__(kThreads) OneShotKernel(OneShotParams p) {
 
 // The flag-in-every-word variant (OneShotParams::ll_cap). Thread i of block b owns value
 // pairs lo/2 + i, lo/2 + i + kThreads, ... of block b's slice: it sends each as one 16-byte
-// store {v0, f, v1, f} (f: CallSlice::flag) to every peer, then polls its own slots until
-// both flags of each peer's pair read f (a 16-byte store is not promised to land at once,
-// but each aligned 8-byte half is, so each value is checked beside its own flag). Slot
-// reuse: the argument above, with "raised its flag for call k + 1" read as "sent call
-// k + 1's data".
-__device__ __forceinline__ void StoreLl(uint4* p, float v0, float v1, uint32_t flag) {
-  asm volatile("st.volatile.global.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(__float_as_uint(v0)), "r"(flag),
-               "r"(__float_as_uint(v1)), "r"(flag)
-               : "memory");
-}
-
-__device__ __forceinline__ uint4 LoadLl(const uint4* p) {
-  uint4 v;
-  asm volatile("ld.volatile.global.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
-               : "l"(p)
-               : "memory");
-  return v;
-}
-
+// store {v0, f, v1, f} (f: CallSlice::flag; ll.cuh) to every peer, then polls its own slots
+// until both flags of each peer's pair read f. Slot reuse: the argument above, with "raised
+// its flag for call k + 1" read as "sent call k + 1's data".
 __global__ void __launch_bounds__(kThreads) OneShotLlKernel(OneShotParams p) {
   // The epoch is read twice: a guess before the PDL wait (in a decode step the previous call
   // ended kernels ago) that addresses a first, speculative read of the peers' pairs, and the

@@ -48,6 +48,33 @@ struct OneShotParams {
   int64_t ll_cap = 0;  // a multiple of 4, <= cap
 };
 
+// The all-reduce of a one-token decode step's o / down product done by its GEMV (GemmParams::
+// reduce, kernels/cuda/gemv.cu), so the step has no all-reduce kernel and one kernel boundary a
+// call fewer. Each CTA, as it finishes its output rows, sends every (even, odd) pair of them to
+// every rank, its own included, as one 16-byte {v0, flag, v1, flag} store (the
+// flag-in-every-word format above) and waits for nothing; the grid's last 8 CTAs then each wait
+// for every rank's pairs of one slice of the message, add their rank-ordered sum into residual
+// and residual_bf16 (bitwise what OneShotAllReduce with a residual computes), and the last of
+// them to finish advances the epoch. No fence: the flags say what arrived. Only those CTAs
+// wait, so a skew between the GPUs holds a few CTAs, not the weight stream (where an exchange
+// in every warp lost: docs/PERF.md, session 13).
+// Slot reuse: a rank sends call k + 2's pairs after its PDL wait, so after its own call k + 1
+// completed, which needed every rank's call k + 1 pairs, which each rank sent after its call
+// k completed (that call's reads included): parity k's slots are free.
+struct GemvAllReduce {
+  int32_t rank = 0, world = 0;  // world 0: off
+  // slots[p]: rank p's receive pairs, [2 parities][world sources][cap / 2].
+  uint4* slots[kOneShotMaxRanks] = {};
+  int64_t cap = 0;               // floats per (parity, source); the message (GemmParams::out) fits
+  uint32_t* state = nullptr;     // this rank's [epoch of the last call, tail CTAs done], zero at start
+  uint32_t* error = nullptr;     // OneShotParams::error's word
+  float* residual = nullptr;     // [out], += the sum
+  __nv_bfloat16* residual_bf16 = nullptr;  // [out], bf16(residual)
+};
+
+// Largest message GemvAllReduce serves (NcclCommunicator's slots: a hidden size of 16,384).
+inline constexpr int64_t kGemvAllReduceFloats = 16384;
+
 // Largest message the flag-in-every-word variant serves by default (NcclCommunicator).
 inline constexpr int64_t kOneShotLlBytes = 256 << 10;
 

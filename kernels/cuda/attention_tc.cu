@@ -33,6 +33,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
+#include <cstdio>
 
 namespace lil::cuda {
 namespace {
@@ -75,9 +76,9 @@ __device__ __forceinline__ void LdMatrixX4Trans(uint32_t (&r)[4], const bf16* ro
 // copy of 512 contiguous bytes into these padded rows cost the L2 24 sectors where 16 hold the
 // data (1.5x the L2 work per DRAM byte, the L2 at ~90% busy, DRAM at 81%); the plain loads cost
 // 16 (DRAM at 88%). Batch 16 at 16k / 32k: 0.88 / 0.89 -> 0.94 / 0.94 of the read ceiling.
-// kPathTma (experimental, session 17, not yet run on a GPU; TcTiles::kTma):
-// lane 0 of a warp copies a tile's K and V boxes with 2-D TMA (tk / tv: the layer's pools as
-// rows of head_dim) onto the stage's mbarrier; the TMA unit asks the L2 for exactly the
+// kPathTma (experimental; TcTiles::kTma; session 18: correct, slower than kRegs with one 2-D box
+// a 64-column block): lane 0 of a warp copies a tile's K and its V, one 3-D TMA box each
+// (tk / tv: TensorMapRowBlocks over the layer's pools as rows of head_dim), onto the stage's mbarrier; the TMA unit asks the L2 for exactly the
 // tile's sectors and no registers hold it, so S tiles a warp are in flight. Rows past the
 // visible keys (the next page-head's rows, or zeros past the pool) are masked out of S, and
 // their V rows zeroed before P V.
@@ -177,11 +178,8 @@ __global__ void __launch_bounds__(kWarps * 32)
         const int32_t row = static_cast<int32_t>(p.kv.Offset(ipage, kvh, 0) / D) + it0;
         uint64_t* bar = &s_bar[warp][stage];
         MbarArriveExpectTx(bar, 2 * TmaTileElems<D>() * sizeof(bf16));
-#pragma unroll
-        for (int b = 0; b < D / 64; ++b) {
-          TmaLoad2d(ks + b * kTileKeys * 64, &tk, 64 * b, row, bar);
-          TmaLoad2d(vs + b * kTileKeys * 64, &tv, 64 * b, row, bar);
-        }
+        TmaLoad3d(ks, &tk, 0, row, 0, bar);  // all D / 64 column blocks of the tile's 16 rows
+        TmaLoad3d(vs, &tv, 0, row, 0, bar);
       }
       next_tile();
     }
@@ -412,11 +410,13 @@ cudaError_t Launch(const PagedAttentionParams& p, cudaStream_t stream) {
   if (cudaError_t e = AllowSmem<D, S, kPath>(); e != cudaSuccess) return e;
   const dim3 grid(p.num_tokens * p.kv.num_kv_heads, p.min_chunk_entries > 0 ? p.max_splits : 1);
   CUtensorMap tk{}, tv{};
-  if constexpr (kPath == kPathTma) {  // the layer's pools as rows of head_dim, boxes of 16 rows x 64
+  if constexpr (kPath == kPathTma) {  // the layer's pools as rows of head_dim, a box = a tile's 16 rows
     const size_t rows = p.kv.ElementsPerPool() / D;
     if (rows > static_cast<size_t>(INT32_MAX) ||
-        !TensorMap2d(p.kv.k, D, static_cast<int32_t>(rows), 64, kTileKeys, /*swizzle128=*/true, &tk) ||
-        !TensorMap2d(p.kv.v, D, static_cast<int32_t>(rows), 64, kTileKeys, /*swizzle128=*/true, &tv)) {
+        !TensorMapRowBlocks(p.kv.k, D, static_cast<int32_t>(rows), kTileKeys, &tk) ||
+        !TensorMapRowBlocks(p.kv.v, D, static_cast<int32_t>(rows), kTileKeys, &tv)) {
+      static std::atomic<bool> told{false};
+      if (!told.exchange(true)) std::fprintf(stderr, "lilserve: no TMA tensor map for the KV pool; register tiles\n");
       return cudaErrorNotSupported;
     }
   }

@@ -24,6 +24,7 @@
 #include <cstdlib>
 
 #include "common/env.h"
+#include "kernels/cuda/ll.cuh"
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/pdl.h"
 #include "kernels/cuda/rope_kv.cuh"
@@ -79,14 +80,66 @@ __device__ __forceinline__ void MathStep(const GemmParams& p, int32_t kb, const 
   }
 }
 
+// GemmParams::reduce (allreduce.h GemvAllReduce; one row): the end of the grid's last
+// kGemvTailCtas CTAs, after their warps sent their pairs. Tail CTA j of `tail` owns slice j of
+// the message's pairs: it waits for every rank's pairs there, its own rank's included (every CTA
+// sends its pairs to itself too, flagged like a peer's, so no fence orders them), and adds their
+// rank-ordered sum into the residual; each thread issues all ranks' loads of a pair before it
+// waits for any, so a slice costs about one round trip. The tail CTA that finishes last
+// advances the epoch: by then every pair has arrived, so every CTA that sends has read it.
+constexpr int kGemvTailCtas = 8;
+
+__device__ __forceinline__ void GemvReduceTail(const GemmParams& p, uint32_t e, int j, int tail) {
+  const GemvAllReduce& a = p.reduce;
+  __syncthreads();  // this CTA's sends are issued
+  const uint32_t flag = FlagOf(e);
+  const int64_t half_cap = a.cap / 2, pairs = p.out / 2, per = (pairs + tail - 1) / tail;
+  const int64_t lo = j * per, hi = lo + per < pairs ? lo + per : pairs;
+  const uint4* mine = a.slots[a.rank] + static_cast<int64_t>(e & 1) * a.world * half_cap;
+  const uint64_t start = GlobalTimerNs();
+  bool timed_out = false;
+  for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x) {
+    uint4 w[kOneShotMaxRanks];
+#pragma unroll
+    for (int q = 0; q < kOneShotMaxRanks; ++q) {
+      if (q < a.world) w[q] = LoadLl(mine + q * half_cap + i);
+    }
+    float2* res = reinterpret_cast<float2*>(a.residual) + i;
+    const float2 r0 = *res;
+    float2 acc = make_float2(0.0f, 0.0f);
+#pragma unroll
+    for (int q = 0; q < kOneShotMaxRanks; ++q) {  // rank order: the same bits on every rank
+      if (q >= a.world) break;
+      while ((w[q].y != flag || w[q].w != flag) && !timed_out) {
+        if (GlobalTimerNs() - start > kOneShotTimeoutNs) {
+          if (a.error != nullptr) atomicExch(a.error, 1u + q);
+          timed_out = true;
+        }
+        w[q] = LoadLl(mine + q * half_cap + i);
+      }
+      const float v0 = __uint_as_float(w[q].x), v1 = __uint_as_float(w[q].z);
+      acc.x = q == 0 ? v0 : acc.x + v0;
+      acc.y = q == 0 ? v1 : acc.y + v1;
+    }
+    const float2 r = make_float2(r0.x + acc.x, r0.y + acc.y);
+    *res = r;
+    reinterpret_cast<__nv_bfloat162*>(a.residual_bf16)[i] = __floats2bfloat162_rn(r.x, r.y);
+  }
+  __syncthreads();  // every thread is past its reads of this parity
+  if (threadIdx.x == 0 && atomicAdd(a.state + 1, 1u) == static_cast<uint32_t>(tail - 1)) {
+    a.state[1] = 0;
+    a.state[0] = e;
+  }
+}
+
 template <int M, int R, int U, bool kPipelined, int S, int kMinBlocks>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32, M == 1 ? kMinBlocks : 1) GemvKernel(GemmParams p) {
   static_assert(kWarpsPerBlock % S == 0, "a block holds whole row groups");
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, slice = warp % S;
   const int32_t n0 = (blockIdx.x * (kWarpsPerBlock / S) + warp / S) * R;
-  // With S > 1 every warp reaches the barrier below, so none returns early.
-  const bool active = n0 < p.out;
-  if (S == 1 && !active) return;
+  // With S > 1 (or a reduce) every warp reaches the barriers below, so none returns early.
+  const bool active = n0 < p.out, reduce = p.reduce.world > 0;
+  if (S == 1 && !active && !reduce) return;
   const int32_t k_dim = p.in, step = 32 * 8 * U, stride = step * S, k0 = lane * 8 + slice * step;
   const bf16* w[R];
 #pragma unroll
@@ -104,6 +157,9 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, M == 1 ? kMinBlocks : 1) 
   if (active) LoadStep<R, U>(w, k0, k_dim, cur);
   PdlWait();
   PdlTrigger();
+  // The call's epoch (advanced once every CTA's pairs arrived, so after every CTA that sends
+  // read it: GemvReduceTail).
+  const uint32_t epoch = reduce ? __ldcg(p.reduce.state) + 1 : 0;
   for (int32_t kb = k0; active && kb < k_dim; kb += stride) {
     if constexpr (kPipelined) {
       uint4 next[R][U];
@@ -139,23 +195,24 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, M == 1 ? kMinBlocks : 1) 
       }
     }
     __syncthreads();
-    if (slice != 0) return;
+    if (slice == 0) {
 #pragma unroll
-    for (int m = 0; m < M; ++m) {
+      for (int m = 0; m < M; ++m) {
 #pragma unroll
-      for (int r = 0; r <= R; ++r) {
-        float sum = 0.0f;
+        for (int r = 0; r <= R; ++r) {
+          float sum = 0.0f;
 #pragma unroll
-        for (int j = 0; j < S; ++j) sum += partial[warp + j][r][m];
-        if (r < R) {
-          acc[r][m] = sum;
-        } else {
-          ss[m] = sum;
+          for (int j = 0; j < S; ++j) sum += partial[warp + j][r][m];
+          if (r < R) {
+            acc[r][m] = sum;
+          } else {
+            ss[m] = sum;
+          }
         }
       }
     }
   }
-  if (lane == 0 && active) {
+  if (lane == 0 && active && slice == 0) {
 #pragma unroll
     for (int m = 0; m < M; ++m) {
       if (m >= p.rows) break;
@@ -184,7 +241,23 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, M == 1 ? kMinBlocks : 1) 
         p.y[i] = y;
         if (p.y_bf16 != nullptr) p.y_bf16[i] = __float2bfloat16(y);
       }
+      if (reduce) {  // one row, n0 even: rows (n0 + r, n0 + r + 1) are pair (n0 + r) / 2 of the message
+        const GemvAllReduce& a = p.reduce;
+        const int64_t at = (static_cast<int64_t>(epoch & 1) * a.world + a.rank) * (a.cap / 2);
+#pragma unroll
+        for (int r = 0; r + 1 < R; r += 2) {
+          if (n0 + r + 1 >= p.out) continue;
+          for (int q = 0; q < a.world; ++q) {  // this rank's own slots too
+            StoreLl(a.slots[q] + at + (n0 + r) / 2, acc[r][m] * scale, acc[r + 1][m] * scale, FlagOf(epoch));
+          }
+        }
+      }
     }
+  }
+  if (reduce) {
+    const int tail = gridDim.x < kGemvTailCtas ? static_cast<int>(gridDim.x) : kGemvTailCtas;
+    const int j = static_cast<int>(blockIdx.x) - (static_cast<int>(gridDim.x) - tail);
+    if (j >= 0) GemvReduceTail(p, epoch, j, tail);
   }
 }
 
@@ -227,6 +300,16 @@ bool GemmFusionsSupported(const GemmParams& p) {
   // swiglu_out and rope_epilogue read rows in pairs; the epilogue also needs RoPE pairs side
   // by side and no q / k norm.
   if ((p.swiglu_out != nullptr || p.rope_epilogue) && p.out % 2 != 0) return false;
+  if (p.reduce.world > 0) {  // one row of whole pairs into y, no other fusion; the message fits the slots
+    const GemvAllReduce& a = p.reduce;
+    if (p.rows != 1 || p.out % 2 != 0 || p.out > a.cap || p.add_to_y || p.y_bf16 != nullptr ||
+        p.swiglu_out != nullptr || p.rope_epilogue || a.world > kOneShotMaxRanks || a.rank < 0 || a.rank >= a.world ||
+        a.state == nullptr || a.residual == nullptr || a.residual_bf16 == nullptr ||
+        reinterpret_cast<uintptr_t>(p.y) % 8 != 0 || reinterpret_cast<uintptr_t>(a.residual) % 8 != 0 ||
+        reinterpret_cast<uintptr_t>(a.residual_bf16) % 4 != 0) {
+      return false;
+    }
+  }
   return !p.rope_epilogue || (p.rope.kv.head_dim % 2 == 0 && p.rope.q_norm == nullptr && p.rope.k_norm == nullptr &&
                               p.rope.pairs_adjacent);
 }

@@ -9,6 +9,7 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/allreduce.h"
 #include "kernels/paged_kv.h"
 
 namespace lil::cuda {
@@ -144,8 +145,12 @@ struct GemmParams {
   bf16* swiglu_out = nullptr;
   bool rope_epilogue = false;
   QkvRopeWriteParams rope{};
+  // reduce.world > 0 (one row, out even, none of the fusions above): y receives this rank's
+  //   partial and the kernel also all-reduces it into reduce.residual (allreduce.h GemvAllReduce).
+  GemvAllReduce reduce{};
   bool fused() const {
-    return norm_eps > 0.0f || add_to_y || y_bf16 != nullptr || swiglu_out != nullptr || rope_epilogue;
+    return norm_eps > 0.0f || add_to_y || y_bf16 != nullptr || swiglu_out != nullptr || rope_epilogue ||
+           reduce.world > 0;
   }
 };
 cudaError_t GemmFallback(const GemmParams& p, cudaStream_t stream);

@@ -5,8 +5,9 @@
 // prefill, chunked prefill and decode, a Quest decode and a freed page, h2o page mass, then
 // decode steps replayed from CUDA graphs (with the NCCL calls captured) giving the same greedy
 // tokens; a group whose very first step is graph-captured (and fused: one token); the
-// all-reduce into the residual (one-shot and NCCL, one call and calls back to back). Skips without N GPUs. Also: N beyond the
-// GPUs present is INVALID_ARGUMENT.
+// all-reduce into the residual (one-shot and NCCL, one call and calls back to back); the
+// one-token GEMV's own all-reduce against it. Skips without N GPUs. Also: N beyond the GPUs
+// present is INVALID_ARGUMENT.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -20,6 +21,7 @@
 #include "engine/cuda/cuda_backend.h"
 #include "engine/cuda/nccl_comm.h"
 #include "engine/cuda/tp_cuda_backend.h"
+#include "kernels/cuda/ops.h"
 #include "tests/gpu/backend_test_util.h"
 #include "tests/testing/tiny_model.h"
 
@@ -339,6 +341,81 @@ INSTANTIATE_TEST_SUITE_P(Paths, ResidualAllReduce,
                            return std::string(i.param.one_shot ? "OneShot" : "Nccl") + std::to_string(i.param.n) +
                                   (i.param.calls > 1 ? "x" + std::to_string(i.param.calls) : "");
                          });
+
+// GemmParams::reduce (the one-token o / down GEMV all-reducing its own partial) against the
+// GEMV followed by AllReduceIntoResidual, on 2 GPUs: the same residual bits, its bf16 copy too.
+// Shapes that take each GEMV split (in 7168: four warps a row pair; 2048: two; 1024: one, with
+// a last CTA partly past `out`), one after another on one stream with the kernel path between
+// them, so epochs and parities run across many calls.
+TEST(GemvAllReduce, MatchesTheAllReduceKernel) {
+  if (GpuCount() < 2) GTEST_SKIP() << "needs 2 GPUs, have " << GpuCount();
+  RankGroup g;
+  bool on = false;
+  ASSERT_TRUE(g.Create(true, &on).ok());
+  if (!on) GTEST_SKIP() << "no peer access between GPUs 0 and 1";
+  struct Shape {
+    int32_t in, out;
+  };
+  const std::vector<Shape> shapes = {{7168, 4096}, {2048, 4096}, {1024, 4098}, {7168, 4096}, {2048, 4096}};
+  constexpr int kRounds = 3;
+  std::vector<std::vector<float>> got(RankGroup::kWorld), want(RankGroup::kWorld);
+  std::vector<std::vector<cuda::bf16>> got_bf16(RankGroup::kWorld), want_bf16(RankGroup::kWorld);
+  const absl::Status s = g.OnRanks([&](int32_t r) -> absl::Status {
+    std::mt19937 rng(17 + r);
+    std::uniform_real_distribution<float> u(-1.0f, 1.0f);
+    const int32_t max_in = 7168, max_out = 4098;
+    std::vector<cuda::bf16> w(static_cast<size_t>(max_in) * max_out), x(max_in);
+    for (auto& v : w) v = __float2bfloat16(0.05f * u(rng));
+    for (auto& v : x) v = __float2bfloat16(u(rng));
+    std::vector<float> residual(max_out);
+    for (int32_t i = 0; i < max_out; ++i) residual[i] = 2.0f * std::cos(0.3f * i);  // the same on both ranks
+    cuda::DeviceBuffer dw, dx, delta, res_a, res_b, bf_a, bf_b;
+    LIL_RETURN_IF_ERROR(dw.Reserve(sizeof(cuda::bf16) * w.size()));
+    LIL_RETURN_IF_ERROR(dx.Reserve(sizeof(cuda::bf16) * x.size()));
+    LIL_RETURN_IF_ERROR(delta.Reserve(sizeof(float) * max_out));
+    for (cuda::DeviceBuffer* b : {&res_a, &res_b}) LIL_RETURN_IF_ERROR(b->Reserve(sizeof(float) * max_out));
+    for (cuda::DeviceBuffer* b : {&bf_a, &bf_b}) LIL_RETURN_IF_ERROR(b->Reserve(sizeof(cuda::bf16) * max_out));
+    LIL_CUDA_RETURN_IF_ERROR(cudaMemcpy(dw.get(), w.data(), sizeof(cuda::bf16) * w.size(), cudaMemcpyHostToDevice));
+    LIL_CUDA_RETURN_IF_ERROR(cudaMemcpy(dx.get(), x.data(), sizeof(cuda::bf16) * x.size(), cudaMemcpyHostToDevice));
+    for (cuda::DeviceBuffer* b : {&res_a, &res_b}) {
+      LIL_CUDA_RETURN_IF_ERROR(cudaMemcpy(b->get(), residual.data(), sizeof(float) * max_out, cudaMemcpyHostToDevice));
+    }
+    cuda::NcclCommunicator& c = *g.comms[r];
+    for (int round = 0; round < kRounds; ++round) {
+      for (const Shape& sh : shapes) {
+        cuda::GemmParams p{dx.get<cuda::bf16>(), dw.get<cuda::bf16>(), delta.get<float>(), 1, sh.in, sh.out};
+        LIL_CUDA_RETURN_IF_ERROR(cuda::Gemv(p, g.streams[r]));
+        LIL_RETURN_IF_ERROR(c.AllReduceIntoResidual(delta.get<float>(), sh.out, res_a.get<float>(), bf_a.get<cuda::bf16>()));
+        auto reduce = c.GemvAllReduceFor(res_b.get<float>(), bf_b.get<cuda::bf16>(), sh.out);
+        if (!reduce.has_value()) return absl::InternalError("no GemvAllReduce for the shape");
+        p.reduce = *reduce;
+        if (!cuda::GemvSupported(p)) return absl::InternalError("GemvSupported refused the reduce");
+        LIL_CUDA_RETURN_IF_ERROR(cuda::Gemv(p, g.streams[r]));
+      }
+    }
+    LIL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(g.streams[r]));
+    LIL_RETURN_IF_ERROR(c.AsyncError());
+    for (auto* v : {&got[r], &want[r]}) v->resize(max_out);
+    for (auto* v : {&got_bf16[r], &want_bf16[r]}) v->resize(max_out);
+    LIL_CUDA_RETURN_IF_ERROR(cudaMemcpy(want[r].data(), res_a.get(), sizeof(float) * max_out, cudaMemcpyDeviceToHost));
+    LIL_CUDA_RETURN_IF_ERROR(cudaMemcpy(got[r].data(), res_b.get(), sizeof(float) * max_out, cudaMemcpyDeviceToHost));
+    LIL_CUDA_RETURN_IF_ERROR(
+        cudaMemcpy(want_bf16[r].data(), bf_a.get(), sizeof(cuda::bf16) * max_out, cudaMemcpyDeviceToHost));
+    LIL_CUDA_RETURN_IF_ERROR(
+        cudaMemcpy(got_bf16[r].data(), bf_b.get(), sizeof(cuda::bf16) * max_out, cudaMemcpyDeviceToHost));
+    return absl::OkStatus();
+  });
+  ASSERT_TRUE(s.ok()) << s;
+  for (int32_t r = 0; r < RankGroup::kWorld; ++r) {
+    for (int32_t i = 0; i < 4098; ++i) {
+      ASSERT_EQ(got[r][i], want[r][i]) << "rank " << r << " element " << i;
+      ASSERT_EQ(__bfloat162float(got_bf16[r][i]), __bfloat162float(want_bf16[r][i])) << "rank " << r << " element " << i;
+      ASSERT_EQ(got[r][i], got[0][i]) << "ranks differ at " << i;
+    }
+  }
+  // The residual moved: 15 calls of sums that are not all zero.
+  EXPECT_NE(got[0][0], 2.0f);
+}
 
 TEST(CudaTensorParallelErrors, MoreRanksThanGpus) {
   const int32_t n = GpuCount();

@@ -1,0 +1,38 @@
+// File: kernels/cuda/ll.cuh
+// The device pieces of the flag-in-every-word exchange (allreduce.h): the 16-byte
+// {v0, flag, v1, flag} store and load, the flag of an epoch, and the global timer the waits
+// time out on. Shared by the one-shot all-reduce (allreduce.cu) and the GEMV that all-reduces
+// its own output (gemv.cu, GemvAllReduce).
+#pragma once
+
+#include <cstdint>
+
+namespace lil::cuda {
+
+// An epoch with its top bit set: never 0 (the slots' initial contents), also when the 32-bit
+// epoch wraps; consecutive calls of one parity differ.
+__device__ __forceinline__ uint32_t FlagOf(uint32_t e) { return e | 0x80000000u; }
+
+__device__ __forceinline__ uint64_t GlobalTimerNs() {
+  uint64_t t;
+  asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
+  return t;
+}
+
+// A 16-byte store is not promised to land at once, but each aligned 8-byte half is, so a
+// receiver checks each value beside its own flag.
+__device__ __forceinline__ void StoreLl(uint4* p, float v0, float v1, uint32_t flag) {
+  asm volatile("st.volatile.global.v4.u32 [%0], {%1, %2, %3, %4};" ::"l"(p), "r"(__float_as_uint(v0)), "r"(flag),
+               "r"(__float_as_uint(v1)), "r"(flag)
+               : "memory");
+}
+
+__device__ __forceinline__ uint4 LoadLl(const uint4* p) {
+  uint4 v;
+  asm volatile("ld.volatile.global.v4.u32 {%0, %1, %2, %3}, [%4];" : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+               : "l"(p)
+               : "memory");
+  return v;
+}
+
+}  // namespace lil::cuda
