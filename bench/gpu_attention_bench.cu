@@ -15,8 +15,8 @@
 // gap to the read ceiling is the shuffled pages' scattered 4 KiB blocks). --batched: only the
 // table of goal 2's batched steps (batch 8-128 at 1k, 8 and 32 at 8k). --profile BATCH CONTEXT:
 // only 12 launches of the backend's dense kernel at that shape, each on its own pages, for a
-// profiler (`ncu -k regex:Split --launch-skip 4`; a fourth argument `cp.async` or `tma`: that
-// tile path instead of registers). --tiles: only the table of the three tile paths.
+// profiler (`ncu -k regex:Split --launch-skip 4`; a fourth argument `cp.async`: that tile path
+// instead of registers). --tiles: only the table of the two tile paths.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -133,32 +133,31 @@ void BatchedTable(const Bench& b) {
   }
 }
 
-// Session 17: the tensor-core kernel's three tile paths on goal 3's and goal 2's shapes:
-// cp.async (three stages), registers (the default since), TMA (experimental,
-// TcTiles::kTma, three stages); interleaved three times, the fastest of each kept.
+// Session 17: the tensor-core kernel's two tile paths on goal 3's and goal 2's shapes:
+// cp.async (three stages) and registers (the default since); interleaved three times, the
+// fastest of each kept.
 void TilePathTable(const Bench& b) {
-  std::printf("\n## Tensor-core tiles: cp.async, registers (default), TMA (experimental)\n\n");
-  std::printf("| batch | context | cp.async us | of read | registers us | of read | TMA us | of read |\n"
-              "|---|---|---|---|---|---|---|---|\n");
+  std::printf("\n## Tensor-core tiles: cp.async, registers (default)\n\n");
+  std::printf("| batch | context | cp.async us | of read | registers us | of read |\n|---|---|---|---|---|---|\n");
   const std::pair<int32_t, int32_t> shapes[] = {{1, 4096}, {1, 32768}, {16, 4096}, {16, 16384}, {16, 32768},
                                                 {32, 1024}, {128, 1024}, {32, 8192}};
   for (const auto& shape : shapes) {
     const int32_t batch = shape.first, context = shape.second;
     const std::vector<Launch> launches = DenseLaunches(b, batch, context);
     const double bytes = static_cast<double>(batch) * context * kKvHeads * kDim * 2 * 2;
-    double best[3] = {1e9, 1e9, 1e9};
+    double best[2] = {1e9, 1e9};
     for (int round = 0; round < 3; ++round) {
-      for (int path = 0; path < 3; ++path) {
+      for (int path = 0; path < 2; ++path) {
         best[path] = std::min(best[path], MedianMs([&](int j) {
           lil::cuda::PagedAttentionParams ap = Params(b.pool, launches[j % launches.size()], batch, b.q, b.out);
-          ap.tc_tiles = static_cast<lil::cuda::TcTiles>(path);  // kCpAsync, kRegisters, kTma
+          ap.tc_tiles = static_cast<lil::cuda::TcTiles>(path);  // kCpAsync, kRegisters
           CHECK(lil::cuda::PagedAttention(ap, nullptr));
         }, 20, 9));
       }
     }
     const auto of_read = [&](double ms) { return bytes / (ms * 1e-3) / 1e12 / b.read_tbs; };
-    std::printf("| %d | %d | %.1f | %.3f | %.1f | %.3f | %.1f | %.3f |\n", batch, context, best[0] * 1e3,
-                of_read(best[0]), best[1] * 1e3, of_read(best[1]), best[2] * 1e3, of_read(best[2]));
+    std::printf("| %d | %d | %.1f | %.3f | %.1f | %.3f |\n", batch, context, best[0] * 1e3, of_read(best[0]),
+                best[1] * 1e3, of_read(best[1]));
   }
 }
 
@@ -317,9 +316,7 @@ int main(int argc, char** argv) {
     for (int i = 0; i < 12; ++i) {
       lil::cuda::PagedAttentionParams ap = Params(b.pool, launches[i % launches.size()], batch, b.q, b.out);
       const std::string path = argc > 4 ? argv[4] : "";
-      ap.tc_tiles = path == "cp.async" ? lil::cuda::TcTiles::kCpAsync
-                    : path == "tma"    ? lil::cuda::TcTiles::kTma
-                                       : lil::cuda::TcTiles::kRegisters;
+      ap.tc_tiles = path == "cp.async" ? lil::cuda::TcTiles::kCpAsync : lil::cuda::TcTiles::kRegisters;
       CHECK(lil::cuda::PagedAttention(ap, nullptr));
     }
     CHECK(cudaDeviceSynchronize());

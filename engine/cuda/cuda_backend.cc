@@ -146,9 +146,7 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
   b->quest_split_ = !EnvIs("LILSERVE_QUEST_SPLIT", "0");
   b->quest_fp8_ = QuestFp8(local);
   if (b->quest_fp8_) LIL_LOG_INFO("CUDA backend: Quest metadata in e4m3, rounded outward (LILSERVE_QUEST_FP8=1)");
-  b->tc_tiles_ = EnvIs("LILSERVE_TC_TMA", "1")   ? TcTiles::kTma
-                 : EnvIs("LILSERVE_TC_REGS", "0") ? TcTiles::kCpAsync
-                                                  : TcTiles::kRegisters;
+  b->tc_tiles_ = EnvIs("LILSERVE_TC_REGS", "0") ? TcTiles::kCpAsync : TcTiles::kRegisters;
   // Two cp.async stages only for the cp.async tiles (the register path has two of its own).
   b->tc_stages_ = b->tc_tiles_ == TcTiles::kCpAsync && EnvIs("LILSERVE_TC_STAGES", "2") ? 2 : 3;
   b->step_trace_ = EnvIs("LILSERVE_STEP_TRACE", "1");

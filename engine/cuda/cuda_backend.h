@@ -188,8 +188,7 @@ class CudaBackend final : public Backend {
   // cp.async stages of the tensor-core decode kernel's cp.async path ($LILSERVE_TC_REGS=0): 3,
   // or 2 with $LILSERVE_TC_STAGES=2 (PagedAttentionParams::tc_stages; 3 since session 9).
   int32_t tc_stages_ = 3;
-  // PagedAttentionParams::tc_tiles: registers, $LILSERVE_TC_REGS=0 cp.async, $LILSERVE_TC_TMA=1
-  // TMA (experimental).
+  // PagedAttentionParams::tc_tiles: registers, $LILSERVE_TC_REGS=0 cp.async.
   TcTiles tc_tiles_ = TcTiles::kRegisters;
   // One GPU, unless $LILSERVE_FUSED_NORM=0: the attention and MLP RMSNorm weights are folded
   // into the qkv and gate_up columns at load (every norm then runs with a unit weight) and

@@ -17,11 +17,10 @@ namespace lil::cuda {
 // kRegisters (the default since session 17): plain 16-byte loads into registers, stored one
 // tile later, two stages whatever tc_stages says; cp.async into the padded rows had cost the L2
 // 1.5x the sectors and read at 0.88 / 0.89 of the read ceiling (batch 16, 16k / 32k), registers
-// at 0.93 / 0.94. kCpAsync: cp.async, tc_stages stages. kTma (experimental, session 17, not
-// yet run on a GPU): 2-D TMA of each page's K / V boxes (tensor maps over the pools, 128-byte
-// swizzle) onto per-stage mbarriers, tc_stages stages, no staging registers; kRegisters where
-// the driver makes no tensor map.
-enum class TcTiles : int32_t { kCpAsync = 0, kRegisters = 1, kTma = 2 };
+// at 0.93 / 0.94. kCpAsync: cp.async, tc_stages stages. (A TMA path, tiles as swizzled 2-D /
+// 3-D tensor-map boxes on per-stage mbarriers, read at 0.83-0.84 at batch 16 / 16k against
+// registers' 0.94 and was removed in session 18: docs/PERF.md.)
+enum class TcTiles : int32_t { kCpAsync = 0, kRegisters = 1 };
 
 struct PagedAttentionParams {
   const float* q;              // [num_tokens, num_heads, head_dim]
@@ -64,7 +63,7 @@ struct PagedAttentionParams {
   // layouts unless $LILSERVE_SEQ_ROWS=0 (RowLayout::per_seq).
   bool rows_per_seq = false;
   // The tensor-core kernel's tile path (TcTiles). CudaBackend: $LILSERVE_TC_REGS=0 for
-  // kCpAsync, $LILSERVE_TC_TMA=1 for kTma.
+  // kCpAsync.
   TcTiles tc_tiles = TcTiles::kRegisters;
 };
 

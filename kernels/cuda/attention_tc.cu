@@ -26,14 +26,12 @@
 #include "kernels/cuda/pdl.h"
 #include "kernels/cuda/smem_opt_in.h"
 #include "kernels/cuda/split_merge.cuh"
-#include "kernels/cuda/tma.cuh"
 
 #include <cuda_bf16.h>
 
 #include <algorithm>
 #include <atomic>
 #include <cstdint>
-#include <cstdio>
 
 namespace lil::cuda {
 namespace {
@@ -45,22 +43,11 @@ template <int D>
 __host__ __device__ constexpr int RowStride() { return D + 8; }  // bf16 per smem row: 16 bytes of padding
 template <int D>
 __host__ __device__ constexpr int TileElems() { return kTileKeys * RowStride<D>(); }
-// The three ways a tile reaches shared memory (the kernel's kPath: TcTiles as an int).
-constexpr int kPathCpAsync = static_cast<int>(TcTiles::kCpAsync), kPathRegs = static_cast<int>(TcTiles::kRegisters),
-              kPathTma = static_cast<int>(TcTiles::kTma);
-// kPathTma's tiles: unpadded [D / 64 boxes][16 rows][64 columns], each box in the TMA's
-// 128-byte swizzle (16-byte chunk c of row r at chunk c ^ (r % 8)), boxes 1024-byte aligned.
-template <int D>
-__host__ __device__ constexpr int TmaTileElems() { return kTileKeys * D; }
+// The two ways a tile reaches shared memory (the kernel's kPath: TcTiles as an int).
+constexpr int kPathCpAsync = static_cast<int>(TcTiles::kCpAsync), kPathRegs = static_cast<int>(TcTiles::kRegisters);
 template <int D, int S, int kPath>
 __host__ __device__ constexpr size_t DynamicSmem() {
-  return kPath == kPathTma ? sizeof(bf16) * kWarps * S * 2 * TmaTileElems<D>() + 1024  // + the alignment slack
-                           : sizeof(bf16) * kWarps * S * 2 * TileElems<D>();
-}
-// Byte offset of element (row, col) in a kPathTma tile (col even: a 32-bit pair stays whole).
-template <int D>
-__device__ __forceinline__ int TmaOffset(int row, int col) {
-  return (col >> 6) * (kTileKeys * 128) + row * 128 + ((((col & 63) >> 3) ^ (row & 7)) << 4) + (col & 7) * 2;
+  return sizeof(bf16) * kWarps * S * 2 * TileElems<D>();
 }
 
 __device__ __forceinline__ void LdMatrixX4Trans(uint32_t (&r)[4], const bf16* row) {
@@ -76,17 +63,10 @@ __device__ __forceinline__ void LdMatrixX4Trans(uint32_t (&r)[4], const bf16* ro
 // copy of 512 contiguous bytes into these padded rows cost the L2 24 sectors where 16 hold the
 // data (1.5x the L2 work per DRAM byte, the L2 at ~90% busy, DRAM at 81%); the plain loads cost
 // 16 (DRAM at 88%). Batch 16 at 16k / 32k: 0.88 / 0.89 -> 0.94 / 0.94 of the read ceiling.
-// kPathTma (experimental; TcTiles::kTma; session 18: correct, slower than kRegs with one 2-D box
-// a 64-column block): lane 0 of a warp copies a tile's K and its V, one 3-D TMA box each
-// (tk / tv: TensorMapRowBlocks over the layer's pools as rows of head_dim), onto the stage's mbarrier; the TMA unit asks the L2 for exactly the
-// tile's sectors and no registers hold it, so S tiles a warp are in flight. Rows past the
-// visible keys (the next page-head's rows, or zeros past the pool) are masked out of S, and
-// their V rows zeroed before P V.
 template <int D, int S, int kPath>
 __global__ void __launch_bounds__(kWarps * 32)
-    TcSplitAttentionKernel(PagedAttentionParams p, const __grid_constant__ CUtensorMap tk,
-                           const __grid_constant__ CUtensorMap tv) {
-  constexpr bool kRegs = kPath == kPathRegs, kTma = kPath == kPathTma;
+    TcSplitAttentionKernel(PagedAttentionParams p) {
+  constexpr bool kRegs = kPath == kPathRegs;
   if (!p.rows_static) {
     PdlWait();
     PdlTrigger();
@@ -95,7 +75,6 @@ __global__ void __launch_bounds__(kWarps * 32)
   constexpr int kStride = RowStride<D>(), kTile = TileElems<D>(), kChunks = D / 8;
   extern __shared__ __align__(16) unsigned char tc_smem[];
   __shared__ float s_m[kWarps][G], s_l[kWarps][G];
-  __shared__ uint64_t s_bar[kTma ? kWarps : 1][kTma ? S : 1];  // kPathTma: a warp's stages' mbarriers
 
   const int32_t ps = p.kv.page_size;
   SplitRow r;
@@ -124,15 +103,8 @@ __global__ void __launch_bounds__(kWarps * 32)
     PdlTrigger();
   }
 
-  // This warp's stages: [S][K tile, V tile]. kPathTma's start on a 1024-byte boundary (the
-  // swizzle's period; DynamicSmem holds the slack).
+  // This warp's stages: [S][K tile, V tile].
   bf16* stages = reinterpret_cast<bf16*>(tc_smem) + warp * S * 2 * kTile;
-  if constexpr (kTma) {
-    const uint32_t a = SmemAddr(tc_smem), aligned = (a + 1023u) & ~1023u;
-    stages = reinterpret_cast<bf16*>(tc_smem + (aligned - a)) + warp * S * 2 * TmaTileElems<D>();
-    if (lane < S) MbarInit(&s_bar[warp][lane], 1);
-    __syncwarp();
-  }
   // Moves the iterator past the tile just issued.
   auto next_tile = [&]() {
     it0 += kTileKeys;
@@ -165,24 +137,6 @@ __global__ void __launch_bounds__(kWarps * 32)
       next_tile();
     }
     CpAsyncCommit();
-    return visible;
-  };
-  // kPathTma: lane 0 sends the tile's 2 x D / 64 boxes onto the stage's mbarrier.
-  auto issue_tma = [&](int stage) -> int32_t {
-    int32_t visible = -1;
-    if (ie < ce) {
-      visible = max(0, min(kTileKeys, in_ - it0));
-      if (lane == 0) {
-        bf16* ks = stages + stage * 2 * TmaTileElems<D>();
-        bf16* vs = ks + TmaTileElems<D>();
-        const int32_t row = static_cast<int32_t>(p.kv.Offset(ipage, kvh, 0) / D) + it0;
-        uint64_t* bar = &s_bar[warp][stage];
-        MbarArriveExpectTx(bar, 2 * TmaTileElems<D>() * sizeof(bf16));
-        TmaLoad3d(ks, &tk, 0, row, 0, bar);  // all D / 64 column blocks of the tile's 16 rows
-        TmaLoad3d(vs, &tv, 0, row, 0, bar);
-      }
-      next_tile();
-    }
     return visible;
   };
   // kRegs: the lane's 8 chunks of K and of V of the tile in flight, and their stores.
@@ -239,15 +193,11 @@ __global__ void __launch_bounds__(kWarps * 32)
 
   // One tile's S = Q K^T, online softmax and O += P V from stage st (v visible keys, > 0).
   auto compute = [&](int st, int32_t v) {
-    const bf16* ks = stages + st * 2 * (kTma ? TmaTileElems<D>() : kTile);
-    const bf16* vs = ks + (kTma ? TmaTileElems<D>() : kTile);
+    const bf16* ks = stages + st * 2 * kTile;
+    const bf16* vs = ks + kTile;
     // The 32-bit pair (row, col) of a K tile; col even.
     const auto kpair = [&](int row, int col) -> uint32_t {
-      if constexpr (kTma) {
-        return *reinterpret_cast<const uint32_t*>(reinterpret_cast<const char*>(ks) + TmaOffset<D>(row, col));
-      } else {
-        return *reinterpret_cast<const uint32_t*>(ks + row * kStride + col);
-      }
+      return *reinterpret_cast<const uint32_t*>(ks + row * kStride + col);
     };
     float sc[2][4];
 #pragma unroll
@@ -293,12 +243,7 @@ __global__ void __launch_bounds__(kWarps * 32)
 #pragma unroll
     for (int u = 0; u < D / 16; ++u) {
       uint32_t b[4];
-      const int vc = 16 * u + 8 * (lane >> 4);
-      if constexpr (kTma) {
-        LdMatrixX4Trans(b, reinterpret_cast<const bf16*>(reinterpret_cast<const char*>(vs) + TmaOffset<D>(vr, vc)));
-      } else {
-        LdMatrixX4Trans(b, vs + vr * kStride + vc);
-      }
+      LdMatrixX4Trans(b, vs + vr * kStride + 16 * u + 8 * (lane >> 4));
       MmaBf16(o[2 * u], pa, b[0], b[1]);
       MmaBf16(o[2 * u + 1], pa, b[2], b[3]);
     }
@@ -320,39 +265,18 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
   } else {
     // Tile k lives in stage k % S; ahead[i] is the visible key count of tile k + i (issued,
-    // not yet used; -1: none). cp.async: "all but the newest S - 1 commit groups" is tile k;
-    // TMA: the k-th use of stage k % S completes phase (k / S) & 1 of its mbarrier.
-    const auto issue_next = [&](int stage) -> int32_t {
-      if constexpr (kTma) {
-        return issue_tma(stage);
-      } else {
-        return issue(stage);
-      }
-    };
+    // not yet used; -1: none); "all but the newest S - 1 commit groups" is tile k.
     int32_t ahead[S - 1];
 #pragma unroll
-    for (int i = 0; i < S - 1; ++i) ahead[i] = issue_next(i);
+    for (int i = 0; i < S - 1; ++i) ahead[i] = issue(i);
     for (int k = 0; ahead[0] >= 0; ++k) {
       const int st = k % S;
       const int32_t v = ahead[0];
       __syncwarp();  // every lane is done reading the stage the next issue overwrites
 #pragma unroll
       for (int i = 0; i + 1 < S - 1; ++i) ahead[i] = ahead[i + 1];
-      ahead[S - 2] = issue_next((k + S - 1) % S);
-      if constexpr (kTma) {
-        MbarWait(&s_bar[warp][st], static_cast<uint32_t>((k / S) & 1));
-        if (v > 0 && v < kTileKeys) {  // V rows past the visible keys hold other tokens: zero them
-          char* vs = reinterpret_cast<char*>(stages + st * 2 * TmaTileElems<D>() + TmaTileElems<D>());
-          for (int i = lane; i < (kTileKeys - v) * (D / 8); i += 32) {  // 16-byte chunks
-            const int row = v + i / (D / 8), c = i % (D / 8);
-            *reinterpret_cast<uint4*>(vs + (c >> 3) * (kTileKeys * 128) + row * 128 + ((c & 7) << 4)) =
-                make_uint4(0, 0, 0, 0);
-          }
-          FenceProxyAsync();  // these generic writes before a later TMA into the same stage
-        }
-      } else {
-        CpAsyncWait<S - 1>();
-      }
+      ahead[S - 2] = issue((k + S - 1) % S);
+      CpAsyncWait<S - 1>();
       __syncwarp();  // the tile landed for every lane of the warp
       if (v > 0) compute(st, v);
     }
@@ -409,33 +333,15 @@ template <int D, int S, int kPath>
 cudaError_t Launch(const PagedAttentionParams& p, cudaStream_t stream) {
   if (cudaError_t e = AllowSmem<D, S, kPath>(); e != cudaSuccess) return e;
   const dim3 grid(p.num_tokens * p.kv.num_kv_heads, p.min_chunk_entries > 0 ? p.max_splits : 1);
-  CUtensorMap tk{}, tv{};
-  if constexpr (kPath == kPathTma) {  // the layer's pools as rows of head_dim, a box = a tile's 16 rows
-    const size_t rows = p.kv.ElementsPerPool() / D;
-    if (rows > static_cast<size_t>(INT32_MAX) ||
-        !TensorMapRowBlocks(p.kv.k, D, static_cast<int32_t>(rows), kTileKeys, &tk) ||
-        !TensorMapRowBlocks(p.kv.v, D, static_cast<int32_t>(rows), kTileKeys, &tv)) {
-      static std::atomic<bool> told{false};
-      if (!told.exchange(true)) std::fprintf(stderr, "lilserve: no TMA tensor map for the KV pool; register tiles\n");
-      return cudaErrorNotSupported;
-    }
-  }
-  return LaunchPdl(TcSplitAttentionKernel<D, S, kPath>, grid, kWarps * 32, DynamicSmem<D, S, kPath>(), stream, p, tk,
-                   tv);
+  return LaunchPdl(TcSplitAttentionKernel<D, S, kPath>, grid, kWarps * 32, DynamicSmem<D, S, kPath>(), stream, p);
 }
 
-// p.tc_tiles' kernel (TcTiles); the TMA path falls back to registers where the driver makes
-// no map, the register path has two stages whatever tc_stages says.
+// p.tc_tiles' kernel (TcTiles); the register path has two stages whatever tc_stages says.
 template <int D>
 cudaError_t LaunchFor(const PagedAttentionParams& p, cudaStream_t stream) {
   switch (p.tc_tiles) {
     case TcTiles::kCpAsync:
       return p.tc_stages == 3 ? Launch<D, 3, kPathCpAsync>(p, stream) : Launch<D, 2, kPathCpAsync>(p, stream);
-    case TcTiles::kTma: {
-      const cudaError_t e = p.tc_stages == 3 ? Launch<D, 3, kPathTma>(p, stream) : Launch<D, 2, kPathTma>(p, stream);
-      if (e != cudaErrorNotSupported) return e;
-      return Launch<D, 2, kPathRegs>(p, stream);
-    }
     case TcTiles::kRegisters:
       return Launch<D, 2, kPathRegs>(p, stream);
   }

@@ -25,18 +25,6 @@ __device__ __forceinline__ void TmaLoad2d(void* dst, const CUtensorMap* map, int
 #endif
 }
 
-// Box (c0, c1, c2) of a 3-D `map` into dst, counted on bar.
-__device__ __forceinline__ void TmaLoad3d(void* dst, const CUtensorMap* map, int32_t c0, int32_t c1, int32_t c2,
-                                          uint64_t* bar) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile(
-      "cp.async.bulk.tensor.3d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4}], "
-      "[%5];\n" ::"r"(SmemAddr(dst)),
-      "l"(reinterpret_cast<uint64_t>(map)), "r"(c0), "r"(c1), "r"(c2), "r"(SmemAddr(bar))
-      : "memory");
-#endif
-}
-
 // Whether the driver offers cuTensorMapEncodeTiled.
 bool TmaAvailable();
 // The map of a row-major bf16 [outer][inner] matrix at `base` in boxes of box_rows x
@@ -45,11 +33,5 @@ bool TmaAvailable();
 // as long as the backend). False when the driver lacks TMA or refuses the shape.
 bool TensorMap2d(const void* base, int32_t inner, int32_t outer, int32_t box_inner, int32_t box_rows, bool swizzle128,
                  CUtensorMap* out);
-// A row-major bf16 [rows][width] matrix (width a multiple of 64) seen as three dimensions
-// (64 columns, row, 64-column block), the block's stride 128 bytes and the row's 2 x width:
-// a box of box_rows rows lands in shared memory as [block][row][64], each block in the
-// 128-byte swizzle, so one copy carries what width / 64 boxes of TensorMap2d would. Cached
-// like TensorMap2d.
-bool TensorMapRowBlocks(const void* base, int32_t width, int32_t rows, int32_t box_rows, CUtensorMap* out);
 
 }  // namespace lil::cuda

@@ -170,17 +170,16 @@ TEST_P(AttentionParity, SplitKvMatchesCpuReference) {
     splits.push_back({2, 3});
     // Both split kernels: CUDA cores (fp32 q) and tensor cores (q and P in bf16: the wider
     // tolerance of the flash prefill test below); the tensor-core kernel with its tiles through
-    // cp.async (2 and 3 stages), through registers (the default) and by TMA (2
-    // and 3 stages; experimental).
+    // cp.async (2 and 3 stages) and through registers (the default).
     const bool tc = cuda::TcDecodeSupported(c.d, c.heads / c.hkv);
     for (const auto& [min_chunk, max_splits] : splits) {
-      for (int rep = 0; rep < (tc ? 12 : 2); ++rep) {
+      for (int rep = 0; rep < (tc ? 8 : 2); ++rep) {
         auto out = DeviceArray<cuda::bf16>::Poisoned(c.q.size());
         cuda::PagedAttentionParams p = dc.Params(out.get());
         p.rows_static = rep % 2 == 1;  // odd runs read the rows and prefetch before their wait
         p.tensor_cores = rep >= 2;
-        p.tc_stages = rep >= 4 && rep < 10 ? 3 : 2;
-        p.tc_tiles = rep < 6 ? cuda::TcTiles::kCpAsync : rep < 8 ? cuda::TcTiles::kRegisters : cuda::TcTiles::kTma;
+        p.tc_stages = rep >= 4 ? 3 : 2;
+        p.tc_tiles = rep < 6 ? cuda::TcTiles::kCpAsync : cuda::TcTiles::kRegisters;
         if (min_chunk > 0) {
           p.min_chunk_entries = min_chunk;
           p.max_splits = max_splits;
