@@ -168,6 +168,17 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
   };
 
+  // The first tile's loads go out before q's, so both are in flight together (at one token a
+  // step a warp has one or two tiles, and this kernel is a chain of round trips).
+  int32_t v0 = -1;  // kRegs: the visible key count of the tile in rk / rv
+  int32_t ahead[S - 1];  // cp.async: see the loop below
+  if constexpr (kRegs) {
+    v0 = load_regs();
+  } else {
+#pragma unroll
+    for (int i = 0; i < S - 1; ++i) ahead[i] = issue(i);
+  }
+
   // Q (pre-scaled to log2 units) as A fragments: row gid is query head gid of the group
   // (rows >= group and all rows gid + 8 are zero padding).
   uint32_t qa[D / 16][4];
@@ -252,7 +263,6 @@ __global__ void __launch_bounds__(kWarps * 32)
   if constexpr (kRegs) {
     // Tile k is in stage k % 2; tile k + 1 waits in registers until its stage is free, tile
     // k + 2's loads go out before tile k is multiplied.
-    int32_t v0 = load_regs();
     if (v0 >= 0) store_regs(0);
     int32_t v1 = load_regs();
     for (int k = 0; v0 >= 0; ++k) {
@@ -266,9 +276,6 @@ __global__ void __launch_bounds__(kWarps * 32)
   } else {
     // Tile k lives in stage k % S; ahead[i] is the visible key count of tile k + i (issued,
     // not yet used; -1: none); "all but the newest S - 1 commit groups" is tile k.
-    int32_t ahead[S - 1];
-#pragma unroll
-    for (int i = 0; i < S - 1; ++i) ahead[i] = issue(i);
     for (int k = 0; ahead[0] >= 0; ++k) {
       const int st = k % S;
       const int32_t v = ahead[0];
