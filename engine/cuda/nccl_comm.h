@@ -59,7 +59,7 @@ class NcclCommunicator final : public Communicator {
   absl::Status AllReduceIntoResidual(float* data, int64_t n, float* residual, __nv_bfloat16* residual_bf16);
   // The same sum done inside the GEMV that makes the partial (GemmParams::reduce; allreduce.h
   // GemvAllReduce): the descriptor for a message of n floats into residual / residual_bf16, or
-  // nullopt (one rank, the one-shot kernels off, $LILSERVE_GEMV_ALLREDUCE=0, n odd or over
+  // nullopt (one rank, the one-shot kernels off, $LILSERVE_GEMV_ALLREDUCE not 1, n odd or over
   // kGemvAllReduceFloats): then the GEMV writes its partial and AllReduceIntoResidual follows.
   std::optional<GemvAllReduce> GemvAllReduceFor(float* residual, __nv_bfloat16* residual_bf16, int64_t n) const;
   absl::Status AllGather(const float* in, int64_t n, float* out) override;
@@ -79,8 +79,11 @@ class NcclCommunicator final : public Communicator {
   // any one thread while no rank runs; `comms[r]` is rank r's and runs on devices[r]. Returns
   // false (NCCL stays) when a pair of GPUs cannot access each other or the group has more
   // than kOneShotMaxRanks ranks. $LILSERVE_ONESHOT_ALLREDUCE=0 keeps NCCL for everything.
+  // gemv_allreduce: also GemvAllReduceFor's slots (TensorParallelCudaBackend passes
+  // $LILSERVE_GEMV_ALLREDUCE=1).
   static absl::StatusOr<bool> EnableOneShot(const std::vector<NcclCommunicator*>& comms,
-                                            const std::vector<int32_t>& devices, int64_t cap_bytes);
+                                            const std::vector<int32_t>& devices, int64_t cap_bytes,
+                                            bool gemv_allreduce = false);
 
  private:
   NcclCommunicator(void* comm, int32_t rank, int32_t world, cudaStream_t stream)

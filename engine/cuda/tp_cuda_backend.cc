@@ -103,7 +103,8 @@ absl::StatusOr<std::unique_ptr<TensorParallelCudaBackend>> TensorParallelCudaBac
     comms.push_back(rank.nccl.get());
     rank_devices.push_back(rank.device);
   }
-  LIL_ASSIGN_OR_RETURN(const bool one_shot, NcclCommunicator::EnableOneShot(comms, rank_devices, OneShotBytes(world)));
+  LIL_ASSIGN_OR_RETURN(const bool one_shot, NcclCommunicator::EnableOneShot(comms, rank_devices, OneShotBytes(world),
+                                                                            EnvIs("LILSERVE_GEMV_ALLREDUCE", "1")));
   LIL_CUDA_RETURN_IF_ERROR(cudaSetDevice(0));
   LIL_LOG_INFO("CUDA tensor parallelism: {} ranks on GPUs 0-{}, {} KV pages per GPU, all-reduce {}", world,
                world - 1, tp->ranks_[0].backend->num_pages(),

@@ -253,8 +253,9 @@ struct RankGroup {
     }
     return absl::OkStatus();
   }
-  // The communicators, with the one-shot kernels when one_shot (false in *on: no peer access).
-  absl::Status Create(bool one_shot, bool* on) {
+  // The communicators, with the one-shot kernels when one_shot (false in *on: no peer access),
+  // and GemvAllReduce's slots with gemv_allreduce.
+  absl::Status Create(bool one_shot, bool* on, bool gemv_allreduce = false) {
     LIL_ASSIGN_OR_RETURN(const cuda::NcclUniqueId id, cuda::NcclNewUniqueId());
     LIL_RETURN_IF_ERROR(OnRanks([&](int32_t r) -> absl::Status {
       LIL_CUDA_RETURN_IF_ERROR(cudaStreamCreateWithFlags(&streams[r], cudaStreamNonBlocking));
@@ -263,7 +264,8 @@ struct RankGroup {
     }));
     *on = true;
     if (one_shot) {
-      LIL_ASSIGN_OR_RETURN(*on, cuda::NcclCommunicator::EnableOneShot({comms[0].get(), comms[1].get()}, {0, 1}, 1 << 20));
+      LIL_ASSIGN_OR_RETURN(*on, cuda::NcclCommunicator::EnableOneShot({comms[0].get(), comms[1].get()}, {0, 1}, 1 << 20,
+                                                                      gemv_allreduce));
     }
     return absl::OkStatus();
   }
@@ -351,7 +353,7 @@ TEST(GemvAllReduce, MatchesTheAllReduceKernel) {
   if (GpuCount() < 2) GTEST_SKIP() << "needs 2 GPUs, have " << GpuCount();
   RankGroup g;
   bool on = false;
-  ASSERT_TRUE(g.Create(true, &on).ok());
+  ASSERT_TRUE(g.Create(true, &on, /*gemv_allreduce=*/true).ok());
   if (!on) GTEST_SKIP() << "no peer access between GPUs 0 and 1";
   struct Shape {
     int32_t in, out;
