@@ -97,12 +97,8 @@ __global__ void __launch_bounds__(kThreads) OneShotKernel(OneShotParams p) {
   if (threadIdx.x < p.world) {
     StoreRelease(p.flags[threadIdx.x] + (flag_row + p.rank) * kOneShotMaxBlocks + b, call.flag);
     const uint32_t* mine = p.flags[p.rank] + (flag_row + threadIdx.x) * kOneShotMaxBlocks + b;
-    const uint64_t start = GlobalTimerNs();
-    while (LoadAcquire(mine) != call.flag) {
-      if (GlobalTimerNs() - start > kOneShotTimeoutNs) {
-        if (p.error != nullptr) atomicExch(p.error, 1u + threadIdx.x);
-        break;
-      }
+    PollBudget budget(p.error);
+    while (LoadAcquire(mine) != call.flag && !budget.Spent(static_cast<int>(threadIdx.x))) {
     }
   }
   __syncthreads();
@@ -170,8 +166,7 @@ __global__ void __launch_bounds__(kThreads) OneShotLlKernel(OneShotParams p) {
   }
   const uint4* mine = p.ll_slots[p.rank] + (e & 1) * parity_stride;
   const uint4* guessed = p.ll_slots[p.rank] + (guess & 1) * parity_stride;
-  const uint64_t start = GlobalTimerNs();
-  bool timed_out = false;
+  PollBudget budget(p.error);
   for (int64_t i = lo + 2 * threadIdx.x; i < hi; i += 2 * kThreads) {
     const bool two = i + 1 < hi;
     const float own0 = p.data[i], own1 = two ? p.data[i + 1] : 0.0f;
@@ -187,13 +182,7 @@ __global__ void __launch_bounds__(kThreads) OneShotLlKernel(OneShotParams p) {
         const int64_t at = static_cast<int64_t>(q) * half_cap + i / 2;
         uint4 w = LoadLl(guessed + at);
         if (guess != e) w = LoadLl(mine + at);
-        while ((w.y != flag || w.w != flag) && !timed_out) {
-          if (GlobalTimerNs() - start > kOneShotTimeoutNs) {
-            if (p.error != nullptr) atomicExch(p.error, 1u + q);
-            timed_out = true;
-          }
-          w = LoadLl(mine + at);
-        }
+        while ((w.y != flag || w.w != flag) && !budget.Spent(q)) w = LoadLl(mine + at);
         v0 = __uint_as_float(w.x);
         v1 = __uint_as_float(w.z);
       }

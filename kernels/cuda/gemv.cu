@@ -96,8 +96,7 @@ __device__ __forceinline__ void GemvReduceTail(const GemmParams& p, uint32_t e, 
   const int64_t half_cap = a.cap / 2, pairs = p.out / 2, per = (pairs + tail - 1) / tail;
   const int64_t lo = j * per, hi = lo + per < pairs ? lo + per : pairs;
   const uint4* mine = a.slots[a.rank] + static_cast<int64_t>(e & 1) * a.world * half_cap;
-  const uint64_t start = GlobalTimerNs();
-  bool timed_out = false;
+  PollBudget budget(a.error);
   for (int64_t i = lo + threadIdx.x; i < hi; i += blockDim.x) {
     uint4 w[kOneShotMaxRanks];
 #pragma unroll
@@ -110,13 +109,7 @@ __device__ __forceinline__ void GemvReduceTail(const GemmParams& p, uint32_t e, 
 #pragma unroll
     for (int q = 0; q < kOneShotMaxRanks; ++q) {  // rank order: the same bits on every rank
       if (q >= a.world) break;
-      while ((w[q].y != flag || w[q].w != flag) && !timed_out) {
-        if (GlobalTimerNs() - start > kOneShotTimeoutNs) {
-          if (a.error != nullptr) atomicExch(a.error, 1u + q);
-          timed_out = true;
-        }
-        w[q] = LoadLl(mine + q * half_cap + i);
-      }
+      while ((w[q].y != flag || w[q].w != flag) && !budget.Spent(q)) w[q] = LoadLl(mine + q * half_cap + i);
       const float v0 = __uint_as_float(w[q].x), v1 = __uint_as_float(w[q].z);
       acc.x = q == 0 ? v0 : acc.x + v0;
       acc.y = q == 0 ? v1 : acc.y + v1;
