@@ -6,6 +6,7 @@
 #include <sstream>
 #include <thread>
 
+#include <grpc/grpc.h>
 #include <grpcpp/ext/proto_server_reflection_plugin.h>
 #include <grpcpp/health_check_service_interface.h>
 
@@ -55,6 +56,10 @@ absl::Status Server::Listen() {
   inference_ = std::make_unique<InferenceService>(&core_);
   control_ = std::make_unique<ControlService>(&core_);
   grpc::ServerBuilder builder;
+  // No SO_REUSEPORT (gRPC sets it by default on Linux): a second daemon on a taken port then
+  // fails here with a clear error instead of silently sharing the port with the first, the
+  // kernel handing each new client to either one (one of them perhaps still loading).
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.AddListeningPort(options_.host + ":" + std::to_string(options_.port), creds, &port_);
   builder.SetMaxReceiveMessageSize(options_.max_request_bytes);
   builder.RegisterService(inference_.get());

@@ -7,7 +7,7 @@ import subprocess
 import threading
 import time
 
-from lilserve_harness import (Daemon, Prometheus, check, fail, generate, grpc, pb, reason, rpc,
+from lilserve_harness import (LILSERVE, MODEL, Daemon, Prometheus, check, fail, generate, grpc, pb, reason, rpc,
                               self_signed_cert)
 
 PROMPT = "The history of the Roman Empire begins"
@@ -123,6 +123,14 @@ def expect_invalid(d, field, **fields):
 
 
 def test_validation(d):
+    # A second daemon on the same port fails at once, naming the port (the daemon turns gRPC's
+    # SO_REUSEPORT off: with it the kernel shares the port between both daemons).
+    second = subprocess.run([LILSERVE, "--model", MODEL, "--host", "127.0.0.1", "--port", str(d.port),
+                             "--metrics-port", "-1", "--http-port", "-1"],
+                            capture_output=True, text=True, timeout=120)
+    out = second.stdout + second.stderr
+    check(second.returncode != 0 and "cannot listen" in out and str(d.port) in out,
+          f"a second daemon on port {d.port}: rc {second.returncode}, {out[-300:]!r}")
     expect_invalid(d, "top_p", prompt="x", sampling=pb.SamplingParams(top_p=1.5))
     expect_invalid(d, "temperature", prompt="x", sampling=pb.SamplingParams(temperature=-1))
     expect_invalid(d, "max_tokens", prompt="x", stopping=pb.StoppingParams(max_tokens=0))
