@@ -69,6 +69,9 @@ absl::Status Server::Listen() {
     return absl::UnavailableError(
         absl::StrCat("cannot listen on ", options_.host, ":", options_.port, " (--host/--port)"));
   }
+  // gRPC's default health service starts as SERVING for "" (the whole server): from
+  // BuildAndStart to here a health check can see SERVING before anything is loaded. Clients that
+  // poll health from the daemon's start (tools/run.sh) want two SERVING answers in a row.
   SetServing(false);
   if (options_.metrics_port >= 0) {
     http_ = std::make_unique<MetricsHttpServer>(metrics_.get(), [this] { return core_.accepting(); });
