@@ -76,15 +76,15 @@ void DenseTable(const Bench& b) {
 }
 
 // Median ms of the tensor-core kernel over `launches` (each `batch` rows of `npages` pages)
-// with the split forced to `splits` chunks and `stages` cp.async stages.
+// with the split forced to `splits` chunks: the default kernel (tiles through registers), or
+// with cp_async2 the cp.async path with two stages.
 double ForcedSplitMs(const Bench& b, const std::vector<Launch>& launches, int32_t batch, int32_t npages, int32_t splits,
-                     int32_t stages) {
+                     bool cp_async2 = false) {
   return MedianMs([&](int i) {
     lil::cuda::PagedAttentionParams ap = Params(b.pool, launches[i % launches.size()], batch, b.q, b.out);
     ap.tensor_cores = true;
-    ap.tc_stages = stages;
-    // 3: the default kernel (tiles through registers); 2: cp.async, two stages
-    ap.tc_tiles = stages == 3 ? lil::cuda::TcTiles::kRegisters : lil::cuda::TcTiles::kCpAsync;
+    ap.tc_tiles = cp_async2 ? lil::cuda::TcTiles::kCpAsync : lil::cuda::TcTiles::kRegisters;
+    ap.tc_stages = cp_async2 ? 2 : 3;
     ap.min_chunk_entries = splits == 1 ? 0 : (npages + splits - 1) / splits;
     ap.max_splits = splits;
     ap.partial = g_partial_alt;
@@ -118,15 +118,16 @@ void BatchedTable(const Bench& b) {
   // The same shapes with the split forced (chunks of context / splits tokens) and with two
   // cp.async stages (three CTAs an SM instead of two): whether more, shorter CTAs hide the
   // per-CTA fixed costs that one wave of whole rows leaves exposed.
-  std::printf("\n| batch | context | stages | splits | CTAs | time us | of read |\n|---|---|---|---|---|---|---|\n");
+  std::printf("\n| batch | context | tiles | splits | CTAs | time us | of read |\n|---|---|---|---|---|---|---|\n");
   for (const auto& shape : shapes) {
     const int32_t batch = shape.first, context = shape.second, npages = context / kPage;
     const std::vector<Launch> launches = DenseLaunches(b, batch, context);
     const double bytes = static_cast<double>(batch) * context * kKvHeads * kDim * 2 * 2;
-    for (int32_t stages : {3, 2}) {
+    for (bool cp_async2 : {false, true}) {
       for (int32_t splits : {1, 2, 4, 8}) {
-        const double ms = ForcedSplitMs(b, launches, batch, npages, splits, stages);
-        std::printf("| %d | %d | %d | %d | %d | %.1f | %.2f |\n", batch, context, stages, splits,
+        const double ms = ForcedSplitMs(b, launches, batch, npages, splits, cp_async2);
+        std::printf("| %d | %d | %s | %d | %d | %.1f | %.2f |\n", batch, context,
+                    cp_async2 ? "cp.async, 2 stages" : "registers", splits,
                     batch * kKvHeads * splits, ms * 1e3, bytes / (ms * 1e-3) / 1e12 / b.read_tbs);
       }
     }
@@ -205,7 +206,7 @@ void SplitSweep(const Bench& b) {
     const int32_t npages = context / kPage;
     const double bytes = 16.0 * context * kKvHeads * kDim * 2 * 2;
     for (int32_t splits : {1, 2, 3, 4, 6, 8}) {
-      const double ms = ForcedSplitMs(b, launches, 16, npages, splits, 3);
+      const double ms = ForcedSplitMs(b, launches, 16, npages, splits);
       std::printf("| %d | %d | %d | %.1f | %.2f |\n", context, splits, 16 * kKvHeads * splits, ms * 1e3,
                   bytes / (ms * 1e-3) / 1e12 / b.read_tbs);
     }
@@ -260,8 +261,8 @@ int main(int argc, char** argv) {
   const int sms = lil::bench::SmCount();
   b.target = lil::cuda::SplitResidentCtas(kDim, kHeads / kKvHeads, sms, kTensorCores);
   std::printf("split-KV: %d resident CTAs (%d SMs)\n", b.target, sms);
-  g_target2 = lil::cuda::SplitResidentCtas(kDim, kHeads / kKvHeads, sms, true, 2);
-  std::printf("split-KV, tensor cores with 2 cp.async stages (LILSERVE_TC_STAGES=2): %d resident CTAs\n", g_target2);
+  g_target2 = lil::cuda::SplitResidentCtas(kDim, kHeads / kKvHeads, sms, true, lil::cuda::TcTiles::kCpAsync, 2);
+  std::printf("split-KV, tensor cores with 2 cp.async stages (LILSERVE_TC_REGS=0 LILSERVE_TC_STAGES=2): %d resident CTAs\n", g_target2);
   g_target_cc = lil::cuda::SplitResidentCtas(kDim, kHeads / kKvHeads, sms, false);
   std::printf("split-KV, CUDA-core kernel (one-token steps): %d resident CTAs\n", g_target_cc);
   CHECK(cudaMalloc(&g_partial_alt, sizeof(float) * lil::cuda::SplitPartialFloats(kMaxTokens, kKvHeads, kDim, 128)));

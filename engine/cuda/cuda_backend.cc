@@ -154,7 +154,7 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
   b->gpu_sampling_ = !EnvIs("LILSERVE_GPU_SAMPLING", "0") && b->config_.vocab_size <= kSampleFilteredMaxVocab;
   if (!EnvIs("LILSERVE_SPLIT_KV", "0")) {
     const int32_t group = local.num_heads / local.num_kv_heads;
-    b->split_target_tc_ = SplitResidentCtas(local.head_dim, group, sms, b->tc_decode_, b->tc_stages_);
+    b->split_target_tc_ = SplitResidentCtas(local.head_dim, group, sms, b->tc_decode_, b->tc_tiles_, b->tc_stages_);
     b->split_target_cc_ = SplitResidentCtas(local.head_dim, group, sms, false);
   }
   // Graph steps' page lists are laid out for this many entries from the start: every page of

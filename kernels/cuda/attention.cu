@@ -330,9 +330,10 @@ SplitChoice ChooseSplit(int32_t rows, int32_t page_size, int32_t resident_ctas) 
   return c;
 }
 
-int32_t SplitResidentCtas(int32_t head_dim, int32_t group, int32_t sms, bool tensor_cores, int32_t tc_stages) {
+int32_t SplitResidentCtas(int32_t head_dim, int32_t group, int32_t sms, bool tensor_cores, TcTiles tc_tiles,
+                          int32_t tc_stages) {
   if (tensor_cores && TcDecodeSupported(head_dim, group)) {
-    const int32_t per_sm = TcResidentPerSm(head_dim, tc_stages);
+    const int32_t per_sm = TcResidentPerSm(head_dim, tc_tiles, tc_stages);
     return (per_sm > 0 ? per_sm : 2) * sms;
   }
   int per_sm = 0;

@@ -52,8 +52,9 @@ struct PagedAttentionParams {
   // Run the split-KV decode on tensor cores where TcDecodeSupported (kernels/cuda/
   // attention_tc.cu; q and P rounded to bf16); else the CUDA-core kernel.
   bool tensor_cores = false;
-  // cp.async stages a warp of the tensor-core kernel keeps, 2 or 3 (3: two tiles in flight a
-  // warp, two CTAs an SM instead of three; SplitResidentCtas must be asked with the same).
+  // cp.async stages a warp of the tensor-core kernel's cp.async path keeps, 2 or 3 (3: two tiles
+  // in flight a warp, two CTAs an SM instead of three; SplitResidentCtas must be asked with the
+  // same tile path and stages).
   // 3 since session 9: batch 1 4-13% less time, batch 16 equal, 8B decode steps 1.7-3.8% less.
   int32_t tc_stages = 3;
   // One row per sequence, shared by its KV heads (dense layouts without h2o mass: every head of
@@ -87,10 +88,11 @@ inline bool SplitSupported(int32_t head_dim) {
 }
 SplitChoice ChooseSplit(int32_t rows, int32_t page_size, int32_t resident_ctas);
 // CTAs of the vectorized kernel (or, with tensor_cores and a TcDecodeSupported shape, of the
-// tensor-core one) for (head_dim, group) resident at once on `sms` SMs (its occupancy times
-// the SM count); 4 * sms for head dims it does not serve.
+// tensor-core one with tc_tiles / tc_stages, as PagedAttentionParams) for (head_dim, group)
+// resident at once on `sms` SMs (its occupancy times the SM count); 4 * sms for head dims it
+// does not serve.
 int32_t SplitResidentCtas(int32_t head_dim, int32_t group, int32_t sms, bool tensor_cores = false,
-                          int32_t tc_stages = 3);
+                          TcTiles tc_tiles = TcTiles::kRegisters, int32_t tc_stages = 3);
 // Shapes the tensor-core split-KV decode kernel serves: head_dim 64 or 128, group 1..8.
 bool TcDecodeSupported(int32_t head_dim, int32_t group);
 // fp32 workspace of the split partial states.

@@ -29,7 +29,6 @@
 
 #include <cuda_bf16.h>
 
-#include <algorithm>
 #include <atomic>
 #include <cstdint>
 
@@ -45,10 +44,8 @@ template <int D>
 __host__ __device__ constexpr int TileElems() { return kTileKeys * RowStride<D>(); }
 // The two ways a tile reaches shared memory (the kernel's kPath: TcTiles as an int).
 constexpr int kPathCpAsync = static_cast<int>(TcTiles::kCpAsync), kPathRegs = static_cast<int>(TcTiles::kRegisters);
-template <int D, int S, int kPath>
-__host__ __device__ constexpr size_t DynamicSmem() {
-  return sizeof(bf16) * kWarps * S * 2 * TileElems<D>();
-}
+template <int D, int S>
+__host__ __device__ constexpr size_t DynamicSmem() { return sizeof(bf16) * kWarps * S * 2 * TileElems<D>(); }
 
 __device__ __forceinline__ void LdMatrixX4Trans(uint32_t (&r)[4], const bf16* row) {
   const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(row));
@@ -309,8 +306,8 @@ __global__ void __launch_bounds__(kWarps * 32)
   MergeSplits<D, G>(p, r, s_acc, s_m, s_l);
 }
 
-static_assert(sizeof(float) * kWarps * kSlotGroup * 128 <= DynamicSmem<128, 2, kPathCpAsync>(), "s_acc fits");
-static_assert(sizeof(float) * kWarps * kSlotGroup * 64 <= DynamicSmem<64, 2, kPathCpAsync>(), "s_acc fits");
+static_assert(sizeof(float) * kWarps * kSlotGroup * 128 <= DynamicSmem<128, 2>(), "s_acc fits");
+static_assert(sizeof(float) * kWarps * kSlotGroup * 64 <= DynamicSmem<64, 2>(), "s_acc fits");
 
 template <int D, int S, int kPath>
 const void* Kernel() {
@@ -321,7 +318,7 @@ const void* Kernel() {
 template <int D, int S, int kPath>
 cudaError_t AllowSmem() {
   static std::atomic<uint64_t> configured{0};
-  return OptInDynamicSmem(Kernel<D, S, kPath>(), DynamicSmem<D, S, kPath>(), configured);
+  return OptInDynamicSmem(Kernel<D, S, kPath>(), DynamicSmem<D, S>(), configured);
 }
 
 template <int D, int S, int kPath>
@@ -329,7 +326,7 @@ int32_t ResidentPerSm() {
   int per_sm = 0;
   if (AllowSmem<D, S, kPath>() != cudaSuccess ||
       cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, Kernel<D, S, kPath>(), kWarps * 32,
-                                                    DynamicSmem<D, S, kPath>()) != cudaSuccess) {
+                                                    DynamicSmem<D, S>()) != cudaSuccess) {
     cudaGetLastError();
     return 0;
   }
@@ -340,7 +337,7 @@ template <int D, int S, int kPath>
 cudaError_t Launch(const PagedAttentionParams& p, cudaStream_t stream) {
   if (cudaError_t e = AllowSmem<D, S, kPath>(); e != cudaSuccess) return e;
   const dim3 grid(p.num_tokens * p.kv.num_kv_heads, p.min_chunk_entries > 0 ? p.max_splits : 1);
-  return LaunchPdl(TcSplitAttentionKernel<D, S, kPath>, grid, kWarps * 32, DynamicSmem<D, S, kPath>(), stream, p);
+  return LaunchPdl(TcSplitAttentionKernel<D, S, kPath>, grid, kWarps * 32, DynamicSmem<D, S>(), stream, p);
 }
 
 // p.tc_tiles' kernel (TcTiles); the register path has two stages whatever tc_stages says.
@@ -361,15 +358,12 @@ bool TcDecodeSupported(int32_t head_dim, int32_t group) {
   return (head_dim == 64 || head_dim == 128) && group >= 1 && group <= kSlotGroup;
 }
 
-int32_t TcResidentPerSm(int32_t head_dim, int32_t stages) {
-  // Three stages: also the register-staged kernel (the default, two stages and more registers),
-  // so one split serves both.
-  if (head_dim == 128) {
-    return stages == 3 ? std::min(ResidentPerSm<128, 3, kPathCpAsync>(), ResidentPerSm<128, 2, kPathRegs>())
-                       : ResidentPerSm<128, 2, kPathCpAsync>();
+int32_t TcResidentPerSm(int32_t head_dim, TcTiles tiles, int32_t stages) {
+  if (tiles == TcTiles::kRegisters) {  // two stages of its own
+    return head_dim == 128 ? ResidentPerSm<128, 2, kPathRegs>() : ResidentPerSm<64, 2, kPathRegs>();
   }
-  return stages == 3 ? std::min(ResidentPerSm<64, 3, kPathCpAsync>(), ResidentPerSm<64, 2, kPathRegs>())
-                     : ResidentPerSm<64, 2, kPathCpAsync>();
+  if (head_dim == 128) return stages == 3 ? ResidentPerSm<128, 3, kPathCpAsync>() : ResidentPerSm<128, 2, kPathCpAsync>();
+  return stages == 3 ? ResidentPerSm<64, 3, kPathCpAsync>() : ResidentPerSm<64, 2, kPathCpAsync>();
 }
 
 cudaError_t TcSplitAttention(const PagedAttentionParams& p, cudaStream_t stream) {

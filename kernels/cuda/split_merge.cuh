@@ -165,10 +165,10 @@ __device__ __forceinline__ void MergeSplits(const PagedAttentionParams& p, const
   if (threadIdx.x == 0) p.counters[x] = 0;
 }
 
-// attention_tc.cu: the tensor-core kernel's CTAs per SM with `stages` cp.async stages (its
-// occupancy; 0 on error), and its launch (the same grid and contract as the CUDA-core split
-// kernel; TcDecodeSupported shapes).
-int32_t TcResidentPerSm(int32_t head_dim, int32_t stages);
+// attention_tc.cu: the tensor-core kernel's CTAs per SM with that tile path (and, for
+// cp.async, `stages` stages; its occupancy; 0 on error), and its launch (the same grid and
+// contract as the CUDA-core split kernel; TcDecodeSupported shapes).
+int32_t TcResidentPerSm(int32_t head_dim, TcTiles tiles, int32_t stages);
 cudaError_t TcSplitAttention(const PagedAttentionParams& p, cudaStream_t stream);
 
 }  // namespace lil::cuda
