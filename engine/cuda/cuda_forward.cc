@@ -152,7 +152,7 @@ absl::Status CudaBackend::RunLayer(int32_t layer, const StepInputs& in, const Wo
       if (comm_ == nullptr) {
         g.add_to_y = true;
         g.y_bf16 = w.xb;
-      } else if (auto reduce = comm_->GemvAllReduceFor(w.x, w.xb, int64_t{t} * hid); reduce.has_value() && t == 1) {
+      } else if (auto reduce = comm_->GemvAllReduceFor(w.x, w.xb); reduce.has_value()) {
         GemmParams with = g;
         with.reduce = *reduce;
         if (GemvSupported(with)) return gemm_.RunFused(with);

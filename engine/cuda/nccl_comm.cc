@@ -291,12 +291,8 @@ absl::Status NcclCommunicator::AllReduceIntoResidual(float* data, int64_t n, flo
   return CudaStatus(ToBf16(residual, residual_bf16, n, stream_), "ToBf16 (residual)");
 }
 
-std::optional<GemvAllReduce> NcclCommunicator::GemvAllReduceFor(float* residual, __nv_bfloat16* residual_bf16,
-                                                                 int64_t n) const {
-  if (world_ < 2 || gemv_.world == 0 || n > gemv_.cap || n % 2 != 0 || aborted_.load() ||
-      reinterpret_cast<uintptr_t>(residual) % 8 != 0 || reinterpret_cast<uintptr_t>(residual_bf16) % 4 != 0) {
-    return std::nullopt;
-  }
+std::optional<GemvAllReduce> NcclCommunicator::GemvAllReduceFor(float* residual, __nv_bfloat16* residual_bf16) const {
+  if (world_ < 2 || gemv_.world == 0 || aborted_.load()) return std::nullopt;
   GemvAllReduce a = gemv_;
   a.residual = residual;
   a.residual_bf16 = residual_bf16;

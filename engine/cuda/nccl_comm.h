@@ -58,10 +58,11 @@ class NcclCommunicator final : public Communicator {
   // contents afterwards are unspecified. Every rank must pass the same residual values.
   absl::Status AllReduceIntoResidual(float* data, int64_t n, float* residual, __nv_bfloat16* residual_bf16);
   // The same sum done inside the GEMV that makes the partial (GemmParams::reduce; allreduce.h
-  // GemvAllReduce): the descriptor for a message of n floats into residual / residual_bf16, or
-  // nullopt (one rank, the one-shot kernels off, $LILSERVE_GEMV_ALLREDUCE not 1, n odd or over
-  // kGemvAllReduceFloats): then the GEMV writes its partial and AllReduceIntoResidual follows.
-  std::optional<GemvAllReduce> GemvAllReduceFor(float* residual, __nv_bfloat16* residual_bf16, int64_t n) const;
+  // GemvAllReduce): the descriptor for adding into residual / residual_bf16, or nullopt (one
+  // rank, the one-shot kernels off, $LILSERVE_GEMV_ALLREDUCE not 1). GemvSupported says whether
+  // a GEMV's shape and buffers fit it; where not, the GEMV writes its partial and
+  // AllReduceIntoResidual follows.
+  std::optional<GemvAllReduce> GemvAllReduceFor(float* residual, __nv_bfloat16* residual_bf16) const;
   absl::Status AllGather(const float* in, int64_t n, float* out) override;
   absl::Status Broadcast(void* data, int64_t bytes, int32_t root) override;
   // Enqueues a one-element all-reduce and waits for the stream.

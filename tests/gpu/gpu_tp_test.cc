@@ -388,8 +388,8 @@ TEST(GemvAllReduce, MatchesTheAllReduceKernel) {
         cuda::GemmParams p{dx.get<cuda::bf16>(), dw.get<cuda::bf16>(), delta.get<float>(), 1, sh.in, sh.out};
         LIL_CUDA_RETURN_IF_ERROR(cuda::Gemv(p, g.streams[r]));
         LIL_RETURN_IF_ERROR(c.AllReduceIntoResidual(delta.get<float>(), sh.out, res_a.get<float>(), bf_a.get<cuda::bf16>()));
-        auto reduce = c.GemvAllReduceFor(res_b.get<float>(), bf_b.get<cuda::bf16>(), sh.out);
-        if (!reduce.has_value()) return absl::InternalError("no GemvAllReduce for the shape");
+        auto reduce = c.GemvAllReduceFor(res_b.get<float>(), bf_b.get<cuda::bf16>());
+        if (!reduce.has_value()) return absl::InternalError("no GemvAllReduce slots");
         p.reduce = *reduce;
         if (!cuda::GemvSupported(p)) return absl::InternalError("GemvSupported refused the reduce");
         LIL_CUDA_RETURN_IF_ERROR(cuda::Gemv(p, g.streams[r]));
