@@ -447,7 +447,7 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
   }
   if (step_trace_) last_clock_.uploaded_us = SystemClock::Get()->NowMicros();
   if (graph) {
-    const int32_t key = GraphKey(in.num_tokens, w.gpu_sampled);
+    const int32_t key = GraphKey(in.num_tokens, gpu_sampled);  // not w.gpu_sampled: rank 0's alone
     cudaGraphExec_t& exec = graphs_[key];
     if (exec == nullptr) {
       absl::Status captured = CaptureGraph(in, w, &exec);

@@ -102,8 +102,10 @@ class CudaBackend final : public Backend {
   absl::Status FinishSampling(const StepPlan& plan, const StepInputs& in, const Work& w,
                               StepResult& result);
   bool Graphable(const StepPlan& plan, const StepInputs& in) const;
-  // cuda_sampling.cc: whether a row of the step draws through SampleFiltered, and the
-  // per-row arguments it reads, added to pack_ (a region of tok_cap rows in graph steps).
+  // cuda_sampling.cc: whether a row of the step draws through SampleFiltered (the same answer
+  // on every tensor-parallel rank, though rank 0 alone launches it: graphs are keyed by it, and
+  // every rank must capture at the same steps), and the per-row arguments it reads, added to
+  // pack_ on rank 0 (a region of tok_cap rows in graph steps).
   bool StepDrawsOnGpu(const StepPlan& plan, const StepInputs& in) const;
   void PackSampleArgs(const StepPlan& plan, const StepInputs& in, bool gpu_sampled, int64_t tok_cap, Work* w);
   absl::Status CaptureGraph(const StepInputs& in, const Work& w, cudaGraphExec_t* exec);
@@ -147,8 +149,11 @@ class CudaBackend final : public Backend {
   bool rows_per_seq_ = true;
   // Rows sampled with temperature, top-k, top-p and min-p, and rows asking for top logprobs
   // (no repetition penalty), go through SampleFiltered on the GPU instead of the host; graphs
-  // of such steps are kept apart (GraphKey). $LILSERVE_GPU_SAMPLING=0: the host does them, for
-  // A/B.
+  // of such steps are kept apart (GraphKey), on every rank. Tensor parallel: the key must not
+  // depend on the rank. A capture with tuning runs the step once eagerly first, collectives
+  // included, so a rank capturing where another replays would run one forward pass more than
+  // its peers and every later all-reduce would pair the wrong passes (the TP daemon's first
+  // sampled request hung that way). $LILSERVE_GPU_SAMPLING=0: the host does them, for A/B.
   bool gpu_sampling_ = true;
   static int32_t GraphKey(int32_t batch, bool gpu_sampled) { return batch + (gpu_sampled ? 1 << 16 : 0); }
   int64_t step_trace_prev_end_us_ = 0;

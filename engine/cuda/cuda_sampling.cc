@@ -46,7 +46,7 @@ bool Filtered(const ScheduledSeq& seq, const StepInputs& in, size_t s) {
 }  // namespace
 
 bool CudaBackend::StepDrawsOnGpu(const StepPlan& plan, const StepInputs& in) const {
-  if (!gpu_sampling_ || rank_ != 0) return false;
+  if (!gpu_sampling_) return false;  // not rank_: every rank keys its graphs by this
   for (size_t s = 0; s < plan.seqs.size(); ++s) {
     if (Filtered(plan.seqs[s], in, s)) return true;
   }
@@ -55,7 +55,7 @@ bool CudaBackend::StepDrawsOnGpu(const StepPlan& plan, const StepInputs& in) con
 
 void CudaBackend::PackSampleArgs(const StepPlan& plan, const StepInputs& in, bool gpu_sampled, int64_t tok_cap,
                                  Work* w) {
-  if (!gpu_sampling_ || rank_ != 0) return;
+  if (!gpu_sampling_ || rank_ != 0) return;  // w->gpu_sampled stays false: rank 0 alone samples
   // The last logits row of each sequence SampleFiltered draws or finds top logprobs for: its
   // parameters, uniform and top logprobs wanted.
   // The region is there whenever GPU sampling is on (empty when no row draws), so graphs of

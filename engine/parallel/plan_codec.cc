@@ -81,6 +81,15 @@ std::string EncodePlanForRanks(const StepPlan& plan) {
     w.Put<int32_t>(s.sparse.dense_layers);
     w.Put<uint8_t>(s.collect_page_mass);
     w.Put<uint8_t>(s.return_logits);
+    const SamplingParams& sp = s.sampling;
+    w.Put<float>(sp.temperature);
+    w.Put<int32_t>(sp.top_k);
+    w.Put<float>(sp.top_p);
+    w.Put<float>(sp.min_p);
+    w.Put<float>(sp.repetition_penalty);
+    w.Put<int32_t>(sp.logprobs);
+    w.Put<uint8_t>(sp.seed.has_value());
+    w.Put<uint64_t>(sp.seed.value_or(0));
   }
   return w.Take();
 }
@@ -117,6 +126,14 @@ absl::StatusOr<StepPlan> DecodePlanForRanks(const std::string& bytes) {
         !r.Get(&logits)) {
       return bad();
     }
+    SamplingParams& sp = s.sampling;
+    uint8_t has_seed = 0;
+    uint64_t seed = 0;
+    if (!r.Get(&sp.temperature) || !r.Get(&sp.top_k) || !r.Get(&sp.top_p) || !r.Get(&sp.min_p) ||
+        !r.Get(&sp.repetition_penalty) || !r.Get(&sp.logprobs) || !r.Get(&has_seed) || !r.Get(&seed)) {
+      return bad();
+    }
+    if (has_seed != 0) sp.seed = seed;
     if (mode < 0 || mode > static_cast<int32_t>(SparseMode::kH2O)) return bad();
     s.sample = sample != 0;
     s.sparse.mode = static_cast<SparseMode>(mode);

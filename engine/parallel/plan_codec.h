@@ -2,8 +2,11 @@
 // The StepPlan as bytes, for rank 0 to broadcast to the other ranks of a tensor-parallel
 // group through Communicator::Broadcast (in one process or, later, across processes).
 // It carries what the forward pass reads: ids, tokens, positions, page tables, sparse
-// parameters, which rows need logits, released requests. Sampling parameters stay on rank 0,
-// the only rank that samples, so a worker rank cannot make a sampling decision of its own.
+// parameters, which rows need logits, released requests, and the sampling parameters. Rank 0
+// alone samples, but a backend may shape the step by them (the CUDA backend keys its graphs
+// by whether a row draws on the GPU), and every rank must shape it alike: a worker that read
+// default parameters (temperature 1) captured its graphs at other steps than rank 0 and the
+// ranks' collectives fell out of step (the TP=2 daemon hung at its first sampled request).
 #pragma once
 
 #include <cstdint>

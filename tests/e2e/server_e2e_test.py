@@ -34,15 +34,22 @@ def test_streaming_and_usage(d):
     return ids, text
 
 
+def progress(what):
+    """A line per passed step, so a hang names the step after the last line."""
+    print(f"  passed {what}", flush=True)
+
+
 def test_finish_reasons(d, ids, text):
     # STOP: the first greedy token as a stop token id.
     _, fin, _, got = generate(d, prompt=PROMPT, sampling=GREEDY,
                               stopping=pb.StoppingParams(max_tokens=12, stop_token_ids=[ids[2]]))
     check(reason(fin) == "STOP" and got == ids[:3], f"stop_token_ids: {reason(fin)} {got} vs {ids[:3]}")
+    progress("STOP (stop_token_ids)")
     # EOS through the chat template: the instruct model ends a short answer itself.
     _, fin, t, _ = generate(d, messages=pb.Messages(messages=[pb.ChatMessage(role="user", content="Say OK.")]),
                             sampling=GREEDY, stopping=pb.StoppingParams(max_tokens=48))
     check(reason(fin) == "STOP", f"chat 'Say OK.' ended with {reason(fin)} after {t!r}")
+    progress("STOP (chat EOS)")
     # STOP_SEQUENCE: a piece of the greedy text.
     words = text.split()
     stop = words[len(words) // 2] if len(words) >= 2 else text[len(text) // 2:]
@@ -50,10 +57,12 @@ def test_finish_reasons(d, ids, text):
                             stopping=pb.StoppingParams(max_tokens=12, ignore_eos=True, stop=[stop]))
     check(reason(fin) == "STOP_SEQUENCE" and fin.stop_match == stop and stop not in t
           and text.startswith(t), f"stop {stop!r}: {reason(fin)} match {fin.stop_match!r} text {t!r}")
+    progress("STOP_SEQUENCE")
     # DEADLINE via time_limit_ms.
     _, fin, _, _ = generate(d, prompt=PROMPT, stopping=pb.StoppingParams(
         max_tokens=2000, ignore_eos=True, time_limit_ms=300))
     check(reason(fin) == "DEADLINE", f"time_limit_ms ended with {reason(fin)}")
+    progress("DEADLINE (sampled at temperature 1)")
     # EARLY_STOP: an unreachable gain threshold stops at the second check.
     _, fin, _, got = generate(d, prompt=PROMPT, stopping=pb.StoppingParams(max_tokens=80, ignore_eos=True),
                               monitor=pb.MonitorParams(mode=pb.ENFORCE, interval_tokens=16,
@@ -62,6 +71,7 @@ def test_finish_reasons(d, ids, text):
     check(fin.usage.tokens_saved == 80 - len(got) > 0 and len(fin.monitor_trace) >= 1 and
           fin.monitor_stop_at == len(got), f"early stop usage {fin.usage} trace {list(fin.monitor_trace)} "
           f"stop_at {fin.monitor_stop_at} generated {len(got)}")
+    progress("EARLY_STOP")
     # SHADOW never stops but reports where it would have.
     _, fin, _, got = generate(d, prompt=PROMPT, stopping=pb.StoppingParams(max_tokens=40, ignore_eos=True),
                               monitor=pb.MonitorParams(mode=pb.SHADOW, interval_tokens=16,

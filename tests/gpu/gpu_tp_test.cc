@@ -4,7 +4,8 @@
 // uneven intermediate (3 head_dim + 5) and vocabulary (97) splits: logits of a batch mixing
 // prefill, chunked prefill and decode, a Quest decode and a freed page, h2o page mass, then
 // decode steps replayed from CUDA graphs (with the NCCL calls captured) giving the same greedy
-// tokens; a group whose very first step is graph-captured (and fused: one token); the
+// tokens; a group whose very first step is graph-captured (and fused: one token); sampled
+// steps after greedy ones (every rank captures at the same steps); the
 // all-reduce into the residual (one-shot and NCCL, one call and calls back to back); the
 // one-token GEMV's own all-reduce against it. Skips without N GPUs. Also: N beyond the GPUs
 // present is INVALID_ARGUMENT.
@@ -228,6 +229,48 @@ TEST(CudaTensorParallelGraphs, FirstStepCapturedOneToken) {
   if (std::getenv("LILSERVE_FUSED_NORM") == nullptr && std::getenv("LILSERVE_GEMV") == nullptr) {
     EXPECT_TRUE(tp->rank_backend(1).fused_norm());
     EXPECT_TRUE(one->fused_norm());
+  }
+}
+
+// Greedy decode steps, then sampled ones at the same batch size (SampleFiltered on rank 0),
+// then greedy again: every rank captures a graph for each kind, at the same steps. Rank 0 used
+// to key its graphs by whether it draws on the GPU while the other ranks (which never draw)
+// did not, so rank 0 alone captured at the first sampled step; with autotuning a capture runs
+// the step eagerly first, so rank 0 ran one forward pass more than rank 1 and their
+// all-reduces paired the wrong passes (the TP daemon hung on its first sampled request).
+TEST(CudaTensorParallelGraphs, SampledStepsAfterGreedyOnes) {
+  if (GpuCount() < 2) GTEST_SKIP() << "needs 2 GPUs, have " << GpuCount();
+  testing::TinyModelOptions opt = testing::GpuTinyOptions(ModelFamily::kLlama, 64, 4);
+  opt.inter = 4 * 64;
+  TinyModel m;
+  m.config = testing::TinyConfig(opt);
+  m.weights = testing::ConditionedBf16Weights(m.config, 44);
+  KvCacheOptions kv;
+  kv.page_size = 16;
+  kv.num_pages = 16;
+  Backends b;
+  ASSERT_NO_FATAL_FAILURE(MakeBackends(m, kv, 2, &b));
+  ScheduledSeq seq = Seq(1, 0, 1, {3, 4}, m.config.vocab_size);
+  for (int step = 0; step < 12; ++step) {
+    const bool sampled = step >= 4 && step < 8;
+    StepPlan plan;
+    plan.seqs = {seq};
+    plan.seqs[0].page_table.resize(seq.start_pos / kv.page_size + 1);
+    plan.seqs[0].return_logits = false;  // graph steps only
+    plan.seqs[0].sampling.temperature = sampled ? 1.0f : 0.0f;
+    plan.seqs[0].sampling.top_p = sampled ? 0.9f : 1.0f;
+    auto t = b.tp->Execute(plan);
+    auto o = b.one->Execute(plan);
+    ASSERT_TRUE(t.ok()) << "step " << step << (sampled ? " (sampled)" : " (greedy)") << ": " << t.status();
+    ASSERT_TRUE(o.ok()) << o.status();
+    if (!sampled) EXPECT_EQ(t->seqs[0].token, o->seqs[0].token) << "step " << step;
+    EXPECT_GE(t->seqs[0].token, 0);
+    EXPECT_LT(t->seqs[0].token, m.config.vocab_size);
+    seq.start_pos += 1;
+    seq.tokens = {o->seqs[0].token};
+  }
+  if (std::getenv("LILSERVE_CUDA_GRAPHS") == nullptr && std::getenv("LILSERVE_GPU_SAMPLING") == nullptr) {
+    for (int32_t r = 0; r < 2; ++r) EXPECT_EQ(b.tp->rank_backend(r).graphs_captured(), 2) << "rank " << r;
   }
 }
 

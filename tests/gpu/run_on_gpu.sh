@@ -298,11 +298,36 @@ if has e2e; then
   fi
   mkdir -p /tmp/e2ebuild/server /tmp/e2ebuild/tools
   cp "$c/bin/lilserve" "$c/bin/lilserve_cuda.so" /tmp/e2ebuild/server/; cp "$c/bin/lilctl" /tmp/e2ebuild/tools/
-  if [ -s /tmp/default.gguf ]; then
+  # e2e_run LOG MODEL FLAGS: the client test against the daemon; when it is still running after
+  # $E2E_HANG_S seconds (default 240), what the daemon was doing goes to LOG.hang (the daemon's
+  # log tail, GPU utilization, every host thread's stack through cuda-gdb and the kernels on the
+  # GPUs), then both are killed.
+  e2e_run() {
+    local logf=$1 model=$2 flags=$3
+    rm -f /tmp/lilserve_*.log
     PYTHONPATH=/tmp/site LILSERVE_HEALTH_PROTO=/tmp/site/health.proto LILSERVE_BUILD=/tmp/e2ebuild \
-      LILSERVE_E2E_MODEL=/tmp/default.gguf LILSERVE_E2E_NO_PROMETHEUS=1 \
-      LILSERVE_DAEMON_FLAGS="${E2E_FLAGS:---device cuda}" PYTHONUNBUFFERED=1 \
-      timeout 400 python3 "$root/tests/e2e/server_e2e_test.py" > "$out/e2e.log" 2>&1
+      LILSERVE_E2E_MODEL=$model LILSERVE_E2E_NO_PROMETHEUS=1 LILSERVE_DAEMON_FLAGS="$flags" PYTHONUNBUFFERED=1 \
+      python3 "$root/tests/e2e/server_e2e_test.py" > "$logf" 2>&1 &
+    local py=$! waited=0
+    while kill -0 $py 2>/dev/null && [ $waited -lt "${E2E_HANG_S:-240}" ]; do sleep 1; waited=$((waited + 1)); done
+    if kill -0 $py 2>/dev/null; then
+      {
+        echo "== still running after ${waited}s; daemon log tail:"; tail -40 "$(ls -t /tmp/lilserve_*.log | head -1)"
+        nvidia-smi --query-gpu=index,utilization.gpu,memory.used --format=csv
+        for pid in $(pgrep -f /tmp/e2ebuild/server/lilserve); do
+          echo "== cuda-gdb -p $pid"
+          timeout 90 cuda-gdb -p "$pid" -batch -ex "info cuda kernels" -ex "thread apply all bt 12" 2>&1 | grep -v "^\[New LWP" | head -300
+        done
+      } > "$logf.hang" 2>&1
+      pkill -9 -f /tmp/e2ebuild/server/lilserve; kill -9 $py
+      echo "e2e HUNG after ${waited}s: see $(basename "$logf").hang" | log
+      grep -E "^== still|passed|stops|error|Error" "$logf.hang" "$logf" | head -20 | log
+      return 124
+    fi
+    wait $py
+  }
+  if [ -s /tmp/default.gguf ]; then
+    e2e_run "$out/e2e.log" /tmp/default.gguf "${E2E_FLAGS:---device cuda}"
     echo "server_e2e_test (${E2E_FLAGS:---device cuda}) rc=$?" | log
     grep -E "^ok|PASS|FAIL|running on|tensor" "$out/e2e.log" | head -30 | log
     # $E2E_TP (2 or 4): the same test on the default model padded to 12 / 4 heads
@@ -311,10 +336,7 @@ if has e2e; then
     if [ -n "${E2E_TP:-}" ]; then
       [ -s /tmp/pad.gguf ] || PYTHONPATH=/tmp/site python3 "$root/tools/py/pad_heads.py" /tmp/default.gguf \
         /tmp/pad.gguf --heads 12 --kv-heads 4 2>&1 | log
-      PYTHONPATH=/tmp/site LILSERVE_HEALTH_PROTO=/tmp/site/health.proto LILSERVE_BUILD=/tmp/e2ebuild \
-        LILSERVE_E2E_MODEL=/tmp/pad.gguf LILSERVE_E2E_NO_PROMETHEUS=1 \
-        LILSERVE_DAEMON_FLAGS="--device cuda --tensor-parallel $E2E_TP" PYTHONUNBUFFERED=1 \
-        timeout 400 python3 "$root/tests/e2e/server_e2e_test.py" > "$out/e2e_tp$E2E_TP.log" 2>&1
+      e2e_run "$out/e2e_tp$E2E_TP.log" /tmp/pad.gguf "--device cuda --tensor-parallel $E2E_TP"
       echo "server_e2e_test (padded 12/4, --device cuda --tensor-parallel $E2E_TP) rc=$?" | log
       grep -E "^ok|PASS|FAIL|running on|tensor" "$out/e2e_tp$E2E_TP.log" | head -30 | log
     fi

@@ -322,7 +322,13 @@ TEST(TensorParallelTest, PlanCodecRoundTripsWhatTheForwardReads) {
   s.sparse.dense_layers = 3;
   s.collect_page_mass = true;
   s.return_logits = false;
-  s.sampling.temperature = 0.7f;  // rank 0 only: not sent
+  s.sampling.temperature = 0.7f;
+  s.sampling.top_k = 40;
+  s.sampling.top_p = 0.9f;
+  s.sampling.min_p = 0.05f;
+  s.sampling.repetition_penalty = 1.1f;
+  s.sampling.logprobs = 3;
+  s.sampling.seed = 0xfedcba9876543210ull;
   p.seqs = {s, ScheduledSeq{}};
   const std::string bytes = EncodePlanForRanks(p);
   auto d = DecodePlanForRanks(bytes);
@@ -344,7 +350,16 @@ TEST(TensorParallelTest, PlanCodecRoundTripsWhatTheForwardReads) {
   EXPECT_EQ(e.sparse.dense_layers, 3);
   EXPECT_TRUE(e.collect_page_mass);
   EXPECT_FALSE(e.return_logits);
-  EXPECT_EQ(e.sampling.temperature, SamplingParams{}.temperature);
+  // Sampling parameters too: every rank must see the step rank 0 sees (plan_codec.h).
+  EXPECT_EQ(e.sampling.temperature, 0.7f);
+  EXPECT_EQ(e.sampling.top_k, 40);
+  EXPECT_EQ(e.sampling.top_p, 0.9f);
+  EXPECT_EQ(e.sampling.min_p, 0.05f);
+  EXPECT_EQ(e.sampling.repetition_penalty, 1.1f);
+  EXPECT_EQ(e.sampling.logprobs, 3);
+  EXPECT_EQ(e.sampling.seed, s.sampling.seed);
+  EXPECT_FALSE(d->seqs[1].sampling.seed.has_value());
+  EXPECT_EQ(d->seqs[1].sampling.temperature, SamplingParams{}.temperature);
   for (size_t cut : {size_t{0}, size_t{3}, bytes.size() / 2, bytes.size() - 1}) {
     EXPECT_EQ(DecodePlanForRanks(bytes.substr(0, cut)).status().code(), absl::StatusCode::kDataLoss)
         << cut;
