@@ -34,6 +34,10 @@ class Backend {
   // Runs one step. A malformed plan is an INVALID_ARGUMENT naming the sequence and field;
   // it changes no state.
   virtual absl::StatusOr<StepResult> Execute(const StepPlan& plan) = 0;
+  // OK while steps can run; the reason once the backend stopped for good (a tensor-parallel
+  // group aborted after a rank's error or a step past its watchdog): every later Execute
+  // fails, and the daemon reports NOT_SERVING (EngineLoop::SetBackendLostObserver).
+  virtual absl::Status Usable() const { return absl::OkStatus(); }
 };
 
 // Bytes of KV (keys + values, all layers) one page holds at this element size.

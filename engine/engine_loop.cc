@@ -119,6 +119,11 @@ void EngineLoop::Step() {
     auto r = model_->backend().Execute(plan);
     if (!r.ok()) {
       FailPlan(plan, r.status());
+      if (absl::Status usable = model_->backend().Usable(); !usable.ok() && !backend_lost_reported_) {
+        backend_lost_reported_ = true;
+        LIL_LOG_ERROR("the backend stopped for good; every later step fails: {}", std::string(usable.message()));
+        if (backend_lost_) backend_lost_(usable);
+      }
       result.seqs.resize(plan.seqs.size());
       for (size_t i = 0; i < plan.seqs.size(); ++i) result.seqs[i].id = plan.seqs[i].id;
     } else {

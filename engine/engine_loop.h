@@ -54,6 +54,12 @@ class EngineLoop {
 
   // Any thread: called on the engine thread after every step that did work. Set before Start.
   void SetStepObserver(std::function<void(const StepReport&)> observer) { observer_ = std::move(observer); }
+  // Called once, on the engine thread, when a failed step leaves the backend unusable for good
+  // (Backend::Usable: a tensor-parallel group aborted); the server turns NOT_SERVING. Set
+  // before Start.
+  void SetBackendLostObserver(std::function<void(const absl::Status&)> observer) {
+    backend_lost_ = std::move(observer);
+  }
 
   // Any thread: a snapshot of the load.
   struct Load {
@@ -72,6 +78,8 @@ class EngineLoop {
   void DrainInbox();
   void Step();
   void FailPlan(const StepPlan& plan, const absl::Status& status);
+  std::function<void(const absl::Status&)> backend_lost_;
+  bool backend_lost_reported_ = false;  // engine thread only
 
   Model* model_;
   EngineLoopOptions options_;

@@ -105,6 +105,9 @@ absl::Status Server::LoadAndServe() {
   LIL_ASSIGN_OR_RETURN(model_, Model::Load(options_.model, options_.ToLoadOptions()));
   engine_ = std::make_unique<EngineLoop>(model_.get(), options_.ToEngineOptions());
   engine_->SetStepObserver([m = metrics_.get()](const StepReport& r) { m->OnStep(r); });
+  // A backend that stopped for good (a tensor-parallel group aborted) fails every request:
+  // health says NOT_SERVING so load balancers and Kubernetes' probes act on it.
+  engine_->SetBackendLostObserver([this](const absl::Status&) { SetServing(false); });
   LIL_RETURN_IF_ERROR(engine_->Start());
   RequestLimits& l = core_.limits;
   l.default_max_tokens = options_.default_max_tokens;

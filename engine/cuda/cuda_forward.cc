@@ -145,8 +145,8 @@ absl::Status CudaBackend::RunLayer(int32_t layer, const StepInputs& in, const Wo
   if (fuse) {
     // One GPU: o and down add into x and round it to xb themselves. Tensor parallel: they
     // write this rank's partial to delta, and the all-reduce adds the sum into x and xb.
-    // Tensor parallel with $LILSERVE_GEMV_ALLREDUCE=1 (experimental, NcclCommunicator): the
-    // GEMV all-reduces its own partial (no all-reduce kernel); else the one-shot kernel after it.
+    // Tensor parallel with the GEMV all-reduce (TP=2 by default; tp_cuda_backend.cc): the GEMV
+    // all-reduces its own partial (no all-reduce kernel); else the one-shot kernel after it.
     auto project = [&](const bf16* in, const bf16* weight, int32_t in_dim) -> absl::Status {
       GemmParams g{in, weight, comm_ == nullptr ? w.x : w.delta, t, in_dim, hid};
       if (comm_ == nullptr) {

@@ -148,6 +148,11 @@ NcclCommunicator::~NcclCommunicator() {
 
 void NcclCommunicator::Abort() {
   if (aborted_.exchange(true)) return;
+  // The one-shot and GEMV all-reduce waits on this rank's GPU read this word (PollBudget):
+  // they end as well, instead of each running out its own timeout.
+  if (uint32_t* word = one_shot_error_.get<uint32_t>(); word != nullptr) {
+    *reinterpret_cast<volatile uint32_t*>(word) = kOneShotAbortedWord;
+  }
   GetNccl()->comm_abort(comm_);
 }
 

@@ -59,7 +59,7 @@ class NcclCommunicator final : public Communicator {
   absl::Status AllReduceIntoResidual(float* data, int64_t n, float* residual, __nv_bfloat16* residual_bf16);
   // The same sum done inside the GEMV that makes the partial (GemmParams::reduce; allreduce.h
   // GemvAllReduce): the descriptor for adding into residual / residual_bf16, or nullopt (one
-  // rank, the one-shot kernels off, $LILSERVE_GEMV_ALLREDUCE not 1). GemvSupported says whether
+  // rank, the one-shot kernels off, or EnableOneShot's gemv_allreduce false). GemvSupported says whether
   // a GEMV's shape and buffers fit it; where not, the GEMV writes its partial and
   // AllReduceIntoResidual follows.
   std::optional<GemvAllReduce> GemvAllReduceFor(float* residual, __nv_bfloat16* residual_bf16) const;
@@ -69,7 +69,8 @@ class NcclCommunicator final : public Communicator {
   absl::Status Barrier() override;
 
   // Aborts the communicator: collectives in flight on any rank of the group return with an
-  // error instead of waiting forever for this rank. Thread-safe; later calls fail.
+  // error instead of waiting forever for this rank, and so do this rank's one-shot and GEMV
+  // all-reduce waits (the error word set to kOneShotAbortedWord). Thread-safe; later calls fail.
   void Abort();
   // OK, or the asynchronous error NCCL recorded (a peer that died, a network fault).
   absl::Status AsyncError() const;
@@ -80,8 +81,8 @@ class NcclCommunicator final : public Communicator {
   // any one thread while no rank runs; `comms[r]` is rank r's and runs on devices[r]. Returns
   // false (NCCL stays) when a pair of GPUs cannot access each other or the group has more
   // than kOneShotMaxRanks ranks. $LILSERVE_ONESHOT_ALLREDUCE=0 keeps NCCL for everything.
-  // gemv_allreduce: also GemvAllReduceFor's slots (TensorParallelCudaBackend passes
-  // $LILSERVE_GEMV_ALLREDUCE=1).
+  // gemv_allreduce: also GemvAllReduceFor's slots (TensorParallelCudaBackend: at TP=2 unless
+  // $LILSERVE_GEMV_ALLREDUCE=0, wider groups with $LILSERVE_GEMV_ALLREDUCE=1).
   static absl::StatusOr<bool> EnableOneShot(const std::vector<NcclCommunicator*>& comms,
                                             const std::vector<int32_t>& devices, int64_t cap_bytes,
                                             bool gemv_allreduce = false);

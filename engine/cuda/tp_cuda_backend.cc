@@ -2,7 +2,12 @@
 #include "engine/cuda/tp_cuda_backend.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdlib>
 #include <latch>
+#include <optional>
+
+#include "absl/cleanup/cleanup.h"
 
 #include "common/clock.h"
 #include "common/env.h"
@@ -17,17 +22,35 @@ namespace {
 // Where the one-shot all-reduce stops and NCCL takes over (nccl_allreduce_bench, docs/PERF.md):
 // at TP=2 one-shot wins up to 4 MiB; at TP=4 it pushes 3 copies and loses from 1 MiB on.
 int64_t OneShotBytes(int32_t world) { return world <= 2 ? (2 << 20) : (512 << 10); }
+// The one-token o / down GEMVs all-reduce their own partials (NcclCommunicator::GemvAllReduceFor)
+// by default at TP=2, where it was measured (session 19, ABAB on 2 x H200: 8B batch 1 / 1k
+// 2.479-2.482 against 2.505-2.516 ms, -1.2%; bitwise the one-shot kernel's sum, gpu_tp_test;
+// the gRPC e2e test passes with it). Wider groups only with $LILSERVE_GEMV_ALLREDUCE=1 (every CTA
+// then sends to N ranks: not measured); $LILSERVE_GEMV_ALLREDUCE=0 turns it off.
+bool GemvAllReduceWanted(int32_t world) {
+  if (EnvIs("LILSERVE_GEMV_ALLREDUCE", "0")) return false;
+  return world == 2 || EnvIs("LILSERVE_GEMV_ALLREDUCE", "1");
+}
 // How long a rank's host thread polls in a plan broadcast's rendezvous before sleeping
 // ($LILSERVE_TP_SPIN=0: never): the four rendezvous of one broadcast follow each other within
 // microseconds, and the first is where the workers sit between steps.
 constexpr int64_t kPlanSpinMicros = 200;
 // $LILSERVE_TP_TRACE keeps the first this many steps (48 bytes a rank each).
 constexpr size_t kTraceMaxSteps = size_t{1} << 20;
+// The step watchdog's default ($LILSERVE_TP_STEP_TIMEOUT_S): far past any real step (the first
+// steps' cuBLASLt timing and graph captures take seconds; an 8k-token prefill of a 70B model at
+// TP=4 about one), short enough that a wedged daemon turns NOT_SERVING within minutes.
+constexpr int64_t kDefaultStepTimeoutSeconds = 120;
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<TensorParallelCudaBackend>> TensorParallelCudaBackend::Create(
     const ModelConfig& config, const UploadFn& upload, const KvCacheOptions& kv, int32_t world) {
   LIL_RETURN_IF_ERROR(CheckTensorParallel(config, world));
+  const std::optional<int64_t> timeout_s = EnvInt("LILSERVE_TP_STEP_TIMEOUT_S", kDefaultStepTimeoutSeconds);
+  if (!timeout_s.has_value() || *timeout_s < 0 || *timeout_s > 86400) {
+    return InvalidArgument("LILSERVE_TP_STEP_TIMEOUT_S is '", std::getenv("LILSERVE_TP_STEP_TIMEOUT_S"),
+                           "'; want whole seconds from 0 (no step watchdog) to 86400");
+  }
   int devices = 0;
   if (cudaError_t e = cudaGetDeviceCount(&devices); e != cudaSuccess) {
     cudaGetLastError();
@@ -104,7 +127,7 @@ absl::StatusOr<std::unique_ptr<TensorParallelCudaBackend>> TensorParallelCudaBac
     rank_devices.push_back(rank.device);
   }
   LIL_ASSIGN_OR_RETURN(const bool one_shot, NcclCommunicator::EnableOneShot(comms, rank_devices, OneShotBytes(world),
-                                                                            EnvIs("LILSERVE_GEMV_ALLREDUCE", "1")));
+                                                                            GemvAllReduceWanted(world)));
   LIL_CUDA_RETURN_IF_ERROR(cudaSetDevice(0));
   LIL_LOG_INFO("CUDA tensor parallelism: {} ranks on GPUs 0-{}, {} KV pages per GPU, all-reduce {}", world,
                world - 1, tp->ranks_[0].backend->num_pages(),
@@ -112,10 +135,35 @@ absl::StatusOr<std::unique_ptr<TensorParallelCudaBackend>> TensorParallelCudaBac
   tp->trace_ = EnvIs("LILSERVE_TP_TRACE", "1");
   tp->trace_rows_.resize(world);
   for (int32_t r = 1; r < world; ++r) tp->workers_.emplace_back([p = tp.get(), r] { p->WorkerLoop(r); });
+  tp->step_timeout_us_ = *timeout_s * 1000000;
+  if (*timeout_s > 0) tp->watchdog_ = std::thread([p = tp.get()] { p->WatchdogLoop(); });
   return tp;
 }
 
+void TensorParallelCudaBackend::WatchdogLoop() {
+  const auto tick = std::chrono::microseconds(std::min<int64_t>(1000000, step_timeout_us_ / 4 + 1));
+  std::unique_lock lock(watchdog_mu_);
+  while (!watchdog_cv_.wait_for(lock, tick, [this] { return watchdog_stop_; })) {
+    const int64_t began = step_began_us_.load();
+    if (began == 0) continue;
+    const int64_t ran = SystemClock::Get()->NowMicros() - began;
+    if (ran <= step_timeout_us_) continue;
+    AbortAll(absl::DeadlineExceededError(absl::StrCat(
+        "a tensor-parallel step ran ", ran / 1000, " ms, past the step watchdog's ", step_timeout_us_ / 1000000,
+        " s ($LILSERVE_TP_STEP_TIMEOUT_S): the ranks' collectives are out of step or a GPU stopped")));
+    return;
+  }
+}
+
 TensorParallelCudaBackend::~TensorParallelCudaBackend() {
+  if (watchdog_.joinable()) {
+    {
+      std::lock_guard lock(watchdog_mu_);
+      watchdog_stop_ = true;
+    }
+    watchdog_cv_.notify_all();
+    watchdog_.join();
+  }
   if (!workers_.empty()) {
     const absl::Status s = BroadcastStop(*host_[0]);
     if (!s.ok()) group_->Abort(s);
@@ -151,6 +199,8 @@ absl::StatusOr<StepResult> TensorParallelCudaBackend::Execute(const StepPlan& pl
   if (trace_) row.entered_us = SystemClock::Get()->NowMicros();
   // A malformed plan is answered here, before any rank sees it (no state changes).
   LIL_RETURN_IF_ERROR(CheckPlan(plan, config(), num_pages(), page_size()));
+  step_began_us_.store(SystemClock::Get()->NowMicros());
+  absl::Cleanup step_over = [this] { step_began_us_.store(0); };
   if (absl::Status s = BroadcastPlan(*host_[0], plan); !s.ok()) {
     AbortAll(s);
     return s;
@@ -174,6 +224,10 @@ void TensorParallelCudaBackend::WorkerLoop(int32_t rank) {
     absl::StatusOr<std::optional<StepPlan>> plan = ReceivePlan(*host_[rank]);
     if (plan.ok() && !plan->has_value()) return;  // stop
     if (!plan.ok() && !group_->aborted().ok()) return;  // the group was aborted
+    if (plan.ok() && drop_plan_rank_.load() == rank) {  // tests (DropNextPlanOnRankForTest)
+      drop_plan_rank_.store(-1);
+      continue;
+    }
     absl::Status s = plan.status();
     TraceRow row;
     if (trace_) row.entered_us = row.planned_us = SystemClock::Get()->NowMicros();

@@ -15,9 +15,14 @@
 // ranks execute what it broadcast, so they make the same NCCL calls in the same order. An
 // error on any rank aborts the host group AND every NCCL communicator (ncclCommAbort), so a
 // rank waiting in a collective returns instead of hanging; every later Execute is then
-// FAILED_PRECONDITION naming the first error (the daemon keeps running and reports it).
+// FAILED_PRECONDITION naming the first error (the daemon keeps running, reports it, and turns
+// NOT_SERVING). A step watchdog ($LILSERVE_TP_STEP_TIMEOUT_S, default 120 s; 0: off) aborts the
+// same way when a step runs past it: ranks whose collectives fell out of step (session 18's
+// hang, sessions 19's fix in the plan codec) wait in NCCL forever otherwise.
 #pragma once
 
+#include <atomic>
+#include <condition_variable>
 #include <functional>
 #include <memory>
 #include <mutex>
@@ -49,8 +54,12 @@ class TensorParallelCudaBackend final : public Backend {
   int32_t page_size() const override { return ranks_[0].backend->page_size(); }
   int32_t world_size() const { return static_cast<int32_t>(ranks_.size()); }
   absl::StatusOr<StepResult> Execute(const StepPlan& plan) override;
+  absl::Status Usable() const override { return group_->aborted(); }
   // Tests: rank r's backend.
   CudaBackend& rank_backend(int32_t r) { return *ranks_[r].backend; }
+  // Tests: worker rank r (>= 1) drops the next plan it receives and runs nothing, so rank 0's
+  // step waits in its collectives for a pass that never comes (the watchdog's case).
+  void DropNextPlanOnRankForTest(int32_t r) { drop_plan_rank_.store(r); }
 
  private:
   struct Rank {
@@ -82,6 +91,17 @@ class TensorParallelCudaBackend final : public Backend {
   std::vector<Rank> ranks_;                          // [rank]
   std::vector<std::thread> workers_;                 // ranks 1..N-1
   std::once_flag abort_once_;
+  std::atomic<int32_t> drop_plan_rank_{-1};
+
+  // The step watchdog: a thread that wakes every second (or a quarter of the timeout) and
+  // aborts the group once rank 0's Execute has run longer than step_timeout_us_.
+  void WatchdogLoop();
+  int64_t step_timeout_us_ = 0;           // 0: no watchdog
+  std::atomic<int64_t> step_began_us_{0};  // rank 0's Execute in progress since (0: none)
+  std::mutex watchdog_mu_;
+  std::condition_variable watchdog_cv_;
+  bool watchdog_stop_ = false;  // guarded by watchdog_mu_
+  std::thread watchdog_;
 };
 
 }  // namespace lil::cuda

@@ -37,7 +37,8 @@ struct OneShotParams {
   uint32_t* epoch = nullptr;  // this rank's, [kOneShotMaxBlocks], zero at start
   int64_t cap = 0;            // floats per (parity, source) slot; a multiple of 4
   // Host-mapped word set to 1 + the peer's rank when a wait outlasts kOneShotTimeoutNs (a
-  // rank that died or went its own way): the kernel then gives up instead of hanging the GPU.
+  // rank that died or went its own way), or by the host to kOneShotAbortedWord: the kernel
+  // then gives up instead of hanging the GPU.
   uint32_t* error = nullptr;
   // Messages of n <= ll_cap floats take the flag-in-every-word variant (NCCL's "LL" idea):
   // each 16-byte store carries two (value, epoch) pairs, so a receiver polls the data itself
@@ -79,6 +80,8 @@ inline constexpr int64_t kGemvAllReduceFloats = 16384;
 inline constexpr int64_t kOneShotLlBytes = 256 << 10;
 
 inline constexpr uint64_t kOneShotTimeoutNs = 30ull * 1000 * 1000 * 1000;
+// The error word's value once the host aborted the group (NcclCommunicator::Abort): waits end.
+inline constexpr uint32_t kOneShotAbortedWord = 0xffffffffu;
 
 cudaError_t OneShotAllReduce(const OneShotParams& p, cudaStream_t stream);
 

@@ -7,10 +7,11 @@
 // tokens; a group whose very first step is graph-captured (and fused: one token); sampled
 // steps after greedy ones (every rank captures at the same steps); the
 // all-reduce into the residual (one-shot and NCCL, one call and calls back to back); the
-// one-token GEMV's own all-reduce against it. Skips without N GPUs. Also: N beyond the GPUs
-// present is INVALID_ARGUMENT.
+// one-token GEMV's own all-reduce against it; the step watchdog ending a step whose ranks fell
+// out of step. Skips without N GPUs. Also: N beyond the GPUs present is INVALID_ARGUMENT.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <cmath>
 #include <functional>
 #include <numeric>
@@ -263,7 +264,9 @@ TEST(CudaTensorParallelGraphs, SampledStepsAfterGreedyOnes) {
     auto o = b.one->Execute(plan);
     ASSERT_TRUE(t.ok()) << "step " << step << (sampled ? " (sampled)" : " (greedy)") << ": " << t.status();
     ASSERT_TRUE(o.ok()) << o.status();
-    if (!sampled) EXPECT_EQ(t->seqs[0].token, o->seqs[0].token) << "step " << step;
+    if (!sampled) {
+      EXPECT_EQ(t->seqs[0].token, o->seqs[0].token) << "step " << step;
+    }
     EXPECT_GE(t->seqs[0].token, 0);
     EXPECT_LT(t->seqs[0].token, m.config.vocab_size);
     seq.start_pos += 1;
@@ -460,6 +463,49 @@ TEST(GemvAllReduce, MatchesTheAllReduceKernel) {
   }
   // The residual moved: 15 calls of sums that are not all zero.
   EXPECT_NE(got[0][0], 2.0f);
+}
+
+// Ranks out of step: rank 1 drops a plan, so rank 0's step waits in its collectives for a
+// pass that never comes (the one-shot / GEMV all-reduces, then NCCL's all-gather, which has no
+// timeout of its own). The step watchdog ($LILSERVE_TP_STEP_TIMEOUT_S, 2 s here) aborts the
+// group: the step returns an error well before the one-shot waits' own 30-s timeout, every later
+// step fails naming the watchdog, and Usable() says why. A bad timeout value is refused.
+TEST(CudaTensorParallelErrors, StepWatchdogEndsAStepWhoseRanksFellOutOfStep) {
+  if (GpuCount() < 2) GTEST_SKIP() << "needs 2 GPUs, have " << GpuCount();
+  const TinyModel m = MakeModel(ModelFamily::kLlama, 64);
+  KvCacheOptions kv;
+  kv.page_size = 16;
+  kv.num_pages = 16;
+  auto upload = [&](const TpShard& shard) { return cuda::UploadWeights(m.config, m.weights, &shard); };
+  setenv("LILSERVE_TP_STEP_TIMEOUT_S", "soon", 1);
+  auto refused = cuda::TensorParallelCudaBackend::Create(m.config, upload, kv, 2);
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_NE(refused.status().message().find("LILSERVE_TP_STEP_TIMEOUT_S is 'soon'"), std::string::npos)
+      << refused.status();
+  setenv("LILSERVE_TP_STEP_TIMEOUT_S", "2", 1);
+  auto tp = cuda::TensorParallelCudaBackend::Create(m.config, upload, kv, 2);
+  unsetenv("LILSERVE_TP_STEP_TIMEOUT_S");
+  ASSERT_TRUE(tp.ok()) << tp.status();
+  ScheduledSeq seq = Seq(1, 0, 1, {3, 4}, m.config.vocab_size);
+  StepPlan plan;
+  plan.seqs = {seq};
+  plan.seqs[0].page_table.resize(1);
+  ASSERT_TRUE((*tp)->Execute(plan).ok());
+  EXPECT_TRUE((*tp)->Usable().ok());
+  (*tp)->DropNextPlanOnRankForTest(1);
+  plan.seqs[0].start_pos = 1;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto stuck = (*tp)->Execute(plan);
+  const double seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  EXPECT_FALSE(stuck.ok());
+  EXPECT_GE(seconds, 1.5);
+  EXPECT_LT(seconds, 20.0) << "the watchdog, not the one-shot waits' 30-s timeout, should end it";
+  const absl::Status usable = (*tp)->Usable();
+  EXPECT_FALSE(usable.ok());
+  EXPECT_NE(usable.message().find("step watchdog"), std::string::npos) << usable;
+  auto after = (*tp)->Execute(plan);
+  EXPECT_EQ(after.status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_NE(after.status().message().find("LILSERVE_TP_STEP_TIMEOUT_S"), std::string::npos) << after.status();
 }
 
 TEST(CudaTensorParallelErrors, MoreRanksThanGpus) {
