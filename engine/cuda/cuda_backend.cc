@@ -223,6 +223,7 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
     }
   }
   b->graphs_enabled_ = !EnvIs("LILSERVE_CUDA_GRAPHS", "0");
+  b->tp_greedy_ = !EnvIs("LILSERVE_TP_GREEDY", "0");
   // Zeroed so a page read before it is written (never in a valid plan) holds no NaNs.
   LIL_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(b->kv_pool_.get(), 0, b->kv_pool_.bytes(), stream));
   return b;
@@ -298,7 +299,9 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
   // page-list entries, so the same addresses serve every step of that shape. Steps where a
   // row draws on the GPU (SampleFiltered) have a graph of their own.
   const bool gpu_sampled = StepDrawsOnGpu(plan, in);
-  bool graph = Graphable(plan, in) && !graph_failed_.contains(GraphKey(in.num_tokens, gpu_sampled));
+  const bool tp_greedy = TpGreedyStep(plan, in);
+  const int32_t key = GraphKey(in.num_tokens, gpu_sampled, tp_greedy);  // the same on every rank
+  bool graph = Graphable(plan, in) && !graph_failed_.contains(key);
   int64_t nnz_cap = 0;
   if (graph) {
     nnz_cap = graph_nnz_cap_;
@@ -318,6 +321,7 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
   pack.Reset();
   rw.Reset();
   Work w;
+  w.tp_greedy = tp_greedy;
   w.tokens = pack.Add(in.tokens, tok_cap);
   w.pos = pack.Add(in.pos, tok_cap);
   w.seq = pack.Add(in.seq, tok_cap);
@@ -402,6 +406,7 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
     const int64_t gathered = world_ > 1 ? r * shards_[0].vocab_stride : 0;
     w.logits_local = carve.Take<float>(gathered);
     w.logits_gather = carve.Take<float>(gathered * world_);
+    w.greedy_gather = carve.Take<float>(world_ > 1 ? r * world_ * 4 : 0);
     w.logprob = carve.Take<float>(r);
     w.h = carve.Take<bf16>(std::max(t, r) * hmax);
     w.attn = carve.Take<bf16>(t * c.q_dim());
@@ -447,7 +452,6 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
   }
   if (step_trace_) last_clock_.uploaded_us = SystemClock::Get()->NowMicros();
   if (graph) {
-    const int32_t key = GraphKey(in.num_tokens, gpu_sampled);  // not w.gpu_sampled: rank 0's alone
     cudaGraphExec_t& exec = graphs_[key];
     if (exec == nullptr) {
       absl::Status captured = CaptureGraph(in, w, &exec);

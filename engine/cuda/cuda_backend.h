@@ -107,6 +107,11 @@ class CudaBackend final : public Backend {
   // every rank must capture at the same steps), and the per-row arguments it reads, added to
   // pack_ on rank 0 (a region of tok_cap rows in graph steps).
   bool StepDrawsOnGpu(const StepPlan& plan, const StepInputs& in) const;
+  // Tensor parallel: whether every logits row of the step only needs Greedy's token and
+  // logprob (no logits returned, no host sampling, no top logprobs): each rank then finds its
+  // vocabulary slice's best and only those partials cross between the GPUs (GreedyParams::
+  // gather) instead of the all-gathered logits. The same answer on every rank (GraphKey).
+  bool TpGreedyStep(const StepPlan& plan, const StepInputs& in) const;
   void PackSampleArgs(const StepPlan& plan, const StepInputs& in, bool gpu_sampled, int64_t tok_cap, Work* w);
   absl::Status CaptureGraph(const StepInputs& in, const Work& w, cudaGraphExec_t* exec);
   void ResetGraphs();
@@ -155,7 +160,12 @@ class CudaBackend final : public Backend {
   // its peers and every later all-reduce would pair the wrong passes (the TP daemon's first
   // sampled request hung that way). $LILSERVE_GPU_SAMPLING=0: the host does them, for A/B.
   bool gpu_sampling_ = true;
-  static int32_t GraphKey(int32_t batch, bool gpu_sampled) { return batch + (gpu_sampled ? 1 << 16 : 0); }
+  static int32_t GraphKey(int32_t batch, bool gpu_sampled, bool tp_greedy) {
+    return batch + (gpu_sampled ? 1 << 16 : 0) + (tp_greedy ? 1 << 17 : 0);
+  }
+  // TpGreedyStep's path, unless $LILSERVE_TP_GREEDY=0 (the all-gather of every rank's logits
+  // and Greedy over the whole row on rank 0, for A/B).
+  bool tp_greedy_ = true;
   int64_t step_trace_prev_end_us_ = 0;
   absl::flat_hash_map<int32_t, std::vector<std::array<int64_t, kTraceFields>>> step_trace_rows_;
   void RecordStepTrace(int32_t num_seqs, bool graph);  // at the end of Execute (cuda_step_trace.cc)

@@ -185,6 +185,20 @@ absl::Status CudaBackend::LaunchSampling(const StepInputs& in, const Work& w) {
                                        c.rms_norm_eps, w.I(w.logit_rows)}, stream_));
   if (comm_ == nullptr) {
     LIL_RETURN_IF_ERROR(gemm_.Run(w.h, w_.lm_head, w.logits, r, c.hidden_size, vocab));
+  } else if (w.tp_greedy) {
+    // Every row greedy (TpGreedyStep): each rank's best over its vocabulary slice, summed into
+    // every rank's gather (a few floats a row), merged on rank 0, which alone samples.
+    LIL_RETURN_IF_ERROR(gemm_.Run(w.h, w_.lm_head, w.logits_local, r, c.hidden_size, local_.vocab_size));
+    GreedyParams g{w.logits_local, r, local_.vocab_size, nullptr, nullptr};
+    g.gather = w.greedy_gather;
+    g.rank = rank_;
+    g.world = world_;
+    g.id_offset = shards_[rank_].vocab_begin;
+    LIL_CUDA_RETURN_IF_ERROR(Greedy(g, stream_));
+    LIL_RETURN_IF_ERROR(comm_->AllReduceSum(w.greedy_gather, int64_t{r} * world_ * 4));
+    if (rank_ != 0) return absl::OkStatus();
+    LIL_CUDA_RETURN_IF_ERROR(GreedyCombine({w.greedy_gather, r, world_, w.token_out, w.logprob}, stream_));
+    return absl::OkStatus();
   } else {
     // Vocab-parallel LM head: each rank's [r, its vocab] block, gathered (padded to the widest
     // share), then laid out as [r, vocab] on rank 0, which alone samples.

@@ -53,6 +53,16 @@ bool CudaBackend::StepDrawsOnGpu(const StepPlan& plan, const StepInputs& in) con
   return false;
 }
 
+bool CudaBackend::TpGreedyStep(const StepPlan& plan, const StepInputs& in) const {
+  if (world_ == 1 || !tp_greedy_ || in.logit_rows.empty()) return false;
+  for (size_t s = 0; s < plan.seqs.size(); ++s) {
+    const ScheduledSeq& seq = plan.seqs[s];
+    if (in.first_logit_row[s] < 0) continue;
+    if (seq.return_logits || !seq.sample || !GreedyOnGpu(seq.sampling)) return false;
+  }
+  return true;
+}
+
 void CudaBackend::PackSampleArgs(const StepPlan& plan, const StepInputs& in, bool gpu_sampled, int64_t tok_cap,
                                  Work* w) {
   if (!gpu_sampling_ || rank_ != 0) return;  // w->gpu_sampled stays false: rank 0 alone samples

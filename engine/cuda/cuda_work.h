@@ -20,6 +20,7 @@ struct CudaBackend::Work {
   int64_t sample_args = 0;      // [logit rows, kSampleArgs] (SampleFilteredParams::args)
   bool gpu_sampled = false;     // some row draws through SampleFiltered this step
   bool gpu_top_logprobs = false;  // ... and some row it handles wants top logprobs (PackSampleArgs)
+  bool tp_greedy = false;  // tensor parallel, every row greedy on the GPU (CudaBackend::TpGreedyStep)
   struct Layout {
     int64_t indptr, pages, logical, entry_seq, q_row, cand_begin, cand_count, budget, out_begin;
     int32_t nnz, num_quest, max_cand;
@@ -29,6 +30,7 @@ struct CudaBackend::Work {
   std::vector<Layout> layouts;
   float *x, *qkv, *q, *delta, *gate_up, *entry_mass, *seq_mass, *logits, *logprob, *split_partial;
   float *logits_local, *logits_gather;  // world > 1: this rank's vocab slice, all ranks' slices
+  float* greedy_gather;  // world > 1: [logit rows, world, 4] (GreedyParams::gather)
   bf16 *h, *attn, *act;
   bf16* xb;  // fused_norm_: x rounded to bf16, written by the o and down GEMVs
   int32_t* token_out;

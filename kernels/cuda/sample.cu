@@ -92,17 +92,50 @@ __global__ void __launch_bounds__(kThreads) GreedyKernel(GreedyParams p) {
   if (slice == 0 && threadIdx.x == 0) {
     Best total = s_slice;
     for (int r = 1; r < kSlices; ++r) total = Merge(total, *cluster.map_shared_rank(&s_slice, r));
-    p.token[blockIdx.x] = total.id == kNoId ? 0 : total.id;  // all-NaN row: id 0
-    p.logprob[blockIdx.x] = -logf(total.sum);              // logit[token] - max is 0
+    if (p.gather != nullptr) {
+      float* g = p.gather + static_cast<int64_t>(blockIdx.x) * p.world * 4;
+      for (int r = 0; r < p.world * 4; ++r) g[r] = 0.0f;
+      g[p.rank * 4 + 0] = total.max;
+      g[p.rank * 4 + 1] = total.sum;
+      g[p.rank * 4 + 2] = total.id == kNoId ? -1.0f : static_cast<float>(total.id + p.id_offset);
+    } else {
+      p.token[blockIdx.x] = total.id == kNoId ? 0 : total.id;  // all-NaN row: id 0
+      p.logprob[blockIdx.x] = -logf(total.sum);              // logit[token] - max is 0
+    }
   }
   cluster.sync();  // no CTA leaves while CTA 0 may still read its shared memory
+}
+
+__global__ void GreedyCombineKernel(GreedyCombineParams p) {
+  PdlWait();
+  PdlTrigger();
+  const int row = blockIdx.x * blockDim.x + threadIdx.x;
+  if (row >= p.rows) return;
+  const float* g = p.gather + static_cast<int64_t>(row) * p.world * 4;
+  Best total;
+  for (int r = 0; r < p.world; ++r) {  // rank order: ids ascend, so a tie keeps the lower id
+    Best b;
+    b.max = g[r * 4 + 0];
+    b.sum = g[r * 4 + 1];
+    b.id = g[r * 4 + 2] < 0.0f ? kNoId : static_cast<int>(g[r * 4 + 2]);
+    total = Merge(total, b);
+  }
+  p.token[row] = total.id == kNoId ? 0 : total.id;
+  p.logprob[row] = -logf(total.sum);
 }
 
 }  // namespace
 
 cudaError_t Greedy(const GreedyParams& p, cudaStream_t stream) {
   if (p.rows == 0) return cudaSuccess;
+  if (p.gather != nullptr && (p.world < 1 || p.rank < 0 || p.rank >= p.world)) return cudaErrorInvalidValue;
   return LaunchPdlCluster(GreedyKernel, dim3(p.rows, kSlices), dim3(kThreads), 0, kSlices, stream, p);
+}
+
+cudaError_t GreedyCombine(const GreedyCombineParams& p, cudaStream_t stream) {
+  if (p.rows == 0) return cudaSuccess;
+  if (p.world < 1) return cudaErrorInvalidValue;
+  return LaunchPdl(GreedyCombineKernel, dim3((p.rows + 127) / 128), dim3(128), 0, stream, p);
 }
 
 }  // namespace lil::cuda

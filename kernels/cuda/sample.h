@@ -18,8 +18,28 @@ struct GreedyParams {
   int32_t vocab = 0;
   int32_t* token;           // [rows]
   float* logprob;           // [rows]
+  // Tensor parallel (vocab-parallel LM head): with gather set, each row's partial result over
+  // this rank's vocabulary slice (max logit, sum of exp(logit - max), id + id_offset, as floats:
+  // ids below 2^24 are exact) goes to gather[row][rank][0..2] and zeros to every other rank's
+  // four floats of the row; token / logprob are not written. An all-reduce sum of gather
+  // (rows x world x 4 floats) then hands every rank all partials (a sum of one value and
+  // zeros is exact), and GreedyCombine merges them. Nothing but these few floats crosses
+  // between the GPUs, instead of every rank's logits.
+  float* gather = nullptr;
+  int32_t rank = 0, world = 1, id_offset = 0;
 };
 cudaError_t Greedy(const GreedyParams& p, cudaStream_t stream);
+
+// Merges the world partials of each row (Greedy's gather, summed over the ranks) into the
+// token and its logprob: the same result as Greedy over the whole row (ties to the lower id;
+// a row of NaNs gives token 0 and a NaN logprob).
+struct GreedyCombineParams {
+  const float* gather;  // [rows, world, 4]
+  int32_t rows = 0, world = 1;
+  int32_t* token;   // [rows]
+  float* logprob;   // [rows]
+};
+cudaError_t GreedyCombine(const GreedyCombineParams& p, cudaStream_t stream);
 
 // Per row, kSampleArgs int32: [0] 1 = draw this row here (else the row keeps Greedy's token),
 // [1] temperature (float bits, > 0), [2] top_k (0: off), [3] top_p (float bits, in (0, 1]),

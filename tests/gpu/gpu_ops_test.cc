@@ -355,6 +355,69 @@ TEST(GpuOps, GreedyMatchesHostSampler) {
   }
 }
 
+// Tensor parallel greedy: the vocabulary cut into uneven rank slices (one of them empty), each
+// slice's partial written to its rank's place in a gather buffer (poisoned first: the kernel
+// must zero the other ranks' places), the ranks' buffers summed on the host as the all-reduce
+// would, then GreedyCombine: the same token and logprob as Greedy over the whole row,
+// including a tie across two slices (the lower id wins) and a row of NaNs.
+TEST(GpuOps, GreedyPartialsCombineToTheWholeRow) {
+  LIL_SKIP_WITHOUT_GPU();
+  const int32_t vocab = 30011, rows = 4;
+  const std::vector<int32_t> begin = {0, 11000, 11000, 20000}, end = {11000, 11000, 20000, 30011};
+  const int32_t world = static_cast<int32_t>(begin.size());
+  auto logits = testing::RandomBf16Values(rows * vocab, 5, 8.0f);
+  logits[1 * vocab + 10999] = logits[1 * vocab + 25000] = 30.0f;  // a tie across slices
+  for (int32_t v = 0; v < vocab; ++v) logits[3 * vocab + v] = std::nanf("");
+  DeviceArray<float> dl(logits);
+  auto want_tok = DeviceArray<int32_t>::Poisoned(rows);
+  auto want_lp = DeviceArray<float>::Poisoned(rows);
+  ASSERT_EQ(cuda::Greedy({dl.get(), rows, vocab, want_tok.get(), want_lp.get()}, nullptr), cudaSuccess);
+  std::vector<float> sum(static_cast<size_t>(rows) * world * 4, 0.0f);
+  for (int32_t r = 0; r < world; ++r) {
+    const int32_t n = end[r] - begin[r];
+    std::vector<float> slice(static_cast<size_t>(rows) * std::max(n, 1));
+    for (int32_t row = 0; row < rows; ++row) {
+      for (int32_t v = 0; v < n; ++v) slice[row * n + v] = logits[row * vocab + begin[r] + v];
+    }
+    DeviceArray<float> ds(slice);
+    auto gather = DeviceArray<float>::Poisoned(rows * world * 4);
+    cuda::GreedyParams g{ds.get(), rows, n, nullptr, nullptr};
+    g.gather = gather.get();
+    g.rank = r;
+    g.world = world;
+    g.id_offset = begin[r];
+    ASSERT_EQ(cuda::Greedy(g, nullptr), cudaSuccess);
+    const auto got = gather.Download();
+    for (int32_t row = 0; row < rows; ++row) {
+      for (int32_t q = 0; q < world; ++q) {
+        for (int32_t k = 0; k < 4; ++k) {
+          const float v = got[(row * world + q) * 4 + k];
+          if (q != r || k == 3) {
+            EXPECT_EQ(v, 0.0f) << "row " << row << " rank " << r << " wrote rank " << q << "'s float " << k;
+          }
+          sum[(row * world + q) * 4 + k] += v;
+        }
+      }
+    }
+  }
+  DeviceArray<float> summed(sum);
+  auto tok = DeviceArray<int32_t>::Poisoned(rows);
+  auto lp = DeviceArray<float>::Poisoned(rows);
+  ASSERT_EQ(cuda::GreedyCombine({summed.get(), rows, world, tok.get(), lp.get()}, nullptr), cudaSuccess);
+  const auto got_tok = tok.Download(), ref_tok = want_tok.Download();
+  const auto got_lp = lp.Download(), ref_lp = want_lp.Download();
+  for (int32_t row = 0; row < rows; ++row) {
+    EXPECT_EQ(got_tok[row], ref_tok[row]) << "row " << row;
+    if (row == 3) {
+      EXPECT_TRUE(std::isnan(got_lp[row]));
+    } else {
+      EXPECT_NEAR(got_lp[row], ref_lp[row], 1e-5f) << "row " << row;
+    }
+  }
+  EXPECT_EQ(got_tok[1], 10999);
+  EXPECT_EQ(got_tok[3], 0);
+}
+
 // SampleFiltered against the host sampler on the same logits and uniforms: every drawn token
 // is in TemperedKept's kept set, nearly every one is the host's (the two differ only where
 // float rounding moves a cut or the draw's boundary: the GPU's expf and its sums' order), the

@@ -4,7 +4,8 @@
 // uneven intermediate (3 head_dim + 5) and vocabulary (97) splits: logits of a batch mixing
 // prefill, chunked prefill and decode, a Quest decode and a freed page, h2o page mass, then
 // decode steps replayed from CUDA graphs (with the NCCL calls captured) giving the same greedy
-// tokens; a group whose very first step is graph-captured (and fused: one token); sampled
+// tokens; a group whose very first step is graph-captured (and fused: one token; greedy
+// through the ranks' partial bests, logprobs too); sampled
 // steps after greedy ones (every rank captures at the same steps); the
 // all-reduce into the residual (one-shot and NCCL, one call and calls back to back); the
 // one-token GEMV's own all-reduce against it; the step watchdog ending a step whose ranks fell
@@ -217,6 +218,9 @@ TEST(CudaTensorParallelGraphs, FirstStepCapturedOneToken) {
     ASSERT_TRUE(t.ok()) << "step " << step << ": " << t.status();
     ASSERT_TRUE(o.ok()) << o.status();
     EXPECT_EQ(t->seqs[0].token, o->seqs[0].token) << "step " << step;
+    // Steps 0-7: the partial-greedy path (TpGreedyStep; logits stay on their ranks) must give
+    // the token's logprob too.
+    EXPECT_NEAR(t->seqs[0].logprob, o->seqs[0].logprob, 2e-2) << "step " << step;
     if (step >= 8) {
       EXPECT_LT(RelL2(t->seqs[0].logits, o->seqs[0].logits), 1e-2) << "step " << step;
     }
