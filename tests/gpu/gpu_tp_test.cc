@@ -53,6 +53,23 @@ TinyModel MakeModel(ModelFamily family, int32_t head_dim) {
   return s;
 }
 
+// A tiny Llama whose shapes the fused one-token path takes at TP=2 (each rank's intermediate a
+// multiple of 8), and a 16-page KV cache of 16-token pages.
+TinyModel MakeFusedModel(uint32_t seed) {
+  testing::TinyModelOptions opt = testing::GpuTinyOptions(ModelFamily::kLlama, 64, 4);
+  opt.inter = 4 * 64;
+  TinyModel m;
+  m.config = testing::TinyConfig(opt);
+  m.weights = testing::ConditionedBf16Weights(m.config, seed);
+  return m;
+}
+KvCacheOptions SixteenPages() {
+  KvCacheOptions kv;
+  kv.page_size = 16;
+  kv.num_pages = 16;
+  return kv;
+}
+
 // The model on GPU 0 alone and split over GPUs 0..world-1.
 struct Backends {
   std::unique_ptr<cuda::CudaBackend> one;
@@ -193,16 +210,9 @@ INSTANTIATE_TEST_SUITE_P(Models, CudaTensorParallel,
 // the last steps return logits (eager) and compare them too.
 TEST(CudaTensorParallelGraphs, FirstStepCapturedOneToken) {
   if (GpuCount() < 2) GTEST_SKIP() << "needs 2 GPUs, have " << GpuCount();
-  // Shapes the fused path takes at TP=2 (each rank's intermediate a multiple of 8).
-  testing::TinyModelOptions opt = testing::GpuTinyOptions(ModelFamily::kLlama, 64, 4);
-  opt.inter = 4 * 64;
-  TinyModel m;
-  m.config = testing::TinyConfig(opt);
-  m.weights = testing::ConditionedBf16Weights(m.config, 43);
+  const TinyModel m = MakeFusedModel(43);
   const ModelConfig& c = m.config;
-  KvCacheOptions kv;
-  kv.page_size = 16;
-  kv.num_pages = 16;
+  const KvCacheOptions kv = SixteenPages();
   Backends b;
   ASSERT_NO_FATAL_FAILURE(MakeBackends(m, kv, 2, &b));
   const auto& one = b.one;
@@ -245,14 +255,8 @@ TEST(CudaTensorParallelGraphs, FirstStepCapturedOneToken) {
 // all-reduces paired the wrong passes (the TP daemon hung on its first sampled request).
 TEST(CudaTensorParallelGraphs, SampledStepsAfterGreedyOnes) {
   if (GpuCount() < 2) GTEST_SKIP() << "needs 2 GPUs, have " << GpuCount();
-  testing::TinyModelOptions opt = testing::GpuTinyOptions(ModelFamily::kLlama, 64, 4);
-  opt.inter = 4 * 64;
-  TinyModel m;
-  m.config = testing::TinyConfig(opt);
-  m.weights = testing::ConditionedBf16Weights(m.config, 44);
-  KvCacheOptions kv;
-  kv.page_size = 16;
-  kv.num_pages = 16;
+  const TinyModel m = MakeFusedModel(44);
+  const KvCacheOptions kv = SixteenPages();
   Backends b;
   ASSERT_NO_FATAL_FAILURE(MakeBackends(m, kv, 2, &b));
   ScheduledSeq seq = Seq(1, 0, 1, {3, 4}, m.config.vocab_size);
@@ -477,9 +481,7 @@ TEST(GemvAllReduce, MatchesTheAllReduceKernel) {
 TEST(CudaTensorParallelErrors, StepWatchdogEndsAStepWhoseRanksFellOutOfStep) {
   if (GpuCount() < 2) GTEST_SKIP() << "needs 2 GPUs, have " << GpuCount();
   const TinyModel m = MakeModel(ModelFamily::kLlama, 64);
-  KvCacheOptions kv;
-  kv.page_size = 16;
-  kv.num_pages = 16;
+  const KvCacheOptions kv = SixteenPages();
   auto upload = [&](const TpShard& shard) { return cuda::UploadWeights(m.config, m.weights, &shard); };
   setenv("LILSERVE_TP_STEP_TIMEOUT_S", "soon", 1);
   auto refused = cuda::TensorParallelCudaBackend::Create(m.config, upload, kv, 2);
