@@ -23,8 +23,8 @@ namespace {
 // at TP=2 one-shot wins up to 4 MiB; at TP=4 it pushes 3 copies and loses from 1 MiB on.
 int64_t OneShotBytes(int32_t world) { return world <= 2 ? (2 << 20) : (512 << 10); }
 // The one-token o / down GEMVs all-reduce their own partials (NcclCommunicator::GemvAllReduceFor)
-// by default at TP=2, where it was measured (session 19, ABAB on 2 x H200: 8B batch 1 / 1k
-// 2.479-2.482 against 2.505-2.516 ms, -1.2%; bitwise the one-shot kernel's sum, gpu_tp_test;
+// by default at TP=2, where it was measured (session 19, ABAB x4 on 2 x H200: 8B batch 1 / 1k
+// 2.454-2.477 against 2.494-2.534 ms, -2.0%; bitwise the one-shot kernel's sum, gpu_tp_test;
 // the gRPC e2e test passes with it). Wider groups only with $LILSERVE_GEMV_ALLREDUCE=1 (every CTA
 // then sends to N ranks: not measured); $LILSERVE_GEMV_ALLREDUCE=0 turns it off.
 bool GemvAllReduceWanted(int32_t world) {

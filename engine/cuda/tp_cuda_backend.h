@@ -18,7 +18,7 @@
 // FAILED_PRECONDITION naming the first error (the daemon keeps running, reports it, and turns
 // NOT_SERVING). A step watchdog ($LILSERVE_TP_STEP_TIMEOUT_S, default 120 s; 0: off) aborts the
 // same way when a step runs past it: ranks whose collectives fell out of step (session 18's
-// hang, sessions 19's fix in the plan codec) wait in NCCL forever otherwise.
+// hang; session 19 fixed its cause in the plan codec) wait in NCCL forever otherwise.
 #pragma once
 
 #include <atomic>
