@@ -1,7 +1,10 @@
 // File: engine/plan_check.cc
 #include "engine/plan_check.h"
 
+#include <algorithm>
+
 #include "absl/container/flat_hash_set.h"
+#include "absl/strings/str_cat.h"
 #include "common/status.h"
 
 namespace lil {
@@ -41,6 +44,28 @@ absl::Status CheckPlan(const StepPlan& plan, const ModelConfig& config, int32_t 
         return InvalidArgument("plan: request ", s.id.value, " page_table[", lp, "] is kNoPage but tokens ",
                                "are written there");
       }
+    }
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckQuestCandidates(const StepPlan& plan, const ModelConfig& config, int32_t page_size,
+                                  int32_t max_candidates) {
+  for (const ScheduledSeq& s : plan.seqs) {
+    // The same test as the CUDA backend's layouts (BuildStepInputs): Quest selects in a layer
+    // when the step has one token, the layer is past dense_layers and fewer pages are
+    // budgeted than are resident.
+    if (s.sparse.mode != SparseMode::kQuest || s.sparse.budget_tokens <= 0 || s.tokens.size() != 1 ||
+        s.sparse.dense_layers >= config.num_layers) {
+      continue;
+    }
+    const int64_t pages = (static_cast<int64_t>(s.start_pos) + 1 + page_size - 1) / page_size;
+    int64_t resident = 0;
+    for (int64_t lp = 0; lp < pages; ++lp) resident += s.page_table[lp].valid() ? 1 : 0;
+    const int64_t budget = std::max<int64_t>(1, (s.sparse.budget_tokens + page_size - 1) / page_size);
+    if (budget < resident && resident > max_candidates) {
+      return absl::UnimplementedError(absl::StrCat("sequence ", s.id.value, ": Quest over more than ",
+                                                   max_candidates, " resident pages (", resident, ")"));
     }
   }
   return absl::OkStatus();

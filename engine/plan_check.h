@@ -12,4 +12,12 @@ namespace lil {
 absl::Status CheckPlan(const StepPlan& plan, const ModelConfig& config, int32_t num_pages,
                        int32_t page_size);
 
+// UNIMPLEMENTED naming the sequence when a Quest decode step (one token, a budget below its
+// resident pages, past its dense layers) has more than max_candidates resident pages: the
+// CUDA backend scores a sequence's candidates in shared memory (kQuestMaxCandidates). Run
+// on a plan CheckPlan accepted. The tensor-parallel driver checks it before the broadcast,
+// because an error inside a rank stops the whole group.
+absl::Status CheckQuestCandidates(const StepPlan& plan, const ModelConfig& config, int32_t page_size,
+                                  int32_t max_candidates);
+
 }  // namespace lil

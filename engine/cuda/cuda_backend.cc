@@ -273,6 +273,7 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
   last_clock_ = {};
   last_clock_.begin_us = SystemClock::Get()->NowMicros();
   LIL_RETURN_IF_ERROR(CheckPlan(plan, config_, num_pages_, page_size_));
+  LIL_RETURN_IF_ERROR(CheckQuestCandidates(plan, config_, page_size_, kQuestMaxCandidates));
   if (world_ > 1) LIL_CUDA_RETURN_IF_ERROR(cudaSetDevice(device_));
   for (RequestId id : plan.released) seqs_.erase(id);
   const ModelConfig& c = local_;  // this rank's heads; the whole model's vocabulary is config_'s
@@ -286,14 +287,6 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
   BuildStepInputs(plan, c, page_size_, &step_inputs_, rows_per_seq_);
   if (step_trace_) last_clock_.built_us = SystemClock::Get()->NowMicros();
   const StepInputs& in = step_inputs_;
-  for (const RowLayout& l : in.layouts) {
-    for (int32_t s : l.quest_seqs) {
-      if (in.cand_indptr[s + 1] - in.cand_indptr[s] > kQuestMaxCandidates) {
-        return absl::UnimplementedError(absl::StrCat("sequence ", plan.seqs[s].id.value, ": Quest over more than ",
-                                                     kQuestMaxCandidates, " resident pages"));
-      }
-    }
-  }
   // Decode-only dense steps replay a CUDA graph captured for their batch size: every array
   // then sits at a fixed offset sized for the largest graph batch and the graph capacity of
   // page-list entries, so the same addresses serve every step of that shape. Steps where a

@@ -15,6 +15,7 @@
 #include "common/status.h"
 #include "engine/parallel/plan_codec.h"
 #include "engine/plan_check.h"
+#include "kernels/cuda/quest.h"
 
 namespace lil::cuda {
 
@@ -197,8 +198,10 @@ absl::StatusOr<StepResult> TensorParallelCudaBackend::Execute(const StepPlan& pl
   }
   TraceRow row;
   if (trace_) row.entered_us = SystemClock::Get()->NowMicros();
-  // A malformed plan is answered here, before any rank sees it (no state changes).
+  // A malformed plan, or one a rank would refuse (Quest's candidate limit), is answered here,
+  // before any rank sees it (no state changes; an error inside a rank stops the group).
   LIL_RETURN_IF_ERROR(CheckPlan(plan, config(), num_pages(), page_size()));
+  LIL_RETURN_IF_ERROR(CheckQuestCandidates(plan, config(), page_size(), kQuestMaxCandidates));
   step_began_us_.store(SystemClock::Get()->NowMicros());
   absl::Cleanup step_over = [this] { step_began_us_.store(0); };
   if (absl::Status s = BroadcastPlan(*host_[0], plan); !s.ok()) {

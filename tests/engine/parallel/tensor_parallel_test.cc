@@ -16,6 +16,7 @@
 #include "engine/parallel/plan_codec.h"
 #include "engine/parallel/tp_cpu_backend.h"
 #include "engine/parallel/tp_shard.h"
+#include "engine/plan_check.h"
 #include "tests/testing/paths.h"
 #include "tests/testing/tiny_model.h"
 
@@ -370,6 +371,43 @@ TEST(TensorParallelTest, PlanCodecRoundTripsWhatTheForwardReads) {
 // The real default model (SmolLM2-135M, Q4_1 GGUF: 9 heads, 3 KV heads) through
 // Model::Load: tensor_parallel 3 gives tensor_parallel 1's logits and greedy tokens;
 // 2 is refused with the head counts before any weight is read.
+// The Quest candidate limit (a rank would refuse the step, and an error inside a rank stops a
+// tensor-parallel group, so the CUDA driver checks it before the broadcast): only a one-token
+// Quest step past its dense layers with a budget below its resident pages counts them.
+TEST(PlanCheck, QuestOverTooManyResidentPagesIsRefusedBeforeAnyRank) {
+  ModelConfig c;
+  c.num_layers = 4;
+  const int32_t ps = 4, limit = 8;
+  ScheduledSeq s;
+  s.id = RequestId{77};
+  s.tokens = {1};
+  s.start_pos = 39;  // positions 0..39: 10 pages
+  for (int32_t p = 0; p < 10; ++p) s.page_table.push_back(PageId{p});
+  s.sparse.mode = SparseMode::kQuest;
+  s.sparse.budget_tokens = 8;  // 2 pages
+  s.sparse.dense_layers = 2;
+  StepPlan plan;
+  plan.seqs = {s};
+  const absl::Status refused = CheckQuestCandidates(plan, c, ps, limit);
+  EXPECT_EQ(refused.code(), absl::StatusCode::kUnimplemented);
+  EXPECT_NE(refused.message().find("sequence 77"), std::string::npos) << refused;
+  EXPECT_NE(refused.message().find("(10)"), std::string::npos) << refused;
+  auto variant = [&](auto change) {
+    StepPlan p = plan;
+    change(p.seqs[0]);
+    return CheckQuestCandidates(p, c, ps, limit);
+  };
+  EXPECT_TRUE(variant([](ScheduledSeq& q) { q.page_table[3] = kNoPage; q.page_table[4] = kNoPage; }).ok());  // 8 left
+  EXPECT_TRUE(variant([](ScheduledSeq& q) { q.sparse.budget_tokens = 40; }).ok());   // budget covers every page
+  EXPECT_TRUE(variant([](ScheduledSeq& q) { q.sparse.dense_layers = 4; }).ok());     // no Quest layer
+  EXPECT_TRUE(variant([](ScheduledSeq& q) { q.sparse.mode = SparseMode::kDense; }).ok());
+  EXPECT_TRUE(variant([](ScheduledSeq& q) {  // a prompt chunk: Quest only selects for one token
+    q.tokens = {1, 2};
+    q.start_pos = 38;
+  }).ok());
+  EXPECT_TRUE(CheckQuestCandidates(plan, c, ps, 10).ok());
+}
+
 TEST(TensorParallelTest, DefaultModelThroughModelLoad) {
   const std::string path = testing::DefaultModelPath();
   if (path.empty()) GTEST_SKIP() << "default model not present";
