@@ -56,6 +56,8 @@ class TensorParallelCpuBackend final : public Backend {
   int32_t page_size() const override { return ranks_[0]->page_size(); }
   int32_t world_size() const { return static_cast<int32_t>(ranks_.size()); }
   absl::StatusOr<StepResult> Execute(const StepPlan& plan) override;
+  // The group's abort reason once a rank failed (every later Execute then fails).
+  absl::Status Usable() const override { return group_->aborted(); }
 
  private:
   TensorParallelCpuBackend() = default;

@@ -298,6 +298,7 @@ TEST(TensorParallelTest, MalformedPlanIsAnErrorAndTheBackendStaysUsable) {
   auto r = tp->Execute(bad);
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
   EXPECT_NE(r.status().message().find("page_table"), std::string::npos) << r.status();
+  EXPECT_TRUE(tp->Usable().ok()) << tp->Usable();
   bad.seqs[0].page_table.push_back(PageId{1});
   bad.seqs[0].sample = true;
   r = tp->Execute(bad);
