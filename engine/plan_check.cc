@@ -60,6 +60,7 @@ absl::Status CheckQuestCandidates(const StepPlan& plan, const ModelConfig& confi
       continue;
     }
     const int64_t pages = (static_cast<int64_t>(s.start_pos) + 1 + page_size - 1) / page_size;
+    if (pages <= max_candidates) continue;  // fewer entries than the limit: nothing to count
     int64_t resident = 0;
     for (int64_t lp = 0; lp < pages; ++lp) resident += s.page_table[lp].valid() ? 1 : 0;
     const int64_t budget = std::max<int64_t>(1, (s.sparse.budget_tokens + page_size - 1) / page_size);

@@ -128,7 +128,10 @@ __global__ void GreedyCombineKernel(GreedyCombineParams p) {
 
 cudaError_t Greedy(const GreedyParams& p, cudaStream_t stream) {
   if (p.rows == 0) return cudaSuccess;
-  if (p.gather != nullptr && (p.world < 1 || p.rank < 0 || p.rank >= p.world)) return cudaErrorInvalidValue;
+  if (p.gather != nullptr && (p.world < 1 || p.rank < 0 || p.rank >= p.world ||
+                              int64_t{p.id_offset} + p.vocab > (int64_t{1} << 24))) {
+    return cudaErrorInvalidValue;  // ids travel as floats: exact below 2^24
+  }
   return LaunchPdlCluster(GreedyKernel, dim3(p.rows, kSlices), dim3(kThreads), 0, kSlices, stream, p);
 }
 
