@@ -16,7 +16,8 @@
 // table of goal 2's batched steps (batch 8-128 at 1k, 8 and 32 at 8k). --profile BATCH CONTEXT:
 // only 12 launches of the backend's dense kernel at that shape, each on its own pages, for a
 // profiler (`ncu -k regex:Split --launch-skip 4`; a fourth argument `cp.async`: that tile path
-// instead of registers). --tiles: only the table of the two tile paths.
+// instead of registers). --tiles: only the table of the two tile paths. --sparse: only the
+// sparse tables (Quest's scoring paths; `ncu -k regex:QuestScore` profiles them).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -258,6 +259,7 @@ int main(int argc, char** argv) {
   b.quick = argc > 1 && std::string(argv[1]) == "--quick";
   const bool contiguous = argc > 1 && std::string(argv[1]) == "--contiguous";
   const bool batched = argc > 1 && std::string(argv[1]) == "--batched";
+  const bool sparse_only = argc > 1 && std::string(argv[1]) == "--sparse";  // the sparse tables alone
   const int sms = lil::bench::SmCount();
   b.target = lil::cuda::SplitResidentCtas(kDim, kHeads / kKvHeads, sms, kTensorCores);
   std::printf("split-KV: %d resident CTAs (%d SMs)\n", b.target, sms);
@@ -322,6 +324,10 @@ int main(int argc, char** argv) {
     }
     CHECK(cudaDeviceSynchronize());
     std::printf("profile: 12 launches at batch %d, context %d\n", batch, context);
+    return 0;
+  }
+  if (sparse_only) {
+    SparseTables(b);
     return 0;
   }
   DenseTable(b);

@@ -7,15 +7,22 @@
 //     for head_dim 128 staged through shared memory by cp.async), dots it with the group's
 //     folded query (LoadQ) and the warp sums four candidates at a time (WarpSums4);
 //  2. threshold: the (keep-1)-th largest score by a radix select over order-preserving
-//     integer keys, 8 bits a pass (four passes, each a 256-bin shared-memory histogram of the
-//     keys that match the digits chosen so far, two barriers a pass; until session 5 a 32-step
-//     bisection, one pass and three barriers per bit);
+//     integer keys, 8 bits a pass (up to four passes, each a 256-bin shared-memory histogram of
+//     the keys that match the digits chosen so far, two barriers a pass; until session 5 a
+//     32-step bisection, one pass and three barriers per bit); a pass whose digit's bin is
+//     needed whole ends the search (usually after three);
 //  3. compaction in logical order with one block scan over runs of candidates: keys above the
 //     threshold, then keys equal to it in index order (ties go to the lower index, as on the
 //     CPU) until keep-1, plus the newest page. The CPU reference is kernels/cpu/quest.h.
 // Session 9 (docs/PERF.md): at batch 16 / 32k the scoring kernel went from ~67 to 38 us (bf16
 // metadata) / 26 us (e4m3) exposed, the selection kernel from 11.6 to 9.3 us (two barriers a
-// radix pass instead of four, one block scan instead of two per 512 candidates).
+// radix pass instead of four, one block scan instead of two per 512 candidates). Session 20:
+// 9.1 -> 8.0 us alone (the host-written inputs and the compaction's candidates loaded before
+// the PDL wait, the early end of the radix search), score + select 50.0 -> 47.1 us. Measured
+// and dropped in session 20 (docs/PERF.md): page-wide scoring warps (a warp scores every KV
+// head of one page from its whole 4 KiB block in registers: 12 warps an SM, slower) and the
+// whole CTA staging each batch of blocks (one barrier a batch: slower), though a bare read of
+// the same blocks runs at 1.14x the byte floor against the scoring's ~1.33x.
 #include "kernels/cuda/quest.h"
 #include "kernels/cuda/cp_async.cuh"
 #include "kernels/cuda/pdl.h"
@@ -35,6 +42,9 @@ namespace {
 
 constexpr int kThreads = 512;  // 16 warps: twice the metadata loads in flight of 256 (one CTA per SM at batch 16)
 constexpr int kWarps = kThreads / 32;
+// Candidates of its compaction run a selection thread loads before the PDL wait: the whole run
+// up to 2,048 candidates (per = 4).
+constexpr int kRunAhead = 4;
 
 // Float order as unsigned order (larger score, larger key).
 __device__ __forceinline__ uint32_t OrderKey(float f) {
@@ -254,6 +264,9 @@ __device__ void ScoreStaged(const QuestSelectParams& p, int32_t s, int32_t h, in
     return j < count ? p.cand_pages[c0 + wi + j * nw] : 0;
   };
   int32_t g_cur = 0, ids_cur = group_pages(0), ids_next = group_pages(1);
+  // The page ids are the host's; q and the metadata (the newest page's bounds) are written
+  // by the kernel before this one.
+  PdlWait();
   float qp[kDpl], qn[kDpl];
   LoadQ<kDpl>(p, s, h, qp, qn);
   uint8_t* ws = smem + warp * kStagedStages * kStagedBatchBytes;
@@ -308,7 +321,6 @@ __device__ void ScoreStaged(const QuestSelectParams& p, int32_t s, int32_t h, in
 
 template <int kDpl, typename M>
 __global__ void __launch_bounds__(kThreads) QuestSelectKernel(QuestSelectParams p) {
-  PdlWait();
   PdlTrigger();
   extern __shared__ uint32_t keys[];  // [n - 1]
   using Scan = cub::BlockScan<int, kThreads>;
@@ -316,9 +328,22 @@ __global__ void __launch_bounds__(kThreads) QuestSelectKernel(QuestSelectParams 
   const int32_t s = blockIdx.x, h = blockIdx.y;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int32_t hkv = p.kv.num_kv_heads;
+  // Before the PDL wait, what the host uploaded (no kernel writes the candidate lists, the
+  // budgets or the offsets), so these round trips overlap the scoring kernel's tail where an
+  // SM has room for this CTA: the row's shape and this thread's run of the compaction below
+  // (thread i takes candidates [i * per, (i + 1) * per); the first kRunAhead of them here).
   const int32_t n = p.cand_count[s], c0 = p.cand_begin[s];
   const int32_t keep = min(n, max(1, p.budget_pages[s]));
   const int32_t out0 = p.out_begin[s * hkv + h];
+  const int32_t per = (n + kThreads - 1) / kThreads;
+  const int32_t lo = min(n, static_cast<int32_t>(threadIdx.x) * per), hi = min(n, lo + per);
+  int32_t run_pages[kRunAhead], run_logical[kRunAhead];
+#pragma unroll
+  for (int i = 0; i < kRunAhead; ++i) {
+    run_pages[i] = lo + i < hi ? p.cand_pages[c0 + lo + i] : 0;
+    run_logical[i] = lo + i < hi ? p.cand_logical[c0 + lo + i] : 0;
+  }
+  PdlWait();
   if (keep >= n) {  // everything fits: copy the candidates
     for (int32_t c = threadIdx.x; c < n; c += blockDim.x) {
       p.out_pages[out0 + c] = p.cand_pages[c0 + c];
@@ -345,6 +370,7 @@ __global__ void __launch_bounds__(kThreads) QuestSelectKernel(QuestSelectParams 
     __shared__ int hist[2][256];
     __shared__ uint32_t s_digit;
     __shared__ int s_above;
+    __shared__ bool s_whole_bin;
     for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[0][i] = 0;
     __syncthreads();
     uint32_t mask = 0;
@@ -382,15 +408,17 @@ __global__ void __launch_bounds__(kThreads) QuestSelectKernel(QuestSelectParams 
         const uint32_t reach = __ballot_sync(0xffffffffu, incl >= remaining);
         const int owner = reach != 0 ? __ffs(reach) - 1 : 31;
         if (lane == owner) {
-          int above = incl - mine, d = 255 - 8 * lane;
+          int above = incl - mine, d = 255 - 8 * lane, in_bin = 0;
 #pragma unroll
           for (int j = 0; j < 8; ++j) {
+            in_bin = cnt[j];
             if (d == 0 || above + cnt[j] >= remaining) break;
             above += cnt[j];
             --d;
           }
           s_digit = static_cast<uint32_t>(d);
           s_above = above;
+          s_whole_bin = above + in_bin == remaining;
         }
       } else {
         for (int i = threadIdx.x - 32; i < 256; i += blockDim.x - 32) hist[buf ^ 1][i] = 0;
@@ -399,6 +427,12 @@ __global__ void __launch_bounds__(kThreads) QuestSelectKernel(QuestSelectParams 
       threshold |= s_digit << shift;
       mask |= 255u << shift;
       remaining -= s_above;
+      // Every key of the digit's bin is needed: T = the digits so far with zeros below keeps
+      // them all (keys above T and those equal to it, need_eq below, are exactly the bin and
+      // those above it), so the passes left would change nothing. Scores that differ by more
+      // than their last 8 bits leave one key in the bin after three passes, so the fourth is
+      // skipped.
+      if (s_whole_bin) break;
     }
   }
   // Compaction in one block scan: thread i takes the run [i * per, (i + 1) * per) of the
@@ -406,8 +440,6 @@ __global__ void __launch_bounds__(kThreads) QuestSelectKernel(QuestSelectParams 
   // counts <= kQuestMaxCandidates < 2^16); the exclusive scan gives each run its place. The
   // candidates kept, in logical order: every key above T, the first need_eq keys equal to T
   // (need_eq = need - all keys above T), and the newest page, the last candidate.
-  const int32_t per = (n + kThreads - 1) / kThreads;
-  const int32_t lo = min(n, static_cast<int32_t>(threadIdx.x) * per), hi = min(n, lo + per);
   int gt = 0, eq = 0;
   for (int32_t c = lo; need > 0 && c < hi && c < n - 1; ++c) {
     gt += keys[c] > threshold ? 1 : 0;
@@ -417,7 +449,8 @@ __global__ void __launch_bounds__(kThreads) QuestSelectKernel(QuestSelectParams 
   Scan(scan_storage).ExclusiveSum((eq << 16) | gt, before, total);
   const int32_t need_eq = need - (total & 0xffff);
   int g_run = before & 0xffff, e_run = before >> 16;  // keys above T / equal to T before this run
-  for (int32_t c = lo; c < hi; ++c) {
+  // Candidate c, the page and logical index given (prefetched) or -1 (loaded here).
+  auto emit = [&](int32_t c, int32_t page, int32_t logical) {
     bool chosen = c == n - 1;  // the newest page is always attended
     const int32_t at = g_run + min(e_run, need_eq);
     if (c < n - 1 && need > 0) {
@@ -430,10 +463,15 @@ __global__ void __launch_bounds__(kThreads) QuestSelectKernel(QuestSelectParams 
       }
     }
     if (chosen) {
-      p.out_pages[out0 + at] = p.cand_pages[c0 + c];
-      p.out_logical[out0 + at] = p.cand_logical[c0 + c];
+      p.out_pages[out0 + at] = page >= 0 ? page : p.cand_pages[c0 + c];
+      p.out_logical[out0 + at] = page >= 0 ? logical : p.cand_logical[c0 + c];
     }
+  };
+#pragma unroll
+  for (int i = 0; i < kRunAhead; ++i) {
+    if (lo + i < hi) emit(lo + i, run_pages[i], run_logical[i]);
   }
+  for (int32_t c = lo + kRunAhead; c < hi; ++c) emit(c, -1, -1);
 }
 
 // The scoring pass spread over CTAs (QuestSelectParams::keys): one per (group of up to eight
@@ -467,7 +505,7 @@ int32_t ScoreChunk(int32_t key_stride, int32_t ctas_per_chunk) {
 
 template <int kDpl, bool kStaged, typename M>
 __global__ void __launch_bounds__(kScoreWarps * 32, kScoreCtasPerSm) QuestScoreKernel(QuestSelectParams p, int32_t chunk) {
-  PdlWait();
+  // The selection kernel may launch now: it loads its host-written inputs, then waits.
   PdlTrigger();
   extern __shared__ __align__(16) uint8_t staged[];  // kStaged: kStagedSmem bytes
   const int32_t hkv = p.kv.num_kv_heads, hpc = ScoreHeads(hkv), subsets = kScoreWarps / hpc;
@@ -480,8 +518,9 @@ __global__ void __launch_bounds__(kScoreWarps * 32, kScoreCtasPerSm) QuestScoreK
   if (keep >= n || first >= end || h >= hkv || warp >= hpc * subsets) return;
   uint32_t* row_keys = p.keys + static_cast<int64_t>(s * hkv + h) * p.key_stride;
   if constexpr (kStaged) {
-    ScoreStaged<M>(p, s, h, first, end, row_keys, warp / hpc, subsets, staged);
+    ScoreStaged<M>(p, s, h, first, end, row_keys, warp / hpc, subsets, staged);  // waits after its page ids
   } else {
+    PdlWait();
     Score<kDpl, M, 4>(p, s, h, first, end, row_keys, warp / hpc, subsets);  // 4 in flight: 80 registers, 3 CTAs an SM
   }
 }
