@@ -18,11 +18,13 @@
 // metadata) / 26 us (e4m3) exposed, the selection kernel from 11.6 to 9.3 us (two barriers a
 // radix pass instead of four, one block scan instead of two per 512 candidates). Session 20:
 // 9.1 -> 8.0 us alone (the host-written inputs and the compaction's candidates loaded before
-// the PDL wait, the early end of the radix search), score + select 50.0 -> 47.1 us. Measured
-// and dropped in session 20 (docs/PERF.md): page-wide scoring warps (a warp scores every KV
-// head of one page from its whole 4 KiB block in registers: 12 warps an SM, slower) and the
-// whole CTA staging each batch of blocks (one barrier a batch: slower), though a bare read of
-// the same blocks runs at 1.14x the byte floor against the scoring's ~1.33x.
+// the PDL wait, the early end of the radix search; the scoring's q loaded after its first
+// copies), score + select 50.0 -> 46.1 us. Measured and dropped in session 20 (docs/PERF.md):
+// page-wide scoring warps (a warp scores every KV head of one page from its whole 4 KiB block
+// in registers: 12 warps an SM, slower), the whole CTA staging each batch of blocks (one
+// barrier a batch: slower), the selection CTA scoring its own row through stages (no faster
+// than through registers, both slower than the split), though a bare read of the same blocks
+// runs at 1.14x the byte floor against the scoring's ~1.3x.
 #include "kernels/cuda/quest.h"
 #include "kernels/cuda/cp_async.cuh"
 #include "kernels/cuda/pdl.h"
@@ -267,8 +269,6 @@ __device__ void ScoreStaged(const QuestSelectParams& p, int32_t s, int32_t h, in
   // The page ids are the host's; q and the metadata (the newest page's bounds) are written
   // by the kernel before this one.
   PdlWait();
-  float qp[kDpl], qn[kDpl];
-  LoadQ<kDpl>(p, s, h, qp, qn);
   uint8_t* ws = smem + warp * kStagedStages * kStagedBatchBytes;
   const int sub = lane / kLanesPerBlock, part = lane % kLanesPerBlock;  // this lane's candidate of a copy, its 16 bytes
   const int32_t batches = (count + kBatch - 1) / kBatch;
@@ -294,6 +294,9 @@ __device__ void ScoreStaged(const QuestSelectParams& p, int32_t s, int32_t h, in
   };
 #pragma unroll
   for (int b = 0; b < kStagedStages - 1; ++b) issue(b);
+  // q after the first batches' copies are out, so its round trip overlaps theirs.
+  float qp[kDpl], qn[kDpl];
+  LoadQ<kDpl>(p, s, h, qp, qn);
 #pragma unroll 1
   for (int32_t b = 0; b < batches; ++b) {
     issue(b + kStagedStages - 1);  // into the stage batch b - 1 used
