@@ -247,7 +247,7 @@ void SparseTables(const Bench& b) {
                     window[0].split.max_splits, batch * kKvHeads * window[0].split.max_splits, sw_ms * 1e3, floor_sw,
                     sw_ms * 1e3 / floor_sw);
       split_table += line;
-      for (int32_t splits : {2, 4, 6, 8, 12, 16}) {
+      for (int32_t splits : {1, 2, 4, 6, 8, 12, 16}) {
         const double ms = MedianMs([&](int i) {
           const Launch& l = window[i % window.size()];
           lil::cuda::PagedAttentionParams ap = Params(pool, l, batch, q, out);
