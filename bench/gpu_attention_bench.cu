@@ -56,8 +56,7 @@ void DenseTable(const Bench& b) {
           lil::cuda::PagedAttentionParams ap = Params(pool, l, batch, b.q, b.out, stages2);
           ap.tensor_cores = tensor_cores;
           if (!tensor_cores) {  // its own split, as the backend gives one-token steps
-            ap.min_chunk_entries = l.split_cc.min_chunk_entries;
-            ap.max_splits = l.split_cc.max_splits;
+            lil::cuda::SetSplit(ap, l.split_cc);
             ap.partial = g_partial_alt;
           }
           CHECK(lil::cuda::PagedAttention(ap, nullptr));

@@ -135,15 +135,13 @@ inline lil::cuda::PagedAttentionParams Params(const Pool& pool, const Launch& l,
   p.rows_static = true;  // uploaded by the host
   p.tensor_cores = kTensorCores;
   p.scale = 0.08838834764f;
-  p.min_chunk_entries = l.split.min_chunk_entries;
-  p.max_splits = l.split.max_splits;
+  lil::cuda::SetSplit(p, l.split);
   p.partial = l.partial;
   p.counters = l.counters;
   if (stages2) {  // the cp.async kernel with two stages (registers take two whatever tc_stages says)
     p.tc_tiles = lil::cuda::TcTiles::kCpAsync;
     p.tc_stages = 2;
-    p.min_chunk_entries = l.split2.min_chunk_entries;
-    p.max_splits = l.split2.max_splits;
+    lil::cuda::SetSplit(p, l.split2);
     p.partial = g_partial_alt;
   }
   return p;

@@ -66,8 +66,7 @@ absl::Status CudaBackend::Attention(int32_t layer, const StepInputs& in, const W
   ap.tc_stages = tc_stages_;
   ap.tc_tiles = tc_tiles_;
   if (!mass && l.split.min_chunk_entries > 0) {
-    ap.min_chunk_entries = l.split.min_chunk_entries;
-    ap.max_splits = l.split.max_splits;
+    SetSplit(ap, l.split);
     ap.partial = w.split_partial;
     ap.counters = w.split_counters;
   }

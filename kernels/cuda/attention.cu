@@ -146,6 +146,8 @@ __global__ void __launch_bounds__(kWarps * 32) PagedAttentionKernel(PagedAttenti
 // 128; with the L2 prefetch a warp's second page costs little, but at 1k context a 64-token
 // floor still halves each CTA's serial work (session 7 measured both: docs/PERF.md).
 constexpr int kMinChunkTokens = 64;
+constexpr int kLongChunkTokens = 4096;  // ChooseSplit's long rows: chunks of at least this many
+constexpr int kLongRowMaxSplits = 4;    // ... when the wave rule asks for this few splits
 
 __device__ __forceinline__ void Bf16x8ToFloat(const uint4& u, float* f) {
   const uint32_t w[4] = {u.x, u.y, u.z, u.w};
@@ -327,6 +329,11 @@ SplitChoice ChooseSplit(int32_t rows, int32_t page_size, int32_t resident_ctas) 
   if (splits == 1) return c;
   c.min_chunk_entries = std::max(1, (kMinChunkTokens + page_size - 1) / page_size);
   c.max_splits = splits;
+  if (splits <= kLongRowMaxSplits) {  // the two-wave rule for long rows
+    c.row_splits = splits;
+    c.max_splits = std::min(kMaxSplits, 2 * splits);
+    c.long_chunk_entries = std::max(1, (kLongChunkTokens + page_size - 1) / page_size);
+  }
   return c;
 }
 
@@ -371,6 +378,9 @@ cudaError_t PagedAttention(const PagedAttentionParams& p, cudaStream_t stream) {
   const bool split = p.min_chunk_entries > 0;
   if (p.rows_per_seq && p.page_mass != nullptr) return cudaErrorInvalidValue;  // mass entries are per head
   if (split && (p.partial == nullptr || p.counters == nullptr || p.max_splits < 1 || p.max_splits > kMaxSplits)) {
+    return cudaErrorInvalidValue;
+  }
+  if (split && p.long_chunk_entries > 0 && (p.row_splits < 1 || p.row_splits > p.max_splits)) {
     return cudaErrorInvalidValue;
   }
   if (p.page_mass == nullptr && p.tensor_cores && TcDecodeSupported(d, group)) return TcSplitAttention(p, stream);

@@ -43,6 +43,12 @@ struct PagedAttentionParams {
   // zero at rest: the merging CTA re-zeroes them).
   int32_t min_chunk_entries = 0;
   int32_t max_splits = 1;      // grid size along the split axis, <= 128
+  // Long rows (ChooseSplit's two-wave rule; 0: off): with long_chunk_entries > 0, a row of n <
+  // max_splits * long_chunk_entries entries is cut by row_splits (1..max_splits) instead, into
+  // chunks of max(min_chunk_entries, ceil(n / row_splits)); longer rows into max_splits chunks
+  // of at least long_chunk_entries. Still device data only, so graphs keep one set of params.
+  int32_t row_splits = 0;
+  int32_t long_chunk_entries = 0;
   float* partial = nullptr;
   int32_t* counters = nullptr;
   // True when token_pos, token_seq and the row lists were written before the previous kernel
@@ -74,19 +80,32 @@ __host__ __device__ inline int32_t RowOf(const PagedAttentionParams& p, int32_t 
 }
 
 // The split chosen for a step: rows = num_tokens * num_kv_heads CTAs before splitting, and
-// `resident_ctas` of the kernel fit on the GPU at once (SplitResidentCtas). The split count is
-// the smallest whose last wave is at least 85% full relative to the best count up to 128
+// `resident_ctas` of the kernel fit on the GPU at once (SplitResidentCtas). The split count s
+// is the smallest whose last wave is at least 85% full relative to the best count up to 128
 // (FlashAttention-2's wave rule); chunks hold at least 64 tokens (kMinChunkTokens), so
-// short rows use fewer CTAs than the grid offers.
+// short rows use fewer CTAs than the grid offers. When s <= 4 (8 or more rows a wave), rows of
+// at least 2s x 4,096 tokens get 2s chunks instead (two waves: at batch 16 / 32k four splits
+// read at 0.97 of the ceiling against two's 0.95, while 2,048-token rows lose with four;
+// docs/PERF.md, session 20): max_splits = 2s, row_splits = s, long_chunk_entries = 4,096
+// tokens of pages.
 struct SplitChoice {
   int32_t min_chunk_entries = 0;
   int32_t max_splits = 1;
+  int32_t row_splits = 0;
+  int32_t long_chunk_entries = 0;
 };
 // Whether the vectorized (splittable) kernel serves this head_dim.
 inline bool SplitSupported(int32_t head_dim) {
   return head_dim == 8 || head_dim == 16 || head_dim == 32 || head_dim == 64 || head_dim == 128;
 }
 SplitChoice ChooseSplit(int32_t rows, int32_t page_size, int32_t resident_ctas);
+// A step's split into the kernel's parameters (the four fields; the workspace is the caller's).
+inline void SetSplit(PagedAttentionParams& p, const SplitChoice& c) {
+  p.min_chunk_entries = c.min_chunk_entries;
+  p.max_splits = c.max_splits;
+  p.row_splits = c.row_splits;
+  p.long_chunk_entries = c.long_chunk_entries;
+}
 // CTAs of the vectorized kernel (or, with tensor_cores and a TcDecodeSupported shape, of the
 // tensor-core one with tc_tiles / tc_stages, as PagedAttentionParams) for (head_dim, group)
 // resident at once on `sms` SMs (its occupancy times the SM count); 4 * sms for head dims it

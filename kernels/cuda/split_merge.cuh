@@ -19,8 +19,9 @@ inline constexpr float kLog2e = 1.4426950408889634f;
 __host__ __device__ constexpr int64_t SlotFloats(int d) { return static_cast<int64_t>(kSlotGroup) * d + 2 * kSlotGroup; }
 
 // A split CTA's place: blockIdx.x = token * num_kv_heads + KV head (x), blockIdx.y = split.
-// The row's entries are cut into chunks of max(min_chunk_entries, ceil(n / max_splits)), from
-// device data, so a captured graph serves any page-list lengths; this CTA reads [cb, ce).
+// The row's entries are cut into chunks of max(min_chunk_entries, ceil(n / splits)), splits
+// max_splits or (a row shorter than the long-row length) row_splits, from device data, so a
+// captured graph serves any page-list lengths; this CTA reads [cb, ce).
 struct SplitRow {
   int32_t x, split, t, kvh, group, nsplit, cb, ce;
 };
@@ -34,8 +35,10 @@ __device__ __forceinline__ bool LocateSplit(const PagedAttentionParams& p, Split
   r.group = p.num_heads / hkv;
   const int32_t row = RowOf(p, p.token_seq[r.t], r.kvh);
   const int32_t begin = p.row_indptr[row], end = p.row_indptr[row + 1], nent = end - begin;
-  const int32_t chunk = p.min_chunk_entries > 0 ? max(p.min_chunk_entries, (nent + p.max_splits - 1) / p.max_splits)
-                                                 : max(nent, 1);
+  // Long rows (PagedAttentionParams::long_chunk_entries) take every split, other rows row_splits.
+  const int32_t splits =
+      p.long_chunk_entries > 0 && nent < p.max_splits * p.long_chunk_entries ? p.row_splits : p.max_splits;
+  const int32_t chunk = p.min_chunk_entries > 0 ? max(p.min_chunk_entries, (nent + splits - 1) / splits) : max(nent, 1);
   r.nsplit = max(1, (nent + chunk - 1) / chunk);
   r.cb = begin + r.split * chunk;
   r.ce = min(end, r.cb + chunk);

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <cstdlib>
 #include <numeric>
 
 #include "kernels/cpu/attention.h"
@@ -163,11 +164,14 @@ TEST_P(AttentionParity, SplitKvMatchesCpuReference) {
     for (size_t r = 0; r + 1 < c.row_indptr.size(); ++r) longest = std::max(longest, c.row_indptr[r + 1] - c.row_indptr[r]);
     const DeviceCase dc(c);
     DeviceArray<int32_t> counters(std::vector<int32_t>(t * c.hkv, 0));
-    DeviceArray<float> partial(std::vector<float>(cuda::SplitPartialFloats(t, c.hkv, c.d, std::max(3, std::min(longest, 128))), 0.0f));
+    DeviceArray<float> partial(std::vector<float>(cuda::SplitPartialFloats(t, c.hkv, c.d, std::max(4, std::min(longest, 128))), 0.0f));
     // (min_chunk, max_splits): unsplit, then every split count up to one entry per CTA.
     std::vector<std::pair<int32_t, int32_t>> splits = {{0, 1}};
     for (int32_t ms = 1; ms <= std::min(longest, 128); ++ms) splits.push_back({1, ms});
     splits.push_back({2, 3});
+    // The long-row rule (PagedAttentionParams::long_chunk_entries), encoded as max_splits =
+    // -4: 4 splits for rows of 4 x 2 entries or more, 2 (row_splits) for shorter ones.
+    splits.push_back({1, -4});
     // Both split kernels: CUDA cores (fp32 q) and tensor cores (q and P in bf16: the wider
     // tolerance of the flash prefill test below); the tensor-core kernel with its tiles through
     // cp.async (2 and 3 stages) and through registers (the default).
@@ -182,7 +186,11 @@ TEST_P(AttentionParity, SplitKvMatchesCpuReference) {
         p.tc_tiles = rep < 6 ? cuda::TcTiles::kCpAsync : cuda::TcTiles::kRegisters;
         if (min_chunk > 0) {
           p.min_chunk_entries = min_chunk;
-          p.max_splits = max_splits;
+          p.max_splits = std::abs(max_splits);
+          if (max_splits < 0) {
+            p.row_splits = 2;
+            p.long_chunk_entries = 2;
+          }
           p.partial = partial.get();
           p.counters = counters.get();
         }
@@ -309,12 +317,19 @@ TEST(AttentionSplit, FlashPrefillTilesCutEachSequenceRun) {
 TEST(AttentionSplit, ChoosesSplitsThatFillWholeWaves) {
   // 132 SMs x 3 resident CTAs = 396. Batch 1 (8 rows): 43 splits (344 CTAs, the first count
   // within 85% of a full wave); batch 16 (128 rows): 3 splits (384 CTAs) rather than 4 (1.3
-  // waves); batch 32 (256 rows): 3 splits (768 CTAs, 1.94 waves); batch 128: no split.
+  // waves), 6 for long rows; batch 32 (256 rows): 3 splits (768 CTAs, 1.94 waves), 6 for long
+  // rows; batch 128: no split.
   const cuda::SplitChoice a = cuda::ChooseSplit(8, 16, 396);
   EXPECT_EQ(a.min_chunk_entries, 4);  // 64 tokens
   EXPECT_EQ(a.max_splits, 43);
-  EXPECT_EQ(cuda::ChooseSplit(128, 16, 396).max_splits, 3);
-  EXPECT_EQ(cuda::ChooseSplit(256, 16, 396).max_splits, 3);
+  EXPECT_EQ(a.long_chunk_entries, 0);  // 43 splits: no long-row rule
+  // Batch 16 / 32: 3 splits a row, and rows of 6 x 256 pages (4,096 tokens a chunk) or more 6.
+  for (int32_t rows : {128, 256}) {
+    const cuda::SplitChoice b = cuda::ChooseSplit(rows, 16, 396);
+    EXPECT_EQ(b.row_splits, 3) << rows;
+    EXPECT_EQ(b.max_splits, 6) << rows;
+    EXPECT_EQ(b.long_chunk_entries, 256) << rows;
+  }
   EXPECT_EQ(cuda::ChooseSplit(1024, 16, 396).min_chunk_entries, 0);
   // Page size 1: a 64-entry floor; never more than 128 splits.
   EXPECT_EQ(cuda::ChooseSplit(8, 1, 396).min_chunk_entries, 64);
