@@ -68,9 +68,9 @@ void DenseTable(const Bench& b) {
       const double tbs = bytes / (ms * 1e-3) / 1e12, cuda_core_tbs = bytes / (cuda_core_ms * 1e-3) / 1e12;
       std::printf("| %d | %d | %.0f | %.1f | %.3f | %.3f | %.2f | %d | %.1f | %.2f | %.1f | %.2f | %d |\n", batch, context,
                   bytes / (1 << 20), ms * 1e3, tbs, b.read_tbs, tbs / b.read_tbs,
-                  launches[0].split.min_chunk_entries > 0 ? launches[0].split.max_splits : 1, cuda_core_ms * 1e3,
+                  RowSplits(launches[0].split, context / kPage), cuda_core_ms * 1e3,
                   cuda_core_tbs / b.read_tbs, s2_ms * 1e3, bytes / (s2_ms * 1e-3) / 1e12 / b.read_tbs,
-                  s2.min_chunk_entries > 0 ? s2.max_splits : 1);
+                  RowSplits(s2, context / kPage));
     }
   }
 }
@@ -112,8 +112,7 @@ void BatchedTable(const Bench& b) {
     const double bytes = static_cast<double>(batch) * context * kKvHeads * kDim * 2 * 2;
     const double tbs = bytes / (ms * 1e-3) / 1e12;
     std::printf("| %d | %d | %.0f | %.1f | %.3f | %.3f | %.2f | %d |\n", batch, context, bytes / (1 << 20), ms * 1e3, tbs,
-                b.read_tbs, tbs / b.read_tbs,
-                launches[0].split.min_chunk_entries > 0 ? launches[0].split.max_splits : 1);
+                b.read_tbs, tbs / b.read_tbs, RowSplits(launches[0].split, context / kPage));
   }
   // The same shapes with the split forced (chunks of context / splits tokens) and with two
   // cp.async stages (three CTAs an SM instead of two): whether more, shorter CTAs hide the

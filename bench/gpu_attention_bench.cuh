@@ -161,6 +161,15 @@ struct Bench {
   std::mt19937 rng{7};
 };
 
+// The chunks a row of `entries` pages is cut into under split choice `s` (the kernel's rule,
+// split_merge.cuh's LocateSplit): what the tables print as a row's splits.
+inline int32_t RowSplits(const lil::cuda::SplitChoice& s, int32_t entries) {
+  if (s.min_chunk_entries <= 0 || entries <= 0) return 1;
+  const int32_t splits = s.long_chunk_entries > 0 && entries < s.max_splits * s.long_chunk_entries ? s.row_splits : s.max_splits;
+  const int32_t chunk = std::max(s.min_chunk_entries, (entries + splits - 1) / splits);
+  return (entries + chunk - 1) / chunk;
+}
+
 // Sets of page tables for `batch` sequences at `context`, each set on distinct pages.
 inline std::vector<std::vector<std::vector<int32_t>>> MakeSets(const Bench& b, int32_t batch, int32_t context) {
   const int32_t pages_per_seq = context / kPage;

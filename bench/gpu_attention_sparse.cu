@@ -244,7 +244,7 @@ void SparseTables(const Bench& b) {
       CHECK(cudaMalloc(&partial, sizeof(float) * lil::cuda::SplitPartialFloats(batch, kKvHeads, kDim, max_s)));
       char line[256];
       std::snprintf(line, sizeof(line), "| %d | backend's choice: %d | %d | %.1f | %.1f | %.2fx |\n", batch,
-                    window[0].split.max_splits, batch * kKvHeads * window[0].split.max_splits, sw_ms * 1e3, floor_sw,
+                    RowSplits(window[0].split, budget_pages), batch * kKvHeads * RowSplits(window[0].split, budget_pages), sw_ms * 1e3, floor_sw,
                     sw_ms * 1e3 / floor_sw);
       split_table += line;
       for (int32_t splits : {1, 2, 4, 6, 8, 12, 16}) {
