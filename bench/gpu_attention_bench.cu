@@ -17,7 +17,8 @@
 // only 12 launches of the backend's dense kernel at that shape, each on its own pages, for a
 // profiler (`ncu -k regex:Split --launch-skip 4`; a fourth argument `cp.async`: that tile path
 // instead of registers). --tiles: only the table of the two tile paths. --sparse: only the
-// sparse tables (Quest's scoring paths; `ncu -k regex:QuestScore` profiles them).
+// sparse tables (Quest's scoring paths; `ncu -k regex:QuestScore` profiles them). --dense: only
+// the dense table (shuffled pages).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -258,6 +259,7 @@ int main(int argc, char** argv) {
   const bool contiguous = argc > 1 && std::string(argv[1]) == "--contiguous";
   const bool batched = argc > 1 && std::string(argv[1]) == "--batched";
   const bool sparse_only = argc > 1 && std::string(argv[1]) == "--sparse";  // the sparse tables alone
+  const bool dense_only = argc > 1 && std::string(argv[1]) == "--dense";    // the dense table alone
   const int sms = lil::bench::SmCount();
   b.target = lil::cuda::SplitResidentCtas(kDim, kHeads / kKvHeads, sms, kTensorCores);
   std::printf("split-KV: %d resident CTAs (%d SMs)\n", b.target, sms);
@@ -329,7 +331,7 @@ int main(int argc, char** argv) {
     return 0;
   }
   DenseTable(b);
-  if (contiguous) return 0;
+  if (contiguous || dense_only) return 0;
   BatchedTable(b);
   BatchOneTables(b);
   if (!b.quick) SplitSweep(b);
