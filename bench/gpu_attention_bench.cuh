@@ -161,12 +161,12 @@ struct Bench {
   std::mt19937 rng{7};
 };
 
-// The chunks a row of `entries` pages is cut into under split choice `s` (the kernel's rule,
-// split_merge.cuh's LocateSplit): what the tables print as a row's splits.
+// The chunks a row of `entries` pages is cut into under split choice `s` (the kernel's
+// SplitChunkEntries): what the tables print as a row's splits.
 inline int32_t RowSplits(const lil::cuda::SplitChoice& s, int32_t entries) {
   if (s.min_chunk_entries <= 0 || entries <= 0) return 1;
-  const int32_t splits = s.long_chunk_entries > 0 && entries < s.max_splits * s.long_chunk_entries ? s.row_splits : s.max_splits;
-  const int32_t chunk = std::max(s.min_chunk_entries, (entries + splits - 1) / splits);
+  const int32_t chunk =
+      lil::cuda::SplitChunkEntries(s.min_chunk_entries, s.max_splits, s.row_splits, s.long_chunk_entries, entries);
   return (entries + chunk - 1) / chunk;
 }
 

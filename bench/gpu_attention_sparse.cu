@@ -21,6 +21,8 @@ namespace {
 // The Quest scoring's memory access alone: each warp reads whole 4 KiB metadata blocks (every
 // KV head of one candidate page at 128 dims in bf16: 8 loads of 512 contiguous bytes), two a
 // warp in flight, and only sums them: how fast this gather of random blocks goes at all.
+constexpr int kMetaBlockBytes = kKvHeads * 2 * kDim * 2;  // a page's (min, max) rows, every KV head
+static_assert(kMetaBlockBytes == 8 * 512, "a warp reads a block in 8 loads of 512 bytes");
 __global__ void GatherBlocksKernel(const uint8_t* meta, const int32_t* pages, int32_t count, float* out) {
   constexpr int kInFlight = 2;
   const int lane = threadIdx.x & 31;
@@ -30,7 +32,7 @@ __global__ void GatherBlocksKernel(const uint8_t* meta, const int32_t* pages, in
     uint4 v[kInFlight][8];
 #pragma unroll
     for (int u = 0; u < kInFlight; ++u) {
-      const uint8_t* b = meta + static_cast<size_t>(pages[min(i + u, count - 1)]) * 4096 + lane * 16;
+      const uint8_t* b = meta + static_cast<size_t>(pages[min(i + u, count - 1)]) * kMetaBlockBytes + lane * 16;
 #pragma unroll
       for (int j = 0; j < 8; ++j) v[u][j] = __ldcs(reinterpret_cast<const uint4*>(b + j * 512));
     }

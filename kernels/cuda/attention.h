@@ -79,6 +79,16 @@ __host__ __device__ inline int32_t RowOf(const PagedAttentionParams& p, int32_t 
   return p.rows_per_seq ? seq : seq * p.kv.num_kv_heads + kvh;
 }
 
+// Entries a split CTA of a row of `nent` entries takes (PagedAttentionParams' split fields;
+// min_chunk_entries > 0): chunks of max(min_chunk_entries, ceil(nent / splits)), splits being
+// max_splits, or row_splits for a row shorter than the long-row length. Device data only.
+__host__ __device__ inline int32_t SplitChunkEntries(int32_t min_chunk_entries, int32_t max_splits, int32_t row_splits,
+                                                     int32_t long_chunk_entries, int32_t nent) {
+  const int32_t splits = long_chunk_entries > 0 && nent < max_splits * long_chunk_entries ? row_splits : max_splits;
+  const int32_t per = (nent + splits - 1) / splits;
+  return min_chunk_entries > per ? min_chunk_entries : per;
+}
+
 // The split chosen for a step: rows = num_tokens * num_kv_heads CTAs before splitting, and
 // `resident_ctas` of the kernel fit on the GPU at once (SplitResidentCtas). The split count s
 // is the smallest whose last wave is at least 85% full relative to the best count up to 128

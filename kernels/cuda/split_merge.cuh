@@ -35,10 +35,9 @@ __device__ __forceinline__ bool LocateSplit(const PagedAttentionParams& p, Split
   r.group = p.num_heads / hkv;
   const int32_t row = RowOf(p, p.token_seq[r.t], r.kvh);
   const int32_t begin = p.row_indptr[row], end = p.row_indptr[row + 1], nent = end - begin;
-  // Long rows (PagedAttentionParams::long_chunk_entries) take every split, other rows row_splits.
-  const int32_t splits =
-      p.long_chunk_entries > 0 && nent < p.max_splits * p.long_chunk_entries ? p.row_splits : p.max_splits;
-  const int32_t chunk = p.min_chunk_entries > 0 ? max(p.min_chunk_entries, (nent + splits - 1) / splits) : max(nent, 1);
+  const int32_t chunk = p.min_chunk_entries > 0 ? SplitChunkEntries(p.min_chunk_entries, p.max_splits, p.row_splits,
+                                                                     p.long_chunk_entries, nent)
+                                                 : max(nent, 1);
   r.nsplit = max(1, (nent + chunk - 1) / chunk);
   r.cb = begin + r.split * chunk;
   r.ce = min(end, r.cb + chunk);

@@ -6,7 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
-#include <cstdlib>
+#include <tuple>
 #include <numeric>
 
 #include "kernels/cpu/attention.h"
@@ -165,18 +165,18 @@ TEST_P(AttentionParity, SplitKvMatchesCpuReference) {
     const DeviceCase dc(c);
     DeviceArray<int32_t> counters(std::vector<int32_t>(t * c.hkv, 0));
     DeviceArray<float> partial(std::vector<float>(cuda::SplitPartialFloats(t, c.hkv, c.d, std::max(4, std::min(longest, 128))), 0.0f));
-    // (min_chunk, max_splits): unsplit, then every split count up to one entry per CTA.
-    std::vector<std::pair<int32_t, int32_t>> splits = {{0, 1}};
-    for (int32_t ms = 1; ms <= std::min(longest, 128); ++ms) splits.push_back({1, ms});
-    splits.push_back({2, 3});
-    // The long-row rule (PagedAttentionParams::long_chunk_entries), encoded as max_splits =
-    // -4: 4 splits for rows of 4 x 2 entries or more, 2 (row_splits) for shorter ones.
-    splits.push_back({1, -4});
+    // (min_chunk, max_splits, long rows): unsplit, then every split count up to one entry per
+    // CTA; last the long-row rule (PagedAttentionParams::long_chunk_entries 2, row_splits 2): 4
+    // splits for rows of 4 x 2 entries or more, 2 for shorter ones.
+    std::vector<std::tuple<int32_t, int32_t, bool>> splits = {{0, 1, false}};
+    for (int32_t ms = 1; ms <= std::min(longest, 128); ++ms) splits.push_back({1, ms, false});
+    splits.push_back({2, 3, false});
+    splits.push_back({1, 4, true});
     // Both split kernels: CUDA cores (fp32 q) and tensor cores (q and P in bf16: the wider
     // tolerance of the flash prefill test below); the tensor-core kernel with its tiles through
     // cp.async (2 and 3 stages) and through registers (the default).
     const bool tc = cuda::TcDecodeSupported(c.d, c.heads / c.hkv);
-    for (const auto& [min_chunk, max_splits] : splits) {
+    for (const auto& [min_chunk, max_splits, long_rows] : splits) {
       for (int rep = 0; rep < (tc ? 8 : 2); ++rep) {
         auto out = DeviceArray<cuda::bf16>::Poisoned(c.q.size());
         cuda::PagedAttentionParams p = dc.Params(out.get());
@@ -186,8 +186,8 @@ TEST_P(AttentionParity, SplitKvMatchesCpuReference) {
         p.tc_tiles = rep < 6 ? cuda::TcTiles::kCpAsync : cuda::TcTiles::kRegisters;
         if (min_chunk > 0) {
           p.min_chunk_entries = min_chunk;
-          p.max_splits = std::abs(max_splits);
-          if (max_splits < 0) {
+          p.max_splits = max_splits;
+          if (long_rows) {
             p.row_splits = 2;
             p.long_chunk_entries = 2;
           }
@@ -197,7 +197,8 @@ TEST_P(AttentionParity, SplitKvMatchesCpuReference) {
         ASSERT_EQ(cuda::PagedAttention(p, nullptr), cudaSuccess);
         const float tol = p.tensor_cores ? 1.5e-2f : 1e-2f;
         EXPECT_TRUE(AllClose(testing::ToF32(out.Download()), ref_out, tol, tol))
-            << "sparse=" << sparse << " min_chunk=" << min_chunk << " max_splits=" << max_splits << " rep=" << rep
+            << "sparse=" << sparse << " min_chunk=" << min_chunk << " max_splits=" << max_splits
+            << " long_rows=" << long_rows << " rep=" << rep
             << " tc_stages=" << p.tc_stages << " tc_tiles=" << static_cast<int>(p.tc_tiles);
       }
     }
