@@ -10,8 +10,11 @@
 //   3. decode batches of 2-32 rows: the skinny tensor-core GEMM (kernels/cuda/gemm_skinny.h,
 //      what fused decode steps of 2-32 sequences run) against cuBLAS (its cuBLASLt choice for
 //      the shape) on each matrix, and on one step's products at 32 rows.
-// Prints Markdown tables. Usage: gpu_gemv_bench [--quick | --skinny | --tp2] (--skinny: table 3 alone, 8 and 32
-// rows; --tp2: table 1 at one row on one rank's shares at tensor parallel 2)
+//   4. (--mlp alone) the 8B MLP block at one row: the two fused GEMVs a decode step runs
+//      (gate_up with the norm and SwiGLU, down adding into the residual) against the fused MLP
+//      kernel (kernels/cuda/mlp_fused.h) on down's row-major columns and on a slice-major copy.
+// Prints Markdown tables. Usage: gpu_gemv_bench [--quick | --skinny | --tp2 | --mlp] (--skinny: table 3 alone, 8
+// and 32 rows; --tp2: table 1 at one row on one rank's shares at tensor parallel 2)
 #include <cuda_runtime.h>
 
 #include <cstdio>
@@ -22,6 +25,7 @@
 #include "bench/gpu_bench_util.cuh"
 #include "engine/cuda/gemm.h"
 #include "kernels/cuda/gemm_skinny.h"
+#include "kernels/cuda/mlp_fused.h"
 #include "kernels/cuda/ops.h"
 
 namespace {
@@ -49,6 +53,66 @@ bf16* Random(size_t n, uint32_t seed, int sms) {
   return p;
 }
 
+// Table 4: the MLP block of Llama-3-8B at one row, over enough weight copies that none is in the L2.
+int MlpTable(double read_tbs, int sms) {
+  constexpr int32_t hidden = 4096, inter = 14336;
+  const size_t gu_elems = size_t{2} * inter * hidden, down_elems = size_t{hidden} * inter;
+  const size_t bytes = (gu_elems + down_elems) * sizeof(bf16);
+  constexpr int copies = 4;  // 1.4 GB
+  std::vector<bf16*> gu, down;
+  for (int c = 0; c < copies; ++c) {
+    gu.push_back(Random(gu_elems, 200 + c, sms));
+    down.push_back(Random(down_elems, 300 + c, sms));
+  }
+  bf16* x = Random(hidden, 7, sms);
+  bf16 *act = nullptr, *xb = nullptr;
+  float *y = nullptr, *scratch = nullptr;
+  CHECK(cudaMalloc(&act, sizeof(bf16) * inter));
+  CHECK(cudaMalloc(&xb, sizeof(bf16) * hidden));
+  CHECK(cudaMalloc(&y, sizeof(float) * hidden));
+  CHECK(cudaMalloc(&scratch, sizeof(float) * 2 * inter));
+  CHECK(cudaMemset(y, 0, sizeof(float) * hidden));
+  CHECK(cudaDeviceSynchronize());
+  const double floor_us = bytes / (read_tbs * 1e12) * 1e6;
+  std::printf("4. The 8B MLP block at one row (gate_up %d x %d, down %d x %d, %.1f MB): floor %.1f us at %.3f TB/s\n\n",
+              2 * inter, hidden, hidden, inter, bytes / 1e6, floor_us, read_tbs);
+  std::printf("| kernels | us | of ceiling | vs the two GEMVs |\n|---|---|---|---|\n");
+  double gemv_us = 0.0;
+  for (int k = 0; k < 3; ++k) {
+    const double ms = lil::bench::MedianMs([&](int it) {
+      const int c = it % copies;
+      if (k == 0) {
+        lil::cuda::GemmParams g{x, gu[c], scratch, 1, hidden, 2 * inter};
+        g.norm_eps = 1e-5f;
+        g.swiglu_out = act;
+        CHECK(lil::cuda::Gemv(g, nullptr));
+        lil::cuda::GemmParams d{act, down[c], y, 1, inter, hidden};
+        d.add_to_y = true;
+        d.y_bf16 = xb;
+        CHECK(lil::cuda::Gemv(d, nullptr));
+      } else {
+        lil::cuda::FusedMlpParams f{x, gu[c], down[c], y, hidden, inter, 1e-5f};
+        f.down_slice_major = k == 2;
+        CHECK(lil::cuda::FusedMlp(f, nullptr));
+      }
+    }, 50, 7);
+    const double us = ms * 1e3;
+    if (k == 0) gemv_us = us;
+    const char* name = k == 0 ? "gate_up GEMV (norm, SwiGLU) + down GEMV (residual add)"
+                       : k == 1 ? "fused MLP, down's columns row-major (what the backend has)"
+                                : "fused MLP, down slice-major (a load-time layout; bench only)";
+    std::printf("| %s | %.1f | %.0f%% | %.3fx |\n", name, us, 100.0 * floor_us / us, us / gemv_us);
+  }
+  for (bf16* p : gu) CHECK(cudaFree(p));
+  for (bf16* p : down) CHECK(cudaFree(p));
+  CHECK(cudaFree(x));
+  CHECK(cudaFree(act));
+  CHECK(cudaFree(xb));
+  CHECK(cudaFree(y));
+  CHECK(cudaFree(scratch));
+  return 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -57,6 +121,7 @@ int main(int argc, char** argv) {
   const bool tp2 = argc > 1 && std::string(argv[1]) == "--tp2";
   const int sms = lil::bench::SmCount();
   const double read_tbs = lil::bench::PrintReadTbs();
+  if (argc > 1 && std::string(argv[1]) == "--mlp") return MlpTable(read_tbs, sms);
   cudaStream_t stream = nullptr;  // the legacy default stream, as MedianMs records on it
   setenv("LILSERVE_GEMV", "0", 1);  // this Gemm is the cuBLAS peer
   auto cublas = lil::cuda::Gemm::Create(stream);

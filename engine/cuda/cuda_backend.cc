@@ -17,6 +17,7 @@
 #include "engine/cuda/cuda_work.h"
 #include "engine/plan_check.h"
 #include "kernels/cuda/attention.h"
+#include "kernels/cuda/mlp_fused.h"
 #include "kernels/cuda/quest.h"
 #include "kernels/cuda/sample.h"
 
@@ -191,6 +192,16 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
       LIL_CUDA_RETURN_IF_ERROR(InterleaveRowHalves(const_cast<bf16*>(lw.gate_up), local.intermediate_size,
                                                    local.hidden_size, stream));
     }
+    // The final norm's weight into the LM head too, when the head is a matrix of its own (a
+    // tied head is the embedding table, which the embedding reads unscaled): a one-token step's
+    // LM head GEMV then normalizes xb itself (no final norm kernel); other steps run the norm
+    // with a unit weight before the product.
+    const bf16* embed_end = b->w_.embed + int64_t{c.vocab_size} * c.hidden_size;
+    if (b->w_.lm_head != nullptr && (b->w_.lm_head < b->w_.embed || b->w_.lm_head >= embed_end)) {
+      LIL_CUDA_RETURN_IF_ERROR(ScaleColumns(const_cast<bf16*>(b->w_.lm_head), b->w_.final_norm, local.vocab_size,
+                                            local.hidden_size, stream));
+      b->head_norm_folded_ = true;
+    }
     // RoPE + KV write in the qkv GEMV's epilogue: each q / k head's RoPE pairs side by side
     // (QkvRopeWriteParams::pairs_adjacent). Not with q / k norm (Qwen3), which needs the whole head.
     const bool rope_fits = !b->w_.layers.empty() && local.head_dim % 2 == 0 &&
@@ -209,10 +220,18 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
     }
     LIL_CUDA_RETURN_IF_ERROR(cudaStreamSynchronize(stream));
     b->fused_norm_ = true;
-    LIL_LOG_INFO("CUDA backend: RMSNorm weights folded into qkv and gate_up (gate and up rows interleaved); "
+    // Opt-in: slower than the two GEMVs so far (docs/PERF.md, session 21).
+    b->fused_mlp_ = EnvIs("LILSERVE_FUSED_MLP", "1");
+    for (const DeviceLayerWeights& lw : b->w_.layers) {  // the shapes and the weights' alignment (x, y: the work buffer's)
+      b->fused_mlp_ = b->fused_mlp_ && FusedMlpSupported({nullptr, lw.gate_up, lw.down, nullptr, local.hidden_size,
+                                                          local.intermediate_size, local.rms_norm_eps});
+    }
+    LIL_LOG_INFO("CUDA backend: RMSNorm weights folded into qkv and gate_up (gate and up rows interleaved){}; "
                  "fused steps (one token; up to 32 on one GPU with LILSERVE_SKINNY=1) run the norms, residual adds "
-                 "and SwiGLU inside the products{}",
-                 b->rope_pairs_ ? ", and RoPE + the KV write in the qkv product (q / k RoPE pairs side by side)" : "");
+                 "and SwiGLU inside the products{}{}",
+                 b->head_norm_folded_ ? ", the final norm's into the LM head" : "",
+                 b->rope_pairs_ ? ", and RoPE + the KV write in the qkv product (q / k RoPE pairs side by side)" : "",
+                 b->fused_mlp_ ? "; one-token steps on one GPU run each MLP block as one kernel" : "");
   }
   if (!EnvIs("LILSERVE_FLASH_PREFILL", "0")) {
     b->flash_prefill_ = FlashPrefillSupported(local.head_dim, local.num_heads / local.num_kv_heads);

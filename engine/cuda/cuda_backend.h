@@ -85,6 +85,9 @@ class CudaBackend final : public Backend {
   // $LILSERVE_SKINNY=1 on one GPU 2 .. kSkinnyMaxRows tokens through the skinny tensor-core
   // GEMM (Gemm::RunFused) when the model's widths suit it.
   bool FusedStep(int32_t t) const;
+  // Whether a fused step of t tokens runs its MLP blocks as one kernel each (fused_mlp_: one
+  // token on one GPU).
+  bool FusedMlpStep(int32_t t) const;
 
  private:
   struct Work;  // device pointers of one step (cuda_work.h)
@@ -214,6 +217,18 @@ class CudaBackend final : public Backend {
   // normalize that copy themselves (norm_eps) and gate_up writes silu(gate) * up (swiglu_out).
   // Default since session 7's GPU run (docs/GPU.md, PERF.md).
   bool fused_norm_ = false;
+  // With fused_norm_ and an LM head of its own (not tied to the embedding): the final norm's
+  // weight is folded into the LM head's columns, so every final norm runs with a unit weight
+  // and a one-token step's LM head GEMV normalizes xb itself (LaunchSampling). With fused_norm_
+  // the embedding also writes xb, so a fused step's layer-0 qkv GEMV normalizes it like any
+  // other layer's: no norm kernel runs in a one-token step on one GPU.
+  bool head_norm_folded_ = false;
+  // With fused_norm_ and $LILSERVE_FUSED_MLP=1 (off by default: 93 us against the GEMVs' 85 a
+  // Llama-3-8B layer, docs/PERF.md session 21), where the shapes fit FusedMlpSupported:
+  // a one-token step on one GPU runs each MLP block as one kernel (kernels/cuda/mlp_fused.h:
+  // gate_up, SwiGLU and down, adding into x with atomics), and the next qkv GEMV and the LM
+  // head read x in fp32 (GemmParams::x_f32), as no kernel wrote its bf16 copy.
+  bool fused_mlp_ = false;
   // With fused_norm_, unless $LILSERVE_FUSED_ROPE=0 or the model has q / k norm: the qkv
   // weight's q and k rows hold each head's RoPE pairs side by side (InterleaveRowHalves per
   // head at load; QkvRopeWriteParams::pairs_adjacent for every step), and a one-token step's

@@ -6,13 +6,16 @@
 // one-token steps run the norms, residual adds and SwiGLU inside the GEMVs (under tensor
 // parallelism the residual add inside the all-reduce), the KV write keeps the Quest metadata,
 // and the qkv GEMV applies RoPE and writes the KV slots itself); final norm of the logits rows, LM head
-// (vocab-parallel under TP), greedy on the GPU.
+// (vocab-parallel under TP), greedy on the GPU. A one-token fused step runs no norm kernel: the
+// embedding writes xb for layer 0's qkv GEMV, and the LM head's GEMV normalizes xb when the final
+// norm's weight is folded into it (head_norm_folded_).
 #include <cmath>
 
 #include "common/status.h"
 #include "engine/cuda/cuda_backend.h"
 #include "engine/cuda/cuda_work.h"
 #include "kernels/cuda/attention.h"
+#include "kernels/cuda/mlp_fused.h"
 #include "kernels/cuda/quest.h"
 #include "kernels/cuda/sample.h"
 
@@ -86,6 +89,8 @@ absl::Status CudaBackend::Attention(int32_t layer, const StepInputs& in, const W
   return absl::OkStatus();
 }
 
+bool CudaBackend::FusedMlpStep(int32_t t) const { return fused_mlp_ && comm_ == nullptr && t == 1; }
+
 bool CudaBackend::FusedStep(int32_t t) const {
   if (!fused_norm_ || t < 1) return false;
   if (t == 1) return true;
@@ -103,12 +108,16 @@ absl::Status CudaBackend::RunLayer(int32_t layer, const StepInputs& in, const Wo
   const bool fuse = FusedStep(t);
   const float* attn_norm = fused_norm_ ? nullptr : lw.attn_norm;  // folded into qkv
   const float* mlp_norm = fused_norm_ ? nullptr : lw.mlp_norm;    // folded into gate_up
-  GemmParams qkv{fuse && layer > 0 ? w.xb : w.h, lw.qkv, w.qkv, t, hid, qd + 2 * kvd};
-  if (fuse && layer > 0) {
+  // Layer 0 too: the embedding wrote xb. After a fused MLP (FusedMlpStep) only x is current:
+  // the GEMV rounds it as it reads.
+  const bool mlp_fused = FusedMlpStep(t);
+  GemmParams qkv{fuse ? w.xb : w.h, lw.qkv, w.qkv, t, hid, qd + 2 * kvd};
+  if (fuse) {
     qkv.norm_eps = c.rms_norm_eps;
+    if (mlp_fused && layer > 0) qkv.x_f32 = w.x;
   } else {
     // The previous layer's down projection is still in delta: fused into this norm.
-    LIL_CUDA_RETURN_IF_ERROR(AddRmsNorm({w.x, layer == 0 || fuse ? nullptr : w.delta, attn_norm, w.h, t, hid,
+    LIL_CUDA_RETURN_IF_ERROR(AddRmsNorm({w.x, layer == 0 ? nullptr : w.delta, attn_norm, w.h, t, hid,
                                          c.rms_norm_eps}, stream_));
   }
   QkvRopeWriteParams rp;
@@ -160,6 +169,10 @@ absl::Status CudaBackend::RunLayer(int32_t layer, const StepInputs& in, const Wo
       return comm_ == nullptr ? absl::OkStatus() : comm_->AllReduceIntoResidual(w.delta, int64_t{t} * hid, w.x, w.xb);
     };
     LIL_RETURN_IF_ERROR(project(w.attn, lw.o_proj, qd));
+    if (mlp_fused) {  // gate_up, SwiGLU and down in one kernel, adding into x (mlp_fused.h)
+      LIL_CUDA_RETURN_IF_ERROR(FusedMlp({w.xb, lw.gate_up, lw.down, w.x, hid, inter, c.rms_norm_eps}, stream_));
+      return absl::OkStatus();
+    }
     GemmParams gate_up{w.xb, lw.gate_up, w.gate_up, t, hid, 2 * inter};
     gate_up.norm_eps = c.rms_norm_eps;
     gate_up.swiglu_out = w.act;  // rows interleaved at load: (gate j, up j) side by side
@@ -180,14 +193,27 @@ absl::Status CudaBackend::LaunchSampling(const StepInputs& in, const Work& w) {
   const ModelConfig& c = config_;
   const int32_t r = static_cast<int32_t>(in.logit_rows.size()), vocab = c.vocab_size;
   if (r == 0) return absl::OkStatus();
-  LIL_CUDA_RETURN_IF_ERROR(AddRmsNorm({w.x, nullptr, w_.final_norm, w.h, r, c.hidden_size,
-                                       c.rms_norm_eps, w.I(w.logit_rows)}, stream_));
+  // A one-token fused step with the final norm's weight folded into the head: the head's GEMV
+  // normalizes xb (the residual stream's bf16 copy the last down product wrote) itself.
+  const bool head_norms = head_norm_folded_ && in.num_tokens == 1 && r == 1 && in.logit_rows[0] == 0 &&
+                          FusedStep(1);
+  if (!head_norms) {
+    LIL_CUDA_RETURN_IF_ERROR(AddRmsNorm({w.x, nullptr, head_norm_folded_ ? nullptr : w_.final_norm, w.h, r,
+                                         c.hidden_size, c.rms_norm_eps, w.I(w.logit_rows)}, stream_));
+  }
+  auto head = [&](float* out, int32_t rows_out) -> absl::Status {
+    if (!head_norms) return gemm_.Run(w.h, w_.lm_head, out, r, c.hidden_size, rows_out);
+    GemmParams g{w.xb, w_.lm_head, out, r, c.hidden_size, rows_out};
+    g.norm_eps = c.rms_norm_eps;
+    if (FusedMlpStep(1) && c.num_layers > 0) g.x_f32 = w.x;  // the last MLP left only x current
+    return gemm_.RunFused(g);
+  };
   if (comm_ == nullptr) {
-    LIL_RETURN_IF_ERROR(gemm_.Run(w.h, w_.lm_head, w.logits, r, c.hidden_size, vocab));
+    LIL_RETURN_IF_ERROR(head(w.logits, vocab));
   } else if (w.tp_greedy) {
     // Every row greedy (TpGreedyStep): each rank's best over its vocabulary slice, summed into
     // every rank's gather (a few floats a row), merged on rank 0, which alone samples.
-    LIL_RETURN_IF_ERROR(gemm_.Run(w.h, w_.lm_head, w.logits_local, r, c.hidden_size, local_.vocab_size));
+    LIL_RETURN_IF_ERROR(head(w.logits_local, local_.vocab_size));
     GreedyParams g{w.logits_local, r, local_.vocab_size, nullptr, nullptr};
     g.gather = w.greedy_gather;
     g.rank = rank_;
@@ -202,7 +228,7 @@ absl::Status CudaBackend::LaunchSampling(const StepInputs& in, const Work& w) {
     // Vocab-parallel LM head: each rank's [r, its vocab] block, gathered (padded to the widest
     // share), then laid out as [r, vocab] on rank 0, which alone samples.
     const int64_t stride = shards_[0].vocab_stride;
-    LIL_RETURN_IF_ERROR(gemm_.Run(w.h, w_.lm_head, w.logits_local, r, c.hidden_size, local_.vocab_size));
+    LIL_RETURN_IF_ERROR(head(w.logits_local, local_.vocab_size));
     LIL_RETURN_IF_ERROR(comm_->AllGather(w.logits_local, r * stride, w.logits_gather));
     if (rank_ != 0) return absl::OkStatus();
     for (const TpShard& s : shards_) {
@@ -223,8 +249,9 @@ absl::Status CudaBackend::LaunchSampling(const StepInputs& in, const Work& w) {
 absl::Status CudaBackend::LaunchForward(const StepInputs& in, const Work& w) {
   const ModelConfig& c = config_;
   const int64_t t = in.num_tokens;
-  LIL_CUDA_RETURN_IF_ERROR(Embedding({w_.embed, w.I(w.tokens), w.x, in.num_tokens, c.hidden_size,
-                                      c.vocab_size}, stream_));
+  EmbeddingParams ep{w_.embed, w.I(w.tokens), w.x, in.num_tokens, c.hidden_size, c.vocab_size};
+  if (FusedStep(static_cast<int32_t>(t))) ep.out_bf16 = w.xb;  // layer 0's qkv GEMV normalizes it
+  LIL_CUDA_RETURN_IF_ERROR(Embedding(ep, stream_));
   for (int32_t layer = 0; layer < c.num_layers; ++layer) LIL_RETURN_IF_ERROR(RunLayer(layer, in, w));
   if (c.num_layers > 0 && !FusedStep(static_cast<int32_t>(t))) {  // fused: the down products added already
     LIL_CUDA_RETURN_IF_ERROR(AddInPlace(w.x, w.delta, t * c.hidden_size, stream_));

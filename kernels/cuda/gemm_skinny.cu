@@ -289,7 +289,8 @@ cudaError_t Launch(const GemmParams& p, const SkinnyWorkspace& ws, int32_t ctas,
 }  // namespace
 
 bool SkinnySupported(const GemmParams& p) {
-  return TmaAvailable() && p.rows >= 1 && p.rows <= kSkinnyMaxRows && p.in > 0 && p.in % kSkinnyK == 0 && p.out > 0 &&
+  return TmaAvailable() && p.x_f32 == nullptr && p.rows >= 1 && p.rows <= kSkinnyMaxRows && p.in > 0 &&
+         p.in % kSkinnyK == 0 && p.out > 0 &&
          reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && reinterpret_cast<uintptr_t>(p.w) % 16 == 0 &&
          GemmFusionsSupported(p);
 }

@@ -24,6 +24,7 @@
 #include <cstdlib>
 
 #include "common/env.h"
+#include "kernels/cuda/bf16x8.cuh"
 #include "kernels/cuda/ll.cuh"
 #include "kernels/cuda/ops.h"
 #include "kernels/cuda/pdl.h"
@@ -33,17 +34,6 @@ namespace lil::cuda {
 namespace {
 
 constexpr int kWarpsPerBlock = 8;
-
-__device__ __forceinline__ float Dot8(const uint4& a, const uint4& b) {
-  const uint32_t wa[4] = {a.x, a.y, a.z, a.w}, wb[4] = {b.x, b.y, b.z, b.w};
-  float s = 0.0f;
-#pragma unroll
-  for (int i = 0; i < 4; ++i) {
-    s = fmaf(__uint_as_float(wa[i] << 16), __uint_as_float(wb[i] << 16), s);
-    s = fmaf(__uint_as_float(wa[i] & 0xffff0000u), __uint_as_float(wb[i] & 0xffff0000u), s);
-  }
-  return s;
-}
 
 // Loads the U 16-byte chunks of each of the R rows that this lane reads at step kb.
 template <int R, int U>
@@ -58,9 +48,27 @@ __device__ __forceinline__ void LoadStep(const bf16* const (&w)[R], int32_t kb, 
   }
 }
 
+// x[m, k .. k + 7] as bf16: from x, or (kXf32, a template parameter so the usual kernels keep
+// their code) rounded from x_f32.
+template <bool kXf32>
+__device__ __forceinline__ uint4 LoadX(const GemmParams& p, int m, int32_t k) {
+  const int64_t at = static_cast<int64_t>(m) * p.in + k;
+  if constexpr (!kXf32) return __ldg(reinterpret_cast<const uint4*>(p.x + at));
+  const float4* src = reinterpret_cast<const float4*>(p.x_f32 + at);
+  const float4 a = __ldg(src), b = __ldg(src + 1);
+  const __nv_bfloat162 h[4] = {__floats2bfloat162_rn(a.x, a.y), __floats2bfloat162_rn(a.z, a.w),
+                               __floats2bfloat162_rn(b.x, b.y), __floats2bfloat162_rn(b.z, b.w)};
+  uint4 v;
+  v.x = *reinterpret_cast<const uint32_t*>(&h[0]);
+  v.y = *reinterpret_cast<const uint32_t*>(&h[1]);
+  v.z = *reinterpret_cast<const uint32_t*>(&h[2]);
+  v.w = *reinterpret_cast<const uint32_t*>(&h[3]);
+  return v;
+}
+
 // ss[m] (norm mode) collects sum(x[m]^2) over the x chunks this warp reads: the S warps of a
 // row group read every chunk of x exactly once between them, so their sum is the norm's.
-template <int M, int R, int U>
+template <int M, int R, int U, bool kXf32>
 __device__ __forceinline__ void MathStep(const GemmParams& p, int32_t kb, const uint4 (&v)[R][U], float (&acc)[R][M],
                                          float (&ss)[M]) {
   const bool norm = p.norm_eps > 0.0f;
@@ -71,7 +79,7 @@ __device__ __forceinline__ void MathStep(const GemmParams& p, int32_t kb, const 
 #pragma unroll
       for (int m = 0; m < M; ++m) {
         if (m >= p.rows) break;  // rows 3 of the M = 4 kernel
-        const uint4 xv = __ldg(reinterpret_cast<const uint4*>(p.x + static_cast<int64_t>(m) * p.in + k));
+        const uint4 xv = LoadX<kXf32>(p, m, k);
         if (norm) ss[m] += Dot8(xv, xv);
 #pragma unroll
         for (int r = 0; r < R; ++r) acc[r][m] += Dot8(v[r][u], xv);
@@ -125,7 +133,7 @@ __device__ __forceinline__ void GemvReduceTail(const GemmParams& p, uint32_t e, 
   }
 }
 
-template <int M, int R, int U, bool kPipelined, int S, int kMinBlocks>
+template <int M, int R, int U, bool kPipelined, int S, int kMinBlocks, bool kXf32 = false>
 __global__ void __launch_bounds__(kWarpsPerBlock * 32, M == 1 ? kMinBlocks : 1) GemvKernel(GemmParams p) {
   static_assert(kWarpsPerBlock % S == 0, "a block holds whole row groups");
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, slice = warp % S;
@@ -157,7 +165,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, M == 1 ? kMinBlocks : 1) 
     if constexpr (kPipelined) {
       uint4 next[R][U];
       if (kb + stride < k_dim) LoadStep<R, U>(w, kb + stride, k_dim, next);
-      MathStep<M, R, U>(p, kb, cur, acc, ss);
+      MathStep<M, R, U, kXf32>(p, kb, cur, acc, ss);
 #pragma unroll
       for (int r = 0; r < R; ++r) {
 #pragma unroll
@@ -165,7 +173,7 @@ __global__ void __launch_bounds__(kWarpsPerBlock * 32, M == 1 ? kMinBlocks : 1) 
       }
     } else {
       if (kb != k0) LoadStep<R, U>(w, kb, k_dim, cur);
-      MathStep<M, R, U>(p, kb, cur, acc, ss);
+      MathStep<M, R, U, kXf32>(p, kb, cur, acc, ss);
     }
   }
 #pragma unroll
@@ -261,7 +269,9 @@ cudaError_t LaunchGemv(const GemmParams& p, cudaStream_t stream) {
   const dim3 grid((p.out + rows_per_block - 1) / rows_per_block);
   const int threads = kWarpsPerBlock * 32;
   switch (p.rows) {
-    case 1: return LaunchPdl(GemvKernel<1, R, U, kPipelined, S, kMinBlocks>, grid, threads, 0, stream, p);
+    case 1:  // x_f32: one row only (GemvSupported)
+      if (p.x_f32 != nullptr) return LaunchPdl(GemvKernel<1, R, U, kPipelined, S, kMinBlocks, true>, grid, threads, 0, stream, p);
+      return LaunchPdl(GemvKernel<1, R, U, kPipelined, S, kMinBlocks>, grid, threads, 0, stream, p);
     case 2: return LaunchPdl(GemvKernel<2, R, U, kPipelined, S, 1>, grid, threads, 0, stream, p);
     case 3:
     case 4: return LaunchPdl(GemvKernel<4, R, U, kPipelined, S, 1>, grid, threads, 0, stream, p);
@@ -308,8 +318,10 @@ bool GemmFusionsSupported(const GemmParams& p) {
 }
 
 bool GemvSupported(const GemmParams& p) {
-  return GemmFusionsSupported(p) && p.rows >= 1 && p.rows <= kGemvMaxRows && p.in % 8 == 0 &&
-         reinterpret_cast<uintptr_t>(p.x) % 16 == 0 && reinterpret_cast<uintptr_t>(p.w) % 16 == 0;
+  const uintptr_t x_at = p.x_f32 != nullptr ? reinterpret_cast<uintptr_t>(p.x_f32) : reinterpret_cast<uintptr_t>(p.x);
+  return GemmFusionsSupported(p) && p.rows >= 1 && p.rows <= (p.x_f32 != nullptr ? 1 : kGemvMaxRows) &&
+         p.in % 8 == 0 && x_at % 16 == 0 &&
+         reinterpret_cast<uintptr_t>(p.w) % 16 == 0;
 }
 
 cudaError_t GemvVariant(const GemmParams& p, int variant, cudaStream_t stream) {

@@ -41,7 +41,12 @@ __global__ void EmbeddingKernel(EmbeddingParams p) {
   float* out = p.out + static_cast<int64_t>(r) * p.dim;
   const bool ok = id >= 0 && id < p.vocab;
   const bf16* row = p.table + static_cast<int64_t>(ok ? id : 0) * p.dim;
-  for (int32_t i = threadIdx.x; i < p.dim; i += blockDim.x) out[i] = ok ? __bfloat162float(row[i]) : 0.0f;
+  bf16* out_bf16 = p.out_bf16 != nullptr ? p.out_bf16 + static_cast<int64_t>(r) * p.dim : nullptr;
+  for (int32_t i = threadIdx.x; i < p.dim; i += blockDim.x) {
+    const bf16 v = ok ? row[i] : __float2bfloat16(0.0f);
+    out[i] = __bfloat162float(v);
+    if (out_bf16 != nullptr) out_bf16[i] = v;
+  }
 }
 
 __global__ void AddRmsNormKernel(AddRmsNormParams p) {

@@ -26,6 +26,9 @@ struct EmbeddingParams {
   int32_t rows = 0;
   int32_t dim = 0;
   int32_t vocab = 0;
+  // Optional [rows, dim]: the same rows in bf16 (exact: the table is bf16), the x the fused
+  // decode path's first qkv GEMV reads with its norm, so layer 0 needs no norm kernel.
+  bf16* out_bf16 = nullptr;
 };
 cudaError_t Embedding(const EmbeddingParams& p, cudaStream_t stream);
 
@@ -142,6 +145,11 @@ struct GemmParams {
   float norm_eps = 0.0f;
   bool add_to_y = false;
   bf16* y_bf16 = nullptr;
+  // x_f32 (GEMV, one row; then x is unused and may be null): x given in fp32, [rows, in], each value
+  //   rounded to bf16 as it is read, so the products are those of x = bf16(x_f32): the residual
+  //   stream itself, when no kernel before wrote its bf16 copy (after the fused MLP, whose
+  //   atomics leave no CTA knowing the final x: mlp_fused.h).
+  const float* x_f32 = nullptr;
   bf16* swiglu_out = nullptr;
   bool rope_epilogue = false;
   QkvRopeWriteParams rope{};
@@ -150,7 +158,7 @@ struct GemmParams {
   GemvAllReduce reduce{};
   bool fused() const {
     return norm_eps > 0.0f || add_to_y || y_bf16 != nullptr || swiglu_out != nullptr || rope_epilogue ||
-           reduce.world > 0;
+           reduce.world > 0 || x_f32 != nullptr;
   }
 };
 cudaError_t GemmFallback(const GemmParams& p, cudaStream_t stream);

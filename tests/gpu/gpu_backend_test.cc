@@ -359,14 +359,21 @@ TEST(CudaBackend, GrowingPageListsKeepTheGraph) {
 // write (on Llama and Qwen2 also RoPE + the KV write in the qkv GEMV's epilogue; Qwen3's q/k
 // norm keeps the QkvRopeWrite kernel), against the CPU backend, on and off: a prompt (the
 // unfused kernels on folded weights), then one-token decode steps (eager: the test reads
-// logits, which graph steps do not return), on Llama, Qwen2 (qkv bias) and Qwen3 (q/k norm). The GPU tests' decode
-// benchmark stage measures the graph path.
+// logits, which graph steps do not return), on Llama, Qwen2 (qkv bias) and Qwen3 (q/k norm); also
+// with $LILSERVE_FUSED_MLP=1 (each MLP block one kernel, the next products reading x in fp32).
+// The layer-0 qkv GEMV normalizes the embedding's bf16 copy and the LM head's GEMV the residual
+// (the final norm folded into the untied head). The GPU tests' decode benchmark stage measures
+// the graph path.
 TEST(CudaBackend, FusedNormMatchesCpuOnOneTokenSteps) {
   LIL_SKIP_WITHOUT_GPU();
   for (const ModelFamily family : {ModelFamily::kLlama, ModelFamily::kQwen2, ModelFamily::kQwen3}) {
-    for (const bool on : {true, false}) {
-      SCOPED_TRACE("family " + std::to_string(static_cast<int>(family)) + (on ? " fused" : " unfused"));
+    for (const int mode : {0, 1, 2}) {  // unfused, fused, fused with the MLP as one kernel
+      const bool on = mode > 0;
+      SCOPED_TRACE("family " + std::to_string(static_cast<int>(family)) +
+                   (mode == 0 ? " unfused" : mode == 1 ? " fused" : " fused, LILSERVE_FUSED_MLP=1"));
+      if (mode == 2) setenv("LILSERVE_FUSED_MLP", "1", 1);
       Pair b = MakePairWithEnv("LILSERVE_FUSED_NORM", on ? "1" : "0", family, 200);
+      unsetenv("LILSERVE_FUSED_MLP");
       ASSERT_TRUE(b.cpu && b.gpu);
       ASSERT_EQ(b.gpu->fused_norm(), on) << "the fused path did not follow $LILSERVE_FUSED_NORM for this model";
       const int32_t ps = 16, vocab = b.cpu->config().vocab_size;

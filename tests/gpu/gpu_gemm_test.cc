@@ -3,7 +3,7 @@
 // outputs: cuBLAS and the fallback GEMM, the decode GEMV in every variant, the skinny
 // tensor-core GEMM (kernels/cuda/gemm_skinny.h) with and without split-K, and the decode
 // fusions the GEMV and the skinny GEMM share (norm_eps, add_to_y with y_bf16, swiglu_out,
-// rope_epilogue).
+// rope_epilogue; x_f32 the GEMV's alone), and the fused MLP against the GEMVs it replaces.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -15,6 +15,7 @@
 #include "engine/cuda/gemm.h"
 #include "kernels/cpu/linear.h"
 #include "kernels/cuda/gemm_skinny.h"
+#include "kernels/cuda/mlp_fused.h"
 #include "kernels/cuda/ops.h"
 #include "tests/gpu/gpu_test_util.h"
 
@@ -136,6 +137,21 @@ void CheckFusions(const Launcher& l, int32_t rows, int32_t in, int32_t out, uint
   pn.norm_eps = eps;
   ASSERT_EQ(l.run(pn), cudaSuccess) << where;
   EXPECT_TRUE(AllClose(yn.Download(), normed, 1e-3f, 1e-3f)) << "norm_eps, " << where;
+  {  // x_f32 (GEMV only): fp32 values within half a bf16 step of x give exactly the same products
+    std::vector<float> xf(x.size());
+    for (size_t i = 0; i < x.size(); ++i) xf[i] = x[i] * (1.0f + 1.0f / 1024);
+    DeviceArray<float> dxf(xf);
+    auto yx = DeviceArray<float>::Poisoned(prod.size());
+    cuda::GemmParams px{nullptr, dw.get(), yx.get(), rows, in, out};
+    px.norm_eps = eps;
+    px.x_f32 = dxf.get();
+    const bool gemv = l.name.rfind("GEMV", 0) == 0 && rows == 1;
+    EXPECT_EQ(l.supported(px), gemv) << "x_f32, " << where;
+    if (gemv) {
+      ASSERT_EQ(l.run(px), cudaSuccess) << where;
+      EXPECT_TRUE(AllClose(yx.Download(), yn.Download(), 0.0f, 0.0f)) << "x_f32, " << where;
+    }
+  }
   DeviceArray<float> ya(y0);
   auto yb = DeviceArray<bf16>::Poisoned(prod.size());
   cuda::GemmParams pa{dx.get(), dw.get(), ya.get(), rows, in, out};
@@ -178,6 +194,46 @@ TEST(GpuGemm, GemvFusionsMatchCpu) {
       EXPECT_EQ(cuda::GemmFallback(pf, nullptr), cudaErrorInvalidValue);
     }
   }
+}
+
+// The fused MLP (kernels/cuda/mlp_fused.h) against the two decode GEMVs it replaces (gate_up
+// with norm_eps and swiglu_out, then down with add_to_y), y starting at random values: the 8B
+// shape (every round inside one row), hidden 5,120 (rounds across rows), and shapes with fewer
+// 8-unit groups than SMs (a grid of one group a CTA) or uneven groups a CTA.
+TEST(GpuGemm, FusedMlpMatchesTheGemvs) {
+  LIL_SKIP_WITHOUT_GPU();
+  const float eps = 1e-5f;
+  for (const auto& [hidden, inter] : {std::pair{4096, 14336}, std::pair{5120, 1384}, std::pair{64, 200},
+                                      std::pair{1176, 2056}, std::pair{8, 8}}) {
+    const std::string where = "hidden " + std::to_string(hidden) + " inter " + std::to_string(inter);
+    // Weights scaled so gate, up, h and the MLP's output are all of order one.
+    const auto x = testing::RandomBf16Values(hidden, 31);
+    const auto gu = testing::RandomBf16Values(int64_t{2} * inter * hidden, 32, 2.0f / std::sqrt(float(hidden)));
+    const auto down = testing::RandomBf16Values(int64_t{hidden} * inter, 33, 2.0f / std::sqrt(float(inter)));
+    const auto y0 = testing::RandomBf16Values(hidden, 34, 4.0f);
+    DeviceArray<bf16> dx(testing::ToBf16(x)), dgu(testing::ToBf16(gu)), ddown(testing::ToBf16(down));
+    auto act = DeviceArray<bf16>::Poisoned(inter);
+    auto scratch = DeviceArray<float>::Poisoned(2 * inter);
+    cuda::GemmParams pg{dx.get(), dgu.get(), scratch.get(), 1, hidden, 2 * inter};
+    pg.norm_eps = eps;
+    pg.swiglu_out = act.get();
+    ASSERT_EQ(cuda::Gemv(pg, nullptr), cudaSuccess) << where;
+    DeviceArray<float> yref(y0), yfused(y0);
+    cuda::GemmParams pd{act.get(), ddown.get(), yref.get(), 1, inter, hidden};
+    pd.add_to_y = true;
+    ASSERT_EQ(cuda::Gemv(pd, nullptr), cudaSuccess) << where;
+    const cuda::FusedMlpParams pf{dx.get(), dgu.get(), ddown.get(), yfused.get(), hidden, inter, eps};
+    ASSERT_TRUE(cuda::FusedMlpSupported(pf)) << where;
+    ASSERT_EQ(cuda::FusedMlp(pf, nullptr), cudaSuccess) << where;
+    const auto ref = yref.Download(), got = yfused.Download();
+    // h may round to the neighbouring bf16 where the two kernels sum gate / up in other orders.
+    EXPECT_TRUE(AllClose(got, ref, 1e-2f, 1e-3f)) << where;
+    double moved = 0.0;
+    for (int32_t i = 0; i < hidden; ++i) moved += std::fabs(ref[i] - y0[i]);
+    EXPECT_GT(moved, 0.05 * hidden) << "the MLP added almost nothing: the comparison would not see a mistake, " << where;
+  }
+  EXPECT_FALSE(cuda::FusedMlpSupported({nullptr, nullptr, nullptr, nullptr, 4096, 14330, 1e-5f}));  // inter % 8
+  EXPECT_FALSE(cuda::FusedMlpSupported({nullptr, nullptr, nullptr, nullptr, 16384, 14336, 1e-5f}));  // hidden too large
 }
 
 // The skinny GEMM on 1..32 rows (one and two 16-row tiles, partial tiles), column counts that

@@ -285,6 +285,20 @@ TEST(GpuOps, SiluMulAndEmbeddingMatchCpu) {
   ASSERT_EQ(cuda::Embedding({dtable.get(), dids.get(), eout.get(), static_cast<int32_t>(ids.size()), dim, vocab}, nullptr),
             cudaSuccess);
   EXPECT_TRUE(AllClose(eout.Download(), eref, 0.0f, 0.0f));
+  // With the bf16 copy (the fused decode path's x for layer 0): both outputs, exactly; an id
+  // outside the vocabulary gives zeros in both.
+  std::vector<int32_t> ids2 = ids;
+  ids2.push_back(vocab);
+  std::vector<float> eref2 = eref;
+  eref2.resize(ids2.size() * dim, 0.0f);
+  DeviceArray<int32_t> dids2(ids2);
+  auto eout2 = DeviceArray<float>::Poisoned(eref2.size());
+  auto eout_bf16 = DeviceArray<bf16>::Poisoned(eref2.size());
+  cuda::EmbeddingParams ep{dtable.get(), dids2.get(), eout2.get(), static_cast<int32_t>(ids2.size()), dim, vocab};
+  ep.out_bf16 = eout_bf16.get();
+  ASSERT_EQ(cuda::Embedding(ep, nullptr), cudaSuccess);
+  EXPECT_TRUE(AllClose(eout2.Download(), eref2, 0.0f, 0.0f));
+  EXPECT_TRUE(AllClose(testing::ToF32(eout_bf16.Download()), eref2, 0.0f, 0.0f));
 }
 
 // cuBLAS (with its cuBLASLt choice for 5..kLtMaxRows rows: timed at the first call of a shape,
