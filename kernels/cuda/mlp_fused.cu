@@ -210,7 +210,8 @@ bool FusedMlpSupported(const FusedMlpParams& p) {
          p.norm_eps > 0.0f && aligned(p.x) && aligned(p.gate_up) && aligned(p.down) && aligned(p.y) &&
          // Chunk indices in 32 bits: a CTA's 2n x hidden / 8.
          int64_t{p.inter} * p.hidden / 4 < (int64_t{1} << 31) &&
-         // A lane pair holds a whole row of down's slice in one round: n <= 32 x 8 units a CTA.
+         // A lane pair holds a whole row of down's slice in one round: at most 2 x kLoads = 16
+         // groups (128 units) a CTA.
          (p.inter / 8 + CurrentSmCount() - 1) / CurrentSmCount() <= 2 * kLoads;
 }
 
