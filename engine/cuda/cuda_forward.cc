@@ -193,10 +193,10 @@ absl::Status CudaBackend::LaunchSampling(const StepInputs& in, const Work& w) {
   const ModelConfig& c = config_;
   const int32_t r = static_cast<int32_t>(in.logit_rows.size()), vocab = c.vocab_size;
   if (r == 0) return absl::OkStatus();
-  // A one-token fused step with the final norm's weight folded into the head: the head's GEMV
-  // normalizes xb (the residual stream's bf16 copy the last down product wrote) itself.
-  const bool head_norms = head_norm_folded_ && in.num_tokens == 1 && r == 1 && in.logit_rows[0] == 0 &&
-                          FusedStep(1);
+  // A one-token step with the final norm's weight folded into the head (which implies the fused
+  // path, FusedStep(1)): the head's GEMV normalizes xb (the residual stream's bf16 copy the last
+  // down product wrote) itself. Its one logit row is token 0 (the plan check bounds the rows).
+  const bool head_norms = head_norm_folded_ && in.num_tokens == 1 && r == 1;
   if (!head_norms) {
     LIL_CUDA_RETURN_IF_ERROR(AddRmsNorm({w.x, nullptr, head_norm_folded_ ? nullptr : w_.final_norm, w.h, r,
                                          c.hidden_size, c.rms_norm_eps, w.I(w.logit_rows)}, stream_));

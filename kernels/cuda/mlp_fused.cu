@@ -202,9 +202,8 @@ __global__ void __launch_bounds__(kThreads, 1) FusedMlpKernel(FusedMlpParams p) 
 std::atomic<uint64_t> g_smem_configured[2] = {};
 constexpr size_t kSmemCap = 160 * 1024;  // the opt-in, made once: every shape's need below it
 
-}  // namespace
-
-bool FusedMlpSupported(const FusedMlpParams& p) {
+// FusedMlpSupported on a GPU of `sms` SMs.
+bool SupportedOn(const FusedMlpParams& p, int32_t sms) {
   auto aligned = [](const void* a) { return reinterpret_cast<uintptr_t>(a) % 16 == 0; };
   return p.hidden > 0 && p.hidden % 8 == 0 && p.hidden <= kFusedMlpMaxHidden && p.inter > 0 && p.inter % 8 == 0 &&
          p.norm_eps > 0.0f && aligned(p.x) && aligned(p.gate_up) && aligned(p.down) && aligned(p.y) &&
@@ -212,15 +211,20 @@ bool FusedMlpSupported(const FusedMlpParams& p) {
          int64_t{p.inter} * p.hidden / 4 < (int64_t{1} << 31) &&
          // A lane pair holds a whole row of down's slice in one round: at most 2 x kLoads = 16
          // groups (128 units) a CTA.
-         (p.inter / 8 + CurrentSmCount() - 1) / CurrentSmCount() <= 2 * kLoads;
+         (p.inter / 8 + sms - 1) / sms <= 2 * kLoads;
 }
 
+}  // namespace
+
+bool FusedMlpSupported(const FusedMlpParams& p) { return SupportedOn(p, CurrentSmCount()); }
+
 cudaError_t FusedMlp(const FusedMlpParams& p, cudaStream_t stream) {
-  if (!FusedMlpSupported(p)) return cudaErrorInvalidValue;
-  const int32_t groups = p.inter / 8, ctas = std::min(CurrentSmCount(), groups);
+  const int32_t sms = CurrentSmCount();
+  if (!SupportedOn(p, sms)) return cudaErrorInvalidValue;
+  const int32_t groups = p.inter / 8, ctas = std::min(sms, groups);
   const int32_t nmax = 8 * ((groups + ctas - 1) / ctas);
   const size_t smem = SmemBytes(p.hidden, nmax);
-  if (smem > kSmemCap || nmax / 8 > 2 * kLoads) return cudaErrorInvalidValue;  // see FusedMlpSupported
+  if (smem > kSmemCap) return cudaErrorInvalidValue;  // SupportedOn bounded nmax / 8 by 2 * kLoads
   const bool two = nmax / 8 <= kLoads;  // a row's slice in half the slots
   const void* kernel = two ? reinterpret_cast<const void*>(FusedMlpKernel<2>) : reinterpret_cast<const void*>(FusedMlpKernel<1>);
   if (const cudaError_t e = OptInDynamicSmem(kernel, kSmemCap, two ? g_smem_configured[1] : g_smem_configured[0]);

@@ -14,17 +14,8 @@
 //  3. compaction in logical order with one block scan over runs of candidates: keys above the
 //     threshold, then keys equal to it in index order (ties go to the lower index, as on the
 //     CPU) until keep-1, plus the newest page. The CPU reference is kernels/cpu/quest.h.
-// Session 9 (docs/PERF.md): at batch 16 / 32k the scoring kernel went from ~67 to 38 us (bf16
-// metadata) / 26 us (e4m3) exposed, the selection kernel from 11.6 to 9.3 us (two barriers a
-// radix pass instead of four, one block scan instead of two per 512 candidates). Session 20:
-// 9.1 -> 8.0 us alone (the host-written inputs and the compaction's candidates loaded before
-// the PDL wait, the early end of the radix search; the scoring's q loaded after its first
-// copies), score + select 50.0 -> 46.1 us. Measured and dropped in session 20 (docs/PERF.md):
-// page-wide scoring warps (a warp scores every KV head of one page from its whole 4 KiB block
-// in registers: 12 warps an SM, slower), the whole CTA staging each batch of blocks (one
-// barrier a batch: slower), the selection CTA scoring its own row through stages (no faster
-// than through registers, both slower than the split), though a bare read of the same blocks
-// runs at 1.14x the byte floor against the scoring's ~1.3x.
+// The kernels' times and the designs measured and dropped, session by session: docs/PERF.md
+// (sessions 9 and 20 for these kernels) and docs/GPU.md "Missing / next".
 #include "kernels/cuda/quest.h"
 #include "kernels/cuda/cp_async.cuh"
 #include "kernels/cuda/pdl.h"
