@@ -20,7 +20,8 @@
 // SM; 72 and 77 without, three CTAs), so a third more loads are in flight, also before the PDL
 // wait: session 13, 8B batch 1 at 1k 4.253 -> 4.168 ms, TP=2 2.775 -> 2.677 (docs/PERF.md).
 // Gemv's default (FittedVariant): variant 4, and for `in` below 4 * 1024 the split that keeps
-// every warp busy: 6 from 2048, 0 below.
+// every warp busy: 6 from 2048, 0 below; at one row also 6 where that makes the grid one wave
+// ($LILSERVE_GEMV_WAVE=0 turns that off).
 #include <cstdlib>
 
 #include "common/env.h"
@@ -284,8 +285,19 @@ cudaError_t LaunchGemv(const GemmParams& p, cudaStream_t stream) {
 int FittedVariant(const GemmParams& p) {
   static const int env = GemvVariantFromEnv();
   static const bool fit = !EnvIs("LILSERVE_GEMV_FIT", "0");
+  static const bool one_wave = !EnvIs("LILSERVE_GEMV_WAVE", "0");
   if (env >= 0) return env;
   if (fit && p.in < 4 * 1024) return p.in >= 2048 ? 6 : 0;
+  // One row: where variant 4's grid (4 rows a CTA) needs more than one wave of the SMs' slots
+  // but variant 6's (8 rows a CTA, K over two warps) fits in one, take 6: every CTA is resident
+  // from the start with its first loads out before the PDL wait, where variant 4's second wave
+  // could start only as the first left. The Llama-3-8B o and down GEMVs (4,096 rows): 8B
+  // batch 1 at 1k -1% (docs/PERF.md, session 22; the o GEMV after a 5 us stall 9.96 -> 8.99 us).
+  if (fit && one_wave && p.rows == 1) {
+    static const int64_t slots = int64_t{4} * CurrentSmCount();  // the one-row kernels' __launch_bounds__ minimum
+    const int64_t v4 = (p.out + 3) / 4, v6 = (p.out + 7) / 8;
+    if (v4 > slots && v6 <= slots) return 6;
+  }
   return kGemvDefaultVariant;
 }
 
