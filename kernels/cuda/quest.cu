@@ -316,7 +316,7 @@ __device__ void ScoreStaged(const QuestSelectParams& p, int32_t s, int32_t h, in
 template <int kDpl, typename M>
 __global__ void __launch_bounds__(kThreads) QuestSelectKernel(QuestSelectParams p) {
   PdlTrigger();
-  extern __shared__ uint32_t keys[];  // [n - 1]
+  extern __shared__ __align__(16) uint32_t keys[];  // [n - 1]
   using Scan = cub::BlockScan<int, kThreads>;
   __shared__ typename Scan::TempStorage scan_storage;
   const int32_t s = blockIdx.x, h = blockIdx.y;
@@ -346,8 +346,20 @@ __global__ void __launch_bounds__(kThreads) QuestSelectKernel(QuestSelectParams 
     return;
   }
   if (p.keys != nullptr) {  // QuestScoreKernel scored them
+    // Four keys a 16-byte load, every load of a thread issued before its stores: a row of
+    // 2,047 keys is one load a thread, one L2 round trip (the scalar loop's load -> store pairs
+    // were four dependent round trips).
     const uint32_t* row_keys = p.keys + static_cast<int64_t>(s * hkv + h) * p.key_stride;
-    for (int32_t c = threadIdx.x; c < n - 1; c += blockDim.x) keys[c] = row_keys[c];
+    int32_t c = threadIdx.x;
+    if ((reinterpret_cast<uintptr_t>(row_keys) & 15) == 0) {
+      const int32_t quads = (n - 1) / 4;
+#pragma unroll 4
+      for (int32_t i = threadIdx.x; i < quads; i += blockDim.x) {
+        reinterpret_cast<uint4*>(keys)[i] = __ldcg(reinterpret_cast<const uint4*>(row_keys) + i);
+      }
+      c += quads * 4;
+    }
+    for (; c < n - 1; c += blockDim.x) keys[c] = row_keys[c];
   } else {
     Score<kDpl, M>(p, s, h, 0, n - 1, keys, threadIdx.x >> 5, kWarps);
   }
