@@ -89,6 +89,20 @@ __global__ void __launch_bounds__(128) StandInKernel(const bf16* q, bf16* out, l
 }
 constexpr size_t kStandInSmem = 96 * 1024;
 
+// A one-row GEMV adding x w^T into the residual (o, down), the fusions the backend uses.
+lil::cuda::GemmParams ResidualGemv(const bf16* x, const bf16* w, const State& s, int in) {
+  lil::cuda::GemmParams p{};
+  p.rows = 1;
+  p.x = x;
+  p.w = w;
+  p.y = s.x;
+  p.add_to_y = true;
+  p.y_bf16 = s.xb;
+  p.in = in;
+  p.out = kHidden;
+  return p;
+}
+
 void EnqueueKernels(const Weights& w, const State& s, int layers, long long attn_ns, cudaStream_t st) {
   for (int l = 0; l < layers; ++l) {
     lil::cuda::GemmParams p{};
@@ -103,17 +117,7 @@ void EnqueueKernels(const Weights& w, const State& s, int layers, long long attn
     p.norm_eps = kEps;
     CHECK(lil::cuda::Gemv(p, st));
     CHECK(lil::cuda::LaunchPdl(StandInKernel, dim3(128), dim3(128), kStandInSmem, st, s.qkv, s.attn, attn_ns));
-    // o: residual add.
-    p = lil::cuda::GemmParams{};
-    p.rows = 1;
-    p.x = s.attn;
-    p.w = w.o + static_cast<size_t>(l) * kHidden * kHidden;
-    p.y = s.x;
-    p.add_to_y = true;
-    p.y_bf16 = s.xb;
-    p.in = kHidden;
-    p.out = kHidden;
-    CHECK(lil::cuda::Gemv(p, st));
+    CHECK(lil::cuda::Gemv(ResidualGemv(s.attn, w.o + static_cast<size_t>(l) * kHidden * kHidden, s, kHidden), st));  // o
     // gate_up: norm, SwiGLU.
     p = lil::cuda::GemmParams{};
     p.rows = 1;
@@ -125,17 +129,7 @@ void EnqueueKernels(const Weights& w, const State& s, int layers, long long attn
     p.out = 2 * kInter;
     p.norm_eps = kEps;
     CHECK(lil::cuda::Gemv(p, st));
-    // down: residual add.
-    p = lil::cuda::GemmParams{};
-    p.rows = 1;
-    p.x = s.h;
-    p.w = w.down + static_cast<size_t>(l) * kHidden * kInter;
-    p.y = s.x;
-    p.add_to_y = true;
-    p.y_bf16 = s.xb;
-    p.in = kInter;
-    p.out = kHidden;
-    CHECK(lil::cuda::Gemv(p, st));
+    CHECK(lil::cuda::Gemv(ResidualGemv(s.h, w.down + static_cast<size_t>(l) * kHidden * kInter, s, kInter), st));  // down
   }
 }
 
@@ -500,16 +494,7 @@ void RunOProbe(const Weights& w, const State& s, int layers, double floor_o_us) 
       CHECK(cudaStreamBeginCapture(st, cudaStreamCaptureModeThreadLocal));
       for (int l = 0; l < layers; ++l) {
         CHECK(lil::cuda::LaunchPdl(StandInKernel, dim3(128), dim3(128), kStandInSmem, st, s.qkv, s.attn, ns));
-        lil::cuda::GemmParams p{};
-        p.rows = 1;
-        p.x = s.attn;
-        p.w = w.o + static_cast<size_t>(hot ? 0 : l) * kHidden * kHidden;
-        p.y = s.x;
-        p.add_to_y = true;
-        p.y_bf16 = s.xb;
-        p.in = kHidden;
-        p.out = kHidden;
-        CHECK(lil::cuda::Gemv(p, st));
+        CHECK(lil::cuda::Gemv(ResidualGemv(s.attn, w.o + static_cast<size_t>(hot ? 0 : l) * kHidden * kHidden, s, kHidden), st));
       }
       CHECK(cudaStreamEndCapture(st, &graph));
       CHECK(cudaGraphInstantiate(&exec, graph, 0));
