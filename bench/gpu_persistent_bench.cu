@@ -13,8 +13,9 @@
 //                its rows' weights through its own ring of shared-memory stages (1-D bulk
 //                copies on mbarriers) that runs ahead across the grid barriers between phases;
 //                the phase's input (8-28 KiB) is copied to shared memory after each barrier.
-//                Rows: ring shapes, units in contiguous blocks per SM, and with the dot products
-//                or the barriers left out (the stream alone).
+//                Rows: ring shapes, units in contiguous blocks per SM, with the dot products or
+//                the barriers left out (the stream alone), and with the units drawn at run time
+//                from a counter per phase instead of a static split.
 //   Both ways end with the same residual x; the table prints their relative difference.
 // --o-probe: the stand-in then the o GEMV alone, weights per layer (HBM) or one copy (L2): how
 //   much of o's time after a stall its HBM stream is.
@@ -240,6 +241,50 @@ __device__ __forceinline__ void GridBarrier(unsigned* counter, unsigned& target)
   __syncthreads();
 }
 
+// The attention stand-in as a phase: spin, then copy q to the attention output.
+__device__ __forceinline__ void StandInPhase(const State& s, long long attn_ns) {
+  if (threadIdx.x == 0) Spin(attn_ns);
+  __syncthreads();
+  for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < kHidden; i += gridDim.x * blockDim.x) s.attn[i] = __ldcg(s.qkv + i);
+}
+
+// The phase's input into shared memory (through the L2: another SM wrote it); returns the
+// RMSNorm scale for the normed products (qkv, gate_up), else 1.
+__device__ __forceinline__ float StageInput(int phase, const State& s, bf16* xs, float* s_ss) {
+  const PhaseShape shape = ShapeOf(phase);
+  const bf16* in = phase == kPhaseO ? s.attn : phase == kPhaseDown ? s.h : s.xb;
+  const bool norm = phase == kPhaseQkv || phase == kPhaseGu;
+  if (threadIdx.x == 0) *s_ss = 0.0f;
+  __syncthreads();
+  float ss = 0.0f;
+  for (int c = threadIdx.x; c < shape.in / 8; c += kThreads) {
+    const uint4 v = __ldcg(reinterpret_cast<const uint4*>(in) + c);
+    reinterpret_cast<uint4*>(xs)[c] = v;
+    if (norm) ss += Dot8(v, v);
+  }
+  if (norm) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
+    if ((threadIdx.x & 31) == 0) atomicAdd(s_ss, ss);
+  }
+  __syncthreads();
+  return norm ? rsqrtf(*s_ss / static_cast<float>(shape.in) + kEps) : 1.0f;
+}
+
+// A unit's outputs from its rows' sums (lane 0).
+__device__ __forceinline__ void Epilogue(int phase, int unit, const float (&acc)[2], float scale, const State& s) {
+  if (phase == kPhaseQkv) {
+    s.qkv[unit] = __float2bfloat16(acc[0] * scale);
+  } else if (phase == kPhaseGu) {
+    const float g = acc[0] * scale, u = acc[1] * scale;
+    s.h[unit] = __float2bfloat16(g / (1.0f + __expf(-g)) * u);
+  } else {
+    const float y = __ldcg(s.x + unit) + acc[0];
+    s.x[unit] = y;
+    s.xb[unit] = __float2bfloat16(y);
+  }
+}
+
 template <int kStages, int kPieceBytes>
 __global__ void __launch_bounds__(kThreads, 1)
     PersistentKernel(Weights w, State s, int layers, long long attn_ns, unsigned* counter, int mode) {
@@ -280,33 +325,11 @@ __global__ void __launch_bounds__(kThreads, 1)
     for (int phase = 0; phase < kPhases; ++phase) {
       if (phase == kPhaseO) {  // the attention stand-in, between two barriers
         if (barriers) GridBarrier(counter, target);
-        if (threadIdx.x == 0) Spin(attn_ns);
-        __syncthreads();
-        for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < kHidden; i += gridDim.x * blockDim.x) {
-          s.attn[i] = __ldcg(s.qkv + i);
-        }
+        StandInPhase(s, attn_ns);
       }
       if (barriers && (layer > 0 || phase > 0)) GridBarrier(counter, target);
-      // The phase's input into shared memory (through the L2: another SM wrote it), and for the
-      // normed products its sum of squares.
       const PhaseShape shape = ShapeOf(phase);
-      const bf16* in = phase == kPhaseO ? s.attn : phase == kPhaseDown ? s.h : s.xb;
-      const bool norm = phase == kPhaseQkv || phase == kPhaseGu;
-      if (threadIdx.x == 0) s_ss = 0.0f;
-      __syncthreads();
-      float ss = 0.0f;
-      for (int c = threadIdx.x; c < shape.in / 8; c += kThreads) {
-        const uint4 v = __ldcg(reinterpret_cast<const uint4*>(in) + c);
-        reinterpret_cast<uint4*>(xs)[c] = v;
-        if (norm) ss += Dot8(v, v);
-      }
-      if (norm) {
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1) ss += __shfl_xor_sync(0xffffffffu, ss, o);
-        if (lane == 0) atomicAdd(&s_ss, ss);
-      }
-      __syncthreads();
-      const float scale = norm ? rsqrtf(s_ss / static_cast<float>(shape.in) + kEps) : 1.0f;
+      const float scale = StageInput(phase, s, xs, &s_ss);
 
       // This warp's units of the phase.
       while (!cons.done && cons.layer == layer && cons.phase == phase) {
@@ -338,17 +361,128 @@ __global__ void __launch_bounds__(kThreads, 1)
           acc[0] += __shfl_xor_sync(0xffffffffu, acc[0], o);
           acc[1] += __shfl_xor_sync(0xffffffffu, acc[1], o);
         }
+        if (lane == 0) Epilogue(phase, unit, acc, scale, s);
+      }
+    }
+  }
+}
+
+// The same phases with the units handed out at run time: each warp's producer lane draws its
+// next unit of the phase from a counter (atomicAdd, drawn one unit ahead so the round trip is
+// hidden), so SMs that stream faster take more units and a phase ends within about one unit
+// on every SM. Each stage carries its piece's descriptor (phase, unit, row, piece), which the
+// consumers read to know where the warp's part of the phase ends. `units` holds a counter per
+// (layer, phase), zeroed before the launch.
+template <int kStages, int kPieceBytes>
+__global__ void __launch_bounds__(kThreads, 1)
+    PersistentDynamicKernel(Weights w, State s, int layers, long long attn_ns, unsigned* counter, unsigned* units) {
+  extern __shared__ __align__(128) unsigned char smem[];
+  unsigned char* ring = smem + (threadIdx.x >> 5) * kStages * kPieceBytes;
+  bf16* xs = reinterpret_cast<bf16*>(smem + kWarps * kStages * kPieceBytes);
+  __shared__ __align__(8) uint64_t bars[kWarps][kStages];
+  __shared__ int4 desc[kWarps][kStages];  // (layer * kPhases + phase, unit, row, piece); x < 0: no more pieces
+  __shared__ float s_ss;
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  if (lane == 0) {
+    for (int k = 0; k < kStages; ++k) lil::cuda::MbarInit(&bars[warp][k], 1);
+  }
+  __syncthreads();
+
+  // Producer state (lane 0): the piece to issue next, and the unit drawn ahead.
+  int p_lp = 0, p_unit = 0, p_row = 0, p_piece = 0;
+  unsigned p_next = 0;
+  bool p_done = false;
+  auto draw = [&](int lp) { return atomicAdd(units + lp, 1u); };
+  // Moves to the first phase (from lp on) with a unit left, drawing it and the one after.
+  auto settle = [&]() {
+    while (!p_done && p_unit >= ShapeOf(p_lp % kPhases).units) {
+      if (++p_lp == layers * kPhases) {
+        p_done = true;
+        break;
+      }
+      p_unit = static_cast<int>(draw(p_lp));
+      p_next = draw(p_lp);
+    }
+  };
+  long long issued = 0, consumed = 0;
+  auto issue = [&]() {
+    const int k = static_cast<int>(issued % kStages);
+    if (p_done) {
+      desc[warp][k] = make_int4(-1, 0, 0, 0);
+      return;
+    }
+    const int phase = p_lp % kPhases, layer = p_lp / kPhases;
+    const PhaseShape shape = ShapeOf(phase);
+    const int row_bytes = shape.in * 2;
+    const uint32_t bytes = static_cast<uint32_t>(min(kPieceBytes, row_bytes - p_piece * kPieceBytes));
+    desc[warp][k] = make_int4(p_lp, p_unit, p_row, p_piece);
+    const bf16* src = MatrixOf(w, layer, phase) + (static_cast<size_t>(p_unit) * shape.rows_per_unit + p_row) * shape.in +
+                      static_cast<size_t>(p_piece) * (kPieceBytes / 2);
+    lil::cuda::MbarArriveExpectTx(&bars[warp][k], bytes);
+    BulkCopy(ring + k * kPieceBytes, src, bytes, &bars[warp][k]);
+    ++issued;
+    if (++p_piece * kPieceBytes < row_bytes) return;
+    p_piece = 0;
+    if (++p_row < shape.rows_per_unit) return;
+    p_row = 0;
+    p_unit = static_cast<int>(p_next);  // the unit drawn ahead
+    if (p_unit < shape.units) {
+      p_next = draw(p_lp);
+    } else {
+      settle();
+    }
+  };
+  if (lane == 0) {
+    p_unit = static_cast<int>(draw(0));
+    p_next = draw(0);
+    settle();
+    for (int k = 0; k < kStages; ++k) issue();
+  }
+  __syncwarp();
+
+  unsigned target = 0;
+  for (int layer = 0; layer < layers; ++layer) {
+    for (int phase = 0; phase < kPhases; ++phase) {
+      if (phase == kPhaseO) {
+        GridBarrier(counter, target);
+        StandInPhase(s, attn_ns);
+      }
+      if (layer > 0 || phase > 0) GridBarrier(counter, target);
+      const PhaseShape shape = ShapeOf(phase);
+      const float scale = StageInput(phase, s, xs, &s_ss);
+      const int lp = layer * kPhases + phase, pieces = (shape.in * 2 + kPieceBytes - 1) / kPieceBytes;
+      float acc[2] = {0.0f, 0.0f};
+      for (;;) {
+        const int k = static_cast<int>(consumed % kStages);
+        const int4 d = desc[warp][k];
+        if (d.x != lp) break;  // this warp's part of the phase is done (or the stream is)
+        const int chunks = min(kPieceBytes, shape.in * 2 - d.w * kPieceBytes) / 16;
+        lil::cuda::MbarWait(&bars[warp][k], static_cast<uint32_t>((consumed / kStages) & 1));
+        const uint4* wp = reinterpret_cast<const uint4*>(ring + k * kPieceBytes);
+        const uint4* xp = reinterpret_cast<const uint4*>(xs) + d.w * (kPieceBytes / 16);
+        float a = 0.0f;
+#pragma unroll 4
+        for (int c = lane; c < chunks; c += 32) a += Dot8(wp[c], xp[c]);
+        if (d.z == 0) {
+          acc[0] += a;
+        } else {
+          acc[1] += a;
+        }
+        __syncwarp();
+        ++consumed;
         if (lane == 0) {
-          if (phase == kPhaseQkv) {
-            s.qkv[unit] = __float2bfloat16(acc[0] * scale);
-          } else if (phase == kPhaseGu) {
-            const float g = acc[0] * scale, u = acc[1] * scale;
-            s.h[unit] = __float2bfloat16(g / (1.0f + __expf(-g)) * u);
-          } else {
-            const float y = __ldcg(s.x + unit) + acc[0];
-            s.x[unit] = y;
-            s.xb[unit] = __float2bfloat16(y);
+          lil::cuda::FenceProxyAsync();
+          issue();
+        }
+        __syncwarp();  // the new descriptor is visible to every lane
+        if (d.w == pieces - 1 && d.z == shape.rows_per_unit - 1) {  // the unit's last piece
+#pragma unroll
+          for (int o = 16; o > 0; o >>= 1) {
+            acc[0] += __shfl_xor_sync(0xffffffffu, acc[0], o);
+            acc[1] += __shfl_xor_sync(0xffffffffu, acc[1], o);
           }
+          if (lane == 0) Epilogue(phase, d.y, acc, scale, s);
+          acc[0] = acc[1] = 0.0f;
         }
       }
     }
@@ -558,8 +692,9 @@ int main(int argc, char** argv) {
   CHECK(cudaMalloc(&s.qkv, kQkv * sizeof(bf16)));
   CHECK(cudaMalloc(&s.attn, kHidden * sizeof(bf16)));
   CHECK(cudaMalloc(&s.h, kInter * sizeof(bf16)));
-  unsigned* counter = nullptr;
+  unsigned *counter = nullptr, *units = nullptr;
   CHECK(cudaMalloc(&counter, sizeof(unsigned)));
+  CHECK(cudaMalloc(&units, sizeof(unsigned) * layers * kPhases));
   CHECK(cudaFuncSetAttribute(StandInKernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(kStandInSmem)));
   cudaStream_t st;
   CHECK(cudaStreamCreate(&st));  // blocking: MedianMs records its events on the legacy stream
@@ -596,31 +731,41 @@ int main(int argc, char** argv) {
 
     struct Variant {
       const char* name;
-      void (*kernel)(Weights, State, int, long long, unsigned*, int);
+      void (*kernel)(Weights, State, int, long long, unsigned*, int);  // or null: dynamic
+      void (*dynamic)(Weights, State, int, long long, unsigned*, unsigned*);
       size_t smem;
       int mode;
     };
     const Variant variants[] = {
-        {"2 x 8 KiB stages a warp", PersistentKernel<2, 8192>, PersistentSmem<2, 8192>(), 0},
-        {"3 x 8 KiB", PersistentKernel<3, 8192>, PersistentSmem<3, 8192>(), 0},
-        {"4 x 4 KiB", PersistentKernel<4, 4096>, PersistentSmem<4, 4096>(), 0},
-        {"6 x 4 KiB", PersistentKernel<6, 4096>, PersistentSmem<6, 4096>(), 0},
-        {"2 x 8 KiB, blocked units", PersistentKernel<2, 8192>, PersistentSmem<2, 8192>(), kBlocked},
-        {"2 x 8 KiB, no dot products", PersistentKernel<2, 8192>, PersistentSmem<2, 8192>(), kNoCompute},
-        {"2 x 8 KiB, no dot products, no barriers", PersistentKernel<2, 8192>, PersistentSmem<2, 8192>(),
+        {"2 x 8 KiB stages a warp", PersistentKernel<2, 8192>, nullptr, PersistentSmem<2, 8192>(), 0},
+        {"3 x 8 KiB", PersistentKernel<3, 8192>, nullptr, PersistentSmem<3, 8192>(), 0},
+        {"4 x 4 KiB", PersistentKernel<4, 4096>, nullptr, PersistentSmem<4, 4096>(), 0},
+        {"6 x 4 KiB", PersistentKernel<6, 4096>, nullptr, PersistentSmem<6, 4096>(), 0},
+        {"2 x 8 KiB, blocked units", PersistentKernel<2, 8192>, nullptr, PersistentSmem<2, 8192>(), kBlocked},
+        {"2 x 8 KiB, no dot products", PersistentKernel<2, 8192>, nullptr, PersistentSmem<2, 8192>(), kNoCompute},
+        {"2 x 8 KiB, no dot products, no barriers", PersistentKernel<2, 8192>, nullptr, PersistentSmem<2, 8192>(),
          kNoCompute | kNoBarrier},
+        {"units drawn at run time, 2 x 8 KiB", nullptr, PersistentDynamicKernel<2, 8192>, PersistentSmem<2, 8192>(), 0},
+        {"units drawn at run time, 3 x 8 KiB", nullptr, PersistentDynamicKernel<3, 8192>, PersistentSmem<3, 8192>(), 0},
+        {"units drawn at run time, 6 x 4 KiB", nullptr, PersistentDynamicKernel<6, 4096>, PersistentSmem<6, 4096>(), 0},
     };
     for (const Variant& v : variants) {
-      CHECK(cudaFuncSetAttribute(v.kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(v.smem)));
+      const void* fn = v.kernel != nullptr ? reinterpret_cast<const void*>(v.kernel) : reinterpret_cast<const void*>(v.dynamic);
+      CHECK(cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, static_cast<int>(v.smem)));
       int per_sm = 0;
-      CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, v.kernel, kThreads, v.smem));
+      CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, fn, kThreads, v.smem));
       if (per_sm < 1) {
         std::printf("| %lld | persistent, %s | does not fit an SM | | | |\n", ns, v.name);
         continue;
       }
       auto run = [&]() {
         CHECK(cudaMemsetAsync(counter, 0, sizeof(unsigned), st));
-        v.kernel<<<sms, kThreads, v.smem, st>>>(w, s, layers, ns, counter, v.mode);
+        if (v.kernel != nullptr) {
+          v.kernel<<<sms, kThreads, v.smem, st>>>(w, s, layers, ns, counter, v.mode);
+        } else {
+          CHECK(cudaMemsetAsync(units, 0, sizeof(unsigned) * layers * kPhases, st));
+          v.dynamic<<<sms, kThreads, v.smem, st>>>(w, s, layers, ns, counter, units);
+        }
         CHECK(cudaGetLastError());
       };
       InitX<<<16, 256, 0, st>>>(s.x, s.xb);
@@ -642,7 +787,7 @@ int main(int argc, char** argv) {
                   p_us / k_us, rel, !checked ? " (not comparable)" : rel < 2e-2 ? "" : " MISMATCH");
     }
   }
-  std::printf("\n(persistent rows include a 4-byte memset node a launch; the kernels' rows the graph launch)\n");
+  std::printf("\n(persistent rows include the counters' memset nodes; the kernels' rows the graph launch)\n");
   CHECK(cudaFree(wbuf));
   return 0;
 }
