@@ -171,7 +171,6 @@ def test_slow_client(d, refs):
     for i, r in enumerate(results):
         check(not isinstance(r, Exception) and r[1].reason == pb.LENGTH and r[0] == refs[i],
               f"request {i} beside a slow client: {r}")
-    check(busy_s < 3 * alone_s + 5, f"other streams took {busy_s:.1f}s beside a slow client, {alone_s:.1f}s alone")
     ids, text, fin, msgs = list(first.chunk.token_ids), first.chunk.text, None, 1
     for r in slow:
         msgs += 1
@@ -190,6 +189,13 @@ def test_slow_client(d, refs):
     growth = (rss_kib(d.proc.pid) - rss0) / 1024
     check(growth < 64, f"RSS grew {growth:.1f} MiB with one slow client")
     d.wait_idle()
+    # Beside a slow client the others must not wait for it (they would hang until it reads), and their time is held
+    # to 3x their time alone: measured before and again now, the larger taken, so a machine that got busier meanwhile
+    # (other tests running in parallel) does not fail the check.
+    t = time.time()
+    run_concurrently(d, [greedy(PROMPTS[i], 24) for i in range(len(PROMPTS))])
+    alone_s = max(alone_s, time.time() - t)
+    check(busy_s < 3 * alone_s + 5, f"other streams took {busy_s:.1f}s beside a slow client, {alone_s:.1f}s alone")
     print(f"ok slow client: others {busy_s:.1f}s (alone {alone_s:.1f}s), slow stream got 250 tokens "
           f"in {msgs} messages ({ref_msgs} read at once), text equal, RSS +{growth:.1f} MiB", flush=True)
 
