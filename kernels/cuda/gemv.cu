@@ -35,6 +35,8 @@ namespace lil::cuda {
 namespace {
 
 constexpr int kWarpsPerBlock = 8;
+// CTAs an SM that variants 4 and 6 must fit at one row (their __launch_bounds__ minimum).
+constexpr int kOneRowCtasPerSm = 4;
 
 // Loads the U 16-byte chunks of each of the R rows that this lane reads at step kb.
 template <int R, int U>
@@ -294,7 +296,7 @@ int FittedVariant(const GemmParams& p) {
   // could start only as the first left. The Llama-3-8B o and down GEMVs (4,096 rows): 8B
   // batch 1 at 1k -1% (docs/PERF.md, session 22; the o GEMV after a 5 us stall 9.96 -> 8.99 us).
   if (fit && one_wave && p.rows == 1) {
-    static const int64_t slots = int64_t{4} * CurrentSmCount();  // the one-row kernels' __launch_bounds__ minimum
+    static const int64_t slots = int64_t{kOneRowCtasPerSm} * CurrentSmCount();
     const int64_t v4 = (p.out + 3) / 4, v6 = (p.out + 7) / 8;
     if (v4 > slots && v6 <= slots) return 6;
   }
@@ -344,9 +346,9 @@ cudaError_t GemvVariant(const GemmParams& p, int variant, cudaStream_t stream) {
     case 1: return LaunchGemv<2, 4, true>(p, stream);
     case 2: return LaunchGemv<4, 2, true>(p, stream);
     case 3: return LaunchGemv<2, 8, false>(p, stream);
-    case 4: return LaunchGemv<2, 4, false, 4, 4>(p, stream);
+    case 4: return LaunchGemv<2, 4, false, 4, kOneRowCtasPerSm>(p, stream);
     case 5: return LaunchGemv<2, 4, true, 2>(p, stream);
-    case 6: return LaunchGemv<2, 4, false, 2, 4>(p, stream);
+    case 6: return LaunchGemv<2, 4, false, 2, kOneRowCtasPerSm>(p, stream);
     default: return cudaErrorInvalidValue;
   }
 }
