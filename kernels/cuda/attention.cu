@@ -160,13 +160,9 @@ __device__ __forceinline__ void Bf16x8ToFloat(const uint4& u, float* f) {
 
 template <int D, int G>
 __global__ void __launch_bounds__(kWarps * 32) SplitAttentionKernel(PagedAttentionParams p) {
-  // With rows_static the row lists came from the host before the previous kernel began, so
-  // this CTA reads them and starts its first pages' L2 prefetches before the wait (PDL): at
-  // short contexts those round trips are most of the kernel's time.
-  if (!p.rows_static) {
-    PdlWait();
-    PdlTrigger();
-  }
+  // The row's shape, its split and pos are the host's, read before the wait (PDL); with
+  // rows_static the row lists are too, so this CTA also reads them and starts its first pages'
+  // L2 prefetches before it: at short contexts those round trips are most of the kernel's time.
   constexpr int kLpt = D / 8, kTpi = 32 / kLpt;
   constexpr int kTileTokens = G >= 8 ? 8 : 16;
   constexpr int kU = kTileTokens / kTpi > 0 ? kTileTokens / kTpi : 1;
@@ -181,6 +177,10 @@ __global__ void __launch_bounds__(kWarps * 32) SplitAttentionKernel(PagedAttenti
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int sub = lane % kLpt, tl = lane / kLpt;
   const int32_t pos = p.token_pos[t];
+  if (!p.rows_static) {  // Quest's row lists come from the kernel before
+    PdlWait();
+    PdlTrigger();
+  }
   // With rows_static each warp's first two pages go to the L2 before the wait, while the
   // previous kernel still runs. (Prefetching further pages inside the loop, and keeping the
   // next page id in registers, were measured slower at batch 16: more registers, and the L2

@@ -51,9 +51,11 @@ struct PagedAttentionParams {
   int32_t long_chunk_entries = 0;
   float* partial = nullptr;
   int32_t* counters = nullptr;
-  // True when token_pos, token_seq and the row lists were written before the previous kernel
-  // on the stream began (host uploads; not Quest selection's output): the split kernel then
-  // reads them, and prefetches its first pages into the L2, before waiting on that kernel.
+  // token_pos, token_seq and row_indptr are always host uploads, written before the previous
+  // kernel on the stream began, so the split kernels read them (the row's shape and split)
+  // before waiting on that kernel. rows_static: the row lists (row_pages, row_logical) are too
+  // (not Quest selection's output): the kernel then also reads them, and prefetches its first
+  // pages into the L2, before the wait.
   bool rows_static = false;
   // Run the split-KV decode on tensor cores where TcDecodeSupported (kernels/cuda/
   // attention_tc.cu; q and P rounded to bf16); else the CUDA-core kernel.

@@ -64,10 +64,6 @@ template <int D, int S, int kPath>
 __global__ void __launch_bounds__(kWarps * 32)
     TcSplitAttentionKernel(PagedAttentionParams p) {
   constexpr bool kRegs = kPath == kPathRegs;
-  if (!p.rows_static) {
-    PdlWait();
-    PdlTrigger();
-  }
   constexpr int G = kSlotGroup;  // state arrays sized for the largest group
   constexpr int kStride = RowStride<D>(), kTile = TileElems<D>(), kChunks = D / 8;
   extern __shared__ __align__(16) unsigned char tc_smem[];
@@ -79,6 +75,12 @@ __global__ void __launch_bounds__(kWarps * 32)
   const int32_t t = r.t, kvh = r.kvh, group = r.group, cb = r.cb, ce = r.ce;
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gid = lane >> 2, tig = lane & 3;
   const int32_t pos = p.token_pos[t];
+  // The row's shape, its split and pos are the host's (PagedAttentionParams::rows_static); only
+  // Quest's row lists come from the kernel before, so the wait goes just before them.
+  if (!p.rows_static) {
+    PdlWait();
+    PdlTrigger();
+  }
 
   // The tile iterator: (ie, it0) is the next tile to issue, ipage / in_ its entry's page and
   // visible keys (min(page size, pos - first position + 1); <= 0: none), fpage / fn those of
