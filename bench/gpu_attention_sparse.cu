@@ -137,7 +137,14 @@ void SparseTables(const Bench& b) {
     };
     const double dense_ms = run(dense, false);
     const double sw_ms = run(window, false);
-    const double quest_ms = run(quest, true);  // the backend's default: scoring split over CTAs
+    // The backend's choice (QuestSplitScoringPays): the split scoring, or each selection CTA
+    // scoring its own row where the rows fill one wave. The rows below that time the parts are
+    // the split scoring's.
+    const bool auto_split = lil::cuda::QuestSplitScoringPays(batch * kKvHeads, false);
+    split_scoring = auto_split;
+    const double quest_ms = run(quest, true);
+    split_scoring = true;
+    const double quest_split_ms = run(quest, true);
     // The parts: the selected rows are left in `quest` by the runs above, so the attention
     // over them alone is the attend part.
     const double quest_attend_ms = run(quest, false);
@@ -173,6 +180,9 @@ void SparseTables(const Bench& b) {
     attend = false;
     const double quest_fp8_select_ms = run(quest, true);
     attend = true;
+    split_scoring = false;
+    const double quest_fp8_one_ms = run(quest, true);
+    split_scoring = true;
     // How many of the pages chosen from bf16 metadata the e4m3 bounds also choose (set 0; on
     // this random data: it says how much the looser bounds move the choice, not its quality).
     auto chosen = [&](bool use_fp8) {
@@ -208,8 +218,11 @@ void SparseTables(const Bench& b) {
                 dense_ms * 1e3 / (static_cast<double>(batch) * context * kKvHeads * kDim * 4 / (read_tbs * 1e12) * 1e6));
     std::printf("| %d | sink+window | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n", batch, sw_ms * 1e3, dense_ms * 1e3,
                 dense_ms / sw_ms, floor_sw, sw_ms * 1e3 / floor_sw);
-    std::printf("| %d | quest (score+select+attend) | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n", batch, quest_ms * 1e3,
-                dense_ms * 1e3, dense_ms / quest_ms, floor_q, quest_ms * 1e3 / floor_q);
+    std::printf("| %d | quest (score+select+attend; %s) | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n", batch,
+                auto_split ? "split scoring" : "scoring in the selection CTAs", quest_ms * 1e3, dense_ms * 1e3,
+                dense_ms / quest_ms, floor_q, quest_ms * 1e3 / floor_q);
+    std::printf("| %d | quest, split scoring (LILSERVE_QUEST_SPLIT=1) | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n", batch,
+                quest_split_ms * 1e3, dense_ms * 1e3, dense_ms / quest_split_ms, floor_q, quest_split_ms * 1e3 / floor_q);
     const double floor_meta = meta / (read_tbs * 1e12) * 1e6;
     std::printf("| %d | quest: score+select alone | %.1f | | | %.1f (metadata) | %.2fx |\n", batch,
                 quest_select_ms * 1e3, floor_meta, quest_select_ms * 1e3 / floor_meta);
@@ -221,7 +234,7 @@ void SparseTables(const Bench& b) {
                 batch, quest_select_regs_ms * 1e3, floor_meta, quest_select_regs_ms * 1e3 / floor_meta);
     std::printf("| %d | quest: attend alone (selected pages) | %.1f | | | %.1f | %.2fx |\n", batch,
                 quest_attend_ms * 1e3, floor_sw, quest_attend_ms * 1e3 / floor_sw);
-    std::printf("| %d | quest, scoring in the selection CTA (LILSERVE_QUEST_SPLIT=0) | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n",
+    std::printf("| %d | quest, scoring in the selection CTAs (LILSERVE_QUEST_SPLIT=0) | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n",
                 batch, quest_one_ms * 1e3, dense_ms * 1e3, dense_ms / quest_one_ms, floor_q, quest_one_ms * 1e3 / floor_q);
     std::printf("| %d | quest, LILSERVE_QUEST_SPLIT=0: score+select alone | %.1f | | | %.1f (metadata) | %.2fx |\n", batch,
                 quest_select_one_ms * 1e3, floor_meta, quest_select_one_ms * 1e3 / floor_meta);
@@ -230,6 +243,8 @@ void SparseTables(const Bench& b) {
                 quest_fp8_ms * 1e3, dense_ms * 1e3, dense_ms / quest_fp8_ms, floor_q8, quest_fp8_ms * 1e3 / floor_q8);
     std::printf("| %d | quest, e4m3: score+select alone | %.1f | | | %.1f (metadata) | %.2fx |\n", batch,
                 quest_fp8_select_ms * 1e3, floor_meta8, quest_fp8_select_ms * 1e3 / floor_meta8);
+    std::printf("| %d | quest, e4m3, scoring in the selection CTAs | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n", batch,
+                quest_fp8_one_ms * 1e3, dense_ms * 1e3, dense_ms / quest_fp8_one_ms, floor_q8, quest_fp8_one_ms * 1e3 / floor_q8);
     std::printf("| %d | quest, e4m3: pages also chosen with bf16 metadata | %.1f%% | | | | |\n", batch,
                 100.0 * same / std::max<size_t>(1, sel_bf16.size()));
     std::printf("| %d | sink+window, cp.async 2 stages | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n", batch,
@@ -255,6 +270,7 @@ void SparseTables(const Bench& b) {
           lil::cuda::PagedAttentionParams ap = Params(pool, l, batch, q, out);
           ap.min_chunk_entries = 1;
           ap.max_splits = splits;
+          ap.row_splits = ap.long_chunk_entries = 0;  // every row in `splits` chunks (not the long-row rule)
           ap.partial = partial;
           CHECK(lil::cuda::PagedAttention(ap, nullptr));
         }, 10, 7);

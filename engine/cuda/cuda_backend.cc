@@ -144,7 +144,9 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
   if (const char* e = std::getenv("LILSERVE_TC_MIN_TOKENS"); e != nullptr && std::atoi(e) > 0) {
     b->tc_min_tokens_ = std::atoi(e);
   }
-  b->quest_split_ = !EnvIs("LILSERVE_QUEST_SPLIT", "0");
+  b->quest_split_ = EnvIs("LILSERVE_QUEST_SPLIT", "0")   ? QuestSplit::kNever
+                   : EnvIs("LILSERVE_QUEST_SPLIT", "1") ? QuestSplit::kAlways
+                                                         : QuestSplit::kAuto;
   b->quest_fp8_ = QuestFp8(local);
   if (b->quest_fp8_) LIL_LOG_INFO("CUDA backend: Quest metadata in e4m3, rounded outward (LILSERVE_QUEST_FP8=1)");
   b->tc_tiles_ = EnvIs("LILSERVE_TC_REGS", "0") ? TcTiles::kCpAsync : TcTiles::kRegisters;
@@ -377,7 +379,7 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
     d.per_seq = l.per_seq;
     d.num_quest = static_cast<int32_t>(l.quest_seqs.size());
     d.max_cand = cn.empty() ? 0 : *std::max_element(cn.begin(), cn.end());
-    if (quest_split_) quest_keys = std::max<int64_t>(quest_keys, int64_t{d.num_quest} * c.num_kv_heads * d.max_cand);
+    if (quest_split_ != QuestSplit::kNever) quest_keys = std::max<int64_t>(quest_keys, int64_t{d.num_quest} * c.num_kv_heads * d.max_cand);
     max_nnz = std::max(max_nnz, d.nnz);
     if (split_target > 0 && in.mass_size == 0 && SplitSupported(c.head_dim)) {
       d.split = ChooseSplit(in.num_tokens * c.num_kv_heads, page_size_, split_target);

@@ -191,10 +191,12 @@ class CudaBackend final : public Backend {
     return TensorCoreAttention(num_tokens) ? split_target_tc_ : split_target_cc_;
   }
   // Quest scoring in its own kernel over (sequence, KV head, chunk of candidates) CTAs
-  // (QuestSelectParams::keys) unless $LILSERVE_QUEST_SPLIT=0. Default since session 8: at
-  // 32k, batch 1 scoring + selection + attention 97.8 -> 47.4 us, batch 16 129.9 / 132.2 us
-  // (equal); the 8B decode step at 16k, batch 4, 7.27 -> 6.79 ms (docs/PERF.md).
-  bool quest_split_ = true;
+  // (QuestSelectParams::keys): where QuestSplitScoringPays (kAuto, the default), always with
+  // $LILSERVE_QUEST_SPLIT=1, never with =0. Split since session 8: at 32k, batch 1 scoring +
+  // selection + attention 97.8 -> 47.4 us; the 8B decode step at 16k, batch 4, 7.27 -> 6.79 ms
+  // (docs/PERF.md); session 23 keeps rows that fill one wave in the selection CTAs.
+  enum class QuestSplit { kAuto, kAlways, kNever };
+  QuestSplit quest_split_ = QuestSplit::kAuto;
   bool quest_fp8_ = false;  // QuestFp8(local_): LayerView's metadata is quest_fp8
   // Decode attention on tensor cores ($LILSERVE_TC_DECODE=0: off) for steps of at least
   // tc_min_tokens_ tokens ($LILSERVE_TC_MIN_TOKENS, default 1: every step). At one token the

@@ -14,8 +14,7 @@
 //  3. compaction in logical order with one block scan over runs of candidates: keys above the
 //     threshold, then keys equal to it in index order (ties go to the lower index, as on the
 //     CPU) until keep-1, plus the newest page. The CPU reference is kernels/cpu/quest.h.
-// The kernels' times and the designs measured and dropped, session by session: docs/PERF.md
-// (sessions 9 and 20 for these kernels) and docs/GPU.md "Missing / next".
+// Times and the designs measured and dropped: docs/PERF.md and docs/GPU.md "Missing / next".
 #include "kernels/cuda/quest.h"
 #include "kernels/cuda/cp_async.cuh"
 #include "kernels/cuda/pdl.h"
@@ -172,7 +171,7 @@ __device__ void Score(const QuestSelectParams& p, int32_t s, int32_t h, int32_t 
   const int32_t d = p.kv.head_dim, group = p.num_heads / p.kv.num_kv_heads, c0 = p.cand_begin[s];
   const int lane = threadIdx.x & 31;
   if constexpr (kDpl > 0) {
-    static_assert(kBatch % 4 == 0, "candidates are summed four at a time");
+    static_assert(kBatch % 4 == 0 && 32 % kBatch == 0, "four at a time, batches tiling a group of 32");
     float qp[kDpl], qn[kDpl];
     LoadQ<kDpl>(p, s, h, qp, qn);
     // kBatch candidates per warp in flight: their min/max loads are all issued before any is
@@ -313,8 +312,10 @@ __device__ void ScoreStaged(const QuestSelectParams& p, int32_t s, int32_t h, in
   CpAsyncWaitAll();
 }
 
+// The explicit minimum of one CTA an SM lets ptxas use 112 registers where it chose 100
+// without it: the CTA's own scoring (keys null) 49.6 -> 44.3 us at batch 16 / 32k (session 23).
 template <int kDpl, typename M>
-__global__ void __launch_bounds__(kThreads) QuestSelectKernel(QuestSelectParams p) {
+__global__ void __launch_bounds__(kThreads, 1) QuestSelectKernel(QuestSelectParams p) {
   PdlTrigger();
   extern __shared__ __align__(16) uint32_t keys[];  // [n - 1]
   using Scan = cub::BlockScan<int, kThreads>;
@@ -486,11 +487,8 @@ __global__ void __launch_bounds__(kThreads) QuestSelectKernel(QuestSelectParams 
 // min(KV heads, 8), its candidates w / hpc, w / hpc + 8 / hpc, ...): the heads' metadata of a
 // page lie side by side ([page][head][min, max]: 4 KiB for 8 heads of 128 dims in bf16), and
 // warps of one CTA walking the same candidates in step read those blocks together. The chunk
-// is sized so the grid is about one wave (ScoreChunk). Until session 9 the CTA was one head's
-// and the chunk 256 candidates (1,024 CTAs, 2.6 waves at batch 16 / 32k). Both changes were
-// measured while the scoring was still bound by its arithmetic (docs/PERF.md, session 9 C2-C4)
-// and changed nothing then; they have not been measured apart since the arithmetic was fixed
-// (C6: 38 us exposed for 134 MB, 3.5 TB/s).
+// is sized so the grid is about one wave (ScoreChunk; other sizes measured no faster, and
+// until session 9 a CTA was one head's: docs/PERF.md sessions 9 and 20).
 constexpr int kScoreWarps = 8;
 constexpr int kScoreCtasPerSm = 3;  // __launch_bounds__ below; 64 KiB of stages each
 constexpr int32_t kMinScoreChunk = 32;
@@ -584,6 +582,11 @@ cudaError_t LaunchFor(const QuestSelectParams& p, cudaStream_t stream) {
 }
 
 }  // namespace
+
+bool QuestSplitScoringPays(int32_t rows, bool fp8) {
+  const int32_t sms = CurrentSmCount();
+  return fp8 || rows > sms || 10 * rows < 9 * sms;
+}
 
 cudaError_t QuestSelect(const QuestSelectParams& p, cudaStream_t stream) {
   if (p.num_seqs == 0) return cudaSuccess;

@@ -480,6 +480,20 @@ TEST_P(QuestParity, MatchesCpuReference) {
   EXPECT_EQ(cuda::QuestSelect(both, nullptr), cudaErrorInvalidValue);
 }
 
+// The backend's choice between the two scoring paths (both checked against the CPU above):
+// bf16 rows that fill one wave of selection CTAs score in them, anything else is split.
+TEST(QuestSplitRule, OneWaveOfBf16RowsScoresInTheSelectionCtas) {
+  LIL_SKIP_WITHOUT_GPU();
+  int sms = 0;
+  ASSERT_EQ(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0), cudaSuccess);
+  EXPECT_FALSE(cuda::QuestSplitScoringPays(sms, false));
+  EXPECT_FALSE(cuda::QuestSplitScoringPays((9 * sms + 9) / 10, false));
+  EXPECT_TRUE(cuda::QuestSplitScoringPays(sms, true));       // e4m3
+  EXPECT_TRUE(cuda::QuestSplitScoringPays(sms + 1, false));  // a second wave of whole rows
+  EXPECT_TRUE(cuda::QuestSplitScoringPays(sms / 2, false));  // half the SMs idle
+  EXPECT_TRUE(cuda::QuestSplitScoringPays(1, false));
+}
+
 INSTANTIATE_TEST_SUITE_P(Shapes, QuestParity,
                          ::testing::Values(Shape{16, 4, 128}, Shape{16, 1, 128}, Shape{3, 1, 64}, Shape{17, 8, 64}),
                          [](const auto& info) {
