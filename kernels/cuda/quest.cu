@@ -5,12 +5,12 @@
 //  1. scores: warps take candidate pages in turn; each lane reads a contiguous slice of the
 //     page's min and max rows (bf16, or e4m3 rounded outward: kernels/quest_fp8.h; coalesced;
 //     for head_dim 128 staged through shared memory by cp.async), dots it with the group's
-//     folded query (LoadQ) and the warp sums four candidates at a time (WarpSums4);
+//     folded query (LoadQ) and the warp sums four candidates at a time (WarpSums4); a selection
+//     CTA scoring its own row at head_dim 128 in bf16 uses ScoreOctets (quest_octets.cuh);
 //  2. threshold: the (keep-1)-th largest score by a radix select over order-preserving
 //     integer keys, 8 bits a pass (up to four passes, each a 256-bin shared-memory histogram of
-//     the keys that match the digits chosen so far, two barriers a pass; until session 5 a
-//     32-step bisection, one pass and three barriers per bit); a pass whose digit's bin is
-//     needed whole ends the search (usually after three);
+//     the keys that match the digits chosen so far, two barriers a pass); a pass whose digit's
+//     bin is needed whole ends the search (usually after three);
 //  3. compaction in logical order with one block scan over runs of candidates: keys above the
 //     threshold, then keys equal to it in index order (ties go to the lower index, as on the
 //     CPU) until keep-1, plus the newest page. The CPU reference is kernels/cpu/quest.h.
@@ -18,6 +18,7 @@
 #include "kernels/cuda/quest.h"
 #include "kernels/cuda/cp_async.cuh"
 #include "kernels/cuda/pdl.h"
+#include "kernels/cuda/quest_octets.cuh"
 #include "kernels/cuda/smem_opt_in.h"
 #include "kernels/quest_fp8.h"
 
@@ -38,18 +39,11 @@ constexpr int kWarps = kThreads / 32;
 // up to 2,048 candidates (per = 4).
 constexpr int kRunAhead = 4;
 
-// Float order as unsigned order (larger score, larger key).
-__device__ __forceinline__ uint32_t OrderKey(float f) {
-  const uint32_t b = __float_as_uint(f);
-  return (b & 0x80000000u) ? ~b : (b | 0x80000000u);
-}
-
 // The group's query rows folded for this lane's kDpl contiguous dims: qp[j] = sum over the
 // group of max(q, 0), qn[j] = sum of min(q, 0). A page's bound sum_g sum_j max(q lo, q hi) =
 // sum_g sum_j (max(q, 0) hi + min(q, 0) lo) (lo <= hi) is then sum_j (qp hi + qn lo): two FMAs
-// a dim whatever the group, where the per-row form took a select and an FMA a dim and row
-// (and, with the group a run-time bound, a branch each: session 9's scoring ran at ~0.6 us a
-// candidate a warp, e4m3 or bf16, whatever the memory did).
+// a dim whatever the group (the per-row form, a select, an FMA and a branch a dim and row, kept
+// session 9's scoring at ~0.6 us a candidate a warp).
 template <int kDpl>
 __device__ __forceinline__ void LoadQ(const QuestSelectParams& p, int32_t s, int32_t h, float (&qp)[kDpl],
                                       float (&qn)[kDpl]) {
@@ -202,7 +196,7 @@ __device__ void Score(const QuestSelectParams& p, int32_t s, int32_t h, int32_t 
         for (int k4 = 0; k4 < kBatch; k4 += 4) {
           const float total = ScoreFour<kDpl, M>(qp, qn, &lo_v[k4], &hi_v[k4]);
           const int32_t c = cb + (k4 + (lane >> 3)) * nw;
-          if ((lane & 7) == 0 && c < end) keys[c] = OrderKey(total);
+          if ((lane & 7) == 0 && c < end) keys[c] = QuestOrderKey(total);
         }
       }
     }
@@ -222,7 +216,7 @@ __device__ void Score(const QuestSelectParams& p, int32_t s, int32_t h, int32_t 
       }
 #pragma unroll
       for (int o = 16; o > 0; o >>= 1) total += __shfl_xor_sync(0xffffffffu, total, o);
-      if (lane == 0) keys[c] = OrderKey(total);
+      if (lane == 0) keys[c] = QuestOrderKey(total);
     }
   }
 }
@@ -305,16 +299,17 @@ __device__ void ScoreStaged(const QuestSelectParams& p, int32_t s, int32_t h, in
       }
       const float total = ScoreFour<kDpl, M>(qp, qn, lo_v, hi_v);
       const int32_t j = b * kBatch + k4 + (lane >> 3);
-      if ((lane & 7) == 0 && j < count) keys[first + wi + j * nw] = OrderKey(total);
+      if ((lane & 7) == 0 && j < count) keys[first + wi + j * nw] = QuestOrderKey(total);
     }
     __syncwarp();  // the stage is free for the next issue
   }
   CpAsyncWaitAll();
 }
 
-// The explicit minimum of one CTA an SM lets ptxas use 112 registers where it chose 100
-// without it: the CTA's own scoring (keys null) 49.6 -> 44.3 us at batch 16 / 32k (session 23).
-template <int kDpl, typename M>
+// kOctetQuads > 0: the CTA's own scoring (keys null) through ScoreOctets. The explicit minimum
+// of one CTA an SM let ptxas keep 112 registers for Score where it chose 100 (49.6 -> 44.3 us at
+// batch 16 / 32k); ScoreOctets<4> then 44.3 -> 43.0 (docs/PERF.md, session 23).
+template <int kDpl, typename M, int kOctetQuads = 0>
 __global__ void __launch_bounds__(kThreads, 1) QuestSelectKernel(QuestSelectParams p) {
   PdlTrigger();
   extern __shared__ __align__(16) uint32_t keys[];  // [n - 1]
@@ -361,6 +356,8 @@ __global__ void __launch_bounds__(kThreads, 1) QuestSelectKernel(QuestSelectPara
       c += quads * 4;
     }
     for (; c < n - 1; c += blockDim.x) keys[c] = row_keys[c];
+  } else if constexpr (kOctetQuads > 0) {
+    ScoreOctets<kOctetQuads>(p, s, h, 0, n - 1, keys, threadIdx.x >> 5, kWarps);
   } else {
     Score<kDpl, M>(p, s, h, 0, n - 1, keys, threadIdx.x >> 5, kWarps);
   }
@@ -492,7 +489,6 @@ __global__ void __launch_bounds__(kThreads, 1) QuestSelectKernel(QuestSelectPara
 constexpr int kScoreWarps = 8;
 constexpr int kScoreCtasPerSm = 3;  // __launch_bounds__ below; 64 KiB of stages each
 constexpr int32_t kMinScoreChunk = 32;
-
 constexpr size_t kStagedSmem = size_t{kScoreWarps} * kStagedStages * kStagedBatchBytes;  // 64 KiB
 
 // KV heads a scoring CTA takes.
@@ -536,8 +532,12 @@ cudaError_t Launch(const QuestSelectParams& p, cudaStream_t stream) {
   // not use would also keep a scoring CTA off its SM while it waits on PDL.
   const size_t max_smem = sizeof(uint32_t) * kQuestMaxCandidates;
   const size_t smem = p.keys != nullptr ? sizeof(uint32_t) * std::max(1, std::min(p.key_stride, kQuestMaxCandidates)) : max_smem;
-  static std::atomic<uint64_t> configured{0};
-  if (const cudaError_t e = OptInDynamicSmem(reinterpret_cast<const void*>(QuestSelectKernel<kDpl, M>), max_smem, configured);
+  // A CTA scoring its own row at head_dim 128 in bf16 does it through ScoreOctets, 4 quads in flight.
+  constexpr int kOwnQuads = kDpl == 4 && std::is_same_v<M, bf16> ? 4 : 0;
+  const bool octets = kOwnQuads > 0 && p.keys == nullptr;
+  auto* const select = octets ? QuestSelectKernel<kDpl, M, kOwnQuads> : QuestSelectKernel<kDpl, M>;
+  static std::atomic<uint64_t> configured{0}, octets_configured{0};
+  if (const cudaError_t e = OptInDynamicSmem(reinterpret_cast<const void*>(select), max_smem, octets ? octets_configured : configured);
       e != cudaSuccess) {
     return e;
   }
@@ -568,7 +568,7 @@ cudaError_t Launch(const QuestSelectParams& p, cudaStream_t stream) {
       }
     }
   }
-  return LaunchPdl(QuestSelectKernel<kDpl, M>, dim3(p.num_seqs, p.kv.num_kv_heads), kThreads, smem, stream, p);
+  return LaunchPdl(select, dim3(p.num_seqs, p.kv.num_kv_heads), kThreads, smem, stream, p);
 }
 
 template <typename M>
