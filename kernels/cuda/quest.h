@@ -57,9 +57,8 @@ cudaError_t QuestSelect(const QuestSelectParams& p, cudaStream_t stream);
 // heads) this step on the current GPU. Not where bf16 rows fill one wave of selection CTAs
 // (one an SM, rows in [0.9, 1] x SMs): each CTA then scores its own row with the whole GPU
 // busy, which saves the scoring kernel's boundary and its keys' round trip through the L2
-// (batch 16 / 32k, 8 KV heads, 128 rows on 132 SMs: 84.0-84.8 us split, 82.5-83.1 not, in one
-// run; the 8B step at 16k / batch 16 7.26-7.33 ms against 7.29-7.46 split: docs/PERF.md,
-// session 23). Fewer rows leave SMs idle (batch 4 at 16k was 10% slower), more need a second
+// (batch 16 / 32k, 8 KV heads, 128 rows on 132 SMs: 85.3 us split, 81.9-82.1 not, in one run;
+// the 8B step at 16k / batch 16 7.35-7.36 ms against 7.43-7.48 split: docs/PERF.md, session 23). Fewer rows leave SMs idle (batch 4 at 16k was 10% slower), more need a second
 // wave of whole rows, and e4m3 rows (half the bytes) were faster split (71.7 against 74.5 us).
 bool QuestSplitScoringPays(int32_t rows, bool fp8);
 
