@@ -354,7 +354,7 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
   w.cand_pages = pack.Add(graph ? kNotInGraphs : in.cand_pages);
   w.cand_logical = pack.Add(graph ? kNotInGraphs : in.cand_logical);
   int32_t max_nnz = 1, max_splits = 0;
-  int64_t quest_keys = 0;  // quest_split_: the largest layout's score keys
+  int64_t quest_keys = 0;  // the largest split-scored layout's score keys
   const int32_t split_target = SplitTarget(in.num_tokens);  // the same kernel for every layout
   for (const RowLayout& l : in.layouts) {
     Work::Layout d;
@@ -379,7 +379,11 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
     d.per_seq = l.per_seq;
     d.num_quest = static_cast<int32_t>(l.quest_seqs.size());
     d.max_cand = cn.empty() ? 0 : *std::max_element(cn.begin(), cn.end());
-    if (quest_split_ != QuestSplit::kNever) quest_keys = std::max<int64_t>(quest_keys, int64_t{d.num_quest} * c.num_kv_heads * d.max_cand);
+    // Decided once a step for every layer: the rows (sequences x KV heads) are the same in each.
+    d.quest_split = d.max_cand > 0 && (quest_split_ == QuestSplit::kAlways ||
+                                       (quest_split_ == QuestSplit::kAuto &&
+                                        QuestSplitScoringPays(d.num_quest * c.num_kv_heads, quest_fp8_)));
+    if (d.quest_split) quest_keys = std::max<int64_t>(quest_keys, int64_t{d.num_quest} * c.num_kv_heads * d.max_cand);
     max_nnz = std::max(max_nnz, d.nnz);
     if (split_target > 0 && in.mass_size == 0 && SplitSupported(c.head_dim)) {
       d.split = ChooseSplit(in.num_tokens * c.num_kv_heads, page_size_, split_target);

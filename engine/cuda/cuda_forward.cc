@@ -42,9 +42,7 @@ absl::Status CudaBackend::Attention(int32_t layer, const StepInputs& in, const W
     qp.out_begin = w.I(l.out_begin);
     qp.out_pages = pages;
     qp.out_logical = logical;
-    const bool split = quest_split_ == QuestSplit::kAlways ||
-                       (quest_split_ == QuestSplit::kAuto && QuestSplitScoringPays(l.num_quest * c.num_kv_heads, quest_fp8_));
-    if (split && l.max_cand > 0) {
+    if (l.quest_split) {
       qp.keys = w.quest_keys;
       qp.key_stride = l.max_cand;
     }

@@ -24,6 +24,7 @@ struct CudaBackend::Work {
   struct Layout {
     int64_t indptr, pages, logical, entry_seq, q_row, cand_begin, cand_count, budget, out_begin;
     int32_t nnz, num_quest, max_cand;
+    bool quest_split;  // Quest scores through quest_keys (CudaBackend::quest_split_, QuestSplitScoringPays)
     bool per_seq;  // RowLayout::per_seq: a row a sequence (PagedAttentionParams::rows_per_seq)
     SplitChoice split;
   };
@@ -38,7 +39,7 @@ struct CudaBackend::Work {
   float* top_logprobs;
   int32_t* split_counters;
   int32_t* pages_rw;  // device copies of the layouts' pages/logical (Quest writes them)
-  uint32_t* quest_keys;  // quest_split_: Quest score keys (QuestSelectParams::keys)
+  uint32_t* quest_keys;  // layouts with quest_split: Quest score keys (QuestSelectParams::keys)
   const int32_t* I(int64_t off) const { return ints + off; }
 };
 
