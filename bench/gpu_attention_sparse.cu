@@ -3,8 +3,9 @@
 // selection, attention over the selected pages) and sink+window page lists at 32k context with
 // a 2,048-token budget, beside dense attention and each one's byte floor at the read ceiling
 // measured in the same run; A/B rows (scoring inside the selection CTA, e4m3 metadata and the
-// overlap of its choice with bf16's, two cp.async stages); the metadata's blocks read alone (the
-// scoring's access pattern without the scoring); the 2,048-token rows' split sweep.
+// overlap of its choice with bf16's, two cp.async stages); the metadata's blocks, and each
+// selection CTA's 512-byte pieces, read alone (the scoring's access patterns without the
+// scoring); the 2,048-token rows' split sweep.
 #include <algorithm>
 #include <cstdio>
 #include <iterator>
@@ -43,6 +44,41 @@ __global__ void GatherBlocksKernel(const uint8_t* meta, const int32_t* pages, in
     }
   }
   if (s == 12345.678f) *out = s;  // keeps the loads
+}
+
+// The selection CTAs' own reads alone (the in-CTA scoring's access pattern, no scoring): CTA
+// (s, h, z) reads KV head h's 512 bytes (min and max rows) of each candidate page of sequence s
+// in its z-th share, eight lanes a page and 16 pages a warp in flight, the next pages' ids a
+// round ahead. gridDim.z 1: one CTA a row, as the selection kernel; more: the same pieces over
+// more CTAs. Tells whether 512-byte pieces or the one CTA a row caps that scoring.
+__global__ void GatherHeadKernel(const uint8_t* meta, const int32_t* pages, int32_t pages_per_seq, float* out) {
+  const int32_t s = blockIdx.x, h = blockIdx.y;
+  const int32_t share = (pages_per_seq + gridDim.z - 1) / gridDim.z, first = blockIdx.z * share,
+                end = min(pages_per_seq, first + share);
+  const int lane = threadIdx.x & 31, sub = lane & 7, slot = lane >> 3, warp = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  const int32_t* pg = pages + static_cast<int64_t>(s) * pages_per_seq;
+  float acc = 0.0f;
+  int32_t c = first + warp * 16;
+  int32_t ids[4];
+#pragma unroll
+  for (int u = 0; u < 4; ++u) ids[u] = pg[min(c + 4 * u + slot, end - 1)];
+  for (; c < end; c += nw * 16) {
+    uint4 v[4][4];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+      const uint8_t* b = meta + static_cast<size_t>(ids[u]) * kMetaBlockBytes + h * 512 + sub * 16;
+#pragma unroll
+      for (int j = 0; j < 4; ++j) v[u][j] = __ldcs(reinterpret_cast<const uint4*>(b + j * 128));
+    }
+#pragma unroll
+    for (int u = 0; u < 4; ++u) ids[u] = pg[min(c + nw * 16 + 4 * u + slot, end - 1)];
+#pragma unroll
+    for (int u = 0; u < 4; ++u) {
+#pragma unroll
+      for (int j = 0; j < 4; ++j) acc += __uint_as_float(v[u][j].x) + __uint_as_float(v[u][j].w);
+    }
+  }
+  if (acc == 12345.678f) *out = acc;  // keeps the loads
 }
 
 }  // namespace
@@ -121,9 +157,9 @@ void SparseTables(const Bench& b) {
           qp.out_begin = in.out_begin;
           qp.out_pages = ls[k].pages;
           qp.out_logical = ls[k].logical;
+          qp.key_stride = pages_per_seq;  // as the backend: the longest row
           if (split_scoring) {
             qp.keys = score_keys;
-            qp.key_stride = pages_per_seq;
             qp.score_staged = score_staged;
             qp.keys_ready = keys_ready;
           }
@@ -156,7 +192,7 @@ void SparseTables(const Bench& b) {
     // The scoring's access pattern alone (GatherBlocksKernel over every candidate's block, four
     // 8-warp CTAs an SM): the practical floor of its metadata read for random 4 KiB blocks, beside
     // the byte floor at the streaming read ceiling.
-    double gather_ms = 0.0;
+    double gather_ms = 0.0, gather_head_ms[2] = {0.0, 0.0};
     {
       float* sink = nullptr;
       CHECK(cudaMalloc(&sink, sizeof(float)));
@@ -164,6 +200,12 @@ void SparseTables(const Bench& b) {
         GatherBlocksKernel<<<4 * SmCount(), 256>>>(reinterpret_cast<const uint8_t*>(pool.quest),
                                                    qins[i % qins.size()].cand_pages, batch * pages_per_seq, sink);
       }, 10, 7);
+      for (int z : {1, 4}) {
+        gather_head_ms[z == 1 ? 0 : 1] = MedianMs([&](int i) {
+          GatherHeadKernel<<<dim3(batch, kKvHeads, z), 512>>>(reinterpret_cast<const uint8_t*>(pool.quest),
+                                                               qins[i % qins.size()].cand_pages, pages_per_seq, sink);
+        }, 10, 7);
+      }
       CHECK(cudaFree(sink));
     }
 
@@ -230,6 +272,10 @@ void SparseTables(const Bench& b) {
     std::printf("| %d | quest: the metadata's 4 KiB blocks read alone (no scoring) | %.1f | | | %.1f (metadata) | %.2fx |\n",
                 batch, gather_ms * 1e3, floor_meta, gather_ms * 1e3 / floor_meta);
 
+    std::printf("| %d | quest: each selection CTA's 512-byte pieces read alone (one CTA a row, no scoring) | %.1f | | | %.1f (metadata) | %.2fx |\n",
+                batch, gather_head_ms[0] * 1e3, floor_meta, gather_head_ms[0] * 1e3 / floor_meta);
+    std::printf("| %d | quest: the same pieces over 4 CTAs a row | %.1f | | | %.1f (metadata) | %.2fx |\n",
+                batch, gather_head_ms[1] * 1e3, floor_meta, gather_head_ms[1] * 1e3 / floor_meta);
     std::printf("| %d | quest: score+select alone, metadata through registers (not staged) | %.1f | | | %.1f (metadata) | %.2fx |\n",
                 batch, quest_select_regs_ms * 1e3, floor_meta, quest_select_regs_ms * 1e3 / floor_meta);
     std::printf("| %d | quest: attend alone (selected pages) | %.1f | | | %.1f | %.2fx |\n", batch,

@@ -42,10 +42,8 @@ absl::Status CudaBackend::Attention(int32_t layer, const StepInputs& in, const W
     qp.out_begin = w.I(l.out_begin);
     qp.out_pages = pages;
     qp.out_logical = logical;
-    if (l.quest_split) {
-      qp.keys = w.quest_keys;
-      qp.key_stride = l.max_cand;
-    }
+    qp.key_stride = l.max_cand;  // also sizes a selection CTA's own key buffer
+    if (l.quest_split) qp.keys = w.quest_keys;
     LIL_CUDA_RETURN_IF_ERROR(QuestSelect(qp, stream_));
   }
   const bool mass = in.mass_size > 0;

@@ -10,7 +10,8 @@
 //  2. threshold: the (keep-1)-th largest score by a radix select over order-preserving
 //     integer keys, 8 bits a pass (up to four passes, each a 256-bin shared-memory histogram of
 //     the keys that match the digits chosen so far, two barriers a pass); a pass whose digit's
-//     bin is needed whole ends the search (usually after three);
+//     bin is needed whole ends the search (usually after three; quest_radix.cuh). ScoreOctets
+//     counts the first pass while it scores;
 //  3. compaction in logical order with one block scan over runs of candidates: keys above the
 //     threshold, then keys equal to it in index order (ties go to the lower index, as on the
 //     CPU) until keep-1, plus the newest page. The CPU reference is kernels/cpu/quest.h.
@@ -19,6 +20,7 @@
 #include "kernels/cuda/cp_async.cuh"
 #include "kernels/cuda/pdl.h"
 #include "kernels/cuda/quest_octets.cuh"
+#include "kernels/cuda/quest_radix.cuh"
 #include "kernels/cuda/smem_opt_in.h"
 #include "kernels/quest_fp8.h"
 
@@ -306,9 +308,11 @@ __device__ void ScoreStaged(const QuestSelectParams& p, int32_t s, int32_t h, in
   CpAsyncWaitAll();
 }
 
-// kOctetQuads > 0: the CTA's own scoring (keys null) through ScoreOctets. The explicit minimum
-// of one CTA an SM let ptxas keep 112 registers for Score where it chose 100 (49.6 -> 44.3 us at
-// batch 16 / 32k); ScoreOctets<4> then 44.3 -> 43.0 (docs/PERF.md, session 23).
+// kOctetQuads > 0: the CTA's own scoring (launched only with keys null) through ScoreOctets,
+// which also counts the threshold search's first pass. The explicit minimum of one CTA an SM let
+// ptxas keep 112 registers for Score where it chose 100 (49.6 -> 44.3 us at batch 16 / 32k);
+// ScoreOctets<4> then 44.3 -> 43.0, its first pass and page ids a group ahead 43.0 -> 42.0
+// (docs/PERF.md, sessions 23-24).
 template <int kDpl, typename M, int kOctetQuads = 0>
 __global__ void __launch_bounds__(kThreads, 1) QuestSelectKernel(QuestSelectParams p) {
   PdlTrigger();
@@ -316,7 +320,6 @@ __global__ void __launch_bounds__(kThreads, 1) QuestSelectKernel(QuestSelectPara
   using Scan = cub::BlockScan<int, kThreads>;
   __shared__ typename Scan::TempStorage scan_storage;
   const int32_t s = blockIdx.x, h = blockIdx.y;
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
   const int32_t hkv = p.kv.num_kv_heads;
   // Before the PDL wait, what the host uploaded (no kernel writes the candidate lists, the
   // budgets or the offsets), so these round trips overlap the scoring kernel's tail where an
@@ -333,6 +336,13 @@ __global__ void __launch_bounds__(kThreads, 1) QuestSelectKernel(QuestSelectPara
     run_pages[i] = lo + i < hi ? p.cand_pages[c0 + lo + i] : 0;
     run_logical[i] = lo + i < hi ? p.cand_logical[c0 + lo + i] : 0;
   }
+  // Two histograms for the threshold search below; kFold: the scoring counts the first pass.
+  constexpr bool kFold = kOctetQuads > 0;
+  __shared__ int hist[2][256];
+  if constexpr (kFold) {
+    for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[0][i] = 0;
+    __syncthreads();
+  }
   PdlWait();
   if (keep >= n) {  // everything fits: copy the candidates
     for (int32_t c = threadIdx.x; c < n; c += blockDim.x) {
@@ -341,7 +351,9 @@ __global__ void __launch_bounds__(kThreads, 1) QuestSelectKernel(QuestSelectPara
     }
     return;
   }
-  if (p.keys != nullptr) {  // QuestScoreKernel scored them
+  if constexpr (kOctetQuads > 0) {
+    ScoreOctets<kOctetQuads>(p, s, h, 0, n - 1, keys, threadIdx.x >> 5, kWarps, hist[0]);
+  } else if (p.keys != nullptr) {  // QuestScoreKernel scored them
     // Four keys a 16-byte load, every load of a thread issued before its stores: a row of
     // 2,047 keys is one load a thread, one L2 round trip (the scalar loop's load -> store pairs
     // were four dependent round trips).
@@ -356,89 +368,13 @@ __global__ void __launch_bounds__(kThreads, 1) QuestSelectKernel(QuestSelectPara
       c += quads * 4;
     }
     for (; c < n - 1; c += blockDim.x) keys[c] = row_keys[c];
-  } else if constexpr (kOctetQuads > 0) {
-    ScoreOctets<kOctetQuads>(p, s, h, 0, n - 1, keys, threadIdx.x >> 5, kWarps);
   } else {
     Score<kDpl, M>(p, s, h, 0, n - 1, keys, threadIdx.x >> 5, kWarps);
   }
   __syncthreads();
-  // The need-th largest key T (the largest T with count(key >= T) >= need), a digit at a
-  // time from the top: count the keys that match the digits chosen so far by their next 8
-  // bits, walk the bins from 255 down to the one where the running count reaches what is
-  // still needed, keep that digit and subtract the keys above it.
+  // The need-th largest key T (kernels/cuda/quest_radix.cuh).
   const int32_t need = keep - 1;
-  uint32_t threshold = 0;
-  if (need > 0) {
-    // Two histograms: the one a pass fills, and the next pass's, zeroed by warps 1.. while
-    // warp 0 reads the digit off the first, so a pass costs two barriers.
-    __shared__ int hist[2][256];
-    __shared__ uint32_t s_digit;
-    __shared__ int s_above;
-    __shared__ bool s_whole_bin;
-    for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[0][i] = 0;
-    __syncthreads();
-    uint32_t mask = 0;
-    int remaining = need, buf = 0;
-    for (int shift = 24; shift >= 0; shift -= 8, buf ^= 1) {
-      int* hb = hist[buf];
-      // Lanes with the same bin add once, their count (__match_any_sync): scores of similar
-      // size share their top bits, so the first passes would otherwise send most of the 2,047
-      // keys' atomics to one or two bins, one lane at a time.
-      for (int32_t cb = 0; cb < n - 1; cb += blockDim.x) {
-        const int32_t c = cb + threadIdx.x;
-        const uint32_t k = c < n - 1 ? keys[c] : 0u;
-        const int bin = c < n - 1 && (k & mask) == threshold ? static_cast<int>((k >> shift) & 255u) : -1;
-        const uint32_t peers = __match_any_sync(0xffffffffu, bin);
-        if (bin >= 0 && lane == __ffs(peers) - 1) atomicAdd(&hb[bin], __popc(peers));
-      }
-      __syncthreads();
-      // The digit: walking the bins from 255 down, the first where the running count reaches
-      // `remaining` (digit 0 if none does). Warp 0, lane i holding bins 255 - 8i .. 248 - 8i:
-      // a prefix sum over the lanes finds the lane, which walks its eight bins (the serial
-      // 256-bin walk of one thread cost ~4 us a pass).
-      if (warp == 0) {
-        int cnt[8], mine = 0;
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-          cnt[j] = hb[255 - 8 * lane - j];
-          mine += cnt[j];
-        }
-        int incl = mine;
-#pragma unroll
-        for (int o = 1; o < 32; o <<= 1) {
-          const int v = __shfl_up_sync(0xffffffffu, incl, o);
-          if (lane >= o) incl += v;
-        }
-        const uint32_t reach = __ballot_sync(0xffffffffu, incl >= remaining);
-        const int owner = reach != 0 ? __ffs(reach) - 1 : 31;
-        if (lane == owner) {
-          int above = incl - mine, d = 255 - 8 * lane, in_bin = 0;
-#pragma unroll
-          for (int j = 0; j < 8; ++j) {
-            in_bin = cnt[j];
-            if (d == 0 || above + cnt[j] >= remaining) break;
-            above += cnt[j];
-            --d;
-          }
-          s_digit = static_cast<uint32_t>(d);
-          s_above = above;
-          s_whole_bin = above + in_bin == remaining;
-        }
-      } else {
-        for (int i = threadIdx.x - 32; i < 256; i += blockDim.x - 32) hist[buf ^ 1][i] = 0;
-      }
-      __syncthreads();
-      threshold |= s_digit << shift;
-      mask |= 255u << shift;
-      remaining -= s_above;
-      // Every key of the digit's bin is needed: T = the digits so far with zeros below keeps
-      // them all (keys above T and those equal to it, need_eq below, are exactly the bin and
-      // those above it), so the passes left would change nothing. Scores that differ by more
-      // than their last 8 bits leave one key in the bin after three passes, so the fourth is
-      // skipped.
-      if (s_whole_bin) break;
-    }
-  }
+  const uint32_t threshold = need > 0 ? RadixThreshold<kFold>(keys, n - 1, need, hist) : 0u;
   // Compaction in one block scan: thread i takes the run [i * per, (i + 1) * per) of the
   // candidates and counts its keys above the threshold and equal to it (packed, equal << 16:
   // counts <= kQuestMaxCandidates < 2^16); the exclusive scan gives each run its place. The
@@ -527,11 +463,11 @@ __global__ void __launch_bounds__(kScoreWarps * 32, kScoreCtasPerSm) QuestScoreK
 
 template <int kDpl, typename M>
 cudaError_t Launch(const QuestSelectParams& p, cudaStream_t stream) {
-  // The keys of the longest row: key_stride with the split scoring (which bounds every
-  // cand_count), else the limit (the opt-in is for the limit). A CTA holding 64 KiB it does
-  // not use would also keep a scoring CTA off its SM while it waits on PDL.
+  // The keys of the longest row (key_stride bounds every cand_count), else the limit, for which
+  // the opt-in is made. A CTA holding 64 KiB it does not use keeps a scoring CTA off its SM
+  // while it waits on PDL (session 24: one CTA an SM scoring its own row measured the same).
   const size_t max_smem = sizeof(uint32_t) * kQuestMaxCandidates;
-  const size_t smem = p.keys != nullptr ? sizeof(uint32_t) * std::max(1, std::min(p.key_stride, kQuestMaxCandidates)) : max_smem;
+  const size_t smem = p.key_stride > 0 ? sizeof(uint32_t) * std::max(1, std::min(p.key_stride, kQuestMaxCandidates)) : max_smem;
   // A CTA scoring its own row at head_dim 128 in bf16 does it through ScoreOctets, 4 quads in flight.
   constexpr int kOwnQuads = kDpl == 4 && std::is_same_v<M, bf16> ? 4 : 0;
   const bool octets = kOwnQuads > 0 && p.keys == nullptr;

@@ -30,10 +30,12 @@ struct QuestSelectParams {
   int32_t* out_pages;           // row r gets min(budget, count) entries from out_begin[r]
   int32_t* out_logical;
   // Optional: scoring in its own kernel over (sequence, KV head, chunk of candidates) CTAs, the
-  // keys of row (i, h) at keys[(i * num_kv_heads + h) * key_stride + c]; key_stride >= every
-  // cand_count. Null: each selection CTA scores its own row. (The backend's default since
-  // session 8; $LILSERVE_QUEST_SPLIT=0 turns it off.)
+  // keys of row (i, h) at keys[(i * num_kv_heads + h) * key_stride + c]. Null: each selection
+  // CTA scores its own row (QuestSplitScoringPays decides).
   uint32_t* keys = nullptr;
+  // >= every cand_count; required with `keys`. Without them it sizes the selection CTA's key
+  // buffer (0: for kQuestMaxCandidates, 64 KiB; sized to the row, the L1 beside it grows, which
+  // measured the same speed at batch 16 / 32k in session 24).
   int32_t key_stride = 0;
   // head_dim 128: the scoring kernel stages the metadata through shared memory (cp.async,
   // several batches of candidates a warp in flight, no registers held); false: register
