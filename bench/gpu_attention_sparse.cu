@@ -136,12 +136,11 @@ void SparseTables(const Bench& b) {
     // Score keys for the split scoring (QuestSelectParams::keys), one row per (sequence, KV head).
     uint32_t* score_keys = nullptr;
     CHECK(cudaMalloc(&score_keys, sizeof(uint32_t) * batch * kKvHeads * pages_per_seq));
-    bool split_scoring = true, attend = true, fused = false;  // fused: QuestSelectParams::attn_out
+    bool split_scoring = true, attend = true;
     bool score_staged = true, fp8 = false, keys_ready = false, stages2 = false;
     auto run = [&](std::vector<Launch>& ls, bool select) {
       return MedianMs([&](int i) {
         const size_t k = i % ls.size();
-        lil::cuda::PagedAttentionParams ap = Params(pool, ls[k], batch, q, out, stages2);
         if (select) {
           const QuestIn& in = qins[k];
           lil::cuda::QuestSelectParams qp;
@@ -164,15 +163,10 @@ void SparseTables(const Bench& b) {
             qp.score_staged = score_staged;
             qp.keys_ready = keys_ready;
           }
-          if (fused && attend) {  // the selection CTAs attend their rows: no attention kernel
-            qp.attn_out = out;
-            qp.token_pos = ap.token_pos;
-            qp.scale = ap.scale;
-          }
           CHECK(lil::cuda::QuestSelect(qp, nullptr));
-          if (fused && attend) return;
         }
         if (!attend) return;
+        lil::cuda::PagedAttentionParams ap = Params(pool, ls[k], batch, q, out, stages2);
         ap.rows_static = !select;  // Quest's rows come from the selection kernel
         CHECK(lil::cuda::PagedAttention(ap, nullptr));
       }, 10, 7);
@@ -184,12 +178,7 @@ void SparseTables(const Bench& b) {
     // the split scoring's.
     const bool auto_split = lil::cuda::QuestSplitScoringPays(batch * kKvHeads, false);
     split_scoring = auto_split;
-    fused = !auto_split;  // the backend attends in the selection CTAs whenever they score
     const double quest_ms = run(quest, true);
-    split_scoring = false;
-    fused = true;  // scoring and attention in the selection CTAs, whatever the rule says
-    const double quest_fused_ms = auto_split ? run(quest, true) : quest_ms;
-    fused = false;
     split_scoring = true;
     const double quest_split_ms = auto_split ? quest_ms : run(quest, true);
     // The parts: the selected rows are left in `quest` by the runs above, so the attention
@@ -272,7 +261,7 @@ void SparseTables(const Bench& b) {
     std::printf("| %d | sink+window | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n", batch, sw_ms * 1e3, dense_ms * 1e3,
                 dense_ms / sw_ms, floor_sw, sw_ms * 1e3 / floor_sw);
     std::printf("| %d | quest (score+select+attend; %s) | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n", batch,
-                auto_split ? "split scoring" : "scoring and attention in the selection CTAs", quest_ms * 1e3, dense_ms * 1e3,
+                auto_split ? "split scoring" : "scoring in the selection CTAs", quest_ms * 1e3, dense_ms * 1e3,
                 dense_ms / quest_ms, floor_q, quest_ms * 1e3 / floor_q);
     std::printf("| %d | quest, split scoring (LILSERVE_QUEST_SPLIT=1) | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n", batch,
                 quest_split_ms * 1e3, dense_ms * 1e3, dense_ms / quest_split_ms, floor_q, quest_split_ms * 1e3 / floor_q);
@@ -291,9 +280,7 @@ void SparseTables(const Bench& b) {
                 batch, quest_select_regs_ms * 1e3, floor_meta, quest_select_regs_ms * 1e3 / floor_meta);
     std::printf("| %d | quest: attend alone (selected pages) | %.1f | | | %.1f | %.2fx |\n", batch,
                 quest_attend_ms * 1e3, floor_sw, quest_attend_ms * 1e3 / floor_sw);
-    std::printf("| %d | quest, scoring and attention in the selection CTAs (LILSERVE_QUEST_SPLIT=0) | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n",
-                batch, quest_fused_ms * 1e3, dense_ms * 1e3, dense_ms / quest_fused_ms, floor_q, quest_fused_ms * 1e3 / floor_q);
-    std::printf("| %d | quest, scoring in the selection CTAs, then the attention kernel (LILSERVE_QUEST_SPLIT=0 LILSERVE_QUEST_ATTEND=0) | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n",
+    std::printf("| %d | quest, scoring in the selection CTAs (LILSERVE_QUEST_SPLIT=0) | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n",
                 batch, quest_one_ms * 1e3, dense_ms * 1e3, dense_ms / quest_one_ms, floor_q, quest_one_ms * 1e3 / floor_q);
     std::printf("| %d | quest, LILSERVE_QUEST_SPLIT=0: score+select alone | %.1f | | | %.1f (metadata) | %.2fx |\n", batch,
                 quest_select_one_ms * 1e3, floor_meta, quest_select_one_ms * 1e3 / floor_meta);

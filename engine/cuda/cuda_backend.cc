@@ -148,7 +148,6 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
                    : EnvIs("LILSERVE_QUEST_SPLIT", "1") ? QuestSplit::kAlways
                                                          : QuestSplit::kAuto;
   b->quest_fp8_ = QuestFp8(local);
-  b->quest_attend_ = !EnvIs("LILSERVE_QUEST_ATTEND", "0");
   if (b->quest_fp8_) LIL_LOG_INFO("CUDA backend: Quest metadata in e4m3, rounded outward (LILSERVE_QUEST_FP8=1)");
   b->tc_tiles_ = EnvIs("LILSERVE_TC_REGS", "0") ? TcTiles::kCpAsync : TcTiles::kRegisters;
   // Two cp.async stages only for the cp.async tiles (the register path has two of its own).

@@ -198,10 +198,6 @@ class CudaBackend final : public Backend {
   enum class QuestSplit { kAuto, kAlways, kNever };
   QuestSplit quest_split_ = QuestSplit::kAuto;
   bool quest_fp8_ = false;  // QuestFp8(local_): LayerView's metadata is quest_fp8
-  // Quest rows scored in their selection CTAs are also attended there (QuestSelectParams::
-  // attn_out) in decode-only steps of QuestAttendSupported shapes; $LILSERVE_QUEST_ATTEND=0:
-  // by PagedAttention after the selection.
-  bool quest_attend_ = true;
   // Decode attention on tensor cores ($LILSERVE_TC_DECODE=0: off) for steps of at least
   // tc_min_tokens_ tokens ($LILSERVE_TC_MIN_TOKENS, default 1: every step). At one token the
   // CUDA-core kernel was faster inside the step until the tiles went through registers

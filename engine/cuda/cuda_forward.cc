@@ -44,17 +44,7 @@ absl::Status CudaBackend::Attention(int32_t layer, const StepInputs& in, const W
     qp.out_logical = logical;
     qp.key_stride = l.max_cand;  // also sizes a selection CTA's own key buffer
     if (l.quest_split) qp.keys = w.quest_keys;
-    // Every token a Quest sequence's one decode token, scored in the selection CTAs: they
-    // attend their rows too, and no attention kernel runs.
-    const bool attend = quest_attend_ && !l.quest_split && l.num_quest == in.num_tokens && in.mass_size == 0 &&
-                        QuestAttendSupported(c.head_dim, view.page_size, c.num_heads / c.num_kv_heads, quest_fp8_);
-    if (attend) {
-      qp.attn_out = w.attn;
-      qp.token_pos = w.I(w.pos);
-      qp.scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
-    }
     LIL_CUDA_RETURN_IF_ERROR(QuestSelect(qp, stream_));
-    if (attend) return absl::OkStatus();
   }
   const bool mass = in.mass_size > 0;
   if (mass) LIL_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(w.entry_mass, 0, sizeof(float) * std::max(1, l.nnz), stream_));

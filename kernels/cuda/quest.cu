@@ -19,7 +19,6 @@
 #include "kernels/cuda/quest.h"
 #include "kernels/cuda/cp_async.cuh"
 #include "kernels/cuda/pdl.h"
-#include "kernels/cuda/quest_attend.cuh"
 #include "kernels/cuda/quest_octets.cuh"
 #include "kernels/cuda/quest_radix.cuh"
 #include "kernels/cuda/smem_opt_in.h"
@@ -314,7 +313,7 @@ __device__ void ScoreStaged(const QuestSelectParams& p, int32_t s, int32_t h, in
 // ptxas keep 112 registers for Score where it chose 100 (49.6 -> 44.3 us at batch 16 / 32k);
 // ScoreOctets<4> then 44.3 -> 43.0, its first pass and page ids a group ahead 43.0 -> 42.0
 // (docs/PERF.md, sessions 23-24).
-template <int kDpl, typename M, int kOctetQuads = 0, bool kAttend = false>
+template <int kDpl, typename M, int kOctetQuads = 0>
 __global__ void __launch_bounds__(kThreads, 1) QuestSelectKernel(QuestSelectParams p) {
   PdlTrigger();
   extern __shared__ __align__(16) uint32_t keys[];  // [n - 1]
@@ -349,10 +348,6 @@ __global__ void __launch_bounds__(kThreads, 1) QuestSelectKernel(QuestSelectPara
     for (int32_t c = threadIdx.x; c < n; c += blockDim.x) {
       p.out_pages[out0 + c] = p.cand_pages[c0 + c];
       p.out_logical[out0 + c] = p.cand_logical[c0 + c];
-    }
-    if constexpr (kAttend) {
-      __syncthreads();  // the row written above is visible to the whole CTA
-      AttendSelected(p, s, h, out0, n, reinterpret_cast<unsigned char*>(keys));
     }
     return;
   }
@@ -417,10 +412,6 @@ __global__ void __launch_bounds__(kThreads, 1) QuestSelectKernel(QuestSelectPara
     if (lo + i < hi) emit(lo + i, run_pages[i], run_logical[i]);
   }
   for (int32_t c = lo + kRunAhead; c < hi; ++c) emit(c, -1, -1);
-  if constexpr (kAttend) {
-    __syncthreads();  // the row is written and the keys are dead: their space holds the tiles
-    AttendSelected(p, s, h, out0, keep, reinterpret_cast<unsigned char*>(keys));
-  }
 }
 
 // The scoring pass spread over CTAs (QuestSelectParams::keys): one per (group of up to eight
@@ -479,14 +470,10 @@ cudaError_t Launch(const QuestSelectParams& p, cudaStream_t stream) {
   const size_t smem = p.key_stride > 0 ? sizeof(uint32_t) * std::max(1, std::min(p.key_stride, kQuestMaxCandidates)) : max_smem;
   // A CTA scoring its own row at head_dim 128 in bf16 does it through ScoreOctets, 4 quads in flight.
   constexpr int kOwnQuads = kDpl == 4 && std::is_same_v<M, bf16> ? 4 : 0;
-  const bool octets = kOwnQuads > 0 && p.keys == nullptr, attend = octets && p.attn_out != nullptr;
-  auto* select = octets ? QuestSelectKernel<kDpl, M, kOwnQuads> : QuestSelectKernel<kDpl, M>;
-  if constexpr (kOwnQuads > 0) {
-    if (attend) select = QuestSelectKernel<kDpl, M, kOwnQuads, true>;
-  }
-  static std::atomic<uint64_t> configured{0}, octets_configured{0}, attend_configured{0};
-  if (const cudaError_t e = OptInDynamicSmem(reinterpret_cast<const void*>(select), attend ? std::max(max_smem, kAttendSmem) : max_smem,
-                                             attend ? attend_configured : octets ? octets_configured : configured);
+  const bool octets = kOwnQuads > 0 && p.keys == nullptr;
+  auto* const select = octets ? QuestSelectKernel<kDpl, M, kOwnQuads> : QuestSelectKernel<kDpl, M>;
+  static std::atomic<uint64_t> configured{0}, octets_configured{0};
+  if (const cudaError_t e = OptInDynamicSmem(reinterpret_cast<const void*>(select), max_smem, octets ? octets_configured : configured);
       e != cudaSuccess) {
     return e;
   }
@@ -517,7 +504,7 @@ cudaError_t Launch(const QuestSelectParams& p, cudaStream_t stream) {
       }
     }
   }
-  return LaunchPdl(select, dim3(p.num_seqs, p.kv.num_kv_heads), kThreads, attend ? std::max(smem, kAttendSmem) : smem, stream, p);
+  return LaunchPdl(select, dim3(p.num_seqs, p.kv.num_kv_heads), kThreads, smem, stream, p);
 }
 
 template <typename M>
@@ -537,19 +524,10 @@ bool QuestSplitScoringPays(int32_t rows, bool fp8) {
   return fp8 || rows > sms || 10 * rows < 9 * sms;
 }
 
-bool QuestAttendSupported(int32_t head_dim, int32_t page_size, int32_t group, bool fp8) {
-  return head_dim == kAttendDim && page_size == kAttendKeys && group >= 1 && group <= kAttendMaxGroup && !fp8;
-}
-
 cudaError_t QuestSelect(const QuestSelectParams& p, cudaStream_t stream) {
   if (p.num_seqs == 0) return cudaSuccess;
   if ((p.kv.quest == nullptr) == (p.kv.quest_fp8 == nullptr) || p.num_heads % p.kv.num_kv_heads != 0 ||
       p.num_heads / p.kv.num_kv_heads > kMaxQuestGroup) {
-    return cudaErrorInvalidValue;
-  }
-  if (p.attn_out != nullptr &&
-      (p.keys != nullptr || p.token_pos == nullptr ||
-       !QuestAttendSupported(p.kv.head_dim, p.kv.page_size, p.num_heads / p.kv.num_kv_heads, p.kv.quest_fp8 != nullptr))) {
     return cudaErrorInvalidValue;
   }
   return p.kv.quest_fp8 != nullptr ? LaunchFor<uint8_t>(p, stream) : LaunchFor<bf16>(p, stream);

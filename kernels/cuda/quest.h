@@ -47,13 +47,6 @@ struct QuestSelectParams {
   // Benchmarks: `keys` already hold this step's scores, so only the selection kernel runs
   // (gpu_attention_bench times the two kernels apart this way).
   bool keys_ready = false;
-  // Optional, without `keys` (QuestAttendSupported shapes): each selection CTA also attends its
-  // row's selected pages (kernels/cuda/quest_attend.cuh) and writes the attention output of
-  // its token's KV-head group, attn_out[q_row[i]][heads of h][head_dim], as PagedAttention
-  // would: no attention kernel runs for these rows. token_pos: [*] positions by q row.
-  bf16* attn_out = nullptr;
-  const int32_t* token_pos = nullptr;
-  float scale = 1.0f;
 };
 
 // Candidates per sequence are limited to kQuestMaxCandidates (scores live in shared memory:
@@ -70,9 +63,5 @@ cudaError_t QuestSelect(const QuestSelectParams& p, cudaStream_t stream);
 // the 8B step at 16k / batch 16 7.35-7.36 ms against 7.43-7.48 split: docs/PERF.md, session 23). Fewer rows leave SMs idle (batch 4 at 16k was 10% slower), more need a second
 // wave of whole rows, and e4m3 rows (half the bytes) were faster split (71.7 against 74.5 us).
 bool QuestSplitScoringPays(int32_t rows, bool fp8);
-
-// Whether QuestSelectParams::attn_out serves this shape: head_dim 128, page size 16, bf16
-// metadata, GQA group <= 8, scoring in the selection CTAs (no `keys`).
-bool QuestAttendSupported(int32_t head_dim, int32_t page_size, int32_t group, bool fp8);
 
 }  // namespace lil::cuda

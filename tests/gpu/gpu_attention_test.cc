@@ -452,50 +452,6 @@ TEST_P(QuestParity, MatchesCpuReference) {
     // the selections, which must be identical unless two pages score within rounding.
     EXPECT_EQ(out_pages.Download(), ref_pages);
     EXPECT_EQ(out_logical.Download(), ref_logical);
-    if (!fp8 && cuda::QuestAttendSupported(d, s.page_size, s.group, false)) {
-      // The selection CTAs also attend their rows (attn_out): against the CPU attention over
-      // the CPU's selection, each sequence one token whose newest page is partly filled.
-      SCOPED_TRACE("attention in the selection CTAs");
-      const size_t pool = static_cast<size_t>(num_pages) * hkv * s.page_size * d;
-      const auto k = testing::RandomBf16Values(pool, 21, 2.0f), v = testing::RandomBf16Values(pool, 22);
-      std::vector<int32_t> pos(num_seqs), seq(num_seqs);
-      std::iota(seq.begin(), seq.end(), 0);
-      for (int32_t i = 0; i < num_seqs; ++i) pos[i] = cand_logical[cand_indptr[i + 1] - 1] * s.page_size + (5 + 3 * i) % s.page_size;
-      std::vector<float> ref_out(q.size());
-      cpu::PagedAttentionParams ap;
-      ap.q = q.data();
-      ap.out = ref_out.data();
-      ap.kv = {const_cast<float*>(k.data()), const_cast<float*>(v.data()), nullptr, num_pages, hkv, s.page_size, d};
-      ap.num_tokens = num_seqs;
-      ap.num_heads = heads;
-      ap.token_pos = pos.data();
-      ap.token_seq = seq.data();
-      ap.row_indptr = ref_indptr.data();
-      ap.row_pages = ref_pages.data();
-      ap.row_logical = ref_logical.data();
-      ap.scale = 1.0f / std::sqrt(static_cast<float>(d));
-      cpu::PagedAttention(ap);
-      DeviceArray<cuda::bf16> dk(testing::ToBf16(k)), dv(testing::ToBf16(v));
-      DeviceArray<int32_t> dpos(pos);
-      auto attn = DeviceArray<cuda::bf16>::Poisoned(q.size());
-      auto fused_pages = DeviceArray<int32_t>::Poisoned(cap), fused_logical = DeviceArray<int32_t>::Poisoned(cap);
-      cuda::QuestSelectParams fp = p;
-      fp.kv.k = dk.get();
-      fp.kv.v = dv.get();
-      fp.out_pages = fused_pages.get();
-      fp.out_logical = fused_logical.get();
-      fp.attn_out = attn.get();
-      fp.token_pos = dpos.get();
-      fp.scale = ap.scale;
-      ASSERT_EQ(cuda::QuestSelect(fp, nullptr), cudaSuccess);
-      ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
-      EXPECT_EQ(fused_pages.Download(), ref_pages);
-      EXPECT_TRUE(AllClose(testing::ToF32(attn.Download()), ref_out, 1.5e-2f, 1.5e-2f));
-      // Not with the split scoring's keys.
-      fp.keys = reinterpret_cast<uint32_t*>(fused_pages.get());
-      fp.key_stride = *std::max_element(counts.begin(), counts.end());
-      EXPECT_EQ(cuda::QuestSelect(fp, nullptr), cudaErrorInvalidValue);
-    }
     // The scoring in its own kernel (keys through global memory): the same selection.
     const int32_t stride = *std::max_element(counts.begin(), counts.end());
     auto keys = DeviceArray<uint32_t>::Poisoned(static_cast<size_t>(num_seqs) * hkv * stride);

@@ -139,49 +139,6 @@ INSTANTIATE_TEST_SUITE_P(Models, CudaBackendParity,
                                            Config{ModelFamily::kLlama, 64, 3, false, true},
                                            Config{ModelFamily::kQwen3, 128, 16, false, true}));
 
-// A decode step whose every sequence reads Quest pages, scored in the selection CTAs
-// ($LILSERVE_QUEST_SPLIT=0): at head_dim 128 / 16-token pages those CTAs also attend their rows
-// (QuestSelectParams::attn_out: no attention kernel runs), and with $LILSERVE_QUEST_ATTEND=0 the
-// attention kernel does; both against the CPU backend.
-TEST(CudaBackendQuest, DecodeStepAttendsInTheSelectionCtas) {
-  LIL_SKIP_WITHOUT_GPU();
-  for (const char* attend : {"1", "0"}) {
-    SCOPED_TRACE(std::string("LILSERVE_QUEST_ATTEND=") + attend);
-    setenv("LILSERVE_QUEST_SPLIT", "0", 1);
-    setenv("LILSERVE_QUEST_ATTEND", attend, 1);
-    Pair b = MakePair(ModelFamily::kQwen3, 128, 16, false);
-    unsetenv("LILSERVE_QUEST_SPLIT");
-    unsetenv("LILSERVE_QUEST_ATTEND");
-    ASSERT_TRUE(b.cpu && b.gpu);
-    const int32_t ps = 16, vocab = b.cpu->config().vocab_size;
-    std::vector<int32_t> perm(96);
-    std::iota(perm.begin(), perm.end(), 0);
-    std::shuffle(perm.begin(), perm.end(), std::mt19937(9));
-    const int32_t a_len = 5 * ps + 3, b_len = 4 * ps + 7;
-    const std::vector<int32_t> a_pages(perm.begin(), perm.begin() + 8), b_pages(perm.begin() + 8, perm.begin() + 16);
-    auto run = [&](const StepPlan& plan, double tol, const std::string& what) {
-      auto g = b.gpu->Execute(plan);
-      auto c = b.cpu->Execute(plan);
-      ASSERT_TRUE(g.ok()) << g.status();
-      ASSERT_TRUE(c.ok()) << c.status();
-      ExpectSame(*g, *c, tol, what);
-    };
-    StepPlan p1;
-    p1.seqs = {Seq(1, 0, a_len, a_pages, vocab), Seq(2, 0, b_len, b_pages, vocab)};
-    for (auto& s : p1.seqs) s.page_table.resize((s.start_pos + s.tokens.size() + ps - 1) / ps);
-    run(p1, 2e-2, "prefill");
-    StepPlan p2;
-    p2.seqs = {Seq(1, a_len, 1, a_pages, vocab), Seq(2, b_len, 1, b_pages, vocab)};
-    for (auto& s : p2.seqs) {
-      s.page_table.resize((s.start_pos + s.tokens.size() + ps - 1) / ps);
-      s.sparse.mode = SparseMode::kQuest;
-      s.sparse.budget_tokens = 3 * ps;  // 3 of 6 and of 5 pages
-      s.sparse.dense_layers = 1;
-    }
-    run(p2, 5e-2, "quest decode");
-  }
-}
-
 // Decode steps replayed from CUDA graphs give bit-identical tokens and logprobs to the same
 // steps launched eagerly, and the CPU backend's greedy tokens: batch 3 over 3-token pages
 // (page lists grow every few steps, so replays see new lengths), then batch 2 (a second
