@@ -2,7 +2,8 @@
 // The CUDA backend against the CPU backend on tiny random models (Llama GQA, Qwen2 bias,
 // Qwen3 q/k norm) with bf16-exact weights: logits of a batch mixing prefill, chunked
 // prefill after cached pages and decode, over shuffled pages with a freed one; Quest decode
-// reads the same number of pages; h2o page mass; greedy tokens; malformed plans.
+// reads the same number of pages (also a step of only Quest sequences at head_dim 128, through
+// either scoring path); h2o page mass; greedy tokens; malformed plans.
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -138,6 +139,55 @@ INSTANTIATE_TEST_SUITE_P(Models, CudaBackendParity,
                                            Config{ModelFamily::kLlama, 8, 1, true},
                                            Config{ModelFamily::kLlama, 64, 3, false, true},
                                            Config{ModelFamily::kQwen3, 128, 16, false, true}));
+
+// A decode step whose every sequence reads Quest pages, at head_dim 128 / 16-token pages (the
+// shape of ScoreOctets and its folded first pass), with the scoring in the selection CTAs
+// ($LILSERVE_QUEST_SPLIT=0) and in its own kernel (=1): both against the CPU backend.
+TEST(CudaBackendQuest, AllQuestDecodeStepMatchesCpu) {
+  LIL_SKIP_WITHOUT_GPU();
+  // The suite may run under $LILSERVE_QUEST_SPLIT (an A/B of every test): restored after.
+  const char* outer = std::getenv("LILSERVE_QUEST_SPLIT");
+  const std::string saved = outer != nullptr ? outer : "";
+  for (const char* split : {"0", "1"}) {
+    SCOPED_TRACE(std::string("LILSERVE_QUEST_SPLIT=") + split);
+    setenv("LILSERVE_QUEST_SPLIT", split, 1);
+    Pair b = MakePair(ModelFamily::kQwen3, 128, 16, false);
+    if (outer != nullptr) {
+      setenv("LILSERVE_QUEST_SPLIT", saved.c_str(), 1);
+    } else {
+      unsetenv("LILSERVE_QUEST_SPLIT");
+    }
+    ASSERT_TRUE(b.cpu && b.gpu);
+    const int32_t ps = 16, vocab = b.cpu->config().vocab_size;
+    std::vector<int32_t> perm(96);
+    std::iota(perm.begin(), perm.end(), 0);
+    std::shuffle(perm.begin(), perm.end(), std::mt19937(9));
+    const int32_t a_len = 5 * ps + 3, b_len = 4 * ps + 7;
+    const std::vector<int32_t> a_pages(perm.begin(), perm.begin() + 8), b_pages(perm.begin() + 8, perm.begin() + 16);
+    auto run = [&](const StepPlan& plan, double tol, const std::string& what) {
+      auto g = b.gpu->Execute(plan);
+      auto c = b.cpu->Execute(plan);
+      ASSERT_TRUE(g.ok()) << g.status();
+      ASSERT_TRUE(c.ok()) << c.status();
+      ExpectSame(*g, *c, tol, what);
+    };
+    StepPlan p1;
+    p1.seqs = {Seq(1, 0, a_len, a_pages, vocab), Seq(2, 0, b_len, b_pages, vocab)};
+    for (auto& s : p1.seqs) s.page_table.resize((s.start_pos + s.tokens.size() + ps - 1) / ps);
+    run(p1, 2e-2, "prefill");
+    for (int32_t step = 0; step < 2; ++step) {  // two decode steps: the newest page fills
+      StepPlan p2;
+      p2.seqs = {Seq(1, a_len + step, 1, a_pages, vocab), Seq(2, b_len + step, 1, b_pages, vocab)};
+      for (auto& s : p2.seqs) {
+        s.page_table.resize((s.start_pos + s.tokens.size() + ps - 1) / ps);
+        s.sparse.mode = SparseMode::kQuest;
+        s.sparse.budget_tokens = 3 * ps;  // 3 of 6 and of 5 pages
+        s.sparse.dense_layers = 1;
+      }
+      run(p2, 5e-2, "quest decode " + std::to_string(step));
+    }
+  }
+}
 
 // Decode steps replayed from CUDA graphs give bit-identical tokens and logprobs to the same
 // steps launched eagerly, and the CPU backend's greedy tokens: batch 3 over 3-token pages
