@@ -80,6 +80,23 @@ void ExpectSame(const StepResult& gpu, const StepResult& cpu, double tol, const 
   }
 }
 
+// The same step on both backends, compared (ExpectSame).
+void RunBoth(const Pair& b, const StepPlan& plan, double tol, const std::string& what) {
+  auto g = b.gpu->Execute(plan);
+  auto c = b.cpu->Execute(plan);
+  ASSERT_TRUE(g.ok()) << g.status();
+  ASSERT_TRUE(c.ok()) << c.status();
+  ExpectSame(*g, *c, tol, what);
+}
+
+// The 96 pages of MakePair's pools in a shuffled order.
+std::vector<int32_t> ShuffledPages(uint32_t seed) {
+  std::vector<int32_t> perm(96);
+  std::iota(perm.begin(), perm.end(), 0);
+  std::shuffle(perm.begin(), perm.end(), std::mt19937(seed));
+  return perm;
+}
+
 struct Config {
   ModelFamily family;
   int32_t head_dim, page_size;
@@ -97,19 +114,11 @@ TEST_P(CudaBackendParity, MatchesCpuBackendStepByStep) {
   unsetenv("LILSERVE_SEQ_ROWS");
   ASSERT_TRUE(b.cpu && b.gpu);
   const int32_t ps = cfg.page_size, vocab = b.cpu->config().vocab_size;
-  std::vector<int32_t> perm(96);
-  std::iota(perm.begin(), perm.end(), 0);
-  std::shuffle(perm.begin(), perm.end(), std::mt19937(5));
+  const std::vector<int32_t> perm = ShuffledPages(5);
   auto pages = [&](int32_t first, int32_t n) { return std::vector<int32_t>(perm.begin() + first, perm.begin() + first + n); };
   const int32_t a_len = 3 * ps + 2, b_len = 2 * ps + 1;
   const auto a_pages = pages(0, 40 / ps + 6), b_pages = pages(40, 40 / ps + 6);
-  auto run = [&](const StepPlan& plan, double tol, const std::string& what) {
-    auto g = b.gpu->Execute(plan);
-    auto c = b.cpu->Execute(plan);
-    ASSERT_TRUE(g.ok()) << g.status();
-    ASSERT_TRUE(c.ok()) << c.status();
-    ExpectSame(*g, *c, tol, what);
-  };
+  auto run = [&](const StepPlan& plan, double tol, const std::string& what) { RunBoth(b, plan, tol, what); };
   // Step 1: two prompts. Step 2: a chunk of A after its cached pages, a decode of B.
   StepPlan p1;
   p1.seqs = {Seq(1, 0, a_len, a_pages, vocab), Seq(2, 0, b_len, b_pages, vocab)};
@@ -159,18 +168,10 @@ TEST(CudaBackendQuest, AllQuestDecodeStepMatchesCpu) {
     }
     ASSERT_TRUE(b.cpu && b.gpu);
     const int32_t ps = 16, vocab = b.cpu->config().vocab_size;
-    std::vector<int32_t> perm(96);
-    std::iota(perm.begin(), perm.end(), 0);
-    std::shuffle(perm.begin(), perm.end(), std::mt19937(9));
+    const std::vector<int32_t> perm = ShuffledPages(9);
     const int32_t a_len = 5 * ps + 3, b_len = 4 * ps + 7;
     const std::vector<int32_t> a_pages(perm.begin(), perm.begin() + 8), b_pages(perm.begin() + 8, perm.begin() + 16);
-    auto run = [&](const StepPlan& plan, double tol, const std::string& what) {
-      auto g = b.gpu->Execute(plan);
-      auto c = b.cpu->Execute(plan);
-      ASSERT_TRUE(g.ok()) << g.status();
-      ASSERT_TRUE(c.ok()) << c.status();
-      ExpectSame(*g, *c, tol, what);
-    };
+    auto run = [&](const StepPlan& plan, double tol, const std::string& what) { RunBoth(b, plan, tol, what); };
     StepPlan p1;
     p1.seqs = {Seq(1, 0, a_len, a_pages, vocab), Seq(2, 0, b_len, b_pages, vocab)};
     for (auto& s : p1.seqs) s.page_table.resize((s.start_pos + s.tokens.size() + ps - 1) / ps);
