@@ -94,7 +94,7 @@ void SparseTables(const Bench& b) {
   std::printf("\n## Sparse decode at 32k context, 2,048-token budget\n\n");
   std::printf("| batch | mode | time us | dense us | speedup | byte floor us | vs floor |\n|---|---|---|---|---|---|---|\n");
   const int32_t context = quick ? 8192 : 32768, budget_pages = 128;
-  std::string split_table;
+  std::string split_table, prefetch_table;
   for (int32_t batch : {16, 1}) {
     auto sets = MakeSets(b, batch, context);
     const int32_t pages_per_seq = context / kPage;
@@ -138,9 +138,11 @@ void SparseTables(const Bench& b) {
     CHECK(cudaMalloc(&score_keys, sizeof(uint32_t) * batch * kKvHeads * pages_per_seq));
     bool split_scoring = true, attend = true;
     bool score_staged = true, fp8 = false, keys_ready = false, stages2 = false;
+    int32_t prefetch = lil::cuda::kQuestPrefetchEntries;  // the backend's default
     auto run = [&](std::vector<Launch>& ls, bool select) {
       return MedianMs([&](int i) {
         const size_t k = i % ls.size();
+        lil::cuda::PagedAttentionParams ap = Params(pool, ls[k], batch, q, out, stages2);
         if (select) {
           const QuestIn& in = qins[k];
           lil::cuda::QuestSelectParams qp;
@@ -163,10 +165,13 @@ void SparseTables(const Bench& b) {
             qp.score_staged = score_staged;
             qp.keys_ready = keys_ready;
           }
+          if (attend) {  // as the backend: the selection sends the attention's first pages to the L2
+            qp.attend_split = {ap.min_chunk_entries, ap.max_splits, ap.row_splits, ap.long_chunk_entries};
+            qp.prefetch_entries = prefetch;
+          }
           CHECK(lil::cuda::QuestSelect(qp, nullptr));
         }
         if (!attend) return;
-        lil::cuda::PagedAttentionParams ap = Params(pool, ls[k], batch, q, out, stages2);
         ap.rows_static = !select;  // Quest's rows come from the selection kernel
         CHECK(lil::cuda::PagedAttention(ap, nullptr));
       }, 10, 7);
@@ -299,6 +304,34 @@ void SparseTables(const Bench& b) {
                 quest2_attend_ms * 1e3, floor_sw, quest2_attend_ms * 1e3 / floor_sw);
     std::printf("| %d | quest, cp.async 2 stages | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n", batch, quest2_ms * 1e3,
                 dense_ms * 1e3, dense_ms / quest2_ms, floor_q, quest2_ms * 1e3 / floor_q);
+    // The selection's L2 prefetch of the attention's first pages (QuestSelectParams::
+    // prefetch_entries), the backend's scoring choice, bf16 and e4m3: entries a chunk in
+    // rounds, each round every count once, so a drifting clock moves them all alike.
+    if (batch == 16) {
+      const int32_t counts[] = {0, 4, 8, 16, 32, 64};
+      constexpr int kRounds = 3;
+      for (bool f8 : {false, true}) {
+        fp8 = f8;
+        split_scoring = lil::cuda::QuestSplitScoringPays(batch * kKvHeads, f8);
+        std::vector<std::vector<double>> us(std::size(counts));
+        for (int r = 0; r < kRounds; ++r) {
+          for (size_t c = 0; c < std::size(counts); ++c) {
+            prefetch = counts[c];
+            us[c].push_back(run(quest, true) * 1e3);
+          }
+        }
+        for (size_t c = 0; c < std::size(counts); ++c) {
+          char line[256];
+          const double best = *std::min_element(us[c].begin(), us[c].end());
+          std::snprintf(line, sizeof(line), "| %s | %d | %.1f / %.1f / %.1f | %.1f | %.2fx |\n", f8 ? "e4m3" : "bf16",
+                        counts[c], us[c][0], us[c][1], us[c][2], best, dense_ms * 1e3 / best);
+          prefetch_table += line;
+        }
+      }
+      fp8 = false;
+      split_scoring = true;
+      prefetch = lil::cuda::kQuestPrefetchEntries;
+    }
     // The attend part's split: the sink+window rows (128 pages each, static) cut into S chunks;
     // printed after this table.
     if (batch == 16) {
@@ -331,6 +364,9 @@ void SparseTables(const Bench& b) {
   std::printf("\n## The 2,048-token rows' split (sink+window rows, batch 16: the Quest attend part's shape)\n\n");
   std::printf("| batch | splits (chunk pages) | CTAs | time us | byte floor us | vs floor |\n|---|---|---|---|---|---|\n%s",
               split_table.c_str());
+  std::printf("\n## Quest's selection sending the attention's first pages to the L2 (batch 16, 32k; vs the dense above)\n\n");
+  std::printf("| metadata | entries a chunk | us, 3 rounds | best us | vs dense |\n|---|---|---|---|---|\n%s",
+              prefetch_table.c_str());
 }
 
 }  // namespace lil::bench::attention

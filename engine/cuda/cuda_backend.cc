@@ -147,6 +147,9 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
   b->quest_split_ = EnvIs("LILSERVE_QUEST_SPLIT", "0")   ? QuestSplit::kNever
                    : EnvIs("LILSERVE_QUEST_SPLIT", "1") ? QuestSplit::kAlways
                                                          : QuestSplit::kAuto;
+  if (const char* e = std::getenv("LILSERVE_QUEST_PREFETCH"); e != nullptr && std::atoi(e) >= 0) {
+    b->quest_prefetch_ = std::atoi(e);
+  }
   b->quest_fp8_ = QuestFp8(local);
   if (b->quest_fp8_) LIL_LOG_INFO("CUDA backend: Quest metadata in e4m3, rounded outward (LILSERVE_QUEST_FP8=1)");
   b->tc_tiles_ = EnvIs("LILSERVE_TC_REGS", "0") ? TcTiles::kCpAsync : TcTiles::kRegisters;

@@ -21,6 +21,7 @@
 #include "engine/parallel/communicator.h"
 #include "engine/parallel/tp_shard.h"
 #include "kernels/cuda/attention.h"
+#include "kernels/cuda/quest.h"
 
 namespace lil::cuda {
 
@@ -197,6 +198,9 @@ class CudaBackend final : public Backend {
   // (docs/PERF.md); session 23 keeps rows that fill one wave in the selection CTAs.
   enum class QuestSplit { kAuto, kAlways, kNever };
   QuestSplit quest_split_ = QuestSplit::kAuto;
+  // Entries at the start of each attention chunk a Quest selection CTA sends to the L2
+  // (QuestSelectParams::prefetch_entries): kQuestPrefetchEntries, or $LILSERVE_QUEST_PREFETCH.
+  int32_t quest_prefetch_ = kQuestPrefetchEntries;
   bool quest_fp8_ = false;  // QuestFp8(local_): LayerView's metadata is quest_fp8
   // Decode attention on tensor cores ($LILSERVE_TC_DECODE=0: off) for steps of at least
   // tc_min_tokens_ tokens ($LILSERVE_TC_MIN_TOKENS, default 1: every step). At one token the

@@ -27,6 +27,8 @@ absl::Status CudaBackend::Attention(int32_t layer, const StepInputs& in, const W
   const PagedKvViewBf16 view = LayerView(layer);
   int32_t* pages = w.pages_rw + l.pages;
   int32_t* logical = w.pages_rw + l.logical;
+  const bool mass = in.mass_size > 0;
+  const bool split = !mass && l.split.min_chunk_entries > 0;  // the attention below is split
   if (l.num_quest > 0) {
     QuestSelectParams qp;
     qp.q = w.q;
@@ -44,9 +46,10 @@ absl::Status CudaBackend::Attention(int32_t layer, const StepInputs& in, const W
     qp.out_logical = logical;
     qp.key_stride = l.max_cand;  // also sizes a selection CTA's own key buffer
     if (l.quest_split) qp.keys = w.quest_keys;
+    if (split) qp.attend_split = l.split;
+    qp.prefetch_entries = quest_prefetch_;
     LIL_CUDA_RETURN_IF_ERROR(QuestSelect(qp, stream_));
   }
-  const bool mass = in.mass_size > 0;
   if (mass) LIL_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(w.entry_mass, 0, sizeof(float) * std::max(1, l.nnz), stream_));
   PagedAttentionParams ap;
   ap.q = w.q;
@@ -66,7 +69,7 @@ absl::Status CudaBackend::Attention(int32_t layer, const StepInputs& in, const W
   ap.tensor_cores = TensorCoreAttention(in.num_tokens);  // the kernel SplitTarget sized the split for
   ap.tc_stages = tc_stages_;
   ap.tc_tiles = tc_tiles_;
-  if (!mass && l.split.min_chunk_entries > 0) {
+  if (split) {
     SetSplit(ap, l.split);
     ap.partial = w.split_partial;
     ap.counters = w.split_counters;

@@ -1,8 +1,8 @@
 // File: kernels/cuda/cp_async.cuh
 // cp.async (sm_80+) helpers shared by the kernels that stage global data in shared memory
 // without holding it in registers: attention_tc.cu (K / V tiles), quest.cu (page metadata);
-// and the sm_90 mbarrier helpers that TMA copies complete on (gemm_skinny.cu: weight and x
-// boxes).
+// the sm_90 mbarrier helpers that TMA copies complete on (gemm_skinny.cu: weight and x
+// boxes); and the L2 prefetch the split attention (split_merge.cuh) and Quest's selection use.
 #pragma once
 
 #include <cuda_bf16.h>
@@ -10,6 +10,15 @@
 #include <cstdint>
 
 namespace lil::cuda {
+
+// Asks the L2 to fetch [ptr, ptr + bytes) (TMA bulk prefetch, sm_90; bytes a multiple of 16).
+// Nothing comes back to registers, so it is safe on data another kernel is still writing: the
+// L2 is where those writes land.
+__device__ __forceinline__ void PrefetchL2(const void* ptr, uint32_t bytes) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(ptr), "r"(bytes) : "memory");
+#endif
+}
 
 // 16 bytes global -> shared, asynchronously; `valid` false writes zeros (src-size 0; src is
 // not read but must still be a mapped address). kL2Block: the L2 fetches the whole 256-byte

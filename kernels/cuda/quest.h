@@ -11,6 +11,7 @@
 
 #include <cstdint>
 
+#include "kernels/cuda/attention.h"
 #include "kernels/cuda/ops.h"
 
 namespace lil::cuda {
@@ -44,6 +45,14 @@ struct QuestSelectParams {
   // Candidates a scoring CTA takes; 0: sized so the grid is about one wave (tests force a
   // size, a multiple of 32, to give each warp several groups of 32).
   int32_t score_chunk = 0;
+  // The attention that reads the rows next: the selection CTA sends the first
+  // `prefetch_entries` entries of each chunk that attention's split CTAs take (attend_split, as
+  // SetSplit gives PagedAttentionParams; min_chunk_entries 0: one chunk a row) to the L2 as it
+  // writes them, so their K / V are on their way while this kernel ends and the attention
+  // starts (entry cb + w + 4i of a chunk goes to warp w, so 8 are every warp's first two
+  // pages). 0: none.
+  SplitChoice attend_split;
+  int32_t prefetch_entries = 0;
   // Benchmarks: `keys` already hold this step's scores, so only the selection kernel runs
   // (gpu_attention_bench times the two kernels apart this way).
   bool keys_ready = false;
@@ -53,6 +62,9 @@ struct QuestSelectParams {
 // 64 KiB), GQA groups to kMaxQuestGroup.
 inline constexpr int32_t kQuestMaxCandidates = 16384;
 inline constexpr int32_t kMaxQuestGroup = 8;
+// The backend's QuestSelectParams::prefetch_entries: 0 (off) until a device run measures it
+// (gpu_attention_bench --sparse prints the sweep; session 25 built it, no device time was left).
+inline constexpr int32_t kQuestPrefetchEntries = 0;
 cudaError_t QuestSelect(const QuestSelectParams& p, cudaStream_t stream);
 
 // Whether the split scoring (QuestSelectParams::keys) should serve `rows` (sequences x KV

@@ -8,6 +8,7 @@
 #include <cmath>
 
 #include "kernels/cuda/attention.h"
+#include "kernels/cuda/cp_async.cuh"
 
 namespace lil::cuda {
 
@@ -42,15 +43,6 @@ __device__ __forceinline__ bool LocateSplit(const PagedAttentionParams& p, Split
   r.cb = begin + r.split * chunk;
   r.ce = min(end, r.cb + chunk);
   return r.split < r.nsplit;
-}
-
-// Asks the L2 to fetch [ptr, ptr + bytes) (TMA bulk prefetch, sm_90; bytes a multiple of 16).
-// Nothing comes back to registers, so it is safe on data another kernel is still writing: the
-// L2 is where those writes land.
-__device__ __forceinline__ void PrefetchL2(const void* ptr, uint32_t bytes) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-  asm volatile("cp.async.bulk.prefetch.L2.global [%0], %1;" ::"l"(ptr), "r"(bytes) : "memory");
-#endif
 }
 
 // Lanes 0 and 1 of each warp send the warp's first two pages of [cb, ce) (entries
