@@ -393,6 +393,8 @@ __global__ void __launch_bounds__(kThreads, 1) QuestSelectKernel(QuestSelectPara
   const int32_t chunk = sp.min_chunk_entries > 0
                             ? SplitChunkEntries(sp.min_chunk_entries, sp.max_splits, sp.row_splits, sp.long_chunk_entries, keep)
                             : keep;
+  const uint32_t page_bytes = static_cast<uint32_t>(p.kv.page_size * p.kv.head_dim) * sizeof(bf16);
+  const int32_t prefetch = page_bytes % 16 == 0 ? p.prefetch_entries : 0;  // bulk prefetches take 16-byte units
   // Candidate c, the page and logical index given (prefetched) or -1 (loaded here).
   auto emit = [&](int32_t c, int32_t page, int32_t logical) {
     bool chosen = c == n - 1;  // the newest page is always attended
@@ -410,11 +412,10 @@ __global__ void __launch_bounds__(kThreads, 1) QuestSelectKernel(QuestSelectPara
       const int32_t pg = page >= 0 ? page : p.cand_pages[c0 + c];
       p.out_pages[out0 + at] = pg;
       p.out_logical[out0 + at] = page >= 0 ? logical : p.cand_logical[c0 + c];
-      const uint32_t bytes = static_cast<uint32_t>(p.kv.page_size * p.kv.head_dim) * sizeof(bf16);
-      if (at % chunk < p.prefetch_entries && bytes % 16 == 0) {  // one of the attention's first tiles (quest.h)
-        const size_t off = p.kv.Offset(pg, h, 0);  // 16-byte aligned, as `bytes` is a multiple of 16
-        PrefetchL2(p.kv.k + off, bytes);
-        PrefetchL2(p.kv.v + off, bytes);
+      if (at % chunk < prefetch) {  // one of the attention's first tiles (quest.h)
+        const size_t off = p.kv.Offset(pg, h, 0);  // 16-byte aligned, as page_bytes is a multiple of 16
+        PrefetchL2(p.kv.k + off, page_bytes);
+        PrefetchL2(p.kv.v + off, page_bytes);
       }
     }
   };
