@@ -256,7 +256,6 @@ void SparseTables(const Bench& b) {
       std::set_intersection(a.begin(), a.end(), b.begin(), b.end(), std::back_inserter(both));
       same += static_cast<int64_t>(both.size());
     }
-    CHECK(cudaFree(score_keys));
     const double kv_sel = static_cast<double>(batch) * budget_pages * kPage * kKvHeads * kDim * 2 * 2;
     const double meta = static_cast<double>(batch) * pages_per_seq * kKvHeads * 2 * kDim * 2;
     const double floor_sw = kv_sel / (read_tbs * 1e12) * 1e6, floor_q = (kv_sel + meta) / (read_tbs * 1e12) * 1e6;
@@ -332,6 +331,7 @@ void SparseTables(const Bench& b) {
       split_scoring = true;
       prefetch = lil::cuda::kQuestPrefetchEntries;
     }
+    CHECK(cudaFree(score_keys));  // after the sweep above, which scores through it where the backend splits
     // The attend part's split: the sink+window rows (128 pages each, static) cut into S chunks;
     // printed after this table.
     if (batch == 16) {
