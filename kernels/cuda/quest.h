@@ -50,7 +50,7 @@ struct QuestSelectParams {
   // SetSplit gives PagedAttentionParams; min_chunk_entries 0: one chunk a row) to the L2 as it
   // writes them, so their K / V are on their way while this kernel ends and the attention
   // starts (entry cb + w + 4i of a chunk goes to warp w, so 8 are every warp's first two
-  // pages). 0: none.
+  // pages). 0: none; nor where 2 * prefetch_entries exceeds the chunk (short chunks: batch 1).
   SplitChoice attend_split;
   int32_t prefetch_entries = 0;
   // Benchmarks: `keys` already hold this step's scores, so only the selection kernel runs
@@ -62,9 +62,12 @@ struct QuestSelectParams {
 // 64 KiB), GQA groups to kMaxQuestGroup.
 inline constexpr int32_t kQuestMaxCandidates = 16384;
 inline constexpr int32_t kMaxQuestGroup = 8;
-// The backend's QuestSelectParams::prefetch_entries: 0 (off) until a device run measures it
-// (gpu_attention_bench --sparse prints the sweep; session 25 built it, no device time was left).
-inline constexpr int32_t kQuestPrefetchEntries = 0;
+// The backend's QuestSelectParams::prefetch_entries. gpu_attention_bench --sparse sweeps it
+// (session 26, batch 16 / 32k, best of 3 rounds, two runs, us): bf16 0: 81.3 / 81.5, 4: 80.8 /
+// 81.1, 8: 80.3 / 80.7, 16: 80.8 / 81.2, 32: 82.6 / 83.0, 64: 87.2 / 87.6; e4m3 73.0 / 73.4
+// at 0, 72.4 / 72.6 at 8. Past 16 the pages fetched early are evicted before their warps get to
+// them and the prefetches compete with the attention's own stream.
+inline constexpr int32_t kQuestPrefetchEntries = 8;
 cudaError_t QuestSelect(const QuestSelectParams& p, cudaStream_t stream);
 
 // Whether the split scoring (QuestSelectParams::keys) should serve `rows` (sequences x KV
