@@ -471,6 +471,27 @@ TEST_P(QuestParity, MatchesCpuReference) {
         EXPECT_EQ(split_logical.Download(), ref_logical) << "split scoring, staged " << staged << ", chunk " << chunk;
       }
     }
+    // The L2 prefetch of the attention's first entries a chunk (prefetch_entries, the backend's
+    // kQuestPrefetchEntries): real K / V pools to send (an address past them faults) and the
+    // same selection. Chunks of at least 8 entries in up to 4 splits, the first 4 of each sent.
+    const size_t pool = static_cast<size_t>(num_pages) * hkv * s.page_size * d;
+    const std::vector<cuda::bf16> zeros(pool);
+    DeviceArray<cuda::bf16> dk(zeros), dv(zeros);
+    p.kv.k = dk.get();
+    p.kv.v = dv.get();
+    p.attend_split = {8, 4, 0, 0};
+    p.prefetch_entries = 4;
+    p.score_chunk = 0;
+    p.score_staged = true;
+    for (bool split : {false, true}) {
+      auto pf_pages = DeviceArray<int32_t>::Poisoned(cap), pf_logical = DeviceArray<int32_t>::Poisoned(cap);
+      p.out_pages = pf_pages.get();
+      p.out_logical = pf_logical.get();
+      p.keys = split ? keys.get() : nullptr;
+      ASSERT_EQ(cuda::QuestSelect(p, nullptr), cudaSuccess);
+      EXPECT_EQ(pf_pages.Download(), ref_pages) << "with the L2 prefetch, split scoring " << split;
+      EXPECT_EQ(pf_logical.Download(), ref_logical) << "with the L2 prefetch, split scoring " << split;
+    }
   }
   // Exactly one of quest / quest_fp8 must be set.
   cuda::QuestSelectParams both;
