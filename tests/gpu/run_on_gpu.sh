@@ -10,6 +10,9 @@
 #   gemv    bench/gpu_gemv_bench (every GEMV variant and cuBLAS on the 8B matrices and on one
 #           step's 128 GEMVs), then the 8B batch-1 decode with each variant ($LILSERVE_GEMV_VARIANT,
 #           and "auto": timed per shape at the first step, the choices logged)
+#   quest   goal 4: the Quest tests of gpu_attention_test / gpu_backend_test, gpu_attention_bench
+#           --sparse twice (its tables, the prefetch sweep), the 8B step at 16k: Quest batch 16 / 4 / 1
+#           and dense batch 16
 #   decode  bench/gpu_decode_bench on a random Llama-3-8B-shaped checkpoint (+ A/B switches)
 #   flash   the 8B prefill (1k x 8, 4k x 1, 8k x 1 prompts: gpu_decode_bench's prefill column)
 #           without and with LILSERVE_FLASH_PREFILL=1 (the tensor-core prefill attention)
@@ -95,6 +98,21 @@ if has peer; then
 fi
 if has attn; then
   timeout 200 "$c/bin/gpu_attention_bench" 2>&1 | tee "$out/attention_bench.log" | log
+fi
+if has quest; then  # goal 4 in one go: Quest's tests, its kernel tables twice, the 8B step at 16k
+  for t in gpu_attention_test gpu_backend_test; do
+    timeout 200 "$c/bin/$t" --gtest_filter='*Quest*' > "$out/quest_$t.log" 2>&1
+    echo "$t (Quest) rc=$? $(grep -E 'PASSED|FAILED' "$out/quest_$t.log" | head -3 | tr '\n' ' ')" | log
+  done
+  for r in 1 2; do
+    timeout 100 "$c/bin/gpu_attention_bench" --sparse > "$out/quest_bench$r.log" 2>&1
+    grep -E '^\| (1|16) \| (dense|sink\+window|quest)' "$out/quest_bench$r.log" | log
+  done
+  need8b
+  for args in "--batch 16 --sparse quest" "--batch 16" "--batch 4 --sparse quest" "--batch 1 --sparse quest"; do
+    echo "8B 16k $args: $(timeout 120 "$c/bin/gpu_decode_bench" --model /tmp/l8 --hbm-tbs 4.4 --steps 32 --context 16384 \
+      --kv-mib 40000 $args 2>&1 | grep '^| [0-9]' | tail -1)" | log
+  done
 fi
 if has decode; then
   need8b
