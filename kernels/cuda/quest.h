@@ -65,7 +65,8 @@ inline constexpr int32_t kMaxQuestGroup = 8;
 // The backend's QuestSelectParams::prefetch_entries. gpu_attention_bench --sparse sweeps it
 // (session 26, batch 16 / 32k, best of 3 rounds, two runs, us): bf16 0: 81.3 / 81.5, 4: 80.8 /
 // 81.1, 8: 80.3 / 80.7, 16: 80.8 / 81.2, 32: 82.6 / 83.0, 64: 87.2 / 87.6; e4m3 73.0 / 73.4
-// at 0, 72.4 / 72.6 at 8. Past 16 the pages fetched early are evicted before their warps get to
+// at 0, 72.4 / 72.6 at 8 (measured before the half-a-chunk rule above, which now turns 64 off at
+// these 64-entry chunks). Past 16 the pages fetched early are evicted before their warps get to
 // them and the prefetches compete with the attention's own stream.
 inline constexpr int32_t kQuestPrefetchEntries = 8;
 cudaError_t QuestSelect(const QuestSelectParams& p, cudaStream_t stream);

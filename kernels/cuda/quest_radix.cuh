@@ -37,7 +37,9 @@ __device__ uint32_t RadixThreshold(const uint32_t* keys, int32_t count, int32_t 
     // leader's ballot on the first pass only, no faster than plain adds).
     for (int32_t cb = 0; cb < count && !(kFirstCounted && shift == 24); cb += blockDim.x) {
       const int32_t c = cb + threadIdx.x;
-      if (c < count && (keys[c] & mask) == threshold) atomicAdd(&hb[(keys[c] >> shift) & 255u], 1);
+      if (c >= count) continue;
+      const uint32_t k = keys[c];
+      if ((k & mask) == threshold) atomicAdd(&hb[(k >> shift) & 255u], 1);
     }
     __syncthreads();
     // The digit: walking the bins from 255 down, the first where the running count reaches
