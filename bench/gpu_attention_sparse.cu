@@ -81,6 +81,61 @@ __global__ void GatherHeadKernel(const uint8_t* meta, const int32_t* pages, int3
   if (acc == 12345.678f) *out = acc;  // keeps the loads
 }
 
+// One step with the selection CTAs' timeline on (`step(buffer)` runs it; QuestSelectParams::
+// timeline): the CTAs' start and end spread from the earliest start (us, %globaltimer), each
+// phase's length (clock64 cycles at the cycles a ns of the start -> end span) and the threshold
+// search's passes, min / median / max over the CTAs, as table rows headed `label`.
+template <typename Step>
+std::string TimelineRows(const char* label, int32_t ctas, Step step) {
+  constexpr int kPoints = lil::cuda::kQuestTimelinePoints, kWords = lil::cuda::kQuestTimelineWords;
+  uint64_t* d = nullptr;
+  CHECK(cudaMalloc(&d, sizeof(uint64_t) * kWords * ctas));
+  CHECK(cudaMemset(d, 0, sizeof(uint64_t) * kWords * ctas));
+  step(d);
+  CHECK(cudaDeviceSynchronize());
+  std::vector<uint64_t> h(static_cast<size_t>(kWords) * ctas);
+  CHECK(cudaMemcpy(h.data(), d, h.size() * sizeof(uint64_t), cudaMemcpyDeviceToHost));
+  CHECK(cudaFree(d));
+  auto at = [&](int32_t c, int w) { return static_cast<double>(h[static_cast<size_t>(c) * kWords + w]); };
+  double t0 = 1e300, cyc = 0.0, ns = 0.0;
+  for (int32_t c = 0; c < ctas; ++c) {
+    t0 = std::min(t0, at(c, kPoints));
+    cyc += at(c, kPoints - 1) - at(c, 0);
+    ns += at(c, kPoints + 1) - at(c, kPoints);
+  }
+  const double ghz = ns > 0 ? cyc / ns : 1.0;
+  std::string rows;
+  auto row = [&](const std::string& name, auto value) {
+    std::vector<double> v;
+    for (int32_t c = 0; c < ctas; ++c) v.push_back(value(c));
+    std::sort(v.begin(), v.end());
+    char line[256];
+    std::snprintf(line, sizeof(line), "| %s | %s | %.2f | %.2f | %.2f |\n", label, name.c_str(), v.front(), v[v.size() / 2], v.back());
+    rows += line;
+  };
+  row("start (us after the first)", [&](int32_t c) { return (at(c, kPoints) - t0) * 1e-3; });
+  row("end (us after the first start)", [&](int32_t c) { return (at(c, kPoints + 1) - t0) * 1e-3; });
+  const char* points[kPoints] = {"start", "PDL wait done", "keys complete", "threshold found", "scan done",
+                                 "thread 0's outputs written", "all outputs written"};
+  for (int i = 0; i + 1 < kPoints; ++i) {
+    row(std::string(points[i]) + " -> " + points[i + 1] + " (us)",
+        [&](int32_t c) { return (at(c, i + 1) - at(c, i)) / ghz * 1e-3; });
+  }
+  row("keys complete -> all outputs written (us)", [&](int32_t c) { return (at(c, kPoints - 1) - at(c, 2)) / ghz * 1e-3; });
+  row("threshold search passes", [&](int32_t c) { return at(c, kPoints + 2); });
+  char line[200];
+  std::snprintf(line, sizeof(line), "| %s | SM clock (cycles a ns) | | %.3f | |\n", label, ghz);
+  rows += line;
+  // Whether the slow scorers sit on the same SMs from run to run: the 8 slowest CTAs' SMs.
+  std::vector<std::pair<double, int>> scoring;
+  for (int32_t c = 0; c < ctas; ++c) scoring.push_back({at(c, 2) - at(c, 1), static_cast<int>(at(c, kPoints + 3))});
+  std::sort(scoring.rbegin(), scoring.rend());
+  rows += std::string("| ") + label + " | the 8 slowest scorers' SMs |";
+  for (size_t i = 0; i < std::min<size_t>(8, scoring.size()); ++i) rows += " " + std::to_string(scoring[i].second);
+  rows += " | | |\n";
+  return rows;
+}
+
 }  // namespace
 
 void SparseTables(const Bench& b) {
@@ -94,7 +149,7 @@ void SparseTables(const Bench& b) {
   std::printf("\n## Sparse decode at 32k context, 2,048-token budget\n\n");
   std::printf("| batch | mode | time us | dense us | speedup | byte floor us | vs floor |\n|---|---|---|---|---|---|---|\n");
   const int32_t context = quick ? 8192 : 32768, budget_pages = 128;
-  std::string split_table, prefetch_table;
+  std::string split_table, prefetch_table, timeline_table;
   for (int32_t batch : {16, 1}) {
     auto sets = MakeSets(b, batch, context);
     const int32_t pages_per_seq = context / kPage;
@@ -139,6 +194,7 @@ void SparseTables(const Bench& b) {
     bool split_scoring = true, attend = true;
     bool score_staged = true, fp8 = false, keys_ready = false, stages2 = false;
     int32_t prefetch = lil::cuda::kQuestPrefetchEntries;  // the backend's default
+    uint64_t* timeline = nullptr;
     auto run = [&](std::vector<Launch>& ls, bool select) {
       return MedianMs([&](int i) {
         const size_t k = i % ls.size();
@@ -160,6 +216,7 @@ void SparseTables(const Bench& b) {
           qp.out_pages = ls[k].pages;
           qp.out_logical = ls[k].logical;
           qp.key_stride = pages_per_seq;  // as the backend: the longest row
+          qp.timeline = timeline;
           if (split_scoring) {
             qp.keys = score_keys;
             qp.score_staged = score_staged;
@@ -177,6 +234,21 @@ void SparseTables(const Bench& b) {
       }, 10, 7);
     };
     const double dense_ms = run(dense, false);
+    // The selection CTAs' timeline (QuestSelectParams::timeline) on the backend's path, with its
+    // L2 prefetch and (batch 16) without.
+    split_scoring = lil::cuda::QuestSplitScoringPays(batch * kKvHeads, false);
+    for (int32_t pf : {lil::cuda::kQuestPrefetchEntries, 0}) {
+      if (pf == 0 && batch != 16) continue;
+      prefetch = pf;
+      const std::string label = std::to_string(batch) + ", prefetch " + std::to_string(pf);
+      timeline_table += TimelineRows(label.c_str(), batch * kKvHeads, [&](uint64_t* t) {
+        timeline = t;
+        run(quest, true);
+        timeline = nullptr;
+      });
+    }
+    prefetch = lil::cuda::kQuestPrefetchEntries;
+    split_scoring = true;
     const double sw_ms = run(window, false);
     // The backend's choice (QuestSplitScoringPays): the split scoring, or each selection CTA
     // scoring its own row where the rows fill one wave. The rows below that time the parts are
@@ -364,6 +436,10 @@ void SparseTables(const Bench& b) {
   std::printf("\n## The 2,048-token rows' split (sink+window rows, batch 16: the Quest attend part's shape)\n\n");
   std::printf("| batch | splits (chunk pages) | CTAs | time us | byte floor us | vs floor |\n|---|---|---|---|---|---|\n%s",
               split_table.c_str());
+  std::printf("\n## The selection CTAs' timeline (one step of the backend's Quest path; thread 0 of each CTA, "
+              "QuestSelectParams::timeline; us from %%globaltimer, the phases from clock64 at the cycles a ns measured)\n\n");
+  std::printf("| batch, entries prefetched a chunk | point or phase | min | median | max |\n|---|---|---|---|---|\n%s",
+              timeline_table.c_str());
   std::printf("\n## Quest's selection sending the attention's first pages to the L2 (batch 16, 32k; vs the dense above)\n\n");
   std::printf("| metadata | entries a chunk | us, 3 rounds | best us | vs dense |\n|---|---|---|---|---|\n%s",
               prefetch_table.c_str());

@@ -308,6 +308,12 @@ __device__ void ScoreStaged(const QuestSelectParams& p, int32_t s, int32_t h, in
   CpAsyncWaitAll();
 }
 
+__device__ __forceinline__ uint64_t GlobalTimerNs() {
+  uint64_t ns;
+  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(ns));
+  return ns;
+}
+
 // kOctetQuads > 0: the CTA's own scoring (launched only with keys null) through ScoreOctets,
 // which also counts the threshold search's first pass. The explicit minimum of one CTA an SM let
 // ptxas keep 112 registers for Score where it chose 100 (49.6 -> 44.3 us at batch 16 / 32k);
@@ -338,12 +344,21 @@ __global__ void __launch_bounds__(kThreads, 1) QuestSelectKernel(QuestSelectPara
   }
   // Two histograms for the threshold search below; kFold: the scoring counts the first pass.
   constexpr bool kFold = kOctetQuads > 0;
-  __shared__ int hist[2][256];
+  __shared__ __align__(16) int hist[3 * 256];
   if constexpr (kFold) {
-    for (int i = threadIdx.x; i < 256; i += blockDim.x) hist[0][i] = 0;
+    for (int i = threadIdx.x; i < 2 * 256 / 4; i += blockDim.x) reinterpret_cast<int4*>(hist)[i] = make_int4(0, 0, 0, 0);
     __syncthreads();
   }
+  // Diagnostics (QuestSelectParams::timeline): thread 0 notes the SM clock at each point in
+  // shared memory (s_clock[kQuestTimelinePoints]: %globaltimer at the start).
+  __shared__ uint64_t s_clock[kQuestTimelinePoints + 1];
+  auto stamp = [&](int i) {
+    if (p.timeline != nullptr && threadIdx.x == 0) s_clock[i] = clock64();
+  };
+  if (p.timeline != nullptr && threadIdx.x == 0) s_clock[kQuestTimelinePoints] = GlobalTimerNs();
+  stamp(0);
   PdlWait();
+  stamp(1);
   if (keep >= n) {  // everything fits: copy the candidates
     for (int32_t c = threadIdx.x; c < n; c += blockDim.x) {
       p.out_pages[out0 + c] = p.cand_pages[c0 + c];
@@ -352,7 +367,7 @@ __global__ void __launch_bounds__(kThreads, 1) QuestSelectKernel(QuestSelectPara
     return;
   }
   if constexpr (kOctetQuads > 0) {
-    ScoreOctets<kOctetQuads>(p, s, h, 0, n - 1, keys, threadIdx.x >> 5, kWarps, hist[0]);
+    ScoreOctets<kOctetQuads>(p, s, h, 0, n - 1, keys, threadIdx.x >> 5, kWarps, hist);
   } else if (p.keys != nullptr) {  // QuestScoreKernel scored them
     // Four keys a 16-byte load, every load of a thread issued before its stores: a row of
     // 2,047 keys is one load a thread, one L2 round trip (the scalar loop's load -> store pairs
@@ -372,23 +387,61 @@ __global__ void __launch_bounds__(kThreads, 1) QuestSelectKernel(QuestSelectPara
     Score<kDpl, M>(p, s, h, 0, n - 1, keys, threadIdx.x >> 5, kWarps);
   }
   __syncthreads();
+  stamp(2);
+  // This thread's run of keys in registers where it is at most kRunAhead long (rows of up to
+  // 2,048 candidates; one 16-byte load at 4): the threshold search's passes, the counts and the
+  // compaction below then read no shared memory. Longer runs: the search walks shared memory.
+  const int32_t need = keep - 1, run_keys = max(0, min(hi, n - 1) - lo);
+  const bool regs = per <= kRunAhead;
+  uint32_t mine[kRunAhead];
+  if (regs && run_keys == 4) {
+    const uint4 v = *reinterpret_cast<const uint4*>(keys + lo);  // lo = 4i
+    mine[0] = v.x, mine[1] = v.y, mine[2] = v.z, mine[3] = v.w;
+  } else {
+#pragma unroll
+    for (int i = 0; i < kRunAhead; ++i) mine[i] = regs && i < run_keys ? keys[lo + i] : 0u;
+  }
   // The need-th largest key T (kernels/cuda/quest_radix.cuh).
-  const int32_t need = keep - 1;
-  const uint32_t threshold = need > 0 ? RadixThreshold<kFold>(keys, n - 1, need, hist) : 0u;
+  uint32_t threshold = 0;
+  int passes = 0;
+  if (need > 0 && regs) {
+    threshold = RadixThreshold<kFold>([&](auto f) {
+#pragma unroll
+      for (int i = 0; i < kRunAhead; ++i) {
+        if (i < run_keys) f(mine[i]);
+      }
+    }, need, hist, passes);
+  } else if (need > 0) {
+    threshold = RadixThreshold<kFold>([&](auto f) {
+      for (int32_t c = threadIdx.x; c < n - 1; c += kThreads) f(keys[c]);
+    }, need, hist, passes);
+  }
+  stamp(3);
   // Compaction in one block scan: thread i takes the run [i * per, (i + 1) * per) of the
   // candidates and counts its keys above the threshold and equal to it (packed, equal << 16:
   // counts <= kQuestMaxCandidates < 2^16); the exclusive scan gives each run its place. The
   // candidates kept, in logical order: every key above T, the first need_eq keys equal to T
   // (need_eq = need - all keys above T), and the newest page, the last candidate.
   int gt = 0, eq = 0;
-  for (int32_t c = lo; need > 0 && c < hi && c < n - 1; ++c) {
-    gt += keys[c] > threshold ? 1 : 0;
-    eq += keys[c] == threshold ? 1 : 0;
+  if (need > 0 && regs) {
+#pragma unroll
+    for (int i = 0; i < kRunAhead; ++i) {
+      gt += i < run_keys && mine[i] > threshold ? 1 : 0;
+      eq += i < run_keys && mine[i] == threshold ? 1 : 0;
+    }
+  } else if (need > 0) {
+    for (int32_t c = lo; c < lo + run_keys; ++c) {
+      gt += keys[c] > threshold ? 1 : 0;
+      eq += keys[c] == threshold ? 1 : 0;
+    }
   }
   int before = 0, total = 0;
   Scan(scan_storage).ExclusiveSum((eq << 16) | gt, before, total);
+  stamp(4);
   const int32_t need_eq = need - (total & 0xffff);
-  int g_run = before & 0xffff, e_run = before >> 16;  // keys above T / equal to T before this run
+  int e_run = before >> 16;  // keys equal to T before this run
+  // The place of the run's first chosen entry; the run's chosen entries take the next places.
+  int32_t at = (before & 0xffff) + min(e_run, need_eq);
   const SplitChoice& sp = p.attend_split;
   const int32_t chunk = sp.min_chunk_entries > 0
                             ? SplitChunkEntries(sp.min_chunk_entries, sp.max_splits, sp.row_splits, sp.long_chunk_entries, keep)
@@ -397,35 +450,54 @@ __global__ void __launch_bounds__(kThreads, 1) QuestSelectKernel(QuestSelectPara
   // Bulk prefetches take 16-byte units; and where the prefetch would cover more than half of each
   // chunk (batch 1's 5-entry chunks: every page sent, 28.0 -> 30.9 us at 32k) it is left off.
   const int32_t prefetch = page_bytes % 16 == 0 && chunk >= 2 * p.prefetch_entries ? p.prefetch_entries : 0;
-  // Candidate c, the page and logical index given (prefetched) or -1 (loaded here).
-  auto emit = [&](int32_t c, int32_t page, int32_t logical) {
-    bool chosen = c == n - 1;  // the newest page is always attended
-    const int32_t at = g_run + min(e_run, need_eq);
-    if (c < n - 1 && need > 0) {
-      if (keys[c] > threshold) {
-        chosen = true;
-        ++g_run;
-      } else if (keys[c] == threshold) {
-        chosen = e_run < need_eq;
-        ++e_run;
-      }
+  // at's place in its chunk of the attention split (prefetch > 0 only).
+  int32_t in_chunk = prefetch > 0 ? at % chunk : 0;
+  // Every thread of the CTA runs this part (instruction-bound: one modulo a run, not a candidate).
+  // Whether candidate c with `key` is kept: the newest page; keys above T; keys equal to T while
+  // need_eq lasts (in index order).
+  auto kept = [&](int32_t c, uint32_t key) {
+    if (c == n - 1) return true;
+    if (need == 0 || key < threshold) return false;
+    return key > threshold || e_run++ < need_eq;
+  };
+  auto put = [&](int32_t page, int32_t logical) {
+    p.out_pages[out0 + at] = page;
+    p.out_logical[out0 + at] = logical;
+    // One of the attention's first tiles (quest.h). The bulk prefetches go through the SM's one
+    // TMA unit, ~30 ns each: issued here, from the warps holding the chunks' first entries, they
+    // overlap the other warps' work (session 27: the 32 of a batch-16 CTA from lane 0 of every
+    // warp in turn after a barrier, or as plain 128-byte line prefetches a warp a page, were
+    // 0.4-0.5 us slower).
+    if (in_chunk < prefetch) {
+      const size_t off = p.kv.Offset(page, h, 0);  // 16-byte aligned, as page_bytes is a multiple of 16
+      PrefetchL2(p.kv.k + off, page_bytes);
+      PrefetchL2(p.kv.v + off, page_bytes);
     }
-    if (chosen) {
-      const int32_t pg = page >= 0 ? page : p.cand_pages[c0 + c];
-      p.out_pages[out0 + at] = pg;
-      p.out_logical[out0 + at] = page >= 0 ? logical : p.cand_logical[c0 + c];
-      if (at % chunk < prefetch) {  // one of the attention's first tiles (quest.h)
-        const size_t off = p.kv.Offset(pg, h, 0);  // 16-byte aligned, as page_bytes is a multiple of 16
-        PrefetchL2(p.kv.k + off, page_bytes);
-        PrefetchL2(p.kv.v + off, page_bytes);
-      }
-    }
+    ++at;
+    if (++in_chunk == chunk) in_chunk = 0;
   };
 #pragma unroll
   for (int i = 0; i < kRunAhead; ++i) {
-    if (lo + i < hi) emit(lo + i, run_pages[i], run_logical[i]);
+    if (lo + i < hi && kept(lo + i, regs ? mine[i] : keys[min(lo + i, n - 2)])) put(run_pages[i], run_logical[i]);
   }
-  for (int32_t c = lo + kRunAhead; c < hi; ++c) emit(c, -1, -1);
+  for (int32_t c = lo + kRunAhead; c < hi; ++c) {
+    if (kept(c, keys[min(c, n - 2)])) put(p.cand_pages[c0 + c], p.cand_logical[c0 + c]);
+  }
+  stamp(5);
+  if (p.timeline != nullptr) {  // the end of the whole CTA's stores
+    __syncthreads();
+    stamp(6);
+    if (threadIdx.x == 0) {
+      uint64_t* t = p.timeline + (static_cast<int64_t>(blockIdx.y) * gridDim.x + blockIdx.x) * kQuestTimelineWords;
+      for (int i = 0; i < kQuestTimelinePoints; ++i) t[i] = s_clock[i];
+      t[kQuestTimelinePoints] = s_clock[kQuestTimelinePoints];
+      t[kQuestTimelinePoints + 1] = GlobalTimerNs();
+      t[kQuestTimelinePoints + 2] = static_cast<uint64_t>(passes);
+      uint32_t sm;
+      asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
+      t[kQuestTimelinePoints + 3] = sm;
+    }
+  }
 }
 
 // The scoring pass spread over CTAs (QuestSelectParams::keys): one per (group of up to eight

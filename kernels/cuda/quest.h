@@ -56,7 +56,16 @@ struct QuestSelectParams {
   // Benchmarks: `keys` already hold this step's scores, so only the selection kernel runs
   // (gpu_attention_bench times the two kernels apart this way).
   bool keys_ready = false;
+  // Diagnostics (gpu_attention_bench --sparse's timeline): where set, thread 0 of selection CTA
+  // (s, h) writes kQuestTimelineWords words from timeline[(h * num_seqs + s) * kQuestTimelineWords]:
+  // clock64 at kQuestTimelinePoints points (0 its start, 1 after the PDL wait, 2 the keys
+  // complete (scored or loaded), 3 the threshold found, 4 the compaction's scan done, 5 thread 0's
+  // outputs written, 6 every thread's), then %globaltimer (ns) at its start and at its end, then
+  // the threshold search's passes, then its SM. Not for production steps (a barrier more).
+  uint64_t* timeline = nullptr;
 };
+inline constexpr int kQuestTimelinePoints = 7;
+inline constexpr int kQuestTimelineWords = kQuestTimelinePoints + 4;
 
 // Candidates per sequence are limited to kQuestMaxCandidates (scores live in shared memory:
 // 64 KiB), GQA groups to kMaxQuestGroup.

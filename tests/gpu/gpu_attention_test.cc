@@ -366,9 +366,12 @@ TEST_P(QuestParity, MatchesCpuReference) {
   // Eight KV heads at group 1 / head_dim 128 (a candidate's metadata block is 4 KiB in bf16, as
   // for Llama-3-8B), two elsewhere.
   const int32_t hkv = s.group == 1 && s.head_dim == 128 ? 8 : 2, heads = hkv * s.group, d = s.head_dim,
-                num_pages = 700;
-  const std::vector<int32_t> counts = {37, 5, 250, 600};  // 600: three chunks of the split scoring
-  const std::vector<int32_t> budget = {6, 9, 64, 100};
+                num_pages = 2400;
+  // 600: three chunks of the split scoring; 2,300: runs of 5 keys a selection thread, past the
+  // 4 it holds in registers, so its threshold search walks the keys in shared memory; budget 1:
+  // the newest page alone (no threshold search).
+  const std::vector<int32_t> counts = {37, 5, 250, 600, 2300, 40};
+  const std::vector<int32_t> budget = {6, 9, 64, 100, 300, 1};
   std::vector<int32_t> cand_indptr{0}, cand_pages, cand_logical;
   std::mt19937 rng(s.page_size * 31 + s.group);
   for (int32_t n : counts) {
