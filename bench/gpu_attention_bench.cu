@@ -69,7 +69,7 @@ void DenseTable(const Bench& b) {
       const double tbs = bytes / (ms * 1e-3) / 1e12, cuda_core_tbs = bytes / (cuda_core_ms * 1e-3) / 1e12;
       std::printf("| %d | %d | %.0f | %.1f | %.3f | %.3f | %.2f | %d | %.1f | %.2f | %.1f | %.2f | %d |\n", batch, context,
                   bytes / (1 << 20), ms * 1e3, tbs, b.read_tbs, tbs / b.read_tbs,
-                  RowSplits(launches[0].split, context / kPage), cuda_core_ms * 1e3,
+                  LaunchSplits(launches[0], context / kPage), cuda_core_ms * 1e3,
                   cuda_core_tbs / b.read_tbs, s2_ms * 1e3, bytes / (s2_ms * 1e-3) / 1e12 / b.read_tbs,
                   RowSplits(s2, context / kPage));
     }
@@ -88,6 +88,8 @@ double ForcedSplitMs(const Bench& b, const std::vector<Launch>& launches, int32_
     ap.tc_stages = cp_async2 ? 2 : 3;
     ap.min_chunk_entries = splits == 1 ? 0 : (npages + splits - 1) / splits;
     ap.max_splits = splits;
+    ap.row_splits = ap.long_chunk_entries = 0;  // every row in `splits` chunks (not the long-row rule)
+    ap.tc_warps = lil::cuda::kSplitWarps;
     ap.partial = g_partial_alt;
     CHECK(lil::cuda::PagedAttention(ap, nullptr));
   }, 20, 9);
@@ -113,7 +115,7 @@ void BatchedTable(const Bench& b) {
     const double bytes = static_cast<double>(batch) * context * kKvHeads * kDim * 2 * 2;
     const double tbs = bytes / (ms * 1e-3) / 1e12;
     std::printf("| %d | %d | %.0f | %.1f | %.3f | %.3f | %.2f | %d |\n", batch, context, bytes / (1 << 20), ms * 1e3, tbs,
-                b.read_tbs, tbs / b.read_tbs, RowSplits(launches[0].split, context / kPage));
+                b.read_tbs, tbs / b.read_tbs, LaunchSplits(launches[0], context / kPage));
   }
   // The same shapes with the split forced (chunks of context / splits tokens) and with two
   // cp.async stages (three CTAs an SM instead of two): whether more, shorter CTAs hide the

@@ -70,7 +70,14 @@ struct Launch {
   lil::cuda::SplitChoice split2;    // with 2 stages (g_target2)
   lil::cuda::SplitChoice split_cc;  // the CUDA-core kernel (g_target_cc)
   int32_t nnz = 0;
+  bool wide = false;  // the backend's eager steps: one 8-warp CTA a row (WideTcRows; $LILSERVE_TC_WIDE=0: never)
 };
+
+// $LILSERVE_TC_WIDE as the backend reads it: "0" never takes 8-warp CTAs.
+inline const bool kWideAllowed = [] {
+  const char* e = std::getenv("LILSERVE_TC_WIDE");
+  return !(e != nullptr && e[0] == '0');
+}();
 
 inline int32_t* Upload(const std::vector<int32_t>& v) {
   int32_t* d = nullptr;
@@ -105,6 +112,9 @@ inline Launch UploadLaunch(const std::vector<int32_t>& pos, const std::vector<in
   l.split = lil::cuda::ChooseSplit(tokens * kKvHeads, kPage, target_ctas);
   l.split2 = lil::cuda::ChooseSplit(tokens * kKvHeads, kPage, g_target2);
   l.split_cc = lil::cuda::ChooseSplit(tokens * kKvHeads, kPage, g_target_cc);
+  size_t longest = 0;
+  for (const auto& r : rows) longest = std::max(longest, r.size());
+  l.wide = kTensorCores && kWideAllowed && lil::cuda::WideTcRows(tokens * kKvHeads, static_cast<int32_t>(longest) * kPage, SmCount());
   l.counters = Upload(std::vector<int32_t>(tokens * kKvHeads, 0));
   CHECK(cudaMalloc(&l.partial, sizeof(float) * std::max<int64_t>(1, lil::cuda::SplitPartialFloats(tokens, kKvHeads, kDim, l.split.max_splits))));
   return l;
@@ -135,10 +145,12 @@ inline lil::cuda::PagedAttentionParams Params(const Pool& pool, const Launch& l,
   p.rows_static = true;  // uploaded by the host
   p.tensor_cores = kTensorCores;
   p.scale = 0.08838834764f;
-  lil::cuda::SetSplit(p, l.split);
+  lil::cuda::SetSplit(p, l.wide ? lil::cuda::SplitChoice{} : l.split);
+  p.tc_warps = l.wide ? lil::cuda::kWideWarps : lil::cuda::kSplitWarps;
   p.partial = l.partial;
   p.counters = l.counters;
-  if (stages2) {  // the cp.async kernel with two stages (registers take two whatever tc_stages says)
+  if (stages2) {
+    p.tc_warps = lil::cuda::kSplitWarps;  // the cp.async kernel with two stages (registers take two whatever tc_stages says)
     p.tc_tiles = lil::cuda::TcTiles::kCpAsync;
     p.tc_stages = 2;
     lil::cuda::SetSplit(p, l.split2);
@@ -169,6 +181,9 @@ inline int32_t RowSplits(const lil::cuda::SplitChoice& s, int32_t entries) {
       lil::cuda::SplitChunkEntries(s.min_chunk_entries, s.max_splits, s.row_splits, s.long_chunk_entries, entries);
   return (entries + chunk - 1) / chunk;
 }
+
+// The chunks a launch's rows of `entries` entries run in (1 with 8-warp CTAs).
+inline int32_t LaunchSplits(const Launch& l, int32_t entries) { return l.wide ? 1 : RowSplits(l.split, entries); }
 
 // Sets of page tables for `batch` sequences at `context`, each set on distinct pages.
 inline std::vector<std::vector<std::vector<int32_t>>> MakeSets(const Bench& b, int32_t batch, int32_t context) {

@@ -149,7 +149,7 @@ void SparseTables(const Bench& b) {
   std::printf("\n## Sparse decode at 32k context, 2,048-token budget\n\n");
   std::printf("| batch | mode | time us | dense us | speedup | byte floor us | vs floor |\n|---|---|---|---|---|---|---|\n");
   const int32_t context = quick ? 8192 : 32768, budget_pages = 128;
-  std::string split_table, prefetch_table, timeline_table;
+  std::string split_table, prefetch_table, timeline_table, wide_table;
   for (int32_t batch : {16, 1}) {
     auto sets = MakeSets(b, batch, context);
     const int32_t pages_per_seq = context / kPage;
@@ -193,12 +193,17 @@ void SparseTables(const Bench& b) {
     CHECK(cudaMalloc(&score_keys, sizeof(uint32_t) * batch * kKvHeads * pages_per_seq));
     bool split_scoring = true, attend = true;
     bool score_staged = true, fp8 = false, keys_ready = false, stages2 = false;
-    int32_t prefetch = lil::cuda::kQuestPrefetchEntries;  // the backend's default
+    // The backend's default for the attention's CTAs (QuestPrefetchEntries).
+    const int32_t default_prefetch = lil::cuda::QuestPrefetchEntries(quest[0].wide ? lil::cuda::kWideWarps : lil::cuda::kSplitWarps);
+    int32_t prefetch = default_prefetch;
     uint64_t* timeline = nullptr;
+    bool narrow = false;  // the attention in 4-warp split CTAs whatever WideTcRows says
     auto run = [&](std::vector<Launch>& ls, bool select) {
       return MedianMs([&](int i) {
         const size_t k = i % ls.size();
-        lil::cuda::PagedAttentionParams ap = Params(pool, ls[k], batch, q, out, stages2);
+        Launch lk = ls[k];
+        lk.wide = lk.wide && !narrow;
+        lil::cuda::PagedAttentionParams ap = Params(pool, lk, batch, q, out, stages2);
         if (select) {
           const QuestIn& in = qins[k];
           lil::cuda::QuestSelectParams qp;
@@ -234,10 +239,36 @@ void SparseTables(const Bench& b) {
       }, 10, 7);
     };
     const double dense_ms = run(dense, false);
+    // Quest and its attention with the backend's attention CTAs and with 4-warp split ones
+    // ($LILSERVE_TC_WIDE=0), interleaved over two rounds.
+    std::string narrow_rows;
+    if (quest[0].wide) {
+      split_scoring = lil::cuda::QuestSplitScoringPays(batch * kKvHeads, false);
+      double us[2][2][2];  // [narrow][quest, attend][round]
+      for (int r = 0; r < 2; ++r) {
+        for (int n = 0; n < 2; ++n) {
+          narrow = n == 1;
+          prefetch = lil::cuda::QuestPrefetchEntries(narrow ? lil::cuda::kSplitWarps : lil::cuda::kWideWarps);
+          us[n][0][r] = run(quest, true) * 1e3;
+          us[n][1][r] = run(quest, false) * 1e3;
+        }
+      }
+      narrow = false;
+      prefetch = default_prefetch;
+      split_scoring = true;
+      char line[300];
+      for (int n = 0; n < 2; ++n) {
+        std::snprintf(line, sizeof(line), "| %d | quest, %s (2 rounds) | %.1f / %.1f | %.1f | %.2fx | | |\n| %d | quest: attend alone, %s | %.1f / %.1f | | | | |\n",
+                      batch, n ? "attention in 4-warp split CTAs (LILSERVE_TC_WIDE=0)" : "attention in one 8-warp CTA a row (the default here)",
+                      us[n][0][0], us[n][0][1], dense_ms * 1e3, dense_ms * 1e3 / std::min(us[n][0][0], us[n][0][1]), batch,
+                      n ? "4-warp split CTAs" : "8-warp CTAs", us[n][1][0], us[n][1][1]);
+        narrow_rows += line;
+      }
+    }
     // The selection CTAs' timeline (QuestSelectParams::timeline) on the backend's path, with its
     // L2 prefetch and (batch 16) without.
     split_scoring = lil::cuda::QuestSplitScoringPays(batch * kKvHeads, false);
-    for (int32_t pf : {lil::cuda::kQuestPrefetchEntries, 0}) {
+    for (int32_t pf : {default_prefetch, 0}) {
       if (pf == 0 && batch != 16) continue;
       prefetch = pf;
       const std::string label = std::to_string(batch) + ", prefetch " + std::to_string(pf);
@@ -247,7 +278,7 @@ void SparseTables(const Bench& b) {
         timeline = nullptr;
       });
     }
-    prefetch = lil::cuda::kQuestPrefetchEntries;
+    prefetch = default_prefetch;
     split_scoring = true;
     const double sw_ms = run(window, false);
     // The backend's choice (QuestSplitScoringPays): the split scoring, or each selection CTA
@@ -339,6 +370,7 @@ void SparseTables(const Bench& b) {
     std::printf("| %d | quest (score+select+attend; %s) | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n", batch,
                 auto_split ? "split scoring" : "scoring in the selection CTAs", quest_ms * 1e3, dense_ms * 1e3,
                 dense_ms / quest_ms, floor_q, quest_ms * 1e3 / floor_q);
+    std::printf("%s", narrow_rows.c_str());
     std::printf("| %d | quest, split scoring (LILSERVE_QUEST_SPLIT=1) | %.1f | %.1f | %.2fx | %.1f | %.2fx |\n", batch,
                 quest_split_ms * 1e3, dense_ms * 1e3, dense_ms / quest_split_ms, floor_q, quest_split_ms * 1e3 / floor_q);
     const double floor_meta = meta / (read_tbs * 1e12) * 1e6;
@@ -401,7 +433,7 @@ void SparseTables(const Bench& b) {
       }
       fp8 = false;
       split_scoring = true;
-      prefetch = lil::cuda::kQuestPrefetchEntries;
+      prefetch = default_prefetch;
     }
     CHECK(cudaFree(score_keys));  // after the sweep above, which scores through it where the backend splits
     // The attend part's split: the sink+window rows (128 pages each, static) cut into S chunks;
@@ -412,7 +444,7 @@ void SparseTables(const Bench& b) {
       CHECK(cudaMalloc(&partial, sizeof(float) * lil::cuda::SplitPartialFloats(batch, kKvHeads, kDim, max_s)));
       char line[256];
       std::snprintf(line, sizeof(line), "| %d | backend's choice: %d | %d | %.1f | %.1f | %.2fx |\n", batch,
-                    RowSplits(window[0].split, budget_pages), batch * kKvHeads * RowSplits(window[0].split, budget_pages), sw_ms * 1e3, floor_sw,
+                    LaunchSplits(window[0], budget_pages), batch * kKvHeads * LaunchSplits(window[0], budget_pages), sw_ms * 1e3, floor_sw,
                     sw_ms * 1e3 / floor_sw);
       split_table += line;
       for (int32_t splits : {1, 2, 4, 6, 8, 12, 16}) {
@@ -430,12 +462,42 @@ void SparseTables(const Bench& b) {
         split_table += line;
       }
       CHECK(cudaFree(partial));
+      // WideTcRows' length limit: rows of the newest 32-512 pages (0.5k-8k tokens, the sink+window
+      // shape without sinks), the backend's 4-warp split against one 8-warp CTA a row, interleaved.
+      for (int32_t row_pages : {32, 64, 128, 256, 512}) {
+        std::vector<Launch> ls;
+        for (auto& tables : sets) {
+          std::vector<std::vector<int32_t>> rr(batch);
+          for (int32_t s = 0; s < batch; ++s) {
+            for (int32_t lp = pages_per_seq - row_pages; lp < pages_per_seq; ++lp) rr[s].push_back(lp);
+          }
+          ls.push_back(MakeLaunch(tables, rr, context, target));
+        }
+        double us[2][2];
+        for (int r = 0; r < 2; ++r) {
+          for (int w = 0; w < 2; ++w) {
+            us[w][r] = 1e3 * MedianMs([&](int i) {
+              Launch l = ls[i % ls.size()];
+              l.wide = w == 1;
+              CHECK(lil::cuda::PagedAttention(Params(pool, l, batch, q, out), nullptr));
+            }, 10, 7);
+          }
+        }
+        const double floor_us = static_cast<double>(batch) * row_pages * kPage * kKvHeads * kDim * 4 / (read_tbs * 1e12) * 1e6;
+        std::snprintf(line, sizeof(line), "| %d | %d | %s | %.1f / %.1f | %.1f / %.1f | %.1f | %.2fx |\n", row_pages,
+                      row_pages * kPage, ls[0].wide ? "8 warps" : "4-warp split", us[0][0], us[0][1], us[1][0], us[1][1],
+                      floor_us, std::min(us[0][0], us[0][1]) / std::min(us[1][0], us[1][1]));
+        wide_table += line;
+      }
     }
   }
 
   std::printf("\n## The 2,048-token rows' split (sink+window rows, batch 16: the Quest attend part's shape)\n\n");
   std::printf("| batch | splits (chunk pages) | CTAs | time us | byte floor us | vs floor |\n|---|---|---|---|---|---|\n%s",
               split_table.c_str());
+  std::printf("\n## One 8-warp CTA a row against the 4-warp split (batch 16 x 8 KV heads = 128 rows; WideTcRows)\n\n");
+  std::printf("| row pages | tokens | the backend's choice | 4-warp split us (2 rounds) | 8 warps us | byte floor us | "
+              "4-warp / 8-warp |\n|---|---|---|---|---|---|---|\n%s", wide_table.c_str());
   std::printf("\n## The selection CTAs' timeline (one step of the backend's Quest path; thread 0 of each CTA, "
               "QuestSelectParams::timeline; us from %%globaltimer, the phases from clock64 at the cycles a ns measured)\n\n");
   std::printf("| batch, entries prefetched a chunk | point or phase | min | median | max |\n|---|---|---|---|---|\n%s",

@@ -144,6 +144,10 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
   if (const char* e = std::getenv("LILSERVE_TC_MIN_TOKENS"); e != nullptr && std::atoi(e) > 0) {
     b->tc_min_tokens_ = std::atoi(e);
   }
+  b->sms_ = sms;
+  b->wide_rows_ = EnvIs("LILSERVE_TC_WIDE", "0")   ? WideRows::kNever
+                 : EnvIs("LILSERVE_TC_WIDE", "1") ? WideRows::kAlways
+                                                  : WideRows::kAuto;
   b->quest_split_ = EnvIs("LILSERVE_QUEST_SPLIT", "0")   ? QuestSplit::kNever
                    : EnvIs("LILSERVE_QUEST_SPLIT", "1") ? QuestSplit::kAlways
                                                          : QuestSplit::kAuto;
@@ -388,7 +392,14 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
                                         QuestSplitScoringPays(d.num_quest * c.num_kv_heads, quest_fp8_)));
     if (d.quest_split) quest_keys = std::max<int64_t>(quest_keys, int64_t{d.num_quest} * c.num_kv_heads * d.max_cand);
     max_nnz = std::max(max_nnz, d.nnz);
-    if (split_target > 0 && in.mass_size == 0 && SplitSupported(c.head_dim)) {
+    d.wide = false;
+    if (!graph && in.mass_size == 0 && wide_rows_ != WideRows::kNever && TensorCoreAttention(in.num_tokens) &&
+        tc_tiles_ == TcTiles::kRegisters) {
+      int32_t longest = 0;  // entries of the longest row
+      for (size_t r = 0; r + 1 < l.indptr.size(); ++r) longest = std::max(longest, l.indptr[r + 1] - l.indptr[r]);
+      d.wide = wide_rows_ == WideRows::kAlways || WideTcRows(in.num_tokens * c.num_kv_heads, longest * page_size_, sms_);
+    }
+    if (split_target > 0 && in.mass_size == 0 && SplitSupported(c.head_dim) && !d.wide) {
       d.split = ChooseSplit(in.num_tokens * c.num_kv_heads, page_size_, split_target);
       max_splits = std::max(max_splits, d.split.min_chunk_entries > 0 ? d.split.max_splits : 0);
     }

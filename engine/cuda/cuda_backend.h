@@ -187,6 +187,13 @@ class CudaBackend final : public Backend {
   // instead of the kernel's own, the CUDA-core bench column 0.63-0.72 -> 0.46-0.49 of the
   // read ceiling). 0: split-KV off ($LILSERVE_SPLIT_KV=0).
   int32_t split_target_tc_ = 0, split_target_cc_ = 0;
+  // One 8-warp CTA a row for eager tensor-core steps whose rows WideTcRows picks (Quest's
+  // selected rows at batch 16: PagedAttentionParams::tc_warps; graph steps keep the 4-warp
+  // split, as their rows grow past the rule's length inside one captured graph).
+  // $LILSERVE_TC_WIDE=0: never; =1: every eager step with register tiles (tests).
+  enum class WideRows { kAuto, kAlways, kNever };
+  WideRows wide_rows_ = WideRows::kAuto;
+  int32_t sms_ = 0;
   bool TensorCoreAttention(int32_t num_tokens) const { return tc_decode_ && num_tokens >= tc_min_tokens_; }
   int32_t SplitTarget(int32_t num_tokens) const {
     return TensorCoreAttention(num_tokens) ? split_target_tc_ : split_target_cc_;
@@ -199,8 +206,9 @@ class CudaBackend final : public Backend {
   enum class QuestSplit { kAuto, kAlways, kNever };
   QuestSplit quest_split_ = QuestSplit::kAuto;
   // Entries at the start of each attention chunk a Quest selection CTA sends to the L2
-  // (QuestSelectParams::prefetch_entries): kQuestPrefetchEntries, or $LILSERVE_QUEST_PREFETCH.
-  int32_t quest_prefetch_ = kQuestPrefetchEntries;
+  // (QuestSelectParams::prefetch_entries): -1, QuestPrefetchEntries of the step's attention
+  // CTAs; or $LILSERVE_QUEST_PREFETCH.
+  int32_t quest_prefetch_ = -1;
   bool quest_fp8_ = false;  // QuestFp8(local_): LayerView's metadata is quest_fp8
   // Decode attention on tensor cores ($LILSERVE_TC_DECODE=0: off) for steps of at least
   // tc_min_tokens_ tokens ($LILSERVE_TC_MIN_TOKENS, default 1: every step). At one token the

@@ -47,7 +47,7 @@ absl::Status CudaBackend::Attention(int32_t layer, const StepInputs& in, const W
     qp.key_stride = l.max_cand;  // also sizes a selection CTA's own key buffer
     if (l.quest_split) qp.keys = w.quest_keys;
     if (split) qp.attend_split = l.split;
-    qp.prefetch_entries = quest_prefetch_;
+    qp.prefetch_entries = quest_prefetch_ >= 0 ? quest_prefetch_ : QuestPrefetchEntries(l.wide ? kWideWarps : kSplitWarps);
     LIL_CUDA_RETURN_IF_ERROR(QuestSelect(qp, stream_));
   }
   if (mass) LIL_CUDA_RETURN_IF_ERROR(cudaMemsetAsync(w.entry_mass, 0, sizeof(float) * std::max(1, l.nnz), stream_));
@@ -69,6 +69,7 @@ absl::Status CudaBackend::Attention(int32_t layer, const StepInputs& in, const W
   ap.tensor_cores = TensorCoreAttention(in.num_tokens);  // the kernel SplitTarget sized the split for
   ap.tc_stages = tc_stages_;
   ap.tc_tiles = tc_tiles_;
+  ap.tc_warps = l.wide ? kWideWarps : kSplitWarps;
   if (split) {
     SetSplit(ap, l.split);
     ap.partial = w.split_partial;

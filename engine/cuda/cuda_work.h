@@ -27,6 +27,7 @@ struct CudaBackend::Work {
     bool quest_split;  // Quest scores through quest_keys (CudaBackend::quest_split_, QuestSplitScoringPays)
     bool per_seq;  // RowLayout::per_seq: a row a sequence (PagedAttentionParams::rows_per_seq)
     SplitChoice split;
+    bool wide;  // one 8-warp CTA a row, unsplit (CudaBackend::wide_rows_, WideTcRows)
   };
   std::vector<Layout> layouts;
   float *x, *qkv, *q, *delta, *gate_up, *entry_mass, *seq_mass, *logits, *logprob, *split_partial;

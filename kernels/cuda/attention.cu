@@ -337,6 +337,10 @@ SplitChoice ChooseSplit(int32_t rows, int32_t page_size, int32_t resident_ctas) 
   return c;
 }
 
+bool WideTcRows(int32_t rows, int32_t max_row_tokens, int32_t sms) {
+  return max_row_tokens <= kWideMaxRowTokens && rows <= sms && 10 * rows >= 9 * sms;
+}
+
 int32_t SplitResidentCtas(int32_t head_dim, int32_t group, int32_t sms, bool tensor_cores, TcTiles tc_tiles,
                           int32_t tc_stages) {
   if (tensor_cores && TcDecodeSupported(head_dim, group)) {

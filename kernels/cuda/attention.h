@@ -74,12 +74,21 @@ struct PagedAttentionParams {
   // The tensor-core kernel's tile path (TcTiles). CudaBackend: $LILSERVE_TC_REGS=0 for
   // kCpAsync.
   TcTiles tc_tiles = TcTiles::kRegisters;
+  // Warps a CTA of the tensor-core kernel's register path: kSplitWarps, or kWideWarps for rows
+  // WideTcRows picks (one CTA a row, no split). The CUDA-core kernel and the cp.async path
+  // always take kSplitWarps.
+  int32_t tc_warps = 4;
 };
 
 // The row a (sequence, KV head) pair reads: RowOf(p, seq, kvh).
 __host__ __device__ inline int32_t RowOf(const PagedAttentionParams& p, int32_t seq, int32_t kvh) {
   return p.rows_per_seq ? seq : seq * p.kv.num_kv_heads + kvh;
 }
+
+// Warps a CTA of the split-KV decode kernels (the tensor-core one's register path: or
+// kWideWarps, PagedAttentionParams::tc_warps).
+inline constexpr int kSplitWarps = 4;
+inline constexpr int kWideWarps = 8;
 
 // Entries a split CTA of a row of `nent` entries takes (PagedAttentionParams' split fields;
 // min_chunk_entries > 0): chunks of max(min_chunk_entries, ceil(nent / splits)), splits being
@@ -111,6 +120,17 @@ inline bool SplitSupported(int32_t head_dim) {
   return head_dim == 8 || head_dim == 16 || head_dim == 32 || head_dim == 64 || head_dim == 128;
 }
 SplitChoice ChooseSplit(int32_t rows, int32_t page_size, int32_t resident_ctas);
+// Whether a step's tensor-core decode attention (register tiles) takes one 8-warp CTA a row,
+// unsplit (PagedAttentionParams::tc_warps = 8), instead of ChooseSplit's 4-warp split: where
+// the rows (tokens x KV heads) are one wave of such CTAs, one an SM (0.9 to 1 x `sms`), and the
+// longest is at most kWideMaxRowTokens tokens. Then two 4-warp CTAs an SM split each row in 2,
+// and each pays its own start and the merge through global memory; one CTA with the same 8
+// warps merges in shared memory. Measured (session 27, batch 16 x 8 KV heads = 128 rows on 132
+// SMs, docs/PERF.md): rows of 512 / 1k / 2k / 4k / 8k tokens 1.18 / 1.10 / 1.05 / 1.03 / 1.02x
+// faster (Quest's selected 2,048-token rows 36.5 -> 34.7 us), while dense 32k rows, which
+// ChooseSplit cuts into two waves, were 3.5% slower in 8-warp CTAs.
+inline constexpr int32_t kWideMaxRowTokens = 8192;
+bool WideTcRows(int32_t rows, int32_t max_row_tokens, int32_t sms);
 // A step's split into the kernel's parameters (the four fields; the workspace is the caller's).
 inline void SetSplit(PagedAttentionParams& p, const SplitChoice& c) {
   p.min_chunk_entries = c.min_chunk_entries;

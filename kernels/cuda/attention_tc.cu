@@ -35,7 +35,6 @@
 namespace lil::cuda {
 namespace {
 
-constexpr int kWarps = kSplitWarps;
 constexpr int kTileKeys = 16;  // keys per warp tile (one m16n8k16 k-slice of P V)
 
 template <int D>
@@ -44,8 +43,9 @@ template <int D>
 __host__ __device__ constexpr int TileElems() { return kTileKeys * RowStride<D>(); }
 // The two ways a tile reaches shared memory (the kernel's kPath: TcTiles as an int).
 constexpr int kPathCpAsync = static_cast<int>(TcTiles::kCpAsync), kPathRegs = static_cast<int>(TcTiles::kRegisters);
-template <int D, int S>
-__host__ __device__ constexpr size_t DynamicSmem() { return sizeof(bf16) * kWarps * S * 2 * TileElems<D>(); }
+// W: warps a CTA (kSplitWarps, or kWideWarps for PagedAttentionParams::tc_warps 8).
+template <int D, int S, int W>
+__host__ __device__ constexpr size_t DynamicSmem() { return sizeof(bf16) * W * S * 2 * TileElems<D>(); }
 
 __device__ __forceinline__ void LdMatrixX4Trans(uint32_t (&r)[4], const bf16* row) {
   const uint32_t s = static_cast<uint32_t>(__cvta_generic_to_shared(row));
@@ -60,14 +60,14 @@ __device__ __forceinline__ void LdMatrixX4Trans(uint32_t (&r)[4], const bf16* ro
 // copy of 512 contiguous bytes into these padded rows cost the L2 24 sectors where 16 hold the
 // data (1.5x the L2 work per DRAM byte, the L2 at ~90% busy, DRAM at 81%); the plain loads cost
 // 16 (DRAM at 88%). Batch 16 at 16k / 32k: 0.88 / 0.89 -> 0.94 / 0.94 of the read ceiling.
-template <int D, int S, int kPath>
-__global__ void __launch_bounds__(kWarps * 32)
+template <int D, int S, int kPath, int W>
+__global__ void __launch_bounds__(W * 32)
     TcSplitAttentionKernel(PagedAttentionParams p) {
   constexpr bool kRegs = kPath == kPathRegs;
   constexpr int G = kSlotGroup;  // state arrays sized for the largest group
   constexpr int kStride = RowStride<D>(), kTile = TileElems<D>(), kChunks = D / 8;
   extern __shared__ __align__(16) unsigned char tc_smem[];
-  __shared__ float s_m[kWarps][G], s_l[kWarps][G];
+  __shared__ float s_m[W][G], s_l[W][G];
 
   const int32_t ps = p.kv.page_size;
   SplitRow r;
@@ -95,9 +95,9 @@ __global__ void __launch_bounds__(kWarps * 32)
   };
   int32_t ie = cb + warp, it0 = 0, ipage, in_, fpage, fn;
   load_entry(ie, ipage, in_);
-  load_entry(ie + kWarps, fpage, fn);
+  load_entry(ie + W, fpage, fn);
   if (p.rows_static) {
-    PrefetchFirstPages<D>(p, cb, ce, kvh, pos);
+    PrefetchFirstPages<D, W>(p, cb, ce, kvh, pos);
     PdlWait();
     PdlTrigger();
   }
@@ -108,11 +108,11 @@ __global__ void __launch_bounds__(kWarps * 32)
   auto next_tile = [&]() {
     it0 += kTileKeys;
     if (it0 >= in_) {
-      ie += kWarps;
+      ie += W;
       it0 = 0;
       ipage = fpage;
       in_ = fn;
-      load_entry(ie + kWarps, fpage, fn);
+      load_entry(ie + W, fpage, fn);
     }
   };
   // Issues the next tile into `stage` (K then V, zero-filled past the visible keys) and
@@ -292,7 +292,7 @@ __global__ void __launch_bounds__(kWarps * 32)
   l += __shfl_xor_sync(0xffffffffu, l, 1);
   l += __shfl_xor_sync(0xffffffffu, l, 2);
   __syncthreads();  // every warp is out of its stages: s_acc below reuses them
-  float* s_acc = reinterpret_cast<float*>(tc_smem);  // [kWarps][G][D]
+  float* s_acc = reinterpret_cast<float*>(tc_smem);  // [W][G][D]
   if (gid < group) {
 #pragma unroll
     for (int n = 0; n < D / 8; ++n) {
@@ -305,51 +305,54 @@ __global__ void __launch_bounds__(kWarps * 32)
     }
   }
   __syncthreads();
-  MergeSplits<D, G>(p, r, s_acc, s_m, s_l);
+  MergeSplits<D, G, W>(p, r, s_acc, s_m, s_l);
 }
 
-static_assert(sizeof(float) * kWarps * kSlotGroup * 128 <= DynamicSmem<128, 2>(), "s_acc fits");
-static_assert(sizeof(float) * kWarps * kSlotGroup * 64 <= DynamicSmem<64, 2>(), "s_acc fits");
+static_assert(sizeof(float) * kSplitWarps * kSlotGroup * 128 <= DynamicSmem<128, 2, kSplitWarps>(), "s_acc fits");
+static_assert(sizeof(float) * kSplitWarps * kSlotGroup * 64 <= DynamicSmem<64, 2, kSplitWarps>(), "s_acc fits");
+static_assert(sizeof(float) * kWideWarps * kSlotGroup * 128 <= DynamicSmem<128, 2, kWideWarps>(), "s_acc fits");
+static_assert(sizeof(float) * kWideWarps * kSlotGroup * 64 <= DynamicSmem<64, 2, kWideWarps>(), "s_acc fits");
 
-template <int D, int S, int kPath>
+template <int D, int S, int kPath, int W>
 const void* Kernel() {
-  return reinterpret_cast<const void*>(TcSplitAttentionKernel<D, S, kPath>);
+  return reinterpret_cast<const void*>(TcSplitAttentionKernel<D, S, kPath, W>);
 }
 
 // The >48 KB opt-in, once per device and kernel (smem_opt_in.h).
-template <int D, int S, int kPath>
+template <int D, int S, int kPath, int W>
 cudaError_t AllowSmem() {
   static std::atomic<uint64_t> configured{0};
-  return OptInDynamicSmem(Kernel<D, S, kPath>(), DynamicSmem<D, S>(), configured);
+  return OptInDynamicSmem(Kernel<D, S, kPath, W>(), DynamicSmem<D, S, W>(), configured);
 }
 
 template <int D, int S, int kPath>
 int32_t ResidentPerSm() {
   int per_sm = 0;
-  if (AllowSmem<D, S, kPath>() != cudaSuccess ||
-      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, Kernel<D, S, kPath>(), kWarps * 32,
-                                                    DynamicSmem<D, S>()) != cudaSuccess) {
+  if (AllowSmem<D, S, kPath, kSplitWarps>() != cudaSuccess ||
+      cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, Kernel<D, S, kPath, kSplitWarps>(), kSplitWarps * 32,
+                                                    DynamicSmem<D, S, kSplitWarps>()) != cudaSuccess) {
     cudaGetLastError();
     return 0;
   }
   return per_sm;
 }
 
-template <int D, int S, int kPath>
+template <int D, int S, int kPath, int W = kSplitWarps>
 cudaError_t Launch(const PagedAttentionParams& p, cudaStream_t stream) {
-  if (cudaError_t e = AllowSmem<D, S, kPath>(); e != cudaSuccess) return e;
+  if (cudaError_t e = AllowSmem<D, S, kPath, W>(); e != cudaSuccess) return e;
   const dim3 grid(p.num_tokens * p.kv.num_kv_heads, p.min_chunk_entries > 0 ? p.max_splits : 1);
-  return LaunchPdl(TcSplitAttentionKernel<D, S, kPath>, grid, kWarps * 32, DynamicSmem<D, S>(), stream, p);
+  return LaunchPdl(TcSplitAttentionKernel<D, S, kPath, W>, grid, W * 32, DynamicSmem<D, S, W>(), stream, p);
 }
 
-// p.tc_tiles' kernel (TcTiles); the register path has two stages whatever tc_stages says.
+// p.tc_tiles' kernel (TcTiles); the register path has two stages whatever tc_stages says, and
+// takes tc_warps 8 (the cp.async path always 4).
 template <int D>
 cudaError_t LaunchFor(const PagedAttentionParams& p, cudaStream_t stream) {
   switch (p.tc_tiles) {
     case TcTiles::kCpAsync:
       return p.tc_stages == 3 ? Launch<D, 3, kPathCpAsync>(p, stream) : Launch<D, 2, kPathCpAsync>(p, stream);
     case TcTiles::kRegisters:
-      return Launch<D, 2, kPathRegs>(p, stream);
+      return p.tc_warps == kWideWarps ? Launch<D, 2, kPathRegs, kWideWarps>(p, stream) : Launch<D, 2, kPathRegs>(p, stream);
   }
   return cudaErrorInvalidValue;
 }
@@ -369,7 +372,9 @@ int32_t TcResidentPerSm(int32_t head_dim, TcTiles tiles, int32_t stages) {
 }
 
 cudaError_t TcSplitAttention(const PagedAttentionParams& p, cudaStream_t stream) {
-  if (p.tc_stages != 2 && p.tc_stages != 3) return cudaErrorInvalidValue;
+  if ((p.tc_stages != 2 && p.tc_stages != 3) || (p.tc_warps != kSplitWarps && p.tc_warps != kWideWarps)) {
+    return cudaErrorInvalidValue;
+  }
   return p.kv.head_dim == 128 ? LaunchFor<128>(p, stream) : LaunchFor<64>(p, stream);
 }
 

@@ -49,8 +49,9 @@ struct QuestSelectParams {
   // `prefetch_entries` entries of each chunk that attention's split CTAs take (attend_split, as
   // SetSplit gives PagedAttentionParams; min_chunk_entries 0: one chunk a row) to the L2 as it
   // writes them, so their K / V are on their way while this kernel ends and the attention
-  // starts (entry cb + w + 4i of a chunk goes to warp w, so 8 are every warp's first two
-  // pages). 0: none; nor where 2 * prefetch_entries exceeds the chunk (short chunks: batch 1).
+  // starts (entry cb + w + Wi of a chunk goes to warp w of the attention's W-warp CTA, so 2W
+  // are every warp's first two pages: QuestPrefetchEntries). 0: none; nor where
+  // 2 * prefetch_entries exceeds the chunk (short chunks: batch 1).
   SplitChoice attend_split;
   int32_t prefetch_entries = 0;
   // Benchmarks: `keys` already hold this step's scores, so only the selection kernel runs
@@ -71,13 +72,15 @@ inline constexpr int kQuestTimelineWords = kQuestTimelinePoints + 4;
 // 64 KiB), GQA groups to kMaxQuestGroup.
 inline constexpr int32_t kQuestMaxCandidates = 16384;
 inline constexpr int32_t kMaxQuestGroup = 8;
-// The backend's QuestSelectParams::prefetch_entries. gpu_attention_bench --sparse sweeps it
-// (session 26, batch 16 / 32k, best of 3 rounds, two runs, us): bf16 0: 81.3 / 81.5, 4: 80.8 /
-// 81.1, 8: 80.3 / 80.7, 16: 80.8 / 81.2, 32: 82.6 / 83.0, 64: 87.2 / 87.6; e4m3 73.0 / 73.4
-// at 0, 72.4 / 72.6 at 8 (measured before the half-a-chunk rule above, which now turns 64 off at
-// these 64-entry chunks). Past 16 the pages fetched early are evicted before their warps get to
-// them and the prefetches compete with the attention's own stream.
-inline constexpr int32_t kQuestPrefetchEntries = 8;
+// The backend's QuestSelectParams::prefetch_entries for an attention of `warps`-warp CTAs
+// (PagedAttentionParams::tc_warps): each warp's first two pages. gpu_attention_bench --sparse
+// sweeps it at batch 16 / 32k (best of 3 rounds, two runs, us). Session 26, 4-warp split CTAs:
+// bf16 0: 81.3 / 81.5, 4: 80.8 / 81.1, 8: 80.3 / 80.7, 16: 80.8 / 81.2, 32: 82.6 / 83.0, 64:
+// 87.2 / 87.6 (e4m3 73.0 / 73.4 at 0, 72.4 / 72.6 at 8). Session 27, one 8-warp CTA a row: bf16
+// 0: 76.0 / 75.9, 8: 76.1 / 75.9, 16: 75.7 / 75.7, 32: 76.1 / 76.0, 64: 77.4 / 77.2 (e4m3 67.4 at
+// 16 against 67.8-68.0 at 8). Past two a warp the pages fetched early are evicted before their
+// warps get to them and the prefetches compete with the attention's own stream.
+inline constexpr int32_t QuestPrefetchEntries(int32_t warps) { return 2 * warps; }
 cudaError_t QuestSelect(const QuestSelectParams& p, cudaStream_t stream);
 
 // Whether the split scoring (QuestSelectParams::keys) should serve `rows` (sequences x KV

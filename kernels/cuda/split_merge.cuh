@@ -12,7 +12,6 @@
 
 namespace lil::cuda {
 
-inline constexpr int kSplitWarps = 4;            // warps per CTA of both kernels
 inline constexpr int kSlotGroup = 8;             // partial slots are laid out for the largest group
 inline constexpr int kMaxSplits = 128;           // ChooseSplit never asks for more
 inline constexpr float kLog2e = 1.4426950408889634f;
@@ -45,14 +44,14 @@ __device__ __forceinline__ bool LocateSplit(const PagedAttentionParams& p, Split
   return r.split < r.nsplit;
 }
 
-// Lanes 0 and 1 of each warp send the warp's first two pages of [cb, ce) (entries
-// cb + warp + i * kSplitWarps) to the L2. Called before PdlWait when the row lists are the
+// Lanes 0 and 1 of each of the CTA's W warps send the warp's first two pages of [cb, ce)
+// (entries cb + warp + i * W) to the L2. Called before PdlWait when the row lists are the
 // host's (rows_static): the fetch then overlaps the previous kernel.
-template <int D>
+template <int D, int W = kSplitWarps>
 __device__ __forceinline__ void PrefetchFirstPages(const PagedAttentionParams& p, int32_t cb, int32_t ce, int32_t kvh,
                                                    int32_t pos) {
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  const int32_t e = cb + warp + lane * kSplitWarps;
+  const int32_t e = cb + warp + lane * W;
   if (lane >= 2 || e >= ce) return;
   const int32_t n = min(p.kv.page_size, pos - p.row_logical[e] * p.kv.page_size + 1);
   if (n <= 0) return;
@@ -61,28 +60,28 @@ __device__ __forceinline__ void PrefetchFirstPages(const PagedAttentionParams& p
   PrefetchL2(p.kv.v + off, static_cast<uint32_t>(n) * D * sizeof(bf16));
 }
 
-// The CTA's state for output i of head g, from its warps' states in shared memory (below):
+// The CTA's state for output i of head g, from its W warps' states in shared memory (below):
 // the largest max, the sum and the accumulator rescaled to it.
-template <int D, int G>
+template <int D, int G, int W>
 __device__ __forceinline__ void MergeWarps(const float* s_acc, const float (*s_m)[G], const float (*s_l)[G], int g, int i,
                                            float* mx, float* sum, float* a) {
   *mx = -INFINITY;
 #pragma unroll
-  for (int w = 0; w < kSplitWarps; ++w) *mx = fmaxf(*mx, s_m[w][g]);
+  for (int w = 0; w < W; ++w) *mx = fmaxf(*mx, s_m[w][g]);
   *sum = 0.0f;
   *a = 0.0f;
 #pragma unroll
-  for (int w = 0; w < kSplitWarps; ++w) {
+  for (int w = 0; w < W; ++w) {
     const float f = s_m[w][g] == -INFINITY ? 0.0f : exp2f(s_m[w][g] - *mx);
     *sum += s_l[w][g] * f;
     *a += s_acc[(w * G + g) * D + i] * f;
   }
 }
 
-// Called by every thread of the CTA after __syncthreads(), with its warps' states in shared
-// memory: s_m / s_l [kSplitWarps][G] (log2-domain max and sum; -inf max: no key), s_acc
-// [kSplitWarps][G][D] (unnormalized outputs). Rows g < group are live.
-template <int D, int G>
+// Called by every thread of the CTA after __syncthreads(), with its W warps' states in shared
+// memory: s_m / s_l [W][G] (log2-domain max and sum; -inf max: no key), s_acc [W][G][D]
+// (unnormalized outputs). Rows g < group are live.
+template <int D, int G, int W = kSplitWarps>
 __device__ __forceinline__ void MergeSplits(const PagedAttentionParams& p, const SplitRow& r, const float* s_acc,
                                             const float (*s_m)[G], const float (*s_l)[G]) {
   const int32_t x = r.x, split = r.split, nsplit = r.nsplit, t = r.t, kvh = r.kvh, group = r.group;
@@ -92,7 +91,7 @@ __device__ __forceinline__ void MergeSplits(const PagedAttentionParams& p, const
   for (int idx = threadIdx.x; idx < group * D; idx += blockDim.x) {
     const int g = idx / D, i = idx % D;
     float mx, sum, a;
-    MergeWarps<D, G>(s_acc, s_m, s_l, g, i, &mx, &sum, &a);
+    MergeWarps<D, G, W>(s_acc, s_m, s_l, g, i, &mx, &sum, &a);
     if (single) {
       bf16* out = p.out + (static_cast<int64_t>(t) * p.num_heads + kvh * group + g) * D;
       out[i] = __float2bfloat16(sum > 0.0f ? a / sum : 0.0f);  // nothing visible: zeros

@@ -174,16 +174,18 @@ TEST_P(AttentionParity, SplitKvMatchesCpuReference) {
     splits.push_back({1, 4, true});
     // Both split kernels: CUDA cores (fp32 q) and tensor cores (q and P in bf16: the wider
     // tolerance of the flash prefill test below); the tensor-core kernel with its tiles through
-    // cp.async (2 and 3 stages) and through registers (the default).
+    // cp.async (2 and 3 stages) and through registers (the default), in 4-warp CTAs and, last,
+    // 8-warp ones (PagedAttentionParams::tc_warps, WideTcRows; split here too).
     const bool tc = cuda::TcDecodeSupported(c.d, c.heads / c.hkv);
     for (const auto& [min_chunk, max_splits, long_rows] : splits) {
-      for (int rep = 0; rep < (tc ? 8 : 2); ++rep) {
+      for (int rep = 0; rep < (tc ? 10 : 2); ++rep) {
         auto out = DeviceArray<cuda::bf16>::Poisoned(c.q.size());
         cuda::PagedAttentionParams p = dc.Params(out.get());
         p.rows_static = rep % 2 == 1;  // odd runs read the rows and prefetch before their wait
         p.tensor_cores = rep >= 2;
         p.tc_stages = rep >= 4 ? 3 : 2;
         p.tc_tiles = rep < 6 ? cuda::TcTiles::kCpAsync : cuda::TcTiles::kRegisters;
+        p.tc_warps = rep >= 8 ? cuda::kWideWarps : cuda::kSplitWarps;
         if (min_chunk > 0) {
           p.min_chunk_entries = min_chunk;
           p.max_splits = max_splits;
@@ -199,7 +201,7 @@ TEST_P(AttentionParity, SplitKvMatchesCpuReference) {
         EXPECT_TRUE(AllClose(testing::ToF32(out.Download()), ref_out, tol, tol))
             << "sparse=" << sparse << " min_chunk=" << min_chunk << " max_splits=" << max_splits
             << " long_rows=" << long_rows << " rep=" << rep
-            << " tc_stages=" << p.tc_stages << " tc_tiles=" << static_cast<int>(p.tc_tiles);
+            << " tc_stages=" << p.tc_stages << " tc_tiles=" << static_cast<int>(p.tc_tiles) << " tc_warps=" << p.tc_warps;
       }
     }
     for (int32_t n : counters.Download()) EXPECT_EQ(n, 0);
@@ -475,7 +477,7 @@ TEST_P(QuestParity, MatchesCpuReference) {
       }
     }
     // The L2 prefetch of the attention's first entries a chunk (prefetch_entries, the backend's
-    // kQuestPrefetchEntries): real K / V pools to send (an address past them faults) and the
+    // QuestPrefetchEntries): real K / V pools to send (an address past them faults) and the
     // same selection. Chunks of at least 8 entries in up to 4 splits, the first 4 of each sent.
     const size_t pool = static_cast<size_t>(num_pages) * hkv * s.page_size * d;
     const std::vector<cuda::bf16> zeros(pool);

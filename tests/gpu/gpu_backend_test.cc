@@ -151,16 +151,22 @@ INSTANTIATE_TEST_SUITE_P(Models, CudaBackendParity,
 
 // A decode step whose every sequence reads Quest pages, at head_dim 128 / 16-token pages (the
 // shape of ScoreOctets and its folded first pass), with the scoring in the selection CTAs
-// ($LILSERVE_QUEST_SPLIT=0) and in its own kernel (=1): both against the CPU backend.
+// ($LILSERVE_QUEST_SPLIT=0) and in its own kernel (=1), and the first again with the attention
+// in one 8-warp CTA a row ($LILSERVE_TC_WIDE=1, which WideTcRows picks for batch 16's rows on an
+// H200; these two rows alone would not be): each against the CPU backend.
 TEST(CudaBackendQuest, AllQuestDecodeStepMatchesCpu) {
   LIL_SKIP_WITHOUT_GPU();
   // The suite may run under $LILSERVE_QUEST_SPLIT (an A/B of every test): restored after.
   const char* outer = std::getenv("LILSERVE_QUEST_SPLIT");
   const std::string saved = outer != nullptr ? outer : "";
-  for (const char* split : {"0", "1"}) {
-    SCOPED_TRACE(std::string("LILSERVE_QUEST_SPLIT=") + split);
-    setenv("LILSERVE_QUEST_SPLIT", split, 1);
+  for (const char* variant : {"0", "1", "0 wide"}) {
+    const std::string split(variant, 1);
+    const bool wide = std::string(variant).size() > 1;
+    SCOPED_TRACE(std::string("LILSERVE_QUEST_SPLIT=") + split + (wide ? ", LILSERVE_TC_WIDE=1" : ""));
+    setenv("LILSERVE_QUEST_SPLIT", split.c_str(), 1);
+    if (wide) setenv("LILSERVE_TC_WIDE", "1", 1);
     Pair b = MakePair(ModelFamily::kQwen3, 128, 16, false);
+    unsetenv("LILSERVE_TC_WIDE");
     if (outer != nullptr) {
       setenv("LILSERVE_QUEST_SPLIT", saved.c_str(), 1);
     } else {
