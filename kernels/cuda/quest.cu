@@ -9,12 +9,15 @@
 //     CTA scoring its own row at head_dim 128 in bf16 uses ScoreOctets (quest_octets.cuh);
 //  2. threshold: the (keep-1)-th largest score by a radix select over order-preserving
 //     integer keys, 8 bits a pass (up to four passes, each a 256-bin shared-memory histogram of
-//     the keys that match the digits chosen so far, two barriers a pass); a pass whose digit's
+//     the keys that match the digits chosen so far, one barrier a pass); a pass whose digit's
 //     bin is needed whole ends the search (usually after three; quest_radix.cuh). ScoreOctets
-//     counts the first pass while it scores;
+//     counts the first pass while it scores. Each thread holds its compaction run of keys (up
+//     to 4: rows of up to 2,048 candidates) in registers for the passes, counts and compaction;
 //  3. compaction in logical order with one block scan over runs of candidates: keys above the
 //     threshold, then keys equal to it in index order (ties go to the lower index, as on the
-//     CPU) until keep-1, plus the newest page. The CPU reference is kernels/cpu/quest.h.
+//     CPU) until keep-1, plus the newest page; the entries the attention's warps read first go
+//     to the L2 (QuestSelectParams::prefetch_entries). The CPU reference is kernels/cpu/quest.h.
+// QuestSelectParams::timeline records where a selection CTA's time goes (gpu_attention_bench).
 // Times and the designs measured and dropped: docs/PERF.md and docs/GPU.md "Missing / next".
 #include "kernels/cuda/quest.h"
 #include "kernels/cuda/cp_async.cuh"
