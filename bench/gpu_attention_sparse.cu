@@ -5,7 +5,8 @@
 // measured in the same run; A/B rows (scoring inside the selection CTA, e4m3 metadata and the
 // overlap of its choice with bf16's, two cp.async stages); the metadata's blocks, and each
 // selection CTA's 512-byte pieces, read alone (the scoring's access patterns without the
-// scoring); the 2,048-token rows' split sweep.
+// scoring); the 2,048-token rows' split sweep; one 8-warp CTA a row against the 4-warp split over
+// row lengths (WideTcRows); the selection CTAs' timeline (QuestSelectParams::timeline).
 #include <algorithm>
 #include <cstdio>
 #include <iterator>

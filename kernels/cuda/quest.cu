@@ -80,7 +80,8 @@ __global__ void __launch_bounds__(kThreads, 1) QuestSelectKernel(QuestSelectPara
     run_pages[i] = lo + i < hi ? p.cand_pages[c0 + lo + i] : 0;
     run_logical[i] = lo + i < hi ? p.cand_logical[c0 + lo + i] : 0;
   }
-  // Two histograms for the threshold search below; kFold: the scoring counts the first pass.
+  // Three histograms for the threshold search below (quest_radix.cuh); kFold: the scoring
+  // counts the first pass into the first, and the second must be zero before the search too.
   constexpr bool kFold = kOctetQuads > 0;
   __shared__ __align__(16) int hist[3 * 256];
   if constexpr (kFold) {
