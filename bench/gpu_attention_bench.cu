@@ -16,7 +16,8 @@
 // table of goal 2's batched steps (batch 8-128 at 1k, 8 and 32 at 8k). --profile BATCH CONTEXT:
 // only 12 launches of the backend's dense kernel at that shape, each on its own pages, for a
 // profiler (`ncu -k regex:Split --launch-skip 4`; a fourth argument `cp.async`: that tile path
-// instead of registers). --tiles: only the table of the two tile paths. --sparse: only the
+// instead of registers). --tiles: only the table of the two tile paths. --wide: 8-warp CTAs with
+// forced splits at batch 1 and 16. --sparse: only the
 // sparse tables (Quest's scoring paths; `ncu -k regex:QuestScore` profiles them). --dense: only
 // the dense table (shuffled pages).
 #include <cuda_runtime.h>
@@ -80,7 +81,7 @@ void DenseTable(const Bench& b) {
 // with the split forced to `splits` chunks: the default kernel (tiles through registers), or
 // with cp_async2 the cp.async path with two stages.
 double ForcedSplitMs(const Bench& b, const std::vector<Launch>& launches, int32_t batch, int32_t npages, int32_t splits,
-                     bool cp_async2 = false) {
+                     bool cp_async2 = false, int32_t warps = lil::cuda::kSplitWarps) {
   return MedianMs([&](int i) {
     lil::cuda::PagedAttentionParams ap = Params(b.pool, launches[i % launches.size()], batch, b.q, b.out);
     ap.tensor_cores = true;
@@ -89,7 +90,7 @@ double ForcedSplitMs(const Bench& b, const std::vector<Launch>& launches, int32_
     ap.min_chunk_entries = splits == 1 ? 0 : (npages + splits - 1) / splits;
     ap.max_splits = splits;
     ap.row_splits = ap.long_chunk_entries = 0;  // every row in `splits` chunks (not the long-row rule)
-    ap.tc_warps = lil::cuda::kSplitWarps;
+    ap.tc_warps = cp_async2 ? lil::cuda::kSplitWarps : warps;
     ap.partial = g_partial_alt;
     CHECK(lil::cuda::PagedAttention(ap, nullptr));
   }, 20, 9);
@@ -132,6 +133,31 @@ void BatchedTable(const Bench& b) {
                     cp_async2 ? "cp.async, 2 stages" : "registers", splits,
                     batch * kKvHeads * splits, ms * 1e3, bytes / (ms * 1e-3) / 1e12 / b.read_tbs);
       }
+    }
+  }
+}
+
+// --wide: the register-tile kernel in 8-warp CTAs (PagedAttentionParams::tc_warps) with the
+// rows cut into 1-32 chunks, beside the backend's choice (WideTcRows, else ChooseSplit's 4-warp
+// split), at batch 1 and 16, 1k-32k: where else 8-warp CTAs would pay (session 27).
+void WideTable(const Bench& b) {
+  std::printf("\n## 8-warp CTAs with forced splits against the backend's choice (us)\n\n");
+  std::printf("| batch | context | backend's choice | us | 8 warps, 1 | 2 | 4 | 8 | 16 | 32 chunks |\n"
+              "|---|---|---|---|---|---|---|---|---|---|\n");
+  for (int32_t batch : {1, 16}) {
+    for (int32_t context : {1024, 4096, 16384, 32768}) {
+      const int32_t npages = context / kPage;
+      const std::vector<Launch> launches = DenseLaunches(b, batch, context);
+      const double backend = MedianMs([&](int i) {
+        const Launch& l = launches[i % launches.size()];
+        CHECK(lil::cuda::PagedAttention(Params(b.pool, l, batch, b.q, b.out), nullptr));
+      }, 20, 9);
+      std::printf("| %d | %d | %s, %d chunks | %.1f |", batch, context, launches[0].wide ? "8 warps" : "4 warps",
+                  LaunchSplits(launches[0], npages), backend * 1e3);
+      for (int32_t splits : {1, 2, 4, 8, 16, 32}) {
+        std::printf(" %.1f |", ForcedSplitMs(b, launches, batch, npages, splits, false, lil::cuda::kWideWarps) * 1e3);
+      }
+      std::printf("\n");
     }
   }
 }
@@ -309,6 +335,10 @@ int main(int argc, char** argv) {
 
   if (batched) {
     BatchedTable(b);
+    return 0;
+  }
+  if (argc > 1 && std::string(argv[1]) == "--wide") {
+    WideTable(b);
     return 0;
   }
   if (argc > 1 && std::string(argv[1]) == "--tiles") {
