@@ -203,10 +203,11 @@ __global__ void __launch_bounds__(kThreads, 1) QuestSelectKernel(QuestSelectPara
     p.out_pages[out0 + at] = page;
     p.out_logical[out0 + at] = logical;
     // One of the attention's first tiles (quest.h). The bulk prefetches go through the SM's one
-    // TMA unit, ~30 ns each: issued here, from the warps holding the chunks' first entries, they
-    // overlap the other warps' work (session 27: the 32 of a batch-16 CTA from lane 0 of every
-    // warp in turn after a barrier, or as plain 128-byte line prefetches a warp a page, were
-    // 0.4-0.5 us slower).
+    // TMA unit (~20 ns each, inferred: the 32 of a batch-16 CTA add ~0.6 us to its outputs
+    // phase in gpu_attention_bench's timeline, not timed alone): issued here, from the warps
+    // holding the chunks' first entries, they overlap the other warps' work (session 27: the 32
+    // from lane 0 of every warp in turn after a barrier, or as plain 128-byte line prefetches a
+    // warp a page, were 0.4-0.5 us slower).
     if (in_chunk < prefetch) {
       const size_t off = p.kv.Offset(page, h, 0);  // 16-byte aligned, as page_bytes is a multiple of 16
       PrefetchL2(p.kv.k + off, page_bytes);
