@@ -70,7 +70,9 @@ struct Launch {
   lil::cuda::SplitChoice split2;    // with 2 stages (g_target2)
   lil::cuda::SplitChoice split_cc;  // the CUDA-core kernel (g_target_cc)
   int32_t nnz = 0;
-  bool wide = false;  // the backend's eager steps: one 8-warp CTA a row (WideTcRows; $LILSERVE_TC_WIDE=0: never)
+  bool wide = false;  // 8-warp CTAs, as the backend picks them ($LILSERVE_TC_WIDE=0: never): one a row
+                      // (WideTcRows), or over `split` (wide_split: WideSplit's few long rows)
+  bool wide_split = false;
 };
 
 // $LILSERVE_TC_WIDE as the backend reads it: "0" never takes 8-warp CTAs.
@@ -115,6 +117,13 @@ inline Launch UploadLaunch(const std::vector<int32_t>& pos, const std::vector<in
   size_t longest = 0;
   for (const auto& r : rows) longest = std::max(longest, r.size());
   l.wide = kTensorCores && kWideAllowed && lil::cuda::WideTcRows(tokens * kKvHeads, static_cast<int32_t>(longest) * kPage, SmCount());
+  if (kTensorCores && kWideAllowed && !l.wide) {
+    const lil::cuda::SplitChoice ws = lil::cuda::WideSplit(tokens * kKvHeads, static_cast<int32_t>(longest) * kPage, kPage, SmCount());
+    if (ws.min_chunk_entries > 0) {
+      l.wide = l.wide_split = true;
+      l.split = ws;
+    }
+  }
   l.counters = Upload(std::vector<int32_t>(tokens * kKvHeads, 0));
   CHECK(cudaMalloc(&l.partial, sizeof(float) * std::max<int64_t>(1, lil::cuda::SplitPartialFloats(tokens, kKvHeads, kDim, l.split.max_splits))));
   return l;
@@ -145,7 +154,7 @@ inline lil::cuda::PagedAttentionParams Params(const Pool& pool, const Launch& l,
   p.rows_static = true;  // uploaded by the host
   p.tensor_cores = kTensorCores;
   p.scale = 0.08838834764f;
-  lil::cuda::SetSplit(p, l.wide ? lil::cuda::SplitChoice{} : l.split);
+  lil::cuda::SetSplit(p, l.wide && !l.wide_split ? lil::cuda::SplitChoice{} : l.split);
   p.tc_warps = l.wide ? lil::cuda::kWideWarps : lil::cuda::kSplitWarps;
   p.partial = l.partial;
   p.counters = l.counters;
@@ -183,7 +192,7 @@ inline int32_t RowSplits(const lil::cuda::SplitChoice& s, int32_t entries) {
 }
 
 // The chunks a launch's rows of `entries` entries run in (1 with 8-warp CTAs).
-inline int32_t LaunchSplits(const Launch& l, int32_t entries) { return l.wide ? 1 : RowSplits(l.split, entries); }
+inline int32_t LaunchSplits(const Launch& l, int32_t entries) { return l.wide && !l.wide_split ? 1 : RowSplits(l.split, entries); }
 
 // Sets of page tables for `batch` sequences at `context`, each set on distinct pages.
 inline std::vector<std::vector<std::vector<int32_t>>> MakeSets(const Bench& b, int32_t batch, int32_t context) {

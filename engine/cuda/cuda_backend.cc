@@ -179,9 +179,12 @@ absl::StatusOr<std::unique_ptr<CudaBackend>> CudaBackend::Create(const ModelConf
   b->graph_partial_floats_ = 1;
   for (int32_t t = 1; t <= kMaxGraphBatch && b->SplitTarget(t) > 0; ++t) {
     const SplitChoice sc = ChooseSplit(t * local.num_kv_heads, kv.page_size, b->SplitTarget(t));
-    if (sc.min_chunk_entries > 0) {
-      b->graph_partial_floats_ = std::max(b->graph_partial_floats_,
-                                          SplitPartialFloats(t, local.num_kv_heads, local.head_dim, sc.max_splits));
+    const SplitChoice wide = WideSplit(t * local.num_kv_heads, kWideSplitMinRowTokens, kv.page_size, sms);
+    for (const SplitChoice& s : {sc, wide}) {
+      if (s.min_chunk_entries > 0) {
+        b->graph_partial_floats_ = std::max(b->graph_partial_floats_,
+                                            SplitPartialFloats(t, local.num_kv_heads, local.head_dim, s.max_splits));
+      }
     }
   }
   // Both default on since session 7 (docs/PERF.md: 8B batch-1 decode 4.85 -> 4.44 ms with the
@@ -278,6 +281,25 @@ PagedKvViewBf16 CudaBackend::LayerView(int32_t layer) const {
   return v;
 }
 
+namespace {
+// Entries of a layout's longest row.
+int32_t LongestRowEntries(const RowLayout& l) {
+  int32_t longest = 0;
+  for (size_t r = 0; r + 1 < l.indptr.size(); ++r) longest = std::max(longest, l.indptr[r + 1] - l.indptr[r]);
+  return longest;
+}
+}  // namespace
+
+SplitChoice CudaBackend::WideSplitFor(const StepInputs& in, const RowLayout& l) const {
+  const int32_t rows = in.num_tokens * local_.num_kv_heads;
+  if (in.mass_size > 0 || wide_rows_ == WideRows::kNever || !TensorCoreAttention(in.num_tokens) ||
+      tc_tiles_ != TcTiles::kRegisters || SplitTarget(in.num_tokens) <= 0 || !SplitSupported(local_.head_dim) ||
+      rows > kWideSplitMaxRows) {
+    return {};
+  }
+  return WideSplit(rows, LongestRowEntries(l) * page_size_, page_size_, sms_);
+}
+
 bool CudaBackend::Graphable(const StepPlan& plan, const StepInputs& in) const {
   if (!graphs_enabled_ || in.num_tokens > kMaxGraphBatch || in.mass_size > 0 || in.layouts.size() != 1 ||
       !in.layouts[0].quest_seqs.empty() || static_cast<int32_t>(in.logit_rows.size()) != in.num_tokens ||
@@ -321,7 +343,10 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
   // row draws on the GPU (SampleFiltered) have a graph of their own.
   const bool gpu_sampled = StepDrawsOnGpu(plan, in);
   const bool tp_greedy = TpGreedyStep(plan, in);
-  const int32_t key = GraphKey(in.num_tokens, gpu_sampled, tp_greedy);  // the same on every rank
+  // One-token steps of few long rows take the 8-warp split (WideSplit); a graph step keys its
+  // graph on that, so a row that grows past the rule's length is captured once more.
+  const bool wide_split = in.layouts.size() == 1 && WideSplitFor(in, in.layouts[0]).min_chunk_entries > 0;
+  const int32_t key = GraphKey(in.num_tokens, gpu_sampled, tp_greedy, wide_split);  // the same on every rank
   bool graph = Graphable(plan, in) && !graph_failed_.contains(key);
   int64_t nnz_cap = 0;
   if (graph) {
@@ -395,11 +420,15 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
     d.wide = false;
     if (!graph && in.mass_size == 0 && wide_rows_ != WideRows::kNever && TensorCoreAttention(in.num_tokens) &&
         tc_tiles_ == TcTiles::kRegisters) {
-      int32_t longest = 0;  // entries of the longest row
-      for (size_t r = 0; r + 1 < l.indptr.size(); ++r) longest = std::max(longest, l.indptr[r + 1] - l.indptr[r]);
-      d.wide = wide_rows_ == WideRows::kAlways || WideTcRows(in.num_tokens * c.num_kv_heads, longest * page_size_, sms_);
+      d.wide = wide_rows_ == WideRows::kAlways ||
+               WideTcRows(in.num_tokens * c.num_kv_heads, LongestRowEntries(l) * page_size_, sms_);
     }
-    if (split_target > 0 && in.mass_size == 0 && SplitSupported(c.head_dim) && !d.wide) {
+    const SplitChoice wide = d.wide ? SplitChoice{} : WideSplitFor(in, l);
+    if (wide.min_chunk_entries > 0) {
+      d.wide = true;
+      d.split = wide;
+      max_splits = std::max(max_splits, wide.max_splits);
+    } else if (split_target > 0 && in.mass_size == 0 && SplitSupported(c.head_dim) && !d.wide) {
       d.split = ChooseSplit(in.num_tokens * c.num_kv_heads, page_size_, split_target);
       max_splits = std::max(max_splits, d.split.min_chunk_entries > 0 ? d.split.max_splits : 0);
     }

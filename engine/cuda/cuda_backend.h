@@ -164,8 +164,8 @@ class CudaBackend final : public Backend {
   // its peers and every later all-reduce would pair the wrong passes (the TP daemon's first
   // sampled request hung that way). $LILSERVE_GPU_SAMPLING=0: the host does them, for A/B.
   bool gpu_sampling_ = true;
-  static int32_t GraphKey(int32_t batch, bool gpu_sampled, bool tp_greedy) {
-    return batch + (gpu_sampled ? 1 << 16 : 0) + (tp_greedy ? 1 << 17 : 0);
+  static int32_t GraphKey(int32_t batch, bool gpu_sampled, bool tp_greedy, bool wide_split) {
+    return batch + (gpu_sampled ? 1 << 16 : 0) + (tp_greedy ? 1 << 17 : 0) + (wide_split ? 1 << 18 : 0);
   }
   // TpGreedyStep's path, unless $LILSERVE_TP_GREEDY=0 (the all-gather of every rank's logits
   // and Greedy over the whole row on rank 0, for A/B).
@@ -189,10 +189,16 @@ class CudaBackend final : public Backend {
   int32_t split_target_tc_ = 0, split_target_cc_ = 0;
   // One 8-warp CTA a row for eager tensor-core steps whose rows WideTcRows picks (Quest's
   // selected rows at batch 16: PagedAttentionParams::tc_warps; graph steps keep the 4-warp
-  // split, as their rows grow past the rule's length inside one captured graph).
-  // $LILSERVE_TC_WIDE=0: never; =1: every eager step with register tiles (tests).
+  // split, as their rows grow past the rule's length inside one captured graph), and 8-warp
+  // CTAs over split rows for steps of few long rows (WideSplit: batch 1 from 4k tokens; graph
+  // steps too, keyed on it). $LILSERVE_TC_WIDE=0: neither; =1: every eager step with register
+  // tiles unsplit (tests).
   enum class WideRows { kAuto, kAlways, kNever };
   WideRows wide_rows_ = WideRows::kAuto;
+  // The 8-warp split (WideSplit) for layout l of a step, unless $LILSERVE_TC_WIDE=0; no choice
+  // (min_chunk_entries 0) where it does not apply. The same answer on every rank (it reads the
+  // rows' lengths and this rank's KV heads, which every rank has as many of).
+  SplitChoice WideSplitFor(const StepInputs& in, const RowLayout& l) const;
   int32_t sms_ = 0;
   bool TensorCoreAttention(int32_t num_tokens) const { return tc_decode_ && num_tokens >= tc_min_tokens_; }
   int32_t SplitTarget(int32_t num_tokens) const {

@@ -341,6 +341,16 @@ bool WideTcRows(int32_t rows, int32_t max_row_tokens, int32_t sms) {
   return max_row_tokens <= kWideMaxRowTokens && rows <= sms && 10 * rows >= 9 * sms;
 }
 
+SplitChoice WideSplit(int32_t rows, int32_t max_row_tokens, int32_t page_size, int32_t sms) {
+  SplitChoice c;
+  if (rows <= 0 || rows > kWideSplitMaxRows || max_row_tokens < kWideSplitMinRowTokens || page_size <= 0) return c;
+  const int32_t splits = std::min(kMaxSplits, sms / rows);
+  if (splits < 2) return c;
+  c.min_chunk_entries = std::max(1, (kMinChunkTokens + page_size - 1) / page_size);
+  c.max_splits = splits;
+  return c;
+}
+
 int32_t SplitResidentCtas(int32_t head_dim, int32_t group, int32_t sms, bool tensor_cores, TcTiles tc_tiles,
                           int32_t tc_stages) {
   if (tensor_cores && TcDecodeSupported(head_dim, group)) {

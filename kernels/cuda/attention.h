@@ -131,6 +131,17 @@ SplitChoice ChooseSplit(int32_t rows, int32_t page_size, int32_t resident_ctas);
 // ChooseSplit cuts into two waves, were 3.5% slower in 8-warp CTAs.
 inline constexpr int32_t kWideMaxRowTokens = 8192;
 bool WideTcRows(int32_t rows, int32_t max_row_tokens, int32_t sms);
+// Few long rows (one decode token, at most kWideSplitMaxRows of them) in 8-warp CTAs too, each
+// row cut into sms / rows chunks so the grid is one wave of such CTAs, one an SM: from
+// kWideSplitMinRowTokens tokens that took 7-18% less time than ChooseSplit's 4-warp split in
+// two CTAs an SM (docs/PERF.md session 27, `gpu_attention_bench --wide`, 8 rows: 4k 12.7 ->
+// 10.4 us, 16k 25.1 -> 22.6, 32k 41.0 -> 38.0), while 1k rows were slower (6.2 -> 6.9). The
+// chunks hold at least kMinChunkTokens (attention.cu), as ChooseSplit's. Graph steps key their
+// graph on it (the split then stays valid as the rows grow). No choice (max_splits 1,
+// min_chunk_entries 0) where the rule does not apply.
+inline constexpr int32_t kWideSplitMaxRows = 8;
+inline constexpr int32_t kWideSplitMinRowTokens = 4096;
+SplitChoice WideSplit(int32_t rows, int32_t max_row_tokens, int32_t page_size, int32_t sms);
 // A step's split into the kernel's parameters (the four fields; the workspace is the caller's).
 inline void SetSplit(PagedAttentionParams& p, const SplitChoice& c) {
   p.min_chunk_entries = c.min_chunk_entries;
