@@ -5,9 +5,10 @@
 // kWideSplitMinRowTokens mid-run, give the same tokens as the 4-warp split ($LILSERVE_TC_WIDE=0)
 // with log-probabilities as close as ExpectSame asks of the CPU (the kernels round P to bf16
 // against each warp's running max, and the chunks differ); eager steps in between return logits,
-// whose distance to the CPU backend's must stay within the 4-warp split's (a dropped or doubled
-// chunk would put it at several percent). The crossing captures a second graph for the same
-// batch size (GraphKey), and only then.
+// whose distance to the CPU backend's must stay within the 4-warp split's (a chunk dropped or
+// read twice moves the attention output by that chunk's share of the softmax, far more than the
+// rounding does). The crossing captures a second graph for the same batch size (GraphKey), and
+// only then.
 #include <gtest/gtest.h>
 
 #include <memory>
