@@ -339,6 +339,22 @@ TEST(AttentionSplit, ChoosesSplitsThatFillWholeWaves) {
   EXPECT_LE(cuda::ChooseSplit(1, 16, 100000).max_splits, 128);
 }
 
+TEST(AttentionSplit, WideSplitTakesFewLongRowsInOneWave) {
+  // Batch 1 x 8 KV heads on 132 SMs: 16 chunks of 8-warp CTAs (one wave) from 4,096 tokens,
+  // chunks of at least 64 tokens, no long-row rule.
+  const cuda::SplitChoice a = cuda::WideSplit(8, 4096, 16, 132);
+  EXPECT_EQ(a.max_splits, 16);
+  EXPECT_EQ(a.min_chunk_entries, 4);
+  EXPECT_EQ(a.row_splits, 0);
+  EXPECT_EQ(a.long_chunk_entries, 0);
+  EXPECT_EQ(cuda::WideSplit(8, 4095, 16, 132).min_chunk_entries, 0);    // shorter rows: ChooseSplit's
+  EXPECT_EQ(cuda::WideSplit(16, 32768, 16, 132).min_chunk_entries, 0);  // 16 rows: ChooseSplit's
+  EXPECT_EQ(cuda::WideSplit(4, 8192, 16, 132).max_splits, 33);          // TP=2's 4 rows
+  EXPECT_EQ(cuda::WideSplit(8, 8192, 1, 132).min_chunk_entries, 64);    // one-token pages
+  EXPECT_EQ(cuda::WideSplit(1, 8192, 16, 1000).max_splits, 128);        // at most kMaxSplits
+  EXPECT_EQ(cuda::WideSplit(8, 8192, 16, 15).min_chunk_entries, 0);     // under 2 chunks a row
+}
+
 INSTANTIATE_TEST_SUITE_P(Shapes, AttentionParity,
                          ::testing::Values(Shape{1, 1, 64}, Shape{3, 4, 128}, Shape{16, 8, 64},
                                            Shape{17, 4, 64}, Shape{16, 1, 128}, Shape{3, 8, 128},
