@@ -75,6 +75,9 @@ struct Launch {
   bool wide_split = false;
 };
 
+// Whether the launch runs one 8-warp CTA a row, unsplit (WideTcRows), rather than a split.
+inline bool OneCtaARow(const Launch& l) { return l.wide && !l.wide_split; }
+
 // $LILSERVE_TC_WIDE as the backend reads it: "0" never takes 8-warp CTAs.
 inline const bool kWideAllowed = [] {
   const char* e = std::getenv("LILSERVE_TC_WIDE");
@@ -154,7 +157,7 @@ inline lil::cuda::PagedAttentionParams Params(const Pool& pool, const Launch& l,
   p.rows_static = true;  // uploaded by the host
   p.tensor_cores = kTensorCores;
   p.scale = 0.08838834764f;
-  lil::cuda::SetSplit(p, l.wide && !l.wide_split ? lil::cuda::SplitChoice{} : l.split);
+  lil::cuda::SetSplit(p, OneCtaARow(l) ? lil::cuda::SplitChoice{} : l.split);
   p.tc_warps = l.wide ? lil::cuda::kWideWarps : lil::cuda::kSplitWarps;
   p.partial = l.partial;
   p.counters = l.counters;
@@ -192,7 +195,7 @@ inline int32_t RowSplits(const lil::cuda::SplitChoice& s, int32_t entries) {
 }
 
 // The chunks a launch's rows of `entries` entries run in (1 with 8-warp CTAs).
-inline int32_t LaunchSplits(const Launch& l, int32_t entries) { return l.wide && !l.wide_split ? 1 : RowSplits(l.split, entries); }
+inline int32_t LaunchSplits(const Launch& l, int32_t entries) { return OneCtaARow(l) ? 1 : RowSplits(l.split, entries); }
 
 // Sets of page tables for `batch` sequences at `context`, each set on distinct pages.
 inline std::vector<std::vector<std::vector<int32_t>>> MakeSets(const Bench& b, int32_t batch, int32_t context) {

@@ -290,10 +290,14 @@ int32_t LongestRowEntries(const RowLayout& l) {
 }
 }  // namespace
 
+bool CudaBackend::WideCtasAllowed(const StepInputs& in) const {
+  return in.mass_size == 0 && wide_rows_ != WideRows::kNever && TensorCoreAttention(in.num_tokens) &&
+         tc_tiles_ == TcTiles::kRegisters;
+}
+
 SplitChoice CudaBackend::WideSplitFor(const StepInputs& in, const RowLayout& l) const {
   const int32_t rows = in.num_tokens * local_.num_kv_heads;
-  if (in.mass_size > 0 || wide_rows_ == WideRows::kNever || !TensorCoreAttention(in.num_tokens) ||
-      tc_tiles_ != TcTiles::kRegisters || SplitTarget(in.num_tokens) <= 0 || !SplitSupported(local_.head_dim) ||
+  if (!WideCtasAllowed(in) || SplitTarget(in.num_tokens) <= 0 || !SplitSupported(local_.head_dim) ||
       rows > kWideSplitMaxRows) {
     return {};
   }
@@ -418,8 +422,7 @@ absl::StatusOr<StepResult> CudaBackend::Execute(const StepPlan& plan) {
     if (d.quest_split) quest_keys = std::max<int64_t>(quest_keys, int64_t{d.num_quest} * c.num_kv_heads * d.max_cand);
     max_nnz = std::max(max_nnz, d.nnz);
     d.wide = false;
-    if (!graph && in.mass_size == 0 && wide_rows_ != WideRows::kNever && TensorCoreAttention(in.num_tokens) &&
-        tc_tiles_ == TcTiles::kRegisters) {
+    if (!graph && WideCtasAllowed(in)) {
       d.wide = wide_rows_ == WideRows::kAlways ||
                WideTcRows(in.num_tokens * c.num_kv_heads, LongestRowEntries(l) * page_size_, sms_);
     }

@@ -199,6 +199,9 @@ class CudaBackend final : public Backend {
   // (min_chunk_entries 0) where it does not apply. The same answer on every rank (it reads the
   // rows' lengths and this rank's KV heads, which every rank has as many of).
   SplitChoice WideSplitFor(const StepInputs& in, const RowLayout& l) const;
+  // Whether a step may take 8-warp CTAs at all: tensor-core register tiles, no h2o mass, and
+  // $LILSERVE_TC_WIDE not 0 (both forms above ask it).
+  bool WideCtasAllowed(const StepInputs& in) const;
   int32_t sms_ = 0;
   bool TensorCoreAttention(int32_t num_tokens) const { return tc_decode_ && num_tokens >= tc_min_tokens_; }
   int32_t SplitTarget(int32_t num_tokens) const {
