@@ -17,7 +17,7 @@
 // only 12 launches of the backend's dense kernel at that shape, each on its own pages, for a
 // profiler (`ncu -k regex:Split --launch-skip 4`; a fourth argument `cp.async`: that tile path
 // instead of registers). --tiles: only the table of the two tile paths. --wide: 8-warp CTAs with
-// forced splits at batch 1 and 16. --sparse: only the
+// forced splits at batch 1, 2, 4, 8 and 16. --sparse: only the
 // sparse tables (Quest's scoring paths; `ncu -k regex:QuestScore` profiles them). --dense: only
 // the dense table (shuffled pages).
 #include <cuda_runtime.h>
@@ -139,12 +139,12 @@ void BatchedTable(const Bench& b) {
 
 // --wide: the register-tile kernel in 8-warp CTAs (PagedAttentionParams::tc_warps) with the
 // rows cut into 1-32 chunks, beside the backend's choice (WideTcRows, else ChooseSplit's 4-warp
-// split), at batch 1 and 16, 1k-32k: where else 8-warp CTAs would pay (session 27).
+// split), at batch 1, 2, 4, 8 and 16, 1k-32k: where else 8-warp CTAs would pay (session 27).
 void WideTable(const Bench& b) {
   std::printf("\n## 8-warp CTAs with forced splits against the backend's choice (us)\n\n");
   std::printf("| batch | context | backend's choice | us | 8 warps, 1 | 2 | 4 | 8 | 16 | 32 chunks |\n"
               "|---|---|---|---|---|---|---|---|---|---|\n");
-  for (int32_t batch : {1, 16}) {
+  for (int32_t batch : {1, 2, 4, 8, 16}) {
     for (int32_t context : {1024, 4096, 16384, 32768}) {
       const int32_t npages = context / kPage;
       const std::vector<Launch> launches = DenseLaunches(b, batch, context);

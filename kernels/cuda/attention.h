@@ -132,14 +132,24 @@ SplitChoice ChooseSplit(int32_t rows, int32_t page_size, int32_t resident_ctas);
 inline constexpr int32_t kWideMaxRowTokens = 8192;
 bool WideTcRows(int32_t rows, int32_t max_row_tokens, int32_t sms);
 // Few long rows (one decode token, at most kWideSplitMaxRows of them) in 8-warp CTAs too, each
-// row cut into sms / rows chunks so the grid is one wave of such CTAs, one an SM: from
-// kWideSplitMinRowTokens tokens that took 7-18% less time than ChooseSplit's 4-warp split in
-// two CTAs an SM (docs/PERF.md session 27, `gpu_attention_bench --wide`, 8 rows: 4k 12.7 ->
-// 10.4 us, 16k 25.1 -> 22.6, 32k 41.0 -> 38.0), while 1k rows were slower (6.2 -> 6.9). The
-// chunks hold at least kMinChunkTokens (attention.cu), as ChooseSplit's. Graph steps key their
-// graph on it (the split then stays valid as the rows grow). No choice (max_splits 1,
-// min_chunk_entries 0) where the rule does not apply.
-inline constexpr int32_t kWideSplitMaxRows = 8;
+// row cut into sms / rows chunks (at least 2) so the grid is one wave of such CTAs, one an SM,
+// where the longest row holds at least kWideSplitMinRowTokens tokens. Measured against
+// ChooseSplit's 4-warp split in two CTAs an SM (docs/PERF.md sessions 27-29, 8 KV heads on 132
+// SMs). The kernel alone (`gpu_attention_bench --wide`, 4k / 16k / 32k rows): batch 1 (8 rows, 16
+// chunks) 12.7 -> 10.4, 25.1 -> 22.6, 41.0 -> 38.0 us; batch 2 (16 rows, 8 chunks) 16.0 -> 14.5,
+// 39.4 -> 37.3, 70.1 -> 67.3; batch 4 (32 rows, 4 chunks) 23.1 -> 22.0, 67.9 -> 67.3, 127.9 ->
+// 127.2; batch 8 (64 rows, 2 chunks) 37.6 -> 37.3, 128.0 -> 127.3, 250.3 -> 248.2; batch 1's 1k
+// rows slower (6.3 -> 6.9: 64-token chunks leave half of the 8 warps idle), hence the length.
+// The 8B decode step (two rounds each): batch 1 0.5-1.0% faster from 4k, batch 2 equal at 4k /
+// 16k and 0.4-0.6% faster at 32k, batch 4 within +-0.6%, batch 8 0.8-2.5% slower. The bench
+// launches the kernel back to back under PDL, so one launch's last CTAs overlap the next one's
+// first; in a step of two or more sequences the o product after the attention is cuBLAS's,
+// which waits for the last CTA, and a one-wave grid of long chunks leaves that tail exposed.
+// Hence at most 16 rows (batch 2 at 8 KV heads). The chunks hold at least kMinChunkTokens
+// (attention.cu), as ChooseSplit's. Graph steps key their graph on it (the split then stays
+// valid as the rows grow). No choice (max_splits 1, min_chunk_entries 0) where the rule does
+// not apply.
+inline constexpr int32_t kWideSplitMaxRows = 16;
 inline constexpr int32_t kWideSplitMinRowTokens = 4096;
 SplitChoice WideSplit(int32_t rows, int32_t max_row_tokens, int32_t page_size, int32_t sms);
 // A step's split into the kernel's parameters (the four fields; the workspace is the caller's).
