@@ -190,7 +190,7 @@ class CudaBackend final : public Backend {
   // One 8-warp CTA a row for eager tensor-core steps whose rows WideTcRows picks (Quest's
   // selected rows at batch 16: PagedAttentionParams::tc_warps; graph steps keep the 4-warp
   // split, as their rows grow past the rule's length inside one captured graph), and 8-warp
-  // CTAs over split rows for steps of few long rows (WideSplit: up to 16 rows, i.e. batch 2 at
+  // CTAs over split rows for steps of few long rows (WideSplit: up to 8 rows, i.e. batch 1 at
   // 8 KV heads, from 4k tokens; graph steps too, keyed on it). $LILSERVE_TC_WIDE=0: neither;
   // =1: every eager step with register tiles unsplit (tests).
   enum class WideRows { kAuto, kAlways, kNever };

@@ -140,16 +140,16 @@ bool WideTcRows(int32_t rows, int32_t max_row_tokens, int32_t sms);
 // 39.4 -> 37.3, 70.1 -> 67.3; batch 4 (32 rows, 4 chunks) 23.1 -> 22.0, 67.9 -> 67.3, 127.9 ->
 // 127.2; batch 8 (64 rows, 2 chunks) 37.6 -> 37.3, 128.0 -> 127.3, 250.3 -> 248.2; batch 1's 1k
 // rows slower (6.3 -> 6.9: 64-token chunks leave half of the 8 warps idle), hence the length.
-// The 8B decode step (two rounds each): batch 1 0.5-1.0% faster from 4k, batch 2 equal at 4k /
-// 16k and 0.4-0.6% faster at 32k, batch 4 within +-0.6%, batch 8 0.8-2.5% slower. The bench
-// launches the kernel back to back under PDL, so one launch's last CTAs overlap the next one's
-// first; in a step of two or more sequences the o product after the attention is cuBLAS's,
-// which waits for the last CTA, and a one-wave grid of long chunks leaves that tail exposed.
-// Hence at most 16 rows (batch 2 at 8 KV heads). The chunks hold at least kMinChunkTokens
-// (attention.cu), as ChooseSplit's. Graph steps key their graph on it (the split then stays
-// valid as the rows grow). No choice (max_splits 1, min_chunk_entries 0) where the rule does
-// not apply.
-inline constexpr int32_t kWideSplitMaxRows = 16;
+// The 8B decode step: batch 1 0.5-1.0% faster from 4k (session 28), but batch 2 equal (three
+// rounds: 4k +0.5%, 32k -0.3% on average), batch 4 within +-0.6% and batch 8 0.8-2.5% slower
+// (session 29). The bench launches the kernel back to back under PDL, so one launch's last CTAs
+// overlap the next one's first; in a step of two or more sequences the o product after the
+// attention is cuBLAS's, which waits for the last CTA, and a one-wave grid of long chunks leaves
+// that tail exposed. Hence batch 1 only: at most 8 rows. The chunks hold at least
+// kMinChunkTokens (attention.cu), as ChooseSplit's. Graph steps key their graph on it (the split
+// then stays valid as the rows grow). No choice (max_splits 1, min_chunk_entries 0) where the
+// rule does not apply.
+inline constexpr int32_t kWideSplitMaxRows = 8;
 inline constexpr int32_t kWideSplitMinRowTokens = 4096;
 SplitChoice WideSplit(int32_t rows, int32_t max_row_tokens, int32_t page_size, int32_t sms);
 // A step's split into the kernel's parameters (the four fields; the workspace is the caller's).

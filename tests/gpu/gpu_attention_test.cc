@@ -341,17 +341,15 @@ TEST(AttentionSplit, ChoosesSplitsThatFillWholeWaves) {
 
 TEST(AttentionSplit, WideSplitTakesFewLongRowsInOneWave) {
   // Batch 1 x 8 KV heads on 132 SMs: 16 chunks of 8-warp CTAs (one wave) from 4,096 tokens,
-  // chunks of at least 64 tokens, no long-row rule; up to 16 rows (batch 2), sms / rows chunks.
+  // chunks of at least 64 tokens, no long-row rule; at most 8 rows.
   const cuda::SplitChoice a = cuda::WideSplit(8, 4096, 16, 132);
   EXPECT_EQ(a.max_splits, 16);
   EXPECT_EQ(a.min_chunk_entries, 4);
   EXPECT_EQ(a.row_splits, 0);
   EXPECT_EQ(a.long_chunk_entries, 0);
   EXPECT_EQ(cuda::WideSplit(8, 4095, 16, 132).min_chunk_entries, 0);    // shorter rows: ChooseSplit's
-  EXPECT_EQ(cuda::WideSplit(16, 32768, 16, 132).max_splits, 8);         // batch 2: 8 chunks a row
-  EXPECT_EQ(cuda::WideSplit(16, 4095, 16, 132).min_chunk_entries, 0);
-  EXPECT_EQ(cuda::WideSplit(17, 32768, 16, 132).min_chunk_entries, 0);  // past kWideSplitMaxRows
-  EXPECT_EQ(cuda::WideSplit(16, 32768, 16, 31).min_chunk_entries, 0);   // under 2 chunks a row
+  EXPECT_EQ(cuda::WideSplit(9, 32768, 16, 132).min_chunk_entries, 0);   // past kWideSplitMaxRows
+  EXPECT_EQ(cuda::WideSplit(16, 32768, 16, 132).min_chunk_entries, 0);  // batch 2: ChooseSplit's
   EXPECT_EQ(cuda::WideSplit(4, 8192, 16, 132).max_splits, 33);          // TP=2's 4 rows
   EXPECT_EQ(cuda::WideSplit(8, 8192, 1, 132).min_chunk_entries, 64);    // one-token pages
   EXPECT_EQ(cuda::WideSplit(1, 8192, 16, 1000).max_splits, 128);        // at most kMaxSplits
