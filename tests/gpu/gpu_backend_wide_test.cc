@@ -3,14 +3,14 @@
 // (kernels/cuda/attention.h WideSplit). Greedy decode steps replayed from CUDA graphs, on a model
 // with 8 KV heads at head_dim 128, at batch 1 (8 rows, 16 chunks a row on 132 SMs: the rule's
 // shape) and 2 (16 rows: past kWideSplitMaxRows, so the 4-warp split throughout, two sequences):
-// one sequence grows past kWideSplitMinRowTokens mid-run, the others stay short (their rows take
-// the same chunk count with fewer pages each). They give the same tokens as the 4-warp split
-// ($LILSERVE_TC_WIDE=0) with log-probabilities as close as ExpectSame asks of the CPU (the kernels
-// round P to bf16 against each warp's running max, and the chunks differ); eager steps in between
-// return logits, whose distance to the CPU backend's must stay within the 4-warp split's (a chunk
-// dropped or read twice moves the attention output by that chunk's share of the softmax, far more
-// than the rounding does). Within the rule the crossing captures a second graph for the same
-// batch size (GraphKey), and only then; past it, no second graph.
+// one sequence grows past kWideSplitMinRowTokens mid-run, the other stays short (150 tokens).
+// They give the same tokens as the 4-warp split ($LILSERVE_TC_WIDE=0) with log-probabilities as
+// close as ExpectSame asks of the CPU (the kernels round P to bf16 against each warp's running
+// max, and the chunks differ); eager steps in between return logits, whose distance to the CPU
+// backend's must stay within the 4-warp split's (a chunk dropped or read twice moves the
+// attention output by that chunk's share of the softmax, far more than the rounding does).
+// Within the rule the crossing captures a second graph for the same batch size (GraphKey), and
+// only then; past it, no second graph.
 #include <gtest/gtest.h>
 
 #include <memory>
@@ -55,7 +55,7 @@ TEST_P(CudaBackendWide, SplitGraphStepsMatchFourWarpSplit) {
   auto cpu = CpuBackend::Create(c, w, kv);
   ASSERT_TRUE(wide && four && cpu.ok());
   // Sequence 0: 4,070 prompt tokens, 255 pages (4,080 tokens of rows) until position 4,080, 256
-  // after. The others: 150-850 tokens, each on its own pages.
+  // after. Sequence i > 0: 50 + 100 i tokens. Each on its own pages.
   std::vector<ScheduledSeq> seqs;
   for (int i = 0; i < batch; ++i) {
     std::vector<int32_t> pages(kPagesEach);
