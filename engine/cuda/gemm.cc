@@ -200,12 +200,6 @@ absl::StatusOr<Gemm> Gemm::Create(cudaStream_t stream, bool force_fallback) {
       cudaGetLastError();  // no workspace: the skinny GEMM stays off
     }
   }
-  // Decode steps of 2 .. $LILSERVE_GEMV_FUSED_ROWS tokens (at most kGemvMaxRows) on the fused
-  // path through the GEMV: the norm, RoPE / KV write, SwiGLU and residual add inside the
-  // products, five kernels a layer under PDL instead of eleven around cuBLAS. Off by default.
-  if (const char* e = std::getenv("LILSERVE_GEMV_FUSED_ROWS"); g.use_gemv_ && e != nullptr) {
-    g.gemv_fused_rows_ = std::clamp(std::atoi(e), 1, kGemvMaxRows);
-  }
   g.tune_gemv_ = EnvIs("LILSERVE_GEMV_VARIANT", "auto");
   // A variant named explicitly (or auto) covers every row count the GEMV takes.
   if (g.tune_gemv_ || GemvVariantFromEnv() >= 0) g.gemv_max_rows_ = kGemvMaxRows;
@@ -254,8 +248,7 @@ absl::StatusOr<Gemm> Gemm::Create(cudaStream_t stream, bool force_fallback) {
 
 Gemm::Gemm(Gemm&& o) noexcept
     : stream_(o.stream_), handle_(std::exchange(o.handle_, nullptr)), library_(std::move(o.library_)),
-      use_gemv_(o.use_gemv_), tune_gemv_(o.tune_gemv_), gemv_max_rows_(o.gemv_max_rows_),
-      gemv_fused_rows_(o.gemv_fused_rows_), gemv_choice_(std::move(o.gemv_choice_)),
+      use_gemv_(o.use_gemv_), tune_gemv_(o.tune_gemv_), gemv_max_rows_(o.gemv_max_rows_), gemv_choice_(std::move(o.gemv_choice_)),
       workspace_(std::exchange(o.workspace_, nullptr)), lt_(std::move(o.lt_)), skinny_(std::move(o.skinny_)),
       lt_wanted_(o.lt_wanted_) {}
 
@@ -270,7 +263,6 @@ Gemm& Gemm::operator=(Gemm&& o) noexcept {
     use_gemv_ = o.use_gemv_;
     tune_gemv_ = o.tune_gemv_;
     gemv_max_rows_ = o.gemv_max_rows_;
-    gemv_fused_rows_ = o.gemv_fused_rows_;
     gemv_choice_ = std::move(o.gemv_choice_);
     lt_ = std::move(o.lt_);
     skinny_ = std::move(o.skinny_);
@@ -418,16 +410,14 @@ int Gemm::TunedGemv(const GemmParams& p) const {
 }
 
 bool Gemm::FusedAvailable(int32_t rows, int32_t in) const {
-  // Several rows through the GEMV only up to gemv_fused_rows_ (the GEMV takes up to 4, but
-  // streams the 8B matrices at ~45% of the read ceiling at 4 rows where cuBLAS does ~78%,
-  // docs/PERF.md), else through the skinny GEMM.
-  if (rows >= 2 && rows <= gemv_fused_rows_) return GemvAvailable(rows, in);
+  // Several rows only through the skinny GEMM: the GEMV takes up to 4, but cuBLAS plus the
+  // separate kernels beat it there (docs/PERF.md).
   if (rows >= 2) return skinny_ != nullptr && rows <= kSkinnyMaxRows && in % kSkinnyK == 0;
   return GemvAvailable(rows, in);
 }
 
 absl::Status Gemm::RunFused(const GemmParams& p) const {
-  if (p.rows >= 2 && p.rows > gemv_fused_rows_) {
+  if (p.rows >= 2) {
     if (!FusedAvailable(p.rows, p.in) || !SkinnySupported(p)) {
       return absl::FailedPreconditionError(absl::StrCat("no fused GEMM for rows=", p.rows, " in=", p.in, " out=", p.out,
                                                         skinny_ == nullptr ? " (LILSERVE_SKINNY is not 1)" : ""));

@@ -87,7 +87,6 @@ class Gemm {
   bool use_gemv_ = false;
   bool tune_gemv_ = false;
   int32_t gemv_max_rows_ = 1;  // products with more rows go to cuBLAS (when loaded)
-  int32_t gemv_fused_rows_ = 1;  // RunFused takes the GEMV up to this many rows ($LILSERVE_GEMV_FUSED_ROWS)
   mutable std::map<std::tuple<int32_t, int32_t, int32_t>, int> gemv_choice_;
   static constexpr size_t kWorkspaceBytes = 32u << 20;
   void* workspace_ = nullptr;  // cuBLAS workspace (cublasSetWorkspace), capture-safe

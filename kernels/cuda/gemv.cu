@@ -137,7 +137,7 @@ __device__ __forceinline__ void GemvReduceTail(const GemmParams& p, uint32_t e, 
 }
 
 template <int M, int R, int U, bool kPipelined, int S, int kMinBlocks, bool kXf32 = false>
-__global__ void __launch_bounds__(kWarpsPerBlock * 32, M == 1 ? kMinBlocks : (M == 2 && kMinBlocks > 1 ? 3 : 1)) GemvKernel(GemmParams p) {
+__global__ void __launch_bounds__(kWarpsPerBlock * 32, M == 1 ? kMinBlocks : 1) GemvKernel(GemmParams p) {
   static_assert(kWarpsPerBlock % S == 0, "a block holds whole row groups");
   const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, slice = warp % S;
   const int32_t n0 = (blockIdx.x * (kWarpsPerBlock / S) + warp / S) * R;
@@ -275,7 +275,7 @@ cudaError_t LaunchGemv(const GemmParams& p, cudaStream_t stream) {
     case 1:  // x_f32: one row only (GemvSupported)
       if (p.x_f32 != nullptr) return LaunchPdl(GemvKernel<1, R, U, kPipelined, S, kMinBlocks, true>, grid, threads, 0, stream, p);
       return LaunchPdl(GemvKernel<1, R, U, kPipelined, S, kMinBlocks>, grid, threads, 0, stream, p);
-    case 2: return LaunchPdl(GemvKernel<2, R, U, kPipelined, S, kMinBlocks>, grid, threads, 0, stream, p);
+    case 2: return LaunchPdl(GemvKernel<2, R, U, kPipelined, S, 1>, grid, threads, 0, stream, p);
     case 3:
     case 4: return LaunchPdl(GemvKernel<4, R, U, kPipelined, S, 1>, grid, threads, 0, stream, p);
     default: return cudaErrorInvalidValue;
