@@ -194,7 +194,7 @@ inline int32_t RowSplits(const lil::cuda::SplitChoice& s, int32_t entries) {
   return (entries + chunk - 1) / chunk;
 }
 
-// The chunks a launch's rows of `entries` entries run in (1 with 8-warp CTAs).
+// The chunks a launch's rows of `entries` entries run in (1 for one 8-warp CTA a row).
 inline int32_t LaunchSplits(const Launch& l, int32_t entries) { return OneCtaARow(l) ? 1 : RowSplits(l.split, entries); }
 
 // Sets of page tables for `batch` sequences at `context`, each set on distinct pages.

@@ -297,6 +297,8 @@ bool CudaBackend::WideCtasAllowed(const StepInputs& in) const {
 
 SplitChoice CudaBackend::WideSplitFor(const StepInputs& in, const RowLayout& l) const {
   const int32_t rows = in.num_tokens * local_.num_kv_heads;
+  // WideSplit checks the row count too; asked here first, a step of many rows (every batched
+  // step) skips the scan for the longest row.
   if (!WideCtasAllowed(in) || SplitTarget(in.num_tokens) <= 0 || !SplitSupported(local_.head_dim) ||
       rows > kWideSplitMaxRows) {
     return {};
