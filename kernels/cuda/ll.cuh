@@ -8,18 +8,13 @@
 #include <cstdint>
 
 #include "kernels/cuda/allreduce.h"
+#include "kernels/cuda/timer.cuh"
 
 namespace lil::cuda {
 
 // An epoch with its top bit set: never 0 (the slots' initial contents), also when the 32-bit
 // epoch wraps; consecutive calls of one parity differ.
 __device__ __forceinline__ uint32_t FlagOf(uint32_t e) { return e | 0x80000000u; }
-
-__device__ __forceinline__ uint64_t GlobalTimerNs() {
-  uint64_t t;
-  asm volatile("mov.u64 %0, %globaltimer;" : "=l"(t));
-  return t;
-}
 
 // A 16-byte store is not promised to land at once, but each aligned 8-byte half is, so a
 // receiver checks each value beside its own flag.

@@ -27,6 +27,7 @@
 #include "kernels/cuda/quest_radix.cuh"
 #include "kernels/cuda/quest_score.cuh"
 #include "kernels/cuda/smem_opt_in.h"
+#include "kernels/cuda/timer.cuh"
 #include "kernels/quest_fp8.h"
 
 #include <algorithm>
@@ -45,12 +46,6 @@ constexpr int kWarps = kThreads / 32;
 // Candidates of its compaction run a selection thread loads before the PDL wait: the whole run
 // up to 2,048 candidates (per = 4).
 constexpr int kRunAhead = 4;
-
-__device__ __forceinline__ uint64_t GlobalTimerNs() {
-  uint64_t ns;
-  asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(ns));
-  return ns;
-}
 
 // kOctetQuads > 0: the CTA's own scoring (launched only with keys null) through ScoreOctets,
 // which also counts the threshold search's first pass. The explicit minimum of one CTA an SM let
@@ -233,9 +228,7 @@ __global__ void __launch_bounds__(kThreads, 1) QuestSelectKernel(QuestSelectPara
       t[kQuestTimelinePoints] = s_clock[kQuestTimelinePoints];
       t[kQuestTimelinePoints + 1] = GlobalTimerNs();
       t[kQuestTimelinePoints + 2] = static_cast<uint64_t>(passes);
-      uint32_t sm;
-      asm volatile("mov.u32 %0, %%smid;" : "=r"(sm));
-      t[kQuestTimelinePoints + 3] = sm;
+      t[kQuestTimelinePoints + 3] = SmId();
     }
   }
 }
