@@ -19,7 +19,8 @@
 // instead of registers). --tiles: only the table of the two tile paths. --wide: 8-warp CTAs with
 // forced splits at batch 1, 2, 4, 8 and 16. --sparse: only the
 // sparse tables (Quest's scoring paths; `ncu -k regex:QuestScore` profiles them). --dense: only
-// the dense table (shuffled pages).
+// the dense table (shuffled pages). --timeline: where a launch's time goes, from its CTAs'
+// clocks (PagedAttentionParams::timeline), at batch 1 (1k-32k), 16 (32k), 32 and 128 (1k).
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -241,6 +242,80 @@ void SplitSweep(const Bench& b) {
   }
 }
 
+// --timeline: where a launch's time goes (PagedAttentionParams::timeline). For each shape, 12
+// launches back to back as the other tables time them; launches 10 and 11 record thread 0 of
+// each CTA. Times are us from launch 10's first CTA start (%globaltimer; the points inside a CTA
+// are clock64 at that CTA's cycles a ns), min / median / max over launch 10's CTAs.
+void TimelineTable(const Bench& b) {
+  using lil::cuda::kAttnTimelinePoints;
+  constexpr int kWords = lil::cuda::kAttnTimelineWords, kStartNs = kAttnTimelinePoints, kEndNs = kStartNs + 1;
+  std::printf("\n## Where a dense decode attention launch goes (thread 0 of each CTA; us)\n\n");
+  std::printf("| batch | context | what | min | median | max |\n|---|---|---|---|---|---|\n");
+  const std::pair<int32_t, int32_t> shapes[] = {{1, 1024}, {1, 4096}, {1, 16384}, {1, 32768},
+                                                {16, 32768}, {32, 1024}, {128, 1024}};
+  for (const auto& shape : shapes) {
+    const int32_t batch = shape.first, context = shape.second;
+    const std::vector<Launch> launches = DenseLaunches(b, batch, context);
+    const lil::cuda::PagedAttentionParams p0 = Params(b.pool, launches[0], batch, b.q, b.out);
+    const int32_t ctas = batch * kKvHeads * (p0.min_chunk_entries > 0 ? p0.max_splits : 1);
+    uint64_t* d = nullptr;
+    CHECK(cudaMalloc(&d, sizeof(uint64_t) * kWords * ctas * 2));
+    CHECK(cudaMemset(d, 0, sizeof(uint64_t) * kWords * ctas * 2));
+    const double us = 1e3 * MedianMs([&](int i) {
+      CHECK(lil::cuda::PagedAttention(Params(b.pool, launches[i % launches.size()], batch, b.q, b.out), nullptr));
+    }, 20, 9);
+    for (int i = 0; i < 12; ++i) {
+      lil::cuda::PagedAttentionParams ap = Params(b.pool, launches[i % launches.size()], batch, b.q, b.out);
+      if (i >= 10) ap.timeline = d + static_cast<size_t>(i - 10) * kWords * ctas;
+      CHECK(lil::cuda::PagedAttention(ap, nullptr));
+    }
+    CHECK(cudaDeviceSynchronize());
+    std::vector<uint64_t> h(static_cast<size_t>(kWords) * ctas * 2);
+    CHECK(cudaMemcpy(h.data(), d, h.size() * sizeof(uint64_t), cudaMemcpyDeviceToHost));
+    CHECK(cudaFree(d));
+    // Word w of CTA c of recorded launch l; a CTA past its row's splits wrote nothing.
+    auto word = [&](int l, int32_t c, int w) { return static_cast<double>(h[(static_cast<size_t>(l) * ctas + c) * kWords + w]); };
+    auto live = [&](int l, int32_t c) { return word(l, c, kEndNs) > 0; };
+    // Point i of CTA c of launch l on the global timer (ns).
+    auto at_ns = [&](int l, int32_t c, int i) {
+      const double cyc = word(l, c, lil::cuda::kAtEnd) - word(l, c, lil::cuda::kAtStart);
+      const double ns = word(l, c, kEndNs) - word(l, c, kStartNs);
+      const double ghz = cyc > 0 && ns > 0 ? cyc / ns : 1.8;
+      return word(l, c, kStartNs) + (word(l, c, i) - word(l, c, lil::cuda::kAtStart)) / ghz;
+    };
+    double t0 = 1e300, end0 = 0, t1 = 1e300;
+    for (int32_t c = 0; c < ctas; ++c) {
+      if (live(0, c)) {
+        t0 = std::min(t0, word(0, c, kStartNs));
+        end0 = std::max(end0, word(0, c, kEndNs));
+      }
+      if (live(1, c)) t1 = std::min(t1, word(1, c, kStartNs));
+    }
+    auto row = [&](const std::string& what, bool merging_only, auto value) {
+      std::vector<double> v;
+      for (int32_t c = 0; c < ctas; ++c) {
+        if (live(0, c) && (!merging_only || word(0, c, kEndNs + 2) > 0)) v.push_back(value(c));
+      }
+      if (v.empty()) return;
+      std::sort(v.begin(), v.end());
+      std::printf("| %d | %d | %s | %.2f | %.2f | %.2f |\n", batch, context, what.c_str(), v.front(), v[v.size() / 2],
+                  v.back());
+    };
+    std::printf("| %d | %d | a launch, median of 20 back to back (%d CTAs, %d splits a row) | | %.2f | |\n", batch,
+                context, ctas, LaunchSplits(launches[0], context / kPage), us);
+    std::printf("| %d | %d | the last CTA's end; the next launch's first start | | %.2f; %.2f | |\n", batch, context,
+                (end0 - t0) * 1e-3, (t1 - t0) * 1e-3);
+    const char* names[kAttnTimelinePoints] = {"start", "row known", "PDL wait returned", "q ready", "first tile in",
+                                              "warp 0's loop done", "all warps done", "counter bumped", "end"};
+    for (int i = 0; i < kAttnTimelinePoints; ++i) {
+      row(names[i], false, [&](int32_t c) { return (at_ns(0, c, i) - t0) * 1e-3; });
+    }
+    row("merging CTAs: counter bumped -> end", true,
+        [&](int32_t c) { return (at_ns(0, c, lil::cuda::kAtEnd) - at_ns(0, c, lil::cuda::kAtCounted)) * 1e-3; });
+    row("merging CTAs: end", true, [&](int32_t c) { return (at_ns(0, c, lil::cuda::kAtEnd) - t0) * 1e-3; });
+  }
+}
+
 // Prefill attention of one prompt from position 0: the tensor-core flash kernel against the
 // per-token kernel the backend runs today, same inputs. FLOPs: QK and PV over the causal
 // triangle, 4 x heads x head_dim x n(n+1)/2.
@@ -339,6 +414,10 @@ int main(int argc, char** argv) {
   }
   if (argc > 1 && std::string(argv[1]) == "--wide") {
     WideTable(b);
+    return 0;
+  }
+  if (argc > 1 && std::string(argv[1]) == "--timeline") {
+    TimelineTable(b);
     return 0;
   }
   if (argc > 1 && std::string(argv[1]) == "--tiles") {

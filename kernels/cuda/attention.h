@@ -78,7 +78,29 @@ struct PagedAttentionParams {
   // WideTcRows picks (one CTA a row, no split). The CUDA-core kernel and the cp.async path
   // always take kSplitWarps.
   int32_t tc_warps = 4;
+  // Diagnostics (gpu_attention_bench --timeline; the tensor-core kernel only): where set, thread
+  // 0 of each CTA writes kAttnTimelineWords words from timeline[(blockIdx.y * gridDim.x +
+  // blockIdx.x) * kAttnTimelineWords]: clock64 at the kAttnTimelinePoints points AttnPoint
+  // names, then %globaltimer (ns) at its start and at its end, its row's split count, whether
+  // it merged the row, its SM. A CTA past its row's split count writes nothing. Not for
+  // production steps.
+  uint64_t* timeline = nullptr;
 };
+
+// The points of PagedAttentionParams::timeline, in order.
+enum AttnPoint : int {
+  kAtStart = 0,        // the kernel's first instruction
+  kAtRowKnown,         // the split located, the first entries read, the first pages' L2 prefetch sent
+  kAtWaited,           // the PDL wait returned
+  kAtQReady,           // q in registers (the first tile's loads went out before q's)
+  kAtFirstTile,        // warp 0's first tile in shared memory
+  kAtLoopDone,         // warp 0 past its last tile
+  kAtWarpsDone,        // every warp's state in shared memory
+  kAtCounted,          // partial stored and the row's counter bumped (an unsplit row: = kAtWarpsDone)
+  kAtEnd,              // output written (the row's merging CTA), or nothing left to do
+  kAttnTimelinePoints
+};
+inline constexpr int kAttnTimelineWords = kAttnTimelinePoints + 5;
 
 // The row a (sequence, KV head) pair reads: RowOf(p, seq, kvh).
 __host__ __device__ inline int32_t RowOf(const PagedAttentionParams& p, int32_t seq, int32_t kvh) {

@@ -26,6 +26,7 @@
 #include "kernels/cuda/pdl.h"
 #include "kernels/cuda/smem_opt_in.h"
 #include "kernels/cuda/split_merge.cuh"
+#include "kernels/cuda/timer.cuh"
 
 #include <cuda_bf16.h>
 
@@ -69,6 +70,21 @@ __global__ void __launch_bounds__(W * 32)
   extern __shared__ __align__(16) unsigned char tc_smem[];
   __shared__ float s_m[W][G], s_l[W][G];
 
+  // Diagnostics (PagedAttentionParams::timeline): thread 0 notes clock64 at each AttnPoint (after
+  // storing `dep`, a value the point waits for, so the clock is read once it has arrived) and
+  // %globaltimer at its start.
+  __shared__ uint64_t s_clock[kAttnTimelinePoints + 1];
+  __shared__ uint32_t s_sink;
+  const bool timed = p.timeline != nullptr;
+  auto stamp = [&](int i, uint32_t dep) {
+    if (timed && threadIdx.x == 0) {
+      s_sink = dep;
+      s_clock[i] = clock64();
+    }
+  };
+  if (timed && threadIdx.x == 0) s_clock[kAttnTimelinePoints] = GlobalTimerNs();
+  stamp(kAtStart, 0);
+
   const int32_t ps = p.kv.page_size;
   SplitRow r;
   if (!LocateSplit(p, r)) return;  // an exited CTA counts as waited and triggered
@@ -78,8 +94,10 @@ __global__ void __launch_bounds__(W * 32)
   // The row's shape, its split and pos are the host's (PagedAttentionParams::rows_static); only
   // Quest's row lists come from the kernel before, so the wait goes just before them.
   if (!p.rows_static) {
+    stamp(kAtRowKnown, static_cast<uint32_t>(r.ce));
     PdlWait();
     PdlTrigger();
+    stamp(kAtWaited, 0);
   }
 
   // The tile iterator: (ie, it0) is the next tile to issue, ipage / in_ its entry's page and
@@ -98,8 +116,10 @@ __global__ void __launch_bounds__(W * 32)
   load_entry(ie + W, fpage, fn);
   if (p.rows_static) {
     PrefetchFirstPages<D, W>(p, cb, ce, kvh, pos);
+    stamp(kAtRowKnown, static_cast<uint32_t>(ipage + fpage));
     PdlWait();
     PdlTrigger();
+    stamp(kAtWaited, 0);
   }
 
   // This warp's stages: [S][K tile, V tile].
@@ -196,6 +216,7 @@ __global__ void __launch_bounds__(W * 32)
       }
     }
   }
+  stamp(kAtQReady, qa[D / 16 - 1][2]);
   float o[D / 8][4];
 #pragma unroll
   for (int n = 0; n < D / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.0f;
@@ -263,6 +284,7 @@ __global__ void __launch_bounds__(W * 32)
     // Tile k is in stage k % 2; tile k + 1 waits in registers until its stage is free, tile
     // k + 2's loads go out before tile k is multiplied.
     if (v0 >= 0) store_regs(0);
+    stamp(kAtFirstTile, rk[0].x ^ rv[0].x);
     int32_t v1 = load_regs();
     for (int k = 0; v0 >= 0; ++k) {
       __syncwarp();  // tile k's stores are visible to the warp; tile k - 1's stage is free
@@ -288,6 +310,7 @@ __global__ void __launch_bounds__(W * 32)
     }
   }
   CpAsyncWaitAll();  // only empty groups can remain; nothing may land after the aliasing below
+  stamp(kAtLoopDone, __float_as_uint(o[0][0]));
 
   l += __shfl_xor_sync(0xffffffffu, l, 1);
   l += __shfl_xor_sync(0xffffffffu, l, 2);
@@ -305,7 +328,17 @@ __global__ void __launch_bounds__(W * 32)
     }
   }
   __syncthreads();
-  MergeSplits<D, G, W>(p, r, s_acc, s_m, s_l);
+  stamp(kAtWarpsDone, 0);
+  const bool merged = MergeSplits<D, G, W>(p, r, s_acc, s_m, s_l, timed ? s_clock : nullptr);
+  if (timed && threadIdx.x == 0) {
+    s_clock[kAtEnd] = clock64();
+    uint64_t* out = p.timeline + (static_cast<int64_t>(blockIdx.y) * gridDim.x + blockIdx.x) * kAttnTimelineWords;
+    for (int i = 0; i <= kAttnTimelinePoints; ++i) out[i] = s_clock[i];
+    out[kAttnTimelinePoints + 1] = GlobalTimerNs();
+    out[kAttnTimelinePoints + 2] = static_cast<uint64_t>(r.nsplit);
+    out[kAttnTimelinePoints + 3] = merged ? 1u : 0u;
+    out[kAttnTimelinePoints + 4] = SmId();
+  }
 }
 
 static_assert(sizeof(float) * kSplitWarps * kSlotGroup * 128 <= DynamicSmem<128, 2, kSplitWarps>(), "s_acc fits");

@@ -80,10 +80,12 @@ __device__ __forceinline__ void MergeWarps(const float* s_acc, const float (*s_m
 
 // Called by every thread of the CTA after __syncthreads(), with its W warps' states in shared
 // memory: s_m / s_l [W][G] (log2-domain max and sum; -inf max: no key), s_acc [W][G][D]
-// (unnormalized outputs). Rows g < group are live.
+// (unnormalized outputs). Rows g < group are live. Returns whether this CTA wrote the row's
+// output (one split, or the last to finish). clocks: where set (shared memory, the timeline's
+// points), thread 0 notes kAtCounted in it.
 template <int D, int G, int W = kSplitWarps>
-__device__ __forceinline__ void MergeSplits(const PagedAttentionParams& p, const SplitRow& r, const float* s_acc,
-                                            const float (*s_m)[G], const float (*s_l)[G]) {
+__device__ __forceinline__ bool MergeSplits(const PagedAttentionParams& p, const SplitRow& r, const float* s_acc,
+                                            const float (*s_m)[G], const float (*s_l)[G], uint64_t* clocks = nullptr) {
   const int32_t x = r.x, split = r.split, nsplit = r.nsplit, t = r.t, kvh = r.kvh, group = r.group;
   __shared__ int s_last;
   const bool single = nsplit == 1;
@@ -103,13 +105,17 @@ __device__ __forceinline__ void MergeSplits(const PagedAttentionParams& p, const
       }
     }
   }
-  if (single) return;
+  if (single) {
+    if (clocks != nullptr && threadIdx.x == 0) clocks[kAtCounted] = clock64();
+    return true;
+  }
   // Last CTA of the row merges the splits (XQA's multi-block pattern: no second launch).
   __threadfence();
   __syncthreads();
   if (threadIdx.x == 0) s_last = atomicAdd(p.counters + x, 1) == nsplit - 1;
   __syncthreads();
-  if (!s_last) return;
+  if (clocks != nullptr && threadIdx.x == 0) clocks[kAtCounted] = clock64();
+  if (!s_last) return false;
   __threadfence();
   // One pass: each thread owns 4 consecutive outputs of one head and folds the splits in
   // batches of kMergeBatch with an online softmax, every load of a batch (the split's max, sum
@@ -156,6 +162,7 @@ __device__ __forceinline__ void MergeSplits(const PagedAttentionParams& p, const
     reinterpret_cast<__nv_bfloat162*>(out)[1] = __floats2bfloat162_rn(a.z * inv, a.w * inv);
   }
   if (threadIdx.x == 0) p.counters[x] = 0;
+  return true;
 }
 
 // attention_tc.cu: the tensor-core kernel's CTAs per SM with that tile path (and, for
